@@ -1,0 +1,32 @@
+//! siemflow-core: the engine every plugin plugs into.
+//!
+//! Events, acknowledgements, buffers, configuration, the plugin registry, the running
+//! topology, state on disk and observability live here. No plugin does.
+
+pub mod ack;
+pub mod api;
+pub mod buffer;
+pub mod config;
+pub mod decoding;
+pub mod event;
+pub mod fanout;
+pub mod metrics;
+pub mod plugin;
+pub mod registry;
+pub mod secret;
+pub mod state;
+pub mod template;
+pub mod topology;
+pub mod units;
+
+pub use ack::{AckReceipt, BatchStatus, EventAck};
+pub use event::{Batch, Event};
+pub use plugin::{
+    BoxFuture, ConfigIssue, SinkConfig, SinkContext, SourceConfig, SourceContext, Transform,
+    TransformConfig, TransformContext, TransformOutputs,
+};
+pub use registry::Registry;
+pub use secret::Secret;
+
+/// The value type of an event: VRL's, so VRL programs run on events without conversion.
+pub use vrl::value::{KeyString, ObjectMap, Value};

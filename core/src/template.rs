@@ -1,0 +1,156 @@
+//! Templates such as `out/%Y-%m-%d/{{ .Workload }}.log`: strftime fields from the
+//! current UTC time and `{{ path }}` fields from the event.
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Utc};
+use vrl::path::OwnedValuePath;
+
+use crate::event::Event;
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Time(String),
+    Field(OwnedValuePath),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses a template, checking strftime specifiers and field paths.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{{") {
+            push_text(&mut parts, &rest[..start])?;
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `{{{{` in template `{source}`"))?;
+            let field = after[..end].trim();
+            let path = vrl::path::parse_value_path(field).map_err(|e| {
+                format!("`{field}` in template `{source}` is not a field path ({e}); write e.g. `{{{{ .Workload }}}}`")
+            })?;
+            parts.push(Part::Field(path));
+            rest = &after[end + 2..];
+        }
+        push_text(&mut parts, rest)?;
+        Ok(Template {
+            source: source.to_string(),
+            parts,
+        })
+    }
+
+    /// True when the result depends on the event, not only on the time.
+    pub fn has_fields(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Field(_)))
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders for one event. A field value is made safe for a path: separators and `..`
+    /// cannot be smuggled in by the data. A missing field is an error naming it.
+    pub fn render_path(&self, event: &Event, now: DateTime<Utc>) -> Result<String, String> {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Time(f) => out.push_str(&now.format(f).to_string()),
+                Part::Field(path) => match event.get(path) {
+                    Some(value) if !value.is_null() => {
+                        out.push_str(&path_safe(&value.to_string_lossy()))
+                    }
+                    _ => return Err(format!("the event has no field `{path}`")),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn push_text(parts: &mut Vec<Part>, text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    if text.contains('%') {
+        if StrftimeItems::new(text).any(|item| matches!(item, Item::Error)) {
+            return Err(format!(
+                "`{text}` has an invalid strftime specifier; use e.g. %Y, %m, %d, %H, or %% for a literal %"
+            ));
+        }
+        parts.push(Part::Time(text.to_string()));
+    } else {
+        parts.push(Part::Text(text.to_string()));
+    }
+    Ok(())
+}
+
+fn path_safe(value: &str) -> String {
+    let cleaned: String = value
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | '\0' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => "_".to_string(),
+        _ => cleaned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(workload: &str) -> Event {
+        let (event, _) = crate::decoding::Decoding::Json
+            .decode(format!(r#"{{"Workload":"{workload}"}}"#).as_bytes());
+        event
+    }
+
+    #[test]
+    fn renders_time_and_fields() {
+        let template = Template::parse("out/%Y-%m-%d/{{ .Workload }}.log").expect("valid");
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).single().expect("time");
+        assert_eq!(
+            template.render_path(&event("Exchange"), now).as_deref(),
+            Ok("out/2026-11-24/Exchange.log")
+        );
+    }
+
+    #[test]
+    fn field_values_cannot_escape_the_folder() {
+        let template = Template::parse("out/{{ .Workload }}.log").expect("valid");
+        let rendered = template.render_path(&event("../../etc/passwd"), Utc::now());
+        assert_eq!(rendered.as_deref(), Ok("out/.._.._etc_passwd.log"));
+        assert_eq!(
+            template.render_path(&event(".."), Utc::now()).as_deref(),
+            Ok("out/_.log")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(Template::parse("out/{{ .Workload").is_err());
+        assert!(Template::parse("out/%Q.log").is_err());
+        assert!(Template::parse("out/{{ not a path }}.log").is_err());
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let template = Template::parse("{{ .Nope }}").expect("valid");
+        let error = template.render_path(&event("x"), Utc::now()).expect_err("missing");
+        assert!(error.contains("Nope"), "{error}");
+    }
+}
