@@ -59,7 +59,22 @@ impl Template {
     /// Renders for one event. A field value is made safe for a path: separators and `..`
     /// cannot be smuggled in by the data. A missing field is an error naming it.
     pub fn render_path(&self, event: &Event, now: DateTime<Utc>) -> Result<String, String> {
+        match self.render_path_or(event, now, "") {
+            (path, None) => Ok(path),
+            (_, Some(missing)) => Err(format!("the event has no field `{missing}`")),
+        }
+    }
+
+    /// Renders with `placeholder` standing in for missing fields; also returns the first
+    /// missing field's path, so the caller can count it.
+    pub fn render_path_or(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        placeholder: &str,
+    ) -> (String, Option<String>) {
         let mut out = String::with_capacity(self.source.len() + 16);
+        let mut missing = None;
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -68,11 +83,14 @@ impl Template {
                     Some(value) if !value.is_null() => {
                         out.push_str(&path_safe(&value.to_string_lossy()))
                     }
-                    _ => return Err(format!("the event has no field `{path}`")),
+                    _ => {
+                        out.push_str(placeholder);
+                        missing.get_or_insert_with(|| path.to_string());
+                    }
                 },
             }
         }
-        Ok(out)
+        (out, missing)
     }
 }
 
@@ -152,5 +170,7 @@ mod tests {
         let template = Template::parse("{{ .Nope }}").expect("valid");
         let error = template.render_path(&event("x"), Utc::now()).expect_err("missing");
         assert!(error.contains("Nope"), "{error}");
+        let (path, missing) = template.render_path_or(&event("x"), Utc::now(), "_missing");
+        assert_eq!((path.as_str(), missing.as_deref()), ("_missing", Some(".Nope")));
     }
 }
