@@ -171,6 +171,6 @@ mod tests {
         let error = template.render_path(&event("x"), Utc::now()).expect_err("missing");
         assert!(error.contains("Nope"), "{error}");
         let (path, missing) = template.render_path_or(&event("x"), Utc::now(), "_missing");
-        assert_eq!((path.as_str(), missing.as_deref()), ("_missing", Some(".Nope")));
+        assert_eq!((path.as_str(), missing.as_deref()), ("_missing", Some("Nope")));
     }
 }
