@@ -1,0 +1,202 @@
+//! The pipelines measured, and how: start the release binary on a prepared input, watch
+//! its /metrics until the last record is through, read its peak RSS (VmHWM).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::dataset::Dataset;
+
+/// One pipeline to measure.
+pub struct Scenario {
+    /// Name in the report.
+    pub name: &'static str,
+    /// What it stands for.
+    pub description: &'static str,
+    /// Config; `{input}` is replaced by the input path.
+    pub config: &'static str,
+    /// The sink whose `component_sent_events_total` counts completion.
+    pub sink: &'static str,
+    /// The target from the issues, for the report.
+    pub target: &'static str,
+}
+
+/// Every scenario, cheapest first.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "file → blackhole",
+            description: "NDJSON records parsed into events, then discarded",
+            config: r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+[sinks.out]
+type = "blackhole"
+inputs = ["in"]
+"#,
+            sink: "out",
+            target: "≥ 150,000 events/s, RSS < 100 MiB",
+        },
+        Scenario {
+            name: "file → remap → file",
+            description: "parse, a typical VRL program, write NDJSON",
+            config: r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+[transforms.shape]
+type = "remap"
+inputs = ["in"]
+source = '''
+.siemflow.vendor = "Microsoft"
+.siemflow.product = "Office 365"
+if exists(.Workload) { .siemflow.workload = .Workload }
+del(.UserKey)
+'''
+[sinks.out]
+type = "file"
+inputs = ["shape"]
+path = "out/result.ndjson"
+"#,
+            sink: "out",
+            target: "≥ 80,000 events/s, RSS < 100 MiB",
+        },
+    ]
+}
+
+/// The measured figures of one run.
+pub struct Measured {
+    /// Records per second, start of the process to the last record delivered.
+    pub events_per_second: f64,
+    /// Input megabytes (10^6) per second.
+    pub megabytes_per_second: f64,
+    /// Peak resident memory.
+    pub peak_rss_mib: f64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+fn http_get(address: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_string())
+}
+
+fn sent(metrics: &str, sink: &str) -> f64 {
+    let label = format!("component_id=\"{sink}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("component_sent_events_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs one scenario to completion.
+pub fn run(scenario: &Scenario, binary: &Path, input: &Path, data: &Dataset, work: &Path) -> anyhow::Result<Measured> {
+    let dir = tempfile::tempdir_in(work)?;
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let config = format!(
+        "data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{}",
+        scenario.config.replace("{input}", &input.display().to_string())
+    );
+    std::fs::write(dir.path().join("bench.toml"), config)?;
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["run", "-c", "bench.toml", "--log-level", "warn"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id();
+    let deadline = started + Duration::from_secs(600);
+    let finished = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("siemflow exited early: {status}");
+        }
+        if let Some(text) = http_get(&address, "/metrics")
+            && sent(&text, scenario.sink) >= data.events as f64
+        {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{} did not finish within 10 minutes", scenario.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let seconds = finished.as_secs_f64();
+    Ok(Measured {
+        events_per_second: data.events as f64 / seconds,
+        megabytes_per_second: data.bytes as f64 / 1e6 / seconds,
+        peak_rss_mib: peak_kib / 1024.0,
+        seconds,
+    })
+}
+
+fn command(args: &[&str]) -> String {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The Markdown report.
+pub fn report(results: &[(Scenario, Measured)], data: &Dataset) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut out = String::new();
+    out.push_str("# Benchmark results\n\n");
+    out.push_str("Written by `bench/run.sh` (see bench/README.md). Each figure is one run of the release\n");
+    out.push_str("binary from process start to the last record delivered, so start-up is included.\n\n");
+    out.push_str(&format!("- date: {}\n", command(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])));
+    out.push_str(&format!("- commit: {}\n", command(&["git", "rev-parse", "--short", "HEAD"])));
+    out.push_str(&format!("- machine: {cores} cores ({cpu}), {memory}, {}\n", command(&["uname", "-sr"])));
+    out.push_str(&format!(
+        "- input: {} Office 365 audit records, {:.1} MB, {:.0} bytes per record on average, a few per cent exact duplicates\n\n",
+        data.events,
+        data.bytes as f64 / 1e6,
+        data.bytes as f64 / data.events as f64
+    ));
+    out.push_str("| pipeline | events/s | MB/s | peak RSS | seconds | target |\n|---|---:|---:|---:|---:|---|\n");
+    for (scenario, m) in results {
+        out.push_str(&format!(
+            "| {} ({}) | {:.0} | {:.1} | {:.1} MiB | {:.2} | {} |\n",
+            scenario.name, scenario.description, m.events_per_second, m.megabytes_per_second, m.peak_rss_mib, m.seconds, scenario.target
+        ));
+    }
+    out
+}

@@ -1,0 +1,39 @@
+//! The `siemflow` command line, usable by third parties with their own plugins:
+//!
+//! ```no_run
+//! let mut registry = siemflow::standard_registry();
+//! // my_plugin::register(&mut registry);
+//! std::process::ExitCode::from(siemflow::main_with(registry));
+//! ```
+
+mod cli;
+mod list;
+mod logging;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+pub use siemflow_core::Registry;
+
+/// Exit code for configuration errors (sysexits' EX_CONFIG, as Vector uses).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// A registry with every plugin that ships with siemflow.
+pub fn standard_registry() -> Registry {
+    let mut registry = Registry::new();
+    siemflow_sources::register(&mut registry);
+    siemflow_transforms::register(&mut registry);
+    siemflow_sinks::register(&mut registry);
+    registry
+}
+
+/// Parses the command line and runs it with the given plugins.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command.unwrap_or_default() {
+        cli::Command::Run(args) => run::run(args, registry),
+        cli::Command::Validate(args) => run::validate(args, &registry),
+        cli::Command::List(args) => list::list(args, &registry),
+    }
+}

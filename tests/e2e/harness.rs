@@ -1,0 +1,257 @@
+//! Drives the real `siemflow` binary: temp folders, config files, signals, metrics.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_siemflow")
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scratch folder with a config file in it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file, creating folders; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// Appends to a file.
+    pub fn append(&self, name: &str, text: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))
+            .expect("open for append");
+        file.write_all(text.as_bytes()).expect("append");
+    }
+
+    /// Lines of a file (empty when it does not exist yet).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        read_lines(&self.path(name))
+    }
+
+    /// `siemflow validate -c <files>`: exit code and stderr.
+    pub fn validate(&self, configs: &[&str]) -> (i32, String) {
+        let mut command = Command::new(binary());
+        command.arg("validate").current_dir(self.dir.path());
+        for config in configs {
+            command.arg("-c").arg(config);
+        }
+        let output = command.output().expect("run validate");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts `siemflow run -c config.toml` in this folder.
+    pub fn run(&self, config: &str, stdout: Stdio) -> Pipeline {
+        self.run_with(config, stdout, Stdio::null())
+    }
+
+    /// Starts it with the given stdin too.
+    pub fn run_with(&self, config: &str, stdout: Stdio, stdin: Stdio) -> Pipeline {
+        self.spawn(config, &[], stdout, stdin)
+    }
+
+    /// Starts `siemflow run` with extra arguments.
+    pub fn spawn(&self, config: &str, extra: &[&str], stdout: Stdio, stdin: Stdio) -> Pipeline {
+        let stderr_path = self.path(&format!("stderr-{}.log", unique()));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(binary())
+            .args(["run", "--log-format", "json", "-c", config])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn siemflow");
+        Pipeline {
+            child,
+            stderr: stderr_path,
+            api: None,
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Lines of a file, or none when it does not exist.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().map(str::to_string).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A running siemflow process.
+pub struct Pipeline {
+    pub child: Child,
+    pub stderr: PathBuf,
+    api: Option<String>,
+}
+
+impl Pipeline {
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The API address it logged once listening.
+    pub fn api(&mut self) -> String {
+        if let Some(api) = &self.api {
+            return api.clone();
+        }
+        let address = wait_for("the API address in the logs", Duration::from_secs(60), || {
+            self.logs().lines().find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                if value.get("message")?.as_str()?.starts_with("API listening") {
+                    Some(value.get("address")?.as_str()?.to_string())
+                } else {
+                    None
+                }
+            })
+        });
+        self.api = Some(address.clone());
+        address
+    }
+
+    /// The Prometheus text from /metrics.
+    pub fn metrics(&mut self) -> String {
+        let address = self.api();
+        http_get(&address, "/metrics").unwrap_or_default()
+    }
+
+    /// The sum of a metric's samples whose labels contain every `label="value"` given.
+    pub fn metric(&mut self, name: &str, labels: &[&str]) -> f64 {
+        metric_sum(&self.metrics(), name, labels)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        wait_for("the process to exit", deadline, || {
+            self.child.try_wait().expect("try_wait")
+        })
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP/1.0 GET over loopback, enough for /metrics.
+pub fn http_get(address: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.to_string())
+}
+
+/// Sums the samples of `name` whose label set contains every given `key="value"`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest),
+                None => (series, ""),
+            };
+            if metric != name || !labels.iter().all(|l| rest.contains(l)) {
+                return None;
+            }
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// `n` distinct audit-like JSON records of roughly `size` bytes, one per line.
+pub fn records(from: usize, n: usize, size: usize) -> String {
+    let mut out = String::with_capacity(n * (size + 1));
+    for i in from..from + n {
+        let workload = ["AzureActiveDirectory", "Exchange", "SharePoint"][i % 3];
+        let head = format!(
+            r#"{{"Id":"rec-{i:08}","Workload":"{workload}","Operation":"UserLoggedIn","RecordType":15,"CreationTime":"2026-11-24T10:00:00","#
+        );
+        let pad = size.saturating_sub(head.len() + 12);
+        out.push_str(&head);
+        out.push_str(&format!(r#""Pad":"{}"}}"#, "x".repeat(pad)));
+        out.push('\n');
+    }
+    out
+}
+
+/// The `Id` of every JSON line.
+pub fn ids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("Id")?.as_str()?.to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `siemflow` binary: real processes, real files, real signals.
+
+mod harness;
+
+mod backpressure;
+mod config_errors;
+mod crash;
+mod delivery;
+mod reload;
+mod shutdown;
+mod stdin;
