@@ -1,0 +1,26 @@
+//! siemflow-sinks: the built-in sink plugins, one folder per plugin `type`.
+
+pub mod blackhole;
+pub mod console;
+mod duration;
+pub mod encoding;
+pub mod file;
+
+#[cfg(test)]
+mod test_support;
+
+/// Registers every sink of this crate.
+pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.sink::<blackhole::BlackholeSinkConfig>(
+        "blackhole",
+        "Counts and acknowledges events without sending them anywhere (testing, benchmarks)",
+    );
+    registry.sink::<console::ConsoleSinkConfig>(
+        "console",
+        "Writes events as lines to stdout or stderr",
+    );
+    registry.sink::<file::FileSinkConfig>(
+        "file",
+        "Appends events as lines to files named by a template",
+    );
+}

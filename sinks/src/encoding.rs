@@ -1,0 +1,123 @@
+//! Events to output lines, shared by the line-oriented sinks (console, file).
+
+use metrics::Counter;
+use serde::Deserialize;
+use siemflow_core::metrics::ComponentLabels;
+use siemflow_core::{Event, Value};
+
+/// How an event becomes one line of output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The whole event as one compact JSON object per line.
+    #[default]
+    Json,
+    /// The event's `message` field as it is. An event without a string `message` is
+    /// written as JSON instead, so it is never lost (counted as `missing_message`).
+    Text,
+}
+
+/// Encodes the events of one sink into lines, counting those `text` cannot represent.
+pub struct LineEncoder {
+    encoding: Encoding,
+    component: String,
+    missing_message: Counter,
+    warned_missing_message: bool,
+}
+
+impl LineEncoder {
+    /// An encoder for the component with these labels.
+    pub fn new(encoding: Encoding, labels: &ComponentLabels) -> Self {
+        LineEncoder {
+            encoding,
+            component: labels.id.clone(),
+            missing_message: labels.counter(
+                "component_errors_total",
+                &[("error_type", "missing_message"), ("stage", "processing")],
+            ),
+            warned_missing_message: false,
+        }
+    }
+
+    /// Appends the event and a newline to `buf`.
+    pub fn encode(&mut self, event: &Event, buf: &mut Vec<u8>) {
+        match self.encoding {
+            Encoding::Json => event.write_json(buf),
+            Encoding::Text => match message_bytes(event) {
+                Some(message) => buf.extend_from_slice(message),
+                None => {
+                    self.note_missing_message();
+                    event.write_json(buf);
+                }
+            },
+        }
+        buf.push(b'\n');
+    }
+
+    fn note_missing_message(&mut self) {
+        self.missing_message.increment(1);
+        // Once per run: a pipeline without `message` would otherwise flood the log.
+        if !self.warned_missing_message {
+            self.warned_missing_message = true;
+            tracing::warn!(
+                component = %self.component,
+                "event has no string `message` field; writing it as JSON instead (counted as component_errors_total{{error_type=\"missing_message\"}}, warned once)"
+            );
+        }
+    }
+}
+
+fn message_bytes(event: &Event) -> Option<&[u8]> {
+    match &event.value {
+        Value::Object(object) => match object.get("message") {
+            Some(Value::Bytes(bytes)) => Some(bytes),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{event, labels};
+
+    fn encode(encoding: Encoding, events: &[Event]) -> String {
+        let mut encoder = LineEncoder::new(encoding, &labels("encoding-test", "file"));
+        let mut buf = Vec::new();
+        for e in events {
+            encoder.encode(e, &mut buf);
+        }
+        String::from_utf8(buf).expect("utf-8")
+    }
+
+    #[test]
+    fn json_is_one_compact_object_per_line() {
+        let events = [
+            event(serde_json::json!({"Id": "1", "Workload": "Exchange"})),
+            event(serde_json::json!({"Id": "2"})),
+        ];
+        assert_eq!(
+            encode(Encoding::Json, &events),
+            "{\"Id\":\"1\",\"Workload\":\"Exchange\"}\n{\"Id\":\"2\"}\n"
+        );
+    }
+
+    #[test]
+    fn text_writes_the_message_as_it_is() {
+        let events = [Event::from_message("plain \"line\""), Event::from_message("second")];
+        assert_eq!(encode(Encoding::Text, &events), "plain \"line\"\nsecond\n");
+    }
+
+    #[test]
+    fn text_without_a_string_message_falls_back_to_json() {
+        let events = [
+            event(serde_json::json!({"Id": "1"})),
+            event(serde_json::json!({"message": 42})),
+        ];
+        assert_eq!(
+            encode(Encoding::Text, &events),
+            "{\"Id\":\"1\"}\n{\"message\":42}\n"
+        );
+    }
+}

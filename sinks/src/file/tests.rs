@@ -1,0 +1,1 @@
+//! Tests of the file sink, driven without the engine.
