@@ -1,0 +1,245 @@
+//! `file`: tails files matching glob patterns, through rotation, with end-to-end
+//! acknowledged checkpoints.
+//!
+//! A reading thread ([`reader`]) finds files and decodes their lines into batches; this
+//! task sends the batches on, waits for their acknowledgements, keeps the per-file
+//! checkpoint ([`tracker`]) and writes it to `checkpoints.json`. Splitting the two lets
+//! decoding (the costly part) overlap with everything downstream.
+
+mod checkpoint;
+mod config;
+mod reader;
+mod tracker;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use siemflow_core::event::attach_ack;
+use siemflow_core::{AckReceipt, BatchStatus, BoxFuture, ConfigIssue, SourceConfig, SourceContext};
+use tokio::sync::mpsc;
+
+pub use config::{FileConfig, ReadFrom};
+pub(crate) use config::{default_batch_max_events, default_max_line_bytes};
+use reader::{Command, FileSerial, ReadBatch, ReaderEvent, ReaderSettings};
+use tracker::{FailureOutcome, Tracker};
+
+use crate::lines::LineDecoder;
+
+/// Decoded batches the reader may hold ready ahead of the sender: enough to overlap
+/// reading with sending, small enough to bound memory.
+const READ_AHEAD_BATCHES: usize = 2;
+
+impl SourceConfig for FileConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        self.issues()
+    }
+
+    fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
+        let exclude = self
+            .exclude
+            .iter()
+            .map(|p| glob::Pattern::new(p).with_context(|| format!("invalid exclude pattern `{p}`")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for pattern in &self.include {
+            glob::Pattern::new(pattern).with_context(|| format!("invalid include pattern `{pattern}`"))?;
+        }
+        let settings = ReaderSettings {
+            include: self.include.clone(),
+            exclude,
+            read_from: self.read_from,
+            glob_interval: self.glob_interval,
+            poll_interval: self.poll_interval,
+            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+            batch_max_events: self.batch_max_events.max(1),
+            decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
+            watched: cx.component.metrics.labels.gauge("source_files_watched", &[]),
+            resume: Vec::new(),
+        };
+        Ok(Box::pin(run(settings, self.checkpoint_interval, cx)))
+    }
+}
+
+type Settled = (FileSerial, u64, BatchStatus);
+
+struct Source {
+    cx: SourceContext,
+    tracker: Tracker,
+    receipts: FuturesUnordered<BoxFuture<Settled>>,
+    /// `None` once stopping: dropping it tells the reader to end.
+    commands: Option<std_mpsc::Sender<Command>>,
+    checkpoint_path: PathBuf,
+    delivery_failed: metrics::Counter,
+}
+
+async fn run(
+    mut settings: ReaderSettings,
+    checkpoint_interval: std::time::Duration,
+    cx: SourceContext,
+) -> anyhow::Result<()> {
+    let state_dir = cx
+        .component
+        .ensure_state_dir()
+        .with_context(|| format!("cannot create the state folder {}", cx.component.state_dir.display()))?
+        .clone();
+    let checkpoint_path = state_dir.join(checkpoint::FILE_NAME);
+    let loaded = checkpoint::load(&checkpoint_path)?;
+    settings.resume = loaded.clone();
+
+    let (event_tx, mut events) = mpsc::channel(READ_AHEAD_BATCHES);
+    let (commands, command_rx) = std_mpsc::channel();
+    let reader = tokio::task::spawn_blocking(move || reader::run(settings, event_tx, command_rx));
+
+    let delivery_failed = cx.component.metrics.labels.counter(
+        "component_errors_total",
+        &[("error_type", "delivery_failed"), ("stage", "sending")],
+    );
+    let shutdown = cx.shutdown.clone();
+    let mut source = Source {
+        cx,
+        tracker: Tracker::new(loaded),
+        receipts: FuturesUnordered::new(),
+        commands: Some(commands),
+        checkpoint_path,
+        delivery_failed,
+    };
+    let mut save_tick = tokio::time::interval(checkpoint_interval);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let reader_ended = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break false,
+            Some(settled) = source.receipts.next(), if !source.receipts.is_empty() => {
+                source.settle(settled, true);
+            }
+            event = events.recv() => match event {
+                Some(event) => {
+                    if !source.handle(event).await {
+                        break false;
+                    }
+                }
+                None => break true,
+            },
+            _ = save_tick.tick() => {
+                if source.tracker.is_dirty() {
+                    source.save().await;
+                }
+            }
+        }
+    };
+
+    // Both channels closing is what ends the reader thread.
+    drop(events);
+    source.commands = None;
+    let outstanding = source.tracker.outstanding();
+    if outstanding > 0 {
+        tracing::info!(batches = outstanding, "waiting for acknowledgements before stopping");
+    }
+    while let Some(settled) = source.receipts.next().await {
+        source.settle(settled, false);
+    }
+    source.save().await;
+    if let Err(e) = reader.await {
+        anyhow::bail!("the file reading thread failed: {e}");
+    }
+    if reader_ended {
+        anyhow::bail!("the file reading thread stopped unexpectedly");
+    }
+    Ok(())
+}
+
+impl Source {
+    /// Handles one reader event; false when shutdown interrupted a send.
+    async fn handle(&mut self, event: ReaderEvent) -> bool {
+        match event {
+            ReaderEvent::Opened(file) => self.tracker.opened(file),
+            ReaderEvent::ScanDone => self.tracker.scan_done(),
+            ReaderEvent::Drained(serial) => {
+                let command = self.tracker.drained(serial);
+                self.command(command);
+            }
+            ReaderEvent::Truncated(serial) => {
+                let command = self.tracker.truncated(serial);
+                self.command(command);
+            }
+            ReaderEvent::Batch(batch) => return self.send(batch).await,
+        }
+        true
+    }
+
+    async fn send(&mut self, batch: ReadBatch) -> bool {
+        let Some(seq) = self.tracker.accept(&batch) else {
+            // Read before a rewind of its file: the re-read supplies these lines again.
+            return true;
+        };
+        let serial = batch.serial;
+        let mut events = batch.events;
+        if events.is_empty() {
+            // Only blank or discarded lines: nothing to wait for.
+            self.settle((serial, seq, BatchStatus::Delivered), true);
+            return true;
+        }
+        let receipt: AckReceipt = attach_ack(&mut events);
+        self.receipts
+            .push(Box::pin(async move { (serial, seq, receipt.await) }));
+        tokio::select! {
+            biased;
+            // Dropping the unsent batch fails its receipt: it is not checkpointed.
+            _ = self.cx.shutdown.cancelled() => false,
+            _ = self.cx.out.send(events) => true,
+        }
+    }
+
+    fn settle(&mut self, (serial, seq, status): Settled, retry: bool) {
+        let command = match status {
+            BatchStatus::Delivered => self.tracker.delivered(serial, seq),
+            BatchStatus::Failed => {
+                let path = self.tracker.path(serial).map(|p| p.display().to_string());
+                let (outcome, command) = self.tracker.failed(serial, seq, retry);
+                match outcome {
+                    FailureOutcome::Ignored => {}
+                    FailureOutcome::Retried => {
+                        self.delivery_failed.increment(1);
+                        tracing::warn!(path, "a batch was not delivered; reading it again after a back-off");
+                    }
+                    FailureOutcome::Lost if retry => {
+                        self.delivery_failed.increment(1);
+                        tracing::error!(path, "a batch was not delivered and the file was truncated since; those lines cannot be read again");
+                    }
+                    FailureOutcome::Lost => {
+                        self.delivery_failed.increment(1);
+                        tracing::warn!(path, "a batch was not delivered before shutdown; it is read again at the next start");
+                    }
+                }
+                command
+            }
+        };
+        self.command(command);
+    }
+
+    fn command(&self, command: Option<Command>) {
+        if let (Some(command), Some(commands)) = (command, &self.commands) {
+            // A send error means the reader has stopped, which the main loop notices.
+            let _ = commands.send(command);
+        }
+    }
+
+    async fn save(&mut self) {
+        let entries = self.tracker.take_entries();
+        let path = self.checkpoint_path.clone();
+        let saved = tokio::task::spawn_blocking(move || checkpoint::save(&path, entries)).await;
+        let error = match saved {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error, "cannot save the file checkpoints; will try again");
+        self.cx.component.metrics.labels.error("checkpoint_failed", "processing");
+        self.tracker.mark_dirty();
+    }
+}

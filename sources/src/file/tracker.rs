@@ -1,0 +1,317 @@
+//! Which batches of which file are delivered, and so how far each file's checkpoint may go.
+//!
+//! A file's checkpoint moves to a batch's end only when that batch and every earlier batch
+//! of the file were delivered. A failed batch cuts the file's queue there: later batches
+//! (delivered or not) are forgotten, the file is read again from the failed batch's start
+//! under a new generation, and stale batches still in flight are ignored.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+
+use super::checkpoint::{self, Entry};
+use super::reader::{Command, FileSerial, OpenedFile, ReadBatch};
+
+/// First wait before a failed batch is read again; doubles per consecutive failure.
+const RETRY_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait before a failed batch is read again.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Pending {
+    seq: u64,
+    start: u64,
+    end: u64,
+    delivered: bool,
+}
+
+struct FileState {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+    fingerprint: Option<u64>,
+    acked: u64,
+    generation: u64,
+    pending: VecDeque<Pending>,
+    drained: bool,
+    /// False once the file was truncated: its old content is gone.
+    rereadable: bool,
+    consecutive_failures: u32,
+}
+
+/// What became of a failed batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// It will be read again.
+    Retried,
+    /// The file can no longer supply it (truncated, or shutting down).
+    Lost,
+    /// Stale: it belonged to an older generation of the file.
+    Ignored,
+}
+
+/// Per-file acknowledgement state and the checkpoint derived from it.
+#[derive(Default)]
+pub struct Tracker {
+    files: HashMap<FileSerial, FileState>,
+    /// Loaded entries kept until the start-up scan says which files still exist.
+    unconfirmed: Vec<Entry>,
+    next_seq: u64,
+    dirty: bool,
+}
+
+impl Tracker {
+    /// A tracker that keeps the loaded checkpoints until the start-up scan is done.
+    pub fn new(loaded: Vec<Entry>) -> Self {
+        Tracker {
+            unconfirmed: loaded,
+            ..Tracker::default()
+        }
+    }
+
+    /// True when the checkpoint changed since the last [`Tracker::take_entries`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The last save failed: save again at the next chance.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The start-up scan is done: entries of files it did not find are dropped.
+    pub fn scan_done(&mut self) {
+        if !self.unconfirmed.is_empty() {
+            tracing::info!(files = self.unconfirmed.len(), "forgetting checkpoints of files that no longer exist");
+            self.unconfirmed.clear();
+            self.dirty = true;
+        }
+    }
+
+    /// The reader follows a new file.
+    pub fn opened(&mut self, file: OpenedFile) {
+        self.files.insert(
+            file.serial,
+            FileState {
+                path: file.path,
+                device: file.device,
+                inode: file.inode,
+                fingerprint: file.fingerprint,
+                acked: file.offset,
+                generation: 0,
+                pending: VecDeque::new(),
+                drained: false,
+                rereadable: true,
+                consecutive_failures: 0,
+            },
+        );
+        self.dirty = true;
+    }
+
+    /// Registers a batch about to be sent; `None` when it is stale and must be dropped.
+    pub fn accept(&mut self, batch: &ReadBatch) -> Option<u64> {
+        let state = self.files.get_mut(&batch.serial)?;
+        if batch.generation != state.generation {
+            return None;
+        }
+        if state.fingerprint.is_none() {
+            state.fingerprint = batch.fingerprint;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        state.pending.push_back(Pending {
+            seq,
+            start: batch.start,
+            end: batch.end,
+            delivered: false,
+        });
+        Some(seq)
+    }
+
+    /// The path of a file, for messages.
+    pub fn path(&self, serial: FileSerial) -> Option<&PathBuf> {
+        self.files.get(&serial).map(|s| &s.path)
+    }
+
+    /// A batch was delivered. Returns a command for the reader when the file can be closed.
+    pub fn delivered(&mut self, serial: FileSerial, seq: u64) -> Option<Command> {
+        let state = self.files.get_mut(&serial)?;
+        let pending = state.pending.iter_mut().find(|p| p.seq == seq)?;
+        pending.delivered = true;
+        while state.pending.front().is_some_and(|p| p.delivered) {
+            if let Some(done) = state.pending.pop_front() {
+                state.acked = done.end;
+                state.consecutive_failures = 0;
+                self.dirty = true;
+            }
+        }
+        self.release_if_settled(serial)
+    }
+
+    /// A batch failed. With `retry`, the file is read again from the batch's start after a
+    /// back-off; the returned command says so.
+    pub fn failed(&mut self, serial: FileSerial, seq: u64, retry: bool) -> (FailureOutcome, Option<Command>) {
+        let Some(state) = self.files.get_mut(&serial) else {
+            return (FailureOutcome::Ignored, None);
+        };
+        let Some(index) = state.pending.iter().position(|p| p.seq == seq) else {
+            return (FailureOutcome::Ignored, None);
+        };
+        let offset = state.pending[index].start;
+        // Nothing at or after the hole may move the checkpoint: it is all read again.
+        state.pending.truncate(index);
+        state.generation += 1;
+        if retry && state.rereadable {
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            let backoff = RETRY_BACKOFF
+                .saturating_mul(1 << state.consecutive_failures.saturating_sub(1).min(10))
+                .min(MAX_RETRY_BACKOFF);
+            state.drained = false;
+            let command = Command::Rewind {
+                serial,
+                offset,
+                generation: state.generation,
+                not_before: Instant::now() + backoff,
+            };
+            return (FailureOutcome::Retried, Some(command));
+        }
+        (FailureOutcome::Lost, self.release_if_settled(serial))
+    }
+
+    /// The reader read a file that left the globs to its end.
+    pub fn drained(&mut self, serial: FileSerial) -> Option<Command> {
+        self.files.get_mut(&serial)?.drained = true;
+        self.release_if_settled(serial)
+    }
+
+    /// The file was truncated: its old batches can no longer be read again.
+    pub fn truncated(&mut self, serial: FileSerial) -> Option<Command> {
+        let state = self.files.get_mut(&serial)?;
+        state.rereadable = false;
+        state.drained = true;
+        // The reader already moved on under a new serial; nothing to release.
+        if state.pending.is_empty() {
+            self.files.remove(&serial);
+            self.dirty = true;
+        }
+        None
+    }
+
+    fn release_if_settled(&mut self, serial: FileSerial) -> Option<Command> {
+        let state = self.files.get(&serial)?;
+        if !(state.drained && state.pending.is_empty()) {
+            return None;
+        }
+        let rereadable = state.rereadable;
+        self.files.remove(&serial);
+        self.dirty = true;
+        rereadable.then_some(Command::Release(serial))
+    }
+
+    /// The checkpoint entries to save now; clears the dirty flag.
+    pub fn take_entries(&mut self) -> Vec<Entry> {
+        self.dirty = false;
+        let mut by_identity: HashMap<(u64, u64, String), (FileSerial, Entry)> = HashMap::new();
+        for (&serial, state) in &self.files {
+            let Some(fingerprint) = state.fingerprint else {
+                continue;
+            };
+            let entry = Entry {
+                path: state.path.clone(),
+                device: state.device,
+                inode: state.inode,
+                fingerprint: checkpoint::hex(fingerprint),
+                offset: state.acked,
+            };
+            let key = (entry.device, entry.inode, entry.fingerprint.clone());
+            // The same content under an old serial (before a truncation) loses to the newest.
+            match by_identity.get(&key) {
+                Some((existing, _)) if *existing > serial => {}
+                _ => {
+                    by_identity.insert(key, (serial, entry));
+                }
+            }
+        }
+        let mut entries: Vec<Entry> = by_identity.into_values().map(|(_, e)| e).collect();
+        entries.extend(self.unconfirmed.iter().cloned());
+        entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
+        entries
+    }
+
+    /// Batches still waiting for their acknowledgement.
+    pub fn outstanding(&self) -> usize {
+        self.files.values().map(|s| s.pending.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(serial: FileSerial) -> OpenedFile {
+        OpenedFile {
+            serial,
+            path: format!("/f{serial}").into(),
+            device: 1,
+            inode: serial,
+            fingerprint: Some(7),
+            offset: 0,
+        }
+    }
+
+    fn batch(serial: FileSerial, generation: u64, start: u64, end: u64) -> ReadBatch {
+        ReadBatch {
+            serial,
+            generation,
+            start,
+            end,
+            fingerprint: Some(7),
+            events: Vec::new(),
+        }
+    }
+
+    fn offset(tracker: &mut Tracker) -> u64 {
+        tracker.take_entries()[0].offset
+    }
+
+    #[test]
+    fn checkpoint_waits_for_every_earlier_batch() {
+        let mut tracker = Tracker::new(Vec::new());
+        tracker.opened(opened(1));
+        let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
+        let b = tracker.accept(&batch(1, 0, 10, 20)).expect("current");
+        tracker.delivered(1, b);
+        assert_eq!(offset(&mut tracker), 0);
+        tracker.delivered(1, a);
+        assert_eq!(offset(&mut tracker), 20);
+    }
+
+    #[test]
+    fn a_failure_holds_the_checkpoint_until_the_reread_is_delivered() {
+        let mut tracker = Tracker::new(Vec::new());
+        tracker.opened(opened(1));
+        let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
+        let b = tracker.accept(&batch(1, 0, 10, 20)).expect("current");
+        let c = tracker.accept(&batch(1, 0, 20, 30)).expect("current");
+        let (outcome, command) = tracker.failed(1, b, true);
+        assert_eq!(outcome, FailureOutcome::Retried);
+        assert!(matches!(command, Some(Command::Rewind { offset: 10, generation: 1, .. })));
+        tracker.delivered(1, c);
+        tracker.delivered(1, a);
+        assert_eq!(offset(&mut tracker), 10);
+        assert_eq!(tracker.accept(&batch(1, 0, 30, 40)), None, "stale generation");
+        let again = tracker.accept(&batch(1, 1, 10, 30)).expect("re-read");
+        tracker.delivered(1, again);
+        assert_eq!(offset(&mut tracker), 30);
+    }
+
+    #[test]
+    fn drained_file_is_released_once_settled() {
+        let mut tracker = Tracker::new(Vec::new());
+        tracker.opened(opened(1));
+        let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
+        assert!(tracker.drained(1).is_none());
+        assert!(matches!(tracker.delivered(1, a), Some(Command::Release(1))));
+        assert!(tracker.take_entries().is_empty());
+    }
+}

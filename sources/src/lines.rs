@@ -1,0 +1,267 @@
+//! Splitting a byte stream into lines, read in large chunks, with a bound on line length.
+//!
+//! Shared by the line-oriented sources: they read straight into [`LineBuffer::spare`]
+//! and take lines out without copying them.
+
+use std::ops::Range;
+
+use metrics::Counter;
+use siemflow_core::decoding::Decoding;
+use siemflow_core::event::Event;
+use siemflow_core::metrics::ComponentMetrics;
+
+/// How many bytes one read asks for: large, so a busy file costs few syscalls.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// What the buffer found next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// A complete line (without its newline) at this range of the buffer.
+    Line {
+        /// Where the line sits in the buffer.
+        range: Range<usize>,
+        /// Bytes consumed from the stream, newline included.
+        consumed: u64,
+    },
+    /// A line longer than the limit, now skipped up to and including its newline.
+    TooLong {
+        /// Bytes consumed from the stream, newline included.
+        consumed: u64,
+    },
+}
+
+/// A growable read buffer that hands out complete lines.
+pub struct LineBuffer {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    searched: usize,
+    max_line: usize,
+    /// Bytes of an overlong line already dropped while waiting for its newline.
+    discarded: Option<u64>,
+}
+
+impl LineBuffer {
+    /// An empty buffer that rejects lines longer than `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        LineBuffer {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            searched: 0,
+            max_line: max_line.max(1),
+            discarded: None,
+        }
+    }
+
+    /// Free space at the end of the buffer (at least [`CHUNK_BYTES`]) to read into.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            // Keep only the unfinished line so the buffer does not grow with the stream.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.searched -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < CHUNK_BYTES {
+            self.buf.resize(self.end + CHUNK_BYTES, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `filled` bytes of [`LineBuffer::spare`] as read.
+    pub fn commit(&mut self, filled: usize) {
+        self.end = (self.end + filled).min(self.buf.len());
+    }
+
+    /// The bytes of a line returned by [`LineBuffer::next_piece`].
+    pub fn slice(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Bytes read but not yet handed out as part of a piece (an unfinished line).
+    pub fn unfinished_bytes(&self) -> u64 {
+        (self.end - self.start) as u64 + self.discarded.unwrap_or(0)
+    }
+
+    /// Forgets everything buffered (the stream is read again from elsewhere).
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.searched = 0;
+        self.discarded = None;
+    }
+
+    /// Frees the read buffer when it holds nothing unfinished.
+    pub fn release_memory(&mut self) {
+        if self.start == self.end && self.discarded.is_none() {
+            self.buf = Vec::new();
+            self.clear();
+        }
+    }
+
+    /// The next complete line, or `None` until more bytes arrive.
+    pub fn next_piece(&mut self) -> Option<Piece> {
+        let from = self.searched.max(self.start);
+        match memchr::memchr(b'\n', &self.buf[from..self.end]) {
+            Some(at) => {
+                let newline = from + at;
+                let range = self.start..newline;
+                let consumed = (newline + 1 - self.start) as u64;
+                self.start = newline + 1;
+                self.searched = self.start;
+                if let Some(dropped) = self.discarded.take() {
+                    return Some(Piece::TooLong {
+                        consumed: dropped + consumed,
+                    });
+                }
+                if range.len() > self.max_line {
+                    return Some(Piece::TooLong { consumed });
+                }
+                Some(Piece::Line { range, consumed })
+            }
+            None => {
+                self.searched = self.end;
+                let unfinished = self.end - self.start;
+                if unfinished > self.max_line {
+                    // Dropping the bytes now is what bounds memory for a runaway line.
+                    *self.discarded.get_or_insert(0) += unfinished as u64;
+                    self.start = self.end;
+                    self.searched = self.end;
+                }
+                None
+            }
+        }
+    }
+
+    /// At the end of the stream: the last line that never got its newline, if any.
+    pub fn finish(&mut self) -> Option<Piece> {
+        if let Some(dropped) = self.discarded.take() {
+            let consumed = dropped + (self.end - self.start) as u64;
+            self.start = self.end;
+            self.searched = self.end;
+            return Some(Piece::TooLong { consumed });
+        }
+        if self.start == self.end {
+            return None;
+        }
+        let range = self.start..self.end;
+        let consumed = range.len() as u64;
+        self.start = self.end;
+        self.searched = self.end;
+        if range.len() > self.max_line {
+            return Some(Piece::TooLong { consumed });
+        }
+        Some(Piece::Line { range, consumed })
+    }
+}
+
+/// Turns lines into events and counts what the line sources must count.
+#[derive(Clone)]
+pub struct LineDecoder {
+    decoding: Decoding,
+    received_events: Counter,
+    received_bytes: Counter,
+    parse_failed: Counter,
+    too_long: Counter,
+}
+
+/// The label of the stage where reading errors happen.
+pub const STAGE_RECEIVING: &str = "receiving";
+
+impl LineDecoder {
+    /// A decoder counting into this component's metrics.
+    pub fn new(decoding: Decoding, metrics: &ComponentMetrics) -> Self {
+        let errors = |error_type: &str| {
+            metrics.labels.counter(
+                "component_errors_total",
+                &[("error_type", error_type), ("stage", STAGE_RECEIVING)],
+            )
+        };
+        LineDecoder {
+            decoding,
+            received_events: metrics.received_events.clone(),
+            received_bytes: metrics.received_bytes.clone(),
+            parse_failed: errors("parse_failed"),
+            too_long: errors("line_too_long"),
+        }
+    }
+
+    /// Decodes one line into `batch`; blank lines are skipped. Returns the parse error, if
+    /// any (the line is still emitted, whole, in `message`).
+    pub fn push(&self, line: &[u8], batch: &mut Vec<Event>) -> Option<String> {
+        self.received_bytes.increment(line.len() as u64);
+        if line.is_empty() || line == b"\r" {
+            return None;
+        }
+        let (event, error) = self.decoding.decode(line);
+        batch.push(event);
+        self.received_events.increment(1);
+        if error.is_some() {
+            self.parse_failed.increment(1);
+        }
+        error
+    }
+
+    /// Counts one discarded overlong line.
+    pub fn count_too_long(&self) {
+        self.too_long.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(buffer: &mut LineBuffer, bytes: &[u8]) {
+        let spare = buffer.spare();
+        spare[..bytes.len()].copy_from_slice(bytes);
+        buffer.commit(bytes.len());
+    }
+
+    fn lines(buffer: &mut LineBuffer) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(piece) = buffer.next_piece() {
+            match piece {
+                Piece::Line { range, .. } => {
+                    out.push(String::from_utf8_lossy(buffer.slice(range)).into_owned())
+                }
+                Piece::TooLong { consumed } => out.push(format!("<too long: {consumed}>")),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_keeps_the_unfinished_one() {
+        let mut buffer = LineBuffer::new(100);
+        feed(&mut buffer, b"a\nbb\ncc");
+        assert_eq!(lines(&mut buffer), ["a", "bb"]);
+        assert_eq!(buffer.unfinished_bytes(), 2);
+        feed(&mut buffer, b"c\n");
+        assert_eq!(lines(&mut buffer), ["ccc"]);
+        assert_eq!(buffer.unfinished_bytes(), 0);
+    }
+
+    #[test]
+    fn overlong_lines_are_dropped_even_across_reads() {
+        let mut buffer = LineBuffer::new(4);
+        feed(&mut buffer, b"123456789");
+        assert_eq!(lines(&mut buffer), Vec::<String>::new());
+        assert_eq!(buffer.unfinished_bytes(), 9);
+        feed(&mut buffer, b"0\nok\n12345\n");
+        assert_eq!(lines(&mut buffer), ["<too long: 11>", "ok", "<too long: 6>"]);
+    }
+
+    #[test]
+    fn finish_returns_the_last_line_without_newline() {
+        let mut buffer = LineBuffer::new(10);
+        feed(&mut buffer, b"x\ntail");
+        assert_eq!(lines(&mut buffer), ["x"]);
+        let Some(Piece::Line { range, consumed }) = buffer.finish() else {
+            panic!("expected the tail");
+        };
+        assert_eq!((buffer.slice(range), consumed), (&b"tail"[..], 4));
+        assert_eq!(buffer.finish(), None);
+    }
+}
