@@ -70,6 +70,7 @@ impl LineEncoder {
 fn message_bytes(event: &Event) -> Option<&[u8]> {
     match &event.value {
         Value::Object(object) => match object.get("message") {
+            Some(Value::String(text)) => Some(text.as_bytes()),
             Some(Value::Bytes(bytes)) => Some(bytes),
             _ => None,
         },
@@ -105,8 +106,17 @@ mod tests {
 
     #[test]
     fn text_writes_the_message_as_it_is() {
-        let events = [Event::from_message("plain \"line\""), Event::from_message("second")];
+        let events = [
+            Event::from_message("plain \"line\""),
+            Event::from_message("second"),
+        ];
         assert_eq!(encode(Encoding::Text, &events), "plain \"line\"\nsecond\n");
+    }
+
+    #[test]
+    fn text_accepts_raw_bytes_messages() {
+        let raw = Event::from_message(Value::Bytes(bytes::Bytes::from_static(b"raw bytes")));
+        assert_eq!(encode(Encoding::Text, &[raw]), "raw bytes\n");
     }
 
     #[test]

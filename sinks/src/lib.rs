@@ -24,3 +24,18 @@ pub fn register(registry: &mut siemflow_core::Registry) {
         "Appends events as lines to files named by a template",
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use siemflow_core::metrics::ComponentKind;
+
+    #[test]
+    fn registers_every_sink() {
+        let mut registry = siemflow_core::Registry::new();
+        super::register(&mut registry);
+        assert_eq!(
+            registry.names(ComponentKind::Sink),
+            ["blackhole", "console", "file"]
+        );
+    }
+}

@@ -120,15 +120,22 @@ mod tests {
     fn blackhole_print_interval_defaults_to_none() {
         assert_eq!(config(json!({})).expect("valid").print_interval, None);
         assert_eq!(
-            config(json!({ "print_interval": "none" })).expect("valid").print_interval,
+            config(json!({ "print_interval": "none" }))
+                .expect("valid")
+                .print_interval,
             None
         );
         assert_eq!(
-            config(json!({ "print_interval": "10s" })).expect("valid").print_interval,
+            config(json!({ "print_interval": "10s" }))
+                .expect("valid")
+                .print_interval,
             Some(Duration::from_secs(10))
         );
         assert!(config(json!({ "print_interval": "often" })).is_err());
-        assert!(config(json!({ "interval": "10s" })).is_err(), "unknown keys are rejected");
+        assert!(
+            config(json!({ "interval": "10s" })).is_err(),
+            "unknown keys are rejected"
+        );
         let zero = config(json!({ "print_interval": "0s" })).expect("parses");
         assert_eq!(zero.check()[0].key.as_deref(), Some("print_interval"));
     }

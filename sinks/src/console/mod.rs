@@ -47,12 +47,18 @@ impl SinkConfig for ConsoleSinkConfig {
         // tokio's handles write on a blocking thread: a reader that stops reading makes
         // the write pend, so the sink stops taking batches and its buffer pushes back.
         Ok(match self.target {
-            ConsoleTarget::Stdout => {
-                Box::pin(writer::write_lines(tokio::io::stdout(), target, encoder, cx))
-            }
-            ConsoleTarget::Stderr => {
-                Box::pin(writer::write_lines(tokio::io::stderr(), target, encoder, cx))
-            }
+            ConsoleTarget::Stdout => Box::pin(writer::write_lines(
+                tokio::io::stdout(),
+                target,
+                encoder,
+                cx,
+            )),
+            ConsoleTarget::Stderr => Box::pin(writer::write_lines(
+                tokio::io::stderr(),
+                target,
+                encoder,
+                cx,
+            )),
         })
     }
 }

@@ -42,10 +42,7 @@ where
         if let Err(error) = written {
             acks.resolve(BatchStatus::Failed);
             tracing::error!(component = %cx.component.id, target, %error, "console sink cannot write; stopping (the batch will be re-read)");
-            cx.component
-                .metrics
-                .labels
-                .error("write_failed", "sending");
+            cx.component.metrics.labels.error("write_failed", "sending");
             cx.health
                 .unhealthy(format!("cannot write to {target}: {error}"));
             return Err(error).with_context(|| format!("console sink cannot write to {target}"));
@@ -128,7 +125,10 @@ mod tests {
         let (batch, mut receipt) = acked(vec![json!({"Id": "a long enough record"}); 8]);
         h.sender.send(batch).await.expect("open");
         let pending = tokio::time::timeout(Duration::from_millis(100), &mut receipt).await;
-        assert!(pending.is_err(), "acknowledged before the reader took the data");
+        assert!(
+            pending.is_err(),
+            "acknowledged before the reader took the data"
+        );
         assert!(!task.is_finished());
         let reading = tokio::spawn(async move {
             let mut written = Vec::new();

@@ -72,8 +72,7 @@ impl SinkConfig for FileSinkConfig {
             );
         } else if let Err(message) = Template::parse(&self.path) {
             issues.push(
-                ConfigIssue::new("path", message)
-                    .hint("e.g. \"out/%Y-%m-%d/{{ .Workload }}.log\""),
+                ConfigIssue::new("path", message).hint("e.g. \"out/%Y-%m-%d/{{ .Workload }}.log\""),
             );
         }
         if self.max_open_files == 0 {

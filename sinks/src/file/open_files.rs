@@ -132,7 +132,11 @@ mod tests {
     #[test]
     fn least_recently_used_file_is_closed_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
         let mut files = OpenFiles::new(2);
         files.get_or_open(&a).expect("open a");
         files.get_or_open(&b).expect("open b");
@@ -150,7 +154,10 @@ mod tests {
         files.get_or_open(&dir.path().join("a")).expect("open");
         let now = Instant::now();
         assert_eq!(files.close_idle(Duration::from_secs(30), now), 0);
-        assert_eq!(files.close_idle(Duration::from_secs(30), now + Duration::from_secs(31)), 1);
+        assert_eq!(
+            files.close_idle(Duration::from_secs(30), now + Duration::from_secs(31)),
+            1
+        );
         assert_eq!(files.len(), 0);
     }
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use metrics::Counter;
+use siemflow_core::Batch;
 use siemflow_core::ack::AckSet;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::template::Template;
-use siemflow_core::Batch;
 
 use super::open_files::OpenFiles;
 use crate::encoding::LineEncoder;
@@ -63,7 +63,10 @@ impl PendingWrite {
 
     /// The file the first unfinished group goes to (for messages).
     pub fn first_pending_path(&self) -> Option<&Path> {
-        self.groups.iter().find(|g| !g.done).map(|g| g.path.as_path())
+        self.groups
+            .iter()
+            .find(|g| !g.done)
+            .map(|g| g.path.as_path())
     }
 
     /// Writes (and with `fsync`, syncs) every group not written yet. Blocking: run it on
@@ -149,7 +152,10 @@ impl BatchEncoder {
             component: labels.id.clone(),
             missing_field: labels.counter(
                 "component_errors_total",
-                &[("error_type", "template_field_missing"), ("stage", "processing")],
+                &[
+                    ("error_type", "template_field_missing"),
+                    ("stage", "processing"),
+                ],
             ),
             warned_missing_field: false,
             spare: Vec::new(),
