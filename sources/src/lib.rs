@@ -4,6 +4,8 @@ pub mod file;
 mod lines;
 mod schema;
 pub mod stdin;
+#[cfg(test)]
+mod testing;
 
 /// Registers every source plugin of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {

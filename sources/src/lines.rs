@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(lines(&mut buffer), Vec::<String>::new());
         assert_eq!(buffer.unfinished_bytes(), 9);
         feed(&mut buffer, b"0\nok\n12345\n");
-        assert_eq!(lines(&mut buffer), ["<too long: 11>", "ok", "<too long: 6>"]);
+        assert_eq!(
+            lines(&mut buffer),
+            ["<too long: 11>", "ok", "<too long: 6>"]
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use siemflow_core::units;
 use crate::schema;
 
 /// Where to start in a file that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadFrom {
     /// Read the whole file.

@@ -9,9 +9,9 @@
 mod checkpoint;
 mod config;
 mod reader;
-mod tracker;
 #[cfg(test)]
 mod tests;
+mod tracker;
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -43,10 +43,13 @@ impl SourceConfig for FileConfig {
         let exclude = self
             .exclude
             .iter()
-            .map(|p| glob::Pattern::new(p).with_context(|| format!("invalid exclude pattern `{p}`")))
+            .map(|p| {
+                glob::Pattern::new(p).with_context(|| format!("invalid exclude pattern `{p}`"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for pattern in &self.include {
-            glob::Pattern::new(pattern).with_context(|| format!("invalid include pattern `{pattern}`"))?;
+            glob::Pattern::new(pattern)
+                .with_context(|| format!("invalid include pattern `{pattern}`"))?;
         }
         let settings = ReaderSettings {
             include: self.include.clone(),
@@ -57,7 +60,11 @@ impl SourceConfig for FileConfig {
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             batch_max_events: self.batch_max_events.max(1),
             decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
-            watched: cx.component.metrics.labels.gauge("source_files_watched", &[]),
+            watched: cx
+                .component
+                .metrics
+                .labels
+                .gauge("source_files_watched", &[]),
             resume: Vec::new(),
         };
         Ok(Box::pin(run(settings, self.checkpoint_interval, cx)))
@@ -84,7 +91,12 @@ async fn run(
     let state_dir = cx
         .component
         .ensure_state_dir()
-        .with_context(|| format!("cannot create the state folder {}", cx.component.state_dir.display()))?
+        .with_context(|| {
+            format!(
+                "cannot create the state folder {}",
+                cx.component.state_dir.display()
+            )
+        })?
         .clone();
     let checkpoint_path = state_dir.join(checkpoint::FILE_NAME);
     let loaded = checkpoint::load(&checkpoint_path)?;
@@ -138,7 +150,10 @@ async fn run(
     source.commands = None;
     let outstanding = source.tracker.outstanding();
     if outstanding > 0 {
-        tracing::info!(batches = outstanding, "waiting for acknowledgements before stopping");
+        tracing::info!(
+            batches = outstanding,
+            "waiting for acknowledgements before stopping"
+        );
     }
     while let Some(settled) = source.receipts.next().await {
         source.settle(settled, false);
@@ -205,15 +220,24 @@ impl Source {
                     FailureOutcome::Ignored => {}
                     FailureOutcome::Retried => {
                         self.delivery_failed.increment(1);
-                        tracing::warn!(path, "a batch was not delivered; reading it again after a back-off");
+                        tracing::warn!(
+                            path,
+                            "a batch was not delivered; reading it again after a back-off"
+                        );
                     }
                     FailureOutcome::Lost if retry => {
                         self.delivery_failed.increment(1);
-                        tracing::error!(path, "a batch was not delivered and the file was truncated since; those lines cannot be read again");
+                        tracing::error!(
+                            path,
+                            "a batch was not delivered and the file was truncated since; those lines cannot be read again"
+                        );
                     }
                     FailureOutcome::Lost => {
                         self.delivery_failed.increment(1);
-                        tracing::warn!(path, "a batch was not delivered before shutdown; it is read again at the next start");
+                        tracing::warn!(
+                            path,
+                            "a batch was not delivered before shutdown; it is read again at the next start"
+                        );
                     }
                 }
                 command
@@ -239,7 +263,11 @@ impl Source {
             Err(e) => e.to_string(),
         };
         tracing::error!(error, "cannot save the file checkpoints; will try again");
-        self.cx.component.metrics.labels.error("checkpoint_failed", "processing");
+        self.cx
+            .component
+            .metrics
+            .labels
+            .error("checkpoint_failed", "processing");
         self.tracker.mark_dirty();
     }
 }

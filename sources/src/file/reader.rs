@@ -427,7 +427,11 @@ impl Reader {
             return Ok(());
         };
         file.next_poll = Instant::now() + poll;
-        let size = file.file.metadata().map(|m| m.len()).unwrap_or(file.read_pos);
+        let size = file
+            .file
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(file.read_pos);
         if size < file.read_pos {
             return self.restart_truncated(serial, "it is shorter than what was read");
         }
@@ -452,7 +456,10 @@ impl Reader {
 
 /// Reads the file's next lines into one batch. Returns the batch (none when no line was
 /// completed) and whether the end of the file was reached.
-fn read_batch(settings: &ReaderSettings, file: &mut Tracked) -> std::io::Result<(Option<ReadBatch>, bool)> {
+fn read_batch(
+    settings: &ReaderSettings,
+    file: &mut Tracked,
+) -> std::io::Result<(Option<ReadBatch>, bool)> {
     let start = file.offset;
     let mut events = Batch::new();
     let mut at_eof = false;

@@ -9,7 +9,6 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-
 use super::checkpoint::{self, Entry};
 use super::reader::{Command, FileSerial, OpenedFile, ReadBatch};
 
@@ -82,7 +81,10 @@ impl Tracker {
     /// The start-up scan is done: entries of files it did not find are dropped.
     pub fn scan_done(&mut self) {
         if !self.unconfirmed.is_empty() {
-            tracing::info!(files = self.unconfirmed.len(), "forgetting checkpoints of files that no longer exist");
+            tracing::info!(
+                files = self.unconfirmed.len(),
+                "forgetting checkpoints of files that no longer exist"
+            );
             self.unconfirmed.clear();
             self.dirty = true;
         }
@@ -150,7 +152,12 @@ impl Tracker {
 
     /// A batch failed. With `retry`, the file is read again from the batch's start after a
     /// back-off; the returned command says so.
-    pub fn failed(&mut self, serial: FileSerial, seq: u64, retry: bool) -> (FailureOutcome, Option<Command>) {
+    pub fn failed(
+        &mut self,
+        serial: FileSerial,
+        seq: u64,
+        retry: bool,
+    ) -> (FailureOutcome, Option<Command>) {
         let Some(state) = self.files.get_mut(&serial) else {
             return (FailureOutcome::Ignored, None);
         };
@@ -295,11 +302,22 @@ mod tests {
         let c = tracker.accept(&batch(1, 0, 20, 30)).expect("current");
         let (outcome, command) = tracker.failed(1, b, true);
         assert_eq!(outcome, FailureOutcome::Retried);
-        assert!(matches!(command, Some(Command::Rewind { offset: 10, generation: 1, .. })));
+        assert!(matches!(
+            command,
+            Some(Command::Rewind {
+                offset: 10,
+                generation: 1,
+                ..
+            })
+        ));
         tracker.delivered(1, c);
         tracker.delivered(1, a);
         assert_eq!(offset(&mut tracker), 10);
-        assert_eq!(tracker.accept(&batch(1, 0, 30, 40)), None, "stale generation");
+        assert_eq!(
+            tracker.accept(&batch(1, 0, 30, 40)),
+            None,
+            "stale generation"
+        );
         let again = tracker.accept(&batch(1, 1, 10, 30)).expect("re-read");
         tracker.delivered(1, again);
         assert_eq!(offset(&mut tracker), 30);

@@ -49,10 +49,16 @@ impl StdinConfig {
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.max_line_bytes == 0 {
-            issues.push(ConfigIssue::new("max_line_bytes", "must be greater than zero"));
+            issues.push(ConfigIssue::new(
+                "max_line_bytes",
+                "must be greater than zero",
+            ));
         }
         if self.batch_max_events == 0 {
-            issues.push(ConfigIssue::new("batch_max_events", "must be greater than zero"));
+            issues.push(ConfigIssue::new(
+                "batch_max_events",
+                "must be greater than zero",
+            ));
         }
         issues
     }

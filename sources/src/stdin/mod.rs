@@ -68,7 +68,11 @@ impl Summary {
                 "batches from standard input were not delivered; they cannot be read again"
             );
         } else {
-            tracing::info!(delivered = self.delivered, end_of_input = self.reached_end, "standard input done; every batch delivered");
+            tracing::info!(
+                delivered = self.delivered,
+                end_of_input = self.reached_end,
+                "standard input done; every batch delivered"
+            );
         }
     }
 }
@@ -145,16 +149,31 @@ impl Summary {
     }
 }
 
-fn take_piece(piece: Piece, lines: &LineBuffer, settings: &LineSettings, batch: &mut Batch, offset: &mut u64) {
+fn take_piece(
+    piece: Piece,
+    lines: &LineBuffer,
+    settings: &LineSettings,
+    batch: &mut Batch,
+    offset: &mut u64,
+) {
     match piece {
         Piece::Line { range, consumed } => {
             if let Some(error) = settings.decoder.push(lines.slice(range), batch) {
-                tracing::debug!(offset = *offset, error, "line is not a JSON object; kept whole in `message`");
+                tracing::debug!(
+                    offset = *offset,
+                    error,
+                    "line is not a JSON object; kept whole in `message`"
+                );
             }
             *offset += consumed;
         }
         Piece::TooLong { consumed } => {
-            tracing::warn!(offset = *offset, bytes = consumed, max_line_bytes = settings.max_line_bytes, "line longer than max_line_bytes discarded");
+            tracing::warn!(
+                offset = *offset,
+                bytes = consumed,
+                max_line_bytes = settings.max_line_bytes,
+                "line longer than max_line_bytes discarded"
+            );
             settings.decoder.count_too_long();
             *offset += consumed;
         }
