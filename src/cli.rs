@@ -7,10 +7,18 @@ use siemflow_core::config::ConfigPaths;
 
 /// Microsoft 365 security and audit data into SIEMs, with nothing lost.
 #[derive(Debug, Parser)]
-#[command(name = "siemflow", version, about)]
+#[command(
+    name = "siemflow",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// With no command, `siemflow` runs: these are `run`'s arguments.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -21,12 +29,6 @@ pub enum Command {
     Validate(ConfigArgs),
     /// List the plugins and their options.
     List(ListArgs),
-}
-
-impl Default for Command {
-    fn default() -> Self {
-        Command::Run(RunArgs::default())
-    }
 }
 
 /// Where the configuration is.
@@ -64,7 +66,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -82,7 +84,7 @@ pub struct RunArgs {
     pub threads: Option<usize>,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print the option schemas as JSON instead of text.
     #[arg(long)]

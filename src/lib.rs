@@ -31,7 +31,7 @@ pub fn standard_registry() -> Registry {
 /// Parses the command line and runs it with the given plugins.
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = cli::Cli::parse();
-    match cli.command.unwrap_or_default() {
+    match cli.command.unwrap_or(cli::Command::Run(cli.run)) {
         cli::Command::Run(args) => run::run(args, registry),
         cli::Command::Validate(args) => run::validate(args, &registry),
         cli::Command::List(args) => list::list(args, &registry),

@@ -24,7 +24,7 @@ pub fn validate(args: ConfigArgs, registry: &Registry) -> ExitCode {
     match config::load(&args.paths(), registry) {
         Ok(config) => {
             for warning in &config.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("{warning}");
             }
             let count = |kind| {
                 config
@@ -89,7 +89,12 @@ fn log_errors(errors: &ConfigErrors, what: &str) {
     }
 }
 
-async fn supervise(config: Config, paths: ConfigPaths, registry: Registry, watch: bool) -> ExitCode {
+async fn supervise(
+    config: Config,
+    paths: ConfigPaths,
+    registry: Registry,
+    watch: bool,
+) -> ExitCode {
     siemflow_core::metrics::prometheus();
     let reloads_applied = metrics::counter!("config_reloads_total", "result" => "applied");
     let reloads_rejected = metrics::counter!("config_reloads_total", "result" => "rejected");
@@ -98,7 +103,9 @@ async fn supervise(config: Config, paths: ConfigPaths, registry: Registry, watch
     let api_stop = CancellationToken::new();
     if let Some(api) = &config.api {
         match api::serve(&api.address, health.clone(), api_stop.clone()).await {
-            Ok(bound) => tracing::info!(address = %bound, "API listening (/health, /ready, /metrics)"),
+            Ok(bound) => {
+                tracing::info!(address = %bound, "API listening (/health, /ready, /metrics)")
+            }
             Err(e) => {
                 tracing::error!("{e:#}");
                 return ExitCode::FAILURE;
@@ -182,7 +189,10 @@ async fn supervise(config: Config, paths: ConfigPaths, registry: Registry, watch
     if drained {
         tracing::info!("drained; exiting");
     } else {
-        tracing::error!(?deadline, "shutdown deadline passed; unacknowledged events will be read again on restart");
+        tracing::error!(
+            ?deadline,
+            "shutdown deadline passed; unacknowledged events will be read again on restart"
+        );
     }
     if failed || !drained {
         ExitCode::FAILURE

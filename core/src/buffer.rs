@@ -123,13 +123,25 @@ pub fn channel(config: &BufferConfig, labels: &ComponentLabels) -> (BufferSender
 }
 
 impl BufferSender {
-    /// Queues a batch, waiting for room (or discarding it when `drop_newest`).
-    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+    /// Queues a batch, waiting for room (or discarding it when `drop_newest`). A batch
+    /// larger than the whole buffer is queued in pieces, so `max_events` is never exceeded.
+    pub async fn send(&self, mut batch: Batch) -> Result<(), Closed> {
+        while batch.len() > self.max_events {
+            let rest = batch.split_off(self.max_events);
+            if let Err(Closed(mut unsent)) = self.send_within_capacity(batch).await {
+                unsent.extend(rest);
+                return Err(Closed(unsent));
+            }
+            batch = rest;
+        }
+        self.send_within_capacity(batch).await
+    }
+
+    async fn send_within_capacity(&self, batch: Batch) -> Result<(), Closed> {
         if batch.is_empty() {
             return Ok(());
         }
-        // A batch larger than the whole buffer still goes through once the buffer is empty.
-        let wanted = batch.len().min(self.max_events) as u32;
+        let wanted = batch.len() as u32;
         let permit = match self.when_full {
             WhenFull::Block => match Arc::clone(&self.room).acquire_many_owned(wanted).await {
                 Ok(permit) => permit,
@@ -238,6 +250,22 @@ mod tests {
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(3));
         assert!(pending.await.expect("task"));
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_buffer_goes_in_pieces() {
+        let config = BufferConfig {
+            max_events: 4,
+            ..BufferConfig::default()
+        };
+        let (tx, mut rx) = channel(&config, &labels());
+        let sending = tokio::spawn(async move { tx.send(batch(10)).await.is_ok() });
+        let mut sizes = Vec::new();
+        while let Some(b) = rx.recv().await {
+            sizes.push(b.len());
+        }
+        assert!(sending.await.expect("task"));
+        assert_eq!(sizes, vec![4, 4, 2]);
     }
 
     #[tokio::test]

@@ -117,6 +117,10 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// False for a transform that only emits on named outputs (`route`).
+    fn has_default_output(&self) -> bool {
+        true
+    }
     /// Problems serde cannot see (a VRL program that does not compile, say).
     fn check(&self) -> Vec<ConfigIssue> {
         Vec::new()

@@ -29,6 +29,15 @@ impl PluginConfig {
         }
     }
 
+    /// Whether the component emits on an unnamed output (`id`); sinks never do.
+    pub fn has_default_output(&self) -> bool {
+        match self {
+            PluginConfig::Source(_) => true,
+            PluginConfig::Transform(t) => t.has_default_output(),
+            PluginConfig::Sink(_) => false,
+        }
+    }
+
     /// The plugin's own checks.
     pub fn check(&self) -> Vec<crate::plugin::ConfigIssue> {
         match self {

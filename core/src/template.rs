@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn renders_time_and_fields() {
         let template = Template::parse("out/%Y-%m-%d/{{ .Workload }}.log").expect("valid");
-        let now = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).single().expect("time");
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .single()
+            .expect("time");
         assert_eq!(
             template.render_path(&event("Exchange"), now).as_deref(),
             Ok("out/2026-11-24/Exchange.log")
@@ -168,9 +171,14 @@ mod tests {
     #[test]
     fn missing_fields_are_named() {
         let template = Template::parse("{{ .Nope }}").expect("valid");
-        let error = template.render_path(&event("x"), Utc::now()).expect_err("missing");
+        let error = template
+            .render_path(&event("x"), Utc::now())
+            .expect_err("missing");
         assert!(error.contains("Nope"), "{error}");
         let (path, missing) = template.render_path_or(&event("x"), Utc::now(), "_missing");
-        assert_eq!((path.as_str(), missing.as_deref()), ("_missing", Some("Nope")));
+        assert_eq!(
+            (path.as_str(), missing.as_deref()),
+            ("_missing", Some("Nope"))
+        );
     }
 }

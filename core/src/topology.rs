@@ -298,7 +298,11 @@ impl Topology {
                 return None;
             }
             let (id, generation, result) = self.exits_rx.recv().await?;
-            if self.running.get(&id).is_some_and(|r| r.generation == generation) {
+            if self
+                .running
+                .get(&id)
+                .is_some_and(|r| r.generation == generation)
+            {
                 self.running.remove(&id);
                 self.inputs.remove(&id);
                 return Some(Exit { id, result });
@@ -388,7 +392,8 @@ impl Topology {
         let deadline = new.shutdown_timeout;
         self.stop_components(&to_stop, deadline).await;
         for id in &to_stop {
-            self.targets.retain(|key, _| key != id && !key.starts_with(&format!("{id}.")));
+            self.targets
+                .retain(|key, _| key != id && !key.starts_with(&format!("{id}.")));
         }
         self.config = new;
         self.launch(prepared, &kept);

@@ -6,8 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 /// Parses a duration such as `"500ms"`, `"30s"` or `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"500ms\""))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"500ms\"")
+    })
 }
 
 /// Parses a size such as `"1MiB"`, `"64 KB"` or `"1000"` (bytes).

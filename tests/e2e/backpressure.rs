@@ -31,28 +31,39 @@ buffer.max_events = 500
     // stdout is a pipe nobody reads yet: the console sink blocks once it is full.
     let mut pipeline = ws.run("p.toml", Stdio::piped());
     let read_label = ["component_id=\"in\""];
-    let stalled_at = wait_for("the source to stop reading", Duration::from_secs(60), || {
-        let before = pipeline.metric("component_sent_events_total", &read_label);
-        std::thread::sleep(Duration::from_millis(500));
-        let after = pipeline.metric("component_sent_events_total", &read_label);
-        (after > 0.0 && after == before).then_some(after)
-    });
+    let stalled_at = wait_for(
+        "the source to stop reading",
+        Duration::from_secs(60),
+        || {
+            let before = pipeline.metric("component_sent_events_total", &read_label);
+            std::thread::sleep(Duration::from_millis(500));
+            let after = pipeline.metric("component_sent_events_total", &read_label);
+            (after > 0.0 && after == before).then_some(after)
+        },
+    );
     assert!(
         stalled_at < (total / 10) as f64,
         "the source read {stalled_at} events into a stalled pipeline"
     );
     let buffered = pipeline.metric("buffer_events", &["component_id=\"screen\""]);
-    assert!(buffered <= 500.0, "sink buffer holds {buffered} > max_events");
+    assert!(
+        buffered <= 500.0,
+        "sink buffer holds {buffered} > max_events"
+    );
     let rss_mib = pipeline.rss_kib() / 1024;
     assert!(rss_mib < 150, "RSS {rss_mib} MiB while stalled");
 
     // The sink accepts again: every record arrives.
     let stdout = pipeline.child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || BufReader::new(stdout).lines().count());
-    wait_for("everything to be delivered", Duration::from_secs(180), || {
-        let sent = pipeline.metric("component_sent_events_total", &["component_id=\"screen\""]);
-        (sent >= total as f64).then_some(())
-    });
+    wait_for(
+        "everything to be delivered",
+        Duration::from_secs(180),
+        || {
+            let sent = pipeline.metric("component_sent_events_total", &["component_id=\"screen\""]);
+            (sent >= total as f64).then_some(())
+        },
+    );
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
     assert_eq!(reader.join().expect("reader"), total);

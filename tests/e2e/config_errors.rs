@@ -39,12 +39,18 @@ fn unknown_type_names_the_known_ones() {
     assert!(error.contains("[sinks.out] at `type`"), "{error}");
     assert!(error.contains("unknown sink type `blackhol`"), "{error}");
     assert!(error.contains("did you mean `blackhole`?"), "{error}");
-    assert!(error.contains("`console`"), "lists the known types: {error}");
+    assert!(
+        error.contains("`console`"),
+        "lists the known types: {error}"
+    );
 }
 
 #[test]
 fn unknown_option_suggests_the_right_key() {
-    let text = GOOD.replace("path = \"out.ndjson\"", "path = \"out.ndjson\"\nencodng = \"json\"");
+    let text = GOOD.replace(
+        "path = \"out.ndjson\"",
+        "path = \"out.ndjson\"\nencodng = \"json\"",
+    );
     let error = error_of(&text);
     assert!(error.contains("p.toml:10:1:"), "{error}");
     assert!(error.contains("[sinks.out] at `encodng`"), "{error}");
@@ -78,11 +84,20 @@ fn a_cycle_names_its_members() {
 
 #[test]
 fn an_unset_variable_shows_how_to_default_it() {
-    let text = GOOD.replace("path = \"out.ndjson\"", "path = \"${SIEMFLOW_TEST_UNSET_DIR}/out\"");
+    let text = GOOD.replace(
+        "path = \"out.ndjson\"",
+        "path = \"${SIEMFLOW_TEST_UNSET_DIR}/out\"",
+    );
     let error = error_of(&text);
     assert!(error.contains("p.toml:9:8:"), "{error}");
-    assert!(error.contains("environment variable `SIEMFLOW_TEST_UNSET_DIR` is not set"), "{error}");
-    assert!(error.contains("${SIEMFLOW_TEST_UNSET_DIR:-value}"), "{error}");
+    assert!(
+        error.contains("environment variable `SIEMFLOW_TEST_UNSET_DIR` is not set"),
+        "{error}"
+    );
+    assert!(
+        error.contains("${SIEMFLOW_TEST_UNSET_DIR:-value}"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -94,10 +109,16 @@ fn invalid_toml_points_at_the_syntax_error() {
 
 #[test]
 fn a_wrong_value_type_names_the_nested_key() {
-    let text = GOOD.replace("path = \"out.ndjson\"", "path = \"out.ndjson\"\nbuffer.max_events = \"lots\"");
+    let text = GOOD.replace(
+        "path = \"out.ndjson\"",
+        "path = \"out.ndjson\"\nbuffer.max_events = \"lots\"",
+    );
     let error = error_of(&text);
     assert!(error.contains("p.toml:10:"), "{error}");
-    assert!(error.contains("[sinks.out] at `buffer.max_events`"), "{error}");
+    assert!(
+        error.contains("[sinks.out] at `buffer.max_events`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -107,7 +128,10 @@ fn a_bad_vrl_condition_is_reported_at_its_key() {
     );
     let error = error_of(&text);
     assert!(error.contains("p.toml:14:1:"), "{error}");
-    assert!(error.contains("[transforms.only] at `condition`"), "{error}");
+    assert!(
+        error.contains("[transforms.only] at `condition`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -118,15 +142,24 @@ fn a_duplicate_id_across_files_names_both_places() {
     let (code, error) = ws.validate(&["a.toml", "b.toml"]);
     assert_eq!(code, 78, "{error}");
     assert!(error.contains("b.toml:1:"), "{error}");
-    assert!(error.contains("component id `audit` is used twice"), "{error}");
-    assert!(error.contains("a.toml:3:"), "names the other place: {error}");
+    assert!(
+        error.contains("component id `audit` is used twice"),
+        "{error}"
+    );
+    assert!(
+        error.contains("a.toml:3:"),
+        "names the other place: {error}"
+    );
 }
 
 #[test]
 fn validate_reports_every_error_not_just_the_first() {
     let text = GOOD
         .replace("type = \"file\"\ninputs", "type = \"blackhol\"\ninputs")
-        .replace("data_dir = \"data\"", "data_dir = \"data\"\nshutdown_timeout = \"soon\"\ncolour = 1");
+        .replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\nshutdown_timeout = \"soon\"\ncolour = 1",
+        );
     let error = error_of(&text);
     assert!(error.contains("unknown sink type"), "{error}");
     assert!(error.contains("`soon` is not a duration"), "{error}");

@@ -32,7 +32,9 @@ fn sigkill_mid_run_then_restart_loses_nothing() {
     println!("seed {seed}");
     let mut rng = seed;
     let mut next = move |bound: usize| {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (rng >> 33) as usize % bound
     };
 
@@ -54,19 +56,28 @@ fn sigkill_mid_run_then_restart_loses_nothing() {
         kills += 1;
         seen = reached;
     }
-    assert!(kills > 0, "the pipeline finished before it could be killed once");
+    assert!(
+        kills > 0,
+        "the pipeline finished before it could be killed once"
+    );
 
     let mut pipeline = ws.run("p.toml", Stdio::null());
     let expected: BTreeSet<String> = (0..total).map(|i| format!("rec-{i:08}")).collect();
-    wait_for("every record after the restarts", Duration::from_secs(180), || {
-        let delivered: BTreeSet<String> = ids(&ws.lines("out.ndjson")).into_iter().collect();
-        (delivered == expected).then_some(())
-    });
+    wait_for(
+        "every record after the restarts",
+        Duration::from_secs(180),
+        || {
+            let delivered: BTreeSet<String> = ids(&ws.lines("out.ndjson")).into_iter().collect();
+            (delivered == expected).then_some(())
+        },
+    );
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
     let lines = ws.lines("out.ndjson");
     assert!(
-        lines.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
         "no torn line in the output"
     );
     println!("{kills} kills, {} lines for {total} records", lines.len());

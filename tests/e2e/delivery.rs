@@ -13,7 +13,10 @@ fn file_filter_route_to_file_and_console_delivers_exactly_its_input() {
     let total = 3_000;
     ws.write("in/audit.ndjson", &records(0, total, 400));
     // Lines that the filter must drop: they are not audit records.
-    ws.append("in/audit.ndjson", "{\"heartbeat\":true}\n{\"heartbeat\":true}\n");
+    ws.append(
+        "in/audit.ndjson",
+        "{\"heartbeat\":true}\n{\"heartbeat\":true}\n",
+    );
     ws.write(
         "p.toml",
         r#"
@@ -63,13 +66,23 @@ inputs = ["split.identity"]
         let _ = stdout.read_to_string(&mut text);
         text
     });
-    wait_for("every record in the outputs", Duration::from_secs(60), || {
-        let n = ws.lines("out/identity.ndjson").len()
-            + ws.lines("out/Exchange.ndjson").len()
-            + ws.lines("out/rest.ndjson").len();
-        (n >= total).then_some(())
-    });
-    assert_eq!(pipeline.metric("component_discarded_events_total", &["component_id=\"only_audit\""]), 2.0);
+    wait_for(
+        "every record in the outputs",
+        Duration::from_secs(60),
+        || {
+            let n = ws.lines("out/identity.ndjson").len()
+                + ws.lines("out/Exchange.ndjson").len()
+                + ws.lines("out/rest.ndjson").len();
+            (n >= total).then_some(())
+        },
+    );
+    assert_eq!(
+        pipeline.metric(
+            "component_discarded_events_total",
+            &["component_id=\"only_audit\""]
+        ),
+        2.0
+    );
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
     let console = reader.join().expect("reader");
@@ -81,7 +94,10 @@ inputs = ["split.identity"]
     assert_eq!(mail.len(), total / 3);
     assert_eq!(rest.len(), total / 3);
     let console_ids = ids(&console.lines().map(str::to_string).collect::<Vec<_>>());
-    assert_eq!(console_ids, identity, "console gets the identity route, in order");
+    assert_eq!(
+        console_ids, identity,
+        "console gets the identity route, in order"
+    );
 
     let mut all: Vec<String> = identity.iter().chain(&mail).chain(&rest).cloned().collect();
     let unique: BTreeSet<&String> = all.iter().collect();
@@ -91,6 +107,10 @@ inputs = ["split.identity"]
     assert_eq!(all, expected, "exactly the input, nothing lost");
     for id in &identity {
         let n: usize = id[4..].parse().expect("number");
-        assert_eq!(n % 3, 0, "{id} routed to identity but is not AzureActiveDirectory");
+        assert_eq!(
+            n % 3,
+            0,
+            "{id} routed to identity but is not AzureActiveDirectory"
+        );
     }
 }

@@ -142,16 +142,20 @@ impl Pipeline {
         if let Some(api) = &self.api {
             return api.clone();
         }
-        let address = wait_for("the API address in the logs", Duration::from_secs(60), || {
-            self.logs().lines().find_map(|line| {
-                let value: serde_json::Value = serde_json::from_str(line).ok()?;
-                if value.get("message")?.as_str()?.starts_with("API listening") {
-                    Some(value.get("address")?.as_str()?.to_string())
-                } else {
-                    None
-                }
-            })
-        });
+        let address = wait_for(
+            "the API address in the logs",
+            Duration::from_secs(60),
+            || {
+                self.logs().lines().find_map(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                    if value.get("message")?.as_str()?.starts_with("API listening") {
+                        Some(value.get("address")?.as_str()?.to_string())
+                    } else {
+                        None
+                    }
+                })
+            },
+        );
         self.api = Some(address.clone());
         address
     }
@@ -183,8 +187,8 @@ impl Pipeline {
 
     /// Resident memory of the process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -203,7 +207,9 @@ impl Drop for Pipeline {
 /// A tiny HTTP/1.0 GET over loopback, enough for /metrics.
 pub fn http_get(address: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;

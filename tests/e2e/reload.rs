@@ -54,12 +54,19 @@ fn sighup_replaces_changed_components_and_rejects_broken_configs() {
     );
 
     // A broken config is rejected with its errors; the pipeline keeps running.
-    ws.write("p.toml", "[sinks.out]\ntype = \"nope\"\ninputs = [\"in\"]\n");
+    ws.write(
+        "p.toml",
+        "[sinks.out]\ntype = \"nope\"\ninputs = [\"in\"]\n",
+    );
     pipeline.signal(libc::SIGHUP);
     wait_for("the rejection", Duration::from_secs(30), || {
         (pipeline.metric("config_reloads_total", &["result=\"rejected\""]) >= 1.0).then_some(())
     });
-    assert!(pipeline.logs().contains("unknown sink type `nope`"), "{}", pipeline.logs());
+    assert!(
+        pipeline.logs().contains("unknown sink type `nope`"),
+        "{}",
+        pipeline.logs()
+    );
     ws.append("in/a.ndjson", &records(150, 50, 200));
     wait_for("the third batch", Duration::from_secs(60), || {
         (ws.lines("second.ndjson").len() >= 100).then_some(())

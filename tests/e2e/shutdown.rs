@@ -36,10 +36,20 @@ path = "out.ndjson"
     let asked = Instant::now();
     pipeline.signal(libc::SIGTERM);
     let status = pipeline.wait_exit(Duration::from_secs(25));
-    assert!(status.success(), "exit {status:?}; logs:\n{}", pipeline.logs());
-    assert!(asked.elapsed() < Duration::from_secs(20), "exited after the deadline");
+    assert!(
+        status.success(),
+        "exit {status:?}; logs:\n{}",
+        pipeline.logs()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "exited after the deadline"
+    );
     let first = ids(&ws.lines("out.ndjson"));
-    assert!(first.len() < total, "the run was not interrupted; make the input larger");
+    assert!(
+        first.len() < total,
+        "the run was not interrupted; make the input larger"
+    );
 
     // Everything read before SIGTERM was delivered and checkpointed: the next run
     // delivers exactly the rest, with no duplicate and no gap.
@@ -51,7 +61,10 @@ path = "out.ndjson"
     assert!(pipeline.wait_exit(Duration::from_secs(25)).success());
     let all = ids(&ws.lines("out.ndjson"));
     let expected: Vec<String> = (0..total).map(|i| format!("rec-{i:08}")).collect();
-    assert_eq!(all, expected, "exactly once, in order, across the drained restart");
+    assert_eq!(
+        all, expected,
+        "exactly once, in order, across the drained restart"
+    );
 }
 
 #[test]
@@ -63,6 +76,8 @@ fn a_second_signal_exits_at_once() {
         r#"
 data_dir = "data"
 shutdown_timeout = "60s"
+[api]
+address = "127.0.0.1:0"
 [sources.in]
 type = "file"
 include = ["in/*.ndjson"]

@@ -32,8 +32,17 @@ path = "out.ndjson"
         .expect("feed stdin");
     drop(stdin);
     let status = pipeline.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "exit status {status:?}; logs:\n{}", pipeline.logs());
+    assert!(
+        status.success(),
+        "exit status {status:?}; logs:\n{}",
+        pipeline.logs()
+    );
     let lines = ws.lines("out.ndjson");
-    assert_eq!(ids(&lines), (0..5_000).map(|i| format!("rec-{i:08}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&lines),
+        (0..5_000)
+            .map(|i| format!("rec-{i:08}"))
+            .collect::<Vec<_>>()
+    );
     assert!(lines.iter().all(|l| l.contains("\"tagged\":true")));
 }

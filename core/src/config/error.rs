@@ -21,6 +21,8 @@ pub struct ConfigError {
     pub message: String,
     /// What would be valid.
     pub hint: Option<String>,
+    /// A warning: reported, but the pipeline runs.
+    pub warning: bool,
 }
 
 impl ConfigError {
@@ -34,7 +36,14 @@ impl ConfigError {
             key: None,
             message: message.into(),
             hint: None,
+            warning: false,
         }
+    }
+
+    /// Makes it a warning.
+    pub fn warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     /// Places the error at a byte span of a file.
@@ -85,7 +94,7 @@ impl fmt::Display for ConfigError {
             }
             write!(f, ": ")?;
         }
-        write!(f, "error")?;
+        write!(f, "{}", if self.warning { "warning" } else { "error" })?;
         match (&self.component, &self.key) {
             (Some(c), Some(k)) => write!(f, " in [{c}] at `{k}`")?,
             (Some(c), None) => write!(f, " in [{c}]")?,
@@ -110,7 +119,11 @@ impl fmt::Display for ConfigErrors {
             writeln!(f, "{error}")?;
         }
         let n = self.0.len();
-        write!(f, "{n} configuration error{}", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{n} configuration error{}",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -183,7 +196,11 @@ mod tests {
 
     #[test]
     fn suggests_the_closest() {
-        let hint = suggest("blackhol", &["blackhole", "console", "file"], "known sink types");
+        let hint = suggest(
+            "blackhol",
+            &["blackhole", "console", "file"],
+            "known sink types",
+        );
         assert!(hint.starts_with("did you mean `blackhole`?"), "{hint}");
     }
 }

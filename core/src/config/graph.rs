@@ -13,7 +13,7 @@ type InputSpans = BTreeMap<String, (usize, Vec<(String, Range<usize>)>)>;
 fn outputs(components: &BTreeMap<String, Component>) -> BTreeMap<String, ComponentKind> {
     let mut all = BTreeMap::new();
     for c in components.values() {
-        if c.kind != ComponentKind::Sink {
+        if c.plugin.has_default_output() {
             all.insert(c.id.clone(), c.kind);
         }
         for name in c.plugin.outputs() {
@@ -113,7 +113,10 @@ pub(super) fn check(
             ))
             .at(&files[*file_index], span.clone())
             .component(format!("{}.{component}", kind.table()))
-            .hint(format!("add `\"{output}\"` to some transform's or sink's `inputs`")),
+            .hint(format!(
+                "add `\"{output}\"` to some transform's or sink's `inputs`"
+            ))
+            .warning(),
         );
     }
 }

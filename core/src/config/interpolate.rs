@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(interpolate("t=${TENANT}", &env).as_deref(), Ok("t=contoso"));
         assert_eq!(interpolate("${MISSING:-x}", &env).as_deref(), Ok("x"));
         assert_eq!(interpolate("${EMPTY:-d}", &env).as_deref(), Ok("d"));
-        assert_eq!(interpolate("cost $$5 $x", &env).as_deref(), Ok("cost $5 $x"));
+        assert_eq!(
+            interpolate("cost $$5 $x", &env).as_deref(),
+            Ok("cost $5 $x")
+        );
     }
 
     #[test]

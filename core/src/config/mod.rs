@@ -191,9 +191,10 @@ pub fn load_files(
     let mut input_spans: BTreeMap<String, (usize, Vec<(String, Range<usize>)>)> = BTreeMap::new();
 
     if files.is_empty() {
-        errors.push(ConfigError::new("no configuration file given").hint(
-            "pass `-c pipeline.toml` (several `-c` are merged) or `--config-dir DIR`",
-        ));
+        errors.push(
+            ConfigError::new("no configuration file given")
+                .hint("pass `-c pipeline.toml` (several `-c` are merged) or `--config-dir DIR`"),
+        );
     }
 
     for (file_index, file) in files.iter().enumerate() {
@@ -202,7 +203,8 @@ pub fn load_files(
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 errors.push(
-                    ConfigError::new(format!("invalid TOML: {}", e.message().trim())).at(file, span),
+                    ConfigError::new(format!("invalid TOML: {}", e.message().trim()))
+                        .at(file, span),
                 );
                 continue;
             }
@@ -302,9 +304,7 @@ pub fn load_files(
     Ok(Config {
         data_dir,
         api: globals.api.filter(|a| a.enabled),
-        shutdown_timeout: globals
-            .shutdown_timeout
-            .unwrap_or(Duration::from_secs(30)),
+        shutdown_timeout: globals.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
         components,
         warnings,
     })
@@ -360,10 +360,16 @@ fn parse_component(
             .at(file, span)
             .component(where_.clone())
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        errors.push(err(format!("invalid component id `{id}`"), body.span()).hint(
-            "ids use letters, digits, `_` and `-`; a dot separates an id from an output name",
-        ));
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        errors.push(
+            err(format!("invalid component id `{id}`"), body.span()).hint(
+                "ids use letters, digits, `_` and `-`; a dot separates an id from an output name",
+            ),
+        );
         return None;
     }
     let Some(table) = body.get_ref().as_table() else {
@@ -383,10 +389,11 @@ fn parse_component(
             }
         },
         None => {
-            errors.push(
-                err("missing `type`".into(), body.span())
-                    .hint(format!("known {} types: {}", kind, known.join(", "))),
-            );
+            errors.push(err("missing `type`".into(), body.span()).hint(format!(
+                "known {} types: {}",
+                kind,
+                known.join(", ")
+            )));
             return None;
         }
     };
@@ -441,7 +448,8 @@ fn parse_component(
                         }
                         None => {
                             errors.push(
-                                err("each input must be a string".into(), item.span()).key("inputs"),
+                                err("each input must be a string".into(), item.span())
+                                    .key("inputs"),
                             );
                             ok = false;
                         }
@@ -450,9 +458,12 @@ fn parse_component(
             }
             _ => {
                 errors.push(
-                    err("`inputs` must be a non-empty list of component ids".into(), v.span())
-                        .key("inputs")
-                        .hint("e.g. `inputs = [\"my_source\", \"my_route.errors\"]`"),
+                    err(
+                        "`inputs` must be a non-empty list of component ids".into(),
+                        v.span(),
+                    )
+                    .key("inputs")
+                    .hint("e.g. `inputs = [\"my_source\", \"my_route.errors\"]`"),
                 );
                 ok = false;
             }
@@ -498,11 +509,7 @@ fn parse_component(
     for issue in parsed.check() {
         let key = issue.key.clone().unwrap_or_default();
         let span = locate(body, &key).unwrap_or(body.span());
-        errors.push(
-            err(issue.message, span)
-                .key(key)
-                .maybe_hint(issue.hint),
-        );
+        errors.push(err(issue.message, span).key(key).maybe_hint(issue.hint));
         ok = false;
     }
     if !ok {
