@@ -14,6 +14,7 @@ use crate::metrics::ComponentKind;
 
 #[derive(Debug, Clone)]
 struct ComponentHealth {
+    serial: u64,
     kind: ComponentKind,
     healthy: bool,
     reason: Option<String>,
@@ -23,39 +24,37 @@ struct ComponentHealth {
 #[derive(Debug, Clone, Default)]
 pub struct HealthRegistry {
     components: Arc<Mutex<BTreeMap<String, ComponentHealth>>>,
+    serials: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One component's handle on its own health.
 #[derive(Debug, Clone)]
 pub struct Health {
     id: String,
+    kind: ComponentKind,
+    serial: u64,
     registry: HealthRegistry,
 }
 
 impl HealthRegistry {
-    /// Registers a component as healthy and returns its handle.
-    pub fn register(&self, id: &str, kind: ComponentKind) -> Health {
-        if let Ok(mut map) = self.components.lock() {
-            map.insert(
-                id.to_string(),
-                ComponentHealth {
-                    kind,
-                    healthy: true,
-                    reason: None,
-                },
-            );
-        }
+    /// A health handle for a component about to start; it counts once activated.
+    pub fn handle(&self, id: &str, kind: ComponentKind) -> Health {
+        let serial = self
+            .serials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Health {
             id: id.to_string(),
+            kind,
+            serial,
             registry: self.clone(),
         }
     }
 
-    /// Forgets a component that stopped.
-    pub fn remove(&self, id: &str) {
-        if let Ok(mut map) = self.components.lock() {
-            map.remove(id);
-        }
+    /// Registers a component as healthy and returns its handle.
+    pub fn register(&self, id: &str, kind: ComponentKind) -> Health {
+        let health = self.handle(id, kind);
+        health.activate();
+        health
     }
 
     /// Ready when every registered component is healthy; otherwise the reasons.
@@ -94,9 +93,34 @@ impl Health {
         self.set(false, Some(reason.into()));
     }
 
+    /// Makes this instance the one `/ready` reports for its id, healthy.
+    pub fn activate(&self) {
+        if let Ok(mut map) = self.registry.components.lock() {
+            map.insert(
+                self.id.clone(),
+                ComponentHealth {
+                    serial: self.serial,
+                    kind: self.kind,
+                    healthy: true,
+                    reason: None,
+                },
+            );
+        }
+    }
+
+    /// Forgets the component once it stopped (unless a newer instance took its id).
+    pub fn deregister(&self) {
+        if let Ok(mut map) = self.registry.components.lock()
+            && map.get(&self.id).is_some_and(|e| e.serial == self.serial)
+        {
+            map.remove(&self.id);
+        }
+    }
+
     fn set(&self, healthy: bool, reason: Option<String>) {
         if let Ok(mut map) = self.registry.components.lock()
             && let Some(entry) = map.get_mut(&self.id)
+            && entry.serial == self.serial
         {
             entry.healthy = healthy;
             entry.reason = reason;
@@ -146,4 +170,24 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_component_keeps_the_new_health() {
+        let registry = HealthRegistry::default();
+        let old = registry.register("out", ComponentKind::Sink);
+        let new = registry.register("out", ComponentKind::Sink);
+        old.deregister();
+        old.unhealthy("stale");
+        assert!(registry.ready().is_ok(), "the old instance must not touch the new one");
+        new.unhealthy("disk full");
+        let problems = registry.ready().expect_err("unhealthy");
+        assert!(problems[0].contains("disk full"));
+        new.deregister();
+        assert!(registry.ready().is_ok());
+    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::HealthRegistry;
+use crate::api::{Health, HealthRegistry};
 use crate::buffer::{self, BufferConfig, BufferReceiver, BufferSender, WeakBufferSender};
 use crate::config::{Component, Config};
 use crate::fanout::{Output, Outputs, Targets};
@@ -49,6 +49,7 @@ struct Prepared {
     outputs: Vec<(String, Targets)>,
     closers: Outputs,
     stop_reading: CancellationToken,
+    health: Health,
 }
 
 /// How a component task ended.
@@ -158,6 +159,7 @@ impl Topology {
                 named: built[1..].to_vec(),
             };
             let stop_reading = CancellationToken::new();
+            let health = self.health.handle(id, component.kind);
             let (task, input) = match &component.plugin {
                 PluginConfig::Source(source) => {
                     let cx = SourceContext {
@@ -190,7 +192,7 @@ impl Topology {
                         component: context,
                         input: receiver,
                         outputs: closers.named.clone(),
-                        health: self.health.register(id, ComponentKind::Sink),
+                        health: health.clone(),
                         abort: self.abort.clone(),
                     };
                     let task = sink
@@ -208,6 +210,7 @@ impl Topology {
                 outputs: targets,
                 closers,
                 stop_reading,
+                health,
             });
         }
         Ok(prepared)
@@ -257,15 +260,13 @@ impl Topology {
         self.generation += 1;
         let generation = self.generation;
         let (done_tx, done_rx) = watch::channel(false);
+        p.health.activate();
         let inner = tokio::spawn(p.task);
         let abort = inner.abort_handle();
         let exits = self.exits_tx.clone();
-        let health = self.health.clone();
+        let health = p.health;
         let closers = p.closers;
         let id = p.id.clone();
-        if p.kind == ComponentKind::Source {
-            health.register(&id, ComponentKind::Source);
-        }
         tokio::spawn(async move {
             let result = match inner.await {
                 Ok(result) => result,
@@ -273,7 +274,7 @@ impl Topology {
                 Err(_) => Err(anyhow::anyhow!("component was aborted")),
             };
             closers.close();
-            health.remove(&id);
+            health.deregister();
             let _ = done_tx.send(true);
             let _ = exits.send((id, generation, result));
         });
