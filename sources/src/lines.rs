@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use metrics::Counter;
 use siemflow_core::decoding::Decoding;
-use siemflow_core::event::Event;
+use siemflow_core::event::{Batch, Event};
 use siemflow_core::metrics::ComponentMetrics;
 
 /// How many bytes one read asks for: large, so a busy file costs few syscalls.
@@ -156,6 +156,64 @@ impl LineBuffer {
     }
 }
 
+/// Complete lines copied out of a read buffer, to be decoded elsewhere (another thread).
+#[derive(Default)]
+pub struct RawLines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RawLines {
+    /// Room for about this many bytes and lines.
+    pub fn with_capacity(bytes: usize, lines: usize) -> Self {
+        RawLines {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Adds one line (without its newline).
+    pub fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many lines it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when it holds no line.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of all lines together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The lines in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.bytes[start..end];
+            start = end;
+            line
+        })
+    }
+}
+
+/// Events decoded from [`RawLines`], with what went wrong.
+pub struct Decoded {
+    /// One event per non-blank line.
+    pub events: Batch,
+    /// Lines that were not JSON objects (kept whole in `message`).
+    pub parse_errors: u64,
+    /// The first of those errors.
+    pub first_error: Option<String>,
+}
+
 /// Turns lines into events and counts what the line sources must count.
 #[derive(Clone)]
 pub struct LineDecoder {
@@ -201,6 +259,22 @@ impl LineDecoder {
             self.parse_failed.increment(1);
         }
         error
+    }
+
+    /// Decodes every line of `raw` (blank ones are skipped).
+    pub fn decode_all(&self, raw: &RawLines) -> Decoded {
+        let mut decoded = Decoded {
+            events: Batch::with_capacity(raw.len()),
+            parse_errors: 0,
+            first_error: None,
+        };
+        for line in raw.iter() {
+            if let Some(error) = self.push(line, &mut decoded.events) {
+                decoded.parse_errors += 1;
+                decoded.first_error.get_or_insert(error);
+            }
+        }
+        decoded
     }
 
     /// Counts one discarded overlong line.

@@ -6,6 +6,8 @@
 //! checkpoint ([`tracker`]) and writes it to `checkpoints.json`. Splitting the two lets
 //! decoding (the costly part) overlap with everything downstream.
 
+#[cfg(test)]
+mod bench;
 mod checkpoint;
 mod config;
 mod reader;
@@ -66,6 +68,8 @@ impl SourceConfig for FileConfig {
                 .labels
                 .gauge("source_files_watched", &[]),
             resume: Vec::new(),
+            runtime: tokio::runtime::Handle::try_current()
+                .context("the file source must be built inside the tokio runtime")?,
         };
         Ok(Box::pin(run(settings, self.checkpoint_interval, cx)))
     }
@@ -122,6 +126,7 @@ async fn run(
     let mut save_tick = tokio::time::interval(checkpoint_interval);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut failure = None;
     let reader_ended = loop {
         tokio::select! {
             biased;
@@ -130,11 +135,14 @@ async fn run(
                 source.settle(settled, true);
             }
             event = events.recv() => match event {
-                Some(event) => {
-                    if !source.handle(event).await {
+                Some(event) => match source.handle(event).await {
+                    Ok(true) => {}
+                    Ok(false) => break false,
+                    Err(e) => {
+                        failure = Some(e);
                         break false;
                     }
-                }
+                },
                 None => break true,
             },
             _ = save_tick.tick() => {
@@ -162,6 +170,9 @@ async fn run(
     if let Err(e) = reader.await {
         anyhow::bail!("the file reading thread failed: {e}");
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if reader_ended {
         anyhow::bail!("the file reading thread stopped unexpectedly");
     }
@@ -170,7 +181,7 @@ async fn run(
 
 impl Source {
     /// Handles one reader event; false when shutdown interrupted a send.
-    async fn handle(&mut self, event: ReaderEvent) -> bool {
+    async fn handle(&mut self, event: ReaderEvent) -> anyhow::Result<bool> {
         match event {
             ReaderEvent::Opened(file) => self.tracker.opened(file),
             ReaderEvent::ScanDone => self.tracker.scan_done(),
@@ -184,30 +195,30 @@ impl Source {
             }
             ReaderEvent::Batch(batch) => return self.send(batch).await,
         }
-        true
+        Ok(true)
     }
 
-    async fn send(&mut self, batch: ReadBatch) -> bool {
+    async fn send(&mut self, batch: ReadBatch) -> anyhow::Result<bool> {
         let Some(seq) = self.tracker.accept(&batch) else {
             // Read before a rewind of its file: the re-read supplies these lines again.
-            return true;
+            return Ok(true);
         };
         let serial = batch.serial;
-        let mut events = batch.events;
+        let mut events = batch.events.events().await?;
         if events.is_empty() {
             // Only blank or discarded lines: nothing to wait for.
             self.settle((serial, seq, BatchStatus::Delivered), true);
-            return true;
+            return Ok(true);
         }
         let receipt: AckReceipt = attach_ack(&mut events);
         self.receipts
             .push(Box::pin(async move { (serial, seq, receipt.await) }));
-        tokio::select! {
+        Ok(tokio::select! {
             biased;
             // Dropping the unsent batch fails its receipt: it is not checkpointed.
             _ = self.cx.shutdown.cancelled() => false,
             _ = self.cx.out.send(events) => true,
-        }
+        })
     }
 
     fn settle(&mut self, (serial, seq, status): Settled, retry: bool) {

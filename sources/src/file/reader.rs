@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::checkpoint::{self, Entry};
 use super::config::ReadFrom;
-use crate::lines::{LineBuffer, LineDecoder, Piece};
+use crate::lines::{LineBuffer, LineDecoder, Piece, RawLines};
 
 /// Names one open file for as long as the reader holds it.
 pub type FileSerial = u64;
@@ -68,8 +68,29 @@ pub struct ReadBatch {
     pub end: u64,
     /// The file's fingerprint (it may only now be known).
     pub fingerprint: Option<u64>,
-    /// The events; empty when the lines were blank or discarded.
-    pub events: Batch,
+    /// The events, being decoded on the blocking pool while the reader reads on.
+    pub events: DecodingLines,
+}
+
+/// A batch's events: none (only blank or discarded lines) or a decoding job.
+#[derive(Debug)]
+pub enum DecodingLines {
+    /// No line to decode.
+    Empty,
+    /// Decoding on the blocking pool, so several batches decode at once.
+    Decoding(tokio::task::JoinHandle<Batch>),
+}
+
+impl DecodingLines {
+    /// The decoded events.
+    pub async fn events(self) -> anyhow::Result<Batch> {
+        match self {
+            DecodingLines::Empty => Ok(Batch::new()),
+            DecodingLines::Decoding(job) => job
+                .await
+                .map_err(|e| anyhow::anyhow!("decoding lines failed: {e}")),
+        }
+    }
 }
 
 /// What the source task asks of the reader.
@@ -112,6 +133,8 @@ pub struct ReaderSettings {
     pub watched: Gauge,
     /// Checkpoints loaded at start-up.
     pub resume: Vec<Entry>,
+    /// Where decoding jobs run.
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// The source task is gone: stop.
@@ -133,6 +156,8 @@ struct Tracked {
     next_poll: Instant,
     orphaned_since: Option<Instant>,
     drained: bool,
+    /// Sizes the next batch's buffer without regrowing it line by line.
+    last_batch_bytes: usize,
 }
 
 struct Reader {
@@ -352,6 +377,7 @@ impl Reader {
             next_poll: Instant::now(),
             orphaned_since: None,
             drained: false,
+            last_batch_bytes: 0,
         });
         self.send(ReaderEvent::Opened(OpenedFile {
             serial,
@@ -454,23 +480,21 @@ impl Reader {
     }
 }
 
-/// Reads the file's next lines into one batch. Returns the batch (none when no line was
-/// completed) and whether the end of the file was reached.
+/// Reads the file's next lines into one batch and starts decoding them. Returns the batch
+/// (none when no line was completed) and whether the end of the file was reached.
 fn read_batch(
     settings: &ReaderSettings,
     file: &mut Tracked,
 ) -> std::io::Result<(Option<ReadBatch>, bool)> {
     let start = file.offset;
-    let mut events = Batch::new();
+    let mut raw = RawLines::with_capacity(file.last_batch_bytes, settings.batch_max_events);
     let mut at_eof = false;
-    let mut parse_errors = 0u64;
-    let mut first_error = None;
-    while events.len() < settings.batch_max_events {
+    while raw.len() < settings.batch_max_events {
         match file.lines.next_piece() {
             Some(Piece::Line { range, consumed }) => {
-                if let Some(error) = settings.decoder.push(file.lines.slice(range), &mut events) {
-                    parse_errors += 1;
-                    first_error.get_or_insert((file.offset, error));
+                let line = file.lines.slice(range);
+                if !(line.is_empty() || line == b"\r") {
+                    raw.push(line);
                 }
                 file.offset += consumed;
             }
@@ -490,15 +514,26 @@ fn read_batch(
             }
         }
     }
-    if let Some((offset, error)) = first_error {
-        tracing::warn!(path = %file.path.display(), offset, lines = parse_errors, error, "lines that are not JSON objects kept whole in `message`");
-    }
     if file.fingerprint.is_none() && file.read_pos > 0 {
         file.fingerprint = checkpoint::fingerprint_file(&file.file)?;
     }
     if file.offset == start {
         return Ok((None, at_eof));
     }
+    file.last_batch_bytes = raw.byte_len();
+    let events = if raw.is_empty() {
+        DecodingLines::Empty
+    } else {
+        let decoder = settings.decoder.clone();
+        let path = file.path.clone();
+        DecodingLines::Decoding(settings.runtime.spawn_blocking(move || {
+            let decoded = decoder.decode_all(&raw);
+            if let Some(error) = decoded.first_error {
+                tracing::warn!(path = %path.display(), batch_offset = start, lines = decoded.parse_errors, error, "lines that are not JSON objects kept whole in `message`");
+            }
+            decoded.events
+        }))
+    };
     let batch = ReadBatch {
         serial: file.serial,
         generation: file.generation,

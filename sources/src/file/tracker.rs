@@ -273,7 +273,7 @@ mod tests {
             start,
             end,
             fingerprint: Some(7),
-            events: Vec::new(),
+            events: crate::file::reader::DecodingLines::Empty,
         }
     }
 
