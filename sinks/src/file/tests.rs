@@ -234,6 +234,7 @@ async fn file_with_one_open_file_still_writes_every_path() {
         "path": path_in(dir.path(), "{{ .Workload }}.log"),
         "max_open_files": 1,
         "idle_timeout": "20ms",
+        "fsync": true,
     }));
     let task = start(&sink, cx);
     for round in 0..3 {
