@@ -31,7 +31,11 @@ pub fn templates(fixtures: &Path) -> anyhow::Result<Vec<Value>> {
             records.push(serde_json::from_str(line).with_context(|| file.display().to_string())?);
         }
     }
-    anyhow::ensure!(!records.is_empty(), "no template records in {}", fixtures.display());
+    anyhow::ensure!(
+        !records.is_empty(),
+        "no template records in {}",
+        fixtures.display()
+    );
     Ok(records)
 }
 
@@ -60,7 +64,12 @@ fn set(record: &mut Value, keys: &[&str], value: Value) {
 }
 
 /// Writes `events` records to `path`; `duplicate_percent` of them repeat an earlier line.
-pub fn write(path: &Path, templates: &[Value], events: u64, duplicate_percent: u64) -> anyhow::Result<Dataset> {
+pub fn write(
+    path: &Path,
+    templates: &[Value],
+    events: u64,
+    duplicate_percent: u64,
+) -> anyhow::Result<Dataset> {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut rng = SplitMix(0x5EED);
     let mut recent: Vec<String> = Vec::new();
@@ -87,10 +96,20 @@ pub fn write(path: &Path, templates: &[Value], events: u64, duplicate_percent: u
                 (seconds / 60) % 60,
                 seconds % 60
             );
-            set(&mut record, &["CreationTime", "creationtime"], Value::String(time));
+            set(
+                &mut record,
+                &["CreationTime", "creationtime"],
+                Value::String(time),
+            );
             let user = format!("user{}@contoso.onmicrosoft.com", r % 5_000);
             set(&mut record, &["UserId", "userid"], Value::String(user));
-            let ip = format!("{}.{}.{}.{}", 20 + r % 180, (r >> 8) % 256, (r >> 16) % 256, 1 + (r >> 24) % 254);
+            let ip = format!(
+                "{}.{}.{}.{}",
+                20 + r % 180,
+                (r >> 8) % 256,
+                (r >> 16) % 256,
+                1 + (r >> 24) % 254
+            );
             set(&mut record, &["ClientIP", "clientip"], Value::String(ip));
             serde_json::to_string(&record)?
         };

@@ -6,6 +6,7 @@ mod scenario;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Parser;
 
 /// Benchmark siemflow pipelines end to end.
@@ -33,6 +34,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let siemflow = std::fs::canonicalize(&args.siemflow).with_context(|| {
+        format!(
+            "{} (build it with cargo build --release)",
+            args.siemflow.display()
+        )
+    })?;
     let work = tempfile::tempdir()?;
     let templates = dataset::templates(&args.fixtures)?;
     let input = work.path().join("input.ndjson");
@@ -45,11 +52,15 @@ fn main() -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for scenario in scenario::all() {
-        if args.only.as_deref().is_some_and(|o| !scenario.name.contains(o)) {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|o| !scenario.name.contains(o))
+        {
             continue;
         }
         eprintln!("running {} ...", scenario.name);
-        let result = scenario::run(&scenario, &args.siemflow, &input, &data, work.path())?;
+        let result = scenario::run(&scenario, &siemflow, &input, &data, work.path())?;
         eprintln!(
             "  {:.0} events/s, {:.1} MB/s, peak RSS {:.1} MiB",
             result.events_per_second, result.megabytes_per_second, result.peak_rss_mib

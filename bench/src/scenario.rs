@@ -100,17 +100,27 @@ fn sent(metrics: &str, sink: &str) -> f64 {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Runs one scenario to completion.
-pub fn run(scenario: &Scenario, binary: &Path, input: &Path, data: &Dataset, work: &Path) -> anyhow::Result<Measured> {
+pub fn run(
+    scenario: &Scenario,
+    binary: &Path,
+    input: &Path,
+    data: &Dataset,
+    work: &Path,
+) -> anyhow::Result<Measured> {
     let dir = tempfile::tempdir_in(work)?;
     let port = free_port()?;
     let address = format!("127.0.0.1:{port}");
     let config = format!(
         "data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{}",
-        scenario.config.replace("{input}", &input.display().to_string())
+        scenario
+            .config
+            .replace("{input}", &input.display().to_string())
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
     let started = Instant::now();
@@ -169,22 +179,45 @@ fn command(args: &[&str]) -> String {
 pub fn report(results: &[(Scenario, Measured)], data: &Dataset) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|kib| kib.parse::<f64>().ok())
         .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut out = String::new();
     out.push_str("# Benchmark results\n\n");
-    out.push_str("Written by `bench/run.sh` (see bench/README.md). Each figure is one run of the release\n");
-    out.push_str("binary from process start to the last record delivered, so start-up is included.\n\n");
-    out.push_str(&format!("- date: {}\n", command(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])));
-    out.push_str(&format!("- commit: {}\n", command(&["git", "rev-parse", "--short", "HEAD"])));
-    out.push_str(&format!("- machine: {cores} cores ({cpu}), {memory}, {}\n", command(&["uname", "-sr"])));
+    out.push_str(
+        "Written by `bench/run.sh` (see bench/README.md). Each figure is one run of the release\n",
+    );
+    out.push_str(
+        "binary from process start to the last record delivered, so start-up is included.\n\n",
+    );
+    out.push_str(&format!(
+        "- date: {}\n",
+        command(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+    ));
+    out.push_str(&format!(
+        "- commit: {}\n",
+        command(&["git", "rev-parse", "--short", "HEAD"])
+    ));
+    out.push_str(&format!(
+        "- machine: {cores} cores ({cpu}), {memory}, {}\n",
+        command(&["uname", "-sr"])
+    ));
     out.push_str(&format!(
         "- input: {} Office 365 audit records, {:.1} MB, {:.0} bytes per record on average, a few per cent exact duplicates\n\n",
         data.events,
@@ -195,7 +228,13 @@ pub fn report(results: &[(Scenario, Measured)], data: &Dataset) -> String {
     for (scenario, m) in results {
         out.push_str(&format!(
             "| {} ({}) | {:.0} | {:.1} | {:.1} MiB | {:.2} | {} |\n",
-            scenario.name, scenario.description, m.events_per_second, m.megabytes_per_second, m.peak_rss_mib, m.seconds, scenario.target
+            scenario.name,
+            scenario.description,
+            m.events_per_second,
+            m.megabytes_per_second,
+            m.peak_rss_mib,
+            m.seconds,
+            scenario.target
         ));
     }
     out

@@ -183,7 +183,10 @@ mod tests {
         let new = registry.register("out", ComponentKind::Sink);
         old.deregister();
         old.unhealthy("stale");
-        assert!(registry.ready().is_ok(), "the old instance must not touch the new one");
+        assert!(
+            registry.ready().is_ok(),
+            "the old instance must not touch the new one"
+        );
         new.unhealthy("disk full");
         let problems = registry.ready().expect_err("unhealthy");
         assert!(problems[0].contains("disk full"));
