@@ -75,6 +75,12 @@ impl SinkConfig for FileSinkConfig {
                 ConfigIssue::new("path", message).hint("e.g. \"out/%Y-%m-%d/{{ .Workload }}.log\""),
             );
         }
+        if self.path.ends_with('/') || self.path.ends_with(std::path::MAIN_SEPARATOR) {
+            issues.push(
+                ConfigIssue::new("path", "names a folder, not a file")
+                    .hint("end it with a file name, e.g. \"out/%Y-%m-%d/audit.log\""),
+            );
+        }
         if self.max_open_files == 0 {
             issues.push(ConfigIssue::new("max_open_files", "must be at least 1"));
         }

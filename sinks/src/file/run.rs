@@ -15,18 +15,26 @@ use crate::encoding::{Encoding, LineEncoder};
 
 /// Everything the running sink needs, checked and parsed.
 pub(super) struct Settings {
+    /// Where each event goes.
     pub template: Template,
+    /// How events become lines.
     pub encoding: Encoding,
+    /// Files unwritten this long are closed.
     pub idle_timeout: Duration,
+    /// Sync each touched file before acknowledging.
     pub fsync: bool,
+    /// Bound of the open-file map.
     pub max_open_files: usize,
+    /// Backoff of failed writes.
     pub retry: RetryPolicy,
 }
 
 /// How fast a failing write is retried.
 #[derive(Debug, Clone)]
 pub(super) struct RetryPolicy {
+    /// The first delay.
     pub min_delay: Duration,
+    /// The longest delay.
     pub max_delay: Duration,
 }
 

@@ -281,6 +281,8 @@ fn file_check_reports_an_invalid_path_template_on_key_path() {
         .map(|i: &ConfigIssue| i.key.as_deref())
         .collect();
     assert_eq!(keys, [Some("path"), Some("max_open_files")]);
+    let issues = config(json!({ "path": "out/%Y/" })).check();
+    assert_eq!(issues[0].key.as_deref(), Some("path"));
 }
 
 #[test]
