@@ -169,7 +169,7 @@ pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
 }
 
 /// A hint naming the closest candidate and listing all of them.
-pub fn suggest<'a>(wanted: &str, candidates: &[&'a str], what: &str) -> String {
+pub fn suggest(wanted: &str, candidates: &[&str], what: &str) -> String {
     let list = candidates
         .iter()
         .map(|c| format!("`{c}`"))

@@ -7,7 +7,7 @@ use super::{Component, ConfigError, SourceFile, suggest};
 use crate::metrics::ComponentKind;
 
 type Declared = BTreeMap<String, (usize, Range<usize>, ComponentKind)>;
-type InputSpans = BTreeMap<String, (usize, Vec<(String, Range<usize>)>)>;
+type InputSpans = BTreeMap<String, (usize, super::InputSpans)>;
 
 /// Every output of every component, as `id` or `id.name`, with its producer's kind.
 fn outputs(components: &BTreeMap<String, Component>) -> BTreeMap<String, ComponentKind> {

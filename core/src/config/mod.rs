@@ -20,6 +20,9 @@ use crate::buffer::BufferConfig;
 use crate::metrics::ComponentKind;
 use crate::registry::{PluginConfig, Registry};
 
+/// Each input as written, with its span: for errors that point at one input.
+type InputSpans = Vec<(String, Range<usize>)>;
+
 /// The `[api]` table: health, readiness and metrics over HTTP.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -188,7 +191,7 @@ pub fn load_files(
     let mut globals = Globals::default();
     let mut components: BTreeMap<String, Component> = BTreeMap::new();
     let mut declared: BTreeMap<String, (usize, Range<usize>, ComponentKind)> = BTreeMap::new();
-    let mut input_spans: BTreeMap<String, (usize, Vec<(String, Range<usize>)>)> = BTreeMap::new();
+    let mut input_spans: BTreeMap<String, (usize, InputSpans)> = BTreeMap::new();
 
     if files.is_empty() {
         errors.push(
@@ -353,7 +356,7 @@ fn parse_component(
     id: &str,
     body: &Spanned<DeValue<'_>>,
     errors: &mut Vec<ConfigError>,
-) -> Option<(Component, Vec<(String, Range<usize>)>)> {
+) -> Option<(Component, InputSpans)> {
     let where_ = format!("{}.{id}", kind.table());
     let err = |message: String, span: Range<usize>| {
         ConfigError::new(message)
@@ -644,16 +647,12 @@ fn interpolate_value(
 ) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match interpolate(s, env) {
-                    Ok(expanded) => *s = expanded.into(),
-                    Err((message, hint)) => {
-                        errors.push(ConfigError::new(message).at(file, span).maybe_hint(hint))
-                    }
-                }
+        DeValue::String(s) if s.contains('$') => match interpolate(s, env) {
+            Ok(expanded) => *s = expanded.into(),
+            Err((message, hint)) => {
+                errors.push(ConfigError::new(message).at(file, span).maybe_hint(hint))
             }
-        }
+        },
         DeValue::Array(items) => {
             for item in items.iter_mut() {
                 interpolate_value(item, file, env, errors);
