@@ -166,3 +166,20 @@ fn validate_reports_every_error_not_just_the_first() {
     assert!(error.contains("unknown top-level key `colour`"), "{error}");
     assert!(error.contains("3 configuration errors"), "{error}");
 }
+
+#[test]
+fn a_config_dir_merges_its_files_and_env_fills_variables() {
+    let ws = Workspace::new();
+    ws.write("conf.d/10-source.toml", "[sources.audit]\ntype = \"file\"\ninclude = [\"${SIEMFLOW_TEST_GLOB:-in/*.ndjson}\"]\n");
+    ws.write("conf.d/20-sink.toml", "[sinks.out]\ntype = \"file\"\ninputs = [\"audit\"]\npath = \"${SIEMFLOW_TEST_OUT}\"\n");
+    ws.write("conf.d/notes.txt", "not a config file");
+    let output = std::process::Command::new(crate::harness::binary())
+        .args(["validate", "--config-dir", "conf.d"])
+        .current_dir(ws.dir.path())
+        .env("SIEMFLOW_TEST_OUT", "out.ndjson")
+        .output()
+        .expect("validate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("valid: 1 sources, 0 transforms, 1 sinks"), "{stdout}");
+}
