@@ -27,3 +27,55 @@ pub fn register(registry: &mut siemflow_core::Registry) {
         "Rewrites events with a VRL program; failing events go to the `dropped` output",
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use siemflow_core::metrics::ComponentKind;
+    use toml::de::ValueDeserializer;
+
+    use super::*;
+
+    fn registry() -> siemflow_core::Registry {
+        let mut registry = siemflow_core::Registry::new();
+        register(&mut registry);
+        registry
+    }
+
+    #[test]
+    fn registers_the_three_transforms_with_their_schemas() {
+        let registry = registry();
+        assert_eq!(
+            registry.names(ComponentKind::Transform),
+            vec!["filter", "remap", "route"]
+        );
+        for plugin in registry.iter() {
+            let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");
+            assert!(schema.contains("properties"), "{}: {schema}", plugin.name);
+        }
+    }
+
+    #[test]
+    fn configs_parse_through_the_registry() {
+        let registry = registry();
+        let parse = |name: &str, options: &str| {
+            let plugin = registry
+                .get(ComponentKind::Transform, name)
+                .expect("registered");
+            let de = ValueDeserializer::parse(options).expect("valid TOML value");
+            plugin.parse(de).map_err(|e| e.to_string())
+        };
+        let route = parse(
+            "route",
+            r#"{ route = { exchange = '.Workload == "Exchange"', aad = { type = "vrl", source = ".RecordType == 15" } } }"#,
+        )
+        .expect("route parses");
+        assert_eq!(route.outputs(), vec!["aad", "exchange", "_unmatched"]);
+        assert!(route.check().is_empty());
+        let remap =
+            parse("remap", "{ source = '.a = 1', reroute_dropped = true }").expect("remap parses");
+        assert_eq!(remap.outputs(), vec!["dropped"]);
+        let error = parse("filter", "{ condition = { type = 'vrl', sourc = 'true' } }")
+            .expect_err("unknown key");
+        assert!(error.contains("sourc"), "{error}");
+    }
+}
