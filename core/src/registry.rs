@@ -73,10 +73,38 @@ impl Plugin {
     }
 }
 
+/// A parsed top-level extension table (e.g. `[simulator]`), for the binary to downcast.
+pub type ExtensionConfig = Box<dyn std::any::Any + Send + Sync>;
+
+type ExtensionParseFn = for<'a> fn(ValueDeserializer<'a>) -> Result<ExtensionConfig, ParseError>;
+
+/// A top-level table the binary handles itself, outside the pipeline graph.
+pub struct Extension {
+    /// The table name.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub description: &'static str,
+    parse: ExtensionParseFn,
+}
+
+impl Extension {
+    /// Parses the table.
+    pub fn parse(&self, de: ValueDeserializer<'_>) -> Result<ExtensionConfig, ParseError> {
+        (self.parse)(de)
+    }
+}
+
+fn parse_extension<T: DeserializeOwned + Send + Sync + 'static>(
+    de: ValueDeserializer<'_>,
+) -> Result<ExtensionConfig, ParseError> {
+    serde_path_to_error::deserialize::<_, T>(de).map(|c| Box::new(c) as ExtensionConfig)
+}
+
 /// Every plugin this binary knows.
 #[derive(Default)]
 pub struct Registry {
     plugins: BTreeMap<(ComponentKind, &'static str), Plugin>,
+    extensions: BTreeMap<&'static str, Extension>,
 }
 
 fn schema_of<T: schemars::JsonSchema>() -> schemars::Schema {
@@ -151,6 +179,32 @@ impl Registry {
             schema: schema_of::<T>,
             parse: parse_sink::<T>,
         });
+    }
+
+    /// Accepts a top-level table `[name]`, parsed into `T`; the binary reads it back with
+    /// `Config::extension::<T>(name)`.
+    pub fn extension<T>(&mut self, name: &'static str, description: &'static str)
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.extensions.insert(
+            name,
+            Extension {
+                name,
+                description,
+                parse: parse_extension::<T>,
+            },
+        );
+    }
+
+    /// The extension table of this name, if registered.
+    pub fn get_extension(&self, name: &str) -> Option<&Extension> {
+        self.extensions.get(name)
+    }
+
+    /// The names of every extension table.
+    pub fn extension_names(&self) -> Vec<&'static str> {
+        self.extensions.keys().copied().collect()
     }
 
     /// The plugin of this kind and name.

@@ -18,7 +18,7 @@ pub use interpolate::interpolate;
 
 use crate::buffer::BufferConfig;
 use crate::metrics::ComponentKind;
-use crate::registry::{PluginConfig, Registry};
+use crate::registry::{ExtensionConfig, PluginConfig, Registry};
 
 /// Each input as written, with its span: for errors that point at one input.
 type InputSpans = Vec<(String, Range<usize>)>;
@@ -80,7 +80,6 @@ pub struct Component {
 }
 
 /// A whole pipeline.
-#[derive(Debug)]
 pub struct Config {
     /// Where components keep state, one folder per id.
     pub data_dir: PathBuf,
@@ -92,9 +91,43 @@ pub struct Config {
     pub components: BTreeMap<String, Component>,
     /// Problems that do not stop the pipeline (an output nobody consumes).
     pub warnings: Vec<ConfigError>,
+    /// Registered top-level tables (e.g. `[simulator]`), parsed, with their rendering
+    /// (to tell whether a reload changed them).
+    pub extensions: BTreeMap<String, (ExtensionConfig, String)>,
+}
+
+impl std::fmt::Debug for ExtensionsDebug<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+struct ExtensionsDebug<'a>(&'a BTreeMap<String, (ExtensionConfig, String)>);
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("api", &self.api)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("components", &self.components)
+            .field("warnings", &self.warnings)
+            .field("extensions", &ExtensionsDebug(&self.extensions))
+            .finish()
+    }
 }
 
 impl Config {
+    /// A registered top-level table, if the config has it.
+    pub fn extension<T: 'static>(&self, name: &str) -> Option<&T> {
+        self.extensions.get(name)?.0.downcast_ref::<T>()
+    }
+
+    /// The rendering of an extension table, to compare across reloads.
+    pub fn extension_fingerprint(&self, name: &str) -> Option<&str> {
+        self.extensions.get(name).map(|(_, f)| f.as_str())
+    }
+
     /// The state folder of a component.
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join(id)
@@ -192,6 +225,7 @@ pub fn load_files(
     let mut components: BTreeMap<String, Component> = BTreeMap::new();
     let mut declared: BTreeMap<String, (usize, Range<usize>, ComponentKind)> = BTreeMap::new();
     let mut input_spans: BTreeMap<String, (usize, InputSpans)> = BTreeMap::new();
+    let mut extensions: BTreeMap<String, (ExtensionConfig, String)> = BTreeMap::new();
 
     if files.is_empty() {
         errors.push(
@@ -276,12 +310,36 @@ pub fn load_files(
                     globals.seen.insert(key_name, file.path.clone());
                     parse_global(file, name, value, &mut globals, &mut errors);
                 }
-                other => errors.push(
-                    ConfigError::new(format!("unknown top-level key `{other}`"))
-                        .at(file, key.span())
-                        .key(other)
-                        .hint(suggest(other, TOP_LEVEL_KEYS, "valid top-level keys")),
-                ),
+                other => match registry.get_extension(other) {
+                    Some(extension) => {
+                        if extensions.contains_key(other) {
+                            errors.push(
+                                ConfigError::new(format!("`[{other}]` is set in more than one file"))
+                                    .at(file, key.span())
+                                    .key(other),
+                            );
+                            continue;
+                        }
+                        match extension.parse(ValueDeserializer::from(value.clone())) {
+                            Ok(parsed) => {
+                                let rendered =
+                                    serde_json::to_string(&to_json(value.get_ref())).unwrap_or_default();
+                                extensions.insert(other.to_string(), (parsed, rendered));
+                            }
+                            Err(e) => errors.push(deserialize_error(file, value, e, Some(other), "")),
+                        }
+                    }
+                    None => {
+                        let mut valid: Vec<&str> = TOP_LEVEL_KEYS.to_vec();
+                        valid.extend(registry.extension_names());
+                        errors.push(
+                            ConfigError::new(format!("unknown top-level key `{other}`"))
+                                .at(file, key.span())
+                                .key(other)
+                                .hint(suggest(other, &valid, "valid top-level keys")),
+                        )
+                    }
+                },
             }
         }
     }
@@ -310,6 +368,7 @@ pub fn load_files(
         shutdown_timeout: globals.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
         components,
         warnings,
+        extensions,
     })
 }
 
