@@ -86,12 +86,13 @@ impl ConditionConfig {
     /// Compiles the condition; the issue names `key`, the option holding it.
     pub fn compile(&self, key: &str) -> Result<Condition, ConfigIssue> {
         let source = self.source();
-        let compiled = vrl_program::compile(source, Access::ReadOnly).map_err(|diagnostics| {
-            ConfigIssue::new(
-                key,
-                format!("the VRL condition does not compile:\n{diagnostics}"),
-            )
-        })?;
+        let compiled =
+            vrl_program::compile(source, key, Access::ReadOnly).map_err(|diagnostics| {
+                ConfigIssue::new(
+                    key,
+                    format!("the VRL condition does not compile:\n{diagnostics}"),
+                )
+            })?;
         let result = compiled.program.final_type_info().result;
         if !result.kind().contains_boolean() {
             return Err(ConfigIssue::new(

@@ -29,8 +29,8 @@ pub enum Access {
 }
 
 /// Compiles a program against the full standard library; the error is the rendered
-/// diagnostics (line, column and a caret under the fault).
-pub fn compile(source: &str, access: Access) -> Result<Compiled, String> {
+/// diagnostics (line, column and a caret under the fault), located as `origin:line:column`.
+pub fn compile(source: &str, origin: &str, access: Access) -> Result<Compiled, String> {
     let functions = vrl::stdlib::all();
     let mut config = CompileConfig::default();
     if access == Access::ReadOnly {
@@ -39,17 +39,18 @@ pub fn compile(source: &str, access: Access) -> Result<Compiled, String> {
     match vrl::compiler::compile_with_state(source, &functions, &TypeState::default(), config) {
         Ok(result) => Ok(Compiled {
             program: result.program,
-            warnings: render(source, result.warnings),
+            warnings: render(source, origin, result.warnings),
         }),
-        Err(diagnostics) => Err(render(source, diagnostics)),
+        Err(diagnostics) => Err(render(source, origin, diagnostics)),
     }
 }
 
-fn render(source: &str, diagnostics: DiagnosticList) -> String {
+fn render(source: &str, origin: &str, diagnostics: DiagnosticList) -> String {
+    // VRL renders an unnamed source as `┌─ :1:8`; naming it tells which option or file.
     Formatter::new(source, diagnostics)
         .to_string()
         .trim()
-        .to_string()
+        .replace("┌─ :", &format!("┌─ {origin}:"))
 }
 
 /// The message of a runtime failure: the program's own `abort`/error text where it gave one.

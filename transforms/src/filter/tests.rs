@@ -133,7 +133,11 @@ fn compile_errors_name_the_option_and_the_location() {
     let issues = config.check();
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].key.as_deref(), Some("condition"));
-    assert!(issues[0].message.contains(":1:"), "{}", issues[0].message);
+    assert!(
+        issues[0].message.contains("condition:1:"),
+        "{}",
+        issues[0].message
+    );
 }
 
 #[test]

@@ -50,12 +50,12 @@ fn default_true() -> bool {
 }
 
 impl RemapConfig {
-    /// The program text and the option it came from.
-    fn program_source(&self) -> Result<(String, &'static str), ConfigIssue> {
+    /// The program text, the option it came from and where diagnostics locate it.
+    fn program_source(&self) -> Result<(String, &'static str, String), ConfigIssue> {
         match (&self.source, &self.file) {
-            (Some(source), None) => Ok((source.clone(), "source")),
+            (Some(source), None) => Ok((source.clone(), "source", "source".to_string())),
             (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| (text, "file"))
+                .map(|text| (text, "file", path.display().to_string()))
                 .map_err(|e| {
                     ConfigIssue::new(
                         "file",
@@ -80,8 +80,8 @@ impl RemapConfig {
     }
 
     fn compile(&self) -> Result<Compiled, ConfigIssue> {
-        let (source, key) = self.program_source()?;
-        vrl_program::compile(&source, Access::ReadWrite).map_err(|diagnostics| {
+        let (source, key, origin) = self.program_source()?;
+        vrl_program::compile(&source, &origin, Access::ReadWrite).map_err(|diagnostics| {
             ConfigIssue::new(
                 key,
                 format!("the VRL program does not compile:\n{diagnostics}"),

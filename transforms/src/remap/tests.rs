@@ -233,7 +233,11 @@ fn compile_errors_name_the_option_and_the_location() {
     let issues = config.check();
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].key.as_deref(), Some("source"));
-    assert!(issues[0].message.contains(":1:"), "{}", issues[0].message);
+    assert!(
+        issues[0].message.contains("source:1:"),
+        "{}",
+        issues[0].message
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bad.vrl");
@@ -243,6 +247,8 @@ fn compile_errors_name_the_option_and_the_location() {
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].key.as_deref(), Some("file"));
     assert!(issues[0].message.contains("E103"), "{}", issues[0].message);
+    let at = format!("{}:1:7", path.display());
+    assert!(issues[0].message.contains(&at), "{}", issues[0].message);
 }
 
 fn config_at(path: &std::path::Path) -> RemapConfig {
