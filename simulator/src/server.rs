@@ -1,0 +1,97 @@
+//! The HTTP server: routes, the latency fault, and an accept loop that varies header casing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity::{blobs, content, subscriptions};
+use crate::state::Sim;
+use crate::tokens;
+
+/// Request bodies are small form posts or JSON; anything bigger is refused (413).
+const MAX_BODY: usize = 64 * 1024;
+
+/// All routes of the login and management roots.
+pub(crate) fn router(sim: Arc<Sim>) -> Router {
+    let feed = "/api/{version}/{tenant}/activity/feed";
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(tokens::token_v2))
+        .route("/{tenant}/oauth2/token", post(tokens::token_v1))
+        .route(&format!("{feed}/subscriptions/start"), post(subscriptions::start))
+        .route(&format!("{feed}/subscriptions/stop"), post(subscriptions::stop))
+        .route(&format!("{feed}/subscriptions/list"), get(subscriptions::list))
+        .route(&format!("{feed}/subscriptions/content"), get(content::content))
+        .route(&format!("{feed}/subscriptions/notifications"), get(content::notifications))
+        .route(&format!("{feed}/resources/dlpSensitiveTypes"), get(subscriptions::dlp_sensitive_types))
+        .route(&format!("{feed}/audit/{{content_id}}"), get(blobs::blob))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(sim.clone(), latency))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(sim)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "").into_response()
+}
+
+/// The configured latency fault, added before every response.
+async fn latency(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let d = sim.cfg.faults.latency;
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+    next.run(req).await
+}
+
+/// Serves connections until cancelled. Every other connection title-cases its header names
+/// (`Nextpageuri`), the rest send them lower-case (`nextpageuri`): clients must not depend
+/// on the casing, as the real service's varies.
+pub(crate) async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) {
+    let mut connections = 0u64;
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulator: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        connections += 1;
+        let title_case = connections % 2 == 0;
+        let service = TowerToHyperService::new(app.clone());
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.title_case_headers(title_case);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "simulator: connection ended with an error");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
