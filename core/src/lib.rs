@@ -5,11 +5,13 @@
 
 pub mod ack;
 pub mod api;
+pub mod auth;
 pub mod buffer;
 pub mod config;
 pub mod decoding;
 pub mod event;
 pub mod fanout;
+pub mod http;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;
