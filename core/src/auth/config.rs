@@ -56,6 +56,15 @@ pub enum SignatureStyle {
 impl EntraConfig {
     /// Problems serde cannot see (neither or both credentials, tenant id not a GUID or domain, ...), keys prefixed with `prefix`.
     pub fn check(&self, prefix: &str) -> Vec<ConfigIssue> {
+        let mut issues = self.check_fields(prefix);
+        if let (None, Some(certificate)) = (&self.client_secret, &self.certificate) {
+            issues.extend(certificate.check(&join_key(prefix, "certificate")));
+        }
+        issues
+    }
+
+    /// The checks that read no file (the token provider loads the certificate itself, once).
+    pub(crate) fn check_fields(&self, prefix: &str) -> Vec<ConfigIssue> {
         let key = |name: &str| join_key(prefix, name);
         let mut issues = Vec::new();
         if let Some(problem) = tenant_problem(&self.tenant_id) {
@@ -85,8 +94,7 @@ impl EntraConfig {
                 ConfigIssue::new(&key("client_secret"), "client_secret is empty")
                     .hint("the secret's Value from the app registration's \"Certificates & secrets\" page (is the environment variable set?)"),
             ),
-            (_, Some(certificate)) => issues.extend(certificate.check(&key("certificate"))),
-            (Some(_), None) => {}
+            _ => {}
         }
         if let Some(url) = &self.login_url
             && let Some(problem) = url_problem(url)

@@ -95,7 +95,7 @@ impl TokenProvider {
                 ),
             });
         }
-        let issues = config.check("");
+        let issues = config.check_fields("");
         if !issues.is_empty() {
             let listed: Vec<String> = issues
                 .iter()
