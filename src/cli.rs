@@ -29,6 +29,8 @@ pub enum Command {
     Validate(ConfigArgs),
     /// List the plugins and their options.
     List(ListArgs),
+    /// Serve a local stand-in for a Microsoft API (no credentials, no network).
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// Where the configuration is.

@@ -10,6 +10,7 @@ mod cli;
 mod list;
 mod logging;
 mod run;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -29,11 +30,16 @@ pub fn standard_registry() -> Registry {
 }
 
 /// Parses the command line and runs it with the given plugins.
-pub fn main_with(registry: Registry) -> ExitCode {
+pub fn main_with(mut registry: Registry) -> ExitCode {
+    registry.extension::<simulate::SimulatorTable>(
+        "simulator",
+        "Starts the Microsoft 365 simulator in-process (see docs/simulator.md)",
+    );
     let cli = cli::Cli::parse();
     match cli.command.unwrap_or(cli::Command::Run(cli.run)) {
         cli::Command::Run(args) => run::run(args, registry),
         cli::Command::Validate(args) => run::validate(args, &registry),
         cli::Command::List(args) => list::list(args, &registry),
+        cli::Command::Simulate(args) => simulate::simulate(args),
     }
 }

@@ -112,6 +112,20 @@ async fn supervise(
             }
         }
     }
+    // The simulator must listen before the sources that talk to it start.
+    let simulator = match config.extension::<crate::simulate::SimulatorTable>("simulator") {
+        Some(table) => match crate::simulate::start_in_process(table).await {
+            Ok(simulator) => {
+                tracing::info!(url = %simulator.base_url(), "in-process Microsoft 365 simulator started");
+                Some(simulator)
+            }
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let components = config.components.len();
     let mut topology = match Topology::start(config, health) {
         Ok(topology) => topology,
@@ -136,6 +150,7 @@ async fn supervise(
     let mut watched = if watch { stamps(&paths) } else { Vec::new() };
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     let mut failed = false;
+    let mut finished = false;
 
     loop {
         tokio::select! {
@@ -164,8 +179,8 @@ async fn supervise(
             exit = topology.next_exit() => match exit {
                 None => {
                     tracing::info!("every source finished and the pipeline drained");
-                    api_stop.cancel();
-                    return ExitCode::SUCCESS;
+                    finished = true;
+                    break;
                 }
                 Some(exit) => match exit.result {
                     Ok(()) => tracing::info!(component = %exit.id, "component finished"),
@@ -180,12 +195,16 @@ async fn supervise(
     }
 
     let deadline = topology.config().shutdown_timeout;
-    let drained = tokio::select! {
-        drained = topology.shutdown(deadline) => drained,
-        _ = sigterm.recv() => second_signal(),
-        _ = sigint.recv() => second_signal(),
-    };
+    let drained = finished
+        || tokio::select! {
+            drained = topology.shutdown(deadline) => drained,
+            _ = sigterm.recv() => second_signal(),
+            _ = sigint.recv() => second_signal(),
+        };
     api_stop.cancel();
+    if let Some(simulator) = simulator {
+        simulator.stop().await;
+    }
     if drained {
         tracing::info!("drained; exiting");
     } else {
@@ -219,6 +238,11 @@ async fn reload(topology: &mut Topology, paths: &ConfigPaths, registry: &Registr
     log_warnings(&new);
     if new.api != topology.config().api {
         tracing::warn!("changes to [api] take effect after a restart");
+    }
+    if new.extension_fingerprint("simulator")
+        != topology.config().extension_fingerprint("simulator")
+    {
+        tracing::warn!("changes to [simulator] take effect after a restart");
     }
     match topology.reload(new).await {
         Ok(summary) => {
