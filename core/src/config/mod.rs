@@ -314,19 +314,23 @@ pub fn load_files(
                     Some(extension) => {
                         if extensions.contains_key(other) {
                             errors.push(
-                                ConfigError::new(format!("`[{other}]` is set in more than one file"))
-                                    .at(file, key.span())
-                                    .key(other),
+                                ConfigError::new(format!(
+                                    "`[{other}]` is set in more than one file"
+                                ))
+                                .at(file, key.span())
+                                .key(other),
                             );
                             continue;
                         }
                         match extension.parse(ValueDeserializer::from(value.clone())) {
                             Ok(parsed) => {
-                                let rendered =
-                                    serde_json::to_string(&to_json(value.get_ref())).unwrap_or_default();
+                                let rendered = serde_json::to_string(&to_json(value.get_ref()))
+                                    .unwrap_or_default();
                                 extensions.insert(other.to_string(), (parsed, rendered));
                             }
-                            Err(e) => errors.push(deserialize_error(file, value, e, Some(other), "")),
+                            Err(e) => {
+                                errors.push(deserialize_error(file, value, e, Some(other), ""))
+                            }
                         }
                     }
                     None => {
