@@ -170,8 +170,14 @@ fn validate_reports_every_error_not_just_the_first() {
 #[test]
 fn a_config_dir_merges_its_files_and_env_fills_variables() {
     let ws = Workspace::new();
-    ws.write("conf.d/10-source.toml", "[sources.audit]\ntype = \"file\"\ninclude = [\"${SIEMFLOW_TEST_GLOB:-in/*.ndjson}\"]\n");
-    ws.write("conf.d/20-sink.toml", "[sinks.out]\ntype = \"file\"\ninputs = [\"audit\"]\npath = \"${SIEMFLOW_TEST_OUT}\"\n");
+    ws.write(
+        "conf.d/10-source.toml",
+        "[sources.audit]\ntype = \"file\"\ninclude = [\"${SIEMFLOW_TEST_GLOB:-in/*.ndjson}\"]\n",
+    );
+    ws.write(
+        "conf.d/20-sink.toml",
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"audit\"]\npath = \"${SIEMFLOW_TEST_OUT}\"\n",
+    );
     ws.write("conf.d/notes.txt", "not a config file");
     let output = std::process::Command::new(crate::harness::binary())
         .args(["validate", "--config-dir", "conf.d"])
@@ -180,6 +186,13 @@ fn a_config_dir_merges_its_files_and_env_fills_variables() {
         .output()
         .expect("validate");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("valid: 1 sources, 0 transforms, 1 sinks"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("valid: 1 sources, 0 transforms, 1 sinks"),
+        "{stdout}"
+    );
 }
