@@ -71,6 +71,10 @@ impl RouteConfig {
 }
 
 impl TransformConfig for RouteConfig {
+    fn has_default_output(&self) -> bool {
+        false
+    }
+
     fn outputs(&self) -> Vec<String> {
         let mut outputs: Vec<String> = self.route.keys().cloned().collect();
         if self.reroute_unmatched {
