@@ -154,10 +154,16 @@ impl M365Config {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if !is_guid(&t.tenant_id) {
-                bail!("simulator.tenants[{i}].tenant_id must be a GUID, got {:?}", t.tenant_id);
+                bail!(
+                    "simulator.tenants[{i}].tenant_id must be a GUID, got {:?}",
+                    t.tenant_id
+                );
             }
             if !is_guid(&t.client_id) {
-                bail!("simulator.tenants[{i}].client_id must be a GUID, got {:?}", t.client_id);
+                bail!(
+                    "simulator.tenants[{i}].client_id must be a GUID, got {:?}",
+                    t.client_id
+                );
             }
             if t.client_secret.is_none() && t.certificate_pem.is_none() {
                 bail!("simulator.tenants[{i}] needs a client_secret or a certificate_pem");
@@ -167,7 +173,11 @@ impl M365Config {
                     && o.client_id.eq_ignore_ascii_case(&t.client_id)
             });
             if dup {
-                bail!("simulator.tenants[{i}] repeats the app {} of tenant {}", t.client_id, t.tenant_id);
+                bail!(
+                    "simulator.tenants[{i}] repeats the app {} of tenant {}",
+                    t.client_id,
+                    t.tenant_id
+                );
             }
         }
         let f = &self.faults;
@@ -218,6 +228,9 @@ pub fn is_guid(s: &str) -> bool {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"30m\", \"3d\"")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?} ({e}); use e.g. \"30s\", \"30m\", \"3d\""
+        ))
+    })
 }

@@ -17,7 +17,11 @@ pub(crate) struct AfError {
 impl AfError {
     /// An error with the given status, code and message.
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// HTTP 400 with a code, the status most AF errors come with.
@@ -30,7 +34,10 @@ impl IntoResponse for AfError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}}).to_string();
         let mut r = (self.status, body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         r
     }
 }
@@ -43,7 +50,10 @@ pub(crate) fn unauthorized() -> Response {
     )
         .into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
@@ -61,12 +71,22 @@ pub(crate) struct AadError {
 impl AadError {
     /// HTTP 400 with the given OAuth2 error string.
     pub(crate) fn bad(error: &'static str, number: u32, description: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, error, number, description: description.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            number,
+            description: description.into(),
+        }
     }
 
     /// HTTP 401 `invalid_client`, as Entra answers failed client authentication.
     pub(crate) fn client(number: u32, description: impl Into<String>) -> Self {
-        Self { status: StatusCode::UNAUTHORIZED, error: "invalid_client", number, description: description.into() }
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            number,
+            description: description.into(),
+        }
     }
 }
 
@@ -90,7 +110,10 @@ impl IntoResponse for AadError {
         })
         .to_string();
         let mut r = (self.status, body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         r
     }
 }

@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID, Faults, M365Config,
-    MAX_HISTORY, TenantConfig,
+    CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID,
+    Faults, M365Config, MAX_HISTORY, TenantConfig,
 };
 pub use stats::{Stats, TenantStats};
 
@@ -45,13 +45,20 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("simulator: cannot listen on {listen}"))?;
-        let address = listener.local_addr().context("simulator: no local address")?;
+        let address = listener
+            .local_addr()
+            .context("simulator: no local address")?;
         let sim = Arc::new(state::Sim::new(config, address)?);
         let cancel = CancellationToken::new();
         let app = server::router(sim.clone());
         let task = tokio::spawn(server::serve(listener, app, cancel.clone()));
         tracing::info!(%address, "M365 simulator listening");
-        Ok(Simulator { sim, address, cancel, task })
+        Ok(Simulator {
+            sim,
+            address,
+            cancel,
+            task,
+        })
     }
 
     /// The bound address.
@@ -83,7 +90,9 @@ impl Simulator {
     /// Moves the simulator's clock forward (tests: token expiry, content expiry, the
     /// 15-minute /start rule); the world's history keeps its original start.
     pub fn advance_clock(&self, by: std::time::Duration) {
-        self.sim.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+        self.sim
+            .offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.
@@ -108,7 +117,11 @@ pub fn published_records(
     end: DateTime<Utc>,
 ) -> Vec<serde_json::Value> {
     let world = world::World::new(Arc::new(config.clone()));
-    let Some(t) = world.tenants.iter().position(|p| p.id.eq_ignore_ascii_case(tenant)) else {
+    let Some(t) = world
+        .tenants
+        .iter()
+        .position(|p| p.id.eq_ignore_ascii_case(tenant))
+    else {
         return Vec::new();
     };
     let Some(ct) = world::generate::content_type_index(content_type) else {
@@ -127,7 +140,11 @@ pub fn published_blobs(
     end: DateTime<Utc>,
 ) -> Vec<PublishedBlob> {
     let world = world::World::new(Arc::new(config.clone()));
-    let Some(t) = world.tenants.iter().position(|p| p.id.eq_ignore_ascii_case(tenant)) else {
+    let Some(t) = world
+        .tenants
+        .iter()
+        .position(|p| p.id.eq_ignore_ascii_case(tenant))
+    else {
         return Vec::new();
     };
     let Some(ct) = world::generate::content_type_index(content_type) else {

@@ -26,12 +26,30 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(tokens::token_v2))
         .route("/{tenant}/oauth2/token", post(tokens::token_v1))
-        .route(&format!("{feed}/subscriptions/start"), post(subscriptions::start))
-        .route(&format!("{feed}/subscriptions/stop"), post(subscriptions::stop))
-        .route(&format!("{feed}/subscriptions/list"), get(subscriptions::list))
-        .route(&format!("{feed}/subscriptions/content"), get(content::content))
-        .route(&format!("{feed}/subscriptions/notifications"), get(content::notifications))
-        .route(&format!("{feed}/resources/dlpSensitiveTypes"), get(subscriptions::dlp_sensitive_types))
+        .route(
+            &format!("{feed}/subscriptions/start"),
+            post(subscriptions::start),
+        )
+        .route(
+            &format!("{feed}/subscriptions/stop"),
+            post(subscriptions::stop),
+        )
+        .route(
+            &format!("{feed}/subscriptions/list"),
+            get(subscriptions::list),
+        )
+        .route(
+            &format!("{feed}/subscriptions/content"),
+            get(content::content),
+        )
+        .route(
+            &format!("{feed}/subscriptions/notifications"),
+            get(content::notifications),
+        )
+        .route(
+            &format!("{feed}/resources/dlpSensitiveTypes"),
+            get(subscriptions::dlp_sensitive_types),
+        )
         .route(&format!("{feed}/audit/{{content_id}}"), get(blobs::blob))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), latency))
@@ -71,7 +89,7 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, cancel: Cancellati
             },
         };
         connections += 1;
-        let title_case = connections % 2 == 0;
+        let title_case = connections.is_multiple_of(2);
         let service = TowerToHyperService::new(app.clone());
         let cancel = cancel.clone();
         tracker.spawn(async move {

@@ -53,7 +53,9 @@ pub(crate) struct Subscription {
 impl Subscription {
     /// Whether content published at `ms` fell into a period the subscription was stopped.
     pub(crate) fn lost(&self, ms: i64) -> bool {
-        self.gaps.iter().any(|(from, to)| ms >= *from && to.is_none_or(|to| ms < to))
+        self.gaps
+            .iter()
+            .any(|(from, to)| ms >= *from && to.is_none_or(|to| ms < to))
     }
 }
 
@@ -102,8 +104,9 @@ impl Sim {
                 .position(|p| p.id.eq_ignore_ascii_case(&t.tenant_id))
                 .context("tenant profile missing")?;
             let certs = match &t.certificate_pem {
-                Some(path) => load_certs(path)
-                    .with_context(|| format!("simulator.tenants[{i}].certificate_pem {}", path.display()))?,
+                Some(path) => load_certs(path).with_context(|| {
+                    format!("simulator.tenants[{i}].certificate_pem {}", path.display())
+                })?,
                 None => Vec::new(),
             };
             apps.push(App {
@@ -136,7 +139,11 @@ impl Sim {
 
     /// Newest contentCreated that is published by now (frozen at start unless live).
     pub(crate) fn published_until_ms(&self) -> i64 {
-        if self.cfg.live { self.now_ms() } else { self.origin_ms }
+        if self.cfg.live {
+            self.now_ms()
+        } else {
+            self.origin_ms
+        }
     }
 
     /// Oldest contentCreated that exists at all.
@@ -165,8 +172,12 @@ fn load_certs(path: &std::path::Path) -> anyhow::Result<Vec<Cert>> {
             anyhow::bail!("the certificate's key is not RSA (Entra ID assertions are RS256/PS256)");
         }
         certs.push(Cert {
-            sha1: digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents).as_ref().to_vec(),
-            sha256: digest::digest(&digest::SHA256, &pem.contents).as_ref().to_vec(),
+            sha1: digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents)
+                .as_ref()
+                .to_vec(),
+            sha256: digest::digest(&digest::SHA256, &pem.contents)
+                .as_ref()
+                .to_vec(),
             rsa_public_key: spki.subject_public_key.data.to_vec(),
         });
     }

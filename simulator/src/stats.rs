@@ -37,6 +37,9 @@ pub struct Stats {
 impl Stats {
     /// The counters of one tenant (zero when it was never asked for).
     pub fn tenant(&self, tenant: &str) -> TenantStats {
-        self.tenants.get(&tenant.to_ascii_lowercase()).cloned().unwrap_or_default()
+        self.tenants
+            .get(&tenant.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -79,7 +81,11 @@ struct Form(Vec<(String, String)>);
 
 impl Form {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
     fn require(&self, name: &str) -> Result<&str, AadError> {
         self.get(name).ok_or_else(|| missing(name))
@@ -87,10 +93,20 @@ impl Form {
 }
 
 fn missing(name: &str) -> AadError {
-    AadError::bad("invalid_request", 900144, format!("The request body must contain the following parameter: '{name}'."))
+    AadError::bad(
+        "invalid_request",
+        900144,
+        format!("The request body must contain the following parameter: '{name}'."),
+    )
 }
 
-fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &[u8]) -> Result<Response, AadError> {
+fn issue(
+    sim: &Sim,
+    tenant: &str,
+    version: Version,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AadError> {
     let profile = sim.world.tenant_by_id_or_domain(tenant).ok_or_else(|| {
         AadError::bad(
             "invalid_request",
@@ -98,11 +114,19 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
             format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
         )
     })?;
-    let tenant_idx = sim.world.tenants.iter().position(|t| t.id == profile.id).unwrap_or_default();
+    let tenant_idx = sim
+        .world
+        .tenants
+        .iter()
+        .position(|t| t.id == profile.id)
+        .unwrap_or_default();
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     // Entra only reads form bodies: anything else looks like a request without parameters.
     let form = if form_type {
         Form(form_urlencoded::parse(body).into_owned().collect())
@@ -141,28 +165,41 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
                 return Err(AadError::bad(
                     "invalid_scope",
                     70011,
-                    format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+                    format!(
+                        "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                    ),
                 ));
             };
             let Some(res) = one.strip_suffix("/.default") else {
                 return Err(AadError::bad(
                     "invalid_scope",
                     1002012,
-                    format!("The provided value for scope {one} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+                    format!(
+                        "The provided value for scope {one} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    ),
                 ));
             };
             res.trim_end_matches('/').to_string()
         }
         Version::V1 => form.require("resource")?.trim_end_matches('/').to_string(),
     };
-    let management = MANAGEMENT_AUDIENCES.iter().any(|a| a.eq_ignore_ascii_case(&resource))
+    let management = MANAGEMENT_AUDIENCES
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&resource))
         || resource.eq_ignore_ascii_case(&format!("http://{host}"))
         || resource.eq_ignore_ascii_case(&format!("http://{}", sim.local_addr));
-    if !management && !OTHER_RESOURCES.iter().any(|a| a.eq_ignore_ascii_case(&resource)) {
+    if !management
+        && !OTHER_RESOURCES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&resource))
+    {
         return Err(AadError::bad(
             "invalid_resource",
             500011,
-            format!("The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.", profile.domain),
+            format!(
+                "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                profile.domain
+            ),
         ));
     }
     let now_ms = sim.now_ms();
@@ -186,7 +223,10 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
             if app.secret.as_deref() != Some(s) {
                 return Err(AadError::client(
                     7000215,
-                    format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id),
+                    format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                        app.client_id
+                    ),
                 ));
             }
             false
@@ -214,7 +254,15 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
     };
     let lifetime = sim.cfg.token_lifetime.as_secs();
     let exp_ms = now_ms + (lifetime as i64) * 1000;
-    let token = make_token(&profile.id, &app.client_id, &resource, &app.roles, now_ms, exp_ms, cert_auth);
+    let token = make_token(
+        &profile.id,
+        &app.client_id,
+        &resource,
+        &app.roles,
+        now_ms,
+        exp_ms,
+        cert_auth,
+    );
     {
         let mut tokens = lock(&sim.tokens);
         if tokens.len() > 10_000 {
@@ -222,7 +270,12 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
         }
         tokens.insert(
             token.clone(),
-            TokenInfo { tenant: tenant_idx, roles: app.roles.clone(), management, expires_ms: exp_ms },
+            TokenInfo {
+                tenant: tenant_idx,
+                roles: app.roles.clone(),
+                management,
+                expires_ms: exp_ms,
+            },
         );
     }
     let now_s = now_ms / 1000;
@@ -245,8 +298,14 @@ fn issue(sim: &Sim, tenant: &str, version: Version, headers: &HeaderMap, body: &
     };
     let mut r = body.to_string().into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
     Ok(r)
 }
 
@@ -260,8 +319,17 @@ fn request_host(sim: &Sim, headers: &HeaderMap) -> String {
 }
 
 /// A JWT-shaped opaque token: clients may read its claims, only this simulator can honour it.
-fn make_token(tid: &str, appid: &str, aud: &str, roles: &[String], now_ms: i64, exp_ms: i64, cert: bool) -> String {
-    let header = json!({"typ": "JWT", "alg": "RS256", "x5t": "c2ltdWxhdG9y", "kid": "c2ltdWxhdG9y"});
+fn make_token(
+    tid: &str,
+    appid: &str,
+    aud: &str,
+    roles: &[String],
+    now_ms: i64,
+    exp_ms: i64,
+    cert: bool,
+) -> String {
+    let header =
+        json!({"typ": "JWT", "alg": "RS256", "x5t": "c2ltdWxhdG9y", "kid": "c2ltdWxhdG9y"});
     let claims = json!({
         "aud": aud,
         "iss": format!("https://sts.windows.net/{tid}/"),
@@ -277,8 +345,18 @@ fn make_token(tid: &str, appid: &str, aud: &str, roles: &[String], now_ms: i64, 
         "tid": tid,
         "ver": "1.0",
     });
-    let sig: Vec<u8> = uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect();
-    format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()), B64.encode(sig))
+    let sig: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string()),
+        B64.encode(sig)
+    )
 }
 
 fn malformed(why: &str) -> AadError {
@@ -287,33 +365,52 @@ fn malformed(why: &str) -> AadError {
 
 /// Verifies a client assertion strictly: signature by a registered certificate named by
 /// thumbprint, exact audience, issuer and subject equal to the client id, valid time range.
-fn verify_assertion(app: &App, jwt: &str, audiences: &[String], now_ms: i64) -> Result<(), AadError> {
+fn verify_assertion(
+    app: &App,
+    jwt: &str,
+    audiences: &[String],
+    now_ms: i64,
+) -> Result<(), AadError> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [h, c, s] = parts[..] else {
         return Err(malformed("a JWT has three dot-separated parts"));
     };
-    let decode = |p: &str, what: &str| B64.decode(p).map_err(|_| malformed(&format!("{what} is not base64url")));
-    let header: Value =
-        serde_json::from_slice(&decode(h, "header")?).map_err(|_| malformed("header is not JSON"))?;
-    let claims: Value =
-        serde_json::from_slice(&decode(c, "payload")?).map_err(|_| malformed("payload is not JSON"))?;
+    let decode = |p: &str, what: &str| {
+        B64.decode(p)
+            .map_err(|_| malformed(&format!("{what} is not base64url")))
+    };
+    let header: Value = serde_json::from_slice(&decode(h, "header")?)
+        .map_err(|_| malformed("header is not JSON"))?;
+    let claims: Value = serde_json::from_slice(&decode(c, "payload")?)
+        .map_err(|_| malformed("payload is not JSON"))?;
     let signature = decode(s, "signature")?;
-    let alg = header.get("alg").and_then(Value::as_str).unwrap_or_default();
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (params, thumb_field): (&'static aws_lc_rs::signature::RsaParameters, &str) = match alg {
         "RS256" => (&RSA_PKCS1_2048_8192_SHA256, "x5t"),
         "PS256" => (&RSA_PSS_2048_8192_SHA256, "x5t#S256"),
         other => {
             return Err(AadError::client(
                 5002738,
-                format!("Invalid JWT token. '{other}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'."),
+                format!(
+                    "Invalid JWT token. '{other}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'."
+                ),
             ));
         }
     };
     let unknown_key = || {
         AadError::client(
             700027,
-            format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]",
-                header.get(thumb_field).and_then(Value::as_str).unwrap_or(""), app.client_id),
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]",
+                header
+                    .get(thumb_field)
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                app.client_id
+            ),
         )
     };
     let thumb = header
@@ -324,7 +421,13 @@ fn verify_assertion(app: &App, jwt: &str, audiences: &[String], now_ms: i64) -> 
     let cert = app
         .certs
         .iter()
-        .find(|c| if alg == "RS256" { c.sha1 == thumb } else { c.sha256 == thumb })
+        .find(|c| {
+            if alg == "RS256" {
+                c.sha1 == thumb
+            } else {
+                c.sha256 == thumb
+            }
+        })
         .ok_or_else(unknown_key)?;
     let signed = format!("{h}.{c}");
     UnparsedPublicKey::new(params, &cert.rsa_public_key)
@@ -335,15 +438,27 @@ fn verify_assertion(app: &App, jwt: &str, audiences: &[String], now_ms: i64) -> 
                 "Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value.]",
             )
         })?;
-    let aud = claims.get("aud").and_then(Value::as_str).unwrap_or_default();
+    let aud = claims
+        .get("aud")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !audiences.iter().any(|a| a == aud) {
         return Err(AadError::client(
             700023,
-            format!("Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials. Expected '{}', got '{aud}'.", audiences[0]),
+            format!(
+                "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials. Expected '{}', got '{aud}'.",
+                audiences[0]
+            ),
         ));
     }
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
-    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !iss.eq_ignore_ascii_case(&app.client_id) || !sub.eq_ignore_ascii_case(&app.client_id) {
         return Err(AadError::client(
             700021,

@@ -4,20 +4,39 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use siemflow_simulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, TenantConfig};
+use siemflow_simulator::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, TenantConfig,
+};
+
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, u64);
 
 fn aad_code(body: &Value) -> u64 {
     body["error_codes"][0].as_u64().unwrap_or_default()
 }
 
 fn secret_form<'a>(client: &'a str, secret: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("grant_type", "client_credentials"), ("client_id", client), ("client_secret", secret), ("scope", scope)]
+    vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client),
+        ("client_secret", secret),
+        ("scope", scope),
+    ]
 }
 
 #[tokio::test]
 async fn secret_flow_v2_and_v1() {
     let sim = start(M365Config::default()).await;
-    let (s, b) = token_request(&sim, DEFAULT_TENANT_ID, false, &secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, "https://manage.office.com/.default")).await;
+    let (s, b) = token_request(
+        &sim,
+        DEFAULT_TENANT_ID,
+        false,
+        &secret_form(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            "https://manage.office.com/.default",
+        ),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["token_type"], "Bearer");
     assert_eq!(b["expires_in"], 3599);
@@ -26,7 +45,12 @@ async fn secret_flow_v2_and_v1() {
         &sim,
         DEFAULT_TENANT_ID,
         true,
-        &[("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("client_secret", DEFAULT_CLIENT_SECRET), ("resource", MANAGE)],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("resource", MANAGE),
+        ],
     )
     .await;
     assert_eq!(s, 200, "{b}");
@@ -34,7 +58,13 @@ async fn secret_flow_v2_and_v1() {
     assert!(b["expires_on"].is_string() && b["not_before"].is_string());
     assert_eq!(b["resource"], MANAGE);
     // The v1 token works on the management API.
-    let (s, _, body) = call(&sim, "GET", "subscriptions/list", b["access_token"].as_str()).await;
+    let (s, _, body) = call(
+        &sim,
+        "GET",
+        "subscriptions/list",
+        b["access_token"].as_str(),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     sim.stop().await;
 }
@@ -43,26 +73,98 @@ async fn secret_flow_v2_and_v1() {
 async fn refusals_carry_the_right_aadsts_code() {
     let sim = start(M365Config::default()).await;
     let scope = "https://manage.office.com/.default";
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16, u64)> = vec![
-        ("00000000-0000-0000-0000-000000000001", secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, scope), 400, 90002),
-        (DEFAULT_TENANT_ID, secret_form("00000000-0000-0000-0000-000000000002", DEFAULT_CLIENT_SECRET, scope), 400, 700016),
-        (DEFAULT_TENANT_ID, secret_form(DEFAULT_CLIENT_ID, "wrong", scope), 401, 7000215),
-        (DEFAULT_TENANT_ID, secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, "https://manage.office.com"), 400, 1002012),
-        (DEFAULT_TENANT_ID, secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, "https://nowhere.example/.default"), 400, 500011),
-        (DEFAULT_TENANT_ID, vec![("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("scope", scope)], 401, 7000218),
-        (DEFAULT_TENANT_ID, vec![("client_id", DEFAULT_CLIENT_ID), ("client_secret", DEFAULT_CLIENT_SECRET), ("scope", scope)], 400, 900144),
-        (DEFAULT_TENANT_ID, vec![("grant_type", "password"), ("client_id", DEFAULT_CLIENT_ID), ("scope", scope)], 400, 70003),
+    // (tenant in the path, form, expected HTTP status, expected AADSTS code)
+    let cases: Vec<Case> = vec![
+        (
+            "00000000-0000-0000-0000-000000000001",
+            secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, scope),
+            400,
+            90002,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            secret_form(
+                "00000000-0000-0000-0000-000000000002",
+                DEFAULT_CLIENT_SECRET,
+                scope,
+            ),
+            400,
+            700016,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            secret_form(DEFAULT_CLIENT_ID, "wrong", scope),
+            401,
+            7000215,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            secret_form(
+                DEFAULT_CLIENT_ID,
+                DEFAULT_CLIENT_SECRET,
+                "https://manage.office.com",
+            ),
+            400,
+            1002012,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            secret_form(
+                DEFAULT_CLIENT_ID,
+                DEFAULT_CLIENT_SECRET,
+                "https://nowhere.example/.default",
+            ),
+            400,
+            500011,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("scope", scope),
+            ],
+            401,
+            7000218,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            vec![
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("client_secret", DEFAULT_CLIENT_SECRET),
+                ("scope", scope),
+            ],
+            400,
+            900144,
+        ),
+        (
+            DEFAULT_TENANT_ID,
+            vec![
+                ("grant_type", "password"),
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("scope", scope),
+            ],
+            400,
+            70003,
+        ),
     ];
     for (tenant, form, status, code) in cases {
         let (s, b) = token_request(&sim, tenant, false, &form).await;
         assert_eq!((s, aad_code(&b)), (status, code), "{form:?}: {b}");
         let desc = b["error_description"].as_str().unwrap_or_default();
         assert!(desc.starts_with(&format!("AADSTS{code}:")), "{desc}");
-        assert!(b["trace_id"].is_string() && b["correlation_id"].is_string() && b["timestamp"].is_string());
+        assert!(
+            b["trace_id"].is_string()
+                && b["correlation_id"].is_string()
+                && b["timestamp"].is_string()
+        );
     }
     // A JSON body is not a form: Entra sees no parameters at all.
     let r = http()
-        .post(format!("{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token", sim.base_url()))
+        .post(format!(
+            "{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token",
+            sim.base_url()
+        ))
         .json(&serde_json::json!({"grant_type": "client_credentials"}))
         .send()
         .await
@@ -70,7 +172,10 @@ async fn refusals_carry_the_right_aadsts_code() {
     assert_eq!(r.status().as_u16(), 400);
     // Oversized bodies are refused before parsing.
     let r = http()
-        .post(format!("{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token", sim.base_url()))
+        .post(format!(
+            "{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token",
+            sim.base_url()
+        ))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("a".repeat(200_000))
         .send()
@@ -103,7 +208,10 @@ async fn assertion_request(sim: &siemflow_simulator::Simulator, jwt: &str) -> (u
             ("grant_type", "client_credentials"),
             ("client_id", DEFAULT_CLIENT_ID),
             ("scope", "https://manage.office.com/.default"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", jwt),
         ],
     )
@@ -120,12 +228,23 @@ async fn certificate_assertions_both_styles_and_refusals() {
         let jwt = assertion(alg, "app.key.pem", "app.cert.pem", &good);
         let (s, b) = assertion_request(&sim, &jwt).await;
         assert_eq!(s, 200, "{alg}: {b}");
-        let (s, _, body) = call(&sim, "GET", "subscriptions/list", b["access_token"].as_str()).await;
+        let (s, _, body) = call(
+            &sim,
+            "GET",
+            "subscriptions/list",
+            b["access_token"].as_str(),
+        )
+        .await;
         assert_eq!(s, 200, "{body}");
     }
     // v1 assertions name the v1 URL.
     let v1_aud = format!("{}/{DEFAULT_TENANT_ID}/oauth2/token", sim.base_url());
-    let jwt = assertion("RS256", "app.key.pem", "app.cert.pem", &claims(&v1_aud, DEFAULT_CLIENT_ID, now));
+    let jwt = assertion(
+        "RS256",
+        "app.key.pem",
+        "app.cert.pem",
+        &claims(&v1_aud, DEFAULT_CLIENT_ID, now),
+    );
     let (s, b) = token_request(
         &sim,
         DEFAULT_TENANT_ID,
@@ -134,7 +253,10 @@ async fn certificate_assertions_both_styles_and_refusals() {
             ("grant_type", "client_credentials"),
             ("client_id", DEFAULT_CLIENT_ID),
             ("resource", MANAGE),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", &jwt),
         ],
     )
@@ -156,12 +278,32 @@ async fn certificate_assertions_both_styles_and_refusals() {
     future["nbf"] = (now + 600).into();
     let wrong_iss = claims(&aud, "00000000-0000-0000-0000-000000000009", now);
     let cases = [
-        ("unregistered certificate", assertion("PS256", "other.key.pem", "other.cert.pem", &good), 700027),
+        (
+            "unregistered certificate",
+            assertion("PS256", "other.key.pem", "other.cert.pem", &good),
+            700027,
+        ),
         ("forged signature", forged, 700027),
-        ("wrong audience", assertion("RS256", "app.key.pem", "app.cert.pem", &wrong_aud), 700023),
-        ("expired", assertion("PS256", "app.key.pem", "app.cert.pem", &expired), 700024),
-        ("not yet valid", assertion("RS256", "app.key.pem", "app.cert.pem", &future), 700024),
-        ("issuer is not the client", assertion("RS256", "app.key.pem", "app.cert.pem", &wrong_iss), 700021),
+        (
+            "wrong audience",
+            assertion("RS256", "app.key.pem", "app.cert.pem", &wrong_aud),
+            700023,
+        ),
+        (
+            "expired",
+            assertion("PS256", "app.key.pem", "app.cert.pem", &expired),
+            700024,
+        ),
+        (
+            "not yet valid",
+            assertion("RS256", "app.key.pem", "app.cert.pem", &future),
+            700024,
+        ),
+        (
+            "issuer is not the client",
+            assertion("RS256", "app.key.pem", "app.cert.pem", &wrong_iss),
+            700021,
+        ),
         ("not a JWT", "abc".to_string(), 50027),
     ];
     for (what, jwt, code) in cases {
@@ -169,7 +311,17 @@ async fn certificate_assertions_both_styles_and_refusals() {
         assert_eq!((s, aad_code(&b)), (401, code), "{what}: {b}");
     }
     // No secret is registered: a secret cannot stand in.
-    let (s, b) = token_request(&sim, DEFAULT_TENANT_ID, false, &secret_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, "https://manage.office.com/.default")).await;
+    let (s, b) = token_request(
+        &sim,
+        DEFAULT_TENANT_ID,
+        false,
+        &secret_form(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            "https://manage.office.com/.default",
+        ),
+    )
+    .await;
     assert_eq!((s, aad_code(&b)), (401, 7000215));
     sim.stop().await;
 }

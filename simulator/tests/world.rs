@@ -4,10 +4,15 @@ use std::collections::HashSet;
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::Value;
-use siemflow_simulator::{CONTENT_TYPES, DEFAULT_TENANT_ID, M365Config, published_blobs, published_records};
+use siemflow_simulator::{
+    CONTENT_TYPES, DEFAULT_TENANT_ID, M365Config, published_blobs, published_records,
+};
 
 fn day() -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
-    let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).single().expect("time");
+    let start = Utc
+        .with_ymd_and_hms(2026, 9, 1, 0, 0, 0)
+        .single()
+        .expect("time");
     (start, start + Duration::hours(24))
 }
 
@@ -15,12 +20,26 @@ fn day() -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
 fn same_seed_same_world_other_seed_other_world() {
     let (s, e) = day();
     let a = M365Config::default();
-    let b = M365Config { seed: 2, ..M365Config::default() };
+    let b = M365Config {
+        seed: 2,
+        ..M365Config::default()
+    };
     for ct in CONTENT_TYPES {
         let one = published_records(&a, DEFAULT_TENANT_ID, ct, s, e);
-        assert_eq!(one, published_records(&a, DEFAULT_TENANT_ID, ct, s, e), "{ct}");
-        assert_eq!(published_blobs(&a, DEFAULT_TENANT_ID, ct, s, e), published_blobs(&a, DEFAULT_TENANT_ID, ct, s, e));
-        assert_ne!(one, published_records(&b, DEFAULT_TENANT_ID, ct, s, e), "{ct}");
+        assert_eq!(
+            one,
+            published_records(&a, DEFAULT_TENANT_ID, ct, s, e),
+            "{ct}"
+        );
+        assert_eq!(
+            published_blobs(&a, DEFAULT_TENANT_ID, ct, s, e),
+            published_blobs(&a, DEFAULT_TENANT_ID, ct, s, e)
+        );
+        assert_ne!(
+            one,
+            published_records(&b, DEFAULT_TENANT_ID, ct, s, e),
+            "{ct}"
+        );
     }
 }
 
@@ -31,7 +50,13 @@ fn windows_are_half_open_and_contiguous() {
     let mid = s + Duration::hours(13);
     let whole = published_blobs(&cfg, DEFAULT_TENANT_ID, "Audit.Exchange", s, e);
     let mut parts = published_blobs(&cfg, DEFAULT_TENANT_ID, "Audit.Exchange", s, mid);
-    parts.extend(published_blobs(&cfg, DEFAULT_TENANT_ID, "Audit.Exchange", mid, e));
+    parts.extend(published_blobs(
+        &cfg,
+        DEFAULT_TENANT_ID,
+        "Audit.Exchange",
+        mid,
+        e,
+    ));
     assert_eq!(whole, parts);
     let exact = whole[3].content_created;
     let from_exact = published_blobs(&cfg, DEFAULT_TENANT_ID, "Audit.Exchange", exact, e);
@@ -58,7 +83,17 @@ fn records_look_like_the_real_feed() {
         for r in &recs {
             total += 1;
             bytes += r.to_string().len();
-            for f in ["Id", "CreationTime", "Operation", "OrganizationId", "RecordType", "UserType", "Workload", "UserId", "UserKey"] {
+            for f in [
+                "Id",
+                "CreationTime",
+                "Operation",
+                "OrganizationId",
+                "RecordType",
+                "UserType",
+                "Workload",
+                "UserId",
+                "UserKey",
+            ] {
                 assert!(r.get(f).is_some(), "{ct} record without {f}: {r}");
             }
             assert_eq!(r["OrganizationId"], DEFAULT_TENANT_ID);
@@ -66,30 +101,66 @@ fn records_look_like_the_real_feed() {
             assert_eq!(id.len(), 36);
             assert!(ids.insert(id.to_string()), "Ids are unique");
             let t = r["CreationTime"].as_str().expect("time");
-            assert!(chrono::NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f").is_ok(), "{t}");
+            assert!(
+                chrono::NaiveDateTime::parse_from_str(
+                    t.trim_end_matches('Z'),
+                    "%Y-%m-%dT%H:%M:%S%.f"
+                )
+                .is_ok(),
+                "{t}"
+            );
             string_record_type |= r["RecordType"].is_string();
             null_ip |= r.get("ClientIP").is_some_and(Value::is_null);
             ipv6_port |= r["ClientIP"].as_str().is_some_and(|ip| ip.starts_with('['));
             ops.insert(r["Operation"].as_str().unwrap_or_default().to_string());
             workloads.insert(r["Workload"].as_str().unwrap_or_default().to_string());
             if r["Operation"] == "AlertTriggered" {
-                let data: Value = serde_json::from_str(r["Data"].as_str().expect("Data is a string")).expect("JSON inside");
+                let data: Value =
+                    serde_json::from_str(r["Data"].as_str().expect("Data is a string"))
+                        .expect("JSON inside");
                 assert!(data.get("f3u").is_some());
             }
             if ct == "DLP.All" {
-                assert!(r["PolicyDetails"][0]["Rules"][0]["ConditionsMatched"]["SensitiveInformation"].is_array());
+                assert!(
+                    r["PolicyDetails"][0]["Rules"][0]["ConditionsMatched"]["SensitiveInformation"]
+                        .is_array()
+                );
             }
         }
     }
     assert!(string_record_type && null_ip && ipv6_port);
-    for op in ["UserLoggedIn", "UserLoginFailed", "MailItemsAccessed", "FileDownloaded", "AlertTriggered", "TIMailData", "CopilotInteraction", "DlpRuleMatch", "MessageSent", "ViewReport"] {
+    for op in [
+        "UserLoggedIn",
+        "UserLoginFailed",
+        "MailItemsAccessed",
+        "FileDownloaded",
+        "AlertTriggered",
+        "TIMailData",
+        "CopilotInteraction",
+        "DlpRuleMatch",
+        "MessageSent",
+        "ViewReport",
+    ] {
         assert!(ops.contains(op), "{op} missing");
     }
-    for wl in ["AzureActiveDirectory", "Exchange", "SharePoint", "OneDrive", "MicrosoftTeams", "ThreatIntelligence", "SecurityComplianceCenter", "PowerBI", "Copilot"] {
+    for wl in [
+        "AzureActiveDirectory",
+        "Exchange",
+        "SharePoint",
+        "OneDrive",
+        "MicrosoftTeams",
+        "ThreatIntelligence",
+        "SecurityComplianceCenter",
+        "PowerBI",
+        "Copilot",
+    ] {
         assert!(workloads.contains(wl), "{wl} missing");
     }
     let avg = bytes / total;
-    assert!((600..=2000).contains(&avg), "about 1 KB per record, got {avg}");
+    assert!(
+        (600..=2000).contains(&avg),
+        "about 1 KB per record, got {avg}"
+    );
     // A weekday carries roughly records_per_hour × 24.
     assert!((600 * 24 / 2..=600 * 24 * 2).contains(&total), "{total}");
 }
@@ -97,7 +168,10 @@ fn records_look_like_the_real_feed() {
 #[test]
 fn a_million_record_tenant_is_cheap() {
     // ~6,000 records/hour ≈ 1M in a week; listing a day's blobs must not generate records.
-    let cfg = M365Config { records_per_hour: 6000, ..M365Config::default() };
+    let cfg = M365Config {
+        records_per_hour: 6000,
+        ..M365Config::default()
+    };
     let (s, e) = day();
     let blobs = published_blobs(&cfg, DEFAULT_TENANT_ID, "Audit.Exchange", s, e);
     let records: usize = blobs.iter().map(|b| b.records).sum();
@@ -127,9 +201,15 @@ fn config_from_toml_with_defaults_and_strictness() {
     .expect("valid");
     assert_eq!(cfg.seed, 7);
     assert_eq!(cfg.faults.page_size, 30);
-    assert_eq!(cfg.tenants[0].roles, vec!["ActivityFeed.Read", "ActivityFeed.ReadDlp"]);
+    assert_eq!(
+        cfg.tenants[0].roles,
+        vec!["ActivityFeed.Read", "ActivityFeed.ReadDlp"]
+    );
     cfg.validate().expect("valid");
-    assert!(toml::from_str::<M365Config>("sead = 1").is_err(), "unknown keys are refused");
+    assert!(
+        toml::from_str::<M365Config>("sead = 1").is_err(),
+        "unknown keys are refused"
+    );
     assert!(toml::from_str::<M365Config>("[faults]\nthrotle_rate = 1.0").is_err());
     assert!(toml::from_str::<M365Config>("history = \"soon\"").is_err());
     let long: M365Config = toml::from_str("history = \"8d\"").expect("parses");

@@ -24,7 +24,7 @@ pub(crate) async fn blob(
 ) -> Response {
     let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "blob", "GetBlob") {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match fetch(&sim, &ctx, &content_id) {
         Ok((count, body)) => {
@@ -39,19 +39,34 @@ pub(crate) async fn blob(
 }
 
 fn fetch(sim: &Sim, ctx: &Ctx, content_id: &str) -> Result<(usize, String), AfError> {
-    let missing = || AfError::bad("AF20050", format!("The specified content ({content_id}) does not exist."));
-    let b = sim.world.parse_content_id(ctx.tenant, content_id).map_err(|e| match e {
-        ContentIdError::Malformed => AfError::bad("AF20052", format!("Content ID {content_id} in the URL is invalid.")),
-        ContentIdError::Missing => missing(),
-    })?;
+    let missing = || {
+        AfError::bad(
+            "AF20050",
+            format!("The specified content ({content_id}) does not exist."),
+        )
+    };
+    let b = sim
+        .world
+        .parse_content_id(ctx.tenant, content_id)
+        .map_err(|e| match e {
+            ContentIdError::Malformed => AfError::bad(
+                "AF20052",
+                format!("Content ID {content_id} in the URL is invalid."),
+            ),
+            ContentIdError::Missing => missing(),
+        })?;
     if b.created_ms + RETENTION_MS < sim.now_ms() {
         return Err(AfError::bad(
             "AF20051",
-            format!("Content requested with the key {content_id} has already expired. Content older than 7 days cannot be retrieved."),
+            format!(
+                "Content requested with the key {content_id} has already expired. Content older than 7 days cannot be retrieved."
+            ),
         ));
     }
     // Not yet published, before the world's history, or published while the subscription was stopped.
-    let lost = lock(&sim.subs).get(&(ctx.tenant, b.ct)).is_some_and(|s| s.lost(b.created_ms));
+    let lost = lock(&sim.subs)
+        .get(&(ctx.tenant, b.ct))
+        .is_some_and(|s| s.lost(b.created_ms));
     if b.created_ms > sim.published_until_ms() || b.created_ms < sim.history_start_ms() || lost {
         return Err(missing());
     }

@@ -30,9 +30,17 @@ pub(crate) async fn content(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "content", "ListContent") {
+    let ctx = match gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "content",
+        "ListContent",
+    ) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     list(&sim, &ctx).unwrap_or_else(IntoResponse::into_response)
 }
@@ -44,9 +52,17 @@ pub(crate) async fn notifications(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "notifications", "ListNotifications") {
+    let ctx = match gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "notifications",
+        "ListNotifications",
+    ) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let checked = ctx
         .content_type()
@@ -59,13 +75,18 @@ pub(crate) async fn notifications(
 }
 
 fn require_subscription(sim: &Sim, ctx: &Ctx, ct: usize) -> Result<(), AfError> {
-    let enabled = lock(&sim.subs).get(&(ctx.tenant, ct)).is_some_and(|s| s.enabled);
+    let enabled = lock(&sim.subs)
+        .get(&(ctx.tenant, ct))
+        .is_some_and(|s| s.enabled);
     if enabled {
         Ok(())
     } else {
         Err(AfError::bad(
             "AF20022",
-            format!("No subscription found for the specified content type: {}.", CONTENT_TYPES[ct]),
+            format!(
+                "No subscription found for the specified content type: {}.",
+                CONTENT_TYPES[ct]
+            ),
         ))
     }
 }
@@ -97,9 +118,13 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if t.len() == 10
         && let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
     {
-        return d.and_hms_opt(0, 0, 0).map(|n| n.and_utc().timestamp_millis());
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|n| n.and_utc().timestamp_millis());
     }
-    DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 /// The window rules: both or neither, start < end, ≤ 24 h, start ≥ now − 7 days.
@@ -118,9 +143,16 @@ pub(crate) fn window(q: &Query, now_ms: i64) -> Result<Window, AfError> {
         return Err(window_error());
     }
     if start_ms < now_ms - MAX_AGE_MS {
-        return Err(AfError::bad("AF20055", "Start time cannot be more than 7 days in the past."));
+        return Err(AfError::bad(
+            "AF20055",
+            "Start time cannot be more than 7 days in the past.",
+        ));
     }
-    Ok(Window { start_ms, end_ms, raw })
+    Ok(Window {
+        start_ms,
+        end_ms,
+        raw,
+    })
 }
 
 /// A nextPage token: the contentCreated of the next descriptor and how many descriptors
@@ -181,11 +213,17 @@ fn list(sim: &Sim, ctx: &Ctx) -> Result<Response, AfError> {
         .collect();
     let mut response = json_response(StatusCode::OK, Value::Array(descriptors).to_string());
     if let Some(next) = blobs.get(from + take) {
-        let skip = blobs[..from + take].iter().rev().take_while(|b| b.created_ms == next.created_ms).count();
+        let skip = blobs[..from + take]
+            .iter()
+            .rev()
+            .take_while(|b| b.created_ms == next.created_ms)
+            .count();
         let token = page_token(next.created_ms, skip);
         let url = next_page_uri(sim, ctx, ct, &w, &token, next.created_ms);
         if let Ok(v) = HeaderValue::from_str(&url) {
-            response.headers_mut().insert(HeaderName::from_static("nextpageuri"), v);
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("nextpageuri"), v);
         }
     }
     Ok(response)
@@ -195,13 +233,21 @@ fn list(sim: &Sim, ctx: &Ctx) -> Result<Response, AfError> {
 /// lower-case `starttime`/`endtime`, and without PublisherIdentifier.
 fn next_page_uri(sim: &Sim, ctx: &Ctx, ct: usize, w: &Window, token: &str, at_ms: i64) -> String {
     let h = key(&[sim.cfg.seed, ctx.tenant as u64, ct as u64, at_ms as u64]);
-    let version = if h % 3 == 0 { "v1" } else { "v1.0" };
-    let (sname, ename) = if (h / 3) % 3 == 0 { ("starttime", "endtime") } else { ("startTime", "endTime") };
+    let version = if h.is_multiple_of(3) { "v1" } else { "v1.0" };
+    let (sname, ename) = if (h / 3).is_multiple_of(3) {
+        ("starttime", "endtime")
+    } else {
+        ("startTime", "endTime")
+    };
     let (start, end) = match &w.raw {
         Some((s, e)) => (s.clone(), e.clone()),
         None => (iso_ms(w.start_ms), iso_ms(w.end_ms)),
     };
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace("%3A", ":");
+    let enc = |s: &str| {
+        form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace("%3A", ":")
+    };
     format!(
         "{}/api/{version}/{}/activity/feed/subscriptions/content?contentType={}&{sname}={}&{ename}={}&nextPage={token}",
         ctx.base(),

@@ -25,7 +25,10 @@ impl Query {
 
     /// The first value of a parameter, if present.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -50,7 +53,10 @@ impl Ctx {
         content_type_index(ct).ok_or_else(|| {
             AfError::bad(
                 "AF20020",
-                format!("The specified content type is not valid: {ct}. Valid values: {}.", CONTENT_TYPES.join(", ")),
+                format!(
+                    "The specified content type is not valid: {ct}. Valid values: {}.",
+                    CONTENT_TYPES.join(", ")
+                ),
             )
         })
     }
@@ -61,7 +67,8 @@ impl Ctx {
     }
 }
 
-/// Common admission of every Management API request; `Err` is the finished refusal.
+/// Common admission of every Management API request; `Err` is the finished refusal (boxed:
+/// responses are large and the happy path should not pay for them).
 pub(crate) fn gate(
     sim: &Sim,
     version: &str,
@@ -70,12 +77,15 @@ pub(crate) fn gate(
     uri: &Uri,
     endpoint: &str,
     method: &str,
-) -> Result<Ctx, Response> {
+) -> Result<Ctx, Box<Response>> {
     if version != "v1.0" && version != "v1" {
-        return Err((StatusCode::NOT_FOUND, "").into_response());
+        return Err(Box::new((StatusCode::NOT_FOUND, "").into_response()));
     }
     let query = Query::parse(uri);
-    let publisher = query.get("PublisherIdentifier").filter(|p| !p.is_empty()).map(str::to_string);
+    let publisher = query
+        .get("PublisherIdentifier")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
     sim.count(tenant, |s| {
         s.requests += 1;
         *s.by_endpoint.entry(endpoint.into()).or_default() += 1;
@@ -88,7 +98,7 @@ pub(crate) fn gate(
     });
     let refuse = |r: Response| {
         sim.count(tenant, |s| s.unauthorized += 1);
-        r
+        Box::new(r)
     };
     let token = headers
         .get(header::AUTHORIZATION)
@@ -96,14 +106,20 @@ pub(crate) fn gate(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_string());
-    let Some(token) = token else { return Err(refuse(unauthorized())) };
+    let Some(token) = token else {
+        return Err(refuse(unauthorized()));
+    };
     let info = lock(&sim.tokens).get(&token).cloned();
     let Some(info) = info.filter(|i| i.management && i.expires_ms > sim.now_ms()) else {
         return Err(refuse(unauthorized()));
     };
     if !is_guid(tenant) {
         return Err(refuse(
-            AfError::bad("AF20013", format!("The tenant ID ({tenant}) in the URL is not a valid GUID.")).into_response(),
+            AfError::bad(
+                "AF20013",
+                format!("The tenant ID ({tenant}) in the URL is not a valid GUID."),
+            )
+            .into_response(),
         ));
     }
     let token_tenant = &sim.world.tenants[info.tenant].id;
@@ -137,14 +153,20 @@ pub(crate) fn gate(
                 s.server_errors += 1;
             }
         });
-        return Err(e.into_response());
+        return Err(Box::new(e.into_response()));
     }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| sim.local_addr.to_string());
-    Ok(Ctx { tenant: info.tenant, tenant_path: tenant.to_string(), query, host, publisher })
+    Ok(Ctx {
+        tenant: info.tenant,
+        tenant_path: tenant.to_string(),
+        query,
+        host,
+        publisher,
+    })
 }
 
 /// A JSON body with the service's content type.

@@ -25,9 +25,17 @@ pub(crate) async fn start(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "start", "StartSubscription") {
+    let ctx = match gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "start",
+        "StartSubscription",
+    ) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     start_inner(&sim, &ctx, &body).unwrap_or_else(|e| {
         if e.code == "AF429" {
@@ -40,8 +48,12 @@ pub(crate) async fn start(
 fn start_inner(sim: &Sim, ctx: &Ctx, body: &[u8]) -> Result<Response, AfError> {
     let ct = ctx.content_type()?;
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| AfError::bad("AF20001", format!("The request body is not valid JSON: {e}.")))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            AfError::bad(
+                "AF20001",
+                format!("The request body is not valid JSON: {e}."),
+            )
+        })?;
         if v.get("webhook").is_some_and(|w| !w.is_null()) {
             // Registration would need a validation POST to the address; the simulator
             // delivers no webhooks, so it fails the way an unreachable endpoint does.
@@ -55,10 +67,17 @@ fn start_inner(sim: &Sim, ctx: &Ctx, body: &[u8]) -> Result<Response, AfError> {
     let mut subs = lock(&sim.subs);
     let sub = subs.entry((ctx.tenant, ct)).or_default();
     if sub.enabled {
-        return Err(AfError::bad("AF20024", "The subscription is already enabled. No property change."));
+        return Err(AfError::bad(
+            "AF20024",
+            "The subscription is already enabled. No property change.",
+        ));
     }
     if sub.last_start_ms.is_some_and(|t| now - t < START_REPEAT_MS) {
-        return Err(throttled("StartSubscription", ctx.publisher.as_deref(), false));
+        return Err(throttled(
+            "StartSubscription",
+            ctx.publisher.as_deref(),
+            false,
+        ));
     }
     sub.enabled = true;
     sub.last_start_ms = Some(now);
@@ -78,9 +97,17 @@ pub(crate) async fn stop(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "stop", "StopSubscription") {
+    let ctx = match gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "stop",
+        "StopSubscription",
+    ) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ct = match ctx.content_type() {
         Ok(ct) => ct,
@@ -89,8 +116,14 @@ pub(crate) async fn stop(
     let now = sim.now_ms();
     let mut subs = lock(&sim.subs);
     match subs.get_mut(&(ctx.tenant, ct)) {
-        None => AfError::bad("AF20022", format!("No subscription found for the specified content type: {}.", CONTENT_TYPES[ct]))
-            .into_response(),
+        None => AfError::bad(
+            "AF20022",
+            format!(
+                "No subscription found for the specified content type: {}.",
+                CONTENT_TYPES[ct]
+            ),
+        )
+        .into_response(),
         Some(sub) => {
             if sub.enabled {
                 sub.enabled = false;
@@ -108,9 +141,17 @@ pub(crate) async fn list(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let ctx = match gate(&sim, &version, &tenant, &headers, &uri, "list", "ListSubscriptions") {
+    let ctx = match gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "list",
+        "ListSubscriptions",
+    ) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let subs = lock(&sim.subs);
     let items: Vec<Value> = (0..CONTENT_TYPES.len())
@@ -133,15 +174,34 @@ pub(crate) async fn dlp_sensitive_types(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Err(r) = gate(&sim, &version, &tenant, &headers, &uri, "dlp_types", "GetDlpSensitiveTypes") {
-        return r;
+    if let Err(r) = gate(
+        &sim,
+        &version,
+        &tenant,
+        &headers,
+        &uri,
+        "dlp_types",
+        "GetDlpSensitiveTypes",
+    ) {
+        return *r;
     }
-    let lang = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("en-US");
+    let lang = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("en-US");
     if lang.contains(',') {
-        return AfError::bad("AF20054", "Only one language may be given in the Accept-Language header.").into_response();
+        return AfError::bad(
+            "AF20054",
+            "Only one language may be given in the Accept-Language header.",
+        )
+        .into_response();
     }
     if !lang.to_ascii_lowercase().starts_with("en") {
-        return AfError::bad("AF20053", format!("The language {lang} in the Accept-Language header is not supported.")).into_response();
+        return AfError::bad(
+            "AF20053",
+            format!("The language {lang} in the Accept-Language header is not supported."),
+        )
+        .into_response();
     }
     let body = json!([
         {"id": "50842eb7-edc8-4019-85dd-5a5c1f2bb085", "name": "Credit Card Number"},

@@ -96,9 +96,14 @@ impl World {
         let mut rng = Rng::new(key(&[self.hour_key(t, ct, hour), 0xb10b, u64::from(index)]));
         let seg = HOUR_MS / i64::from(count);
         let seg_start_ms = hour * HOUR_MS + seg * i64::from(index);
-        let seg_end_ms = if index + 1 == count { (hour + 1) * HOUR_MS } else { seg_start_ms + seg };
+        let seg_end_ms = if index + 1 == count {
+            (hour + 1) * HOUR_MS
+        } else {
+            seg_start_ms + seg
+        };
         let delay = self.cfg.publish_delay.as_millis() as f64;
-        let mut created_ms = seg_end_ms + (delay * (0.5 + rng.unit())) as i64 + rng.below(1000) as i64;
+        let mut created_ms =
+            seg_end_ms + (delay * (0.5 + rng.unit())) as i64 + rng.below(1000) as i64;
         let late = rng.chance(self.cfg.faults.late_blob_rate);
         if late {
             created_ms += LATE_MIN_MS + (rng.unit() * LATE_SPREAD_MS as f64) as i64;
@@ -107,19 +112,39 @@ impl World {
         let lo = (avg / 2.0).floor().max(1.0) as u64;
         let hi = (2.0 * avg).round() as u64 - lo;
         let size = (lo + rng.below(hi.saturating_sub(lo) + 1)) as u32;
-        Some(BlobRef { tenant, ct, hour, index, seg_start_ms, seg_end_ms, created_ms, late, size })
+        Some(BlobRef {
+            tenant,
+            ct,
+            hour,
+            index,
+            seg_start_ms,
+            seg_end_ms,
+            created_ms,
+            late,
+            size,
+        })
     }
 
     /// How far contentCreated can trail the hour its records belong to.
     fn max_publish_lag_ms(&self) -> i64 {
         let delay = self.cfg.publish_delay.as_millis() as i64;
-        let late = if self.cfg.faults.late_blob_rate > 0.0 { LATE_MIN_MS + LATE_SPREAD_MS } else { 0 };
+        let late = if self.cfg.faults.late_blob_rate > 0.0 {
+            LATE_MIN_MS + LATE_SPREAD_MS
+        } else {
+            0
+        };
         HOUR_MS + delay * 3 / 2 + 1000 + late
     }
 
     /// Every blob whose contentCreated is in [start_ms, end_ms), ordered as the service lists
     /// them: by contentCreated, then content id.
-    pub(crate) fn blobs_created_in(&self, tenant: usize, ct: usize, start_ms: i64, end_ms: i64) -> Vec<BlobRef> {
+    pub(crate) fn blobs_created_in(
+        &self,
+        tenant: usize,
+        ct: usize,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<BlobRef> {
         let mut out = Vec::new();
         if start_ms >= end_ms {
             return out;
@@ -136,7 +161,11 @@ impl World {
                 }
             }
         }
-        out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| self.content_id(a).cmp(&self.content_id(b))));
+        out.sort_by(|a, b| {
+            a.created_ms
+                .cmp(&b.created_ms)
+                .then_with(|| self.content_id(a).cmp(&self.content_id(b)))
+        });
         out
     }
 
@@ -167,7 +196,12 @@ impl World {
             return false;
         }
         let t = &self.tenants[b.tenant];
-        let k = key(&[self.hour_key(t, b.ct, b.hour), 0xd0b, u64::from(b.index), i as u64]);
+        let k = key(&[
+            self.hour_key(t, b.ct, b.hour),
+            0xd0b,
+            u64::from(b.index),
+            i as u64,
+        ]);
         (mix(k) >> 11) as f64 / (1u64 << 53) as f64 <= rate
     }
 
@@ -175,7 +209,8 @@ impl World {
     pub(crate) fn blob_records(&self, b: &BlobRef) -> Vec<Value> {
         let mut recs = self.own_records(b);
         if self.cfg.faults.duplicate_rate > 0.0
-            && let Some(src) = self.blob(b.tenant, b.ct, b.hour - self.duplicate_lag_hours(), b.index)
+            && let Some(src) =
+                self.blob(b.tenant, b.ct, b.hour - self.duplicate_lag_hours(), b.index)
         {
             for (i, r) in self.own_records(&src).into_iter().enumerate() {
                 if self.is_repeated(&src, i) {
@@ -203,7 +238,11 @@ impl World {
     }
 
     /// Resolves a content id from a URL of `tenant` back to its blob.
-    pub(crate) fn parse_content_id(&self, tenant: usize, id: &str) -> Result<BlobRef, ContentIdError> {
+    pub(crate) fn parse_content_id(
+        &self,
+        tenant: usize,
+        id: &str,
+    ) -> Result<BlobRef, ContentIdError> {
         let parts: Vec<&str> = id.split('$').collect();
         let [first, second, lower, mixed, region] = parts[..] else {
             return Err(ContentIdError::Malformed);
@@ -212,10 +251,17 @@ impl World {
         if !digits(first) || !digits(second) {
             return Err(ContentIdError::Malformed);
         }
-        let ct = CT_LOWER.iter().position(|c| *c == lower).ok_or(ContentIdError::Malformed)?;
+        let ct = CT_LOWER
+            .iter()
+            .position(|c| *c == lower)
+            .ok_or(ContentIdError::Malformed)?;
         let region_ok = region.len() > 4
-            && region[..region.len() - 4].bytes().all(|c| c.is_ascii_lowercase())
-            && region[region.len() - 4..].bytes().all(|c| c.is_ascii_digit());
+            && region[..region.len() - 4]
+                .bytes()
+                .all(|c| c.is_ascii_lowercase())
+            && region[region.len() - 4..]
+                .bytes()
+                .all(|c| c.is_ascii_digit());
         if CT_MIXED[ct] != mixed || !region_ok {
             return Err(ContentIdError::Malformed);
         }
@@ -232,12 +278,22 @@ impl World {
     }
 
     /// Ground truth: the records of every blob created in [start, end), each record once.
-    pub(crate) fn records_created_in(&self, tenant: usize, ct: usize, start_ms: i64, end_ms: i64) -> Vec<Value> {
+    pub(crate) fn records_created_in(
+        &self,
+        tenant: usize,
+        ct: usize,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Value> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for b in self.blobs_created_in(tenant, ct, start_ms, end_ms) {
             for r in self.blob_records(&b) {
-                let id = r.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
+                let id = r
+                    .get("Id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if seen.insert(id) {
                     out.push(r);
                 }

@@ -16,12 +16,21 @@ const USER_AGENTS: [&str; 5] = [
     "OneDriveMpc-Transform_Thumbnail/1.0",
 ];
 const APPS: [(&str, &str); 6] = [
-    ("00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online"),
-    ("00000003-0000-0ff1-ce00-000000000000", "Office 365 SharePoint Online"),
+    (
+        "00000002-0000-0ff1-ce00-000000000000",
+        "Office 365 Exchange Online",
+    ),
+    (
+        "00000003-0000-0ff1-ce00-000000000000",
+        "Office 365 SharePoint Online",
+    ),
     ("1fec8e78-bce4-4aaf-ab1b-5451cc387264", "Microsoft Teams"),
     ("d3590ed6-52b3-4102-aeff-aad2292ab01c", "Microsoft Office"),
     ("00000003-0000-0000-c000-000000000000", "Microsoft Graph"),
-    ("89bee1f7-5e6e-4d8a-9f3d-ecd601259da7", "Office365 Shell WCSS-Client"),
+    (
+        "89bee1f7-5e6e-4d8a-9f3d-ecd601259da7",
+        "Office365 Shell WCSS-Client",
+    ),
 ];
 const FILES: [(&str, &str); 8] = [
     ("Q3-forecast", "xlsx"),
@@ -46,7 +55,10 @@ pub(crate) fn record(t: &TenantProfile, ct: usize, at_ms: i64, rng: &mut Rng) ->
         _ => dlp(t, &user, rng),
     };
     if let Value::Object(m) = &mut r {
-        m.insert("CreationTime".into(), Value::String(creation_time(at_ms, rng)));
+        m.insert(
+            "CreationTime".into(),
+            Value::String(creation_time(at_ms, rng)),
+        );
         m.insert("Id".into(), Value::String(rng.guid()));
         m.insert("OrganizationId".into(), Value::String(t.id.clone()));
     }
@@ -62,7 +74,11 @@ fn creation_time(at_ms: i64, rng: &mut Rng) -> String {
     } else if roll < 98 {
         dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     } else {
-        format!("{}{:04}Z", dt.format("%Y-%m-%dT%H:%M:%S%.3f"), rng.below(10_000))
+        format!(
+            "{}{:04}Z",
+            dt.format("%Y-%m-%dT%H:%M:%S%.3f"),
+            rng.below(10_000)
+        )
     }
 }
 
@@ -75,7 +91,12 @@ fn client_ip(user: &User, rng: &mut Rng, nullable: bool) -> Value {
         75..=82 => rng.ipv6(),
         83..=87 => format!("[{}]:{}", rng.ipv6(), 1024 + rng.below(60_000)),
         88..=91 => format!("{}:{}", rng.public_ipv4(), 1024 + rng.below(60_000)),
-        92..=94 => format!("ffff:10.{}.{}.{}", rng.below(256), rng.below(256), 1 + rng.below(254)),
+        92..=94 => format!(
+            "ffff:10.{}.{}.{}",
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
         _ if nullable => return Value::Null,
         _ => user.ip.clone(),
     };
@@ -84,7 +105,11 @@ fn client_ip(user: &User, rng: &mut Rng, nullable: bool) -> Value {
 
 /// RecordType/UserType/Version: usually numbers, sometimes strings, as observed.
 fn num(n: u64, rng: &mut Rng) -> Value {
-    if rng.chance(0.1) { Value::String(n.to_string()) } else { json!(n) }
+    if rng.chance(0.1) {
+        Value::String(n.to_string())
+    } else {
+        json!(n)
+    }
 }
 
 fn azure_ad(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
@@ -145,12 +170,32 @@ fn azure_ad(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
     } else {
         let target = rng.pick(&t.users).clone();
         let (op, prop, old, new) = *rng.pick(&[
-            ("Update user.", "StrongAuthenticationMethod", "[]", "[{\"MethodType\":6,\"Default\":true}]"),
-            ("Add member to group.", "Group.DisplayName", "", "Finance Admins"),
+            (
+                "Update user.",
+                "StrongAuthenticationMethod",
+                "[]",
+                "[{\"MethodType\":6,\"Default\":true}]",
+            ),
+            (
+                "Add member to group.",
+                "Group.DisplayName",
+                "",
+                "Finance Admins",
+            ),
             ("Reset user password.", "PasswordProfile", "", ""),
             ("Add user.", "AccountEnabled", "[]", "[true]"),
-            ("Consent to application.", "ConsentAction.Permissions", "", "[] => [[Scope: Mail.Read, User.Read]]"),
-            ("Add service principal credentials.", "KeyDescription", "[]", "[\"[KeyIdentifier=5e2c, KeyType=Password, KeyUsage=Verify]\"]"),
+            (
+                "Consent to application.",
+                "ConsentAction.Permissions",
+                "",
+                "[] => [[Scope: Mail.Read, User.Read]]",
+            ),
+            (
+                "Add service principal credentials.",
+                "KeyDescription",
+                "[]",
+                "[\"[KeyIdentifier=5e2c, KeyType=Password, KeyUsage=Verify]\"]",
+            ),
         ]);
         json!({
             "Operation": op,
@@ -222,16 +267,33 @@ fn exchange(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
         "SessionId": rng.guid(),
     });
     let Value::Object(m) = &mut r else { return r };
-    let subject = format!("{} {}", rng.pick(&["Re:", "Fwd:", "", "[External]"]), rng.pick(&["Invoice overdue", "Quarterly review", "Password expiry notice", "Lunch?", "Contract draft v3"]));
-    let msg_id = format!("<{}@{}.prod.outlook.com>", rng.hex(32).to_uppercase(), t.region);
+    let subject = format!(
+        "{} {}",
+        rng.pick(&["Re:", "Fwd:", "", "[External]"]),
+        rng.pick(&[
+            "Invoice overdue",
+            "Quarterly review",
+            "Password expiry notice",
+            "Lunch?",
+            "Contract draft v3"
+        ])
+    );
+    let msg_id = format!(
+        "<{}@{}.prod.outlook.com>",
+        rng.hex(32).to_uppercase(),
+        t.region
+    );
     if roll < 45 {
         m.insert("Operation".into(), json!("MailItemsAccessed"));
         m.insert("RecordType".into(), num(50, rng));
         m.insert("OperationCount".into(), json!(1 + rng.below(12)));
-        m.insert("OperationProperties".into(), json!([
-            {"Name": "MailAccessType", "Value": rng.pick(&["Bind", "Sync"]).to_string()},
-            {"Name": "IsThrottled", "Value": "False"}
-        ]));
+        m.insert(
+            "OperationProperties".into(),
+            json!([
+                {"Name": "MailAccessType", "Value": rng.pick(&["Bind", "Sync"]).to_string()},
+                {"Name": "IsThrottled", "Value": "False"}
+            ]),
+        );
         m.insert("Folders".into(), json!([{
             "FolderItems": [
                 {"InternetMessageId": msg_id, "SizeInBytes": 2000 + rng.below(200_000)},
@@ -241,9 +303,18 @@ fn exchange(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
             "Path": "\\Inbox"
         }]));
     } else if roll < 70 {
-        let op = *rng.pick(&["Send", "SoftDelete", "MoveToDeletedItems", "HardDelete", "Update"]);
+        let op = *rng.pick(&[
+            "Send",
+            "SoftDelete",
+            "MoveToDeletedItems",
+            "HardDelete",
+            "Update",
+        ]);
         m.insert("Operation".into(), json!(op));
-        m.insert("RecordType".into(), num(if op == "Send" || op == "Update" { 2 } else { 3 }, rng));
+        m.insert(
+            "RecordType".into(),
+            num(if op == "Send" || op == "Update" { 2 } else { 3 }, rng),
+        );
         m.insert("Item".into(), json!({
             "Id": format!("RgAAAA{}AAAJ", rng.hex(48).to_uppercase()),
             "InternetMessageId": msg_id,
@@ -252,32 +323,55 @@ fn exchange(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
             "Subject": subject.trim()
         }));
     } else if roll < 85 {
-        let forward = rng.pick(&["attacker@example.net", "archive@example.org"]).to_string();
+        let forward = rng
+            .pick(&["attacker@example.net", "archive@example.org"])
+            .to_string();
         m.insert("Operation".into(), json!("New-InboxRule"));
         m.insert("RecordType".into(), num(1, rng));
-        m.insert("ResultStatus".into(), json!(if rng.chance(0.9) { "True" } else { "False" }));
-        m.insert("ObjectId".into(), json!(format!("{}\\Rule {}", user.upn, rng.below(100))));
-        m.insert("Parameters".into(), json!([
-            {"Name": "AlwaysDeleteOutlookRulesBlob", "Value": "False"},
-            {"Name": "Force", "Value": "False"},
-            {"Name": "Name", "Value": "."},
-            {"Name": "ForwardTo", "Value": forward},
-            {"Name": "MarkAsRead", "Value": "True"},
-            {"Name": "StopProcessingRules", "Value": "True"}
-        ]));
+        m.insert(
+            "ResultStatus".into(),
+            json!(if rng.chance(0.9) { "True" } else { "False" }),
+        );
+        m.insert(
+            "ObjectId".into(),
+            json!(format!("{}\\Rule {}", user.upn, rng.below(100))),
+        );
+        m.insert(
+            "Parameters".into(),
+            json!([
+                {"Name": "AlwaysDeleteOutlookRulesBlob", "Value": "False"},
+                {"Name": "Force", "Value": "False"},
+                {"Name": "Name", "Value": "."},
+                {"Name": "ForwardTo", "Value": forward},
+                {"Name": "MarkAsRead", "Value": "True"},
+                {"Name": "StopProcessingRules", "Value": "True"}
+            ]),
+        );
     } else {
-        m.insert("Operation".into(), json!(rng.pick(&["Set-Mailbox", "Add-MailboxPermission", "Set-TransportRule"]).to_string()));
+        m.insert(
+            "Operation".into(),
+            json!(
+                rng.pick(&["Set-Mailbox", "Add-MailboxPermission", "Set-TransportRule"])
+                    .to_string()
+            ),
+        );
         m.insert("RecordType".into(), num(1, rng));
         m.insert("ResultStatus".into(), json!("True"));
         m.insert("UserType".into(), num(2, rng));
         m.insert("ObjectId".into(), json!(rng.pick(&t.users).upn.clone()));
-        m.insert("Parameters".into(), json!([
-            {"Name": "Identity", "Value": rng.pick(&t.users).upn.clone()},
-            {"Name": "User", "Value": user.upn},
-            {"Name": "AccessRights", "Value": "FullAccess"},
-            {"Name": "InheritanceType", "Value": "All"}
-        ]));
-        m.insert("ClientIP".into(), json!(format!("[{}]:{}", rng.ipv6(), 1024 + rng.below(60_000))));
+        m.insert(
+            "Parameters".into(),
+            json!([
+                {"Name": "Identity", "Value": rng.pick(&t.users).upn.clone()},
+                {"Name": "User", "Value": user.upn},
+                {"Name": "AccessRights", "Value": "FullAccess"},
+                {"Name": "InheritanceType", "Value": "All"}
+            ]),
+        );
+        m.insert(
+            "ClientIP".into(),
+            json!(format!("[{}]:{}", rng.ipv6(), 1024 + rng.below(60_000))),
+        );
     }
     r
 }
@@ -288,16 +382,37 @@ fn sharepoint(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
     let site = *rng.pick(&SITES);
     let user_slug = user.upn.replace(['@', '.'], "_");
     let site_url = if onedrive {
-        format!("https://{}-my.sharepoint.com/personal/{user_slug}/", t.company)
+        format!(
+            "https://{}-my.sharepoint.com/personal/{user_slug}/",
+            t.company
+        )
     } else {
         format!("https://{}.sharepoint.com/sites/{site}/", t.company)
     };
-    let folder = if onedrive { "Documents" } else { "Shared Documents" };
+    let folder = if onedrive {
+        "Documents"
+    } else {
+        "Shared Documents"
+    };
     let sharing = rng.chance(0.12);
     let op = if sharing {
-        *rng.pick(&["SharingSet", "AnonymousLinkCreated", "SharingInvitationCreated", "AddedToSecureLink"])
+        *rng.pick(&[
+            "SharingSet",
+            "AnonymousLinkCreated",
+            "SharingInvitationCreated",
+            "AddedToSecureLink",
+        ])
     } else {
-        *rng.pick(&["FileAccessed", "FileAccessed", "FilePreviewed", "FileDownloaded", "FileModified", "FileUploaded", "FileDeleted", "FileSyncDownloadedFull"])
+        *rng.pick(&[
+            "FileAccessed",
+            "FileAccessed",
+            "FilePreviewed",
+            "FileDownloaded",
+            "FileModified",
+            "FileUploaded",
+            "FileDeleted",
+            "FileSyncDownloadedFull",
+        ])
     };
     let mut r = json!({
         "Operation": op,
@@ -332,9 +447,26 @@ fn sharepoint(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
             m.insert("SensitivityLabelId".into(), json!(rng.guid()));
         }
         if sharing {
-            m.insert("TargetUserOrGroupName".into(), json!(if op == "AnonymousLinkCreated" { "Anonymous".to_string() } else { rng.pick(&t.users).upn.clone() }));
-            m.insert("TargetUserOrGroupType".into(), json!(if op == "AnonymousLinkCreated" { "Guest" } else { "Member" }));
-            m.insert("EventData".into(), json!("<PermissionsGranted>Read</PermissionsGranted>"));
+            m.insert(
+                "TargetUserOrGroupName".into(),
+                json!(if op == "AnonymousLinkCreated" {
+                    "Anonymous".to_string()
+                } else {
+                    rng.pick(&t.users).upn.clone()
+                }),
+            );
+            m.insert(
+                "TargetUserOrGroupType".into(),
+                json!(if op == "AnonymousLinkCreated" {
+                    "Guest"
+                } else {
+                    "Member"
+                }),
+            );
+            m.insert(
+                "EventData".into(),
+                json!("<PermissionsGranted>Read</PermissionsGranted>"),
+            );
         }
     }
     r
@@ -351,7 +483,14 @@ fn general(t: &TenantProfile, user: &User, at_ms: i64, rng: &mut Rng) -> Value {
 }
 
 fn teams(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
-    let op = *rng.pick(&["MessageSent", "TeamsSessionStarted", "MemberAdded", "ChatCreated", "MessageRead", "MeetingParticipantDetail"]);
+    let op = *rng.pick(&[
+        "MessageSent",
+        "TeamsSessionStarted",
+        "MemberAdded",
+        "ChatCreated",
+        "MessageRead",
+        "MeetingParticipantDetail",
+    ]);
     let team = *rng.pick(&SITES);
     json!({
         "Operation": op,
@@ -379,7 +518,11 @@ fn teams(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
 }
 
 fn threat_intel(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
-    let sender = format!("{}@{}", rng.pick(&["billing", "it-support", "ceo", "noreply"]), rng.pick(&["example.com", "example.net", "example.org"]));
+    let sender = format!(
+        "{}@{}",
+        rng.pick(&["billing", "it-support", "ceo", "noreply"]),
+        rng.pick(&["example.com", "example.net", "example.org"])
+    );
     if rng.chance(0.7) {
         let verdict = *rng.pick(&["Phish", "Malware", "Spam", "Phish"]);
         json!({
@@ -441,15 +584,42 @@ fn threat_intel(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
 
 fn scc_alert(t: &TenantProfile, user: &User, at_ms: i64, rng: &mut Rng) -> Value {
     let (name, op_in_data, wl, category) = *rng.pick(&[
-        ("Creation of forwarding/redirect rule", "New-InboxRule", "Exchange", "ThreatManagement"),
-        ("Email messages containing malicious URL removed after delivery", "ZapPhish", "Exchange", "ThreatManagement"),
-        ("Unusual external user file activity", "FileDownloaded", "SharePoint", "DataGovernance"),
-        ("Elevation of Exchange admin privilege", "Add-RoleGroupMember", "Exchange", "PermissionsManagement"),
-        ("User restricted from sending email", "SendLimitExceeded", "Exchange", "ThreatManagement"),
+        (
+            "Creation of forwarding/redirect rule",
+            "New-InboxRule",
+            "Exchange",
+            "ThreatManagement",
+        ),
+        (
+            "Email messages containing malicious URL removed after delivery",
+            "ZapPhish",
+            "Exchange",
+            "ThreatManagement",
+        ),
+        (
+            "Unusual external user file activity",
+            "FileDownloaded",
+            "SharePoint",
+            "DataGovernance",
+        ),
+        (
+            "Elevation of Exchange admin privilege",
+            "Add-RoleGroupMember",
+            "Exchange",
+            "PermissionsManagement",
+        ),
+        (
+            "User restricted from sending email",
+            "SendLimitExceeded",
+            "Exchange",
+            "ThreatManagement",
+        ),
     ]);
     let sev = *rng.pick(&["Low", "Medium", "High", "Informational"]);
     let alert_id = rng.guid();
-    let ts = to_utc(at_ms - 600_000).format("%Y-%m-%dT%H:%M:%S%.3f0000Z").to_string();
+    let ts = to_utc(at_ms - 600_000)
+        .format("%Y-%m-%dT%H:%M:%S%.3f0000Z")
+        .to_string();
     let data = json!({
         "etype": "User", "eid": user.upn, "op": op_in_data, "tdc": "1", "suid": user.upn, "ut": "Regular",
         "ts": ts, "te": ts, "tid": t.id, "f3u": user.upn, "wl": wl, "an": name, "sev": sev,
@@ -484,8 +654,19 @@ fn scc_alert(t: &TenantProfile, user: &User, at_ms: i64, rng: &mut Rng) -> Value
 }
 
 fn power_bi(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
-    let op = *rng.pick(&["ViewReport", "ExportReport", "ViewDashboard", "ShareReport", "DownloadReport"]);
-    let report = *rng.pick(&["Sales pipeline", "Headcount", "Churn analysis", "Cloud spend"]);
+    let op = *rng.pick(&[
+        "ViewReport",
+        "ExportReport",
+        "ViewDashboard",
+        "ShareReport",
+        "DownloadReport",
+    ]);
+    let report = *rng.pick(&[
+        "Sales pipeline",
+        "Headcount",
+        "Churn analysis",
+        "Cloud spend",
+    ]);
     json!({
         "Operation": op,
         "RecordType": num(20, rng),
@@ -553,12 +734,23 @@ fn copilot(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
 }
 
 fn dlp(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
-    let (record_type, workload) = *rng.pick(&[(11u64, "SharePoint"), (13, "Exchange"), (63, "Endpoint"), (13, "Exchange")]);
+    let (record_type, workload) = *rng.pick(&[
+        (11u64, "SharePoint"),
+        (13, "Exchange"),
+        (63, "Endpoint"),
+        (13, "Exchange"),
+    ]);
     let undo = rng.chance(0.05);
     let (sit, sit_name) = *rng.pick(&[
         ("50842eb7-edc8-4019-85dd-5a5c1f2bb085", "Credit Card Number"),
-        ("a44669fe-0d48-453d-a9b1-2cc83f2cba77", "U.S. Social Security Number (SSN)"),
-        ("e7dc4711-11b7-4cb0-b88b-2c394a771f0e", "International Banking Account Number (IBAN)"),
+        (
+            "a44669fe-0d48-453d-a9b1-2cc83f2cba77",
+            "U.S. Social Security Number (SSN)",
+        ),
+        (
+            "e7dc4711-11b7-4cb0-b88b-2c394a771f0e",
+            "International Banking Account Number (IBAN)",
+        ),
     ]);
     let severity = *rng.pick(&["Low", "Medium", "High"]);
     let policy = *rng.pick(&["U.S. Financial Data", "GDPR Enhanced", "PCI DSS"]);
@@ -604,7 +796,11 @@ fn dlp(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
     match workload {
         "SharePoint" => {
             let (file, ext) = *rng.pick(&FILES);
-            let url = format!("https://{}.sharepoint.com/sites/{}/Shared Documents/{file}.{ext}", t.company, rng.pick(&SITES));
+            let url = format!(
+                "https://{}.sharepoint.com/sites/{}/Shared Documents/{file}.{ext}",
+                t.company,
+                rng.pick(&SITES)
+            );
             m.insert("ObjectId".into(), json!(url));
             m.insert("SharePointMetaData".into(), json!({
                 "FileID": rng.guid(), "FileName": format!("{file}.{ext}"), "FilePathUrl": url, "IsViewableByExternalUsers": rng.chance(0.2),
@@ -615,8 +811,17 @@ fn dlp(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
             }));
         }
         "Exchange" => {
-            let to = rng.pick(&["partner@example.com", "gmail-user@example.net"]).to_string();
-            m.insert("ObjectId".into(), json!(format!("<{}@{}.prod.outlook.com>", rng.hex(32).to_uppercase(), t.region)));
+            let to = rng
+                .pick(&["partner@example.com", "gmail-user@example.net"])
+                .to_string();
+            m.insert(
+                "ObjectId".into(),
+                json!(format!(
+                    "<{}@{}.prod.outlook.com>",
+                    rng.hex(32).to_uppercase(),
+                    t.region
+                )),
+            );
             m.insert("ExchangeMetaData".into(), json!({
                 "BCC": [], "CC": [], "FileSize": 10_000 + rng.below(900_000), "From": user.upn,
                 "MessageID": format!("<{}@{}.prod.outlook.com>", rng.hex(32).to_uppercase(), t.region),
@@ -626,7 +831,13 @@ fn dlp(t: &TenantProfile, user: &User, rng: &mut Rng) -> Value {
         }
         _ => {
             let (file, ext) = *rng.pick(&FILES);
-            m.insert("ObjectId".into(), json!(format!("C:\\Users\\{}\\Documents\\{file}.{ext}", user.display.replace(' ', ""))));
+            m.insert(
+                "ObjectId".into(),
+                json!(format!(
+                    "C:\\Users\\{}\\Documents\\{file}.{ext}",
+                    user.display.replace(' ', "")
+                )),
+            );
             m.insert("ClientIP".into(), client_ip(user, rng, false));
             m.insert("EndpointMetaData".into(), json!({
                 "DeviceName": user.device, "EndpointOperation": rng.pick(&["CopyToRemovableMedia", "Print", "FileUploadedToCloud"]).to_string(),

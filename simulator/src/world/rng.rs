@@ -23,7 +23,9 @@ pub(crate) fn hash_str(s: &str) -> u64 {
 
 /// Combines several coordinates into one key.
 pub(crate) fn key(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x5151_u64, |acc, p| mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D)))
+    parts.iter().fold(0x5151_u64, |acc, p| {
+        mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D))
+    })
 }
 
 /// A deterministic stream of pseudo-random numbers.

@@ -10,13 +10,17 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Value, json};
-use siemflow_simulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, Simulator};
+use siemflow_simulator::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, Simulator,
+};
 
 pub const PUBLISHER: &str = "9a7c1f36-4c3e-4b0b-8d51-4f2a6e0c1d22";
 pub const MANAGE: &str = "https://manage.office.com";
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/test-certs").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/test-certs")
+        .join(name)
 }
 
 pub async fn start(cfg: M365Config) -> Simulator {
@@ -29,9 +33,20 @@ pub fn http() -> reqwest::Client {
 }
 
 /// POSTs a form to a token endpoint; returns (status, JSON body).
-pub async fn token_request(sim: &Simulator, tenant: &str, v1: bool, form: &[(&str, &str)]) -> (u16, Value) {
-    let path = if v1 { "oauth2/token" } else { "oauth2/v2.0/token" };
-    let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+pub async fn token_request(
+    sim: &Simulator,
+    tenant: &str,
+    v1: bool,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let path = if v1 {
+        "oauth2/token"
+    } else {
+        "oauth2/v2.0/token"
+    };
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
     let r = http()
         .post(format!("{}/{tenant}/{path}", sim.base_url()))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -45,7 +60,13 @@ pub async fn token_request(sim: &Simulator, tenant: &str, v1: bool, form: &[(&st
 
 /// A token for the default app by client secret.
 pub async fn token(sim: &Simulator) -> String {
-    token_for(sim, DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await
+    token_for(
+        sim,
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+    )
+    .await
 }
 
 pub async fn token_for(sim: &Simulator, tenant: &str, client: &str, secret: &str) -> String {
@@ -62,7 +83,10 @@ pub async fn token_for(sim: &Simulator, tenant: &str, client: &str, secret: &str
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().expect("access_token").to_string()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
 }
 
 /// A signed client assertion. `alg` is RS256 (x5t) or PS256 (x5t#S256).
@@ -70,14 +94,27 @@ pub fn assertion(alg: &str, key_pem: &str, cert_pem: &str, claims: &Value) -> St
     let key = pem_block(key_pem, "PRIVATE KEY");
     let cert = pem_block(cert_pem, "CERTIFICATE");
     let header = match alg {
-        "RS256" => json!({"alg": "RS256", "typ": "JWT", "x5t": B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert))}),
-        _ => json!({"alg": "PS256", "typ": "JWT", "x5t#S256": B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert))}),
+        "RS256" => {
+            json!({"alg": "RS256", "typ": "JWT", "x5t": B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert))})
+        }
+        _ => {
+            json!({"alg": "PS256", "typ": "JWT", "x5t#S256": B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert))})
+        }
     };
-    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
     let pair = RsaKeyPair::from_pkcs8(&key).expect("test key");
     let mut sig = vec![0; pair.public_modulus_len()];
-    let padding = if alg == "RS256" { &RSA_PKCS1_SHA256 } else { &RSA_PSS_SHA256 };
-    pair.sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig).expect("sign");
+    let padding = if alg == "RS256" {
+        &RSA_PKCS1_SHA256
+    } else {
+        &RSA_PSS_SHA256
+    };
+    pair.sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
+        .expect("sign");
     format!("{input}.{}", B64.encode(sig))
 }
 
@@ -101,13 +138,24 @@ pub async fn call(
     path_and_query: &str,
     token: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let url = format!("{}/api/v1.0/{DEFAULT_TENANT_ID}/activity/feed/{path_and_query}", sim.base_url());
+    let url = format!(
+        "{}/api/v1.0/{DEFAULT_TENANT_ID}/activity/feed/{path_and_query}",
+        sim.base_url()
+    );
     call_url(method, &url, token).await
 }
 
-pub async fn call_url(method: &str, url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, String) {
+pub async fn call_url(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let c = http();
-    let mut rb = if method == "POST" { c.post(url) } else { c.get(url) };
+    let mut rb = if method == "POST" {
+        c.post(url)
+    } else {
+        c.get(url)
+    };
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
@@ -119,11 +167,20 @@ pub async fn call_url(method: &str, url: &str, token: Option<&str>) -> (u16, req
 
 /// The AF code of an error body.
 pub fn code(body: &str) -> String {
-    serde_json::from_str::<Value>(body).ok().and_then(|v| v["error"]["code"].as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 pub async fn subscribe(sim: &Simulator, token: &str, ct: &str) {
-    let (s, _, b) = call(sim, "POST", &format!("subscriptions/start?contentType={ct}&PublisherIdentifier={PUBLISHER}"), Some(token)).await;
+    let (s, _, b) = call(
+        sim,
+        "POST",
+        &format!("subscriptions/start?contentType={ct}&PublisherIdentifier={PUBLISHER}"),
+        Some(token),
+    )
+    .await;
     assert!(s == 200 || code(&b) == "AF20024", "{s} {b}");
 }
 
@@ -133,13 +190,22 @@ pub fn fmt(t: DateTime<Utc>) -> String {
 
 /// A 24-hour window that ends at the last whole minute before now.
 pub fn last_day() -> (DateTime<Utc>, DateTime<Utc>) {
-    let end = Utc::now().duration_trunc(Duration::minutes(1)).expect("trunc") - Duration::minutes(1);
+    let end = Utc::now()
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc")
+        - Duration::minutes(1);
     (end - Duration::hours(24), end)
 }
 
 /// Lists a window to the end, following NextPageUri (adding PublisherIdentifier, which the
 /// service leaves out of it). Returns every descriptor and the size of every page.
-pub async fn list_all(sim: &Simulator, token: &str, ct: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> (Vec<Value>, Vec<(usize, bool)>) {
+pub async fn list_all(
+    sim: &Simulator,
+    token: &str,
+    ct: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> (Vec<Value>, Vec<(usize, bool)>) {
     let mut url = format!(
         "{}/api/v1.0/{DEFAULT_TENANT_ID}/activity/feed/subscriptions/content?contentType={ct}&startTime={}&endTime={}&PublisherIdentifier={PUBLISHER}",
         sim.base_url(),
@@ -152,7 +218,10 @@ pub async fn list_all(sim: &Simulator, token: &str, ct: &str, start: DateTime<Ut
         let (s, h, b) = call_url("GET", &url, Some(token)).await;
         assert_eq!(s, 200, "{url}: {b}");
         let page: Vec<Value> = serde_json::from_str(&b).expect("array");
-        let next = h.iter().find(|(k, _)| k.as_str().eq_ignore_ascii_case("NextPageUri")).map(|(_, v)| v.to_str().expect("ascii").to_string());
+        let next = h
+            .iter()
+            .find(|(k, _)| k.as_str().eq_ignore_ascii_case("NextPageUri"))
+            .map(|(_, v)| v.to_str().expect("ascii").to_string());
         pages.push((page.len(), next.is_some()));
         all.extend(page);
         match next {
@@ -164,7 +233,12 @@ pub async fn list_all(sim: &Simulator, token: &str, ct: &str, start: DateTime<Ut
 }
 
 pub async fn fetch_blob(token: &str, uri: &str) -> Vec<Value> {
-    let (s, _, b) = call_url("GET", &format!("{uri}?PublisherIdentifier={PUBLISHER}"), Some(token)).await;
+    let (s, _, b) = call_url(
+        "GET",
+        &format!("{uri}?PublisherIdentifier={PUBLISHER}"),
+        Some(token),
+    )
+    .await;
     assert_eq!(s, 200, "{uri}: {b}");
     serde_json::from_str(&b).expect("blob is a JSON array")
 }
