@@ -389,7 +389,24 @@ async fn frozen_world_publishes_nothing_new_and_history_is_bounded() {
     )
     .await;
     let a: HashSet<&Value> = listed.iter().map(|d| &d["contentId"]).collect();
-    let b: HashSet<&Value> = later.iter().map(|d| &d["contentId"]).collect();
+    // Blobs between the first window's end and the start instant were published before the
+    // world froze; anything newer must not exist.
+    let b: HashSet<&Value> = later
+        .iter()
+        .filter(|d| {
+            chrono::DateTime::parse_from_rfc3339(d["contentCreated"].as_str().expect("c"))
+                .expect("iso")
+                < end_t
+        })
+        .map(|d| &d["contentId"])
+        .collect();
     assert_eq!(a, b, "a frozen world publishes nothing new");
+    let frozen_at = sim.now() - Duration::hours(3);
+    for d in &later {
+        let created =
+            chrono::DateTime::parse_from_rfc3339(d["contentCreated"].as_str().expect("c"))
+                .expect("iso");
+        assert!(created <= frozen_at, "published after the world froze");
+    }
     sim.stop().await;
 }
