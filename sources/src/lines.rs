@@ -172,6 +172,12 @@ impl RawLines {
         }
     }
 
+    /// Empties it, keeping its memory for reuse.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
     /// Adds one line (without its newline).
     pub fn push(&mut self, line: &[u8]) {
         self.bytes.extend_from_slice(line);
@@ -186,11 +192,6 @@ impl RawLines {
     /// True when it holds no line.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
-    }
-
-    /// Bytes of all lines together.
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
     }
 
     /// The lines in order.

@@ -443,3 +443,22 @@ fn config_checks() {
     assert_eq!(config.max_line_bytes, 64 * 1024);
     assert!(toml::from_str::<FileConfig>("include = [\"a\"]\nbogus = 1").is_err());
 }
+
+#[test]
+fn option_defaults_show_as_written_in_a_config() {
+    let schema = schemars::schema_for!(FileConfig);
+    let properties = schema
+        .as_value()
+        .get("properties")
+        .expect("properties")
+        .clone();
+    let default = |key: &str| properties[key]["default"].clone();
+    assert_eq!(default("glob_interval"), "1s");
+    assert_eq!(default("poll_interval"), "200ms");
+    assert_eq!(default("max_line_bytes"), "1MiB");
+    assert_eq!(default("decoding"), "json");
+    assert_eq!(default("read_from"), "beginning");
+    assert_eq!(default("batch_max_events"), 1000);
+    let required = schema.as_value()["required"].clone();
+    assert_eq!(required, serde_json::json!(["include"]));
+}
