@@ -2,6 +2,7 @@
 
 pub mod file;
 mod lines;
+pub mod o365_management;
 mod schema;
 pub mod stdin;
 #[cfg(test)]
@@ -12,6 +13,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<file::FileConfig>(
         "file",
         "Tails files matching globs (JSON or text lines), through rotation, checkpointing only delivered data",
+    );
+    registry.source::<o365_management::O365ManagementConfig>(
+        "o365_management",
+        "Reads the Office 365 Management Activity API (unified audit log) of one or more tenants; cursors advance only over delivered blobs",
     );
     registry.source::<stdin::StdinConfig>(
         "stdin",
