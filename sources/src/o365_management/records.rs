@@ -112,14 +112,14 @@ pub(crate) fn record_type_name(value: &Value) -> Option<String> {
     let number = match value {
         Value::Integer(n) => *n,
         Value::Float(f) if f.fract() == 0.0 => f.into_inner() as i64,
-        Value::Bytes(bytes) => {
-            let text = String::from_utf8_lossy(bytes);
+        Value::Null => return None,
+        text if text.to_str_lossy().is_some() => {
+            let text = text.to_str_lossy().unwrap_or_default();
             match text.trim().parse::<i64>() {
                 Ok(n) => n,
                 Err(_) => return Some(format!("Unknown({})", text.trim())),
             }
         }
-        Value::Null => return None,
         other => return Some(format!("Unknown({other})")),
     };
     Some(match name_of(number) {
