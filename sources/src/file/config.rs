@@ -79,7 +79,7 @@ pub struct FileConfig {
     pub max_line_bytes: u64,
 
     /// Most events in one batch (one acknowledgement, one checkpoint step).
-    /// Default: `1000`.
+    /// Default: `500`.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
 
@@ -111,7 +111,7 @@ pub(crate) fn default_max_line_bytes() -> u64 {
 }
 
 pub(crate) fn default_batch_max_events() -> usize {
-    1000
+    500
 }
 
 impl FileConfig {

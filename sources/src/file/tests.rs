@@ -458,7 +458,7 @@ fn option_defaults_show_as_written_in_a_config() {
     assert_eq!(default("max_line_bytes"), "1MiB");
     assert_eq!(default("decoding"), "json");
     assert_eq!(default("read_from"), "beginning");
-    assert_eq!(default("batch_max_events"), 1000);
+    assert_eq!(default("batch_max_events"), 500);
     let required = schema.as_value()["required"].clone();
     assert_eq!(required, serde_json::json!(["include"]));
 }

@@ -29,7 +29,7 @@ pub struct StdinConfig {
     #[schemars(with = "String")]
     pub max_line_bytes: u64,
 
-    /// Most events in one batch. Default: `1000`.
+    /// Most events in one batch. Default: `500`.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
 }

@@ -122,7 +122,7 @@ async fn lines_are_sent_as_they_arrive_and_shutdown_stops_reading() {
 #[test]
 fn config_defaults_and_checks() {
     let config: StdinConfig = toml::from_str("").expect("all defaults");
-    assert_eq!(config.batch_max_events, 1000);
+    assert_eq!(config.batch_max_events, 500);
     assert_eq!(config.max_line_bytes, 1 << 20);
     assert!(config.check().is_empty());
     let config: StdinConfig = toml::from_str("batch_max_events = 0").expect("parses");
