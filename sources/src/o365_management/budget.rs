@@ -34,10 +34,7 @@ impl RequestBudget {
     pub(crate) fn per_minute(requests_per_minute: u32) -> Self {
         let quota = requests_per_minute.max(1);
         let burst = (quota / 200).clamp(1, 50);
-        let sustained = quota
-            .saturating_sub(2 * burst)
-            .max(quota / 2)
-            .max(1);
+        let sustained = quota.saturating_sub(2 * burst).max(quota / 2).max(1);
         let interval = Duration::from_secs(60) / sustained;
         let now = Instant::now();
         RequestBudget {
@@ -136,7 +133,10 @@ mod tests {
                 times.push(Instant::now() - begin);
             }
             let most = busiest_minute(&times);
-            assert!(most <= quota as usize, "quota {quota}: {most} in one minute");
+            assert!(
+                most <= quota as usize,
+                "quota {quota}: {most} in one minute"
+            );
             if quota >= 60 {
                 assert!(
                     most as f64 >= quota as f64 * 0.95,

@@ -71,7 +71,10 @@ pub(crate) enum ApiError {
     TooLarge { limit: u64, size: Option<u64> },
     /// The answer was not what the API documents (a listing that is not an array).
     #[error("the {endpoint} answer is malformed: {detail}")]
-    Malformed { endpoint: &'static str, detail: String },
+    Malformed {
+        endpoint: &'static str,
+        detail: String,
+    },
     /// The source is stopping.
     #[error("stopped")]
     Cancelled,
@@ -281,8 +284,8 @@ impl TenantClient {
         }
     }
 
-    /// `POST subscriptions/start?contentType=…`. Never retried on AF429: a repeated
-    /// /start within 15 minutes is what the service throttles.
+    /// `POST subscriptions/start?contentType=…`. An AF429 here is retried with a back-off
+    /// of its own: it may be the 15-minute rule, which says nothing about other requests.
     pub(crate) async fn start_subscription(
         &self,
         content_type: &str,
@@ -292,7 +295,7 @@ impl TenantClient {
             "{}/subscriptions/start?contentType={content_type}",
             self.feed_root
         ))?;
-        self.call(Method::POST, Endpoint::Start, url, MAX_ERROR_BODY, false, cancel)
+        self.call(Method::POST, Endpoint::Start, url, MAX_ERROR_BODY, cancel)
             .await
     }
 
@@ -304,7 +307,7 @@ impl TenantClient {
         max_bytes: u64,
         cancel: &CancellationToken,
     ) -> Result<Answer, ApiError> {
-        self.call(Method::GET, endpoint, url, max_bytes, true, cancel)
+        self.call(Method::GET, endpoint, url, max_bytes, cancel)
             .await
     }
 
@@ -324,7 +327,6 @@ impl TenantClient {
         endpoint: Endpoint,
         url: Url,
         max_bytes: u64,
-        retry_throttled: bool,
         cancel: &CancellationToken,
     ) -> Result<Answer, ApiError> {
         let url = with_publisher(url, &self.publisher);
@@ -351,25 +353,26 @@ impl TenantClient {
                     retry_after,
                 } => {
                     self.metrics.throttled.increment(1);
-                    if !retry_throttled {
-                        return Err(ApiError::Api {
-                            endpoint: endpoint.label(),
-                            status: 429,
-                            code: "AF429".into(),
-                            message: detail,
-                        });
-                    }
                     let backoff = throttle.next().unwrap_or(self.tuning.throttle_max);
                     let wait = backoff.max(retry_after.unwrap_or_default());
-                    tracing::warn!(
-                        tenant_id = %self.tenant_id,
-                        endpoint = endpoint.label(),
-                        wait_ms = wait.as_millis() as u64,
-                        "throttled by the Management Activity API ({detail}); pausing this tenant's requests"
-                    );
-                    // Throttling is the tenant's quota, not this request's: every request waits.
-                    self.budget.pause(wait);
-                    continue;
+                    if endpoint == Endpoint::Start {
+                        tracing::warn!(
+                            tenant_id = %self.tenant_id,
+                            wait_ms = wait.as_millis() as u64,
+                            "/start throttled ({detail}); trying again after a back-off"
+                        );
+                        wait
+                    } else {
+                        tracing::warn!(
+                            tenant_id = %self.tenant_id,
+                            endpoint = endpoint.label(),
+                            wait_ms = wait.as_millis() as u64,
+                            "throttled by the Management Activity API ({detail}); pausing this tenant's requests"
+                        );
+                        // Throttling is the tenant's quota, not this request's: every request waits.
+                        self.budget.pause(wait);
+                        continue;
+                    }
                 }
                 Attempt::Transient {
                     detail,

@@ -399,7 +399,10 @@ mod tests {
             "tenants[1].client_secret",
             "tenants[2].tenant_id",
         ] {
-            assert!(keys.contains(&expected.to_string()), "{expected} in {keys:?}");
+            assert!(
+                keys.contains(&expected.to_string()),
+                "{expected} in {keys:?}"
+            );
         }
         assert!(!keys.contains(&"content_types[2]".to_string()));
         let hint = config

@@ -343,13 +343,14 @@ mod tests {
     fn expired_descriptors_and_processed_ids() {
         let mut c = ContentCursor::default();
         let old = blob("old", 0);
-        assert_eq!(
-            c.admit(&old, t(0) + TimeDelta::days(8)),
-            Admission::Expired
-        );
+        assert_eq!(c.admit(&old, t(0) + TimeDelta::days(8)), Admission::Expired);
         assert_eq!(c.admit(&old, t(0)), Admission::AlreadyProcessed);
         assert!(c.prune(t(0) + TimeDelta::days(8)).is_empty());
-        assert_eq!(c.admit(&old, t(0)), Admission::Fetch, "forgotten after expiry");
+        assert_eq!(
+            c.admit(&old, t(0)),
+            Admission::Fetch,
+            "forgotten after expiry"
+        );
         c.failed(&old);
         assert_eq!(c.prune(t(0) + TimeDelta::days(8)), vec!["old".to_string()]);
         assert_eq!(c.cursor(), Some(t(0)));

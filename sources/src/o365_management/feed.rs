@@ -122,17 +122,27 @@ impl From<ApiError> for PassError {
     }
 }
 
-/// One (tenant, content type) and everything it shares with its tenant and source.
-pub(crate) struct Feed {
-    pub client: Arc<TenantClient>,
-    pub content_type: String,
+/// What every feed of a source shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
     pub settings: Arc<Settings>,
     pub state: Arc<Mutex<SourceState>>,
-    /// The tenant's fetch concurrency, shared by its content types.
-    pub fetch_slots: Arc<Semaphore>,
     pub out: Output,
     pub shutdown: CancellationToken,
     pub component: ComponentMetrics,
+}
+
+/// One (tenant, content type) and everything it shares with its tenant and source.
+pub(crate) struct Feed {
+    client: Arc<TenantClient>,
+    content_type: String,
+    /// The tenant's fetch concurrency, shared by its content types.
+    fetch_slots: Arc<Semaphore>,
+    settings: Arc<Settings>,
+    state: Arc<Mutex<SourceState>>,
+    out: Output,
+    shutdown: CancellationToken,
+    component: ComponentMetrics,
     records_emitted: AtomicU64,
     lag: metrics::Gauge,
     blobs_fetched: metrics::Counter,
@@ -142,18 +152,15 @@ impl Feed {
     /// A feed of one content type of one tenant.
     pub(crate) fn new(
         client: Arc<TenantClient>,
-        content_type: String,
-        settings: Arc<Settings>,
-        state: Arc<Mutex<SourceState>>,
         fetch_slots: Arc<Semaphore>,
-        out: Output,
-        shutdown: CancellationToken,
-        component: ComponentMetrics,
+        content_type: String,
+        shared: Shared,
     ) -> Self {
         let labels = [
             ("tenant_id", client.tenant_id.as_str()),
             ("content_type", content_type.as_str()),
         ];
+        let component = shared.component;
         Feed {
             lag: component.labels.gauge("source_lag_seconds", &labels),
             blobs_fetched: component
@@ -162,11 +169,11 @@ impl Feed {
             records_emitted: AtomicU64::new(0),
             client,
             content_type,
-            settings,
-            state,
             fetch_slots,
-            out,
-            shutdown,
+            settings: shared.settings,
+            state: shared.state,
+            out: shared.out,
+            shutdown: shared.shutdown,
             component,
         }
     }
@@ -320,13 +327,16 @@ impl Feed {
                 return Err(ApiError::Cancelled);
             }
         }
-        let now = self.now();
-        self.with_cursor(|c| c.subscription_started(now));
-        match self
+        let called_at = self.now();
+        let started = self
             .client
             .start_subscription(&self.content_type, &self.shutdown)
-            .await
-        {
+            .await;
+        // Only a /start the service accepted starts its 15 minutes (a throttled one did nothing).
+        if started.is_ok() || started.as_ref().err().and_then(ApiError::code) == Some("AF20024") {
+            self.with_cursor(|c| c.subscription_started(called_at));
+        }
+        match started {
             Ok(_) => {
                 tracing::info!(
                     tenant_id = %self.client.tenant_id,
@@ -356,25 +366,29 @@ impl Feed {
             (c.cursor(), c.prune(now))
         };
         for content_id in lost {
-            self.skipped(SkipReason::Expired, &content_id, "expired before it could be delivered again");
+            self.skipped(
+                SkipReason::Expired,
+                &content_id,
+                "expired before it could be delivered again",
+            );
         }
         let settings = &self.settings;
         let (mut start, gap) =
             listing::pass_start(cursor, now, settings.start_from, settings.overlap);
         if let Some(gap) = gap {
-            tracing::error!(
-                tenant_id = %self.client.tenant_id,
-                content_type = %self.content_type,
-                gap_hours = gap.num_minutes() as f64 / 60.0,
-                "the cursor is older than the 7 days the API keeps content; jumping forward, content in the gap is lost"
-            );
-            self.component.labels.error("content_gap", "receiving");
+            self.report_gap(gap);
         }
         let total = listing::window_count(start, now);
         let backfill = cursor.is_none() || total > 1;
         let mut done = 0u64;
         loop {
             let now = self.now();
+            let oldest = listing::oldest_start(now);
+            if start < oldest {
+                // A pass that took long (or a clock that jumped) left the 7 days behind.
+                self.report_gap(oldest - start);
+                start = oldest;
+            }
             let end = listing::window_end(start, now);
             if end <= start {
                 break;
@@ -451,7 +465,11 @@ impl Feed {
                     {
                         clamped = true;
                         let now = self.now();
-                        start = start.max(listing::oldest_start(now));
+                        let oldest = listing::oldest_start(now);
+                        if start < oldest {
+                            self.report_gap(oldest - start);
+                            start = oldest;
+                        }
                         end = listing::window_end(start, now).min(end.max(start));
                         tracing::warn!(
                             tenant_id = %self.client.tenant_id,
@@ -468,10 +486,11 @@ impl Feed {
                     }
                     Err(error) => return Err(error),
                 };
-                let page = listing::parse_page(&answer.body).map_err(|detail| ApiError::Malformed {
-                    endpoint: "content",
-                    detail,
-                })?;
+                let page =
+                    listing::parse_page(&answer.body).map_err(|detail| ApiError::Malformed {
+                        endpoint: "content",
+                        detail,
+                    })?;
                 if page.malformed > 0 {
                     tracing::warn!(
                         tenant_id = %self.client.tenant_id,
@@ -524,6 +543,17 @@ impl Feed {
                 sent = listed.send(descriptor) => sent.map(|()| true).map_err(|_| ApiError::Cancelled),
             },
         }
+    }
+
+    /// Content older than the API keeps was never listed: say so, loudly, and count it.
+    fn report_gap(&self, gap: TimeDelta) {
+        tracing::error!(
+            tenant_id = %self.client.tenant_id,
+            content_type = %self.content_type,
+            gap_minutes = gap.num_minutes(),
+            "listing fell behind the 7 days the API keeps content; jumping forward, content in the gap is lost"
+        );
+        self.component.labels.error("content_gap", "receiving");
     }
 
     fn skipped(&self, reason: SkipReason, content_id: &str, detail: &str) {
@@ -773,7 +803,10 @@ impl Feed {
                 .labels
                 .counter(
                     "component_errors_total",
-                    &[("error_type", "record_not_an_object"), ("stage", "receiving")],
+                    &[
+                        ("error_type", "record_not_an_object"),
+                        ("stage", "receiving"),
+                    ],
                 )
                 .increment(not_objects as u64);
         }
@@ -815,9 +848,7 @@ impl Feed {
                         "a blob was not delivered; the cursor stays before it and it is fetched again at the next poll"
                     );
                 }
-                self.component
-                    .labels
-                    .error("delivery_failed", "sending");
+                self.component.labels.error("delivery_failed", "sending");
             }
             self.update_lag();
         }

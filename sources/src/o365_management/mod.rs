@@ -33,7 +33,7 @@ pub use config::{CONTENT_TYPES, O365ManagementConfig};
 use budget::RequestBudget;
 use client::TenantClient;
 use cursor::SourceState;
-use feed::Feed;
+use feed::{Feed, Shared};
 
 /// Where "now" comes from: the system clock, or a test's simulated one.
 pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -196,21 +196,24 @@ async fn run(
         }
     }
     let state = Arc::new(Mutex::new(state));
+    let shared = Shared {
+        settings: Arc::clone(&settings),
+        state: Arc::clone(&state),
+        out: cx.out.clone(),
+        shutdown: cx.shutdown.clone(),
+        component: cx.component.metrics.clone(),
+    };
     let mut feeds = JoinSet::new();
     for tenant in &tenants {
         let fetch_slots = Arc::new(Semaphore::new(settings.max_concurrent_fetches));
         for content_type in &content_types {
-            let feed = Arc::new(Feed::new(
+            let feed = Feed::new(
                 Arc::clone(tenant),
-                content_type.clone(),
-                Arc::clone(&settings),
-                Arc::clone(&state),
                 Arc::clone(&fetch_slots),
-                cx.out.clone(),
-                cx.shutdown.clone(),
-                cx.component.metrics.clone(),
-            ));
-            feeds.spawn(feed.run());
+                content_type.clone(),
+                shared.clone(),
+            );
+            feeds.spawn(Arc::new(feed).run());
         }
     }
     let saver = Saver {

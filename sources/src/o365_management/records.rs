@@ -232,12 +232,21 @@ mod tests {
             .and_then(Value::as_object)
             .expect("metadata");
         assert_eq!(meta.get("content_id"), Some(&Value::from("a$b")));
-        assert_eq!(meta.get("content_type"), Some(&Value::from("Audit.General")));
-        assert!(matches!(meta.get("content_created"), Some(Value::Timestamp(_))));
+        assert_eq!(
+            meta.get("content_type"),
+            Some(&Value::from("Audit.General"))
+        );
+        assert!(matches!(
+            meta.get("content_created"),
+            Some(Value::Timestamp(_))
+        ));
         let mut json = Vec::new();
         first.write_json(&mut json);
         let json: serde_json::Value = serde_json::from_slice(&json).expect("json");
-        assert_eq!(json["siemflow"]["tenant_id"], "41463f53-8812-40f4-890f-865bf6e35190");
+        assert_eq!(
+            json["siemflow"]["tenant_id"],
+            "41463f53-8812-40f4-890f-865bf6e35190"
+        );
         assert_eq!(
             field(&decoded.events[1], RECORD_TYPE_NAME),
             Some(&Value::from("CopilotInteraction"))

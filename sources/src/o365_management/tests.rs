@@ -157,10 +157,18 @@ impl Running {
     }
 
     /// Receives and delivers until `done` holds.
-    async fn deliver_until(&mut self, seen: &mut Received, mut done: impl FnMut(&Received) -> bool) {
+    async fn deliver_until(
+        &mut self,
+        seen: &mut Received,
+        mut done: impl FnMut(&Received) -> bool,
+    ) {
         let deadline = Instant::now() + PATIENCE;
         while !done(seen) {
-            assert!(Instant::now() < deadline, "timed out; received {} events", seen.events);
+            assert!(
+                Instant::now() < deadline,
+                "timed out; received {} events",
+                seen.events
+            );
             let batch = self.next().await;
             seen.add(&batch);
             resolve_batch(batch, BatchStatus::Delivered);
@@ -311,7 +319,10 @@ fn management_requests(sim: &Simulator, tenant: &str) -> u64 {
 /// A bearer token for calling the simulator directly (to stop or pre-start subscriptions).
 async fn token(sim: &Simulator) -> String {
     let response = reqwest::Client::new()
-        .post(format!("{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token", sim.base_url()))
+        .post(format!(
+            "{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token",
+            sim.base_url()
+        ))
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", DEFAULT_CLIENT_ID),
@@ -322,7 +333,10 @@ async fn token(sim: &Simulator) -> String {
         .await
         .expect("token request");
     let body: serde_json::Value = response.json().await.expect("token body");
-    body["access_token"].as_str().expect("access_token").to_string()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
 }
 
 async fn subscription_call(sim: &Simulator, token: &str, op: &str, content_type: &str) -> String {
@@ -416,19 +430,30 @@ async fn every_record_of_three_days_exactly_once_through_every_fault() {
 
     let delivered: HashSet<String> = seen.ids.keys().cloned().collect();
     let invented: Vec<&String> = delivered.difference(&may).collect();
-    assert!(invented.is_empty(), "records nobody published: {invented:?}");
+    assert!(
+        invented.is_empty(),
+        "records nobody published: {invented:?}"
+    );
     assert!(delivered.is_superset(&must));
     // Repeats come only from the world's own duplicates, never from fetching a blob twice.
     for tenant in tenants {
         for content_type in all_types() {
-            for blob in published_blobs(&config, tenant, content_type, t0 - TimeDelta::days(3), t0) {
+            for blob in published_blobs(&config, tenant, content_type, t0 - TimeDelta::days(3), t0)
+            {
                 if let Some(events) = seen.blob_events.get(&blob.content_id) {
-                    assert_eq!(*events, blob.records, "blob {} delivered once", blob.content_id);
+                    assert_eq!(
+                        *events, blob.records,
+                        "blob {} delivered once",
+                        blob.content_id
+                    );
                 }
             }
         }
     }
-    assert!(seen.ids.values().any(|n| *n > 1), "the duplicate fault was on");
+    assert!(
+        seen.ids.values().any(|n| *n > 1),
+        "the duplicate fault was on"
+    );
     assert_eq!(seen.without_record_type_name, 0);
 
     let stats = sim.stats();
@@ -440,7 +465,10 @@ async fn every_record_of_three_days_exactly_once_through_every_fault() {
             vec![tenant.to_string()],
             "each tenant's own id by default"
         );
-        assert!(t.throttled > 0 && t.server_errors > 0, "faults happened: {t:?}");
+        assert!(
+            t.throttled > 0 && t.server_errors > 0,
+            "faults happened: {t:?}"
+        );
         assert_eq!(t.unauthorized, 0);
     }
     assert!(throttled > 0);
@@ -503,7 +531,10 @@ async fn a_restart_resumes_without_repeating_or_missing_anything() {
         .keys()
         .filter(|blob| before.blob_events.contains_key(*blob))
         .collect();
-    assert!(repeated.is_empty(), "blobs delivered in both runs: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "blobs delivered in both runs: {repeated:?}"
+    );
     let stats = sim.stats().tenant(DEFAULT_TENANT_ID);
     assert_eq!(
         stats.by_endpoint["start"], 5,
@@ -537,14 +568,19 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
     let held_created = seen.blob_created[&held_blob];
     running
         .deliver_until(&mut seen, |r| {
-            blobs.iter().all(|b| r.blob_events.contains_key(&b.content_id))
+            blobs
+                .iter()
+                .all(|b| r.blob_events.contains_key(&b.content_id))
         })
         .await;
     // Every later blob is delivered, yet the saved cursor stays at or before the held one.
     eventually("state saved", || saved_state(dir.path()).is_some()).await;
     for _ in 0..5 {
         if let Some(cursor) = saved_cursor(dir.path(), "Audit.Exchange") {
-            assert!(cursor <= held_created, "cursor {cursor} passed {held_created}");
+            assert!(
+                cursor <= held_created,
+                "cursor {cursor} passed {held_created}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -554,7 +590,9 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
     resolve_batch(held, BatchStatus::Failed);
     let events_before = seen.blob_events[&held_blob];
     running
-        .deliver_until(&mut seen, |r| r.blob_events[&held_blob] >= 2 * events_before)
+        .deliver_until(&mut seen, |r| {
+            r.blob_events[&held_blob] >= 2 * events_before
+        })
         .await;
     eventually("the cursor moves past the re-delivered blob", || {
         saved_cursor(dir.path(), "Audit.Exchange").is_some_and(|c| c > held_created)
@@ -566,10 +604,18 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
     let refetched: Vec<&String> = seen
         .blob_events
         .iter()
-        .filter(|(blob, events)| **blob != held_blob && blobs.iter().any(|b| b.content_id == **blob && **events != b.records))
+        .filter(|(blob, events)| {
+            **blob != held_blob
+                && blobs
+                    .iter()
+                    .any(|b| b.content_id == **blob && **events != b.records)
+        })
         .map(|(blob, _)| blob)
         .collect();
-    assert!(refetched.is_empty(), "only the failed blob came twice: {refetched:?}");
+    assert!(
+        refetched.is_empty(),
+        "only the failed blob came twice: {refetched:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -592,7 +638,11 @@ async fn subscriptions_already_enabled_count_as_started() {
     let stats = sim.stats().tenant(DEFAULT_TENANT_ID);
     assert_eq!(stats.by_endpoint["start"], 10, "ours and the source's");
     assert_eq!(
-        counter_value("component_errors_total", "o365_af20024", "error_type=\"config\""),
+        counter_value(
+            "component_errors_total",
+            "o365_af20024",
+            "error_type=\"config\""
+        ),
         0
     );
 }
@@ -604,7 +654,13 @@ async fn a_stopped_subscription_is_started_again_only_after_fifteen_minutes() {
     let mut source = source_config(&sim, "7h");
     source.poll_interval = Duration::from_millis(50);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut running = start("o365_restart_rule", &source, tuning(&sim), dir.path(), 10_000);
+    let mut running = start(
+        "o365_restart_rule",
+        &source,
+        tuning(&sim),
+        dir.path(),
+        10_000,
+    );
     let mut seen = Received::default();
     running.deliver_until(&mut seen, |r| r.events > 0).await;
     let starts = || sim.stats().tenant(DEFAULT_TENANT_ID).by_endpoint["start"];
@@ -625,7 +681,10 @@ async fn a_stopped_subscription_is_started_again_only_after_fifteen_minutes() {
         _ = eventually("many more polls", || management_requests(&sim, DEFAULT_TENANT_ID) > listed + 40) => {}
     }
     assert_eq!(starts(), 5, "no /start within 15 minutes of the last");
-    assert_eq!(subscription_status(&sim, &token, "Audit.Exchange").await, "disabled");
+    assert_eq!(
+        subscription_status(&sim, &token, "Audit.Exchange").await,
+        "disabled"
+    );
 
     sim.advance_clock(Duration::from_secs(16 * 60));
     eventually("the subscription started again", || starts() == 6).await;
@@ -661,7 +720,12 @@ async fn content_that_expires_before_it_is_fetched_is_skipped_and_counted() {
     let mut running = start("o365_expiry", &source, tuning(&sim), dir.path(), 1);
     let first = running.next().await;
     eventually("later blobs listed and waiting", || {
-        sim.stats().tenant(DEFAULT_TENANT_ID).by_endpoint.get("content").copied() >= Some(1)
+        sim.stats()
+            .tenant(DEFAULT_TENANT_ID)
+            .by_endpoint
+            .get("content")
+            .copied()
+            >= Some(1)
     })
     .await;
     sim.advance_clock(Duration::from_secs(7 * 24 * 3600 + 3600));
@@ -685,8 +749,10 @@ async fn content_that_expires_before_it_is_fetched_is_skipped_and_counted() {
     tokio::select! {
         _ = drain => unreachable!(),
         _ = eventually("every blob delivered or skipped as expired", || {
-            skipped() > 0 && saved_processed(dir.path(), "Audit.Exchange").is_empty()
-                && sim.stats().tenant(DEFAULT_TENANT_ID).by_endpoint.get("content").copied() > Some(3)
+            skipped() > 0
+                && saved_processed(dir.path(), "Audit.Exchange").is_empty()
+                // The next pass reports the week-long jump as a gap.
+                && counter_value("component_errors_total", "o365_expiry", "error_type=\"content_gap\"") >= 1
         }) => {}
     }
     let stats = sim.stats().tenant(DEFAULT_TENANT_ID);
@@ -697,10 +763,6 @@ async fn content_that_expires_before_it_is_fetched_is_skipped_and_counted() {
     );
     assert!(skipped() + stats.blobs_served as usize >= 2);
     assert!(stats.blobs_served as usize + skipped() <= blobs.len());
-    assert!(
-        counter_value("component_errors_total", "o365_expiry", "error_type=\"content_gap\"") >= 1,
-        "the week-long jump is reported as a gap"
-    );
     running.stop(&mut seen).await;
 }
 
@@ -729,7 +791,10 @@ async fn the_request_budget_is_respected() {
     let elapsed = begin.elapsed().as_secs_f64();
     let sent = management_requests(&sim, DEFAULT_TENANT_ID);
     let stats = sim.stats().tenant(DEFAULT_TENANT_ID);
-    assert_eq!(stats.throttled, 0, "the simulator's budget was never exceeded");
+    assert_eq!(
+        stats.throttled, 0,
+        "the simulator's budget was never exceeded"
+    );
     // One burst slot, then at most one request per ~1.03 s (58 a minute).
     assert!(
         (sent as f64) <= 2.0 + elapsed * 58.0 / 60.0,
@@ -759,13 +824,30 @@ async fn bad_credentials_and_missing_permissions_are_config_errors_without_a_hot
         entra(&sim, SECOND_TENANT, SECOND_CLIENT, SECOND_SECRET),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
-    let running = start("o365_config_errors", &source, tuning(&sim), dir.path(), 10_000);
-    let config_errors =
-        || counter_value("component_errors_total", "o365_config_errors", "error_type=\"config\"");
-    eventually("both tenants report config errors", || config_errors() >= 10).await;
+    let running = start(
+        "o365_config_errors",
+        &source,
+        tuning(&sim),
+        dir.path(),
+        10_000,
+    );
+    let config_errors = || {
+        counter_value(
+            "component_errors_total",
+            "o365_config_errors",
+            "error_type=\"config\"",
+        )
+    };
+    eventually("both tenants report config errors", || {
+        config_errors() >= 10
+    })
+    .await;
     let stats = sim.stats();
     // The token provider holds a refused credential for 30 s: one sign-in attempt.
-    assert_eq!(stats.tenant(DEFAULT_TENANT_ID).by_endpoint.get("token"), Some(&1));
+    assert_eq!(
+        stats.tenant(DEFAULT_TENANT_ID).by_endpoint.get("token"),
+        Some(&1)
+    );
     assert_eq!(
         stats.tenant(DEFAULT_TENANT_ID).by_endpoint.get("start"),
         None,
