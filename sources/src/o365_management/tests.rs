@@ -864,3 +864,43 @@ async fn bad_credentials_and_missing_permissions_are_config_errors_without_a_hot
     running.stop(&mut seen).await;
     assert_eq!(seen.events, 0);
 }
+
+/// Not a test of correctness: how close a backfill with API latency gets to the budget
+/// (`cargo test --release -p siemflow-sources o365_backfill_rate -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes a minute; a measurement, not a check"]
+async fn o365_backfill_rate() {
+    let mut config = world(
+        "7d",
+        Faults {
+            latency: Duration::from_millis(50),
+            ..Faults::default()
+        },
+    );
+    config.records_per_hour = 6000;
+    config.requests_per_minute = 2000;
+    let sim = simulator(config).await;
+    let mut source = source_config(&sim, "7d");
+    source.requests_per_minute = 2000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut running = start("o365_rate", &source, tuning(&sim), dir.path(), 10_000);
+    let mut seen = Received::default();
+    let begin = Instant::now();
+    let measured = Duration::from_secs(60);
+    while begin.elapsed() < measured {
+        if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(1), running.rx.recv()).await {
+            seen.events += batch.len();
+            resolve_batch(batch, BatchStatus::Delivered);
+        }
+    }
+    let requests = management_requests(&sim, DEFAULT_TENANT_ID);
+    let stats = sim.stats().tenant(DEFAULT_TENANT_ID);
+    println!(
+        "{requests} requests in {:.1}s ({:.0}/min), {} throttled, {} records",
+        begin.elapsed().as_secs_f64(),
+        requests as f64 * 60.0 / begin.elapsed().as_secs_f64(),
+        stats.throttled,
+        seen.events
+    );
+    running.stop(&mut seen).await;
+}
