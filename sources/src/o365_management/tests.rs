@@ -888,7 +888,9 @@ async fn o365_backfill_rate() {
     let begin = Instant::now();
     let measured = Duration::from_secs(60);
     while begin.elapsed() < measured {
-        if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(1), running.rx.recv()).await {
+        if let Ok(Some(batch)) =
+            tokio::time::timeout(Duration::from_secs(1), running.rx.recv()).await
+        {
             seen.events += batch.len();
             resolve_batch(batch, BatchStatus::Delivered);
         }
