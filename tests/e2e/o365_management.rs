@@ -67,7 +67,10 @@ fn sigkill_during_backfill_five_times_loses_no_record() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let config = world();
     let simulator = runtime
-        .block_on(Simulator::start(config.clone(), "127.0.0.1:0".parse().expect("addr")))
+        .block_on(Simulator::start(
+            config.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
         .expect("simulator");
     let now = simulator.now();
     let start = now - chrono::Duration::from_std(config.history).expect("history");
@@ -76,7 +79,11 @@ fn sigkill_during_backfill_five_times_loses_no_record() {
         .flat_map(|ct| published_records(&config, DEFAULT_TENANT_ID, ct, start, now))
         .filter_map(|r| Some(r.get("Id")?.as_str()?.to_string()))
         .collect();
-    assert!(expected.len() > 5_000, "the world is too small: {}", expected.len());
+    assert!(
+        expected.len() > 5_000,
+        "the world is too small: {}",
+        expected.len()
+    );
 
     let ws = Workspace::new();
     ws.write("p.toml", &pipeline(&simulator.base_url()));
@@ -110,18 +117,31 @@ fn sigkill_during_backfill_five_times_loses_no_record() {
         kills += 1;
         println!("kill {kills} at {reached} lines");
     }
-    assert!(kills >= 5, "the backfill finished after {kills} kills; make the world larger");
+    assert!(
+        kills >= 5,
+        "the backfill finished after {kills} kills; make the world larger"
+    );
 
     let mut pipeline = ws.run("p.toml", Stdio::null());
-    wait_for("every record after the restarts", Duration::from_secs(300), || {
-        expected.is_subset(&delivered_ids(&ws)).then_some(())
-    });
+    wait_for(
+        "every record after the restarts",
+        Duration::from_secs(300),
+        || expected.is_subset(&delivered_ids(&ws)).then_some(()),
+    );
     pipeline.signal(libc::SIGTERM);
-    assert!(pipeline.wait_exit(Duration::from_secs(30)).success(), "{}", pipeline.logs());
+    assert!(
+        pipeline.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        pipeline.logs()
+    );
     let lines = ws.lines("out.ndjson");
     let delivered = delivered_ids(&ws);
     let extra: Vec<&String> = delivered.difference(&expected).collect();
-    assert!(extra.is_empty(), "records the simulator never published: {:?}", &extra[..extra.len().min(5)]);
+    assert!(
+        extra.is_empty(),
+        "records the simulator never published: {:?}",
+        &extra[..extra.len().min(5)]
+    );
     println!(
         "{} lines for {} records ({:.1} % repeats) after {kills} kills",
         lines.len(),
