@@ -21,8 +21,8 @@ fn world() -> M365Config {
         ..M365Config::default()
     };
     config.history = Duration::from_secs(2 * 24 * 3600);
-    config.faults.throttle_rate = 0.05;
-    config.faults.server_error_rate = 0.05;
+    config.faults.throttle_rate = 0.005;
+    config.faults.server_error_rate = 0.01;
     config.faults.duplicate_rate = 0.02;
     config.faults.late_blob_rate = 0.05;
     config.faults.truncated_page_rate = 0.1;
