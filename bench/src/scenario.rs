@@ -81,7 +81,8 @@ pub struct Measured {
     pub seconds: f64,
 }
 
-fn http_get(address: &str, path: &str) -> Option<String> {
+/// A tiny HTTP/1.0 GET, enough for /metrics.
+pub fn http_get(address: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
@@ -90,7 +91,8 @@ fn http_get(address: &str, path: &str) -> Option<String> {
     Some(response.split_once("\r\n\r\n")?.1.to_string())
 }
 
-fn sent(metrics: &str, sink: &str) -> f64 {
+/// Events a sink delivered, from the Prometheus text.
+pub fn sent(metrics: &str, sink: &str) -> f64 {
     let label = format!("component_id=\"{sink}\"");
     metrics
         .lines()
@@ -99,10 +101,22 @@ fn sent(metrics: &str, sink: &str) -> f64 {
         .sum()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Peak resident memory (VmHWM) of a running process.
+pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    Ok(peak_kib / 1024.0)
 }
 
 /// Runs one scenario to completion.
@@ -148,12 +162,7 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let peak_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
+    let peak_rss_mib = peak_rss_mib(pid)?;
     // SAFETY: kill(2) on the child we spawned.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
@@ -161,7 +170,7 @@ pub fn run(
     Ok(Measured {
         events_per_second: data.events as f64 / seconds,
         megabytes_per_second: data.bytes as f64 / 1e6 / seconds,
-        peak_rss_mib: peak_kib / 1024.0,
+        peak_rss_mib,
         seconds,
     })
 }

@@ -148,6 +148,32 @@ fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
     Ok(certificates)
 }
 
+/// Why `url` cannot be an endpoint we send credentials or data to, if it cannot: it
+/// must be http(s) with a host, and plain http is allowed only to this machine
+/// (loopback), so secrets and audit records never cross a network unencrypted.
+pub fn endpoint_url_problem(url: &str) -> Option<String> {
+    let parsed = match reqwest::Url::parse(url.trim()) {
+        Ok(parsed) => parsed,
+        Err(error) => return Some(format!("`{url}` is not a URL ({error})")),
+    };
+    let Some(host) = parsed.host_str() else {
+        return Some(format!("`{url}` has no host"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback => None,
+        "http" => Some(format!(
+            "`{url}` is plain http to another machine: credentials and data would travel unencrypted; use https"
+        )),
+        _ => Some(format!("`{url}` is not an http(s) URL")),
+    }
+}
+
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -256,5 +282,22 @@ mod tests {
     fn user_agent_names_the_version() {
         assert!(USER_AGENT.starts_with("siemflow/"));
         assert!(USER_AGENT.len() > "siemflow/".len());
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::endpoint_url_problem;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert_eq!(endpoint_url_problem("https://manage.office.com"), None);
+        assert_eq!(endpoint_url_problem("http://127.0.0.1:8365"), None);
+        assert_eq!(endpoint_url_problem("http://[::1]:8365"), None);
+        assert_eq!(endpoint_url_problem("http://localhost:8365/x"), None);
+        assert!(endpoint_url_problem("http://manage.office.com").is_some());
+        assert!(endpoint_url_problem("http://10.0.0.5").is_some());
+        assert!(endpoint_url_problem("ftp://example.com").is_some());
+        assert!(endpoint_url_problem("not a url").is_some());
     }
 }

@@ -180,13 +180,7 @@ fn is_domain(text: &str) -> bool {
 }
 
 fn url_problem(url: &str) -> Option<String> {
-    match reqwest::Url::parse(url.trim()) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            None
-        }
-        Ok(_) => Some(format!("`{url}` is not an http(s) URL")),
-        Err(error) => Some(format!("`{url}` is not a URL ({error})")),
-    }
+    crate::http::endpoint_url_problem(url)
 }
 
 #[cfg(test)]

@@ -253,16 +253,15 @@ impl O365ManagementConfig {
                 .hint("the tenant ID (GUID) of the organisation operating this collector, or leave it out to use each tenant's own id"),
             );
         }
-        if let Some(url) = &self.api_url {
-            let ok = reqwest::Url::parse(url.trim()).is_ok_and(|parsed| {
-                matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some()
-            });
-            if !ok {
-                issues.push(
-                    ConfigIssue::new("api_url", format!("`{url}` is not an http(s) URL"))
-                        .hint("e.g. https://manage.office.com, or leave it out to derive it from each tenant's cloud"),
-                );
-            }
+        if let Some(problem) = self
+            .api_url
+            .as_deref()
+            .and_then(siemflow_core::http::endpoint_url_problem)
+        {
+            issues.push(
+                ConfigIssue::new("api_url", problem)
+                    .hint("e.g. https://manage.office.com, or leave it out to derive it from each tenant's cloud"),
+            );
         }
         if self.start_from > MAX_HISTORY {
             issues.push(
