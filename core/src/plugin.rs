@@ -57,9 +57,14 @@ pub struct ComponentContext {
 
 impl ComponentContext {
     /// The state folder, created if missing.
-    pub fn ensure_state_dir(&self) -> std::io::Result<&PathBuf> {
-        std::fs::create_dir_all(&self.state_dir)?;
-        Ok(&self.state_dir)
+    pub fn ensure_state_dir(&self) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the state folder {}: {e}",
+                self.state_dir.display()
+            )
+        })?;
+        Ok(self.state_dir.clone())
     }
 }
 

@@ -93,16 +93,7 @@ async fn run(
     checkpoint_interval: std::time::Duration,
     cx: SourceContext,
 ) -> anyhow::Result<()> {
-    let state_dir = cx
-        .component
-        .ensure_state_dir()
-        .with_context(|| {
-            format!(
-                "cannot create the state folder {}",
-                cx.component.state_dir.display()
-            )
-        })?
-        .clone();
+    let state_dir = cx.component.ensure_state_dir()?;
     let checkpoint_path = state_dir.join(checkpoint::FILE_NAME);
     let loaded = checkpoint::load(&checkpoint_path)?;
     settings.resume = loaded.clone();

@@ -162,16 +162,7 @@ async fn run(
     content_types: Vec<String>,
     cx: SourceContext,
 ) -> anyhow::Result<()> {
-    let state_dir = cx
-        .component
-        .ensure_state_dir()
-        .with_context(|| {
-            format!(
-                "cannot create the state folder {}",
-                cx.component.state_dir.display()
-            )
-        })?
-        .clone();
+    let state_dir = cx.component.ensure_state_dir()?;
     let path = state_dir.join(cursor::FILE_NAME);
     let state = cursor::load(&path)?;
     for tenant in &tenants {
