@@ -4,16 +4,14 @@
 //! counters tell how close the collector comes to its request budget.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
 use siemflow_simulator::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config,
     Simulator, published_blobs,
 };
 
-use crate::scenario::{free_port, http_get, peak_rss_mib, sent};
+use crate::scenario::{free_port, measure};
 
 /// What the backfill run measured.
 pub struct Backfill {
@@ -87,35 +85,14 @@ inputs = ["audit"]
 "#
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
-    let started = Instant::now();
-    let mut child = Command::new(binary)
-        .args(["run", "-c", "bench.toml", "--log-level", "warn"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let pid = child.id();
-    let deadline = started + Duration::from_secs(3600);
-    let finished = loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("siemflow exited early: {status}");
-        }
-        if let Some(text) = http_get(&address, "/metrics")
-            && sent(&text, "out") >= records as f64
-        {
-            break started.elapsed();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the backfill did not finish within an hour");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let peak_rss_mib = peak_rss_mib(pid)?;
-    // SAFETY: kill(2) on the child we spawned.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    let run = measure(
+        binary,
+        dir.path(),
+        &address,
+        "out",
+        records,
+        Duration::from_secs(3600),
+    )?;
     let stats = simulator.stats().tenant(DEFAULT_TENANT_ID);
     runtime.block_on(simulator.stop());
     let management: u64 = stats
@@ -124,7 +101,7 @@ inputs = ["audit"]
         .filter(|(endpoint, _)| endpoint.as_str() != "token")
         .map(|(_, n)| n)
         .sum();
-    let seconds = finished.as_secs_f64();
+    let seconds = run.seconds;
     Ok(Backfill {
         records,
         seconds,
@@ -132,7 +109,7 @@ inputs = ["audit"]
         requests_per_minute: management as f64 / seconds * 60.0,
         budget_per_minute: budget as f64,
         throttled: stats.throttled,
-        peak_rss_mib,
+        peak_rss_mib: run.peak_rss_mib,
         latency_ms: latency.as_millis() as u64,
     })
 }

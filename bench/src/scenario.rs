@@ -137,28 +137,62 @@ pub fn run(
             .replace("{input}", &input.display().to_string())
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
+    let run = measure(
+        binary,
+        dir.path(),
+        &address,
+        scenario.sink,
+        data.events,
+        Duration::from_secs(600),
+    )?;
+    let seconds = run.seconds;
+    Ok(Measured {
+        events_per_second: data.events as f64 / seconds,
+        megabytes_per_second: data.bytes as f64 / 1e6 / seconds,
+        peak_rss_mib: run.peak_rss_mib,
+        seconds,
+    })
+}
+
+/// How one process run went.
+pub struct Run {
+    /// Process start to the last event delivered.
+    pub seconds: f64,
+    /// Peak resident memory.
+    pub peak_rss_mib: f64,
+}
+
+/// Runs `siemflow run -c bench.toml` in `dir` until `sink` delivered `events`, then
+/// stops it; `address` is the API address written in that config.
+pub fn measure(
+    binary: &Path,
+    dir: &Path,
+    address: &str,
+    sink: &str,
+    events: u64,
+    limit: Duration,
+) -> anyhow::Result<Run> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .args(["run", "-c", "bench.toml", "--log-level", "warn"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id();
-    let deadline = started + Duration::from_secs(600);
     let finished = loop {
         if let Some(status) = child.try_wait()? {
             bail!("siemflow exited early: {status}");
         }
-        if let Some(text) = http_get(&address, "/metrics")
-            && sent(&text, scenario.sink) >= data.events as f64
+        if let Some(text) = http_get(address, "/metrics")
+            && sent(&text, sink) >= events as f64
         {
             break started.elapsed();
         }
-        if Instant::now() > deadline {
+        if started.elapsed() > limit {
             let _ = child.kill();
-            bail!("{} did not finish within 10 minutes", scenario.name);
+            bail!("not finished within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -166,12 +200,9 @@ pub fn run(
     // SAFETY: kill(2) on the child we spawned.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
-    let seconds = finished.as_secs_f64();
-    Ok(Measured {
-        events_per_second: data.events as f64 / seconds,
-        megabytes_per_second: data.bytes as f64 / 1e6 / seconds,
+    Ok(Run {
+        seconds: finished.as_secs_f64(),
         peak_rss_mib,
-        seconds,
     })
 }
 
