@@ -1,6 +1,7 @@
 //! siemflow transforms: `filter`, `route` and `remap`, all driven by VRL.
 
 mod condition;
+pub mod enrich;
 mod error_log;
 pub mod filter;
 pub mod remap;
@@ -14,6 +15,10 @@ pub use condition::{ConditionConfig, ConditionKind, TypedCondition};
 
 /// Registers every transform of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.transform::<enrich::EnrichConfig>(
+        "enrich",
+        "Adds static fields, CSV lookups (exact or CIDR), GeoIP/ASN and derived fields",
+    );
     registry.transform::<filter::FilterConfig>(
         "filter",
         "Keeps the events that match a VRL condition; the rest are dropped as delivered",
@@ -46,7 +51,7 @@ mod tests {
         let registry = registry();
         assert_eq!(
             registry.names(ComponentKind::Transform),
-            vec!["filter", "remap", "route"]
+            vec!["enrich", "filter", "remap", "route"]
         );
         for plugin in registry.iter() {
             let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");
