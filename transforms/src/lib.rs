@@ -1,11 +1,13 @@
 //! siemflow transforms: `filter`, `route` and `remap`, all driven by VRL.
 
+pub mod cef;
 mod condition;
-pub mod enrich;
 mod error_log;
 pub mod filter;
+pub mod leef;
 pub mod remap;
 pub mod route;
+pub mod siem_mapping;
 mod vrl_program;
 
 #[cfg(test)]
@@ -15,9 +17,13 @@ pub use condition::{ConditionConfig, ConditionKind, TypedCondition};
 
 /// Registers every transform of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
-    registry.transform::<enrich::EnrichConfig>(
-        "enrich",
-        "Adds static fields, CSV lookups (exact or CIDR), GeoIP/ASN and derived fields",
+    registry.transform::<cef::CefConfig>(
+        "cef",
+        "Renders each event as a CEF line for ArcSight, mapped by Microsoft 365 presets",
+    );
+    registry.transform::<leef::LeefConfig>(
+        "leef",
+        "Renders each event as a LEEF 1.0/2.0 line for QRadar, mapped by Microsoft 365 presets",
     );
     registry.transform::<filter::FilterConfig>(
         "filter",
@@ -51,7 +57,7 @@ mod tests {
         let registry = registry();
         assert_eq!(
             registry.names(ComponentKind::Transform),
-            vec!["enrich", "filter", "remap", "route"]
+            vec!["cef", "filter", "leef", "remap", "route"]
         );
         for plugin in registry.iter() {
             let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");

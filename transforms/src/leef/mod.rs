@@ -1,0 +1,210 @@
+//! `leef`: renders each event as an IBM QRadar LEEF 1.0/2.0 line, mapped by the same
+//! Microsoft 365 presets as `cef` (keys translated to QRadar's predefined attributes).
+
+mod config;
+mod escape;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+pub use config::{DevTime, LeefConfig, LeefVersion};
+
+use siemflow_core::metrics::ComponentLabels;
+use siemflow_core::{Batch, Transform, TransformOutputs, Value};
+
+use crate::cef::{Unmapped, report};
+use crate::siem_mapping::{
+    self, Entry, Rendered, Source, Tracker, header_text, render_entries, unmapped_json,
+};
+
+/// Header field limits in characters: vendor, product, version, EventID.
+const HEADER_MAX: [usize; 4] = [255, 255, 255, 255];
+
+#[derive(Debug)]
+struct Compiled {
+    name: &'static str,
+    header: [Source; 6],
+    entries: Vec<Entry>,
+}
+
+/// Renders events to LEEF lines with reusable buffers.
+#[derive(Debug)]
+pub struct LeefEncoder {
+    presets: Vec<Compiled>,
+    version: LeefVersion,
+    delimiter: char,
+    dev_time: DevTime,
+    unmapped: Option<String>,
+    tracker: Tracker,
+    tmp: String,
+    /// What was given up on since the counters were last taken.
+    pub stats: Rendered,
+}
+
+impl LeefEncoder {
+    /// An encoder for a config; errors say which option is wrong.
+    pub fn new(config: &LeefConfig) -> Result<Self, String> {
+        let delimiter =
+            escape::parse_delimiter(&config.delimiter).map_err(|e| format!("delimiter: {e}"))?;
+        if config.version == LeefVersion::V1 && delimiter != '\t' {
+            return Err("delimiter: LEEF 1.0 always uses TAB; use version = \"2.0\"".into());
+        }
+        let presets = siem_mapping::build_all(&config.preset, &config.mapping, keys::translate)?
+            .into_iter()
+            .map(|(name, mapping)| {
+                let entries = siem_mapping::pair_labels(&mapping.extension, keys::kind, |_| false)
+                    .map_err(|e| format!("preset `{name}`: {e}"))?;
+                Ok(Compiled {
+                    name,
+                    header: mapping.header,
+                    entries,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let unmapped = match config.unmapped {
+            Unmapped::Drop => None,
+            Unmapped::Json => {
+                keys::kind(&config.unmapped_key).map_err(|e| format!("unmapped_key: {e}"))?;
+                if let Some(p) = presets
+                    .iter()
+                    .find(|p| p.entries.iter().any(|e| e.key == config.unmapped_key))
+                {
+                    return Err(format!(
+                        "unmapped_key `{}` is already used by preset `{}`",
+                        config.unmapped_key, p.name
+                    ));
+                }
+                Some(config.unmapped_key.clone())
+            }
+        };
+        Ok(LeefEncoder {
+            presets,
+            version: config.version,
+            delimiter,
+            dev_time: config.dev_time,
+            tracker: Tracker::new(unmapped.is_some()),
+            unmapped,
+            tmp: String::new(),
+            stats: Rendered::default(),
+        })
+    }
+
+    /// The preset used for this record.
+    pub fn preset_for(&self, root: &Value) -> &'static str {
+        self.presets[self.select(root)].name
+    }
+
+    fn select(&self, root: &Value) -> usize {
+        if self.presets.len() == 1 {
+            return 0;
+        }
+        let wanted = siem_mapping::detect(root);
+        self.presets
+            .iter()
+            .position(|p| p.name == wanted)
+            .unwrap_or(self.presets.len() - 1)
+    }
+
+    /// Writes the LEEF line of `root` into `out` (cleared first).
+    pub fn encode(&mut self, root: &Value, out: &mut String) {
+        out.clear();
+        self.tracker.reset();
+        let preset = &self.presets[self.select(root)];
+        out.push_str(match self.version {
+            LeefVersion::V1 => "LEEF:1.0|",
+            LeefVersion::V2 => "LEEF:2.0|",
+        });
+        for (i, max) in HEADER_MAX.iter().enumerate() {
+            if header_text(&preset.header[i], root, &mut self.tracker, &mut self.tmp)
+                && escape::header(out, &self.tmp, *max)
+            {
+                self.stats.truncated += 1;
+            }
+            out.push('|');
+        }
+        if self.version == LeefVersion::V2 {
+            out.push_str(&escape::header_delimiter(self.delimiter));
+            out.push('|');
+        }
+        let delimiter = self.delimiter;
+        let mut first = true;
+        let stats = &mut self.stats;
+        let mut write = |key: &str, value: &str, max: usize| {
+            if !first {
+                out.push(delimiter);
+            }
+            first = false;
+            out.push_str(key);
+            out.push('=');
+            escape::value(out, value, delimiter, max)
+        };
+        // QRadar wants sev as 1–10; text severities map as in CEF, then 0 becomes 1.
+        if let Some(got) = preset.header[5].get(root)
+            && let Some(n) = siem_mapping::severity(&got)
+        {
+            write("sev", &n.max(1).to_string(), usize::MAX);
+            self.tracker.consume(got);
+        }
+        if header_text(&preset.header[4], root, &mut self.tracker, &mut self.tmp) {
+            write("name", &self.tmp, usize::MAX);
+        }
+        let mut entries_tmp = String::new();
+        std::mem::swap(&mut entries_tmp, &mut self.tmp);
+        let dev_time = self.dev_time;
+        render_entries(
+            &preset.entries,
+            root,
+            &mut self.tracker,
+            &mut entries_tmp,
+            stats,
+            |key, value, max| {
+                if key == "devTime" && dev_time == DevTime::Iso8601 {
+                    let iso = iso_time(value);
+                    write("devTimeFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSZ", usize::MAX);
+                    return write(key, &iso, max);
+                }
+                write(key, value, max)
+            },
+        );
+        std::mem::swap(&mut entries_tmp, &mut self.tmp);
+        if let Some(key) = &self.unmapped
+            && let Some(json) = unmapped_json(root, &self.tracker)
+        {
+            write(key, &json, usize::MAX);
+        }
+    }
+}
+
+/// Epoch milliseconds (as `render_entries` typed them) in `devTimeFormat`'s pattern.
+fn iso_time(epoch_ms: &str) -> String {
+    epoch_ms
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+        .unwrap_or_else(|| epoch_ms.to_string())
+}
+
+/// The running transform.
+pub struct Leef {
+    encoder: LeefEncoder,
+    target_field: String,
+    line: String,
+    labels: ComponentLabels,
+}
+
+impl Transform for Leef {
+    fn transform(&mut self, batch: Batch, out: &mut TransformOutputs) {
+        for mut event in batch {
+            self.encoder.encode(&event.value, &mut self.line);
+            let mut object = vrl::value::ObjectMap::new();
+            object.insert(
+                self.target_field.as_str().into(),
+                Value::from(self.line.as_str()),
+            );
+            event.value = Value::Object(object);
+            out.push(event);
+        }
+        report(&self.labels, &mut self.encoder.stats);
+    }
+}

@@ -1,0 +1,241 @@
+//! Tests of the mapping model, and the fixture loader the encoders' tests share.
+
+use std::path::PathBuf;
+
+use vrl::value::Value;
+
+use super::*;
+
+/// Every record of the copied Microsoft fixtures: (file name, record).
+pub(crate) fn fixture_records() -> Vec<(String, Value)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/siem-mapping");
+    let mut records = Vec::new();
+    let mut dirs = std::fs::read_dir(&root)
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect::<Vec<_>>();
+    dirs.sort();
+    for dir in dirs {
+        let mut files = std::fs::read_dir(&dir)
+            .expect("folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "ndjson"))
+            .collect::<Vec<_>>();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            let name = file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let values: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => match map.get("value") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => vec![Value::Object(map)],
+                },
+                Ok(other) => vec![other],
+                Err(_) => text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+                    .collect(),
+            };
+            records.extend(values.into_iter().map(|v| (name.clone(), v)));
+        }
+    }
+    records
+}
+
+fn value(json: &str) -> Value {
+    serde_json::from_str(json).expect("valid JSON")
+}
+
+#[test]
+fn presets_are_selected_per_family() {
+    let cases = [
+        (
+            r#"{"RecordType":15,"Workload":"AzureActiveDirectory","CreationTime":"x"}"#,
+            "o365_azure_ad",
+        ),
+        (
+            r#"{"recordtype":1,"workload":"Exchange","creationtime":"x"}"#,
+            "o365_exchange_admin",
+        ),
+        (
+            r#"{"RecordType":2,"Workload":"Exchange","CreationTime":"x"}"#,
+            "o365_exchange_mailbox",
+        ),
+        (
+            r#"{"RecordType":"50","OfficeWorkload":"Exchange"}"#,
+            "o365_exchange_mailbox",
+        ),
+        (
+            r#"{"RecordType":6,"Workload":"OneDrive","CreationTime":"x"}"#,
+            "o365_sharepoint",
+        ),
+        (
+            r#"{"RecordType":11,"Workload":"SharePoint","CreationTime":"x"}"#,
+            "o365_dlp",
+        ),
+        (
+            r#"{"RecordType":40,"Workload":"SecurityComplianceCenter","CreationTime":"x"}"#,
+            "o365_security_compliance_alert",
+        ),
+        (
+            r#"{"RecordType":28,"Workload":"ThreatIntelligence","CreationTime":"x"}"#,
+            "o365_threat_intelligence",
+        ),
+        (
+            r#"{"RecordType":25,"Workload":"MicrosoftTeams","CreationTime":"x"}"#,
+            "o365_teams",
+        ),
+        (
+            r#"{"RecordType":20,"Workload":"PowerBI","CreationTime":"x"}"#,
+            "o365_power_bi",
+        ),
+        (
+            r#"{"RecordType":261,"Workload":"Copilot","CreationTime":"x"}"#,
+            "o365_copilot",
+        ),
+        (
+            r#"{"RecordType":999,"Workload":"Yammer","CreationTime":"x"}"#,
+            "o365_generic",
+        ),
+        (
+            r##"{"@odata.type":"#microsoft.graph.security.alert","id":"a"}"##,
+            "graph_alert_v2",
+        ),
+        (
+            r##"{"@odata.type":"#microsoft.graph.security.incident","id":"1"}"##,
+            "graph_incident",
+        ),
+        (
+            r#"{"machineId":"m","alertCreationTime":"2024-01-01T00:00:00Z"}"#,
+            "defender_endpoint_alert",
+        ),
+        (
+            r#"{"_id":"1","appName":"Box","timestamp":1}"#,
+            "mda_activity",
+        ),
+        (r#"{"_id":"1","appName":"Box","title":"t"}"#, "mda_alert"),
+        (
+            r#"{"userPrincipalName":"a","appDisplayName":"b"}"#,
+            "entra_signin",
+        ),
+        (
+            r#"{"activityDisplayName":"Add member to group"}"#,
+            "entra_directory_audit",
+        ),
+        (r#"{"hello":"world"}"#, "generic"),
+    ];
+    for (json, expected) in cases {
+        assert_eq!(detect(&value(json)), expected, "{json}");
+    }
+}
+
+#[test]
+fn every_fixture_family_has_its_own_preset() {
+    let records = fixture_records();
+    assert!(records.len() > 100, "{}", records.len());
+    let mut seen: Vec<&str> = records.iter().map(|(_, r)| detect(r)).collect();
+    seen.sort();
+    seen.dedup();
+    for family in [
+        "o365_azure_ad",
+        "o365_exchange_admin",
+        "o365_exchange_mailbox",
+        "o365_sharepoint",
+        "graph_alert_v2",
+        "graph_incident",
+        "entra_signin",
+        "entra_directory_audit",
+        "defender_xdr_event",
+    ] {
+        assert!(seen.contains(&family), "{family} not in {seen:?}");
+    }
+}
+
+#[test]
+fn sources_parse_paths_fallbacks_constants_and_templates() {
+    let record = value(r#"{"a":{"B":[1,{"c":"x"}]},"n":null,"t":"y"}"#);
+    let text = |s: &str| match Source::parse(s).expect("parses").get(&record) {
+        Some(got) => {
+            let mut out = String::new();
+            typed_text(&got, Kind::Text(usize::MAX), &mut out);
+            Some(out)
+        }
+        None => None,
+    };
+    assert_eq!(
+        text(".a.b[1].c").as_deref(),
+        Some("x"),
+        "case-insensitive key"
+    );
+    assert_eq!(text(".n ?? .t").as_deref(), Some("y"), "null falls through");
+    assert_eq!(text(".missing ?? 7").as_deref(), Some("7"));
+    assert_eq!(text(".missing"), None);
+    assert_eq!(text("Microsoft").as_deref(), Some("Microsoft"));
+    assert_eq!(text("{{ .t }}-{{.a.B[0]}}").as_deref(), Some("y-1"));
+    assert!(Source::parse(".a[").is_err());
+    assert!(Source::parse("{{ .a").is_err());
+}
+
+#[test]
+fn timestamps_become_epoch_milliseconds() {
+    assert_eq!(
+        parse_time("2022-12-12 15:57:57"),
+        Some(1_670_860_677_000),
+        "naive is UTC"
+    );
+    assert_eq!(parse_time("2022-12-12T15:57:57"), Some(1_670_860_677_000));
+    assert_eq!(
+        parse_time("2020-03-13T19:15:41.6195833Z"),
+        Some(1_584_126_941_619)
+    );
+    assert_eq!(
+        parse_time("2022-12-12T16:57:57+01:00"),
+        Some(1_670_860_677_000)
+    );
+    assert_eq!(parse_time("1670860677"), Some(1_670_860_677_000));
+    assert_eq!(parse_time("1670860677123"), Some(1_670_860_677_123));
+    assert_eq!(parse_time("yesterday"), None);
+    assert_eq!(
+        epoch_ms(&Value::Integer(1_670_860_677)),
+        Some(1_670_860_677_000)
+    );
+}
+
+#[test]
+fn severities_map_to_zero_to_ten() {
+    let sev = |s: &str| severity(&Got::Text(s.into(), Vec::new()));
+    assert_eq!(sev("Informational"), Some(1));
+    assert_eq!(sev("low"), Some(3));
+    assert_eq!(sev("Medium"), Some(5));
+    assert_eq!(sev("HIGH"), Some(8));
+    assert_eq!(sev("critical"), Some(10));
+    assert_eq!(sev("42"), Some(10));
+    assert_eq!(sev("-3"), Some(0));
+    assert_eq!(sev("whatever"), None);
+}
+
+#[test]
+fn overrides_replace_extend_and_remove() {
+    let mut mapping = Mapping::from_preset(preset("o365_azure_ad").expect("preset")).expect("ok");
+    let overrides: MappingOverrides = toml::from_str(
+        "name = '{{ .Operation }} by {{ .UserId }}'\n[extension]\nsuser = '.Actor[1].ID'\nact = ''\nflexString1 = '.Foo'\n",
+    )
+    .expect("toml");
+    mapping.apply(&overrides).expect("applies");
+    assert!(matches!(mapping.header[4], Source::Template(_)));
+    let keys: Vec<&str> = mapping.extension.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(!keys.contains(&"act"));
+    assert!(keys.contains(&"flexString1"));
+    let suser = mapping
+        .extension
+        .iter()
+        .find(|(k, _)| k == "suser")
+        .expect("suser");
+    assert_eq!(suser.1, Source::parse(".Actor[1].ID").expect("path"));
+}

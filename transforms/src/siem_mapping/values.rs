@@ -1,0 +1,151 @@
+//! Typed conversions shared by CEF and LEEF: timestamps, severities, numbers, addresses.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime};
+use vrl::value::Value;
+
+use super::source::{Got, value_text};
+
+/// The type a key's value must have on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text of at most this many characters (`usize::MAX`: unbounded).
+    Text(usize),
+    /// A whole number.
+    Int,
+    /// A floating-point number.
+    Float,
+    /// Milliseconds since the epoch.
+    Time,
+    /// An IPv4 or IPv6 address.
+    Ip,
+}
+
+/// Writes the value of `got` as `kind` requires into `out` (cleared first); false when
+/// the value cannot have that type.
+pub fn typed_text(got: &Got<'_>, kind: Kind, out: &mut String) -> bool {
+    out.clear();
+    match got {
+        Got::Field(value, _) => match kind {
+            Kind::Text(_) => value_text(value, out),
+            Kind::Time => match epoch_ms(value) {
+                Some(ms) => out.push_str(&ms.to_string()),
+                None => return false,
+            },
+            _ => {
+                value_text(value, out);
+                return check_text(kind, out);
+            }
+        },
+        Got::Text(text, _) => {
+            if kind == Kind::Time {
+                match parse_time(text) {
+                    Some(ms) => out.push_str(&ms.to_string()),
+                    None => return false,
+                }
+            } else {
+                out.push_str(text);
+                return check_text(kind, out);
+            }
+        }
+    }
+    true
+}
+
+fn check_text(kind: Kind, out: &mut String) -> bool {
+    match kind {
+        Kind::Int => {
+            let trimmed = out.trim();
+            // "1.0" from a float field is still a whole number.
+            let parsed = trimmed.parse::<i64>().ok().or_else(|| {
+                trimmed
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            });
+            match parsed {
+                Some(n) => {
+                    out.clear();
+                    out.push_str(&n.to_string());
+                    true
+                }
+                None => false,
+            }
+        }
+        Kind::Float => out.trim().parse::<f64>().is_ok_and(f64::is_finite),
+        Kind::Ip => out.trim().parse::<IpAddr>().is_ok(),
+        Kind::Text(_) | Kind::Time => true,
+    }
+}
+
+/// A timestamp value as epoch milliseconds: RFC 3339, naive (UTC, as Management Activity's
+/// `CreationTime`), or epoch seconds/milliseconds.
+pub fn epoch_ms(value: &Value) -> Option<i64> {
+    match value {
+        Value::Timestamp(t) => Some(t.timestamp_millis()),
+        Value::Integer(n) => Some(epoch_number(*n)),
+        Value::Float(f) if f.is_finite() => Some(epoch_number(f.into_inner() as i64)),
+        Value::Bytes(bytes) => std::str::from_utf8(bytes).ok().and_then(parse_time),
+        Value::String(text) => parse_time(text),
+        _ => None,
+    }
+}
+
+fn epoch_number(n: i64) -> i64 {
+    // Ten digits are seconds, thirteen milliseconds (QRadar's rule for devTime too).
+    if n.abs() < 100_000_000_000 {
+        n * 1000
+    } else {
+        n
+    }
+}
+
+/// Parses a timestamp text to epoch milliseconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().ok().map(epoch_number);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    // Graph writes up to 7 fractional digits; chrono's %.f accepts any count.
+    const NAIVE: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%m/%d/%Y %I:%M:%S %p",
+        "%Y-%m-%dT%H:%M:%S%.fZ",
+    ];
+    NAIVE.iter().find_map(|format| {
+        NaiveDateTime::parse_from_str(text, format)
+            .ok()
+            .map(|t| t.and_utc().timestamp_millis())
+    })
+}
+
+/// Severity text or number to 0–10: Informational 1, Low 3, Medium 5, High 8, Critical 10.
+pub fn severity(got: &Got<'_>) -> Option<u8> {
+    let mut text = String::new();
+    let text: &str = match got {
+        Got::Field(Value::Integer(n), _) => return Some((*n).clamp(0, 10) as u8),
+        Got::Field(value, _) => {
+            value_text(value, &mut text);
+            &text
+        }
+        Got::Text(t, _) => t,
+    };
+    let lower = text.trim().to_ascii_lowercase();
+    if let Ok(n) = lower.parse::<i64>() {
+        return Some(n.clamp(0, 10) as u8);
+    }
+    Some(match lower.as_str() {
+        "informational" | "info" | "information" | "verbose" => 1,
+        "low" => 3,
+        "medium" | "moderate" => 5,
+        "high" => 8,
+        "very-high" | "veryhigh" | "critical" | "severe" => 10,
+        _ => return None,
+    })
+}
