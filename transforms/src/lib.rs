@@ -2,6 +2,7 @@
 
 pub mod cef;
 mod condition;
+pub mod enrich;
 mod error_log;
 pub mod filter;
 pub mod leef;
@@ -17,6 +18,10 @@ pub use condition::{ConditionConfig, ConditionKind, TypedCondition};
 
 /// Registers every transform of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.transform::<enrich::EnrichConfig>(
+        "enrich",
+        "Adds static fields, CSV lookups (exact or CIDR), GeoIP/ASN and derived fields",
+    );
     registry.transform::<cef::CefConfig>(
         "cef",
         "Renders each event as a CEF line for ArcSight, mapped by Microsoft 365 presets",
@@ -57,7 +62,7 @@ mod tests {
         let registry = registry();
         assert_eq!(
             registry.names(ComponentKind::Transform),
-            vec!["cef", "filter", "leef", "remap", "route"]
+            vec!["cef", "enrich", "filter", "leef", "remap", "route"]
         );
         for plugin in registry.iter() {
             let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");
