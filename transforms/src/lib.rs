@@ -2,6 +2,7 @@
 
 pub mod cef;
 mod condition;
+pub mod dedup;
 pub mod enrich;
 mod error_log;
 pub mod filter;
@@ -18,6 +19,10 @@ pub use condition::{ConditionConfig, ConditionKind, TypedCondition};
 
 /// Registers every transform of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.transform::<dedup::DedupConfig>(
+        "dedup",
+        "Drops events whose key was delivered within a window; the seen-set persists",
+    );
     registry.transform::<enrich::EnrichConfig>(
         "enrich",
         "Adds static fields, CSV lookups (exact or CIDR), GeoIP/ASN and derived fields",
@@ -62,7 +67,7 @@ mod tests {
         let registry = registry();
         assert_eq!(
             registry.names(ComponentKind::Transform),
-            vec!["cef", "enrich", "filter", "leef", "remap", "route"]
+            vec!["cef", "dedup", "enrich", "filter", "leef", "remap", "route"]
         );
         for plugin in registry.iter() {
             let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");
