@@ -1,6 +1,7 @@
 //! LEEF escaping. IBM defines none, so values are made safe by construction: the
-//! delimiter, CR, LF and TAB never appear raw in a value (written `\xHH`, `\r`, `\n`,
-//! `\t`), and a backslash is doubled so the forms stay unambiguous.
+//! delimiter, CR, LF and TAB never appear raw in a value (written `\xHH` — `\x{HHHH}`
+//! for a delimiter above U+00FF —, `\r`, `\n`, `\t`), and a backslash is doubled so the
+//! forms stay unambiguous.
 
 /// Appends an attribute value; true when it was cut to `max` characters.
 pub fn value(out: &mut String, value: &str, delimiter: char, max: usize) -> bool {
@@ -73,6 +74,13 @@ pub fn parse_delimiter(text: &str) -> Result<char, String> {
             }
         }
     };
+    // A 2.0 header names the delimiter with 1–4 hex digits (siem-sinks.md §7.1), so a
+    // character above U+FFFF could not be announced to the parser.
+    if u32::from(c) > 0xFFFF {
+        return Err(format!(
+            "delimiter {c:?} is above U+FFFF; a LEEF header cannot name it"
+        ));
+    }
     if c.is_ascii_alphanumeric() || matches!(c, '_' | '=' | '\\' | '\r' | '\n') {
         return Err(format!(
             "delimiter {c:?} would be ambiguous with keys, `=`, escapes or line breaks"

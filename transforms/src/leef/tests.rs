@@ -1,1 +1,594 @@
+//! LEEF tests. No maintained independent LEEF parser exists (siem-sinks.md §8.2), so the
+//! lines are read back by a small parser written here from the spec's rules (§7.1 header,
+//! §7.2 escaping) and the escaping documented in `escape.rs` — not from the encoder's
+//! code — and every fixture record, escaping, injection attempts, limits and options are
+//! checked through it.
 
+use std::collections::BTreeSet;
+
+use super::{LeefConfig, LeefEncoder};
+use crate::siem_mapping::{
+    Kind, Tracker, header_text, severity, tests::fixture_records, typed_text,
+};
+use crate::test_support::{build, config, event};
+use chrono::DateTime;
+
+/// One LEEF line, read back.
+#[derive(Debug)]
+struct Parsed {
+    version: String,
+    /// Vendor, product, version, EventID, unescaped.
+    header: [String; 4],
+    /// The delimiter field as written in a 2.0 header (`None` for 1.0).
+    delimiter_field: Option<String>,
+    delimiter: char,
+    /// Attributes in line order; a `Vec` so a duplicated key is visible.
+    attributes: Vec<(String, String)>,
+}
+
+impl Parsed {
+    fn get(&self, key: &str) -> Option<&str> {
+        let mut found = self.attributes.iter().filter(|(k, _)| k == key);
+        let first = found.next().map(|(_, v)| v.as_str());
+        assert!(found.next().is_none(), "attribute `{key}` appears twice");
+        first
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.attributes.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// Reads one header field up to the next unescaped `|`; `\|` and `\\` are the only
+/// escapes (the AxoSyslog rule of §7.2). Returns the field and what follows the `|`.
+fn header_field(text: &str) -> Result<(String, &str), String> {
+    let mut field = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '|' => return Ok((field, &text[i + 1..])),
+            '\\' => match chars.next() {
+                Some((_, e @ ('|' | '\\'))) => field.push(e),
+                other => return Err(format!("bad header escape {other:?} in {text:?}")),
+            },
+            c => field.push(c),
+        }
+    }
+    Err(format!("header field without closing `|`: {text:?}"))
+}
+
+/// The delimiter of a 2.0 header: one character, or `xHH`/`0xHH` with 1–4 hex digits.
+fn delimiter_of(field: &str) -> Result<char, String> {
+    let mut chars = field.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return Ok(c);
+    }
+    let lower = field.to_ascii_lowercase();
+    let hex = lower
+        .strip_prefix("0x")
+        .or_else(|| lower.strip_prefix('x'))
+        .filter(|h| (1..=4).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("bad delimiter field {field:?}"))?;
+    u32::from_str_radix(hex, 16)
+        .ok()
+        .and_then(char::from_u32)
+        .ok_or_else(|| format!("bad delimiter code {field:?}"))
+}
+
+/// Undoes the value escaping documented in `escape.rs`: `\\`, `\r`, `\n`, `\t`, and the
+/// delimiter as `\xHH` (or `\x{H…}` above U+00FF). Anything else after a backslash is an
+/// error, so an encoder writing an undocumented form fails the tests.
+fn unescape(value: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('x') => {
+                let rest = chars.as_str();
+                let (hex, after) = if let Some(braced) = rest.strip_prefix('{') {
+                    let end = braced.find('}').ok_or("unclosed \\x{")?;
+                    (&braced[..end], &braced[end + 1..])
+                } else {
+                    (rest.get(..2).ok_or("short \\x")?, &rest[2..])
+                };
+                let code = u32::from_str_radix(hex, 16).map_err(|e| format!("\\x{hex}: {e}"))?;
+                out.push(char::from_u32(code).ok_or("bad \\x code")?);
+                chars = after.chars();
+            }
+            other => return Err(format!("undocumented escape \\{other:?} in {value:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a LEEF 1.0 or 2.0 line as §7.1 describes it.
+fn parse(line: &str) -> Result<Parsed, String> {
+    if line.contains('\n') || line.contains('\r') {
+        return Err(format!(
+            "a raw line break would start a new syslog line: {line:?}"
+        ));
+    }
+    let rest = line.strip_prefix("LEEF:").ok_or("no LEEF: prefix")?;
+    let (version, mut rest) = header_field(rest)?;
+    let mut header: [String; 4] = Default::default();
+    for field in &mut header {
+        (*field, rest) = header_field(rest)?;
+    }
+    let (delimiter_field, delimiter) = match version.as_str() {
+        "1.0" => (None, '\t'),
+        "2.0" => {
+            let (field, after) = header_field(rest)?;
+            rest = after;
+            let delimiter = delimiter_of(&field)?;
+            (Some(field), delimiter)
+        }
+        other => return Err(format!("unknown LEEF version {other:?}")),
+    };
+    let mut attributes = Vec::new();
+    if !rest.is_empty() {
+        for attribute in rest.split(delimiter) {
+            let (key, value) = attribute
+                .split_once('=')
+                .ok_or_else(|| format!("attribute without `=`: {attribute:?}"))?;
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("bad attribute name {key:?}"));
+            }
+            attributes.push((key.to_string(), unescape(value)?));
+        }
+    }
+    Ok(Parsed {
+        version,
+        header,
+        delimiter_field,
+        delimiter,
+        attributes,
+    })
+}
+
+fn encoder(toml_text: &str) -> LeefEncoder {
+    LeefEncoder::new(&config::<LeefConfig>(toml_text)).expect("encoder builds")
+}
+
+fn line(encoder: &mut LeefEncoder, json: &str) -> String {
+    let mut out = String::new();
+    encoder.encode(&event(json).value, &mut out);
+    out
+}
+
+fn parsed(encoder: &mut LeefEncoder, json: &str) -> Parsed {
+    let out = line(encoder, json);
+    parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A header value as §7.1/the module write it: line breaks and tabs become spaces.
+fn as_header(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| {
+            if matches!(c, '\r' | '\n' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The option sets every fixture goes through: (config, LEEF version, delimiter, ISO time).
+const VARIANTS: &[(&str, &str, char, bool)] = &[
+    ("version = '1.0'", "1.0", '\t', false),
+    ("delimiter = \"\\t\"", "2.0", '\t', false),
+    ("delimiter = '^'", "2.0", '^', false),
+    ("delimiter = 'x09'", "2.0", '\t', false),
+    ("delimiter = '^'\ndev_time = 'iso8601'", "2.0", '^', true),
+];
+
+#[test]
+fn every_fixture_record_parses_back_to_what_the_preset_says() {
+    let records = fixture_records();
+    let mut tmp = String::new();
+    // The test's own tracker: resolving sources must not disturb the encoder's.
+    let mut tracker = Tracker::new(false);
+    for (toml_text, version, delimiter, iso) in VARIANTS {
+        let mut enc = encoder(toml_text);
+        let mut out = String::new();
+        let mut checked = 0;
+        let mut families = BTreeSet::new();
+        for (file, record) in &records {
+            enc.encode(record, &mut out);
+            let p = parse(&out).unwrap_or_else(|e| panic!("{toml_text} {file}: {e}: {out}"));
+            assert_eq!((p.version.as_str(), p.delimiter), (*version, *delimiter));
+            let preset = &enc.presets[enc.select(record)];
+            families.insert(preset.name);
+            for (i, field) in p.header.iter().enumerate() {
+                let expected = if header_text(&preset.header[i], record, &mut tracker, &mut tmp) {
+                    as_header(&tmp, 255)
+                } else {
+                    String::new()
+                };
+                assert_eq!(*field, expected, "{file}: header field {i}");
+            }
+            // QRadar's sev is 1–10 (§7.3), unlike CEF's 0–10.
+            let sev = preset.header[5]
+                .get(record)
+                .and_then(|got| severity(&got))
+                .map(|n| n.max(1).to_string());
+            assert_eq!(p.get("sev"), sev.as_deref(), "{file}");
+            if let Some(sev) = p.get("sev") {
+                assert!((1..=10).contains(&sev.parse::<u8>().expect("number")));
+            }
+            let name =
+                header_text(&preset.header[4], record, &mut tracker, &mut tmp).then(|| tmp.clone());
+            assert_eq!(p.get("name"), name.as_deref(), "{file}");
+            let mut allowed: BTreeSet<&str> = ["sev", "name", "devTimeFormat", "unmapped"].into();
+            for entry in &preset.entries {
+                allowed.insert(entry.key.as_str());
+                assert!(entry.label.is_none(), "LEEF names keys after their labels");
+                let typed = entry
+                    .source
+                    .get(record)
+                    .is_some_and(|got| typed_text(&got, entry.kind, &mut tmp));
+                if !typed {
+                    assert_eq!(p.get(&entry.key), None, "{file}: {}", entry.key);
+                    continue;
+                }
+                let max = match entry.kind {
+                    Kind::Text(max) => max,
+                    _ => usize::MAX,
+                };
+                let expected: String = tmp.chars().take(max).collect();
+                let got = p.get(&entry.key).unwrap_or_else(|| {
+                    panic!("{toml_text} {file}: {} missing in {out}", entry.key)
+                });
+                if entry.key == "devTime" && *iso {
+                    // The pattern announced in devTimeFormat, read back with chrono.
+                    let t = DateTime::parse_from_str(got, "%Y-%m-%dT%H:%M:%S%.3f%z")
+                        .unwrap_or_else(|e| panic!("{file}: devTime {got}: {e}"));
+                    assert_eq!(t.timestamp_millis().to_string(), expected, "{file}");
+                } else {
+                    assert_eq!(got, expected, "{toml_text} {file}: key {}", entry.key);
+                }
+                checked += 1;
+            }
+            // devTimeFormat exactly when devTime is written as text (§7.3).
+            let format =
+                (*iso && p.get("devTime").is_some()).then_some("yyyy-MM-dd'T'HH:mm:ss.SSSZ");
+            assert_eq!(p.get("devTimeFormat"), format, "{file}");
+            for key in p.keys() {
+                assert!(allowed.contains(key), "{file}: unexpected attribute {key}");
+            }
+            // LEEF has no length limit on custom attributes: the JSON is always whole.
+            if let Some(json) = p.get("unmapped") {
+                serde_json::from_str::<serde_json::Value>(json)
+                    .unwrap_or_else(|e| panic!("{file}: unmapped JSON {json}: {e}"));
+            }
+        }
+        assert!(checked > 500, "{toml_text}: {checked}");
+        for family in [
+            "o365_azure_ad",
+            "o365_exchange_admin",
+            "o365_exchange_mailbox",
+            "o365_sharepoint",
+            "graph_alert_v2",
+            "graph_incident",
+            "entra_signin",
+            "entra_directory_audit",
+            "defender_xdr_event",
+        ] {
+            assert!(families.contains(family), "no fixture for {family}");
+        }
+    }
+}
+
+#[test]
+fn preset_keys_are_translated_to_qradar_names() {
+    let mut enc = encoder("delimiter = '^'");
+    let p = parsed(
+        &mut enc,
+        r#"{"RecordType":15,"Workload":"AzureActiveDirectory","CreationTime":"2022-12-12T15:57:57","Id":"i-1","Operation":"UserLoggedIn","UserId":"alice@contoso.example","ClientIP":"203.0.113.7","OrganizationId":"org-1","UserType":0,"ApplicationId":"app"}"#,
+    );
+    assert_eq!(
+        p.header,
+        [
+            "Microsoft",
+            "Office 365 AzureActiveDirectory",
+            "1.0",
+            "UserLoggedIn"
+        ]
+    );
+    assert_eq!(p.delimiter_field.as_deref(), Some("^"));
+    for (key, value) in [
+        ("devTime", "1670860677000"),
+        ("usrName", "alice@contoso.example"),
+        ("src", "203.0.113.7"),
+        ("sev", "3"),
+        ("cat", "AzureActiveDirectory"),
+        ("externalId", "i-1"),
+        ("OrganizationId", "org-1"),
+        ("RecordType", "15"),
+        ("UserType", "0"),
+        ("ApplicationId", "app"),
+    ] {
+        assert_eq!(p.get(key), Some(value), "{key}");
+    }
+    for cef_only in ["rt", "suser", "cs1", "cs1Label", "cn1", "unmapped"] {
+        assert_eq!(p.get(cef_only), None, "{cef_only}");
+    }
+}
+
+const SPECIAL: &str = "a|b=c\\d\te\r\nf é 日本 \\= \\| ^ x5e \\x5e z";
+
+#[test]
+fn special_characters_round_trip_in_header_and_attributes() {
+    for (options, delimiter) in [
+        ("version = '1.0'", '\t'),
+        ("delimiter = '^'", '^'),
+        ("delimiter = '0x7C'", '|'),
+        ("delimiter = 'x2603'", '☃'),
+    ] {
+        let mut enc = encoder(&format!(
+            "{options}\npreset = 'generic'\nunmapped = 'drop'\n[mapping]\nvendor = '.v'\nevent_class_id = '.v'\nname = '.v'\n[mapping.extension]\nmsg = '.v'\nusrName = '.v'\n"
+        ));
+        let out = line(&mut enc, &serde_json::json!({ "v": SPECIAL }).to_string());
+        // The delimiter never appears raw inside a value: four attributes, three separators.
+        let attributes = &out[out.find("sev=").expect("sev first")..];
+        assert_eq!(attributes.matches(delimiter).count(), 3, "{out}");
+        let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(p.delimiter, delimiter);
+        assert_eq!(p.header[0], as_header(SPECIAL, 255), "{out}");
+        assert_eq!(p.header[3], as_header(SPECIAL, 255), "{out}");
+        for key in ["name", "msg", "usrName"] {
+            assert_eq!(p.get(key), Some(SPECIAL), "{options} {key}: {out}");
+        }
+    }
+}
+
+#[test]
+fn injection_attempts_stay_inside_their_value() {
+    for (options, delimiter) in [
+        ("version = '1.0'", "\t"),
+        ("delimiter = '^'", "^"),
+        ("delimiter = 'x09'", "\t"),
+    ] {
+        let mut enc = encoder(&format!(
+            "{options}\npreset = 'generic'\nunmapped = 'drop'\n[mapping]\nevent_class_id = '.e'\nname = '.n'\nseverity = '.s'\n[mapping.extension]\nmsg = '.m'\naccountName = '.a'\n"
+        ));
+        let values = [
+            ("e", "x|2.0|^|usrName=root".to_string()),
+            ("n", format!("n{delimiter}usrName=admin")),
+            ("s", "1|sev=10".to_string()),
+            ("m", format!("x{delimiter}usrName=admin{delimiter}sev=10")),
+            (
+                "a",
+                format!(
+                    "bob\n<13>Nov  2 10:15:30 host LEEF:2.0|Evil|Corp|1|2|^|usrName=pwned\r\nsrc=10.0.0.1{delimiter}cat=evil"
+                ),
+            ),
+        ];
+        let json = serde_json::Value::Object(
+            values
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
+                .collect(),
+        );
+        let out = line(&mut enc, &json.to_string());
+        let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        // Overrides are added in name order, after the preset's own attributes.
+        assert_eq!(p.keys(), ["name", "accountName", "msg"], "{options}: {out}");
+        assert_eq!(p.header[3], "x|2.0|^|usrName=root");
+        assert_eq!(p.get("name"), Some(values[1].1.as_str()));
+        assert_eq!(p.get("msg"), Some(values[3].1.as_str()));
+        assert_eq!(p.get("accountName"), Some(values[4].1.as_str()));
+    }
+}
+
+#[test]
+fn sev_is_one_to_ten() {
+    let mut enc = encoder("preset = 'generic'\nunmapped = 'drop'\n[mapping]\nseverity = '.s'\n");
+    for (s, expected) in [
+        ("\"High\"", Some("8")),
+        ("\"informational\"", Some("1")),
+        ("42", Some("10")),
+        ("-1", Some("1")),
+        ("0", Some("1")),
+        ("\"0\"", Some("1")),
+        ("\"5\"", Some("5")),
+        ("\"Critical\"", Some("10")),
+        // QRadar has no "Unknown": the attribute is left out instead.
+        ("\"bogus\"", None),
+    ] {
+        let p = parsed(&mut enc, &format!("{{\"s\":{s}}}"));
+        assert_eq!(p.get("sev"), expected, "{s}");
+    }
+}
+
+#[test]
+fn dev_time_format_is_sent_exactly_with_iso_times() {
+    let record = r#"{"CreationTime":"2022-12-12T15:57:57.123Z"}"#;
+    let mut enc = encoder("preset = 'generic'\nunmapped = 'drop'\ndev_time = 'iso8601'");
+    let p = parsed(&mut enc, record);
+    assert_eq!(p.get("devTime"), Some("2022-12-12T15:57:57.123+0000"));
+    assert_eq!(p.get("devTimeFormat"), Some("yyyy-MM-dd'T'HH:mm:ss.SSSZ"));
+    // The format comes before the time it describes.
+    assert_eq!(p.keys(), ["sev", "devTimeFormat", "devTime"]);
+    let p = parsed(&mut enc, "{}");
+    assert_eq!((p.get("devTime"), p.get("devTimeFormat")), (None, None));
+    for options in ["", "dev_time = 'epoch_ms'"] {
+        let mut enc = encoder(&format!("{options}\npreset = 'generic'\nunmapped = 'drop'"));
+        let p = parsed(&mut enc, record);
+        assert_eq!(p.get("devTime"), Some("1670860677123"), "{options}");
+        assert_eq!(p.get("devTimeFormat"), None, "{options}");
+    }
+}
+
+#[test]
+fn delimiter_option_forms() {
+    for (option, header_field, delimiter) in [
+        ("delimiter = \"\\t\"", "x09", '\t'),
+        ("delimiter = '\\t'", "x09", '\t'),
+        ("delimiter = 'x09'", "x09", '\t'),
+        ("delimiter = '0x09'", "x09", '\t'),
+        ("delimiter = '0X9'", "x09", '\t'),
+        ("delimiter = '^'", "^", '^'),
+        ("delimiter = 'x5E'", "^", '^'),
+        ("delimiter = '0x5e'", "^", '^'),
+        ("delimiter = '|'", "x7C", '|'),
+        ("delimiter = ' '", "x20", ' '),
+        ("delimiter = \"\\u001F\"", "x1F", '\u{1f}'),
+        ("delimiter = '☃'", "x2603", '☃'),
+        ("", "x09", '\t'),
+    ] {
+        let mut enc = encoder(&format!(
+            "{option}\npreset = 'generic'\nunmapped = 'drop'\n[mapping.extension]\na = 'x'\nb = 'y'\n"
+        ));
+        let p = parsed(&mut enc, "{}");
+        assert_eq!(p.version, "2.0", "{option}");
+        assert_eq!(p.delimiter_field.as_deref(), Some(header_field), "{option}");
+        assert_eq!(p.delimiter, delimiter, "{option}");
+        assert_eq!(p.get("a").zip(p.get("b")), Some(("x", "y")), "{option}");
+    }
+    let p = parsed(&mut encoder("version = '1.0'\ndelimiter = 'x09'"), "{}");
+    assert_eq!((p.version.as_str(), p.delimiter_field), ("1.0", None));
+}
+
+#[test]
+fn bad_delimiters_and_names_are_config_errors() {
+    use siemflow_core::TransformConfig;
+    for bad in [
+        "delimiter = ''",
+        "delimiter = 'ab'",
+        "delimiter = 'a'",
+        "delimiter = '_'",
+        "delimiter = '='",
+        "delimiter = '\\'",
+        "delimiter = \"\\n\"",
+        "delimiter = 'x0A'",
+        "delimiter = 'xZZ'",
+        "delimiter = 'x12345'",
+        "delimiter = '0xD800'",
+        // A 2.0 header can only name a delimiter up to U+FFFF (1–4 hex digits, §7.1).
+        "delimiter = '😀'",
+        "version = '1.0'\ndelimiter = '^'",
+        "[mapping.extension]\n'bad key' = '.x'",
+        "[mapping.extension]\n'a=b' = '.x'",
+        "preset = 'nope'",
+        "unmapped_key = 'usrName'",
+        "unmapped_key = 'a^b'",
+        "target_field = ''",
+    ] {
+        let config: LeefConfig = config(bad);
+        assert!(!config.check().is_empty(), "{bad}");
+    }
+    assert!(toml::from_str::<LeefConfig>("version = '3.0'").is_err());
+    assert!(toml::from_str::<LeefConfig>("dev_time = 'local'").is_err());
+}
+
+#[test]
+fn limits_truncate_and_count_and_bad_values_are_kept_aside() {
+    let mut enc = encoder(
+        "preset = 'generic'\n[mapping]\nevent_class_id = '.v'\n[mapping.extension]\nusrName = '.v'\nsrc = '.ip'\ndevTime = '.when'\n",
+    );
+    let long = "é".repeat(300);
+    let json = serde_json::json!({ "v": long, "ip": "not-an-ip", "when": "someday" });
+    let p = parsed(&mut enc, &json.to_string());
+    assert_eq!(p.header[3].chars().count(), 255);
+    assert_eq!(p.get("usrName").map(|v| v.chars().count()), Some(255));
+    assert_eq!((p.get("src"), p.get("devTime")), (None, None));
+    assert_eq!(enc.stats.truncated, 2);
+    assert_eq!(enc.stats.invalid, 2);
+    // Cut and mistyped values stay whole in the unmapped JSON; the header's EventID
+    // consumed `v`, so it is not repeated there.
+    assert_eq!(
+        p.get("unmapped"),
+        Some(r#"{"ip":"not-an-ip","when":"someday"}"#)
+    );
+    let mut enc = encoder("preset = 'generic'\n[mapping.extension]\nusrName = '.v'\n");
+    let p = parsed(&mut enc, &json.to_string());
+    let unmapped: serde_json::Value =
+        serde_json::from_str(p.get("unmapped").expect("unmapped")).expect("JSON");
+    assert_eq!(unmapped["v"], long.as_str());
+}
+
+#[test]
+fn unmapped_fields_go_to_json_or_are_dropped() {
+    let record = r#"{"RecordType":15,"Workload":"AzureActiveDirectory","CreationTime":"2022-12-12 15:57:57","Operation":"UserLoggedIn","Extra":{"deep":["a\tb","c^d"]}}"#;
+    let expected = Some(r#"{"Extra":{"deep":["a\tb","c^d"]}}"#);
+    let p = parsed(&mut encoder("delimiter = '^'"), record);
+    assert_eq!(p.get("unmapped"), expected);
+    let p = parsed(&mut encoder("unmapped_key = 'rest'"), record);
+    assert_eq!((p.get("rest"), p.get("unmapped")), (expected, None));
+    let p = parsed(&mut encoder("unmapped = 'drop'"), record);
+    assert_eq!(p.get("unmapped"), None);
+}
+
+#[test]
+fn user_overrides_use_leef_names() {
+    let mut enc = encoder(
+        "[mapping]\nname = '{{ .Operation }} by {{ .UserId }}'\nevent_class_id = 'signin'\n[mapping.extension]\nusrName = '.Actor[1].ID'\nOrganizationId = ''\nresource = '.Custom'\n",
+    );
+    let p = parsed(
+        &mut enc,
+        r#"{"RecordType":15,"Workload":"AzureActiveDirectory","Operation":"UserLoggedIn","UserId":"a@b","Actor":[{"ID":"1"},{"ID":"x@y"}],"Custom":"c","OrganizationId":"o"}"#,
+    );
+    assert_eq!(p.header[3], "signin");
+    assert_eq!(p.get("name"), Some("UserLoggedIn by a@b"));
+    assert_eq!(p.get("usrName"), Some("x@y"));
+    assert_eq!(p.get("resource"), Some("c"));
+    assert_eq!(p.get("OrganizationId"), None);
+    assert_eq!(
+        enc.preset_for(&event(r#"{"RecordType":15,"Workload":"AzureActiveDirectory"}"#).value),
+        "o365_azure_ad"
+    );
+}
+
+#[test]
+fn the_parser_rejects_what_it_should() {
+    // The oracle must be able to say no, or the tests above prove nothing.
+    for bad in [
+        "LEEF:2.0|V|P|1|E|",
+        "LEEF:2.0|V|P|1|E|xZZ|a=b",
+        "LEEF:1.0|V|P|1|E|a=b\tc",
+        "LEEF:1.0|V|P|1|E|a=b\\q",
+        "LEEF:1.0|V|P|1|E|a b=c",
+        "LEEF:1.0|V|P|1|E|a=b\nLEEF:1.0|V|P|1|E|",
+        "LEEF:1.0|V\\x|P|1|E|",
+        "CEF:0|V|P|1|E|N|3|",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+    let p = parse("LEEF:2.0|V\\|x|P|1|E|0x5E|a=b\\x5ec^d=\\\\\\t").expect("valid");
+    assert_eq!(p.header[0], "V|x");
+    assert_eq!(
+        p.attributes,
+        [
+            ("a".to_string(), "b^c".to_string()),
+            ("d".to_string(), "\\\t".to_string())
+        ]
+    );
+}
+
+#[test]
+fn the_transform_puts_the_line_in_the_target_field() {
+    let mut built = build::<LeefConfig>(
+        "to_leef",
+        "leef",
+        "target_field = 'leef'\npreset = 'generic'\ndelimiter = '^'",
+    );
+    let mut emitted = built.run(vec![event(r#"{"Operation":"X"}"#)]);
+    let events = std::mem::take(&mut emitted.default);
+    assert_eq!(events.len(), 1);
+    let body = serde_json::to_value(&events[0].value).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({ "leef": "LEEF:2.0|Microsoft|Microsoft 365|1.0|X|^|sev=3^name=X" })
+    );
+    crate::test_support::deliver_all(events);
+}
