@@ -14,6 +14,8 @@ pub struct Dataset {
     pub events: u64,
     /// Bytes written, newlines included.
     pub bytes: u64,
+    /// Records that are not an exact repeat of an earlier one (what dedup lets through).
+    pub unique: u64,
 }
 
 /// Loads the template records shipped with the repository.
@@ -74,8 +76,10 @@ pub fn write(
     let mut rng = SplitMix(0x5EED);
     let mut recent: Vec<String> = Vec::new();
     let mut bytes = 0u64;
+    let mut repeats = 0u64;
     for i in 0..events {
         let line = if rng.next() % 100 < duplicate_percent && !recent.is_empty() {
+            repeats += 1;
             recent[(rng.next() % recent.len() as u64) as usize].clone()
         } else {
             let mut record = templates[(i % templates.len() as u64) as usize].clone();
@@ -88,7 +92,12 @@ pub fn write(
                 (r >> 20) & 0xfff,
                 i
             );
-            set(&mut record, &["Id", "id"], Value::String(id));
+            // Every real Management Activity record has `Id` (Panther's samples lower-case
+            // the keys of one log type): the dedup scenarios key on it.
+            if let Some(object) = record.as_object_mut() {
+                object.remove("id");
+                object.insert("Id".to_string(), Value::String(id));
+            }
             let seconds = i % 86_400;
             let time = format!(
                 "2026-11-24T{:02}:{:02}:{:02}",
@@ -124,5 +133,9 @@ pub fn write(
         }
     }
     out.flush()?;
-    Ok(Dataset { events, bytes })
+    Ok(Dataset {
+        events,
+        bytes,
+        unique: events - repeats,
+    })
 }

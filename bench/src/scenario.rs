@@ -23,6 +23,8 @@ pub struct Scenario {
     pub sink: &'static str,
     /// The target from the issues, for the report.
     pub target: &'static str,
+    /// The sink sees only unique records (the pipeline deduplicates).
+    pub deduplicates: bool,
 }
 
 /// Every scenario, cheapest first.
@@ -41,6 +43,7 @@ inputs = ["in"]
 "#,
             sink: "out",
             target: "≥ 150,000 events/s, RSS < 100 MiB",
+            deduplicates: false,
         },
         Scenario {
             name: "file → remap → file",
@@ -65,6 +68,31 @@ path = "out/result.ndjson"
 "#,
             sink: "out",
             target: "≥ 80,000 events/s, RSS < 100 MiB",
+            deduplicates: false,
+        },
+        Scenario {
+            name: "file → dedup → cef → file",
+            description: "parse, drop exact repeats by Id, render CEF with the Microsoft 365 presets, write lines",
+            config: r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+[transforms.unique]
+type = "dedup"
+inputs = ["in"]
+key = ["Id"]
+[transforms.to_cef]
+type = "cef"
+inputs = ["unique"]
+[sinks.out]
+type = "file"
+inputs = ["to_cef"]
+path = "out/cef.log"
+encoding = "text"
+"#,
+            sink: "out",
+            target: "≥ 60,000 events/s, RSS < 150 MiB",
+            deduplicates: true,
         },
     ]
 }
@@ -142,7 +170,11 @@ pub fn run(
         dir.path(),
         &address,
         scenario.sink,
-        data.events,
+        if scenario.deduplicates {
+            data.unique
+        } else {
+            data.events
+        },
         Duration::from_secs(600),
     )?;
     let seconds = run.seconds;
