@@ -80,15 +80,19 @@ impl Shared {
         }
     }
 
-    /// Flushes (and now and then sweeps) the seen-set, then refreshes the gauges.
+    /// Flushes (and now and then sweeps) the seen-set, then refreshes the gauges. The
+    /// disk write runs without the state lock so the transform is not held up by fsync.
     pub(super) fn maintain(&self, sweep: bool) {
         let now = (self.clock)();
+        let job = self.lock().seen.take_flush();
+        if let Some(job) = job {
+            match job.write() {
+                Ok(disk_keys) => self.lock().seen.flushed(disk_keys),
+                Err(error) => self.store_error(&error),
+            }
+        }
         let mut state = self.lock();
-        let result = state
-            .seen
-            .flush()
-            .and_then(|()| if sweep { state.seen.sweep(now) } else { Ok(()) });
-        if let Err(error) = result {
+        if sweep && let Err(error) = state.seen.sweep(now) {
             self.store_error(&error);
         }
         self.metrics.update(&state);

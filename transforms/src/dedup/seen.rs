@@ -2,6 +2,7 @@
 //! and every delivered key in a redb file on disk (written through, once a second).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +20,7 @@ const KEYS: TableDefinition<u128, u32> = TableDefinition::new("seen");
 const BY_TIME: TableDefinition<(u32, u128), ()> = TableDefinition::new("seen_by_time");
 
 /// Expired entries removed per sweep, so a sweep never holds the lock for long.
-const SWEEP_LIMIT: usize = 200_000;
+const SWEEP_LIMIT: usize = 50_000;
 /// The table's first size, in slots.
 const INITIAL_SLOTS: usize = 4096;
 
@@ -157,7 +158,8 @@ pub(super) struct SeenSet {
     /// The most memory the table ever held at once (old + new while growing).
     peak_table_bytes: usize,
     window: u32,
-    db: Database,
+    db: Arc<Database>,
+    writer: Arc<Writer>,
     path: PathBuf,
     cache_bytes: usize,
     /// Delivered keys not yet written to disk (all are also in the table).
@@ -194,7 +196,8 @@ impl SeenSet {
             budget_slots,
             peak_table_bytes: first * SLOT_BYTES,
             window,
-            db,
+            db: Arc::new(db),
+            writer: Arc::new(Writer::default()),
             path,
             cache_bytes,
             dirty: Vec::new(),
@@ -332,32 +335,56 @@ impl SeenSet {
         Ok(())
     }
 
+    /// Waits until no background write is under way.
+    fn wait_idle(&self) {
+        let mut busy = self.writer.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self
+                .writer
+                .idle
+                .wait(busy)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Hands the keys delivered since the last flush to a write done without the state
+    /// lock, so lookups go on meanwhile. Nothing leaves memory until that write is done.
+    pub(super) fn take_flush(&mut self) -> Option<FlushJob> {
+        self.wait_idle();
+        if self.dirty.is_empty() {
+            return None;
+        }
+        *self.writer.busy.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        Some(FlushJob {
+            db: Arc::clone(&self.db),
+            writer: Arc::clone(&self.writer),
+            keys: std::mem::take(&mut self.dirty),
+        })
+    }
+
+    /// Records the key count a background write left on disk.
+    pub(super) fn flushed(&mut self, disk_keys: u64) {
+        self.disk_keys = disk_keys;
+        self.disk_only = self.disk_only || (self.table.len as u64) < disk_keys;
+    }
+
     /// Writes the keys delivered since the last flush in one durable transaction.
     pub(super) fn flush(&mut self) -> anyhow::Result<()> {
+        self.wait_idle();
         if self.dirty.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().context("writing the dedup store")?;
-        {
-            let mut keys = txn.open_table(KEYS).context("writing the dedup store")?;
-            let mut by_time = txn.open_table(BY_TIME).context("writing the dedup store")?;
-            for &(key, t) in &self.dirty {
-                keys.insert(key, t).context("writing the dedup store")?;
-                by_time
-                    .insert((t, key), ())
-                    .context("writing the dedup store")?;
-            }
-            self.disk_keys = keys.len().context("writing the dedup store")?;
-        }
-        txn.commit().context("committing the dedup store")?;
+        let disk_keys = write_keys(&self.db, &self.dirty)?;
         self.dirty.clear();
         self.dirty.shrink_to(1 << 16);
-        self.disk_only = self.disk_only || (self.table.len as u64) < self.disk_keys;
+        self.flushed(disk_keys);
         Ok(())
     }
 
     /// Removes expired keys from memory and (up to a limit per call) from disk.
     pub(super) fn sweep(&mut self, now: u64) -> anyhow::Result<()> {
+        // The key counts below assume no write is half done.
+        self.wait_idle();
         let window = u64::from(self.window);
         self.table.retain(|t| u64::from(t) + window > now);
         let Some(cutoff) = now.checked_sub(window) else {
@@ -440,6 +467,48 @@ impl Drop for SeenSet {
             );
         }
     }
+}
+
+/// Whether a background write is under way.
+#[derive(Default)]
+struct Writer {
+    busy: Mutex<bool>,
+    idle: Condvar,
+}
+
+/// Keys to write to disk outside the state lock.
+pub(super) struct FlushJob {
+    db: Arc<Database>,
+    writer: Arc<Writer>,
+    keys: Vec<(Key, u32)>,
+}
+
+impl FlushJob {
+    /// Writes the keys durably; returns how many keys the disk then holds.
+    pub(super) fn write(self) -> anyhow::Result<u64> {
+        let result = write_keys(&self.db, &self.keys);
+        *self.writer.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.writer.idle.notify_all();
+        result
+    }
+}
+
+/// Writes keys and their index entries in one durable transaction.
+fn write_keys(db: &Database, dirty: &[(Key, u32)]) -> anyhow::Result<u64> {
+    let txn = db.begin_write().context("writing the dedup store")?;
+    let disk_keys = {
+        let mut keys = txn.open_table(KEYS).context("writing the dedup store")?;
+        let mut by_time = txn.open_table(BY_TIME).context("writing the dedup store")?;
+        for &(key, t) in dirty {
+            keys.insert(key, t).context("writing the dedup store")?;
+            by_time
+                .insert((t, key), ())
+                .context("writing the dedup store")?;
+        }
+        keys.len().context("writing the dedup store")?
+    };
+    txn.commit().context("committing the dedup store")?;
+    Ok(disk_keys)
 }
 
 /// True when one more key fits at a load of at most 3/4 (short probe sequences), growing
