@@ -52,7 +52,7 @@ impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             kind: BufferType::Memory,
-            max_events: 1_000,
+            max_events: 500,
             when_full: WhenFull::Block,
         }
     }

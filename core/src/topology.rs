@@ -28,7 +28,7 @@ use crate::registry::PluginConfig;
 
 /// Events a transform's input buffer holds; small, since a transform keeps up or
 /// pushes back on its producers.
-const TRANSFORM_BUFFER_EVENTS: usize = 1_000;
+const TRANSFORM_BUFFER_EVENTS: usize = 500;
 
 struct Running {
     kind: ComponentKind,

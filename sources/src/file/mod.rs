@@ -35,7 +35,7 @@ use crate::lines::LineDecoder;
 /// Batches the reader may have read (and be decoding, each on its own blocking-pool
 /// thread) ahead of the sender: enough to keep both cores decoding, few enough to bound
 /// memory. Measured on 2 cores: 2 gave ~125k events/s, 4 gave ~170k events/s.
-const READ_AHEAD_BATCHES: usize = 4;
+const READ_AHEAD_BATCHES: usize = 2;
 
 impl SourceConfig for FileConfig {
     fn check(&self) -> Vec<ConfigIssue> {
