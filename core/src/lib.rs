@@ -12,6 +12,7 @@ pub mod decoding;
 pub mod event;
 pub mod fanout;
 pub mod http;
+pub mod m365;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use siemflow_core::event::Event;
+use siemflow_core::m365::record_type_name;
 use siemflow_core::{ObjectMap, Value};
 
 /// The metadata object every event carries.
@@ -104,70 +105,6 @@ fn message_event(body: &[u8], origin: &BlobOrigin) -> Event {
         object.insert(METADATA_FIELD.into(), origin.metadata());
     }
     event
-}
-
-/// The name of a `RecordType` value, which may be a number or a string of digits;
-/// an unknown number gives `Unknown(n)`.
-pub(crate) fn record_type_name(value: &Value) -> Option<String> {
-    let number = match value {
-        Value::Integer(n) => *n,
-        Value::Float(f) if f.fract() == 0.0 => f.into_inner() as i64,
-        Value::Null => return None,
-        text if text.to_str_lossy().is_some() => {
-            let text = text.to_str_lossy().unwrap_or_default();
-            match text.trim().parse::<i64>() {
-                Ok(n) => n,
-                Err(_) => return Some(format!("Unknown({})", text.trim())),
-            }
-        }
-        other => return Some(format!("Unknown({other})")),
-    };
-    Some(match name_of(number) {
-        Some(name) => name.to_string(),
-        None => format!("Unknown({number})"),
-    })
-}
-
-/// The RecordType values of reference 1.8; the full list has ~300 and grows.
-fn name_of(record_type: i64) -> Option<&'static str> {
-    Some(match record_type {
-        1 => "ExchangeAdmin",
-        2 => "ExchangeItem",
-        3 => "ExchangeItemGroup",
-        4 => "SharePoint",
-        6 => "SharePointFileOperation",
-        7 => "OneDrive",
-        8 => "AzureActiveDirectory",
-        9 => "AzureActiveDirectoryAccountLogon",
-        10 => "DataCenterSecurityCmdlet",
-        11 => "ComplianceDLPSharePoint",
-        13 => "ComplianceDLPExchange",
-        14 => "SharePointSharingOperation",
-        15 => "AzureActiveDirectoryStsLogon",
-        18 => "SecurityComplianceCenterEOPCmdlet",
-        19 => "ExchangeAggregatedOperation",
-        20 => "PowerBIAudit",
-        25 => "MicrosoftTeams",
-        28 => "ThreatIntelligence",
-        29 => "MailSubmission",
-        36 => "SharePointListOperation",
-        40 => "SecurityComplianceAlerts",
-        41 => "ThreatIntelligenceUrl",
-        43 => "MIPLabel",
-        47 => "ThreatIntelligenceAtpContent",
-        50 => "ExchangeItemAggregated",
-        63 => "DLPEndpoint",
-        64 => "AirInvestigation",
-        65 => "Quarantine",
-        78 => "WDATPAlerts",
-        85 => "AttackSim",
-        98 => "MCASAlerts",
-        113 => "MS365DCustomDetection",
-        235 => "MicrosoftDefenderForIdentityAudit",
-        261 => "CopilotInteraction",
-        294 => "AadRiskDetection",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use serde_json::json;
 use siemflow_core::{TransformConfig, Value};
 
 use super::cidr::parse_net;
-use super::derive::{record_type_name, user_domain};
+use super::derive::user_domain;
 use super::ip::{IpField, ip_class, ip_field, parse_ip};
 use super::lookup::Reload;
 use super::{Enrich, EnrichConfig};
 use crate::test_support::{bodies, build, config, context, event};
+use siemflow_core::m365::record_type_name;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
