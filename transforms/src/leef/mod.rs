@@ -95,14 +95,7 @@ impl LeefEncoder {
     }
 
     fn select(&self, root: &Value) -> usize {
-        if self.presets.len() == 1 {
-            return 0;
-        }
-        let wanted = siem_mapping::detect(root);
-        self.presets
-            .iter()
-            .position(|p| p.name == wanted)
-            .unwrap_or(self.presets.len() - 1)
+        siem_mapping::select(&self.presets, |p| p.name, root)
     }
 
     /// Writes the LEEF line of `root` into `out` (cleared first).
@@ -197,12 +190,7 @@ impl Transform for Leef {
     fn transform(&mut self, batch: Batch, out: &mut TransformOutputs) {
         for mut event in batch {
             self.encoder.encode(&event.value, &mut self.line);
-            let mut object = vrl::value::ObjectMap::new();
-            object.insert(
-                self.target_field.as_str().into(),
-                Value::from(self.line.as_str()),
-            );
-            event.value = Value::Object(object);
+            siem_mapping::replace_with_line(&mut event.value, &self.target_field, &self.line);
             out.push(event);
         }
         report(&self.labels, &mut self.encoder.stats);

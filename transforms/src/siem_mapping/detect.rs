@@ -27,6 +27,19 @@ fn number(map: &ObjectMap, key: &str) -> Option<i64> {
     }
 }
 
+/// The index, among `presets`, of the one that fits this record; the last preset is the
+/// fallback (`generic`), and a single preset (chosen by name) is always used.
+pub fn select<T>(presets: &[T], name: impl Fn(&T) -> &str, root: &Value) -> usize {
+    if presets.len() <= 1 {
+        return 0;
+    }
+    let wanted = detect(root);
+    presets
+        .iter()
+        .position(|p| name(p) == wanted)
+        .unwrap_or(presets.len() - 1)
+}
+
 /// The name of the preset that fits this record.
 pub fn detect(value: &Value) -> &'static str {
     let Value::Object(map) = value else {

@@ -7,7 +7,7 @@ mod render;
 mod source;
 mod values;
 
-pub use detect::detect;
+pub use detect::{detect, select};
 pub use presets::{PRESETS, Preset, preset};
 pub use render::{
     Entry, Rendered, Tracker, header_text, pair_labels, render_entries, unmapped_json,
@@ -153,3 +153,11 @@ pub fn build_all(
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Replaces the event's body with `{target_field: line}`: what a CEF or LEEF transform
+/// emits (the line stands for the whole record).
+pub fn replace_with_line(value: &mut vrl::value::Value, target_field: &str, line: &str) {
+    let mut object = vrl::value::ObjectMap::new();
+    object.insert(target_field.into(), vrl::value::Value::from(line));
+    *value = vrl::value::Value::Object(object);
+}
