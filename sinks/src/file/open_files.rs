@@ -19,6 +19,8 @@ pub(super) struct Handle<'a> {
     pub file: &'a mut File,
     /// True when this call created the file (its folder entry is new).
     pub created: bool,
+    /// Bytes of a torn final line this call cut from an existing file (see [`cut_torn_tail`]).
+    pub torn_bytes_cut: u64,
 }
 
 /// The sink's open files, keyed by path.
@@ -45,9 +47,13 @@ impl OpenFiles {
         let clock = self.clock;
         let now = Instant::now();
         let mut created = false;
+        let mut torn_bytes_cut = 0;
         if !self.files.contains_key(path) {
-            let (file, is_new) = open_append(path)?;
+            let (mut file, is_new) = open_append(path)?;
             created = is_new;
+            if !is_new {
+                torn_bytes_cut = cut_torn_tail(&mut file)?;
+            }
             if self.files.len() >= self.max_open {
                 self.close_least_recently_used();
             }
@@ -69,6 +75,7 @@ impl OpenFiles {
         Ok(Handle {
             file: &mut entry.file,
             created,
+            torn_bytes_cut,
         })
     }
 
@@ -109,16 +116,49 @@ impl OpenFiles {
     }
 }
 
+/// Cuts a final line left without its newline by a write that was interrupted (SIGKILL,
+/// a full disk). The sink owns its files, so such a fragment is the start of a batch that
+/// was never acknowledged and will be written again whole; left in place it would glue
+/// onto the next line and make one torn record. Returns the bytes removed.
+fn cut_torn_tail(file: &mut File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let len = file.metadata()?.len();
+    let mut chunk = [0u8; 8192];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let window = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(window, start)?;
+        if end == len && window.last() == Some(&b'\n') {
+            return Ok(0);
+        }
+        if let Some(newline) = window.iter().rposition(|&b| b == b'\n') {
+            end = start + newline as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+    }
+    Ok(len - end)
+}
+
 /// Opens for appending; creates the file (and missing folders) only when it is absent,
 /// and says whether it did, so a caller that fsyncs knows to sync the folder as well.
 fn open_append(path: &Path) -> io::Result<(File, bool)> {
-    match OpenOptions::new().append(true).open(path) {
+    // Readable too: the tail of an existing file is checked for a torn line.
+    match OpenOptions::new().read(true).append(true).open(path) {
         Ok(file) => Ok((file, false)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            let file = OpenOptions::new().append(true).create(true).open(path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)?;
             Ok((file, true))
         }
         Err(e) => Err(e),
@@ -127,6 +167,8 @@ fn open_append(path: &Path) -> io::Result<(File, bool)> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
     #[test]
@@ -159,6 +201,29 @@ mod tests {
             1
         );
         assert_eq!(files.len(), 0);
+    }
+
+    #[test]
+    fn a_torn_final_line_is_cut_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.ndjson");
+        let cases = [
+            ("{\"a\":1}\n{\"b\":".to_string(), "{\"a\":1}\n"),
+            ("{\"a\":1}\n".to_string(), "{\"a\":1}\n"),
+            ("{\"frag".to_string(), ""),
+            (String::new(), ""),
+            // A fragment longer than one read-back chunk.
+            (format!("{{}}\n{}", "x".repeat(20_000)), "{}\n"),
+        ];
+        for (before, after) in cases {
+            std::fs::write(&path, &before).expect("write");
+            let mut files = OpenFiles::new(1);
+            let handle = files.get_or_open(&path).expect("open");
+            assert_eq!(handle.torn_bytes_cut, (before.len() - after.len()) as u64);
+            handle.file.write_all(b"{\"c\":3}\n").expect("append");
+            let written = std::fs::read_to_string(&path).expect("read");
+            assert_eq!(written, format!("{after}{{\"c\":3}}\n"), "from {before:?}");
+        }
     }
 
     #[test]

@@ -88,6 +88,17 @@ impl Group {
             .get_or_open(&self.path)
             .map_err(|e| error(&self.path, "open", e))?;
         self.created |= handle.created;
+        if handle.torn_bytes_cut > 0 {
+            // Only this sink writes the file, so a fragment is either an earlier run's
+            // unacknowledged batch or the part of this group a failed write left: in the
+            // second case resume from the start of the line it cut.
+            self.written = self.written.saturating_sub(handle.torn_bytes_cut as usize);
+            tracing::warn!(
+                path = %self.path.display(),
+                bytes = handle.torn_bytes_cut,
+                "cut a torn final line left by an interrupted write; its events were not acknowledged and are written again"
+            );
+        }
         while self.written < self.lines.len() {
             match handle.file.write(&self.lines[self.written..]) {
                 Ok(0) => {
