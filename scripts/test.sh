@@ -13,5 +13,6 @@ cargo fmt --all -- --check
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+./scripts/test-deps.sh
 echo "== tests"
 cargo test --workspace --locked
