@@ -2,6 +2,7 @@
 //! bench/RESULTS.md with the machine, date, commit and figures.
 
 mod dataset;
+mod dedup;
 mod o365;
 mod scenario;
 
@@ -92,6 +93,12 @@ fn main() -> anyhow::Result<()> {
             result.peak_rss_mib
         );
         report.push_str(&o365::report(&result));
+    }
+    if args.only.as_deref().is_none_or(|o| "dedup".contains(o)) {
+        eprintln!(
+            "running the dedup measurements (release tests; 10 million keys take minutes) ..."
+        );
+        report.push_str(&dedup::run()?);
     }
     std::fs::write(&args.report, &report)?;
     println!("{report}");
