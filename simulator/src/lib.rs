@@ -10,9 +10,11 @@ mod config;
 mod errors;
 mod faults;
 mod server;
+pub mod splunk_hec;
 mod state;
 mod stats;
 mod tokens;
+mod wire;
 mod world;
 
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ pub use config::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID,
     Faults, M365Config, MAX_HISTORY, TenantConfig,
 };
+pub use splunk_hec::{HecStats, IndexedEvent, SplunkHecConfig, SplunkHecSimulator};
 pub use stats::{Stats, TenantStats};
 
 /// A running simulator (login and management roots on one address).
