@@ -9,6 +9,8 @@ pub mod auth;
 pub mod buffer;
 pub mod config;
 pub mod decoding;
+pub mod delivery;
+pub mod dropped;
 pub mod event;
 pub mod fanout;
 pub mod http;

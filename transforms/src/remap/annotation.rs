@@ -1,6 +1,9 @@
-//! Vector's `metadata.dropped` annotation on events the program could not process.
+//! Vector's `metadata.dropped` annotation on events the program could not process; the
+//! annotation itself is `siemflow_core::dropped`, shared with the sinks' dead letters.
 
-use vrl::value::{KeyString, ObjectMap, Value};
+use siemflow_core::dropped::{Dropped, annotate};
+use siemflow_core::metrics::ComponentKind;
+use vrl::value::Value;
 
 /// Why the program did not produce its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +24,6 @@ impl FailureReason {
     }
 }
 
-/// The field the annotation goes under, as in Vector's legacy log namespace.
-const METADATA_KEY: &str = "metadata";
-/// Where the annotation goes when the event already has a non-object `metadata` field,
-/// so that field survives.
-const FALLBACK_KEY: &str = "siemflow_metadata";
-
 /// Adds `metadata.dropped = { reason, message, component_id, component_type, component_kind }`.
 pub fn annotate_dropped(
     value: &mut Value,
@@ -34,42 +31,15 @@ pub fn annotate_dropped(
     message: String,
     component_id: &str,
 ) {
-    let mut dropped = ObjectMap::new();
-    dropped.insert("reason".into(), reason.as_str().into());
-    dropped.insert("message".into(), message.into());
-    dropped.insert("component_id".into(), component_id.into());
-    dropped.insert("component_type".into(), "remap".into());
-    dropped.insert("component_kind".into(), "transform".into());
-    let dropped = Value::Object(dropped);
-
-    if !value.is_object() {
-        // A non-object body (a bare string, say) is kept whole under `message`.
-        let body = std::mem::replace(value, Value::Null);
-        let mut object = ObjectMap::new();
-        object.insert("message".into(), body);
-        *value = Value::Object(object);
-    }
-    let Value::Object(object) = value else {
-        return;
-    };
-    let key = match object.get(METADATA_KEY) {
-        None | Some(Value::Object(_)) => METADATA_KEY,
-        Some(_) => FALLBACK_KEY,
-    };
-    let metadata = object
-        .entry(KeyString::from(key))
-        .or_insert_with(|| Value::Object(ObjectMap::new()));
-    match metadata {
-        Value::Object(fields) => {
-            fields.insert("dropped".into(), dropped);
-        }
-        other => {
-            // Only reachable when the fallback key holds a non-object: keep both.
-            let previous = std::mem::replace(other, Value::Null);
-            let mut fields = ObjectMap::new();
-            fields.insert("previous".into(), previous);
-            fields.insert("dropped".into(), dropped);
-            *other = Value::Object(fields);
-        }
-    }
+    annotate(
+        value,
+        &Dropped {
+            reason: reason.as_str(),
+            message: &message,
+            component_id,
+            component_type: "remap",
+            component_kind: ComponentKind::Transform,
+            response: None,
+        },
+    );
 }

@@ -1,0 +1,480 @@
+//! The delivery loop: batch, send with bounded concurrency, retry, settle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::batcher::{Batcher, Cut, Item};
+use super::dead_letter::{DEAD_LETTER, DeadLetter};
+use super::failure::{Failure, Rejection};
+use super::metrics::DeliveryMetrics;
+use super::{EventOutcome, Outcome, Protocol, Request, Settings};
+use crate::api::Health;
+use crate::event::resolve_batch;
+use crate::{BatchStatus, SinkContext};
+
+/// Delivers everything arriving on `cx.input` through `protocol` until the input ends
+/// and every request finished, or `cx.abort` (unfinished events then resolve failed).
+pub async fn run<P: Protocol>(
+    protocol: P,
+    settings: Settings,
+    mut cx: SinkContext,
+) -> anyhow::Result<()> {
+    let labels = cx.component.metrics.labels.clone();
+    let metrics = DeliveryMetrics::new(&labels);
+    let shared = Arc::new(Shared {
+        protocol,
+        dead_letter: DeadLetter::new(cx.output(DEAD_LETTER).cloned(), metrics.clone()),
+        metrics,
+        health: HealthState {
+            health: cx.health.clone(),
+            failing: AtomicBool::new(false),
+        },
+        retry: settings.retry.clone(),
+        abort: cx.abort.clone(),
+        slots: Arc::new(Semaphore::new(settings.concurrency)),
+        id: labels.id.clone(),
+    });
+    let mut jobs = JoinSet::new();
+    if settings.healthcheck {
+        jobs.spawn(healthcheck(Arc::clone(&shared)));
+    }
+    let mut batcher = Batcher::new(
+        settings.batch.max_events,
+        settings.batch.max_bytes,
+        settings.batch.timeout,
+        settings.separator_bytes,
+        settings.framing_bytes,
+    );
+    let mut input_open = true;
+    loop {
+        while let Some(cut) = batcher.pop_ready() {
+            let slot = tokio::select! {
+                slot = Arc::clone(&shared.slots).acquire_owned() => slot?,
+                _ = cx.abort.cancelled() => return aborted(&shared, jobs, batcher.len() + cut.items.len()),
+            };
+            jobs.spawn(deliver(Arc::clone(&shared), cut, slot));
+        }
+        while let Some(done) = jobs.try_join_next() {
+            report_join(&shared, done);
+        }
+        if !input_open {
+            break;
+        }
+        let deadline = batcher.next_deadline();
+        tokio::select! {
+            batch = cx.input.recv() => match batch {
+                Some(batch) => encode(&shared, &mut batcher, batch).await,
+                None => {
+                    batcher.cut_all();
+                    input_open = false;
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => batcher.cut_expired(Instant::now()),
+            Some(done) = jobs.join_next() => report_join(&shared, done),
+            _ = cx.abort.cancelled() => return aborted(&shared, jobs, batcher.len()),
+        }
+    }
+    loop {
+        tokio::select! {
+            done = jobs.join_next() => match done {
+                Some(done) => report_join(&shared, done),
+                None => break,
+            },
+            _ = cx.abort.cancelled() => return aborted(&shared, jobs, 0),
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+fn aborted<P: Protocol>(
+    shared: &Shared<P>,
+    mut jobs: JoinSet<()>,
+    waiting: usize,
+) -> anyhow::Result<()> {
+    jobs.abort_all();
+    tracing::warn!(
+        component = %shared.id,
+        requests = jobs.len(),
+        waiting,
+        "aborted with deliveries unfinished; their events will be re-read"
+    );
+    Ok(())
+}
+
+fn report_join<P: Protocol>(shared: &Shared<P>, done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done
+        && error.is_panic()
+    {
+        // Its events were dropped unresolved, so they count as failed and are re-read.
+        tracing::error!(component = %shared.id, error = %error, "a delivery task panicked");
+    }
+}
+
+/// What every delivery task of a sink shares.
+struct Shared<P> {
+    protocol: P,
+    dead_letter: DeadLetter,
+    metrics: DeliveryMetrics,
+    health: HealthState,
+    retry: super::RetryConfig,
+    abort: CancellationToken,
+    slots: Arc<Semaphore>,
+    id: String,
+}
+
+/// The sink's `/ready` state as delivery sees it.
+struct HealthState {
+    health: Health,
+    failing: AtomicBool,
+}
+
+impl HealthState {
+    fn failing(&self, reason: &str) {
+        self.failing.store(true, Ordering::Release);
+        self.health.unhealthy(reason);
+    }
+
+    fn delivered(&self) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            self.health.healthy();
+        }
+    }
+}
+
+async fn healthcheck<P: Protocol>(shared: Arc<Shared<P>>) {
+    match shared.protocol.healthcheck().await {
+        Ok(()) => tracing::info!(component = %shared.id, "healthcheck passed"),
+        Err(failure) => {
+            tracing::warn!(
+                component = %shared.id,
+                class = failure.kind(),
+                reason = %failure,
+                "healthcheck failed; delivering anyway, with retries"
+            );
+            shared
+                .health
+                .failing(&format!("healthcheck failed: {failure}"));
+        }
+    }
+}
+
+async fn encode<P: Protocol>(shared: &Shared<P>, batcher: &mut Batcher, batch: crate::Batch) {
+    let mut rejected: Vec<(Item, Rejection)> = Vec::new();
+    for event in batch {
+        let mut encoded = Vec::new();
+        match shared.protocol.encode(&event, &mut encoded) {
+            Ok(partition) => batcher.push(partition, Item { event, encoded }),
+            Err(rejection) => rejected.push((
+                Item {
+                    event,
+                    encoded: Vec::new(),
+                },
+                rejection,
+            )),
+        }
+    }
+    for (item, rejection) in rejected {
+        shared.dead_letter.send(vec![item], &rejection).await;
+    }
+}
+
+/// Delivers one cut batch: sends, retries, splits, dead-letters and settles every event.
+async fn deliver<P: Protocol>(shared: Arc<Shared<P>>, cut: Cut, slot: OwnedSemaphorePermit) {
+    let mut job = Job {
+        shared: &shared,
+        started: Instant::now(),
+        backoff: None,
+        slot: Some(slot),
+        attempts: 0,
+    };
+    let mut work = vec![cut.items];
+    while let Some(items) = work.pop() {
+        if let Err(Gave::Up(items)) = job.deliver_one(&cut.partition, items, &mut work).await {
+            let mut events = items.len();
+            events += work.iter().map(Vec::len).sum::<usize>();
+            let remaining = std::mem::take(&mut work);
+            for items in remaining {
+                fail(&shared, items);
+            }
+            fail(&shared, items);
+            tracing::debug!(component = %shared.id, events, "batch failed back to its source");
+            return;
+        }
+    }
+}
+
+enum Gave {
+    /// Retry time ran out, or the process is aborting: these events failed.
+    Up(Vec<Item>),
+}
+
+struct Job<'a, P> {
+    shared: &'a Shared<P>,
+    started: Instant,
+    backoff: Option<ExponentialBackoff>,
+    slot: Option<OwnedSemaphorePermit>,
+    attempts: u32,
+}
+
+impl<P: Protocol> Job<'_, P> {
+    /// Sends `items` until each is delivered or dead-lettered; halves of a too-large
+    /// request go back on `work`.
+    async fn deliver_one(
+        &mut self,
+        partition: &str,
+        mut items: Vec<Item>,
+        work: &mut Vec<Vec<Item>>,
+    ) -> Result<(), Gave> {
+        let shared = self.shared;
+        loop {
+            if self.slot.is_none() {
+                let slot = tokio::select! {
+                    slot = Arc::clone(&shared.slots).acquire_owned() => slot.ok(),
+                    _ = shared.abort.cancelled() => None,
+                };
+                match slot {
+                    Some(slot) => self.slot = Some(slot),
+                    None => return Err(Gave::Up(items)),
+                }
+            }
+            self.attempts += 1;
+            shared.metrics.in_flight.increment(1.0);
+            let request = Request {
+                partition,
+                items: &items,
+            };
+            let outcome = tokio::select! {
+                outcome = shared.protocol.send(request) => Some(outcome),
+                _ = shared.abort.cancelled() => None,
+            };
+            shared.metrics.in_flight.decrement(1.0);
+            let Some(outcome) = outcome else {
+                return Err(Gave::Up(items));
+            };
+            let failure = match outcome {
+                Outcome::Delivered => {
+                    self.delivered(items);
+                    return Ok(());
+                }
+                Outcome::Failed(Failure::Data(rejection)) => {
+                    shared.dead_letter.send(items, &rejection).await;
+                    return Ok(());
+                }
+                Outcome::Failed(Failure::TooLarge { reason, response }) => {
+                    shared.metrics.error("too_large");
+                    if items.len() > 1 {
+                        let second = items.split_off(items.len() / 2);
+                        tracing::debug!(component = %shared.id, events = items.len() + second.len(), %reason, "request too large; splitting it in two");
+                        work.push(second);
+                        work.push(items);
+                    } else {
+                        let rejection = Rejection {
+                            reason: "too_large".into(),
+                            message: reason,
+                            response,
+                        };
+                        shared.dead_letter.send(items, &rejection).await;
+                    }
+                    return Ok(());
+                }
+                Outcome::Failed(failure) => failure,
+                Outcome::PerEvent(outcomes) => match self.settle_each(items, outcomes).await {
+                    Settled::Done => return Ok(()),
+                    Settled::Resend(rest) => {
+                        items = rest;
+                        continue;
+                    }
+                    Settled::Retry(rest, failure) => {
+                        items = rest;
+                        failure
+                    }
+                },
+                Outcome::Accepted(confirmation) => {
+                    // Waiting for a confirmation is not a request in flight.
+                    self.slot = None;
+                    let confirmed = tokio::select! {
+                        confirmed = confirmation => Some(confirmed),
+                        _ = shared.abort.cancelled() => None,
+                    };
+                    match confirmed {
+                        Some(Ok(())) => {
+                            self.delivered(items);
+                            return Ok(());
+                        }
+                        Some(Err(failure)) => failure,
+                        None => return Err(Gave::Up(items)),
+                    }
+                }
+            };
+            items = self.back_off(items, &failure).await?;
+        }
+    }
+
+    fn delivered(&self, items: Vec<Item>) {
+        let shared = self.shared;
+        let bytes: usize = items.iter().map(|i| i.encoded.len()).sum();
+        shared.metrics.sent_events.increment(items.len() as u64);
+        shared.metrics.sent_bytes.increment(bytes as u64);
+        shared.health.delivered();
+        for mut item in items {
+            if let Some(ack) = item.event.ack.take() {
+                ack.resolve(BatchStatus::Delivered);
+            }
+        }
+    }
+
+    /// Settles what a per-event answer settled; returns what must be sent again.
+    async fn settle_each(&mut self, items: Vec<Item>, outcomes: Vec<EventOutcome>) -> Settled {
+        let shared = self.shared;
+        if outcomes.len() != items.len() {
+            let failure = Failure::retry(format!(
+                "the sink reported {} results for a request of {} events",
+                outcomes.len(),
+                items.len()
+            ));
+            return Settled::Retry(items, failure);
+        }
+        let mut delivered = Vec::new();
+        let mut rejected: Vec<(Item, Rejection)> = Vec::new();
+        let mut again = Vec::new();
+        let mut failure: Option<Failure> = None;
+        for (item, outcome) in items.into_iter().zip(outcomes) {
+            match outcome {
+                EventOutcome::Delivered => delivered.push(item),
+                EventOutcome::Rejected(rejection) => rejected.push((item, rejection)),
+                EventOutcome::Resend => again.push(item),
+                EventOutcome::Retry(f) => {
+                    again.push(item);
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        let progress = !delivered.is_empty() || !rejected.is_empty();
+        if !delivered.is_empty() {
+            self.delivered(delivered);
+        }
+        // Consecutive events with the same rejection go out as one dead-letter batch.
+        let mut group: Vec<Item> = Vec::new();
+        let mut current: Option<Rejection> = None;
+        for (item, rejection) in rejected {
+            if current.as_ref() != Some(&rejection) {
+                if let Some(previous) = current.take() {
+                    shared
+                        .dead_letter
+                        .send(std::mem::take(&mut group), &previous)
+                        .await;
+                }
+                current = Some(rejection);
+            }
+            group.push(item);
+        }
+        if let Some(previous) = current {
+            shared.dead_letter.send(group, &previous).await;
+        }
+        match (again.is_empty(), failure) {
+            (true, _) => Settled::Done,
+            (false, Some(failure)) => Settled::Retry(again, failure),
+            (false, None) if progress => Settled::Resend(again),
+            // Nothing moved: resending at once could loop; back off instead.
+            (false, None) => Settled::Retry(
+                again,
+                Failure::retry("the peer took none of the events; sending them again"),
+            ),
+        }
+    }
+
+    /// Records a failure and waits before the next attempt; gives the events up when the
+    /// wait would pass `retry.max_duration` or the process aborts.
+    async fn back_off(&mut self, items: Vec<Item>, failure: &Failure) -> Result<Vec<Item>, Gave> {
+        let shared = self.shared;
+        let retry = &shared.retry;
+        shared.metrics.error(failure.kind());
+        let delay = match failure {
+            Failure::Retry {
+                retry_after: Some(wait),
+                ..
+            } => *wait,
+            Failure::Config { .. } => retry.max_backoff,
+            _ => self
+                .backoff
+                .get_or_insert_with(|| backoff(retry))
+                .next()
+                .unwrap_or(retry.max_backoff),
+        };
+        if let Failure::Config { reason } = failure {
+            shared.health.failing(reason);
+            tracing::error!(
+                component = %shared.id,
+                reason = %reason,
+                events = items.len(),
+                attempt = self.attempts,
+                retry_in = ?delay,
+                "the peer refused the request: a configuration problem; retrying slowly until it is fixed"
+            );
+        } else {
+            tracing::warn!(
+                component = %shared.id,
+                reason = %failure,
+                events = items.len(),
+                attempt = self.attempts,
+                retry_in = ?delay,
+                "request failed; retrying"
+            );
+        }
+        let spent = self.started.elapsed();
+        if spent + delay > retry.max_duration {
+            shared.metrics.error("retries_exhausted");
+            tracing::error!(
+                component = %shared.id,
+                reason = %failure,
+                events = items.len(),
+                attempts = self.attempts,
+                spent = ?spent,
+                "retry.max_duration reached; the batch is failed back to its source, which will read it again"
+            );
+            return Err(Gave::Up(items));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.abort.cancelled() => return Err(Gave::Up(items)),
+        }
+        shared.metrics.retries.increment(1);
+        Ok(items)
+    }
+}
+
+enum Settled {
+    Done,
+    Resend(Vec<Item>),
+    Retry(Vec<Item>, Failure),
+}
+
+fn backoff(retry: &super::RetryConfig) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(retry.initial_backoff)
+        .with_max_delay(retry.max_backoff.max(retry.initial_backoff))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn fail<P>(shared: &Shared<P>, items: Vec<Item>) {
+    shared.metrics.failed_events.increment(items.len() as u64);
+    resolve_batch(
+        items.into_iter().map(|i| i.event).collect(),
+        BatchStatus::Failed,
+    );
+}
