@@ -9,6 +9,7 @@ mod activity;
 mod config;
 mod errors;
 mod faults;
+pub mod sentinel;
 mod server;
 pub mod splunk_hec;
 mod state;
@@ -30,6 +31,7 @@ pub use config::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID,
     Faults, M365Config, MAX_HISTORY, TenantConfig,
 };
+pub use sentinel::{SentinelConfig, SentinelSimulator, SentinelStats};
 pub use splunk_hec::{HecStats, IndexedEvent, SplunkHecConfig, SplunkHecSimulator};
 pub use stats::{Stats, TenantStats};
 

@@ -38,6 +38,11 @@ pub(crate) struct TokenInfo {
     pub(crate) roles: Vec<String>,
     /// The audience is the Management API (rather than e.g. Graph).
     pub(crate) management: bool,
+    /// The resource the token was issued for, without a trailing slash
+    /// (e.g. `https://monitor.azure.com`).
+    pub(crate) audience: String,
+    /// The app (client id, lower-case) the token was issued to.
+    pub(crate) client_id: String,
     pub(crate) expires_ms: i64,
 }
 

@@ -28,7 +28,11 @@ const MANAGEMENT_AUDIENCES: [&str; 5] = [
     "https://manage.office365.cn",
 ];
 /// Other resources a tenant knows (tokens are issued, but the Management API refuses them).
-const OTHER_RESOURCES: [&str; 6] = [
+/// The Azure Monitor audiences serve the Logs Ingestion simulator.
+const OTHER_RESOURCES: [&str; 9] = [
+    "https://monitor.azure.com",
+    "https://monitor.azure.us",
+    "https://monitor.azure.cn",
     "https://graph.microsoft.com",
     "https://graph.microsoft.us",
     "https://api.securitycenter.microsoft.com",
@@ -41,6 +45,16 @@ const OTHER_RESOURCES: [&str; 6] = [
 enum Version {
     V1,
     V2,
+}
+
+/// The token endpoints (v2 and v1) on their own, for simulators that need Entra tokens.
+pub(crate) fn router(sim: Arc<Sim>) -> axum::Router {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
+        .route("/{tenant}/oauth2/token", post(token_v1))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(sim)
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`.
@@ -274,6 +288,8 @@ fn issue(
                 tenant: tenant_idx,
                 roles: app.roles.clone(),
                 management,
+                audience: resource.clone(),
+                client_id: app.client_id.clone(),
                 expires_ms: exp_ms,
             },
         );
