@@ -36,15 +36,11 @@ pub fn kind(key: &str) -> Result<Kind, String> {
         | "sourceTranslatedPort"
         | "destinationTranslatedPort" => Kind::Int,
         "cfp1" | "cfp2" | "cfp3" | "cfp4" => Kind::Float,
-        "src"
-        | "dst"
-        | "dvc"
-        | "c6a1"
-        | "c6a2"
-        | "c6a3"
-        | "c6a4"
-        | "sourceTranslatedAddress"
-        | "destinationTranslatedAddress" => Kind::Ip,
+        // CEF v25 types `src`/`dst` IPv4, but parsers accept IPv6 there (siem-sinks §6.4);
+        // `dvc` stays IPv4 and the `c6a` keys IPv6, so a preset can split one field.
+        "src" | "dst" | "sourceTranslatedAddress" | "destinationTranslatedAddress" => Kind::Ip,
+        "dvc" => Kind::Ipv4,
+        "c6a1" | "c6a2" | "c6a3" | "c6a4" => Kind::Ipv6,
         "app" | "proto" | "deviceVersion" => Kind::Text(31),
         "act" | "outcome" => Kind::Text(63),
         "dvchost" => Kind::Text(100),

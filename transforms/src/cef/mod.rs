@@ -12,7 +12,8 @@ use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
 use crate::siem_mapping::{
-    self, Entry, Mapping, Rendered, Source, Tracker, header_text, render_entries, unmapped_json,
+    self, Entry, HEADER_FIELDS, Kind, Mapping, Rendered, Source, Tracker, header_text,
+    render_entries, unmapped_json,
 };
 
 /// Header field limits in characters: vendor, product, version, class id, name.
@@ -41,7 +42,8 @@ fn compile(name: &'static str, mapping: Mapping) -> Result<Compiled, String> {
 #[derive(Debug)]
 pub struct CefEncoder {
     presets: Vec<Compiled>,
-    unmapped: Option<(String, Option<String>)>,
+    /// The unmapped key, its label (custom keys) and its length limit.
+    unmapped: Option<(String, Option<String>, usize)>,
     tracker: Tracker,
     tmp: String,
     /// What was given up on since the counters were last taken.
@@ -58,7 +60,18 @@ impl CefEncoder {
         let unmapped = match config.unmapped {
             Unmapped::Drop => None,
             Unmapped::Json => {
-                keys::kind(&config.unmapped_key).map_err(|e| format!("unmapped_key: {e}"))?;
+                let max = match keys::kind(&config.unmapped_key)
+                    .map_err(|e| format!("unmapped_key: {e}"))?
+                {
+                    Kind::Text(max) => max,
+                    _ => {
+                        return Err(format!(
+                            "unmapped_key `{}` holds a number, time or address; pick a text key \
+                             such as cs6 or flexString2",
+                            config.unmapped_key
+                        ));
+                    }
+                };
                 if let Some(p) = presets
                     .iter()
                     .find(|p| p.entries.iter().any(|e| e.key == config.unmapped_key))
@@ -70,7 +83,7 @@ impl CefEncoder {
                 }
                 let label =
                     keys::needs_label(&config.unmapped_key).then(|| config.unmapped_label.clone());
-                Some((config.unmapped_key.clone(), label))
+                Some((config.unmapped_key.clone(), label, max))
             }
         };
         Ok(CefEncoder {
@@ -101,7 +114,9 @@ impl CefEncoder {
             if header_text(&preset.header[i], root, &mut self.tracker, &mut self.tmp)
                 && escape::header(out, &self.tmp, *max)
             {
+                // The cut is counted; the whole value goes to the unmapped JSON.
                 self.stats.truncated += 1;
+                self.tracker.keep_header(HEADER_FIELDS[i], &self.tmp);
             }
             out.push('|');
         }
@@ -136,13 +151,15 @@ impl CefEncoder {
             stats,
             &mut write,
         );
-        if let Some((key, label)) = &self.unmapped
-            && let Some(json) = unmapped_json(root, &self.tracker)
+        if let Some((key, label, max)) = &self.unmapped
+            && let Some(unmapped) = unmapped_json(root, &self.tracker, *max)
         {
             if let Some(label) = label {
                 write(&format!("{key}Label"), label, 1023);
             }
-            if write(key, &json, 4000) {
+            // Fitted to the key's limit by leaving fields out, never cut mid-value.
+            write(key, &unmapped.json, *max);
+            if unmapped.cut {
                 stats.truncated += 1;
             }
         }

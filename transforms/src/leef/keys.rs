@@ -11,6 +11,7 @@ const PREDEFINED: &[(&str, &str)] = &[
     ("dpt", "dstPort"),
     ("shost", "identHostName"),
     ("request", "url"),
+    ("sntdom", "domain"),
 ];
 
 /// Rewrites a CEF-keyed preset for LEEF: predefined names, and each custom key named
@@ -57,8 +58,13 @@ pub fn kind(key: &str) -> Result<Kind, String> {
     Ok(match key {
         "devTime" | "start" | "end" | "deviceCustomDate1" | "deviceCustomDate2"
         | "LastUpdateDateTime" => Kind::Time,
-        "src" | "dst" | "srcPreNAT" | "dstPreNAT" | "srcPostNAT" | "dstPostNAT" | "identSrc"
-        | "dvc" => Kind::Ip,
+        "src" | "dst" | "srcPreNAT" | "dstPreNAT" | "srcPostNAT" | "dstPostNAT" | "identSrc" => {
+            Kind::Ip
+        }
+        // A CEF preset's `dvc`/`c6aN` pair (IPv4/IPv6 of one field) keeps its split here:
+        // `dvc` and attributes named after an IPv6 label take one family each.
+        "dvc" => Kind::Ipv4,
+        k if k.contains("IPv6") => Kind::Ipv6,
         "srcPort" | "dstPort" | "srcPreNATPort" | "dstPreNATPort" | "srcPostNATPort"
         | "dstPostNATPort" | "srcBytes" | "dstBytes" | "srcPackets" | "dstPackets"
         | "totalPackets" => Kind::Int,

@@ -14,7 +14,8 @@ use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
 use crate::cef::{Unmapped, report};
 use crate::siem_mapping::{
-    self, Entry, Rendered, Source, Tracker, header_text, render_entries, unmapped_json,
+    self, Entry, HEADER_FIELDS, Rendered, Source, Tracker, header_text, render_entries,
+    unmapped_json,
 };
 
 /// Header field limits in characters: vendor, product, version, EventID.
@@ -111,7 +112,9 @@ impl LeefEncoder {
             if header_text(&preset.header[i], root, &mut self.tracker, &mut self.tmp)
                 && escape::header(out, &self.tmp, *max)
             {
+                // The cut is counted; the whole value goes to the unmapped JSON.
                 self.stats.truncated += 1;
+                self.tracker.keep_header(HEADER_FIELDS[i], &self.tmp);
             }
             out.push('|');
         }
@@ -160,10 +163,11 @@ impl LeefEncoder {
             },
         );
         std::mem::swap(&mut entries_tmp, &mut self.tmp);
+        // LEEF sets no length limit on a custom attribute: the JSON is always whole.
         if let Some(key) = &self.unmapped
-            && let Some(json) = unmapped_json(root, &self.tracker)
+            && let Some(unmapped) = unmapped_json(root, &self.tracker, usize::MAX)
         {
-            write(key, &json, usize::MAX);
+            write(key, &unmapped.json, usize::MAX);
         }
     }
 }

@@ -504,11 +504,17 @@ fn limits_truncate_and_count_and_bad_values_are_kept_aside() {
     assert_eq!((p.get("src"), p.get("devTime")), (None, None));
     assert_eq!(enc.stats.truncated, 2);
     assert_eq!(enc.stats.invalid, 2);
-    // Cut and mistyped values stay whole in the unmapped JSON; the header's EventID
-    // consumed `v`, so it is not repeated there.
+    // Cut and mistyped values stay whole in the unmapped JSON; the cut EventID is kept
+    // whole under `siemflow_truncated` (it consumed `v`, so `v` is not repeated).
+    let unmapped: serde_json::Value =
+        serde_json::from_str(p.get("unmapped").expect("unmapped")).expect("JSON");
     assert_eq!(
-        p.get("unmapped"),
-        Some(r#"{"ip":"not-an-ip","when":"someday"}"#)
+        unmapped,
+        serde_json::json!({
+            "ip": "not-an-ip",
+            "when": "someday",
+            "siemflow_truncated": { "event_class_id": long },
+        })
     );
     let mut enc = encoder("preset = 'generic'\n[mapping.extension]\nusrName = '.v'\n");
     let p = parsed(&mut enc, &json.to_string());

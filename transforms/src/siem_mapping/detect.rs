@@ -69,7 +69,9 @@ pub fn detect(value: &Value) -> &'static str {
     if has("machineId") && has("alertCreationTime") {
         return "defender_endpoint_alert";
     }
-    if has("_id") && has("appName") {
+    // Defender for Cloud Apps: activities carry `appName`, alerts `title` and a
+    // `severityValue`/`threatScore` (their apps are in `entities[]`).
+    if has("_id") && (has("appName") || has("severityValue") || has("threatScore")) {
         return if has("title") {
             "mda_alert"
         } else {

@@ -10,10 +10,14 @@ mod values;
 pub use detect::{detect, select};
 pub use presets::{PRESETS, Preset, preset};
 pub use render::{
-    Entry, Rendered, Tracker, header_text, pair_labels, render_entries, unmapped_json,
+    DROPPED_KEY, Entry, Rendered, TRUNCATED_KEY, Tracker, Unmapped, header_text, pair_labels,
+    render_entries, unmapped_json,
 };
-pub use source::{Got, Source};
-pub use values::{Kind, epoch_ms, parse_time, severity, typed_text};
+pub use source::{FieldPath, Got, Source};
+pub use values::{Kind, epoch_ms, other_ip_family, parse_time, severity, typed_text};
+
+/// The option names of the header fields, in header order (vendor … name).
+pub const HEADER_FIELDS: [&str; 5] = ["vendor", "product", "version", "event_class_id", "name"];
 
 use std::collections::BTreeMap;
 

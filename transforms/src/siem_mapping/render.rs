@@ -2,10 +2,10 @@
 //! format's writer, and remember which event fields made it into the line.
 
 use vrl::path::OwnedSegment;
-use vrl::value::Value;
+use vrl::value::{ObjectMap, Value};
 
 use super::source::{Got, Source};
-use super::values::{Kind, typed_text};
+use super::values::{Kind, other_ip_family, typed_text};
 
 /// One key of a compiled mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,12 +29,19 @@ pub struct Rendered {
     pub invalid: u64,
 }
 
+/// Where the unmapped JSON keeps whole header values that were cut to their limit.
+pub const TRUNCATED_KEY: &str = "siemflow_truncated";
+/// Where the unmapped JSON names the fields left out so that it fits its key's limit.
+pub const DROPPED_KEY: &str = "siemflow_dropped";
+
 /// The event fields written into the line, so the rest can be kept as JSON.
 #[derive(Debug, Default)]
 pub struct Tracker {
     /// False when unmapped fields are dropped: nothing needs remembering then.
     pub on: bool,
     paths: Vec<Vec<OwnedSegment>>,
+    /// Header fields cut to their limit: (option name, whole value).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Tracker {
@@ -43,12 +50,14 @@ impl Tracker {
         Tracker {
             on,
             paths: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
     /// Starts a new event.
     pub fn reset(&mut self) {
         self.paths.clear();
+        self.headers.clear();
     }
 
     /// Marks the fields behind a value as written.
@@ -61,22 +70,123 @@ impl Tracker {
             Got::Text(_, paths) => self.paths.extend(paths),
         }
     }
+
+    /// Keeps the whole value of a header field the line had to cut (`name`, `vendor`, …).
+    pub fn keep_header(&mut self, field: &'static str, whole: &str) {
+        if self.on {
+            self.headers.push((field, whole.to_string()));
+        }
+    }
 }
 
-/// The event minus the fields written, as compact JSON; `None` when nothing is left.
-pub fn unmapped_json(root: &Value, tracker: &Tracker) -> Option<String> {
+/// The unmapped fields as one JSON text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unmapped {
+    /// Compact JSON, always valid, at most the limit given in characters.
+    pub json: String,
+    /// True when top-level fields had to be left out (named under `siemflow_dropped`).
+    pub cut: bool,
+}
+
+/// The event minus the fields written, plus the whole values of cut header fields
+/// (under `siemflow_truncated`), as compact JSON of at most `max` characters; `None`
+/// when nothing is left. JSON too long for `max` is never cut mid-value: the largest
+/// top-level fields are left out until it fits, and their names listed under
+/// `siemflow_dropped`, so what is written still parses.
+pub fn unmapped_json(root: &Value, tracker: &Tracker, max: usize) -> Option<Unmapped> {
     let mut rest = root.clone();
     for path in &tracker.paths {
         if path.is_empty() {
-            return None;
+            rest = Value::Null;
+            break;
         }
         rest.remove(path, true);
     }
-    match &rest {
-        Value::Object(map) if map.is_empty() => None,
-        Value::Null => None,
-        _ => serde_json::to_string(&rest).ok(),
+    if !tracker.headers.is_empty() {
+        let whole: ObjectMap = tracker
+            .headers
+            .iter()
+            .map(|(field, value)| ((*field).into(), Value::from(value.as_str())))
+            .collect();
+        let mut map = match rest {
+            Value::Object(map) => map,
+            Value::Null => ObjectMap::new(),
+            other => ObjectMap::from([("value".into(), other)]),
+        };
+        map.insert(free_key(&map, TRUNCATED_KEY).into(), Value::Object(whole));
+        rest = Value::Object(map);
     }
+    match &rest {
+        Value::Object(map) if map.is_empty() => return None,
+        Value::Null => return None,
+        _ => {}
+    }
+    let json = serde_json::to_string(&rest).ok()?;
+    if max == usize::MAX || json.chars().count() <= max {
+        return Some(Unmapped { json, cut: false });
+    }
+    let json = match &rest {
+        Value::Object(map) => fit(map, max),
+        // A bare value cannot be split: it is named as dropped whole.
+        _ => fit(&ObjectMap::from([(".".into(), rest.clone())]), max),
+    };
+    Some(Unmapped { json, cut: true })
+}
+
+/// A key not yet in `map`: `key`, else `key` with underscores appended.
+fn free_key(map: &ObjectMap, key: &str) -> String {
+    let mut key = key.to_string();
+    while map.contains_key(key.as_str()) {
+        key.push('_');
+    }
+    key
+}
+
+/// Leaves out the largest fields of an object until its JSON fits `max` characters.
+fn fit(map: &ObjectMap, max: usize) -> String {
+    let mut kept: Vec<(String, String)> = map
+        .iter()
+        .map(|(key, value)| {
+            let pair = format!("{}:{}", json(key.as_str()), json(value));
+            (key.to_string(), pair)
+        })
+        .collect();
+    let mut dropped: Vec<String> = Vec::new();
+    let dropped_key = free_key(map, DROPPED_KEY);
+    loop {
+        let mut out = String::from("{");
+        for (i, (_, pair)) in kept.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(pair);
+        }
+        if !dropped.is_empty() {
+            if !kept.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{}:{}",
+                json(dropped_key.as_str()),
+                json(&dropped)
+            ));
+        }
+        out.push('}');
+        if out.chars().count() <= max {
+            return out;
+        }
+        let Some(largest) = (0..kept.len()).max_by_key(|&i| kept[i].1.chars().count()) else {
+            // Even the list of names is too long: say how many instead.
+            return format!("{{{}:{}}}", json(dropped_key.as_str()), dropped.len());
+        };
+        dropped.push(kept.remove(largest).0);
+    }
+}
+
+/// Compact JSON of what `fit` writes: keys, values and lists of names.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // These types always have a JSON form.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Resolves a header source into `out`; false when it yields nothing.
@@ -105,7 +215,10 @@ pub fn render_entries(
             continue;
         };
         if !typed_text(&got, entry.kind, tmp) {
-            stats.invalid += 1;
+            // An IPv6 address offered to `dvc` is `c6a1`'s to write, not an error.
+            if !other_ip_family(entry.kind, tmp) {
+                stats.invalid += 1;
+            }
             continue;
         }
         if let Some((label_key, label)) = &entry.label {

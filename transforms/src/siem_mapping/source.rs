@@ -1,16 +1,25 @@
-//! Where a mapped value comes from: a field path (with `??` fallbacks), a constant or a template.
+//! Where a mapped value comes from: a field path (with `??` fallbacks, array selectors
+//! and an optional value map), a constant or a template.
 
 use std::borrow::Cow;
 
-use vrl::path::{OwnedSegment, OwnedValuePath, parse_value_path};
+use vrl::path::{OwnedSegment, parse_value_path};
 use vrl::value::Value;
 
 /// One value source of a mapping entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    /// The first of these paths that holds a non-null value (`.A ?? .B`), else the
-    /// constant after the last `??` if there is one (`.Severity ?? 3`).
-    Fields(Vec<OwnedValuePath>, Option<String>),
+    /// The first of `paths` that yields a non-null value (`.A ?? .B`), else `default`
+    /// (the constant after the last `??`, as in `.Severity ?? 3`); the result's text is
+    /// then replaced through `map` when listed there (`.x -> {"0": "Low"}`).
+    Fields {
+        /// The alternatives, in order.
+        paths: Vec<FieldPath>,
+        /// The constant used when no path yields a value.
+        default: Option<String>,
+        /// Value text → replacement text; unlisted values pass unchanged.
+        map: Vec<(String, String)>,
+    },
     /// A fixed text.
     Const(String),
     /// Literal text with `{{ .path }}` holes.
@@ -23,29 +32,55 @@ pub enum Part {
     /// Text copied as is.
     Literal(String),
     /// A hole filled from the event (empty when absent).
-    Field(Vec<OwnedValuePath>),
+    Field(Vec<FieldPath>),
+}
+
+/// A field path; `[*]` and `[key=value]` steps fan out over an array's elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPath {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Plain VRL path segments.
+    Path(Vec<OwnedSegment>),
+    /// Every element of an array (`[*]`), or those whose `key` has the text `value`
+    /// (`[type=service]`); `nth` (`[type=ip][0]`) keeps only that match.
+    Select {
+        filter: Option<(String, String)>,
+        nth: Option<usize>,
+    },
 }
 
 /// What a source yields for one event.
 pub enum Got<'a> {
     /// A field's value and the real path it was found at (keys as spelled in the event).
     Field(&'a Value, Vec<OwnedSegment>),
-    /// Text from a constant or template, with the real paths a template read.
+    /// Text from a constant, a template, a fan-out or a value map, with the real paths read.
     Text(Cow<'a, str>, Vec<Vec<OwnedSegment>>),
 }
 
 impl Source {
-    /// Parses `.a.b ?? .c`, `{{ .a }}-x` or a constant.
+    /// Parses `.a.b ?? .c`, `.list[*].name`, `.x -> {"0": "Low"}`, `{{ .a }}-x` or a constant.
     pub fn parse(text: &str) -> Result<Source, String> {
         let trimmed = text.trim();
         if trimmed.starts_with('.') && !text.contains("{{") {
-            let (paths, default) = match trimmed.rsplit_once("??") {
+            let (fields, map) = match trimmed.split_once("->") {
+                Some((fields, map)) => (fields.trim(), parse_map(map.trim())?),
+                None => (trimmed, Vec::new()),
+            };
+            let (paths, default) = match fields.rsplit_once("??") {
                 Some((paths, last)) if !last.trim().starts_with('.') => {
                     (paths, Some(last.trim().to_string()))
                 }
-                _ => (trimmed, None),
+                _ => (fields, None),
             };
-            return Ok(Source::Fields(parse_alternatives(paths)?, default));
+            return Ok(Source::Fields {
+                paths: parse_alternatives(paths)?,
+                default,
+                map,
+            });
         }
         if !text.contains("{{") {
             return Ok(Source::Const(text.to_string()));
@@ -69,15 +104,25 @@ impl Source {
         Ok(Source::Template(parts))
     }
 
-    /// Resolves this source against an event body.
+    /// Resolves this source against an event body. A template none of whose holes is
+    /// filled yields nothing, so a template never writes its bare literal text.
     pub fn get<'a>(&'a self, root: &'a Value) -> Option<Got<'a>> {
         match self {
-            Source::Fields(paths, default) => match first(paths, root) {
-                Some((value, path)) => Some(Got::Field(value, path)),
-                None => default
-                    .as_deref()
-                    .map(|text| Got::Text(Cow::Borrowed(text), Vec::new())),
-            },
+            Source::Fields {
+                paths,
+                default,
+                map,
+            } => {
+                let got = match paths.iter().find_map(|path| path.get(root)) {
+                    Some(got) => got,
+                    None => Got::Text(Cow::Borrowed(default.as_deref()?), Vec::new()),
+                };
+                Some(if map.is_empty() {
+                    got
+                } else {
+                    mapped(got, map)
+                })
+            }
             Source::Const(text) => Some(Got::Text(Cow::Borrowed(text), Vec::new())),
             Source::Template(parts) => {
                 let mut out = String::new();
@@ -86,12 +131,23 @@ impl Source {
                     match part {
                         Part::Literal(text) => out.push_str(text),
                         Part::Field(paths) => {
-                            if let Some((value, path)) = first(paths, root) {
-                                value_text(value, &mut out);
-                                used.push(path);
+                            if let Some(got) = paths.iter().find_map(|path| path.get(root)) {
+                                match got {
+                                    Got::Field(value, path) => {
+                                        value_text(value, &mut out);
+                                        used.push(path);
+                                    }
+                                    Got::Text(text, paths) => {
+                                        out.push_str(&text);
+                                        used.extend(paths);
+                                    }
+                                }
                             }
                         }
                     }
+                }
+                if used.is_empty() {
+                    return None;
                 }
                 Some(Got::Text(Cow::Owned(out), used))
             }
@@ -99,22 +155,207 @@ impl Source {
     }
 }
 
-fn parse_alternatives(text: &str) -> Result<Vec<OwnedValuePath>, String> {
-    text.split("??")
-        .map(|alt| {
-            let alt = alt.trim();
-            parse_value_path(alt).map_err(|e| format!("invalid field path `{alt}`: {e}"))
+/// Replaces a value's text through a value map; unlisted values pass unchanged.
+fn mapped<'a>(got: Got<'a>, map: &[(String, String)]) -> Got<'a> {
+    let mut text = String::new();
+    let (text, paths): (&str, Vec<Vec<OwnedSegment>>) = match &got {
+        Got::Field(value, path) => {
+            value_text(value, &mut text);
+            (&text, vec![path.clone()])
+        }
+        Got::Text(t, paths) => (t, paths.clone()),
+    };
+    match map.iter().find(|(from, _)| from == text.trim()) {
+        Some((_, to)) => Got::Text(Cow::Owned(to.clone()), paths),
+        None => got,
+    }
+}
+
+/// Parses a value map: a JSON object of texts or numbers, `{"0": "Low", "1": "Medium"}`.
+fn parse_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|e| format!("value map `{text}` is not a JSON object: {e}"))?;
+    object
+        .into_iter()
+        .map(|(from, to)| match to {
+            serde_json::Value::String(to) => Ok((from, to)),
+            serde_json::Value::Number(n) => Ok((from, n.to_string())),
+            other => Err(format!(
+                "value map entry `{from}`: {other} is not a text or number"
+            )),
         })
         .collect()
 }
 
-fn first<'a>(paths: &[OwnedValuePath], root: &'a Value) -> Option<(&'a Value, Vec<OwnedSegment>)> {
-    paths.iter().find_map(|path| {
-        let mut real = Vec::with_capacity(path.segments.len());
-        lookup(root, &path.segments, &mut real)
-            .filter(|v| !matches!(v, Value::Null))
-            .map(|v| (v, real))
-    })
+fn parse_alternatives(text: &str) -> Result<Vec<FieldPath>, String> {
+    text.split("??")
+        .map(|alt| FieldPath::parse(alt.trim()))
+        .collect()
+}
+
+impl FieldPath {
+    /// Parses `.a.b[0]`, `.list[*].name`, `.entities[type=ip][0].id`.
+    pub fn parse(text: &str) -> Result<FieldPath, String> {
+        let invalid = |e: String| format!("invalid field path `{text}`: {e}");
+        let mut steps = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let Some((before, selector, after)) = next_selector(rest) else {
+                steps.push(Step::Path(plain(rest).map_err(invalid)?));
+                break;
+            };
+            if !before.is_empty() {
+                steps.push(Step::Path(plain(before).map_err(invalid)?));
+            }
+            let filter = if selector == "*" {
+                None
+            } else {
+                let (key, value) = selector.split_once('=').ok_or_else(|| {
+                    invalid(format!("`[{selector}]` is not `[*]` or `[key=value]`"))
+                })?;
+                Some((key.trim().to_string(), value.trim().to_string()))
+            };
+            // `[n]` right after a selector picks the nth match.
+            let (nth, after) = match after.strip_prefix('[').and_then(|a| a.split_once(']')) {
+                Some((n, tail)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+                    (Some(n.parse().map_err(|e| invalid(format!("{e}")))?), tail)
+                }
+                _ => (None, after),
+            };
+            if !after.is_empty() && !after.starts_with('.') && !after.starts_with('[') {
+                return Err(invalid(format!("unexpected `{after}` after a selector")));
+            }
+            steps.push(Step::Select { filter, nth });
+            rest = after;
+        }
+        if steps.is_empty() {
+            return Err(invalid("empty path".into()));
+        }
+        Ok(FieldPath { steps })
+    }
+
+    /// The value at this path: one field, or the comma-joined texts of a fan-out (an
+    /// element without the field leaves an empty place, as Microsoft's agents print it).
+    fn get<'a>(&self, root: &'a Value) -> Option<Got<'a>> {
+        if let [Step::Path(segments)] = self.steps.as_slice() {
+            let mut real = Vec::with_capacity(segments.len());
+            return lookup(root, segments, &mut real)
+                .filter(|v| !matches!(v, Value::Null))
+                .map(|v| Got::Field(v, real));
+        }
+        let mut found = Vec::new();
+        if !walk(root, &self.steps, Vec::new(), &mut found) {
+            return None;
+        }
+        let fans_out = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Select { nth: None, .. }));
+        if !fans_out {
+            // Every selector picked one element: a single field, typed as it is.
+            return match found.pop() {
+                Some(Some((value, path))) if found.is_empty() => Some(Got::Field(value, path)),
+                _ => None,
+            };
+        }
+        let mut text = String::new();
+        let mut paths = Vec::new();
+        for (i, item) in found.into_iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            if let Some((value, path)) = item {
+                value_text(value, &mut text);
+                paths.push(path);
+            }
+        }
+        // No element held the field: nothing was read, nothing to write.
+        (!paths.is_empty()).then_some(Got::Text(Cow::Owned(text), paths))
+    }
+}
+
+/// Finds the first `[*]` or `[key=value]` in a path text: (before, inside, after).
+fn next_selector(text: &str) -> Option<(&str, &str, &str)> {
+    let mut from = 0;
+    while let Some(open) = text[from..].find('[').map(|i| i + from) {
+        let close = text[open..].find(']')? + open;
+        let inside = &text[open + 1..close];
+        if inside == "*" || (inside.contains('=') && !inside.starts_with('"')) {
+            return Some((&text[..open], inside, &text[close + 1..]));
+        }
+        from = close + 1;
+    }
+    None
+}
+
+/// Parses plain VRL path text (`.a.b[0]`, or `[0].c` right after a selector).
+fn plain(text: &str) -> Result<Vec<OwnedSegment>, String> {
+    let dotted = if text.starts_with('[') {
+        format!(".{text}")
+    } else {
+        text.to_string()
+    };
+    parse_value_path(&dotted)
+        .map(|path| path.segments)
+        .map_err(|e| e.to_string())
+}
+
+/// Follows `steps` from `value`, pushing one entry per element reached (`None` for an
+/// element the rest of the path is missing in). False when an array itself is missing,
+/// or a selector matches nothing.
+fn walk<'a>(
+    value: &'a Value,
+    steps: &[Step],
+    mut real: Vec<OwnedSegment>,
+    found: &mut Vec<Option<(&'a Value, Vec<OwnedSegment>)>>,
+) -> bool {
+    let Some((step, rest)) = steps.split_first() else {
+        if matches!(value, Value::Null) {
+            found.push(None);
+        } else {
+            found.push(Some((value, real)));
+        }
+        return true;
+    };
+    match step {
+        Step::Path(segments) => match lookup(value, segments, &mut real) {
+            Some(next) => walk(next, rest, real, found),
+            None => false,
+        },
+        Step::Select { filter, nth } => {
+            let Value::Array(items) = value else {
+                return false;
+            };
+            let matches = items.iter().enumerate().filter(|(_, item)| match filter {
+                None => true,
+                Some((key, wanted)) => match item {
+                    Value::Object(map) => map.get(key.as_str()).is_some_and(|v| {
+                        let mut text = String::new();
+                        value_text(v, &mut text);
+                        text == *wanted
+                    }),
+                    _ => false,
+                },
+            });
+            let picked: Vec<(usize, &Value)> = match nth {
+                Some(n) => matches.skip(*n).take(1).collect(),
+                None => matches.collect(),
+            };
+            if picked.is_empty() {
+                return false;
+            }
+            for (i, item) in picked {
+                let mut path = real.clone();
+                path.push(OwnedSegment::Index(i as isize));
+                let before = found.len();
+                if !walk(item, rest, path, found) && found.len() == before {
+                    // The rest of the path is missing in this element: an empty place.
+                    found.push(None);
+                }
+            }
+            true
+        }
+    }
 }
 
 /// Follows a path; a key missing as spelled is matched ignoring ASCII case, because some

@@ -20,6 +20,10 @@ pub enum Kind {
     Time,
     /// An IPv4 or IPv6 address.
     Ip,
+    /// An IPv4 address only (CEF `dvc`); an IPv6 one is left to an IPv6 key.
+    Ipv4,
+    /// An IPv6 address only (CEF `c6a1`–`c6a4`); an IPv4 one is left to an IPv4 key.
+    Ipv6,
 }
 
 /// Writes the value of `got` as `kind` requires into `out` (cleared first); false when
@@ -76,7 +80,19 @@ fn check_text(kind: Kind, out: &mut String) -> bool {
         }
         Kind::Float => out.trim().parse::<f64>().is_ok_and(f64::is_finite),
         Kind::Ip => out.trim().parse::<IpAddr>().is_ok(),
+        Kind::Ipv4 => out.trim().parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4()),
+        Kind::Ipv6 => out.trim().parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()),
         Kind::Text(_) | Kind::Time => true,
+    }
+}
+
+/// True when `text` (what `typed_text` left in its buffer) is a valid address of the
+/// family `kind` does not take: not an error, the value belongs to the sibling key.
+pub fn other_ip_family(kind: Kind, text: &str) -> bool {
+    match (kind, text.trim().parse::<IpAddr>()) {
+        (Kind::Ipv4, Ok(ip)) => ip.is_ipv6(),
+        (Kind::Ipv6, Ok(ip)) => ip.is_ipv4(),
+        _ => false,
     }
 }
 
