@@ -91,6 +91,11 @@ pub struct GeoipConfig {
     /// The object path the results are written under. Default: `geo`.
     #[serde(default = "default_geo_target")]
     pub target: String,
+    /// How often the databases' modification time and size are checked; a changed file
+    /// is opened whole before it replaces the database, and a broken one keeps the old
+    /// database. `0s` turns reloading off. Default: `10s`.
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval: String,
 }
 
 fn default_client_ip() -> String {
@@ -179,6 +184,12 @@ impl EnrichConfig {
                 issues.push(
                     ConfigIssue::new("geoip", "neither `city_db` nor `asn_db` is set")
                         .hint("the path of a GeoIP2/GeoLite2 City or ASN .mmdb file"),
+                );
+            }
+            if let Err(message) = units::parse_duration(&geoip.reload_interval) {
+                issues.push(
+                    ConfigIssue::new("geoip.reload_interval", message)
+                        .hint("a duration such as `10s` or `1m`; `0s` turns reloading off"),
                 );
             }
             issues.extend(field_path("geoip.source", &geoip.source).err());

@@ -1,10 +1,12 @@
-//! GeoIP city and ASN lookups from MaxMind DB files.
+//! GeoIP city and ASN lookups from MaxMind DB files, reloaded when a file changes.
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use maxminddb::{Reader, geoip2};
+use metrics::Counter;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{ObjectMap, Value};
 use vrl::path::OwnedValuePath;
@@ -12,11 +14,79 @@ use vrl::path::OwnedValuePath;
 use super::Misses;
 use super::config::{GeoipConfig, field_path};
 use super::ip::{IpField, ip_field};
+use super::watch::{Reload, Watched};
+
+/// One opened database and the file it came from.
+struct Db {
+    /// `geoip.city_db` or `geoip.asn_db`, for errors and logs.
+    option: &'static str,
+    reader: Reader<Vec<u8>>,
+    file: Watched,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+}
+
+impl Db {
+    fn open(
+        option: &'static str,
+        path: &Path,
+        interval: Duration,
+        now: Instant,
+        labels: &ComponentLabels,
+    ) -> anyhow::Result<Self> {
+        let context = || format!("{option} {}", path.display());
+        let file = Watched::new(path, interval, now).with_context(context)?;
+        let reader = Reader::open_readfile(path).with_context(context)?;
+        let name = path.display().to_string();
+        let counter = |result| {
+            labels.counter(
+                "enrich_table_reloads_total",
+                &[("table", name.as_str()), ("result", result)],
+            )
+        };
+        Ok(Db {
+            option,
+            reader,
+            file,
+            reloads_ok: counter("ok"),
+            reloads_failed: counter("error"),
+        })
+    }
+
+    /// Reads the file again if it changed. The new database is opened whole (its
+    /// metadata and search tree checked) before it replaces the old one; a missing or
+    /// broken file keeps the old one and is tried again only once it changes again.
+    fn reload_if_changed(&mut self) -> Reload {
+        let path = self.file.path.display().to_string();
+        match self.file.changed() {
+            Ok(true) => {}
+            Ok(false) => return Reload::Unchanged,
+            Err(error) => {
+                tracing::warn!(option = self.option, file = %path, %error, "GeoIP database unreadable; keeping the loaded one");
+                self.reloads_failed.increment(1);
+                return Reload::Failed;
+            }
+        }
+        match Reader::open_readfile(&self.file.path) {
+            Ok(reader) => {
+                tracing::info!(option = self.option, file = %path, build_epoch = reader.metadata().build_epoch, "GeoIP database reloaded");
+                self.reader = reader;
+                self.reloads_ok.increment(1);
+                Reload::Reloaded
+            }
+            Err(error) => {
+                tracing::error!(option = self.option, file = %path, %error, "GeoIP database reload failed; keeping the previous one");
+                self.reloads_failed.increment(1);
+                Reload::Failed
+            }
+        }
+    }
+}
 
 /// The opened databases and where their results go.
 pub struct Geoip {
-    city: Option<Reader<Vec<u8>>>,
-    asn: Option<Reader<Vec<u8>>>,
+    city: Option<Db>,
+    asn: Option<Db>,
     source: OwnedValuePath,
     target: OwnedValuePath,
     misses: Misses,
@@ -31,31 +101,49 @@ impl std::fmt::Debug for Geoip {
     }
 }
 
-fn open(path: &Path, kind: &str) -> anyhow::Result<Reader<Vec<u8>>> {
-    Reader::open_readfile(path).with_context(|| format!("{kind} {}", path.display()))
-}
-
 impl Geoip {
     /// Opens the configured databases; an unreadable one is a build error.
-    pub fn new(config: &GeoipConfig, labels: &ComponentLabels) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &GeoipConfig,
+        labels: &ComponentLabels,
+        now: Instant,
+    ) -> anyhow::Result<Self> {
         let path = |key: &str, text: &str| {
             field_path(key, text).map_err(|issue| anyhow::anyhow!("{key}: {}", issue.message))
         };
+        let interval = siemflow_core::units::parse_duration(&config.reload_interval)
+            .map_err(|e| anyhow::anyhow!("geoip.reload_interval: {e}"))?;
+        let open = |option, file: &Option<std::path::PathBuf>| {
+            file.as_deref()
+                .map(|p| Db::open(option, p, interval, now, labels))
+                .transpose()
+        };
         Ok(Geoip {
-            city: config
-                .city_db
-                .as_deref()
-                .map(|p| open(p, "geoip.city_db"))
-                .transpose()?,
-            asn: config
-                .asn_db
-                .as_deref()
-                .map(|p| open(p, "geoip.asn_db"))
-                .transpose()?,
+            city: open("geoip.city_db", &config.city_db)?,
+            asn: open("geoip.asn_db", &config.asn_db)?,
             source: path("geoip.source", &config.source)?,
             target: path("geoip.target", &config.target)?,
             misses: Misses::new(labels, "geoip"),
         })
+    }
+
+    /// Checks each database file whose reload interval has passed.
+    pub fn maybe_reload(&mut self, now: Instant) {
+        for db in [&mut self.city, &mut self.asn].into_iter().flatten() {
+            if db.file.due(now) {
+                db.reload_if_changed();
+            }
+        }
+    }
+
+    /// Reloads the changed databases now: the city's outcome, then the ASN's (tests).
+    #[cfg(test)]
+    pub fn reload_if_changed(&mut self) -> Vec<Reload> {
+        [&mut self.city, &mut self.asn]
+            .into_iter()
+            .flatten()
+            .map(Db::reload_if_changed)
+            .collect()
     }
 
     /// Writes what the databases know of the source IP under the target object.
@@ -66,8 +154,8 @@ impl Geoip {
             IpField::Invalid => return self.misses.count("invalid_ip"),
         };
         let mut found = ObjectMap::new();
-        if let Some(reader) = &self.city {
-            match city_fields(reader, ip, &mut found) {
+        if let Some(db) = &self.city {
+            match city_fields(&db.reader, ip, &mut found) {
                 Ok(true) => {}
                 Ok(false) => self.misses.count("no_city"),
                 Err(error) => {
@@ -77,8 +165,8 @@ impl Geoip {
                 }
             }
         }
-        if let Some(reader) = &self.asn {
-            match asn_fields(reader, ip, &mut found) {
+        if let Some(db) = &self.asn {
+            match asn_fields(&db.reader, ip, &mut found) {
                 Ok(true) => {}
                 Ok(false) => self.misses.count("no_asn"),
                 Err(error) => {

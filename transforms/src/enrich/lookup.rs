@@ -1,9 +1,8 @@
 //! CSV lookup tables, matched exactly or by CIDR range, reloaded when the file changes.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use metrics::{Counter, Gauge};
@@ -15,6 +14,7 @@ use super::Misses;
 use super::cidr::{CidrTable, parse_net};
 use super::config::{LookupConfig, MatchKind, field_path};
 use super::ip::{IpField, ip_field};
+use super::watch::{Reload, Watched};
 
 /// The rows of one load of a file, indexed by the match column.
 #[derive(Debug)]
@@ -30,46 +30,16 @@ enum Index {
     Cidr(CidrTable),
 }
 
-/// The file's identity at load time: a change of either means a new file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let meta = fs::metadata(path)?;
-    Ok(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    })
-}
-
-/// Outcome of a reload check, for tests and logs.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reload {
-    /// The file did not change.
-    Unchanged,
-    /// The new file replaced the table.
-    Reloaded,
-    /// The new file is broken; the old table stays.
-    Failed,
-}
-
 /// One configured lookup table.
 #[derive(Debug)]
 pub struct LookupTable {
-    file: PathBuf,
+    file: Watched,
     match_kind: MatchKind,
     column: String,
     ignore_case: bool,
     key: OwnedValuePath,
     target: OwnedValuePath,
     rows: Rows,
-    /// The stamp of the file last tried, loaded or not, so a broken file is tried once.
-    seen: Stamp,
-    reload_interval: Option<Duration>,
-    next_check: Instant,
     misses: Misses,
     reloads_ok: Counter,
     reloads_failed: Counter,
@@ -78,13 +48,17 @@ pub struct LookupTable {
 
 impl LookupTable {
     /// Loads the table; a missing or broken file at start is a build error.
-    pub fn new(config: &LookupConfig, labels: &ComponentLabels) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &LookupConfig,
+        labels: &ComponentLabels,
+        now: Instant,
+    ) -> anyhow::Result<Self> {
         let key = field_path("key", &config.key).map_err(|i| anyhow::anyhow!(i.message))?;
         let target =
             field_path("target", &config.target).map_err(|i| anyhow::anyhow!(i.message))?;
         let interval = siemflow_core::units::parse_duration(&config.reload_interval)
             .map_err(|e| anyhow::anyhow!("reload_interval: {e}"))?;
-        let seen = stamp(&config.file)
+        let file = Watched::new(&config.file, interval, now)
             .with_context(|| format!("lookup table {}", config.file.display()))?;
         let rows = load(
             &config.file,
@@ -98,7 +72,7 @@ impl LookupTable {
         let rows_gauge = labels.gauge("enrich_table_rows", &table);
         rows_gauge.set(rows.values.len() as f64);
         Ok(LookupTable {
-            file: config.file.clone(),
+            file,
             match_kind: config.match_kind,
             column: config.column.clone(),
             ignore_case: config.ignore_case,
@@ -106,9 +80,6 @@ impl LookupTable {
             key,
             target,
             rows,
-            seen,
-            reload_interval: (!interval.is_zero()).then_some(interval),
-            next_check: Instant::now() + interval,
             reloads_ok: labels.counter(
                 "enrich_table_reloads_total",
                 &[("table", &table_name), ("result", "ok")],
@@ -123,10 +94,7 @@ impl LookupTable {
 
     /// Checks the file when the reload interval has passed.
     pub fn maybe_reload(&mut self, now: Instant) {
-        if let Some(interval) = self.reload_interval
-            && now >= self.next_check
-        {
-            self.next_check = now + interval;
+        if self.file.due(now) {
             self.reload_if_changed();
         }
     }
@@ -134,35 +102,32 @@ impl LookupTable {
     /// Reloads the file if its modification time or size changed. The new table is
     /// built whole before it replaces the old one; a broken file keeps the old one.
     pub fn reload_if_changed(&mut self) -> Reload {
-        let current = match stamp(&self.file) {
-            Ok(current) => current,
+        match self.file.changed() {
+            Ok(true) => {}
+            Ok(false) => return Reload::Unchanged,
             Err(error) => {
                 // A file being replaced may be briefly absent: keep the table, try again later.
-                tracing::warn!(file = %self.file.display(), %error, "lookup table unreadable; keeping the loaded table");
+                tracing::warn!(file = %self.file.path.display(), %error, "lookup table unreadable; keeping the loaded table");
                 self.reloads_failed.increment(1);
                 return Reload::Failed;
             }
-        };
-        if current == self.seen {
-            return Reload::Unchanged;
         }
-        self.seen = current;
         match load(
-            &self.file,
+            &self.file.path,
             self.match_kind,
             &self.column,
             self.ignore_case,
             &self.target,
         ) {
             Ok(rows) => {
-                tracing::info!(file = %self.file.display(), rows = rows.values.len(), "lookup table reloaded");
+                tracing::info!(file = %self.file.path.display(), rows = rows.values.len(), "lookup table reloaded");
                 self.rows_gauge.set(rows.values.len() as f64);
                 self.rows = rows;
                 self.reloads_ok.increment(1);
                 Reload::Reloaded
             }
             Err(error) => {
-                tracing::error!(file = %self.file.display(), error = format!("{error:#}"), "lookup table reload failed; keeping the previous table");
+                tracing::error!(file = %self.file.path.display(), error = format!("{error:#}"), "lookup table reload failed; keeping the previous table");
                 self.reloads_failed.increment(1);
                 Reload::Failed
             }

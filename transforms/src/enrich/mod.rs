@@ -10,6 +10,7 @@ mod ip;
 mod lookup;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 pub use config::{Derivation, DeriveConfig, EnrichConfig, GeoipConfig, LookupConfig, MatchKind};
 
@@ -63,6 +64,25 @@ impl Misses {
     }
 }
 
+/// Where the transform reads the time for its reload checks; tests move it by hand.
+#[derive(Debug, Clone, Default)]
+enum Clock {
+    #[default]
+    System,
+    #[cfg(test)]
+    Manual(std::sync::Arc<std::sync::Mutex<Instant>>),
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        match self {
+            Clock::System => Instant::now(),
+            #[cfg(test)]
+            Clock::Manual(now) => *now.lock().expect("clock lock"),
+        }
+    }
+}
+
 /// The running transform.
 #[derive(Debug)]
 pub struct Enrich {
@@ -71,10 +91,13 @@ pub struct Enrich {
     lookups: Vec<lookup::LookupTable>,
     geoip: Option<geoip::Geoip>,
     derived: Vec<derive::Derived>,
+    clock: Clock,
 }
 
 impl Enrich {
     fn new(config: &EnrichConfig, labels: &ComponentLabels) -> anyhow::Result<Self> {
+        let clock = Clock::default();
+        let now = clock.now();
         let fields = config
             .fields
             .iter()
@@ -87,14 +110,14 @@ impl Enrich {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                lookup::LookupTable::new(l, labels)
+                lookup::LookupTable::new(l, labels, now)
                     .map_err(|e| anyhow::anyhow!("option `lookup[{i}]`: {e:#}"))
             })
             .collect::<anyhow::Result<_>>()?;
         let geoip = config
             .geoip
             .as_ref()
-            .map(|g| geoip::Geoip::new(g, labels).map_err(|e| anyhow::anyhow!("{e:#}")))
+            .map(|g| geoip::Geoip::new(g, labels, now).map_err(|e| anyhow::anyhow!("{e:#}")))
             .transpose()?;
         Ok(Enrich {
             fields,
@@ -102,6 +125,7 @@ impl Enrich {
             lookups,
             geoip,
             derived: derive::build(&config.derive, labels)?,
+            clock,
         })
     }
 
@@ -134,10 +158,14 @@ impl Enrich {
 
 impl Transform for Enrich {
     fn transform(&mut self, batch: Batch, out: &mut TransformOutputs) {
-        // Reloads happen between batches, so one batch sees one version of each table.
-        let now = Instant::now();
+        // Reloads happen between batches, so one batch sees one version of each table
+        // and database.
+        let now = self.clock.now();
         for table in &mut self.lookups {
             table.maybe_reload(now);
+        }
+        if let Some(geoip) = &mut self.geoip {
+            geoip.maybe_reload(now);
         }
         for mut event in batch {
             self.enrich(&mut event.value);

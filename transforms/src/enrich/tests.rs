@@ -1,15 +1,16 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
-use siemflow_core::{TransformConfig, Value};
+use siemflow_core::{Transform, TransformConfig, TransformOutputs, Value};
 
 use super::cidr::parse_net;
 use super::derive::user_domain;
 use super::ip::{IpField, ip_class, ip_field, parse_ip};
-use super::lookup::Reload;
-use super::{Enrich, EnrichConfig};
+use super::watch::Reload;
+use super::{Clock, Enrich, EnrichConfig};
 use crate::test_support::{bodies, build, config, context, event};
 use siemflow_core::m365::record_type_name;
 
@@ -223,50 +224,68 @@ fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_table() {
     assert_eq!(site(&mut e), "fixed");
 }
 
+/// A clock the test moves by hand, installed in a built transform.
+fn manual_clock(e: &mut Enrich) -> Arc<Mutex<Instant>> {
+    let now = Arc::new(Mutex::new(Instant::now()));
+    e.clock = Clock::Manual(now.clone());
+    now
+}
+
+fn advance(clock: &Arc<Mutex<Instant>>, by: Duration) {
+    let mut now = clock.lock().expect("clock");
+    *now += by;
+}
+
+/// Runs one batch through the transform as the topology does.
+fn run_batch(e: &mut Enrich, json: serde_json::Value) -> serde_json::Value {
+    let mut out = TransformOutputs::new(&[]);
+    Transform::transform(e, vec![event(&json.to_string())], &mut out);
+    let (default, _) = out.drain();
+    let body = bodies(&default)[0].clone();
+    crate::test_support::deliver_all(default);
+    body
+}
+
 #[test]
 fn the_transform_checks_for_reloads_between_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("users.csv");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     write_table(&path, "upn,team\na@x.com,red\n", t0);
-    let mut built = build::<EnrichConfig>(
-        "enrich_reload",
-        "enrich",
-        &format!(
-            "[[lookup]]\nfile = {}\nkey = 'UserId'\ncolumn = 'upn'\ntarget = 'u'\nreload_interval = '0s'\n",
+    let toml = |interval: &str| {
+        format!(
+            "[[lookup]]\nfile = {}\nkey = 'UserId'\ncolumn = 'upn'\ntarget = 'u'\nreload_interval = '{interval}'\n",
             lit(&path)
-        ),
-    );
-    let team = |built: &mut crate::test_support::Built| {
-        let emitted = built.run(vec![event(r#"{"UserId":"a@x.com"}"#)]);
-        bodies(&emitted.default)[0]["u"]["team"].clone()
+        )
     };
-    assert_eq!(team(&mut built), "red");
+    let team = |e: &mut Enrich| run_batch(e, json!({"UserId": "a@x.com"}))["u"]["team"].clone();
+
+    // `0s` turns reloading off, however much time passes.
+    let mut off = enrich(&toml("0s"));
+    let clock = manual_clock(&mut off);
+    assert_eq!(team(&mut off), "red");
     write_table(
         &path,
         "upn,team\na@x.com,blue\n",
         t0 + Duration::from_secs(5),
     );
-    // `0s` turns reloading off.
-    assert_eq!(team(&mut built), "red");
+    advance(&clock, Duration::from_secs(86_400));
+    assert_eq!(team(&mut off), "red");
 
-    let mut built = build::<EnrichConfig>(
-        "enrich_reload",
-        "enrich",
-        &format!(
-            "[[lookup]]\nfile = {}\nkey = 'UserId'\ncolumn = 'upn'\ntarget = 'u'\nreload_interval = '1ms'\n",
-            lit(&path)
-        ),
-    );
-    assert_eq!(team(&mut built), "blue");
+    let mut e = enrich(&toml("1m"));
+    let clock = manual_clock(&mut e);
+    assert_eq!(team(&mut e), "blue");
     write_table(
         &path,
         "upn,team\na@x.com,green\n",
         t0 + Duration::from_secs(10),
     );
-    // The interval is 1 ms: waiting that long is a guarantee, not a timing assumption.
-    std::thread::sleep(Duration::from_millis(2));
-    assert_eq!(team(&mut built), "green");
+    // Before the interval has passed the file is not looked at.
+    advance(&clock, Duration::from_secs(30));
+    assert_eq!(team(&mut e), "blue");
+    // Once it has, the next batch sees the new table.
+    advance(&clock, Duration::from_secs(31));
+    assert_eq!(team(&mut e), "green");
 }
 
 #[test]
@@ -313,6 +332,107 @@ fn mmdb(key: &str, value: &serde_json::Value) -> mmdb_writer::Value {
         }
         serde_json::Value::Null => panic!("MaxMind DB has no null"),
     }
+}
+
+/// A City database placing 198.51.100.0/24 in `city_name`.
+fn city_db(city_name: &str) -> Vec<u8> {
+    let mut city = mmdb_writer::Writer::new("GeoIP2-City");
+    let record = json!({
+        "city": {"names": {"en": city_name}},
+        "country": {"iso_code": "FR", "names": {"en": "France"}}
+    });
+    let net = "198.51.100.0/24".parse::<ipnet::IpNet>().expect("network");
+    city.insert_value(net, mmdb("", &record)).expect("insert");
+    city.to_bytes().expect("city bytes")
+}
+
+/// Writes bytes and stamps the file with an explicit time, so no test has to sleep.
+fn write_stamped(path: &Path, bytes: &[u8], modified: SystemTime) {
+    fs::write(path, bytes).expect("write");
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(modified))
+        .expect("set mtime");
+}
+
+#[test]
+fn a_changed_geoip_database_is_reloaded_and_a_broken_one_keeps_the_old() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, asn) = write_mmdbs(dir.path());
+    let city = dir.path().join("city-reload.mmdb");
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    write_stamped(&city, &city_db("Paris"), t0);
+    let mut e = enrich(&format!(
+        "[geoip]\ncity_db = {}\nasn_db = {}\nreload_interval = '1h'\n",
+        lit(&city),
+        lit(&asn)
+    ));
+    let name =
+        |e: &mut Enrich| run(e, json!({"ClientIP": "198.51.100.7"}))["geo"]["city_name"].clone();
+    let geoip = |e: &mut Enrich| e.geoip.as_mut().expect("geoip").reload_if_changed();
+    use Reload::{Failed, Reloaded, Unchanged};
+    assert_eq!(name(&mut e), "Paris");
+    assert_eq!(geoip(&mut e), [Unchanged, Unchanged]);
+
+    write_stamped(&city, &city_db("Lyon"), t0 + Duration::from_secs(60));
+    assert_eq!(geoip(&mut e), [Reloaded, Unchanged]);
+    assert_eq!(name(&mut e), "Lyon");
+
+    // Garbage, then a database cut short (its metadata is at the end): each keeps the
+    // database in use, and is tried once.
+    let whole = city_db("Nice");
+    for (i, broken) in [
+        b"not a database".to_vec(),
+        whole[..whole.len() / 2].to_vec(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        write_stamped(&city, &broken, t0 + Duration::from_secs(120 + i as u64));
+        assert_eq!(geoip(&mut e), [Failed, Unchanged]);
+        assert_eq!(geoip(&mut e), [Unchanged, Unchanged]);
+        assert_eq!(name(&mut e), "Lyon");
+    }
+    // A deleted file keeps the database too.
+    fs::remove_file(&city).expect("remove");
+    assert_eq!(geoip(&mut e), [Failed, Unchanged]);
+    assert_eq!(name(&mut e), "Lyon");
+    // Fixed: picked up.
+    write_stamped(&city, &whole, t0 + Duration::from_secs(300));
+    assert_eq!(geoip(&mut e), [Reloaded, Unchanged]);
+    assert_eq!(name(&mut e), "Nice");
+}
+
+#[test]
+fn the_transform_checks_geoip_databases_between_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let city = dir.path().join("city.mmdb");
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    write_stamped(&city, &city_db("Paris"), t0);
+    let mut e = enrich(&format!(
+        "[geoip]\ncity_db = {}\nreload_interval = '10s'\n",
+        lit(&city)
+    ));
+    let clock = manual_clock(&mut e);
+    let name = |e: &mut Enrich| {
+        run_batch(e, json!({"ClientIP": "198.51.100.7"}))["geo"]["city_name"].clone()
+    };
+    assert_eq!(name(&mut e), "Paris");
+    write_stamped(&city, &city_db("Lyon"), t0 + Duration::from_secs(60));
+    advance(&clock, Duration::from_secs(5));
+    assert_eq!(name(&mut e), "Paris");
+    advance(&clock, Duration::from_secs(6));
+    assert_eq!(name(&mut e), "Lyon");
+    // `0s` turns reloading off.
+    let mut off = enrich(&format!(
+        "[geoip]\ncity_db = {}\nreload_interval = '0s'\n",
+        lit(&city)
+    ));
+    let clock = manual_clock(&mut off);
+    write_stamped(&city, &city_db("Nice"), t0 + Duration::from_secs(120));
+    advance(&clock, Duration::from_secs(86_400));
+    assert_eq!(name(&mut off), "Lyon");
 }
 
 /// Writes a City and an ASN database the way MaxMind lays them out.
