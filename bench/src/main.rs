@@ -4,6 +4,7 @@
 mod dataset;
 mod dedup;
 mod o365;
+mod peers;
 mod scenario;
 
 use std::path::PathBuf;

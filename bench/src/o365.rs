@@ -92,6 +92,7 @@ inputs = ["audit"]
         "out",
         records,
         Duration::from_secs(3600),
+        None,
     )?;
     let stats = simulator.stats().tenant(DEFAULT_TENANT_ID);
     runtime.block_on(simulator.stop());

@@ -5,11 +5,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::dataset::Dataset;
+use crate::peers::Peer;
 
 /// One pipeline to measure.
 pub struct Scenario {
@@ -25,6 +27,8 @@ pub struct Scenario {
     pub target: &'static str,
     /// The sink sees only unique records (the pipeline deduplicates).
     pub deduplicates: bool,
+    /// The receiver the sink sends to; its address replaces `{peer}` in the config.
+    pub peer: Peer,
 }
 
 /// Every scenario, cheapest first.
@@ -44,6 +48,7 @@ inputs = ["in"]
             sink: "out",
             target: "≥ 150,000 events/s, RSS < 100 MiB",
             deduplicates: false,
+            peer: Peer::None,
         },
         Scenario {
             name: "file → remap → file",
@@ -69,6 +74,7 @@ path = "out/result.ndjson"
             sink: "out",
             target: "≥ 80,000 events/s, RSS < 100 MiB",
             deduplicates: false,
+            peer: Peer::None,
         },
         Scenario {
             name: "file → dedup → cef → file",
@@ -93,6 +99,28 @@ encoding = "text"
             sink: "out",
             target: "≥ 60,000 events/s, RSS < 150 MiB",
             deduplicates: true,
+            peer: Peer::None,
+        },
+        Scenario {
+            name: "file → syslog (TCP)",
+            description: "parse, RFC 5424 with octet counting, each record as JSON, to a receiver in the harness",
+            config: r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+[sinks.out]
+type = "syslog"
+inputs = ["in"]
+mode = "tcp"
+address = "{peer}"
+format = "rfc5424"
+framing = "octet_counting"
+encoding = "json"
+"#,
+            sink: "out",
+            target: "≥ 50,000 events/s (receiver included)",
+            deduplicates: false,
+            peer: Peer::SyslogTcp,
         },
     ]
 }
@@ -158,11 +186,14 @@ pub fn run(
     let dir = tempfile::tempdir_in(work)?;
     let port = free_port()?;
     let address = format!("127.0.0.1:{port}");
+    let peer = scenario.peer.start()?;
+    let peer_address = peer.as_ref().map(|p| p.address.clone()).unwrap_or_default();
     let config = format!(
         "data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{}",
         scenario
             .config
             .replace("{input}", &input.display().to_string())
+            .replace("{peer}", &peer_address)
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
     let run = measure(
@@ -176,6 +207,7 @@ pub fn run(
             data.events
         },
         Duration::from_secs(600),
+        peer.as_ref().map(|p| p.received.as_ref()),
     )?;
     let seconds = run.seconds;
     Ok(Measured {
@@ -194,8 +226,9 @@ pub struct Run {
     pub peak_rss_mib: f64,
 }
 
-/// Runs `siemflow run -c bench.toml` in `dir` until `sink` delivered `events`, then
-/// stops it; `address` is the API address written in that config.
+/// Runs `siemflow run -c bench.toml` in `dir` until `sink` delivered `events` (and, with
+/// a `received` counter, the receiver has them all), then stops it; `address` is the API
+/// address written in that config.
 pub fn measure(
     binary: &Path,
     dir: &Path,
@@ -203,6 +236,7 @@ pub fn measure(
     sink: &str,
     events: u64,
     limit: Duration,
+    received: Option<&AtomicU64>,
 ) -> anyhow::Result<Run> {
     let started = Instant::now();
     let mut child = Command::new(binary)
@@ -217,7 +251,8 @@ pub fn measure(
         if let Some(status) = child.try_wait()? {
             bail!("siemflow exited early: {status}");
         }
-        if let Some(text) = http_get(address, "/metrics")
+        if received.is_none_or(|r| r.load(Ordering::Relaxed) >= events)
+            && let Some(text) = http_get(address, "/metrics")
             && sent(&text, sink) >= events as f64
         {
             break started.elapsed();
