@@ -187,7 +187,9 @@ impl Topology {
                     (task, Some(sender))
                 }
                 PluginConfig::Sink(sink) => {
-                    let (sender, receiver) = buffer::channel(&component.buffer, &labels);
+                    let (sender, receiver) =
+                        buffer::open(&component.buffer, &labels, &context.state_dir)
+                            .with_context(|| format!("cannot open the buffer of sink `{id}`"))?;
                     let cx = SinkContext {
                         component: context,
                         input: receiver,

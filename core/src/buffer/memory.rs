@@ -1,4 +1,4 @@
-//! The bounded, event-counted channel in front of every transform and sink.
+//! The in-memory, event-counted buffer.
 //!
 //! Capacity is counted in events, not batches, so `max_events` means what it says. A full
 //! buffer either blocks the sender (backpressure that reaches the sources) or discards
@@ -7,56 +7,12 @@
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge};
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::{Closed, WhenFull};
 use crate::ack::BatchStatus;
 use crate::event::{Batch, resolve_batch};
 use crate::metrics::ComponentLabels;
-
-/// What a full buffer does with the next batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Wait for room: the slow sink slows its sources.
-    #[default]
-    Block,
-    /// Discard the incoming batch and count it (`buffer_discarded_events_total`).
-    DropNewest,
-}
-
-/// A sink's `buffer` table.
-#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct BufferConfig {
-    /// Buffer type; only `memory` is built in so far.
-    #[serde(rename = "type")]
-    pub kind: BufferType,
-    /// Events the buffer holds before it is full.
-    pub max_events: usize,
-    /// `block` or `drop_newest`.
-    pub when_full: WhenFull,
-}
-
-/// Where a buffer keeps its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BufferType {
-    /// In memory: lost on a crash, which is safe because nothing is acknowledged until the
-    /// sink delivered it.
-    #[default]
-    Memory,
-}
-
-impl Default for BufferConfig {
-    fn default() -> Self {
-        BufferConfig {
-            kind: BufferType::Memory,
-            max_events: 500,
-            when_full: WhenFull::Block,
-        }
-    }
-}
 
 struct Gauges {
     events: Gauge,
@@ -65,9 +21,9 @@ struct Gauges {
 
 type Message = (Batch, Option<OwnedSemaphorePermit>);
 
-/// The sending half; cheap to clone, one per upstream output.
+/// The sending half; cheap to clone.
 #[derive(Clone)]
-pub struct BufferSender {
+pub(super) struct Sender {
     tx: mpsc::UnboundedSender<Message>,
     room: Arc<Semaphore>,
     max_events: usize,
@@ -77,7 +33,7 @@ pub struct BufferSender {
 
 /// A sender that does not keep the channel open.
 #[derive(Clone)]
-pub struct WeakBufferSender {
+pub(super) struct WeakSender {
     tx: mpsc::WeakUnboundedSender<Message>,
     room: Arc<Semaphore>,
     max_events: usize,
@@ -85,20 +41,20 @@ pub struct WeakBufferSender {
     gauges: Arc<Gauges>,
 }
 
-/// The receiving half, owned by the transform or sink task.
-pub struct BufferReceiver {
+/// The receiving half.
+pub(super) struct Receiver {
     rx: mpsc::UnboundedReceiver<Message>,
     gauges: Arc<Gauges>,
     received: Counter,
 }
 
-/// The consumer has gone; the batch came back undelivered.
-#[derive(Debug)]
-pub struct Closed(pub Batch);
-
-/// Creates a buffer for the component with these labels.
-pub fn channel(config: &BufferConfig, labels: &ComponentLabels) -> (BufferSender, BufferReceiver) {
-    let max_events = config.max_events.max(1);
+/// Creates a buffer of `max_events` for the component with these labels.
+pub(super) fn channel(
+    max_events: usize,
+    when_full: WhenFull,
+    labels: &ComponentLabels,
+) -> (Sender, Receiver) {
+    let max_events = max_events.max(1);
     let (tx, rx) = mpsc::unbounded_channel();
     labels
         .gauge("buffer_max_events", &[])
@@ -107,14 +63,14 @@ pub fn channel(config: &BufferConfig, labels: &ComponentLabels) -> (BufferSender
         events: labels.gauge("buffer_events", &[]),
         discarded: labels.counter("buffer_discarded_events_total", &[]),
     });
-    let sender = BufferSender {
+    let sender = Sender {
         tx,
         room: Arc::new(Semaphore::new(max_events)),
         max_events,
-        when_full: config.when_full,
+        when_full,
         gauges: Arc::clone(&gauges),
     };
-    let receiver = BufferReceiver {
+    let receiver = Receiver {
         rx,
         gauges,
         received: labels.counter("component_received_events_total", &[]),
@@ -122,10 +78,10 @@ pub fn channel(config: &BufferConfig, labels: &ComponentLabels) -> (BufferSender
     (sender, receiver)
 }
 
-impl BufferSender {
+impl Sender {
     /// Queues a batch, waiting for room (or discarding it when `drop_newest`). A batch
     /// larger than the whole buffer is queued in pieces, so `max_events` is never exceeded.
-    pub async fn send(&self, mut batch: Batch) -> Result<(), Closed> {
+    pub(super) async fn send(&self, mut batch: Batch) -> Result<(), Closed> {
         while batch.len() > self.max_events {
             let rest = batch.split_off(self.max_events);
             if let Err(Closed(mut unsent)) = self.send_within_capacity(batch).await {
@@ -166,8 +122,8 @@ impl BufferSender {
     }
 
     /// A handle that lets the channel close when every strong sender is gone.
-    pub fn downgrade(&self) -> WeakBufferSender {
-        WeakBufferSender {
+    pub(super) fn downgrade(&self) -> WeakSender {
+        WeakSender {
             tx: self.tx.downgrade(),
             room: Arc::clone(&self.room),
             max_events: self.max_events,
@@ -177,15 +133,15 @@ impl BufferSender {
     }
 
     /// True once the receiver is gone.
-    pub fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 }
 
-impl WeakBufferSender {
+impl WeakSender {
     /// A strong sender, unless the channel already closed.
-    pub fn upgrade(&self) -> Option<BufferSender> {
-        Some(BufferSender {
+    pub(super) fn upgrade(&self) -> Option<Sender> {
+        Some(Sender {
             tx: self.tx.upgrade()?,
             room: Arc::clone(&self.room),
             max_events: self.max_events,
@@ -195,28 +151,30 @@ impl WeakBufferSender {
     }
 }
 
-impl BufferReceiver {
+impl Receiver {
     /// The next batch; `None` once every sender is gone and the buffer is empty.
-    pub async fn recv(&mut self) -> Option<Batch> {
+    pub(super) async fn recv(&mut self) -> Option<Batch> {
         let (batch, permit) = self.rx.recv().await?;
-        drop(permit);
-        self.gauges.events.decrement(batch.len() as f64);
-        self.received.increment(batch.len() as u64);
-        Some(batch)
+        Some(self.taken(batch, permit))
     }
 
     /// The next batch if one is waiting, without blocking.
-    pub fn try_recv(&mut self) -> Option<Batch> {
+    pub(super) fn try_recv(&mut self) -> Option<Batch> {
         let (batch, permit) = self.rx.try_recv().ok()?;
+        Some(self.taken(batch, permit))
+    }
+
+    fn taken(&self, batch: Batch, permit: Option<OwnedSemaphorePermit>) -> Batch {
         drop(permit);
         self.gauges.events.decrement(batch.len() as f64);
         self.received.increment(batch.len() as u64);
-        Some(batch)
+        batch
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{BufferConfig, channel};
     use super::*;
     use crate::event::{Event, attach_ack};
     use crate::metrics::ComponentKind;
