@@ -7,6 +7,7 @@
 
 mod activity;
 mod config;
+pub mod elasticsearch;
 mod errors;
 mod faults;
 pub mod sentinel;
@@ -31,6 +32,7 @@ pub use config::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID,
     Faults, M365Config, MAX_HISTORY, TenantConfig,
 };
+pub use elasticsearch::{ElasticsearchConfig, ElasticsearchSimulator, ElasticsearchStats};
 pub use sentinel::{SentinelConfig, SentinelSimulator, SentinelStats};
 pub use splunk_hec::{HecStats, IndexedEvent, SplunkHecConfig, SplunkHecSimulator};
 pub use stats::{Stats, TenantStats};
