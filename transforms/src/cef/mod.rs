@@ -4,7 +4,7 @@ mod config;
 mod escape;
 mod keys;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use config::{CefConfig, Unmapped};
 

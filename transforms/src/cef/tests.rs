@@ -698,3 +698,64 @@ fn unmapped_json_too_long_for_cs6_leaves_whole_fields_out_and_stays_valid() {
         serde_json::json!(["bigger", "big"])
     );
 }
+
+/// The preset section of docs/transforms/cef.md, generated from the definitions.
+fn preset_docs() -> String {
+    use crate::siem_mapping::{PRESETS, preset_rows};
+    let mut out = String::new();
+    for preset in PRESETS {
+        let h = &preset.header;
+        out.push_str(&format!(
+            "### `{}`\n\nHeader: vendor `{}`, product `{}`, version `{}`, class id `{}`, name `{}`, severity `{}`.\n\n| key | label | from |\n|---|---|---|\n",
+            preset.name, h[0], h[1], h[2], h[3], h[4], h[5]
+        ));
+        let rows = preset_rows(preset, |_| {});
+        for (key, text) in &rows {
+            if key
+                .strip_suffix("Label")
+                .is_some_and(|base| rows.iter().any(|(k, _)| k == base))
+            {
+                continue;
+            }
+            let label = rows
+                .iter()
+                .find(|(k, _)| *k == format!("{key}Label"))
+                .map(|(_, l)| format!("`{l}`"))
+                .unwrap_or_default();
+            out.push_str(&format!("| `{key}` | {label} | `{text}` |\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces the text between two markers of a docs page when `SIEMFLOW_WRITE_DOCS` is
+/// set; otherwise asserts the page already holds it.
+pub(crate) fn check_docs_section(page: &str, start: &str, end: &str, generated: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/transforms")
+        .join(page);
+    let text = std::fs::read_to_string(&path).expect("docs page");
+    let from = text.find(start).expect("start marker");
+    let to = text[from..].find(end).expect("end marker") + from;
+    if std::env::var_os("SIEMFLOW_WRITE_DOCS").is_some() {
+        let updated = format!("{}{generated}{}", &text[..from], &text[to..]);
+        std::fs::write(&path, updated).expect("write docs");
+        return;
+    }
+    assert!(
+        text[from..to] == *generated,
+        "{page}: the preset tables differ from the definitions; regenerate with \
+         SIEMFLOW_WRITE_DOCS=1 cargo test -p siemflow-transforms preset_tables"
+    );
+}
+
+#[test]
+fn preset_tables_in_the_docs_match_the_definitions() {
+    check_docs_section(
+        "cef.md",
+        "### `o365_azure_ad`",
+        "## Overrides",
+        &preset_docs(),
+    );
+}

@@ -57,7 +57,7 @@ pub fn kind(key: &str) -> Result<Kind, String> {
     }
     Ok(match key {
         "devTime" | "start" | "end" | "deviceCustomDate1" | "deviceCustomDate2"
-        | "LastUpdateDateTime" => Kind::Time,
+        | "LastUpdateDateTime" | "LastUpdateTime" => Kind::Time,
         "src" | "dst" | "srcPreNAT" | "dstPreNAT" | "srcPostNAT" | "dstPostNAT" | "identSrc" => {
             Kind::Ip
         }

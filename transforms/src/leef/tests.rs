@@ -598,3 +598,103 @@ fn the_transform_puts_the_line_in_the_target_field() {
     );
     crate::test_support::deliver_all(events);
 }
+
+/// The preset section of docs/transforms/leef.md, generated from the definitions
+/// through the transform's own key translation.
+fn preset_docs() -> String {
+    use crate::siem_mapping::{PRESETS, preset_rows};
+    let mut out = String::new();
+    for preset in PRESETS {
+        let h = &preset.header;
+        out.push_str(&format!(
+            "### `{}`\n\nHeader: vendor `{}`, product `{}`, version `{}`, EventID `{}`; `name` attribute `{}`; `sev` `{}`.\n\n| attribute | from |\n|---|---|\n",
+            preset.name, h[0], h[1], h[2], h[3], h[4], h[5]
+        ));
+        for (key, text) in preset_rows(preset, super::keys::translate) {
+            out.push_str(&format!("| `{key}` | `{text}` |\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn preset_tables_in_the_docs_match_the_definitions() {
+    crate::cef::tests::check_docs_section(
+        "leef.md",
+        "### `o365_azure_ad`",
+        "## Overrides",
+        &preset_docs(),
+    );
+}
+
+#[test]
+fn defender_presets_read_back_in_leef() {
+    let mut enc = encoder("delimiter = '^'");
+    let records = fixture_records();
+    let find = |file: &str, n: usize| {
+        records
+            .iter()
+            .filter(|(f, _)| f == file)
+            .nth(n)
+            .map(|(_, r)| r.clone())
+            .expect("fixture record")
+    };
+    let mut out = String::new();
+    // The first activity and the first alert of Microsoft's agent sample.
+    let file = "mda_api_records_for_agent_lines.ndjson";
+    enc.encode(&find(file, 0), &mut out);
+    let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        p.header,
+        ["MCAS", "SIEM_Agent", "1.0", "EVENT_CATEGORY_LOGOUT"]
+    );
+    for (key, value) in [
+        ("name", "Log out"),
+        ("usrName", "admin@contoso.com"),
+        ("dvc", "13.82.149.151"),
+        (
+            "targetObjects",
+            "admin@contoso.com,admin@contoso.com,admin@contoso.com",
+        ),
+        ("devTime", "1511373004000"),
+    ] {
+        assert_eq!(p.get(key), Some(value), "{key}: {out}");
+    }
+    assert_eq!(p.get("DeviceIPv6Address"), None);
+    enc.encode(&find(file, 6), &mut out);
+    let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(p.header[3], "ALERT_CABINET_EVENT_MATCH_AUDIT");
+    for (key, value) in [
+        ("sev", "3"),
+        ("name", "myPolicy"),
+        ("usrName", "admin@box-contoso.com"),
+        ("destinationServiceName", "Box"),
+        (
+            "relatedAudits",
+            "1500151288183_acc891bf-33e1-424b-a021-0d4370789660",
+        ),
+        ("policyIDs", "59f0ab82f797fa0681e9b1c7"),
+        (
+            "portalURL",
+            "https://cloud-app-security.com/#/alerts/596a7e360c204203a335a3fb",
+        ),
+    ] {
+        assert_eq!(p.get(key), Some(value), "{key}: {out}");
+    }
+    // A Defender for Endpoint alert with an UnSpecified severity: no `sev` at all.
+    enc.encode(&find("mde_alerts.ndjson", 0), &mut out);
+    let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(p.get("sev"), None);
+    for (key, value) in [
+        ("usrName", "alex"),
+        ("domain", "CONTOSO"),
+        ("src", "203.0.113.45"),
+        ("url", "https://203.0.113.45/payload.bin?a=1&b=2"),
+        ("devTime", "1788258090512"),
+        ("LastUpdateTime", "1788258300100"),
+        ("MitreTechniques", "T1071.001,T1105"),
+    ] {
+        assert_eq!(p.get(key), Some(value), "{key}: {out}");
+    }
+}

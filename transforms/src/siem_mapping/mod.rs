@@ -123,6 +123,28 @@ impl Mapping {
     }
 }
 
+/// A preset's keys with their source texts as written in the definitions, after a
+/// workload's keys replaced the family's (for the generated docs tables), passed
+/// through `adapt` (the format's key translation).
+pub fn preset_rows(preset: &Preset, adapt: fn(&mut Mapping)) -> Vec<(String, String)> {
+    let mut mapping = Mapping {
+        header: std::array::from_fn(|i| Source::Const(preset.header[i].to_string())),
+        extension: Vec::new(),
+    };
+    for (key, text) in preset.common.iter().chain(preset.extra) {
+        mapping.set(key, Some(Source::Const(text.to_string())));
+    }
+    adapt(&mut mapping);
+    mapping
+        .extension
+        .into_iter()
+        .map(|(key, source)| match source {
+            Source::Const(text) => (key, text),
+            other => (key, format!("{other:?}")),
+        })
+        .collect()
+}
+
 /// Builds the mapping of every preset a transform may use, each passed through
 /// `adapt` (the format's key translation) and then the user's overrides.
 pub fn build_all(

@@ -239,3 +239,58 @@ fn overrides_replace_extend_and_remove() {
         .expect("suser");
     assert_eq!(suser.1, Source::parse(".Actor[1].ID").expect("path"));
 }
+
+#[test]
+fn array_selectors_and_value_maps() {
+    let record = value(
+        r#"{"entities":[{"type":"service","id":20893,"label":"Exchange"},{"type":"ip","id":"2001:db8::1"},{"type":"service","id":11161,"label":"Office 365"},{"type":"ip","id":"192.0.2.1"}],
+            "audits":["a1","a2"],"objs":[{"name":"x"},{"id":1},null,{"name":"y"}],"sev":3,"empty":[]}"#,
+    );
+    let text = |s: &str| {
+        Source::parse(s).expect("parses").get(&record).map(|got| {
+            let mut out = String::new();
+            typed_text(&got, Kind::Text(usize::MAX), &mut out);
+            out
+        })
+    };
+    assert_eq!(text(".audits[*]").as_deref(), Some("a1,a2"));
+    assert_eq!(text(".objs[*].name").as_deref(), Some("x,,,y"));
+    assert_eq!(
+        text(".entities[type=service].id").as_deref(),
+        Some("20893,11161")
+    );
+    assert_eq!(
+        text(".entities[type=service][1].label").as_deref(),
+        Some("Office 365")
+    );
+    assert_eq!(
+        text(".entities[type=ip][0].id").as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(
+        text(".entities[type=user][0].id ?? .audits[1]").as_deref(),
+        Some("a2")
+    );
+    assert_eq!(text(".empty[*]"), None);
+    assert_eq!(text(".missing[*]"), None);
+    assert_eq!(text(".objs[*].nothing"), None);
+    assert_eq!(
+        text(".sev -> {\"3\": \"Informational\"}").as_deref(),
+        Some("Informational")
+    );
+    assert_eq!(text(".sev -> {\"0\": \"Low\"}").as_deref(), Some("3"));
+    assert_eq!(
+        text(".missing ?? 0 -> {\"0\": \"Low\"}").as_deref(),
+        Some("Low")
+    );
+    // A single selected element keeps its type (a number stays a number).
+    let source = Source::parse(".entities[type=service][0].id").expect("parses");
+    let got = source.get(&record).expect("found");
+    assert!(matches!(got, Got::Field(Value::Integer(20893), _)));
+    // A template none of whose fields is present writes nothing.
+    assert_eq!(text("{{ .a }}\\{{ .b }}"), None);
+    assert_eq!(text("{{ .audits[0] }}\\{{ .b }}").as_deref(), Some("a1\\"));
+    for bad in [".a[x]", ".a[*]b", ".x -> [1]", ".x -> {\"a\": [1]}"] {
+        assert!(Source::parse(bad).is_err(), "{bad}");
+    }
+}
