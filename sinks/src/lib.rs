@@ -5,6 +5,7 @@ pub mod console;
 mod duration;
 pub mod encoding;
 pub mod file;
+pub mod splunk_hec;
 
 #[cfg(test)]
 mod test_support;
@@ -23,6 +24,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
         "file",
         "Appends events as lines to files named by a template",
     );
+    registry.sink::<splunk_hec::SplunkHecSinkConfig>(
+        "splunk_hec",
+        "Delivers events to a Splunk HTTP Event Collector, with indexer acknowledgements",
+    );
 }
 
 #[cfg(test)]
@@ -35,7 +40,7 @@ mod tests {
         super::register(&mut registry);
         assert_eq!(
             registry.names(ComponentKind::Sink),
-            ["blackhole", "console", "file"]
+            ["blackhole", "console", "file", "splunk_hec"]
         );
     }
 }

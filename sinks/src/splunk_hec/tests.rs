@@ -1,0 +1,294 @@
+//! The sink against the HEC simulator, with faults on.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use siemflow_core::api::HealthRegistry;
+use siemflow_core::buffer::{self, BufferConfig, BufferReceiver, BufferSender};
+use siemflow_core::delivery::DEAD_LETTER;
+use siemflow_core::event::{attach_ack, resolve_batch};
+use siemflow_core::fanout::Output;
+use siemflow_core::metrics::{ComponentKind, ComponentMetrics};
+use siemflow_core::plugin::ComponentContext;
+use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig, SinkContext};
+use siemflow_simulator::splunk_hec::{HecFaults, HecToken, SplunkHecConfig, SplunkHecSimulator};
+use tokio_util::sync::CancellationToken;
+
+use super::SplunkHecSinkConfig;
+use crate::test_support::labels;
+
+const TOKEN: &str = "00000000-0000-0000-0000-000000000000";
+const MARKER: &str = "POISON";
+
+struct Running {
+    input: BufferSender,
+    dead: BufferReceiver,
+    health: HealthRegistry,
+    abort: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn sink_config(url: &str, extra: &str) -> SplunkHecSinkConfig {
+    let text = format!(
+        "endpoint = \"{url}\"\ntoken = \"{TOKEN}\"\nindex = \"main\"\nsourcetype = \"o365:management:activity\"\n\
+         concurrency = 4\nbatch = {{ max_events = 20, timeout = \"10ms\" }}\n\
+         request = {{ timeout = \"1s\" }}\n\
+         retry = {{ initial_backoff = \"5ms\", max_backoff = \"50ms\", max_duration = \"10m\" }}\n{extra}"
+    );
+    let config: SplunkHecSinkConfig = toml::from_str(&text).expect("sink config");
+    assert_eq!(config.check(), Vec::new());
+    config
+}
+
+fn start(config: &SplunkHecSinkConfig) -> Running {
+    let labels = labels("splunk", "splunk_hec");
+    let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
+    let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
+    let targets = Arc::new(Mutex::new(vec![("dead".to_string(), dead_tx)]));
+    let health = HealthRegistry::default();
+    let abort = CancellationToken::new();
+    let cx = SinkContext {
+        component: ComponentContext {
+            id: "splunk".into(),
+            state_dir: std::env::temp_dir(),
+            metrics: ComponentMetrics::new(labels.clone()),
+        },
+        input: receiver,
+        outputs: vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)],
+        health: health.register("splunk", ComponentKind::Sink),
+        abort: abort.clone(),
+    };
+    let task = tokio::spawn(config.build(cx).expect("builds"));
+    Running {
+        input,
+        dead,
+        health,
+        abort,
+        task,
+    }
+}
+
+/// `count` events with ids `0..count`, in batches of 50, every `poison_every`-th marked.
+async fn send(running: &Running, count: usize, poison_every: usize) -> Vec<AckReceipt> {
+    let mut receipts = Vec::new();
+    let ids: Vec<usize> = (0..count).collect();
+    for chunk in ids.chunks(50) {
+        let mut batch: Vec<Event> = chunk
+            .iter()
+            .map(|i| {
+                let note = if i % poison_every == poison_every - 1 {
+                    MARKER
+                } else {
+                    "fine"
+                };
+                Event::new(
+                    serde_json::json!({
+                        "Id": i.to_string(),
+                        "CreationTime": "2026-11-02T10:15:30",
+                        "Workload": "Exchange",
+                        "Note": note,
+                    })
+                    .into(),
+                )
+            })
+            .collect();
+        receipts.push(attach_ack(&mut batch));
+        running.input.send(batch).await.expect("sink running");
+    }
+    receipts
+}
+
+/// Plays the dead-letter consumer: collects and settles what arrives.
+fn drain_dead(dead: &mut BufferReceiver) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while let Some(batch) = dead.try_recv() {
+        out.extend(
+            batch
+                .iter()
+                .map(|e| serde_json::to_value(&e.value).expect("json")),
+        );
+        resolve_batch(batch, BatchStatus::Delivered);
+    }
+    out
+}
+
+fn counts(hec: &SplunkHecSimulator) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for event in hec.indexed() {
+        let id = event.event["Id"].as_str().expect("id").to_string();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+fn faults() -> HecFaults {
+    HecFaults {
+        busy_rate: 0.1,
+        server_error_rate: 0.1,
+        slow_rate: 0.05,
+        // Far past the sink's 1s request timeout: those requests time out and are resent.
+        slow_delay: Duration::from_secs(30),
+        reject_marker: Some(MARKER.into()),
+        ..HecFaults::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_with_indexer_acknowledgements_under_faults() {
+    let hec = SplunkHecSimulator::start(
+        SplunkHecConfig {
+            seed: 7,
+            tokens: vec![HecToken {
+                ack: true,
+                ..HecToken::default()
+            }],
+            faults: HecFaults {
+                ack_delay: Duration::from_millis(30),
+                lost_ack_rate: 0.15,
+                ..faults()
+            },
+            ..SplunkHecConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let config = sink_config(
+        &hec.url(),
+        "compression = \"gzip\"\nacknowledgements = { ack_poll_interval = \"20ms\", ack_timeout = \"500ms\" }",
+    );
+    let mut running = start(&config);
+    let total = 600;
+    let receipts = send(&running, total, 97).await;
+    let mut dead = Vec::new();
+    for receipt in receipts {
+        // Settle dead letters while waiting: their batches resolve only once they are.
+        let mut receipt = std::pin::pin!(receipt);
+        let status = loop {
+            tokio::select! {
+                status = &mut receipt => break status,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => dead.extend(drain_dead(&mut running.dead)),
+            }
+        };
+        assert_eq!(status, BatchStatus::Delivered);
+    }
+    drop(running.input);
+    running.task.await.expect("task").expect("sink");
+    dead.extend(drain_dead(&mut running.dead));
+
+    let poisoned: Vec<String> = (0..total)
+        .filter(|i| i % 97 == 96)
+        .map(|i| i.to_string())
+        .collect();
+    let counts = counts(&hec);
+    for i in 0..total {
+        let id = i.to_string();
+        let expected = usize::from(!poisoned.contains(&id));
+        assert_eq!(
+            counts.get(&id).copied().unwrap_or(0),
+            expected,
+            "event {id}"
+        );
+    }
+    let mut dead_ids: Vec<String> = dead
+        .iter()
+        .map(|e| e["Id"].as_str().expect("id").to_string())
+        .collect();
+    dead_ids.sort_by_key(|id| id.parse::<usize>().expect("number"));
+    assert_eq!(dead_ids, poisoned, "each marked event dead-lettered once");
+    for event in &dead {
+        let dropped = &event["metadata"]["dropped"];
+        assert_eq!(dropped["reason"], "invalid_data_format");
+        assert_eq!(dropped["component_type"], "splunk_hec");
+        assert_eq!(dropped["response"]["status"], 400);
+        assert!(
+            dropped["response"]["body"]
+                .as_str()
+                .expect("body")
+                .contains("\"code\":6")
+        );
+    }
+    let stats = hec.stats();
+    assert!(
+        stats.by_code.get(&9).copied().unwrap_or(0) > 0,
+        "busy answers seen: {stats:?}"
+    );
+    assert!(
+        stats.by_code.get(&8).copied().unwrap_or(0) > 0,
+        "5xx answers seen: {stats:?}"
+    );
+    assert!(stats.acks_lost > 0, "lost acks seen: {stats:?}");
+    let indexed = hec.indexed();
+    assert!(
+        indexed
+            .iter()
+            .all(|e| e.index == "main" && e.time == Some(1793614530.0))
+    );
+    assert!(indexed.iter().all(|e| e.channel.is_some()));
+    hec.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_without_acknowledgements() {
+    let hec = SplunkHecSimulator::start(
+        SplunkHecConfig {
+            seed: 11,
+            faults: faults(),
+            ..SplunkHecConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let config = sink_config(&hec.url(), "acknowledgements = { enabled = false }");
+    let mut running = start(&config);
+    let total = 400;
+    let receipts = send(&running, total, 1000).await;
+    for receipt in receipts {
+        assert_eq!(receipt.await, BatchStatus::Delivered);
+    }
+    drop(running.input);
+    running.task.await.expect("task").expect("sink");
+    assert!(drain_dead(&mut running.dead).is_empty());
+    let counts = counts(&hec);
+    let repeats: usize = counts.values().map(|n| n - 1).sum();
+    for i in 0..total {
+        assert!(
+            counts.get(&i.to_string()).is_some_and(|n| *n >= 1),
+            "event {i} missing"
+        );
+    }
+    eprintln!("acks off: {total} events, {repeats} repeats");
+    let stats = hec.stats();
+    assert!(stats.by_code.get(&9).copied().unwrap_or(0) > 0, "{stats:?}");
+    hec.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_makes_the_sink_unhealthy_and_keeps_the_events() {
+    let hec = SplunkHecSimulator::start(
+        SplunkHecConfig::default(),
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let mut config = sink_config(&hec.url(), "healthcheck = { enabled = false }");
+    config.token = siemflow_core::Secret::new("11111111-1111-1111-1111-111111111111");
+    let running = start(&config);
+    let receipts = send(&running, 1, 1000).await;
+    crate::test_support::eventually("unhealthy", || running.health.ready().is_err()).await;
+    let problems = running.health.ready().expect_err("unhealthy");
+    assert!(problems[0].contains("HEC code 4"), "{problems:?}");
+    assert!(hec.indexed().is_empty());
+    running.abort.cancel();
+    for receipt in receipts {
+        assert_eq!(
+            receipt.await,
+            BatchStatus::Failed,
+            "kept for the source to re-read"
+        );
+    }
+    running.task.await.expect("task").expect("sink");
+    hec.stop().await;
+}
