@@ -6,6 +6,7 @@ mod duration;
 pub mod encoding;
 pub mod file;
 pub mod splunk_hec;
+pub mod syslog;
 
 #[cfg(test)]
 mod test_support;
@@ -28,6 +29,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
         "splunk_hec",
         "Delivers events to a Splunk HTTP Event Collector, with indexer acknowledgements",
     );
+    registry.sink::<syslog::SyslogSinkConfig>(
+        "syslog",
+        "Sends events as syslog messages (RFC 5424/3164) over TCP, TLS or UDP",
+    );
 }
 
 #[cfg(test)]
@@ -40,7 +45,7 @@ mod tests {
         super::register(&mut registry);
         assert_eq!(
             registry.names(ComponentKind::Sink),
-            ["blackhole", "console", "file", "splunk_hec"]
+            ["blackhole", "console", "file", "splunk_hec", "syslog"]
         );
     }
 }

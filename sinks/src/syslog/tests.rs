@@ -1,0 +1,1 @@
+//! Tests of the syslog sink against in-process loopback peers.
