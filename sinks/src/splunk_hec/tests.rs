@@ -292,3 +292,41 @@ async fn a_wrong_token_makes_the_sink_unhealthy_and_keeps_the_events() {
     running.task.await.expect("task").expect("sink");
     hec.stop().await;
 }
+
+#[test]
+fn the_example_pipeline_configures_the_sink() {
+    // `siemflow validate -c examples/splunk.toml` checks the whole pipeline; this keeps
+    // the sink's table valid without the sources crate.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/splunk.toml"
+    ))
+    .expect("examples/splunk.toml");
+    let pipeline: toml::Table = toml::from_str(&text).expect("toml");
+    let sinks = pipeline["sinks"].as_table().expect("sinks");
+    let mut splunk = sinks["splunk"].as_table().expect("splunk").clone();
+    assert_eq!(
+        splunk
+            .remove("type")
+            .and_then(|t| t.as_str().map(String::from))
+            .as_deref(),
+        Some("splunk_hec")
+    );
+    splunk.remove("inputs");
+    // `${VAR:-default}` → default, `${VAR}` → a placeholder, as an unset environment would.
+    for (_, value) in splunk.iter_mut() {
+        if let Some(text) = value.as_str()
+            && let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
+        {
+            let default = inner.split_once(":-").map_or("placeholder", |(_, d)| d);
+            *value = toml::Value::String(default.to_string());
+        }
+    }
+    let config: SplunkHecSinkConfig = splunk.try_into().expect("the sink's options");
+    assert_eq!(config.check(), Vec::new());
+    assert!(config.acknowledgements.enabled);
+    let rejects = sinks["splunk_rejects"]["inputs"]
+        .as_array()
+        .expect("inputs");
+    assert_eq!(rejects[0].as_str(), Some("splunk.dead_letter"));
+}
