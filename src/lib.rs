@@ -33,7 +33,7 @@ pub fn standard_registry() -> Registry {
 pub fn main_with(mut registry: Registry) -> ExitCode {
     registry.extension::<simulate::SimulatorTable>(
         "simulator",
-        "Starts the Microsoft 365 simulator in-process (see docs/simulator.md)",
+        "Starts the Microsoft 365 and SIEM simulators in-process (see docs/simulator.md)",
     );
     let cli = cli::Cli::parse();
     match cli.command.unwrap_or(cli::Command::Run(cli.run)) {

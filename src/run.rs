@@ -115,9 +115,9 @@ async fn supervise(
     // The simulator must listen before the sources that talk to it start.
     let simulator = match config.extension::<crate::simulate::SimulatorTable>("simulator") {
         Some(table) => match crate::simulate::start_in_process(table).await {
-            Ok(simulator) => {
-                tracing::info!(url = %simulator.base_url(), "in-process Microsoft 365 simulator started");
-                Some(simulator)
+            Ok(simulators) => {
+                tracing::info!("in-process simulators started: {}", simulators.describe());
+                Some(simulators)
             }
             Err(e) => {
                 tracing::error!("{e:#}");

@@ -1,38 +1,116 @@
-//! `siemflow simulate m365` and the `[simulator]` table: the local Microsoft 365 stand-in,
-//! standalone or started in-process before the pipeline.
+//! `siemflow simulate m365|splunk|sentinel|elasticsearch` and the `[simulator]` table: local
+//! stand-ins for Microsoft 365 and the SIEMs, standalone or started in-process before the
+//! pipeline.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
-use siemflow_simulator::{M365Config, Simulator};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use siemflow_simulator::splunk_hec::DEFAULT_HEC_TOKEN;
+use siemflow_simulator::{
+    ElasticsearchConfig, ElasticsearchSimulator, M365Config, SentinelConfig, SentinelSimulator,
+    Simulator, SplunkHecConfig, SplunkHecSimulator,
+};
 
 use crate::cli::LogFormat;
 use crate::logging;
 
-/// The `[simulator]` table of a pipeline: start the Microsoft 365 simulator in-process.
+/// Default address of the Microsoft 365 simulator.
+const M365_PORT: u16 = 8365;
+/// Default address of the Splunk HEC simulator (Splunk's own HEC port).
+const SPLUNK_PORT: u16 = 8088;
+/// Default address of the Logs Ingestion simulator.
+const SENTINEL_PORT: u16 = 8366;
+/// Default address of the Elasticsearch simulator (Elasticsearch's own port).
+const ELASTICSEARCH_PORT: u16 = 9200;
+
+/// The `[simulator]` table of a pipeline: which simulators start in-process.
+///
+/// The Microsoft 365 simulator starts when `[simulator.m365]` or `listen` is present, or
+/// when no SIEM simulator is (so a bare `[simulator]` keeps its old meaning); each SIEM
+/// simulator starts when its sub-table is present.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorTable {
-    /// Address to serve on (login and management roots). Default 127.0.0.1:8365.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// The simulated world: seed, tenants, history, faults (see docs/simulator.md).
+    /// Address of the Microsoft 365 simulator. Default 127.0.0.1:8365.
     #[serde(default)]
-    pub m365: M365Config,
+    pub listen: Option<SocketAddr>,
+    /// The simulated Microsoft 365 world: seed, tenants, history, faults (docs/simulator.md).
+    #[serde(default)]
+    pub m365: Option<M365Config>,
+    /// `[simulator.splunk_hec]`: `listen` (default 127.0.0.1:8088) plus the HEC keys.
+    #[serde(default)]
+    pub splunk_hec: Option<Served<SplunkHecConfig, SPLUNK_PORT>>,
+    /// `[simulator.sentinel]`: `listen` (default 127.0.0.1:8366) plus the Logs Ingestion keys.
+    #[serde(default)]
+    pub sentinel: Option<Served<SentinelConfig, SENTINEL_PORT>>,
+    /// `[simulator.elasticsearch]`: `listen` (default 127.0.0.1:9200) plus the cluster keys.
+    #[serde(default)]
+    pub elasticsearch: Option<Served<ElasticsearchConfig, ELASTICSEARCH_PORT>>,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8365))
+impl SimulatorTable {
+    /// The Microsoft 365 simulator's address and world, when it is to start.
+    fn m365(&self) -> Option<(SocketAddr, M365Config)> {
+        let siem =
+            self.splunk_hec.is_some() || self.sentinel.is_some() || self.elasticsearch.is_some();
+        if self.m365.is_none() && self.listen.is_none() && siem {
+            return None;
+        }
+        let listen = self.listen.unwrap_or_else(|| loopback(M365_PORT));
+        Some((listen, self.m365.clone().unwrap_or_default()))
+    }
+}
+
+/// A simulator's configuration plus the `listen` key of its sub-table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served<C, const PORT: u16> {
+    /// Address to serve on. Default 127.0.0.1:`PORT`.
+    pub listen: SocketAddr,
+    /// The simulator's own keys.
+    pub config: C,
+}
+
+impl<'de, C: DeserializeOwned, const PORT: u16> Deserialize<'de> for Served<C, PORT> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let listen = match table.remove("listen") {
+            None => loopback(PORT),
+            Some(toml::Value::String(s)) => s.parse().map_err(|e| {
+                D::Error::custom(format!(
+                    "listen: {s:?} is not an address ({e}); write e.g. \"127.0.0.1:{PORT}\""
+                ))
+            })?,
+            Some(_) => {
+                return Err(D::Error::custom(format!(
+                    "listen must be a string such as \"127.0.0.1:{PORT}\""
+                )));
+            }
+        };
+        let config = C::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(Self { listen, config })
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// What to simulate.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Target {
     /// Entra ID token endpoint and the Office 365 Management Activity API.
     M365,
+    /// Splunk HTTP Event Collector (default 127.0.0.1:8088).
+    Splunk,
+    /// Azure Monitor Logs Ingestion API (Microsoft Sentinel) with its Entra token endpoint
+    /// (default 127.0.0.1:8366).
+    Sentinel,
+    /// Elasticsearch / OpenSearch `_bulk` (default 127.0.0.1:9200).
+    Elasticsearch,
 }
 
 /// `siemflow simulate` arguments.
@@ -41,13 +119,16 @@ pub struct SimulateArgs {
     /// What to simulate.
     #[arg(value_enum)]
     pub target: Target,
-    /// Address to serve on.
-    #[arg(long, default_value = "127.0.0.1:8365")]
-    pub listen: SocketAddr,
-    /// A TOML file with the simulated world (the keys of `[simulator.m365]`).
+    /// Address to serve on. Default: 127.0.0.1 and 8365 (m365), 8088 (splunk), 8366
+    /// (sentinel) or 9200 (elasticsearch).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A TOML file with the simulator's keys (those of `[simulator.m365]`,
+    /// `[simulator.splunk_hec]`, `[simulator.sentinel]` or `[simulator.elasticsearch]`,
+    /// without `listen`).
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
-    /// Seed of the simulated world (overrides the file).
+    /// Seed of the simulator (overrides the file).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Log format.
@@ -55,30 +136,163 @@ pub struct SimulateArgs {
     pub log_format: LogFormat,
 }
 
-/// Starts the in-process simulator when the pipeline has a `[simulator]` table.
-pub async fn start_in_process(table: &SimulatorTable) -> anyhow::Result<Simulator> {
-    Simulator::start(table.m365.clone(), table.listen).await
+/// The simulators a pipeline started in-process.
+#[derive(Debug, Default)]
+pub struct InProcess {
+    m365: Option<Simulator>,
+    splunk_hec: Option<SplunkHecSimulator>,
+    sentinel: Option<SentinelSimulator>,
+    elasticsearch: Option<ElasticsearchSimulator>,
 }
 
-/// `siemflow simulate m365`: serves until SIGTERM or SIGINT.
+impl InProcess {
+    /// One line per running simulator: its name and URL.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = &self.m365 {
+            parts.push(format!("Microsoft 365 at {}", s.base_url()));
+        }
+        if let Some(s) = &self.splunk_hec {
+            parts.push(format!("Splunk HEC at {}", s.url()));
+        }
+        if let Some(s) = &self.sentinel {
+            parts.push(format!("Logs Ingestion at {}", s.url()));
+        }
+        if let Some(s) = &self.elasticsearch {
+            parts.push(format!("Elasticsearch at {}", s.url()));
+        }
+        parts.join(", ")
+    }
+
+    /// Stops every simulator.
+    pub async fn stop(self) {
+        if let Some(s) = self.m365 {
+            s.stop().await;
+        }
+        if let Some(s) = self.splunk_hec {
+            s.stop().await;
+        }
+        if let Some(s) = self.sentinel {
+            s.stop().await;
+        }
+        if let Some(s) = self.elasticsearch {
+            s.stop().await;
+        }
+    }
+}
+
+/// Starts the simulators the pipeline's `[simulator]` table names; on an error, those
+/// already started are stopped again.
+pub async fn start_in_process(table: &SimulatorTable) -> anyhow::Result<InProcess> {
+    let mut running = InProcess::default();
+    match start_all(table, &mut running).await {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            running.stop().await;
+            Err(e)
+        }
+    }
+}
+
+async fn start_all(table: &SimulatorTable, running: &mut InProcess) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some((listen, world)) = table.m365() {
+        running.m365 = Some(
+            Simulator::start(world, listen)
+                .await
+                .context("[simulator.m365]")?,
+        );
+    }
+    if let Some(s) = &table.splunk_hec {
+        running.splunk_hec = Some(
+            SplunkHecSimulator::start(s.config.clone(), s.listen)
+                .await
+                .context("[simulator.splunk_hec]")?,
+        );
+    }
+    if let Some(s) = &table.sentinel {
+        running.sentinel = Some(
+            SentinelSimulator::start(s.config.clone(), s.listen)
+                .await
+                .context("[simulator.sentinel]")?,
+        );
+    }
+    if let Some(s) = &table.elasticsearch {
+        running.elasticsearch = Some(
+            ElasticsearchSimulator::start(s.config.clone(), s.listen)
+                .await
+                .context("[simulator.elasticsearch]")?,
+        );
+    }
+    Ok(())
+}
+
+/// Reads `-c` into the target's configuration (its default without `-c`).
+fn load<C: DeserializeOwned + Default>(path: Option<&PathBuf>) -> anyhow::Result<C> {
+    let Some(path) = path else {
+        return Ok(C::default());
+    };
+    let text = std::fs::read_to_string(path)?;
+    Ok(toml::from_str(&text)?)
+}
+
+/// What `siemflow simulate` serves.
+enum Standalone {
+    M365(Simulator),
+    Splunk(SplunkHecSimulator),
+    Sentinel(SentinelSimulator),
+    Elasticsearch(ElasticsearchSimulator),
+}
+
+impl Standalone {
+    async fn stop(self) {
+        match self {
+            Standalone::M365(s) => s.stop().await,
+            Standalone::Splunk(s) => s.stop().await,
+            Standalone::Sentinel(s) => s.stop().await,
+            Standalone::Elasticsearch(s) => s.stop().await,
+        }
+    }
+}
+
+/// `siemflow simulate <target>`: serves until SIGTERM or SIGINT.
 pub fn simulate(args: SimulateArgs) -> ExitCode {
     logging::init(args.log_format, "info");
-    let mut config = match &args.config {
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|text| toml::from_str::<M365Config>(&text).map_err(anyhow::Error::from))
-        {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                return ExitCode::from(crate::EXIT_CONFIG);
-            }
-        },
-        None => M365Config::default(),
+    let path = args.config.as_ref();
+    let loaded = match args.target {
+        Target::M365 => load::<M365Config>(path).map(|mut c| {
+            c.seed = args.seed.unwrap_or(c.seed);
+            Config::M365(c)
+        }),
+        Target::Splunk => load::<SplunkHecConfig>(path).map(|mut c| {
+            c.seed = args.seed.unwrap_or(c.seed);
+            Config::Splunk(c)
+        }),
+        Target::Sentinel => load::<SentinelConfig>(path).map(|mut c| {
+            c.seed = args.seed.unwrap_or(c.seed);
+            Config::Sentinel(c)
+        }),
+        Target::Elasticsearch => load::<ElasticsearchConfig>(path).map(|mut c| {
+            c.seed = args.seed.unwrap_or(c.seed);
+            Config::Elasticsearch(c)
+        }),
     };
-    if let Some(seed) = args.seed {
-        config.seed = seed;
-    }
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            let file = path.map(|p| p.display().to_string()).unwrap_or_default();
+            eprintln!("{file}: {e}");
+            return ExitCode::from(crate::EXIT_CONFIG);
+        }
+    };
+    let listen = args.listen.unwrap_or_else(|| {
+        loopback(match args.target {
+            Target::M365 => M365_PORT,
+            Target::Splunk => SPLUNK_PORT,
+            Target::Sentinel => SENTINEL_PORT,
+            Target::Elasticsearch => ELASTICSEARCH_PORT,
+        })
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -87,22 +301,34 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let Target::M365 = args.target;
-        let simulator = match Simulator::start(config, args.listen).await {
+        let started = match config {
+            Config::M365(c) => Simulator::start(c, listen).await.map(Standalone::M365),
+            Config::Splunk(c) => SplunkHecSimulator::start(c, listen)
+                .await
+                .map(Standalone::Splunk),
+            Config::Sentinel(c) => SentinelSimulator::start(c, listen)
+                .await
+                .map(Standalone::Sentinel),
+            Config::Elasticsearch(c) => ElasticsearchSimulator::start(c, listen)
+                .await
+                .map(Standalone::Elasticsearch),
+        };
+        let simulator = match started {
             Ok(simulator) => simulator,
             Err(e) => {
                 tracing::error!("{e:#}");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(url = %simulator.base_url(), "Microsoft 365 simulator ready; Ctrl-C stops it");
-        let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        println!("{}", instructions(&simulator));
+        let mut sigterm =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot install signal handlers: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         tokio::select! {
             _ = sigterm.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -110,4 +336,182 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         simulator.stop().await;
         ExitCode::SUCCESS
     })
+}
+
+enum Config {
+    M365(M365Config),
+    Splunk(SplunkHecConfig),
+    Sentinel(SentinelConfig),
+    Elasticsearch(ElasticsearchConfig),
+}
+
+/// What a user needs to point siemflow (or curl) at the simulator. The credentials are the
+/// simulator's own, never real ones, so printing them is intended.
+fn instructions(simulator: &Standalone) -> String {
+    match simulator {
+        Standalone::M365(s) => format!(
+            "Microsoft 365 simulator ready at {url}; Ctrl-C stops it.\n  \
+             login_url = \"{url}\"  api_url = \"{url}\"  (see docs/simulator.md for the tenant and app)",
+            url = s.base_url()
+        ),
+        Standalone::Splunk(s) => {
+            let c = s.config();
+            let tokens: Vec<String> = c
+                .tokens
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} (ack {}, default index {})",
+                        t.token,
+                        if t.ack { "on" } else { "off" },
+                        t.default_index
+                    )
+                })
+                .collect();
+            let example = c
+                .tokens
+                .first()
+                .map_or(DEFAULT_HEC_TOKEN, |t| t.token.as_str());
+            format!(
+                "Splunk HEC simulator ready at {url}; Ctrl-C stops it.\n  \
+                 endpoint = \"{url}\"\n  tokens: {}\n  \
+                 try: curl {url}/services/collector/event -H 'Authorization: Splunk {example}' -d '{{\"event\":\"hello\"}}'",
+                tokens.join("; "),
+                url = s.url()
+            )
+        }
+        Standalone::Sentinel(s) => {
+            let c = s.config();
+            let dcrs: Vec<String> = c
+                .dcrs
+                .iter()
+                .map(|d| format!("{} streams {}", d.immutable_id, d.streams.join(", ")))
+                .collect();
+            format!(
+                "Logs Ingestion (Sentinel) simulator ready at {url}; Ctrl-C stops it.\n  \
+                 endpoint = \"{url}\"  login_url = \"{url}\"\n  \
+                 tenant_id = \"{}\"  client_id = \"{}\"  client_secret = \"{}\"  scope = \"{}//.default\"\n  \
+                 DCRs: {}",
+                c.tenant_id,
+                c.client_id,
+                c.client_secret,
+                c.audience,
+                dcrs.join("; "),
+                url = s.url()
+            )
+        }
+        Standalone::Elasticsearch(s) => {
+            let c = s.config();
+            let mut auth: Vec<String> = c
+                .users
+                .iter()
+                .map(|u| format!("user {} / {}", u.username, u.password))
+                .collect();
+            auth.extend(
+                c.api_keys
+                    .iter()
+                    .map(|k| format!("API key {}:{}", k.id, k.key)),
+            );
+            if auth.is_empty() {
+                auth.push("none (security off)".into());
+            }
+            format!(
+                "Elasticsearch simulator ({:?}) ready at {url}; Ctrl-C stops it.\n  \
+                 endpoint = \"{url}\"\n  credentials: {}\n  data streams: {}",
+                c.flavour,
+                auth.join("; "),
+                if c.data_streams.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.data_streams.join(", ")
+                },
+                url = s.url()
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SimulatorTable, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn the_old_table_still_means_m365() {
+        let t = parse("listen = \"127.0.0.1:9365\"\n[m365]\nseed = 4\n").expect("parses");
+        let (listen, world) = t.m365().expect("m365 starts");
+        assert_eq!(listen, loopback(9365));
+        assert_eq!(world.seed, 4);
+        let bare = parse("").expect("parses");
+        assert_eq!(bare.m365().map(|(l, _)| l), Some(loopback(M365_PORT)));
+    }
+
+    #[test]
+    fn siem_sub_tables_with_listen_and_their_keys() {
+        let t = parse(
+            r#"
+            [splunk_hec]
+            listen = "127.0.0.1:18088"
+            seed = 7
+            [splunk_hec.faults]
+            busy_rate = 0.1
+            [sentinel]
+            [elasticsearch]
+            flavour = "opensearch"
+            "#,
+        )
+        .expect("parses");
+        assert!(
+            t.m365().is_none(),
+            "only the SIEM simulators were asked for"
+        );
+        let hec = t.splunk_hec.expect("splunk");
+        assert_eq!(hec.listen, loopback(18088));
+        assert_eq!(hec.config.seed, 7);
+        assert_eq!(hec.config.faults.busy_rate, 0.1);
+        assert_eq!(
+            t.sentinel.expect("sentinel").listen,
+            loopback(SENTINEL_PORT)
+        );
+        assert_eq!(
+            t.elasticsearch.expect("es").listen,
+            loopback(ELASTICSEARCH_PORT)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_errors() {
+        let e = parse("[splunk_hec]\ncolour = 1\n").expect_err("unknown key");
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = parse("[sentinel]\nlisten = \"nowhere\"\n").expect_err("bad address");
+        assert!(e.to_string().contains("listen"), "{e}");
+        assert!(parse("[kafka]\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn in_process_simulators_start_and_stop() {
+        let t = parse(
+            r#"
+            [splunk_hec]
+            listen = "127.0.0.1:0"
+            [sentinel]
+            listen = "127.0.0.1:0"
+            [elasticsearch]
+            listen = "127.0.0.1:0"
+            "#,
+        )
+        .expect("parses");
+        let running = start_in_process(&t).await.expect("starts");
+        let described = running.describe();
+        assert!(
+            described.contains("Splunk HEC at http://127.0.0.1:"),
+            "{described}"
+        );
+        assert!(described.contains("Elasticsearch"), "{described}");
+        assert!(!described.contains("Microsoft 365"), "{described}");
+        running.stop().await;
+    }
 }
