@@ -1,5 +1,8 @@
 //! siemflow-simulator: strict local stand-ins for Microsoft's Entra ID token endpoint and the
-//! Office 365 Management Activity API, for the demo pipeline, tests and benchmarks.
+//! Office 365 Management Activity API, for the demo pipeline, tests and benchmarks; and for
+//! the SIEM endpoints the sinks write to: [`splunk_hec`], [`sentinel`] (Azure Monitor Logs
+//! Ingestion) and [`elasticsearch`] (Elasticsearch / OpenSearch `_bulk`), each keeping ground
+//! truth of what it accepted.
 //!
 //! The simulated world is a pure function of [`M365Config`]: the same seed yields the same
 //! tenants, blobs and records, derived lazily per hour, so [`published_records`] can serve as
