@@ -666,3 +666,37 @@ async fn configuration_is_checked() {
     let shown = format!("{:?}", SplunkHecConfig::default());
     assert!(!shown.contains(DEFAULT_HEC_TOKEN), "{shown}");
 }
+
+/// A slow request waits before anything is checked; a client that gives up meanwhile (closes
+/// the connection) gets nothing indexed, so its resend is not a duplicate.
+#[tokio::test]
+async fn a_slow_request_abandoned_by_its_client_is_not_indexed() {
+    let sim = start(SplunkHecConfig {
+        faults: HecFaults {
+            slow_rate: 1.0,
+            // Long enough that, were the request still processed, stop() would wait for it
+            // and the event would show up below.
+            slow_delay: Duration::from_secs(60),
+            ..HecFaults::default()
+        },
+        ..SplunkHecConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .expect("client");
+    let sent = client
+        .post(format!("{}/services/collector/event", sim.url()))
+        .header("authorization", splunk(DEFAULT_HEC_TOKEN))
+        .body(r#"{"event":"x"}"#)
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()));
+    drop(client);
+    // Were the abandoned request still running, this would wait for it to be processed.
+    sim.wait_idle().await;
+    assert!(sim.indexed().is_empty());
+    assert_eq!(sim.stats().requests, 0);
+    sim.stop().await;
+}

@@ -63,6 +63,25 @@ pub(crate) struct Hec {
     cfg: SplunkHecConfig,
     dice: Dice,
     inner: Mutex<Inner>,
+    /// Requests being handled (a dropped handler counts down too).
+    in_flight: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts a request as in flight until dropped (answered, or abandoned by its client).
+pub(crate) struct InFlight<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl Hec {
+    /// Marks a request in flight for as long as the guard lives.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight(&self.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +117,7 @@ impl SplunkHecSimulator {
             dice: Dice::new(config.seed, 0x5e1c),
             cfg: config,
             inner: Mutex::default(),
+            in_flight: tokio::sync::watch::Sender::new(0),
         });
         let cancel = CancellationToken::new();
         let app = routes::router(hec.clone());
@@ -134,6 +154,14 @@ impl SplunkHecSimulator {
     /// A snapshot of the counters.
     pub fn stats(&self) -> HecStats {
         lock(&self.hec.inner).stats.clone()
+    }
+
+    /// Returns once no request is being handled: every one answered, or dropped because its
+    /// client closed the connection first (nothing of a dropped request is indexed).
+    pub async fn wait_idle(&self) {
+        let mut idle = self.hec.in_flight.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = idle.wait_for(|n| *n == 0).await;
     }
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.

@@ -80,6 +80,7 @@ async fn data(
     body: Body,
 ) -> Response {
     let endpoint = if kind == Kind::Event { "event" } else { "raw" };
+    let _in_flight = hec.enter();
     slow(&hec).await;
     let reply = ingest(&hec, kind, query.as_deref(), &headers, body)
         .await
@@ -252,6 +253,7 @@ async fn ack(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let _in_flight = hec.enter();
     let reply = ack_query(&hec, query.as_deref(), &headers, body)
         .await
         .unwrap_or_else(|r| r);
