@@ -3,6 +3,7 @@
 pub mod blackhole;
 pub mod console;
 mod duration;
+pub mod elasticsearch;
 pub mod encoding;
 pub mod file;
 pub mod splunk_hec;
@@ -20,6 +21,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.sink::<console::ConsoleSinkConfig>(
         "console",
         "Writes events as lines to stdout or stderr",
+    );
+    registry.sink::<elasticsearch::ElasticsearchSinkConfig>(
+        "elasticsearch",
+        "Delivers events to Elasticsearch or OpenSearch with _bulk: indices or data streams, deterministic ids",
     );
     registry.sink::<file::FileSinkConfig>(
         "file",
@@ -45,7 +50,14 @@ mod tests {
         super::register(&mut registry);
         assert_eq!(
             registry.names(ComponentKind::Sink),
-            ["blackhole", "console", "file", "splunk_hec", "syslog"]
+            [
+                "blackhole",
+                "console",
+                "elasticsearch",
+                "file",
+                "splunk_hec",
+                "syslog"
+            ]
         );
     }
 }

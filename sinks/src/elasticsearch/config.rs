@@ -230,7 +230,8 @@ impl ElasticsearchSinkConfig {
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");
             if let Some(problem) = endpoint_url_problem(endpoint) {
-                issues.push(ConfigIssue::new(&key, problem).hint("e.g. \"https://es.example:9200\""));
+                issues
+                    .push(ConfigIssue::new(&key, problem).hint("e.g. \"https://es.example:9200\""));
                 continue;
             }
             let Ok(url) = reqwest::Url::parse(endpoint.trim()) else {
@@ -273,8 +274,11 @@ impl ElasticsearchSinkConfig {
                 // A fixed name can be checked now rather than dead-lettering everything.
                 if let Some(why) = index_name_problem(&template.to_lowercase(), self.mode) {
                     issues.push(
-                        ConfigIssue::new("index", format!("`{template}` is not a valid name: {why}"))
-                            .hint("lower-case letters, digits, `-`, `_`, `.`; e.g. \"m365-audit\""),
+                        ConfigIssue::new(
+                            "index",
+                            format!("`{template}` is not a valid name: {why}"),
+                        )
+                        .hint("lower-case letters, digits, `-`, `_`, `.`; e.g. \"m365-audit\""),
                     );
                 }
             }
@@ -292,10 +296,15 @@ impl ElasticsearchSinkConfig {
         if let Some(pipeline) = &self.pipeline
             && pipeline.trim().is_empty()
         {
-            issues.push(ConfigIssue::new("pipeline", "is empty").hint("remove it or name an ingest pipeline"));
+            issues.push(
+                ConfigIssue::new("pipeline", "is empty")
+                    .hint("remove it or name an ingest pipeline"),
+            );
         }
         if self.timestamp_field.trim().is_empty() {
-            issues.push(ConfigIssue::new("timestamp_field", "is empty").hint("e.g. \"CreationTime\""));
+            issues.push(
+                ConfigIssue::new("timestamp_field", "is empty").hint("e.g. \"CreationTime\""),
+            );
         }
         match &self.auth {
             Some(Auth::Basic { user, password }) => {
@@ -345,8 +354,10 @@ fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, ConfigIssue> {
     };
     match vrl::path::parse_value_path(&dotted) {
         Ok(path) if !path.is_root() => Ok(path),
-        _ => Err(ConfigIssue::new(key, format!("`{text}` is not a field path"))
-            .hint("a field name such as `Id`, or a path such as `.siemflow.tenant_id`")),
+        _ => Err(
+            ConfigIssue::new(key, format!("`{text}` is not a field path"))
+                .hint("a field name such as `Id`, or a path such as `.siemflow.tenant_id`"),
+        ),
     }
 }
 
@@ -379,7 +390,10 @@ mod tests {
         assert_eq!(config.index_template(), "logs-m365-default");
         // A partial batch table keeps this sink's defaults for the rest.
         let config = parse("batch = { max_events = 10 }");
-        assert_eq!((config.batch.max_events, config.batch.max_bytes), (10, 10 << 20));
+        assert_eq!(
+            (config.batch.max_events, config.batch.max_bytes),
+            (10, 10 << 20)
+        );
     }
 
     #[test]
@@ -388,7 +402,11 @@ mod tests {
         assert_eq!(keys(&config), ["action"]);
         let issue = &config.issues()[0];
         assert!(issue.message.contains("only `create`"), "{issue:?}");
-        assert!(parse("mode = \"data_stream\"\naction = \"create\"").issues().is_empty());
+        assert!(
+            parse("mode = \"data_stream\"\naction = \"create\"")
+                .issues()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -397,25 +415,38 @@ mod tests {
             "endpoints = [\"http://es.example:9200\", \"https://u:pw@es.example\", \"https://es.example/_bulk\"]",
         )
         .expect("config");
-        assert_eq!(keys(&config), ["endpoints[0]", "endpoints[1]", "endpoints[2]"]);
+        assert_eq!(
+            keys(&config),
+            ["endpoints[0]", "endpoints[1]", "endpoints[2]"]
+        );
         assert!(
             config.issues().iter().all(|i| !i.message.contains("pw")),
             "credentials not echoed"
         );
-        let config: ElasticsearchSinkConfig =
-            toml::from_str("endpoints = []").expect("config");
+        let config: ElasticsearchSinkConfig = toml::from_str("endpoints = []").expect("config");
         assert_eq!(keys(&config), ["endpoints"]);
         assert_eq!(keys(&parse("index = \"M365 Audit\"")), ["index"]);
         assert_eq!(keys(&parse("index = \"{{ .Workload\"")), ["index"]);
-        assert!(parse("index = \"M365-{{ .Workload }}-%Y\"").issues().is_empty());
-        assert_eq!(keys(&parse("id_fields = [\"not a path\"]")), ["id_fields[0]"]);
+        assert!(
+            parse("index = \"M365-{{ .Workload }}-%Y\"")
+                .issues()
+                .is_empty()
+        );
+        assert_eq!(
+            keys(&parse("id_fields = [\"not a path\"]")),
+            ["id_fields[0]"]
+        );
         assert_eq!(keys(&parse("missing_id = \"dead_letter\"")), ["missing_id"]);
         assert_eq!(
-            keys(&parse("auth = { strategy = \"basic\", user = \"\", password = \"\" }")),
+            keys(&parse(
+                "auth = { strategy = \"basic\", user = \"\", password = \"\" }"
+            )),
             ["auth.user", "auth.password"]
         );
         assert_eq!(
-            keys(&parse("auth = { strategy = \"api_key\", api_key = \"a b\" }")),
+            keys(&parse(
+                "auth = { strategy = \"api_key\", api_key = \"a b\" }"
+            )),
             ["auth.api_key"]
         );
         assert!(toml::from_str::<ElasticsearchSinkConfig>(
@@ -430,7 +461,8 @@ mod tests {
 
     #[test]
     fn secrets_never_shown() {
-        let config = parse("auth = { strategy = \"basic\", user = \"elastic\", password = \"hunter2\" }");
+        let config =
+            parse("auth = { strategy = \"basic\", user = \"elastic\", password = \"hunter2\" }");
         assert!(!format!("{config:?}").contains("hunter2"));
         let config = parse("auth = { strategy = \"api_key\", api_key = \"c2VjcmV0\" }");
         assert!(!format!("{config:?}").contains("c2VjcmV0"));

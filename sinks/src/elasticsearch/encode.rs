@@ -74,7 +74,10 @@ impl Encoder {
         if let Some(why) = index_name_problem(&index, self.mode) {
             return Err(Rejection::new(
                 "invalid_index_name",
-                format!("the index name `{index}` (from `{}`) {why}", self.index.as_str()),
+                format!(
+                    "the index name `{index}` (from `{}`) {why}",
+                    self.index.as_str()
+                ),
             ));
         }
         let mut encoded = Encoded::default();
@@ -229,10 +232,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn encoder(extra: &str) -> Encoder {
-        let config: ElasticsearchSinkConfig = toml::from_str(&format!(
-            "endpoints = [\"http://127.0.0.1:9200\"]\n{extra}"
-        ))
-        .expect("config");
+        let config: ElasticsearchSinkConfig =
+            toml::from_str(&format!("endpoints = [\"http://127.0.0.1:9200\"]\n{extra}"))
+                .expect("config");
         assert!(config.issues().is_empty(), "{:?}", config.issues());
         Encoder::new(&config).expect("encoder")
     }
@@ -244,7 +246,10 @@ mod tests {
     }
 
     /// The action line and the source line.
-    fn lines(encoder: &Encoder, value: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    fn lines(
+        encoder: &Encoder,
+        value: serde_json::Value,
+    ) -> (serde_json::Value, serde_json::Value) {
         let mut out = Vec::new();
         encoder
             .encode(&Event::new(value.into()), &mut out, now())
@@ -270,7 +275,10 @@ mod tests {
     fn index_from_event_time_and_fields_lower_cased() {
         let encoder = encoder("index = \"m365-{{ .Workload }}-%Y.%m.%d\"");
         let (action, source) = lines(&encoder, record("a"));
-        assert_eq!(action["index"]["_index"], "m365-azureactivedirectory-2026.11.02");
+        assert_eq!(
+            action["index"]["_index"],
+            "m365-azureactivedirectory-2026.11.02"
+        );
         assert!(action["index"].get("_id").is_none());
         assert_eq!(source, record("a"));
         // No event time: the send time.
@@ -306,16 +314,25 @@ mod tests {
         assert!(!String::from_utf8_lossy(&out).contains("_id"));
         let encoder = self::encoder("id_fields = [\"Id\"]\nmissing_id = \"dead_letter\"");
         let refused = encoder.encode(&event, &mut Vec::new(), now());
-        assert_eq!(refused.err().map(|r| r.reason).as_deref(), Some("id_field_missing"));
+        assert_eq!(
+            refused.err().map(|r| r.reason).as_deref(),
+            Some("id_field_missing")
+        );
     }
 
     #[test]
     fn invalid_rendered_names_are_refused_with_the_reason() {
         let encoder = encoder("index = \"m365-{{ .Workload }}\"");
         let bad = Event::new(serde_json::json!({"Workload": "Azure AD"}).into());
-        let refused = encoder.encode(&bad, &mut Vec::new(), now()).expect_err("refused");
+        let refused = encoder
+            .encode(&bad, &mut Vec::new(), now())
+            .expect_err("refused");
         assert_eq!(refused.reason, "invalid_index_name");
-        assert!(refused.message.contains("m365-azure ad"), "{}", refused.message);
+        assert!(
+            refused.message.contains("m365-azure ad"),
+            "{}",
+            refused.message
+        );
         let missing = encoder
             .encode(&Event::from_message("x"), &mut Vec::new(), now())
             .expect_err("refused");
@@ -329,16 +346,26 @@ mod tests {
 
     #[test]
     fn data_streams_get_a_timestamp() {
-        let encoder = encoder("mode = \"data_stream\"\nindex = \"logs-m365.{{ .Workload }}-default\"");
+        let encoder =
+            encoder("mode = \"data_stream\"\nindex = \"logs-m365.{{ .Workload }}-default\"");
         let (action, source) = lines(&encoder, record("a"));
-        assert_eq!(action["create"]["_index"], "logs-m365.azureactivedirectory-default");
+        assert_eq!(
+            action["create"]["_index"],
+            "logs-m365.azureactivedirectory-default"
+        );
         assert_eq!(source["@timestamp"], "2026-11-02T10:15:30.000Z");
         assert_eq!(source["Id"], "a");
-        let (_, source) = lines(&encoder, serde_json::json!({"@timestamp": "kept", "Workload": "x"}));
+        let (_, source) = lines(
+            &encoder,
+            serde_json::json!({"@timestamp": "kept", "Workload": "x"}),
+        );
         assert_eq!(source["@timestamp"], "kept");
         let encoder = self::encoder("mode = \"data_stream\"");
         let (_, source) = lines(&encoder, serde_json::json!({}));
-        assert_eq!(source, serde_json::json!({"@timestamp": "2026-01-01T00:00:00.000Z"}));
+        assert_eq!(
+            source,
+            serde_json::json!({"@timestamp": "2026-01-01T00:00:00.000Z"})
+        );
     }
 
     #[test]
@@ -351,8 +378,14 @@ mod tests {
     #[test]
     fn event_times() {
         let t = |v: serde_json::Value| event_time(&Value::from(v)).map(|t| t.timestamp_millis());
-        assert_eq!(t(serde_json::json!("2026-11-02T10:15:30Z")), Some(1793614530000));
-        assert_eq!(t(serde_json::json!("2026-11-02T10:15:30.5")), Some(1793614530500));
+        assert_eq!(
+            t(serde_json::json!("2026-11-02T10:15:30Z")),
+            Some(1793614530000)
+        );
+        assert_eq!(
+            t(serde_json::json!("2026-11-02T10:15:30.5")),
+            Some(1793614530500)
+        );
         assert_eq!(t(serde_json::json!(1793614530123i64)), Some(1793614530123));
         assert_eq!(t(serde_json::json!(1793614530)), Some(1793614530000));
         assert_eq!(t(serde_json::json!("yesterday")), None);

@@ -199,13 +199,37 @@ mod tests {
     fn every_item_is_read_by_status() {
         let body = answer(vec![
             item("create", 201, None),
-            item("create", 409, Some(("version_conflict_engine_exception", "exists"))),
-            item("create", 429, Some(("es_rejected_execution_exception", "queue full"))),
+            item(
+                "create",
+                409,
+                Some(("version_conflict_engine_exception", "exists")),
+            ),
+            item(
+                "create",
+                429,
+                Some(("es_rejected_execution_exception", "queue full")),
+            ),
             // OpenSearch's name for the same thing: the status decides, not the name.
-            item("create", 429, Some(("opensearch_rejected_execution_exception", "full"))),
-            item("create", 503, Some(("unavailable_shards_exception", "no primary"))),
-            item("create", 400, Some(("document_parsing_exception", "bad field"))),
-            item("create", 404, Some(("index_not_found_exception", "no such index"))),
+            item(
+                "create",
+                429,
+                Some(("opensearch_rejected_execution_exception", "full")),
+            ),
+            item(
+                "create",
+                503,
+                Some(("unavailable_shards_exception", "no primary")),
+            ),
+            item(
+                "create",
+                400,
+                Some(("document_parsing_exception", "bad field")),
+            ),
+            item(
+                "create",
+                404,
+                Some(("index_not_found_exception", "no such index")),
+            ),
             item("create", 403, Some(("security_exception", "unauthorized"))),
         ]);
         let read = read(&body, 8, BulkAction::Create).expect("read");
@@ -222,7 +246,16 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["delivered", "delivered", "retry", "retry", "retry", "rejected", "rejected", "config"]
+            [
+                "delivered",
+                "delivered",
+                "retry",
+                "retry",
+                "retry",
+                "rejected",
+                "rejected",
+                "config"
+            ]
         );
         assert_eq!(read.duplicates, 1);
         assert_eq!(read.statuses.get(&429), Some(&2));
@@ -230,7 +263,11 @@ mod tests {
             panic!("rejected");
         };
         assert_eq!(rejection.reason, "invalid_document");
-        assert!(rejection.message.contains("document_parsing_exception: bad field"));
+        assert!(
+            rejection
+                .message
+                .contains("document_parsing_exception: bad field")
+        );
         let response = rejection.response.as_ref().expect("error attached");
         assert_eq!(response.status, 400);
         let error: Value = serde_json::from_str(&response.body).expect("json");
@@ -240,7 +277,11 @@ mod tests {
 
     #[test]
     fn a_conflict_on_index_is_not_a_duplicate() {
-        let body = answer(vec![item("index", 409, Some(("version_conflict_engine_exception", "x")))]);
+        let body = answer(vec![item(
+            "index",
+            409,
+            Some(("version_conflict_engine_exception", "x")),
+        )]);
         let read = read(&body, 1, BulkAction::Index).expect("read");
         assert!(matches!(read.outcomes[0], EventOutcome::Rejected(_)));
         assert_eq!(read.duplicates, 0);
@@ -249,7 +290,14 @@ mod tests {
     #[test]
     fn answers_that_cannot_be_trusted() {
         assert!(read(b"<html>", 1, BulkAction::Create).is_err());
-        assert!(read(&answer(vec![item("create", 201, None)]), 2, BulkAction::Create).is_err());
+        assert!(
+            read(
+                &answer(vec![item("create", 201, None)]),
+                2,
+                BulkAction::Create
+            )
+            .is_err()
+        );
         assert!(read(b"{\"errors\":true}", 1, BulkAction::Create).is_err());
         assert!(read(b"{\"items\":[{\"create\":{}}]}", 1, BulkAction::Create).is_err());
         let read = read(b"{\"errors\":false}", 2, BulkAction::Create).expect("read");
@@ -259,10 +307,15 @@ mod tests {
     #[test]
     fn request_errors_summarised() {
         assert_eq!(
-            error_summary(br#"{"error":{"type":"cluster_block_exception","reason":"blocked"},"status":503}"#),
+            error_summary(
+                br#"{"error":{"type":"cluster_block_exception","reason":"blocked"},"status":503}"#
+            ),
             "cluster_block_exception: blocked"
         );
-        assert_eq!(error_summary(br#"{"error":"no handler found","status":400}"#), "no handler found");
+        assert_eq!(
+            error_summary(br#"{"error":"no handler found","status":400}"#),
+            "no handler found"
+        );
         assert_eq!(error_summary(b""), "no body");
         assert!(error_summary(&vec![b'x'; 4000]).len() < 600);
     }

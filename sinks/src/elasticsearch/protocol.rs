@@ -79,7 +79,9 @@ impl Bulk {
                 let mut value =
                     HeaderValue::from_str(&format!("ApiKey {}", api_key.expose().trim()))
                         // The value is not echoed: it is a secret.
-                        .map_err(|_| anyhow::anyhow!("auth.api_key holds characters a header cannot carry"))?;
+                        .map_err(|_| {
+                            anyhow::anyhow!("auth.api_key holds characters a header cannot carry")
+                        })?;
                 value.set_sensitive(true);
                 Some(Credentials::ApiKey(value))
             }
@@ -195,7 +197,9 @@ impl Protocol for Bulk {
         if let Some(encoding) = self.compression.content_encoding() {
             builder = builder.header(CONTENT_ENCODING, encoding);
         }
-        let builder = self.authorize(builder).body(self.compression.compress(body));
+        let builder = self
+            .authorize(builder)
+            .body(self.compression.compress(body));
         match self.http.send(builder).await {
             Ok(response) => self.judge(request.len(), response),
             Err(failure) => Outcome::Failed(failure),

@@ -70,11 +70,18 @@ mod tests {
         );
         assert_eq!(
             Product::read(&none, br#"{"version":{"number":"7.10.2"}}"#),
-            Product::Elasticsearch { version: "7.10.2".into() }
+            Product::Elasticsearch {
+                version: "7.10.2".into()
+            }
         );
         assert_eq!(
-            Product::read(&none, br#"{"version":{"distribution":"opensearch","number":"2.17.0"}}"#),
-            Product::OpenSearch { version: "2.17.0".into() }
+            Product::read(
+                &none,
+                br#"{"version":{"distribution":"opensearch","number":"2.17.0"}}"#
+            ),
+            Product::OpenSearch {
+                version: "2.17.0".into()
+            }
         );
         assert_eq!(Product::read(&none, b"<html>ok</html>"), Product::Unknown);
     }
