@@ -534,6 +534,47 @@ async fn busy_and_server_errors_index_nothing() {
     );
     assert!(broken.indexed().is_empty());
     broken.stop().await;
+    let full = start(SplunkHecConfig {
+        faults: HecFaults {
+            queue_full_rate: 1.0,
+            ..HecFaults::default()
+        },
+        ..SplunkHecConfig::default()
+    })
+    .await;
+    assert_eq!(
+        send_events(&full, r#"{"event":"x"}"#).await,
+        (
+            429,
+            reply(
+                26,
+                "HEC queue is at capacity and cannot process any more requests"
+            )
+        )
+    );
+    assert!(full.indexed().is_empty());
+    full.stop().await;
+}
+
+#[tokio::test]
+async fn near_capacity_is_a_success_with_code_24() {
+    let sim = start(SplunkHecConfig {
+        faults: HecFaults {
+            near_capacity_rate: 1.0,
+            ..HecFaults::default()
+        },
+        ..SplunkHecConfig::default()
+    })
+    .await;
+    assert_eq!(
+        send_events(&sim, r#"{"event":"x"}"#).await,
+        (
+            200,
+            reply(24, "HEC queue is approaching its capacity limit")
+        )
+    );
+    assert_eq!(sim.indexed().len(), 1);
+    sim.stop().await;
 }
 
 #[tokio::test]

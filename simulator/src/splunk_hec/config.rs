@@ -112,6 +112,12 @@ pub struct HecFaults {
     pub busy_rate: f64,
     /// Share of data requests answered 500, code 8 "Internal server error" (nothing indexed).
     pub server_error_rate: f64,
+    /// Share of data requests answered 429, code 26 "HEC queue is at capacity…" (nothing
+    /// indexed).
+    pub queue_full_rate: f64,
+    /// Share of accepted data requests answered 200 with code 24 "HEC queue is approaching its
+    /// capacity limit" instead of code 0 (still a success: the events are indexed).
+    pub near_capacity_rate: f64,
     /// Share of requests that wait `slow_delay` before being processed.
     pub slow_rate: f64,
     /// The wait of a slow request. Default "2s".
@@ -135,6 +141,8 @@ impl Default for HecFaults {
         Self {
             busy_rate: 0.0,
             server_error_rate: 0.0,
+            queue_full_rate: 0.0,
+            near_capacity_rate: 0.0,
             slow_rate: 0.0,
             slow_delay: Duration::from_secs(2),
             reject_marker: None,
@@ -183,6 +191,8 @@ impl SplunkHecConfig {
         for (name, v) in [
             ("busy_rate", f.busy_rate),
             ("server_error_rate", f.server_error_rate),
+            ("queue_full_rate", f.queue_full_rate),
+            ("near_capacity_rate", f.near_capacity_rate),
             ("slow_rate", f.slow_rate),
             ("lost_ack_rate", f.lost_ack_rate),
             ("unhealthy_rate", f.unhealthy_rate),

@@ -27,6 +27,8 @@ pub(crate) enum Code {
     QueuesFull,
     HealthInvalidToken,
     HealthTokenDisabled,
+    QueueNearCapacity,
+    QueueFull,
     AckChannelFull,
 }
 
@@ -55,6 +57,8 @@ impl Code {
             Code::QueuesFull => 18,
             Code::HealthInvalidToken => 21,
             Code::HealthTokenDisabled => 22,
+            Code::QueueNearCapacity => 24,
+            Code::QueueFull => 26,
             Code::AckChannelFull => 27,
         }
     }
@@ -62,12 +66,12 @@ impl Code {
     /// The HTTP status Splunk pairs with the code.
     pub(crate) fn status(self) -> StatusCode {
         match self {
-            Code::Success | Code::Healthy => StatusCode::OK,
+            Code::Success | Code::Healthy | Code::QueueNearCapacity => StatusCode::OK,
             Code::TokenRequired | Code::InvalidAuthorization => StatusCode::UNAUTHORIZED,
             Code::TokenDisabled | Code::InvalidToken => StatusCode::FORBIDDEN,
             Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Code::ServerBusy | Code::QueuesFull => StatusCode::SERVICE_UNAVAILABLE,
-            Code::AckChannelFull => StatusCode::TOO_MANY_REQUESTS,
+            Code::QueueFull | Code::AckChannelFull => StatusCode::TOO_MANY_REQUESTS,
             Code::NoData
             | Code::InvalidDataFormat
             | Code::IncorrectIndex
@@ -105,6 +109,8 @@ impl Code {
             Code::QueryStringAuthDisabled => "Query string authorization is not enabled",
             Code::Healthy => "HEC is healthy",
             Code::QueuesFull => "HEC is unhealthy, queues are full",
+            Code::QueueNearCapacity => "HEC queue is approaching its capacity limit",
+            Code::QueueFull => "HEC queue is at capacity and cannot process any more requests",
             Code::AckChannelFull => {
                 "HEC ACK channel is at capacity and cannot process any more requests"
             }

@@ -112,6 +112,9 @@ async fn ingest(
     if hec.dice.chance(f.server_error_rate) {
         return Err(Code::InternalError.into());
     }
+    if hec.dice.chance(f.queue_full_rate) {
+        return Err(Code::QueueFull.into());
+    }
     let limit = hec.cfg.max_content_length;
     let (bytes, wire_len) = wire::read_body(headers, body, limit, limit)
         .await
@@ -150,7 +153,11 @@ async fn ingest(
             ack_id,
         },
         None => Reply::Hec {
-            code: Code::Success,
+            code: if hec.dice.chance(f.near_capacity_rate) {
+                Code::QueueNearCapacity
+            } else {
+                Code::Success
+            },
             invalid_event: None,
             ack_id,
         },
