@@ -48,6 +48,9 @@ pub(super) struct Ledger {
     events: u64,
     /// The id the next segment gets.
     next_segment: u64,
+    /// While records are being appended, the first segment they may land in: it and
+    /// later segments are not deleted until the records are published.
+    writing_from: Option<u64>,
 }
 
 /// What a reader should do next.
@@ -85,6 +88,16 @@ impl Ledger {
             self.events += u64::from(record.events);
             self.unread.push_back(record);
         }
+    }
+
+    /// Records are about to be appended to the open segment (or a new one).
+    pub fn begin_write(&mut self, open_segment: Option<u64>) {
+        self.writing_from = Some(open_segment.unwrap_or(self.next_segment));
+    }
+
+    /// The append failed: nothing of it will be published.
+    pub fn abandon_write(&mut self) {
+        self.writing_from = None;
     }
 
     /// Hands out the id of the next segment to create.
@@ -128,6 +141,7 @@ impl Ledger {
 
     /// Makes durably written records readable and turns their reservation into bytes.
     pub fn publish(&mut self, records: &[RecordMeta], reserved: u64) {
+        self.writing_from = None;
         self.reserved = self.reserved.saturating_sub(reserved);
         for record in records {
             if let Some(segment) = self.segments.get_mut(&record.pos.segment) {
@@ -163,9 +177,9 @@ impl Ledger {
         self.unread.is_empty() && self.redeliver.is_empty()
     }
 
-    /// True when every record on disk was delivered.
+    /// True when every record on disk was delivered and none is being written.
     pub fn idle(&self) -> bool {
-        self.unread.is_empty() && self.outstanding.is_empty()
+        self.unread.is_empty() && self.outstanding.is_empty() && self.writing_from.is_none()
     }
 
     /// The sink delivered a record. Returns true when the persistable position moved.
@@ -233,7 +247,10 @@ impl Ledger {
     /// Sealed segments holding nothing undelivered: safe to delete once the position is
     /// persisted.
     pub fn deletable(&self) -> Vec<u64> {
-        let first = self.first_pending().map_or(u64::MAX, |p| p.segment);
+        let first = self
+            .first_pending()
+            .map_or(u64::MAX, |p| p.segment)
+            .min(self.writing_from.unwrap_or(u64::MAX));
         self.segments
             .iter()
             .filter(|(id, s)| s.sealed && **id < first)
@@ -317,6 +334,21 @@ mod tests {
         ledger.seal_all();
         assert_eq!(ledger.deletable(), vec![id]);
         assert_eq!(ledger.events(), 0);
+    }
+
+    #[test]
+    fn segments_being_written_are_not_deletable() {
+        let mut ledger = Ledger::new(0);
+        let first = start_segment(&mut ledger);
+        ledger.begin_write(Some(first));
+        // The group spills into a new segment, which seals the first one.
+        let second = start_segment(&mut ledger);
+        assert!(
+            ledger.deletable().is_empty(),
+            "unpublished records live in {first}"
+        );
+        ledger.publish(&[record(first, 8), record(second, 8)], 0);
+        assert!(ledger.deletable().is_empty(), "now they are unread");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
+use std::future::Future as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +106,11 @@ pub struct Receiver {
     input_done: watch::Receiver<bool>,
     readable: watch::Receiver<u64>,
     file: Option<(u64, Arc<File>)>,
+    /// A record claimed and being read.
+    reading: Option<(RecordMeta, ReadJob)>,
 }
+
+type ReadJob = tokio::task::JoinHandle<Result<Vec<Value>, Unreadable>>;
 
 /// Opens (or, within this process, joins) the disk buffer in `dir` and starts a writer
 /// for a new sender/receiver pair.
@@ -133,6 +138,7 @@ pub fn open(
         reader,
         input_done: done_rx,
         file: None,
+        reading: None,
     };
     Ok((Sender { tx }, receiver))
 }
@@ -327,20 +333,33 @@ impl Shared {
         records
     }
 
-    /// Appends records and syncs them (blocking). Returns where each one went.
-    fn append(&self, records: &[Pending]) -> io::Result<Vec<RecordMeta>> {
+    /// Appends records, syncs them and makes them readable (blocking). Returns the
+    /// events written.
+    fn append(&self, records: &[Pending]) -> io::Result<u64> {
         let mut writer = lock(&self.writer);
-        let result = self.append_locked(&mut writer, records);
-        if result.is_err()
-            && let Some(current) = writer.as_mut()
-            && !current.roll_back()
-        {
-            // The torn tail stays on disk, behind the last record readers know of; a
-            // later run detects and skips it. Continue in a fresh segment.
-            *writer = None;
-            self.ledger().seal_all();
+        self.ledger().begin_write(writer.as_ref().map(|w| w.id));
+        match self.append_locked(&mut writer, records) {
+            Ok(placed) => {
+                let reserved = records.iter().map(|r| r.reserved).sum();
+                let mut ledger = self.ledger();
+                ledger.publish(&placed, reserved);
+                self.update_gauges(&ledger);
+                Ok(placed.iter().map(|r| u64::from(r.events)).sum())
+            }
+            Err(e) => {
+                let mut ledger = self.ledger();
+                ledger.abandon_write();
+                if let Some(current) = writer.as_mut()
+                    && !current.roll_back()
+                {
+                    // The torn tail stays on disk, behind the last record readers know
+                    // of; a later run detects and skips it. Continue in a fresh segment.
+                    *writer = None;
+                    ledger.seal_all();
+                }
+                Err(e)
+            }
         }
-        result
     }
 
     fn append_locked(
@@ -688,14 +707,7 @@ async fn flush(shared: &Arc<Shared>, group: &mut Vec<Pending>) {
         };
         records = returned;
         match result {
-            Ok(placed) => {
-                let reserved: u64 = records.iter().map(|r| r.reserved).sum();
-                let events: u64 = placed.iter().map(|r| u64::from(r.events)).sum();
-                {
-                    let mut ledger = shared.ledger();
-                    ledger.publish(&placed, reserved);
-                    shared.update_gauges(&ledger);
-                }
+            Ok(events) => {
                 shared.metrics.received.increment(events);
                 shared.readable.send_modify(|v| *v += 1);
                 for record in records {
@@ -777,6 +789,14 @@ impl Receiver {
     /// left to read or a newer instance of the sink took the buffer over.
     pub async fn recv(&mut self) -> Option<Batch> {
         loop {
+            // A read a cancelled call started is finished first (this keeps `recv`
+            // cancel-safe, as `select!` loops need).
+            if self.reading.is_some() {
+                if let Some(batch) = self.finish_read().await {
+                    return Some(batch);
+                }
+                continue;
+            }
             self.readable.borrow_and_update();
             if self.input_closed() && self.shared.superseded(self.reader) {
                 return None;
@@ -787,14 +807,11 @@ impl Receiver {
                     let read = match self.segment_file(record.pos.segment) {
                         Ok(file) => {
                             tokio::task::spawn_blocking(move || read_values(&file, &record))
-                                .await
-                                .unwrap_or_else(|e| {
-                                    Err(Unreadable::Failed(io::Error::other(e.to_string())))
-                                })
                         }
-                        Err(e) => Err(e),
+                        Err(e) => tokio::task::spawn_blocking(move || Err(e)),
                     };
-                    if let Some(batch) = self.handle(record, read) {
+                    self.reading = Some((record, read));
+                    if let Some(batch) = self.finish_read().await {
                         return Some(batch);
                     }
                     continue;
@@ -817,8 +834,31 @@ impl Receiver {
         }
     }
 
+    /// Awaits the read in progress and turns it into a batch (`None` when the record
+    /// could not be read and was settled otherwise).
+    async fn finish_read(&mut self) -> Option<Batch> {
+        let (_, job) = self.reading.as_mut()?;
+        let result = job.await;
+        let (record, _) = self.reading.take()?;
+        let read =
+            result.unwrap_or_else(|e| Err(Unreadable::Failed(io::Error::other(e.to_string()))));
+        self.handle(record, read)
+    }
+
     /// The next batch if one can be read now (reading the disk on this thread).
     pub fn try_recv(&mut self) -> Option<Batch> {
+        if let Some((_, job)) = &mut self.reading {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let std::task::Poll::Ready(result) = std::pin::Pin::new(job).poll(&mut cx) else {
+                return None;
+            };
+            let (record, _) = self.reading.take()?;
+            let read =
+                result.unwrap_or_else(|e| Err(Unreadable::Failed(io::Error::other(e.to_string()))));
+            if let Some(batch) = self.handle(record, read) {
+                return Some(batch);
+            }
+        }
         loop {
             let claim = self.shared.ledger().claim(Instant::now());
             let Claim::Record(record) = claim else {
@@ -900,5 +940,10 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         lock(&self.shared.readers).remove(&self.reader);
+        if let Some((record, job)) = self.reading.take() {
+            // Claimed but never handed to the sink: give it back for another reader.
+            job.abort();
+            self.shared.settle(record, BatchStatus::Failed);
+        }
     }
 }

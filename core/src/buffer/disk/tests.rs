@@ -220,7 +220,9 @@ async fn a_full_buffer_blocks_the_writer_until_the_sink_catches_up() {
     // The sink reads and delivers: room frees up and every batch gets through, in order.
     let mut got = Vec::new();
     while got.len() < total {
-        let batch = rx.recv().await.expect("a batch");
+        let Some(batch) = rx.recv().await else {
+            panic!("none after {}: {}", got.len(), metrics.render())
+        };
         got.extend(messages(&batch));
         resolve_batch(batch, BatchStatus::Delivered);
         let on_disk = shared.ledger().disk_bytes();
@@ -440,50 +442,82 @@ async fn a_replaced_sink_hands_the_buffer_to_its_successor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test"]
 async fn fsync_cost() {
-    let events = 200_000usize;
-    let batch_events = 500usize;
     let template = crate::event::Event::from_message("x".repeat(600)).value;
-    for sync in [true, false] {
+    let make = |n: usize| -> Batch { (0..n).map(|_| Event::new(template.clone())).collect() };
+    // (mode, events per batch, batches)
+    for (mode, per_batch, batches) in [
+        ("pipelined batches, group commit", 500, 400),
+        ("one batch per sync", 500, 400),
+        ("one small batch per sync", 10, 2000),
+        ("no sync (encode and append only)", 500, 400),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let Opened { tx, rx, .. } = open_recorded(dir.path(), options(4 << 30, 32 << 20));
         let shared = shared_of(&rx);
         let started = Instant::now();
-        if sync {
-            let mut receipts = Vec::new();
-            for _ in 0..events / batch_events {
-                let batch: Batch = (0..batch_events)
-                    .map(|_| Event::new(template.clone()))
-                    .collect();
-                receipts.push(send(&tx, batch).await);
-            }
-            for receipt in receipts {
-                receipt.await;
-            }
-        } else {
-            // Encoding and appending alone, without the sync, for comparison.
-            let mut writer = SegmentWriter::create(dir.path(), 999).expect("segment");
-            for _ in 0..events / batch_events {
-                let batch: Batch = (0..batch_events)
-                    .map(|_| Event::new(template.clone()))
-                    .collect();
-                for record in shared.encode(batch) {
-                    writer.append(&record.bytes).expect("append");
+        let bytes = match mode {
+            "pipelined batches, group commit" => {
+                let mut receipts = Vec::new();
+                for _ in 0..batches {
+                    receipts.push(send(&tx, make(per_batch)).await);
                 }
+                for receipt in receipts {
+                    receipt.await;
+                }
+                shared.ledger().disk_bytes()
             }
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let bytes = if sync {
-            shared.ledger().disk_bytes()
-        } else {
-            fs::metadata(segment::path(dir.path(), 999))
-                .expect("stat")
-                .len()
+            "no sync (encode and append only)" => {
+                let mut writer = SegmentWriter::create(dir.path(), 999).expect("segment");
+                for _ in 0..batches {
+                    for record in shared.encode(make(per_batch)) {
+                        writer.append(&record.bytes).expect("append");
+                    }
+                }
+                writer.len
+            }
+            _ => {
+                for _ in 0..batches {
+                    send(&tx, make(per_batch)).await.await;
+                }
+                shared.ledger().disk_bytes()
+            }
         };
+        let elapsed = started.elapsed().as_secs_f64();
+        let events = per_batch * batches;
         println!(
-            "fsync={sync}: {:.0} events/s, {:.1} MB/s ({events} events of ~600 B)",
+            "{mode}: {:.0} events/s, {:.1} MB/s, {:.0} batches/s ({events} events of ~600 B, {per_batch} per batch)",
             events as f64 / elapsed,
-            bytes as f64 / elapsed / 1e6
+            bytes as f64 / elapsed / 1e6,
+            batches as f64 / elapsed,
         );
         drop((tx, rx));
     }
+}
+
+#[tokio::test]
+async fn recv_is_cancel_safe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Opened { tx, mut rx, .. } = open_recorded(dir.path(), options(1 << 20, 1 << 16));
+    for i in 0..20 {
+        send(&tx, batch(i, 1)).await.await;
+    }
+    drop(tx);
+    let mut got = Vec::new();
+    loop {
+        // A sink's `select!` may drop `recv` half-way (a timer firing, say).
+        let first = tokio::select! {
+            biased;
+            batch = rx.recv() => Some(batch),
+            () = std::future::ready(()) => None,
+        };
+        let batch = match first {
+            Some(batch) => batch,
+            None => rx.recv().await,
+        };
+        let Some(batch) = batch else { break };
+        got.extend(messages(&batch));
+        resolve_batch(batch, BatchStatus::Delivered);
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("event-{i}")).collect();
+    assert_eq!(got, expected);
 }
