@@ -6,6 +6,7 @@ mod backpressure;
 mod config_errors;
 mod crash;
 mod delivery;
+mod examples;
 mod disk_buffer;
 mod o365_management;
 mod reload;

@@ -444,3 +444,48 @@ async fn healthcheck_refuses_an_api_key_for_opensearch() {
     running.task.await.expect("task").expect("sink");
     es.stop().await;
 }
+
+#[test]
+fn the_example_pipeline_configures_the_sink() {
+    // `siemflow validate -c examples/elasticsearch.toml` checks the whole pipeline; this
+    // keeps the sink's table valid without the sources crate.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/elasticsearch.toml"
+    ))
+    .expect("examples/elasticsearch.toml");
+    let pipeline: toml::Table = toml::from_str(&text).expect("toml");
+    let sinks = pipeline["sinks"].as_table().expect("sinks");
+    let mut elastic = sinks["elastic"].as_table().expect("elastic").clone();
+    assert_eq!(
+        elastic
+            .remove("type")
+            .and_then(|t| t.as_str().map(String::from))
+            .as_deref(),
+        Some("elasticsearch")
+    );
+    elastic.remove("inputs");
+    // `${VAR:-default}` → default, `${VAR}` → a placeholder, as an unset environment would.
+    fn unset_env(value: &mut toml::Value) {
+        match value {
+            toml::Value::String(text) => {
+                if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
+                    let default = inner.split_once(":-").map_or("placeholder", |(_, d)| d);
+                    *text = default.to_string();
+                }
+            }
+            toml::Value::Array(items) => items.iter_mut().for_each(unset_env),
+            toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| unset_env(v)),
+            _ => {}
+        }
+    }
+    elastic.iter_mut().for_each(|(_, v)| unset_env(v));
+    let config: ElasticsearchSinkConfig = elastic.try_into().expect("the sink's options");
+    assert_eq!(config.check(), Vec::new());
+    assert_eq!(config.bulk_action(), super::BulkAction::Create);
+    assert_eq!(config.id_fields, ["Id"]);
+    let rejects = sinks["elastic_rejects"]["inputs"]
+        .as_array()
+        .expect("inputs");
+    assert_eq!(rejects[0].as_str(), Some("elastic.dead_letter"));
+}

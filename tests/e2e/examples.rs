@@ -1,0 +1,68 @@
+//! Every pipeline in `examples/` is one `siemflow validate` accepts.
+
+use std::process::Command;
+
+use crate::harness::{Workspace, binary};
+
+/// The `${NAME}` references without a default, each with a value of the right shape:
+/// a GUID for `*_ID` (tenant and client ids are checked), a word otherwise.
+fn required_env(text: &str) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let name = &after[..end];
+        if !name.contains(":-") && !vars.iter().any(|(n, _)| n == name) {
+            let value = if name.ends_with("_ID") {
+                "00000000-0000-0000-0000-000000000001"
+            } else {
+                "placeholder"
+            };
+            vars.push((name.to_string(), value.to_string()));
+        }
+        rest = &after[end + 1..];
+    }
+    vars
+}
+
+#[test]
+fn every_example_pipeline_validates() {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(folder).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read example");
+        // A scratch folder as the working directory: nothing lands in the repository.
+        let ws = Workspace::new();
+        let output = Command::new(binary())
+            .arg("validate")
+            .arg("-c")
+            .arg(&path)
+            .current_dir(ws.dir.path())
+            .envs(required_env(&text))
+            .output()
+            .expect("run validate");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{} does not validate:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked.push(
+            path.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    checked.sort();
+    assert!(
+        checked.iter().any(|name| name == "elasticsearch.toml"),
+        "examples found: {checked:?}"
+    );
+}
