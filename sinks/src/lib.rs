@@ -6,6 +6,7 @@ mod duration;
 pub mod elasticsearch;
 pub mod encoding;
 pub mod file;
+pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
 
@@ -29,6 +30,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.sink::<file::FileSinkConfig>(
         "file",
         "Appends events as lines to files named by a template",
+    );
+    registry.sink::<sentinel::SentinelSinkConfig>(
+        "sentinel",
+        "Delivers events to Microsoft Sentinel through the Azure Monitor Logs Ingestion API",
     );
     registry.sink::<splunk_hec::SplunkHecSinkConfig>(
         "splunk_hec",
@@ -55,6 +60,7 @@ mod tests {
                 "console",
                 "elasticsearch",
                 "file",
+                "sentinel",
                 "splunk_hec",
                 "syslog"
             ]

@@ -1,0 +1,372 @@
+//! The Logs Ingestion request: a JSON array of at most 1 MiB uncompressed, gzip, a bearer
+//! token, and what each answer means (reference §0 and §2.4).
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use chrono::Utc;
+use metrics::Counter;
+use serde::Deserialize;
+use siemflow_core::auth::{AuthError, TokenProvider};
+use siemflow_core::delivery::{
+    Compression, DroppedResponse, EventOutcome, Failure, HttpClient, HttpResponse, Item, Outcome,
+    Protocol, Rejection, Request,
+};
+use siemflow_core::metrics::ComponentLabels;
+use siemflow_core::{Event, Value};
+
+use super::config::MAX_REQUEST_BYTES;
+use super::record::{RecordWriter, Shaped};
+
+/// At most this many distinct renamed field names are logged (each once); the counter
+/// counts them all.
+const MAX_LOGGED_RENAMES: usize = 100;
+
+/// The `sentinel` sink's side of the delivery machinery.
+pub(crate) struct Sentinel {
+    pub(crate) http: HttpClient,
+    pub(crate) tokens: TokenProvider,
+    /// `{endpoint}/dataCollectionRules/{id}/streams/{stream}?api-version=…`
+    pub(crate) url: String,
+    pub(crate) compression: Compression,
+    pub(crate) records: RecordWriter,
+    pub(crate) counters: Counters,
+}
+
+/// The sink's own counters, beside the shared delivery ones.
+pub(crate) struct Counters {
+    id: String,
+    /// `sentinel_renamed_fields_total`: top-level fields written under another name.
+    renamed: Counter,
+    /// `sentinel_time_generated_defaulted_total`: records with no time in any
+    /// `timestamp_field`, whose `TimeGenerated` is the send time.
+    time_defaulted: Counter,
+    /// `sentinel_bisected_requests_total`: requests answered 400 that were split to find
+    /// the records at fault.
+    bisected: Counter,
+    logged: Mutex<HashSet<String>>,
+}
+
+impl Counters {
+    pub(crate) fn new(labels: &ComponentLabels) -> Self {
+        Counters {
+            id: labels.id.clone(),
+            renamed: labels.counter("sentinel_renamed_fields_total", &[]),
+            time_defaulted: labels.counter("sentinel_time_generated_defaulted_total", &[]),
+            bisected: labels.counter("sentinel_bisected_requests_total", &[]),
+            logged: Mutex::default(),
+        }
+    }
+
+    fn note(&self, shaped: &Shaped) {
+        if shaped.time_defaulted {
+            self.time_defaulted.increment(1);
+        }
+        if shaped.renamed.is_empty() {
+            return;
+        }
+        self.renamed.increment(shaped.renamed.len() as u64);
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        for (field, column) in &shaped.renamed {
+            if logged.len() < MAX_LOGGED_RENAMES && logged.insert(field.clone()) {
+                tracing::info!(
+                    component = %self.id,
+                    field = %field,
+                    column = %column,
+                    "a field name is not a valid Log Analytics column; sent under another name (declare that name in the DCR stream)"
+                );
+            }
+        }
+    }
+}
+
+/// What one POST came to.
+enum Answer {
+    Delivered,
+    /// 400: some record of the request is refused, and the API does not say which.
+    BadRecords(Rejection),
+    Failed(Failure),
+}
+
+impl Protocol for Sentinel {
+    fn encode(&self, event: &Event, out: &mut Vec<u8>) -> Result<String, Rejection> {
+        let Value::Object(record) = &event.value else {
+            return Err(Rejection::new(
+                "not_an_object",
+                format!(
+                    "the Logs Ingestion API takes JSON objects; this event is {}",
+                    event.value.kind_str()
+                ),
+            ));
+        };
+        let shaped = self.records.write(record, Utc::now, out);
+        self.counters.note(&shaped);
+        // Alone in a request it is wrapped in brackets: `[record]`.
+        let alone = out.len() as u64 + 2;
+        if alone > MAX_REQUEST_BYTES {
+            return Err(Rejection::new(
+                "too_large",
+                format!(
+                    "the record is {} bytes of JSON; the Logs Ingestion API takes at most {MAX_REQUEST_BYTES} bytes per call, before or after compression, so it can never be sent",
+                    out.len()
+                ),
+            ));
+        }
+        Ok(String::new())
+    }
+
+    async fn send(&self, request: Request<'_>) -> Outcome {
+        let items = request.items;
+        match self.post(items).await {
+            Answer::Delivered => Outcome::Delivered,
+            Answer::Failed(failure) => Outcome::Failed(failure),
+            Answer::BadRecords(rejection) if items.len() == 1 => {
+                Outcome::Failed(Failure::Data(rejection))
+            }
+            Answer::BadRecords(rejection) => {
+                self.counters.bisected.increment(1);
+                tracing::warn!(
+                    component = %self.counters.id,
+                    events = items.len(),
+                    reason = %rejection.message,
+                    "the API refused a request for its data without naming the record; sending it in halves to find the records at fault"
+                );
+                Outcome::PerEvent(self.bisect(items).await)
+            }
+        }
+    }
+
+    /// Gets a token, then posts an empty array: it carries no data, but is checked for
+    /// the token's audience, the DCR, the app's role and the stream like any request.
+    async fn healthcheck(&self) -> Result<(), Failure> {
+        let response = self.exchange(Bytes::from_static(b"[]"), false).await?;
+        let status = response.status.as_u16();
+        // A 400 means the request got past the token, DCR, role and stream checks and
+        // only the (empty) body was judged.
+        if response.status.is_success() || status == 400 {
+            return Ok(());
+        }
+        match classify(&response) {
+            Answer::Failed(failure) => Err(failure),
+            Answer::Delivered | Answer::BadRecords(_) => Ok(()),
+        }
+    }
+}
+
+impl Sentinel {
+    /// Posts `items` as one JSON array and classifies the answer.
+    async fn post(&self, items: &[Item]) -> Answer {
+        let request = Request {
+            partition: "",
+            items,
+        };
+        let body = request.body(b"[", b",", b"]");
+        if body.len() as u64 > MAX_REQUEST_BYTES {
+            // The batcher and `encode` keep requests within the limit; should one pass it,
+            // it is split rather than sent to be refused.
+            let reason = format!(
+                "the request would be {} bytes, over the {MAX_REQUEST_BYTES}-byte limit",
+                body.len()
+            );
+            return Answer::Failed(Failure::TooLarge {
+                reason,
+                response: None,
+            });
+        }
+        let (body, gzip) = match self.compression {
+            Compression::None => (body, false),
+            Compression::Gzip => {
+                let packed = Compression::Gzip.compress(body);
+                if packed.len() as u64 <= MAX_REQUEST_BYTES {
+                    (packed, true)
+                } else {
+                    // Incompressible data grows a little under gzip; the limit holds for
+                    // the compressed size too, and the plain body is within it.
+                    (request.body(b"[", b",", b"]"), false)
+                }
+            }
+        };
+        match self.exchange(Bytes::from(body), gzip).await {
+            Ok(response) => classify(&response),
+            Err(failure) => Answer::Failed(failure),
+        }
+    }
+
+    /// Sends a body with a bearer token; on a 401 gets a new token and sends once more.
+    async fn exchange(&self, body: Bytes, gzip: bool) -> Result<HttpResponse, Failure> {
+        let mut refreshed = false;
+        loop {
+            let token = self
+                .tokens
+                .token()
+                .await
+                .map_err(|e| self.auth_failure(e))?;
+            let mut builder = self
+                .http
+                .inner()
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .bearer_auth(token.bearer())
+                .body(body.clone());
+            if gzip {
+                builder = builder.header("content-encoding", "gzip");
+            }
+            let response = self.http.send(builder).await?;
+            if response.status.as_u16() != 401 || refreshed {
+                return Ok(response);
+            }
+            tracing::debug!(component = %self.counters.id, "401: fetching a new token and sending once more");
+            self.tokens.invalidate(&token);
+            refreshed = true;
+        }
+    }
+
+    fn auth_failure(&self, error: AuthError) -> Failure {
+        let reason = format!(
+            "cannot get an Entra ID token for {}: {error}",
+            self.tokens.scope()
+        );
+        match error {
+            AuthError::Config { .. } => Failure::Config { reason },
+            AuthError::Transient { retry_after, .. } => Failure::Retry {
+                reason,
+                retry_after,
+            },
+        }
+    }
+
+    /// Finds the records a 400 was about by sending halves of the request, recursively:
+    /// a half that goes through is delivered, a single record refused is dead-lettered.
+    /// A transient or configuration failure on the way stops the search, and what is
+    /// left is retried. At most 2n−1 requests for n records.
+    async fn bisect(&self, items: &[Item]) -> Vec<EventOutcome> {
+        let mut outcomes = vec![EventOutcome::Resend; items.len()];
+        let mut work: Vec<Range<usize>> = halves(0..items.len());
+        let mut stopped: Option<Failure> = None;
+        while let Some(range) = work.pop() {
+            if let Some(failure) = &stopped {
+                fill(&mut outcomes, range, EventOutcome::Retry(failure.clone()));
+                continue;
+            }
+            match self.post(&items[range.clone()]).await {
+                Answer::Delivered => fill(&mut outcomes, range, EventOutcome::Delivered),
+                Answer::BadRecords(rejection) if range.len() == 1 => {
+                    outcomes[range.start] = EventOutcome::Rejected(rejection);
+                }
+                Answer::BadRecords(_) => work.extend(halves(range)),
+                Answer::Failed(Failure::TooLarge { .. }) if range.len() > 1 => {
+                    work.extend(halves(range))
+                }
+                Answer::Failed(Failure::TooLarge { reason, response }) => {
+                    outcomes[range.start] = EventOutcome::Rejected(Rejection {
+                        reason: "too_large".into(),
+                        message: reason,
+                        response,
+                    });
+                }
+                Answer::Failed(Failure::Data(rejection)) => {
+                    fill(&mut outcomes, range, EventOutcome::Rejected(rejection))
+                }
+                Answer::Failed(failure) => {
+                    fill(&mut outcomes, range, EventOutcome::Retry(failure.clone()));
+                    stopped = Some(failure);
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+/// The two halves of a range, the first last (so it is taken first from a stack).
+fn halves(range: Range<usize>) -> Vec<Range<usize>> {
+    let middle = range.start + range.len() / 2;
+    vec![middle..range.end, range.start..middle]
+}
+
+fn fill(outcomes: &mut [EventOutcome], range: Range<usize>, outcome: EventOutcome) {
+    for slot in &mut outcomes[range] {
+        *slot = outcome.clone();
+    }
+}
+
+/// `{"error":{"code":…,"message":…}}`, the API's error body.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// What an answer means, by status (never by message text); the error code only picks
+/// out 400s that are about the request rather than the records.
+fn classify(response: &HttpResponse) -> Answer {
+    if response.status.is_success() {
+        return Answer::Delivered;
+    }
+    let status = response.status.as_u16();
+    let detail = serde_json::from_slice::<ErrorBody>(&response.body)
+        .unwrap_or_default()
+        .error;
+    let code = response
+        .headers
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or(detail.code);
+    let dropped = DroppedResponse::new(status, &response.body);
+    let said = match (code.is_empty(), detail.message.is_empty()) {
+        (false, false) => format!("{code}: {}", detail.message),
+        (false, true) => code.clone(),
+        (true, _) => dropped.body.clone(),
+    };
+    let reason = format!("HTTP {status} {said}");
+    let retry_after = siemflow_core::http::retry_after(&response.headers);
+    match status {
+        400 => match code.as_str() {
+            "MissingApiVersionParameter" | "InvalidApiVersionParameter" => {
+                Answer::Failed(Failure::config(format!("{reason} (check api_version)")))
+            }
+            // A body the service could not read or unzip was damaged on the way.
+            "InvalidContentEncoding" | "InvalidRequest" => Answer::Failed(Failure::Retry {
+                reason,
+                retry_after,
+            }),
+            _ => Answer::BadRecords(Rejection {
+                reason: "invalid_data".into(),
+                message: reason,
+                response: Some(dropped),
+            }),
+        },
+        401 => Answer::Failed(Failure::config(format!(
+            "{reason} (a fresh token was refused too: check the auth tenant, the scope and that the endpoint is in the token's cloud)"
+        ))),
+        403 => Answer::Failed(Failure::config(format!(
+            "{reason} (the app needs the Monitoring Metrics Publisher role on the DCR; a new role assignment can take 30 minutes to apply)"
+        ))),
+        404 => Answer::Failed(Failure::config(format!(
+            "{reason} (check endpoint, dcr_immutable_id and stream_name)"
+        ))),
+        413 => Answer::Failed(Failure::TooLarge {
+            reason,
+            response: Some(dropped),
+        }),
+        408 | 429 | 500..=599 => Answer::Failed(Failure::Retry {
+            reason,
+            retry_after,
+        }),
+        // 405, 415, a redirect…: the request does not reach the API the way it should
+        // (a wrong endpoint or a proxy in the way), whatever the records hold.
+        _ => Answer::Failed(Failure::config(format!(
+            "{reason} (is endpoint the DCE or DCR ingestion URL?)"
+        ))),
+    }
+}
