@@ -150,7 +150,11 @@ fn a_corrupted_buffer_record_is_skipped_and_counted() {
     assert!(pipeline.metric("buffer_corrupted_records_total", &[SINK]) >= 1.0);
     let lines = ws.lines("blocked/out.ndjson");
     let delivered = ids(&lines);
-    assert_eq!(delivered.len(), lines.len(), "every delivered line is whole");
+    assert_eq!(
+        delivered.len(),
+        lines.len(),
+        "every delivered line is whole"
+    );
     assert!(
         !delivered.is_empty() && delivered.len() < total,
         "the records before the damage arrive, the damaged one does not ({} of {total})",
