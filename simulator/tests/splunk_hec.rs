@@ -741,3 +741,41 @@ async fn a_slow_request_abandoned_by_its_client_is_not_indexed() {
     assert_eq!(sim.stats().requests, 0);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn without_keeping_events_the_answers_and_counts_are_the_same() {
+    let mut cfg = with_ack_token(SplunkHecConfig {
+        keep_events: false,
+        ..SplunkHecConfig::default()
+    });
+    cfg.tokens[0].indexes = vec!["main".into()];
+    let sim = start(cfg).await;
+    assert_eq!(
+        send_events(
+            &sim,
+            r#"{"event":"a"}{"event":{"b":1}}{"event":"c","index":"x"}{"event":"d"}"#
+        )
+        .await,
+        (
+            400,
+            json!({"text": "Incorrect index", "code": 7, "invalid-event-number": 2})
+        )
+    );
+    assert_eq!(
+        send_acked(&sim, r#"{"event":"a"} {"event":"b","fields":{"f":["x"]}}"#).await,
+        (200, json!({"text": "Success", "code": 0, "ackId": 0}))
+    );
+    let got = post(
+        &sim,
+        "/services/collector/raw",
+        &[("authorization", &splunk(DEFAULT_HEC_TOKEN))],
+        "one\ntwo\n\nthree\n",
+    )
+    .await;
+    assert_eq!(got, (200, reply(0, "Success")));
+    assert!(sim.indexed().is_empty());
+    let stats = sim.stats();
+    assert_eq!(stats.events_indexed, 2 + 2 + 3);
+    assert_eq!(stats.events_rejected, 1);
+    sim.stop().await;
+}

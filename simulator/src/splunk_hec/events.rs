@@ -165,12 +165,21 @@ pub(crate) struct RawMeta {
     pub(crate) channel: Option<String>,
 }
 
-/// Splits a raw body into line events (Splunk's default line breaking).
-pub(crate) fn parse_raw(body: &[u8], meta: &RawMeta) -> Vec<IndexedEvent> {
-    String::from_utf8_lossy(body)
-        .split('\n')
+/// The lines of a raw body that are events: CR/LF stripped, blank lines dropped.
+fn raw_lines(body: &str) -> impl Iterator<Item = &str> {
+    body.split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .filter(|l| !l.trim().is_empty())
+}
+
+/// How many events a raw body holds (without building them).
+pub(crate) fn count_raw(body: &[u8]) -> usize {
+    raw_lines(&String::from_utf8_lossy(body)).count()
+}
+
+/// Splits a raw body into line events (Splunk's default line breaking).
+pub(crate) fn parse_raw(body: &[u8], meta: &RawMeta) -> Vec<IndexedEvent> {
+    raw_lines(&String::from_utf8_lossy(body))
         .map(|line| IndexedEvent {
             index: meta.index.clone(),
             host: meta.host.clone(),

@@ -6,6 +6,7 @@
 mod acks;
 mod config;
 mod events;
+mod light;
 mod reply;
 mod routes;
 

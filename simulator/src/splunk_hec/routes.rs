@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 
 use super::config::HecToken;
-use super::events::{RawMeta, parse_events, parse_raw, resolve_index};
+use super::events::{RawMeta, count_raw, parse_events, parse_raw, resolve_index};
+use super::light::check_events;
 use super::reply::{Code, Reply};
 use super::{Hec, IndexedEvent};
 use crate::config::is_guid;
@@ -123,15 +124,21 @@ async fn ingest(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Code::NoData.into());
     }
-    let (events, error) = match kind {
-        Kind::Event => {
+    let keep = hec.cfg.keep_events;
+    let (events, count, error) = match kind {
+        Kind::Event if keep => {
             let parsed = parse_events(
                 &bytes,
                 token,
                 f.reject_marker.as_deref(),
                 channel.as_deref(),
             );
-            (parsed.events, parsed.error)
+            let count = parsed.events.len();
+            (parsed.events, count, parsed.error)
+        }
+        Kind::Event => {
+            let (count, error) = check_events(&bytes, token, f.reject_marker.as_deref());
+            (Vec::new(), count, error)
         }
         Kind::Raw => {
             let named = query_get(&q, "index").map(str::to_string);
@@ -142,10 +149,16 @@ async fn ingest(
                 sourcetype: query_get(&q, "sourcetype").map(str::to_string),
                 channel: channel.clone(),
             };
-            (parse_raw(&bytes, &meta), None)
+            if keep {
+                let events = parse_raw(&bytes, &meta);
+                let count = events.len();
+                (events, count, None)
+            } else {
+                (Vec::new(), count_raw(&bytes), None)
+            }
         }
     };
-    let ack_id = hec.commit(token, channel.as_deref(), events, error.is_some())?;
+    let ack_id = hec.commit(token, channel.as_deref(), events, count, error.is_some())?;
     Ok(match error {
         Some((code, k)) => Reply::Hec {
             code,
@@ -317,20 +330,22 @@ async fn health(State(hec): State<Arc<Hec>>, RawQuery(query): RawQuery) -> Respo
 }
 
 impl Hec {
-    /// Indexes `events` (unless their ack is lost) and issues the request's ackId when the
-    /// token asks for acknowledgement and at least one event was taken.
+    /// Indexes `count` events (kept as `events` when `keep_events` is on) unless their ack is
+    /// lost, and issues the request's ackId when the token asks for acknowledgement and at
+    /// least one event was taken.
     fn commit(
         &self,
         token: &HecToken,
         channel: Option<&str>,
         events: Vec<IndexedEvent>,
+        count: usize,
         rejected_one: bool,
     ) -> Result<Option<u64>, Reply> {
         let mut inner = lock(&self.inner);
         if rejected_one {
             inner.stats.events_rejected += 1;
         }
-        if events.is_empty() {
+        if count == 0 {
             return Ok(None);
         }
         let mut lost = false;
@@ -344,7 +359,7 @@ impl Hec {
             ack_id = Some(inner.channels.issue(channel, due));
             inner.stats.acks_issued += 1;
         }
-        let n = events.len() as u64;
+        let n = count as u64;
         if lost {
             inner.stats.acks_lost += 1;
             inner.stats.events_lost += n;
