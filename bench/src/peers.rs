@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use siemflow_simulator::splunk_hec::{SplunkHecConfig, SplunkHecSimulator};
+
 /// Who a scenario's sink talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -13,6 +15,8 @@ pub enum Peer {
     None,
     /// A syslog receiver over TCP with octet-counting framing (RFC 6587).
     SyslogTcp,
+    /// The Splunk HEC simulator (indexer acknowledgements off, events counted not kept).
+    SplunkHec,
 }
 
 /// A started peer: the address to put in the config, and how many messages it received.
@@ -20,7 +24,9 @@ pub struct Started {
     /// `host:port` (or a URL) replacing `{peer}` in the scenario's config.
     pub address: String,
     /// Messages received so far.
-    pub received: Arc<AtomicU64>,
+    pub received: Box<dyn Fn() -> u64>,
+    /// Keeps an async peer's runtime (and so the peer) alive.
+    _runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Peer {
@@ -29,6 +35,7 @@ impl Peer {
         match self {
             Peer::None => Ok(None),
             Peer::SyslogTcp => syslog_tcp().map(Some),
+            Peer::SplunkHec => splunk_hec().map(Some),
         }
     }
 }
@@ -47,7 +54,31 @@ fn syslog_tcp() -> anyhow::Result<Started> {
             });
         }
     });
-    Ok(Started { address, received })
+    Ok(Started {
+        address,
+        received: Box::new(move || received.load(Ordering::Relaxed)),
+        _runtime: None,
+    })
+}
+
+/// The HEC simulator on two worker threads, with the default token and acks off.
+fn splunk_hec() -> anyhow::Result<Started> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let config = SplunkHecConfig {
+        keep_events: false,
+        ..SplunkHecConfig::default()
+    };
+    let simulator =
+        Arc::new(runtime.block_on(SplunkHecSimulator::start(config, "127.0.0.1:0".parse()?))?);
+    let address = simulator.url();
+    Ok(Started {
+        address,
+        received: Box::new(move || simulator.stats().events_indexed),
+        _runtime: Some(runtime),
+    })
 }
 
 /// Reads `LEN SP MSG` frames until the connection ends or a frame is malformed.

@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -100,6 +99,27 @@ encoding = "text"
             target: "≥ 60,000 events/s, RSS < 150 MiB",
             deduplicates: true,
             peer: Peer::None,
+        },
+        Scenario {
+            name: "file → splunk_hec",
+            description: "parse, HEC /event envelopes, gzip, to the HEC simulator in the harness, indexer acknowledgements off",
+            config: r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+[sinks.out]
+type = "splunk_hec"
+inputs = ["in"]
+endpoint = "{peer}"
+token = "00000000-0000-0000-0000-000000000000"
+index = "main"
+sourcetype = "o365:management:activity"
+timestamp_field = "CreationTime"
+"#,
+            sink: "out",
+            target: "≥ 50,000 events/s (receiver included)",
+            deduplicates: false,
+            peer: Peer::SplunkHec,
         },
         Scenario {
             name: "file → syslog (TCP)",
@@ -236,7 +256,7 @@ pub fn measure(
     sink: &str,
     events: u64,
     limit: Duration,
-    received: Option<&AtomicU64>,
+    received: Option<&dyn Fn() -> u64>,
 ) -> anyhow::Result<Run> {
     let started = Instant::now();
     let mut child = Command::new(binary)
@@ -251,7 +271,7 @@ pub fn measure(
         if let Some(status) = child.try_wait()? {
             bail!("siemflow exited early: {status}");
         }
-        if received.is_none_or(|r| r.load(Ordering::Relaxed) >= events)
+        if received.is_none_or(|r| r() >= events)
             && let Some(text) = http_get(address, "/metrics")
             && sent(&text, sink) >= events as f64
         {
