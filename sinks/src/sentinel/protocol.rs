@@ -140,17 +140,12 @@ impl Protocol for Sentinel {
 
     /// Gets a token, then posts an empty array: it carries no data, but is checked for
     /// the token's audience, the DCR, the app's role and the stream like any request.
+    /// A 400 about the (empty) body means everything before it passed.
     async fn healthcheck(&self) -> Result<(), Failure> {
         let response = self.exchange(Bytes::from_static(b"[]"), false).await?;
-        let status = response.status.as_u16();
-        // A 400 means the request got past the token, DCR, role and stream checks and
-        // only the (empty) body was judged.
-        if response.status.is_success() || status == 400 {
-            return Ok(());
-        }
         match classify(&response) {
-            Answer::Failed(failure) => Err(failure),
             Answer::Delivered | Answer::BadRecords(_) => Ok(()),
+            Answer::Failed(failure) => Err(failure),
         }
     }
 }
@@ -279,7 +274,8 @@ impl Sentinel {
     }
 }
 
-/// The two halves of a range, the first last (so it is taken first from a stack).
+/// The two halves of a range of at least two, the first last (so it is taken first from
+/// a stack).
 fn halves(range: Range<usize>) -> Vec<Range<usize>> {
     let middle = range.start + range.len() / 2;
     vec![middle..range.end, range.start..middle]
@@ -368,5 +364,94 @@ fn classify(response: &HttpResponse) -> Answer {
         _ => Answer::Failed(Failure::config(format!(
             "{reason} (is endpoint the DCE or DCR ingestion URL?)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if !code.is_empty() {
+            headers.insert("x-ms-error-code", code.parse().expect("header"));
+        }
+        if let Some(wait) = retry_after {
+            headers.insert("retry-after", wait.parse().expect("header"));
+        }
+        let body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"said so\"}}}}");
+        classify(&HttpResponse {
+            status: reqwest::StatusCode::from_u16(status).expect("status"),
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    fn kind(answer: Answer) -> String {
+        match answer {
+            Answer::Delivered => "delivered".into(),
+            Answer::BadRecords(_) => "bad_records".into(),
+            Answer::Failed(failure) => failure.kind().into(),
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified_as_the_reference_says() {
+        let cases = [
+            (204, "", "delivered"),
+            (200, "", "delivered"),
+            (400, "InvalidColumnName", "bad_records"),
+            (400, "", "bad_records"),
+            (400, "InvalidApiVersionParameter", "config"),
+            (400, "MissingApiVersionParameter", "config"),
+            (400, "InvalidContentEncoding", "retry"),
+            (401, "InvalidAudience", "config"),
+            (403, "OperationFailed", "config"),
+            (404, "NotFound", "config"),
+            (405, "MethodNotAllowed", "config"),
+            (415, "UnsupportedMediaType", "config"),
+            (413, "ContentLengthLimitExceeded", "too_large"),
+            (408, "", "retry"),
+            (429, "TooManyRequests", "retry"),
+            (500, "InternalServerError", "retry"),
+            (503, "ServiceUnavailable", "retry"),
+        ];
+        for (status, code, expected) in cases {
+            assert_eq!(
+                kind(answer(status, code, None)),
+                expected,
+                "{status} {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn throttling_keeps_retry_after_and_reasons_name_the_code() {
+        match answer(429, "TooManyRequests", Some("7")) {
+            Answer::Failed(Failure::Retry {
+                retry_after,
+                reason,
+            }) => {
+                assert_eq!(retry_after, Some(std::time::Duration::from_secs(7)));
+                assert!(reason.contains("429 TooManyRequests: said so"), "{reason}");
+            }
+            _ => panic!("429 is a retry"),
+        }
+        match answer(400, "InvalidColumnName", None) {
+            Answer::BadRecords(rejection) => {
+                assert_eq!(rejection.reason, "invalid_data");
+                assert_eq!(rejection.response.map(|r| r.status), Some(400));
+            }
+            _ => panic!("400 is about the records"),
+        }
+    }
+
+    #[test]
+    fn halves_cover_the_range_first_half_first() {
+        let mut stack = halves(3..10);
+        assert_eq!(stack.pop(), Some(3..6));
+        assert_eq!(stack.pop(), Some(6..10));
+        // Only ranges of two or more are halved: both halves are never empty.
+        assert_eq!(halves(4..6), [5..6, 4..5]);
     }
 }

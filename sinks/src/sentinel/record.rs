@@ -123,13 +123,28 @@ impl RecordWriter {
                 (None, now())
             }
         };
-        // The record's own TimeGenerated is dropped only when it is what the column holds.
-        let drop_own = source == Some(TIME_GENERATED);
-        let names = self.columns(record, drop_own);
         out.push(b'{');
         write_str(out, TIME_GENERATED);
         out.push(b':');
         write_str(out, &format_time(time));
+        // Most records need no renaming: written straight through.
+        let plain = record
+            .keys()
+            .all(|key| key.as_str() != TIME_GENERATED && column_problem(key).is_none());
+        if plain {
+            for (key, value) in record {
+                out.push(b',');
+                write_str(out, key);
+                out.push(b':');
+                // Serializing a Value into a Vec cannot fail: every variant has a JSON form.
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            out.push(b'}');
+            return shaped;
+        }
+        // The record's own TimeGenerated is dropped only when it is what the column holds.
+        let drop_own = source == Some(TIME_GENERATED);
+        let names = self.columns(record, drop_own);
         for ((key, value), column) in record.iter().zip(&names) {
             let Some(column) = column else { continue };
             out.push(b',');

@@ -581,3 +581,13 @@ async fn a_request_that_always_times_out_fails_back_to_the_source_not_dropped() 
     );
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_api_version_is_a_configuration_error() {
+    config_error(
+        SentinelConfig::default(),
+        "api_version = \"2099-01-01\"",
+        &["400", "InvalidApiVersionParameter", "api_version"],
+    )
+    .await;
+}
