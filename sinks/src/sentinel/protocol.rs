@@ -71,9 +71,11 @@ impl Counters {
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         for (field, column) in &shaped.renamed {
             if logged.len() < MAX_LOGGED_RENAMES && logged.insert(field.clone()) {
+                // A field name comes from the data: only its start is logged.
+                let shown: String = field.chars().take(100).collect();
                 tracing::info!(
                     component = %self.id,
-                    field = %field,
+                    field = %shown,
                     column = %column,
                     "a field name is not a valid Log Analytics column; sent under another name (declare that name in the DCR stream)"
                 );
