@@ -144,8 +144,8 @@ impl Protocol for Sentinel {
     /// the token's audience, the DCR, the app's role and the stream like any request.
     /// A 400 about the (empty) body means everything before it passed.
     async fn healthcheck(&self) -> Result<(), Failure> {
-        let response = self.exchange(Bytes::from_static(b"[]"), false).await?;
-        match classify(&response) {
+        let (response, request_id) = self.exchange(Bytes::from_static(b"[]"), false).await?;
+        match classify(&response, &request_id) {
             Answer::Delivered | Answer::BadRecords(_) => Ok(()),
             Answer::Failed(failure) => Err(failure),
         }
@@ -186,13 +186,15 @@ impl Sentinel {
             }
         };
         match self.exchange(Bytes::from(body), gzip).await {
-            Ok(response) => classify(&response),
+            Ok((response, request_id)) => classify(&response, &request_id),
             Err(failure) => Answer::Failed(failure),
         }
     }
 
     /// Sends a body with a bearer token; on a 401 gets a new token and sends once more.
-    async fn exchange(&self, body: Bytes, gzip: bool) -> Result<HttpResponse, Failure> {
+    /// Returns the answer and the `x-ms-client-request-id` it was sent with (a fresh GUID
+    /// per attempt, which Microsoft support can trace).
+    async fn exchange(&self, body: Bytes, gzip: bool) -> Result<(HttpResponse, String), Failure> {
         let mut refreshed = false;
         loop {
             let token = self
@@ -200,11 +202,13 @@ impl Sentinel {
                 .token()
                 .await
                 .map_err(|e| self.auth_failure(e))?;
+            let request_id = uuid::Uuid::new_v4().to_string();
             let mut builder = self
                 .http
                 .inner()
                 .post(&self.url)
                 .header("content-type", "application/json")
+                .header("x-ms-client-request-id", &request_id)
                 .bearer_auth(token.bearer())
                 .body(body.clone());
             if gzip {
@@ -212,7 +216,7 @@ impl Sentinel {
             }
             let response = self.http.send(builder).await?;
             if response.status.as_u16() != 401 || refreshed {
-                return Ok(response);
+                return Ok((response, request_id));
             }
             tracing::debug!(component = %self.counters.id, "401: fetching a new token and sending once more");
             self.tokens.invalidate(&token);
@@ -305,8 +309,9 @@ struct ErrorDetail {
 }
 
 /// What an answer means, by status (never by message text); the error code only picks
-/// out 400s that are about the request rather than the records.
-fn classify(response: &HttpResponse) -> Answer {
+/// out 400s that are about the request rather than the records. Reasons name the
+/// request's `x-ms-client-request-id`.
+fn classify(response: &HttpResponse, request_id: &str) -> Answer {
     if response.status.is_success() {
         return Answer::Delivered;
     }
@@ -326,7 +331,7 @@ fn classify(response: &HttpResponse) -> Answer {
         (false, true) => code.clone(),
         (true, _) => dropped.body.clone(),
     };
-    let reason = format!("HTTP {status} {said}");
+    let reason = format!("HTTP {status} {said} [x-ms-client-request-id {request_id}]");
     let retry_after = siemflow_core::http::retry_after(&response.headers);
     match status {
         400 => match code.as_str() {
@@ -382,11 +387,14 @@ mod tests {
             headers.insert("retry-after", wait.parse().expect("header"));
         }
         let body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"said so\"}}}}");
-        classify(&HttpResponse {
-            status: reqwest::StatusCode::from_u16(status).expect("status"),
-            headers,
-            body: Bytes::from(body),
-        })
+        classify(
+            &HttpResponse {
+                status: reqwest::StatusCode::from_u16(status).expect("status"),
+                headers,
+                body: Bytes::from(body),
+            },
+            "7e57",
+        )
     }
 
     fn kind(answer: Answer) -> String {
@@ -435,7 +443,10 @@ mod tests {
                 reason,
             }) => {
                 assert_eq!(retry_after, Some(std::time::Duration::from_secs(7)));
-                assert!(reason.contains("429 TooManyRequests: said so"), "{reason}");
+                assert!(
+                    reason.contains("429 TooManyRequests: said so [x-ms-client-request-id 7e57]"),
+                    "{reason}"
+                );
             }
             _ => panic!("429 is a retry"),
         }

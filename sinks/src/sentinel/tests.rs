@@ -198,11 +198,17 @@ async fn records_carry_time_generated_and_valid_column_names() {
             }),
             json!({"Seq": 2, "createdDateTime": "2026-11-02T11:00:00.1234567+02:00"}),
             json!({"Seq": 3, "Note": "no time at all"}),
+            json!("a bare string is not a record"),
         ],
     )
     .await;
     let dead = settle(&mut running, receipts).await;
-    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0]["metadata"]["dropped"]["reason"],
+        json!("not_an_object"),
+        "{dead:?}"
+    );
     assert!(finish(running).await.is_empty());
 
     let received = sim.received(DEFAULT_STREAM);
