@@ -10,6 +10,7 @@ mod disk_buffer;
 mod examples;
 mod o365_management;
 mod reload;
+mod sentinel;
 mod shutdown;
 mod splunk_hec;
 mod stdin;
