@@ -196,3 +196,26 @@ fn a_config_dir_merges_its_files_and_env_fills_variables() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_broken_sink_does_not_hide_its_dead_letter_output_from_consumers() {
+    let text = r#"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+[sinks.hec]
+type = "splunk_hec"
+inputs = ["in"]
+endpoint = "http://127.0.0.1:8088"
+token = "t"
+colour = "red"
+[sinks.rejects]
+type = "file"
+inputs = ["hec.dead_letter"]
+path = "rejects.ndjson"
+"#;
+    let error = error_of(text);
+    assert!(error.contains("colour"), "{error}");
+    assert!(!error.contains("no output named"), "{error}");
+    assert!(error.contains("1 configuration error"), "{error}");
+}

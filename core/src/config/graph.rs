@@ -55,6 +55,11 @@ pub(super) fn check(
                 consumed.insert(key);
                 continue;
             }
+            if declared.contains_key(&input.component) && !components.contains_key(&input.component)
+            {
+                // Its own table has errors (already reported), so its outputs are unknown.
+                continue;
+            }
             let message = match declared.get(&input.component) {
                 Some((_, _, ComponentKind::Sink)) if input.output.is_none() => {
                     format!("input `{text}` is a sink; a sink's events cannot be consumed")
