@@ -12,6 +12,7 @@ pub mod decoding;
 pub mod delivery;
 pub mod dropped;
 pub mod event;
+pub mod event_time;
 pub mod fanout;
 pub mod http;
 pub mod m365;

@@ -1,9 +1,10 @@
 //! One event to its `_bulk` lines: the action line (`_index`, `_id`) and the source line.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use siemflow_core::Event;
 use siemflow_core::delivery::Rejection;
+use siemflow_core::event_time::event_time;
 use siemflow_core::template::Template;
-use siemflow_core::{Event, Value};
 use vrl::path::OwnedValuePath;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -195,37 +196,6 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-/// The time an event field holds: a timestamp, RFC 3339 text (a zone-less one is UTC,
-/// as Office 365's `CreationTime`), or epoch seconds or milliseconds.
-fn event_time(value: &Value) -> Option<DateTime<Utc>> {
-    match value {
-        Value::Timestamp(time) => Some(*time),
-        Value::Bytes(_) | Value::String(_) => {
-            let text = value.to_str()?;
-            let text = text.trim();
-            if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-                return Some(time.with_timezone(&Utc));
-            }
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|naive| naive.and_utc())
-        }
-        Value::Integer(n) => epoch(*n as f64),
-        Value::Float(n) => epoch(n.into_inner()),
-        _ => None,
-    }
-}
-
-fn epoch(number: f64) -> Option<DateTime<Utc>> {
-    // Past 1e11 seconds (year 5138) a number is surely milliseconds.
-    let seconds = if number.abs() >= 1e11 {
-        number / 1000.0
-    } else {
-        number
-    };
-    DateTime::from_timestamp_micros((seconds * 1e6).round() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,21 +343,5 @@ mod tests {
         let encoder = encoder("");
         let (_, source) = lines(&encoder, serde_json::json!("CEF:0|a|b"));
         assert_eq!(source, serde_json::json!({"message": "CEF:0|a|b"}));
-    }
-
-    #[test]
-    fn event_times() {
-        let t = |v: serde_json::Value| event_time(&Value::from(v)).map(|t| t.timestamp_millis());
-        assert_eq!(
-            t(serde_json::json!("2026-11-02T10:15:30Z")),
-            Some(1793614530000)
-        );
-        assert_eq!(
-            t(serde_json::json!("2026-11-02T10:15:30.5")),
-            Some(1793614530500)
-        );
-        assert_eq!(t(serde_json::json!(1793614530123i64)), Some(1793614530123));
-        assert_eq!(t(serde_json::json!(1793614530)), Some(1793614530000));
-        assert_eq!(t(serde_json::json!("yesterday")), None);
     }
 }

@@ -16,7 +16,8 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use siemflow_core::event_time::event_time;
 use siemflow_core::{ObjectMap, Value};
 
 /// Longest column name.
@@ -228,48 +229,6 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// The time a field holds: a timestamp, an ISO 8601 / RFC 3339 string (no offset means
-/// UTC, as in Office 365 `CreationTime`), or epoch seconds / milliseconds / microseconds
-/// / nanoseconds told apart by magnitude.
-pub fn event_time(value: &Value) -> Option<DateTime<Utc>> {
-    match value {
-        Value::Timestamp(time) => Some(*time),
-        Value::Bytes(_) | Value::String(_) => {
-            let text = std::str::from_utf8(value.as_bytes()?).ok()?.trim();
-            if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-                return Some(time.with_timezone(&Utc));
-            }
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .map(|naive| Utc.from_utc_datetime(&naive))
-        }
-        Value::Integer(n) => {
-            let n = *n;
-            let magnitude = n.unsigned_abs();
-            if magnitude < 100_000_000_000 {
-                Utc.timestamp_opt(n, 0).single()
-            } else if magnitude < 100_000_000_000_000 {
-                Utc.timestamp_millis_opt(n).single()
-            } else if magnitude < 100_000_000_000_000_000 {
-                Some(DateTime::from_timestamp_micros(n)?)
-            } else {
-                Some(DateTime::from_timestamp_nanos(n))
-            }
-        }
-        Value::Float(f) => {
-            let seconds = f.into_inner();
-            if !seconds.is_finite() {
-                return None;
-            }
-            let whole = seconds.floor();
-            let nanos = ((seconds - whole) * 1e9) as u32;
-            DateTime::from_timestamp(whole as i64, nanos.min(999_999_999))
-        }
-        _ => None,
-    }
-}
-
 /// ISO 8601 in UTC with a `Z`: milliseconds, or 100 ns ticks (Log Analytics' resolution,
 /// and the most digits .NET parsers take) when the time is finer than a millisecond.
 pub fn format_time(time: DateTime<Utc>) -> String {
@@ -286,6 +245,7 @@ pub fn format_time(time: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use serde_json::json;
 
     fn writer() -> RecordWriter {
@@ -414,29 +374,5 @@ mod tests {
         let (record, shaped) = shape(json!({"TimeGenerated": "2026-11-02T10:15:30.5Z"}));
         assert_eq!(record, json!({"TimeGenerated": "2026-11-02T10:15:30.500Z"}));
         assert!(shaped.renamed.is_empty());
-    }
-
-    #[test]
-    fn times_in_every_form() {
-        let expect = Utc
-            .with_ymd_and_hms(2026, 11, 2, 10, 15, 30)
-            .single()
-            .expect("time");
-        for value in [
-            json!("2026-11-02T10:15:30Z"),
-            json!("2026-11-02T11:15:30+01:00"),
-            json!("2026-11-02T10:15:30"),
-            json!("2026-11-02 10:15:30"),
-            json!(expect.timestamp()),
-            json!(expect.timestamp_millis()),
-            json!(expect.timestamp_micros()),
-            json!(expect.timestamp_nanos_opt().expect("in range")),
-            json!(expect.timestamp() as f64),
-        ] {
-            assert_eq!(event_time(&value.clone().into()), Some(expect), "{value}");
-        }
-        for value in [json!("soon"), json!(true), json!(null), json!({"a": 1})] {
-            assert_eq!(event_time(&value.clone().into()), None, "{value}");
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! One event to its HEC wire form: an `/event` envelope or a `/raw` line.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use siemflow_core::delivery::Rejection;
+use siemflow_core::event_time::event_time;
 use siemflow_core::template::Template;
 use siemflow_core::{Event, Value};
 
@@ -182,37 +183,6 @@ fn flat_field(value: &Value) -> Option<serde_json::Value> {
         )),
         other => text(other).map(serde_json::Value::String),
     }
-}
-
-/// The time an event field holds: a timestamp, RFC 3339 text (a zone-less one is UTC,
-/// as Office 365's `CreationTime`), or epoch seconds or milliseconds.
-fn event_time(value: &Value) -> Option<DateTime<Utc>> {
-    match value {
-        Value::Timestamp(time) => Some(*time),
-        Value::Bytes(_) | Value::String(_) => {
-            let text = value.to_str()?.trim();
-            if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-                return Some(time.with_timezone(&Utc));
-            }
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|naive| naive.and_utc())
-        }
-        Value::Integer(n) => epoch(*n as f64),
-        Value::Float(n) => epoch(n.into_inner()),
-        _ => None,
-    }
-}
-
-fn epoch(number: f64) -> Option<DateTime<Utc>> {
-    // Past 1e11 seconds (year 5138) a number is surely milliseconds.
-    let seconds = if number.abs() >= 1e11 {
-        number / 1000.0
-    } else {
-        number
-    };
-    let micros = (seconds * 1e6).round() as i64;
-    DateTime::from_timestamp_micros(micros)
 }
 
 /// Epoch seconds with the fraction HEC wants, e.g. `1767225600.123` (never milliseconds

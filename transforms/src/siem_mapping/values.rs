@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, NaiveDateTime};
+use siemflow_core::event_time::event_time;
 use vrl::value::Value;
 
 use super::source::{Got, value_text};
@@ -96,49 +96,14 @@ pub fn other_ip_family(kind: Kind, text: &str) -> bool {
     }
 }
 
-/// A timestamp value as epoch milliseconds: RFC 3339, naive (UTC, as Management Activity's
-/// `CreationTime`), or epoch seconds/milliseconds.
+/// A timestamp value as epoch milliseconds (see [`siemflow_core::event_time`] for the forms).
 pub fn epoch_ms(value: &Value) -> Option<i64> {
-    match value {
-        Value::Timestamp(t) => Some(t.timestamp_millis()),
-        Value::Integer(n) => Some(epoch_number(*n)),
-        Value::Float(f) if f.is_finite() => Some(epoch_number(f.into_inner() as i64)),
-        Value::Bytes(bytes) => std::str::from_utf8(bytes).ok().and_then(parse_time),
-        Value::String(text) => parse_time(text),
-        _ => None,
-    }
-}
-
-fn epoch_number(n: i64) -> i64 {
-    // Ten digits are seconds, thirteen milliseconds (QRadar's rule for devTime too).
-    if n.abs() < 100_000_000_000 {
-        n * 1000
-    } else {
-        n
-    }
+    event_time(value).map(|time| time.timestamp_millis())
 }
 
 /// Parses a timestamp text to epoch milliseconds.
 pub fn parse_time(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<i64>().ok().map(epoch_number);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.timestamp_millis());
-    }
-    // Graph writes up to 7 fractional digits; chrono's %.f accepts any count.
-    const NAIVE: [&str; 4] = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%m/%d/%Y %I:%M:%S %p",
-        "%Y-%m-%dT%H:%M:%S%.fZ",
-    ];
-    NAIVE.iter().find_map(|format| {
-        NaiveDateTime::parse_from_str(text, format)
-            .ok()
-            .map(|t| t.and_utc().timestamp_millis())
-    })
+    siemflow_core::event_time::parse_time(text).map(|time| time.timestamp_millis())
 }
 
 /// Severity text or number to 0–10: Informational 1, Low 3, Medium 5, High 8, Critical 10.

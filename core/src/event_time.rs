@@ -1,0 +1,112 @@
+//! The time an event field holds, in every form Microsoft 365 records and SIEM users
+//! write it: one reading shared by the CEF/LEEF mappers and the sinks.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::Value;
+
+/// Zone-less forms, read as UTC: Management Activity's `CreationTime`, Graph's seven
+/// fractional digits (chrono's `%.f` takes any count), a space separator, and the
+/// US form some Exchange fields use.
+const NAIVE_FORMATS: [&str; 4] = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+];
+
+/// The time in `value`: a timestamp; RFC 3339 or zone-less ISO 8601 text (UTC); or epoch
+/// seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude (as
+/// numbers or as digit-only text). `None` for anything else.
+pub fn event_time(value: &Value) -> Option<DateTime<Utc>> {
+    match value {
+        Value::Timestamp(time) => Some(*time),
+        Value::Integer(n) => from_epoch_integer(*n),
+        Value::Float(f) => from_epoch_float(f.into_inner()),
+        Value::Bytes(_) | Value::String(_) => parse_time(value.to_str()?.as_ref()),
+        _ => None,
+    }
+}
+
+/// The time in a text: RFC 3339, zone-less ISO 8601 (UTC), or digit-only epoch.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return from_epoch_integer(text.parse().ok()?);
+    }
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    NAIVE_FORMATS
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|naive| naive.and_utc())
+}
+
+/// Below 1e11 seconds (year 5138) a number is seconds; each further factor of 1000 is
+/// the next unit (QRadar's devTime rule, extended to micro- and nanoseconds).
+fn from_epoch_integer(n: i64) -> Option<DateTime<Utc>> {
+    match n.unsigned_abs() {
+        m if m < 100_000_000_000 => DateTime::from_timestamp(n, 0),
+        m if m < 100_000_000_000_000 => DateTime::from_timestamp_millis(n),
+        m if m < 100_000_000_000_000_000 => DateTime::from_timestamp_micros(n),
+        _ => Some(DateTime::from_timestamp_nanos(n)),
+    }
+}
+
+fn from_epoch_float(number: f64) -> Option<DateTime<Utc>> {
+    if !number.is_finite() {
+        return None;
+    }
+    let magnitude = number.abs();
+    let micros = if magnitude < 1e11 {
+        number * 1e6
+    } else if magnitude < 1e14 {
+        number * 1e3
+    } else if magnitude < 1e17 {
+        number
+    } else {
+        number / 1e3
+    };
+    DateTime::from_timestamp_micros(micros.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(n: f64) -> Value {
+        Value::from_f64_or_zero(n)
+    }
+
+    fn ms(value: Value) -> Option<i64> {
+        event_time(&value).map(|t| t.timestamp_millis())
+    }
+
+    #[test]
+    fn every_form_reads_the_same_instant() {
+        let expected = Some(1_670_860_677_123);
+        assert_eq!(ms(Value::from("2022-12-12T15:57:57.123")), expected);
+        assert_eq!(ms(Value::from("2022-12-12 15:57:57.123")), expected);
+        assert_eq!(ms(Value::from("2022-12-12T15:57:57.1230000Z")), expected);
+        assert_eq!(ms(Value::from("2022-12-12T16:57:57.123+01:00")), expected);
+        assert_eq!(ms(Value::from("1670860677123")), expected);
+        assert_eq!(ms(Value::Integer(1_670_860_677_123)), expected);
+        assert_eq!(ms(Value::Integer(1_670_860_677_123_000)), expected);
+        assert_eq!(ms(Value::Integer(1_670_860_677_123_000_000)), expected);
+        assert_eq!(ms(float(1_670_860_677.123)), expected);
+        assert_eq!(ms(float(1_670_860_677_123.0)), expected);
+        assert_eq!(ms(Value::Integer(1_670_860_677)), Some(1_670_860_677_000));
+        assert_eq!(
+            ms(Value::from("12/12/2022 3:57:57 PM")),
+            Some(1_670_860_677_000)
+        );
+    }
+
+    #[test]
+    fn non_times_are_none() {
+        assert_eq!(ms(Value::from("yesterday")), None);
+        assert_eq!(ms(Value::from("")), None);
+        assert_eq!(ms(Value::Boolean(true)), None);
+    }
+}
