@@ -23,7 +23,7 @@ pub fn event_time(value: &Value) -> Option<DateTime<Utc>> {
         Value::Timestamp(time) => Some(*time),
         Value::Integer(n) => from_epoch_integer(*n),
         Value::Float(f) => from_epoch_float(f.into_inner()),
-        Value::Bytes(_) | Value::String(_) => parse_time(value.to_str()?.as_ref()),
+        Value::Bytes(_) | Value::String(_) => parse_time(value.to_str()?),
         _ => None,
     }
 }
