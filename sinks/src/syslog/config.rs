@@ -254,8 +254,8 @@ impl Facility {
                 .ok()
                 .and_then(|n| FACILITIES.get(n))
                 .copied(),
-            Value::Bytes(bytes) => {
-                let name = std::str::from_utf8(bytes).ok()?.trim().to_ascii_lowercase();
+            Value::String(_) | Value::Bytes(_) => {
+                let name = value_text(value)?.trim().to_ascii_lowercase();
                 let name = name.replace('-', "_");
                 FACILITIES
                     .iter()
@@ -312,12 +312,21 @@ impl Severity {
                 .ok()
                 .and_then(|n| SEVERITIES.get(n))
                 .copied(),
-            Value::Bytes(bytes) => {
-                let name = std::str::from_utf8(bytes).ok()?.trim().to_ascii_lowercase();
+            Value::String(_) | Value::Bytes(_) => {
+                let name = value_text(value)?.trim().to_ascii_lowercase();
                 serde_json::from_value(serde_json::Value::String(name)).ok()
             }
             _ => None,
         }
+    }
+}
+
+/// The text of a string (or UTF-8 bytes) value.
+fn value_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::String(text) => Some(&**text),
+        Value::Bytes(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
     }
 }
 

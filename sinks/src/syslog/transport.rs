@@ -128,8 +128,25 @@ pub(crate) enum Liveness {
 impl Connection {
     /// Checks, without waiting, whether the peer closed the connection, the way Vector's
     /// socket sinks and rsyslog's omfwd do: a syslog receiver never sends anything, so a
-    /// readable stream means end-of-file (or a reset). Bytes it did send are discarded.
+    /// readable socket means end-of-file (or a reset). The socket itself is asked
+    /// (`MSG_PEEK`), not the runtime's cached readiness, which can lag behind a FIN that
+    /// already arrived. Bytes the receiver did send are read and discarded.
     pub async fn liveness(&mut self) -> Liveness {
+        let tcp = match self {
+            Connection::Tcp(stream) => &*stream,
+            Connection::Tls(stream) => stream.get_ref().0,
+            Connection::Udp(_) => return Liveness::Open,
+        };
+        let mut peeked = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(tcp).peek(&mut peeked) {
+            Ok(0) => return Liveness::Closed("the receiver closed the connection".into()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Liveness::Open,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Liveness::Open,
+            Err(error) => return Liveness::Closed(error.to_string()),
+        }
+        // Something is waiting: read it through the stream (TLS turns a close_notify
+        // into end-of-file), discarding data, until nothing more is ready.
         let mut scratch = [0u8; 512];
         let reader: &mut (dyn AsyncRead + Send + Unpin) = match self {
             Connection::Tcp(stream) => stream,
@@ -145,7 +162,6 @@ impl Connection {
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(
                         Liveness::Closed("the receiver closed the connection".into()),
                     ),
-                    // Unexpected bytes from the receiver: drop them and look again.
                     Poll::Ready(Ok(())) => continue,
                     Poll::Ready(Err(error)) => Poll::Ready(Liveness::Closed(error.to_string())),
                 };
