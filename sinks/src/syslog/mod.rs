@@ -16,7 +16,6 @@ mod transport;
 mod tests;
 
 use anyhow::Context as _;
-use siemflow_core::http::TlsConfig;
 use siemflow_core::{BoxFuture, ConfigIssue, SinkConfig, SinkContext};
 use tokio_rustls::TlsConnector;
 
@@ -46,7 +45,7 @@ impl SyslogSinkConfig {
             config::Mode::Tcp => Target::Tcp { address },
             config::Mode::Udp => Target::Udp { address },
             config::Mode::Tls => {
-                let tls = self.tls.clone().unwrap_or_else(TlsConfig::default);
+                let tls = self.tls.clone().unwrap_or_default();
                 let client = transport::client_config(&tls).context("invalid `tls` options")?;
                 let name = self.tls_server_name.clone().unwrap_or(host);
                 let server_name = rustls_pki_types::ServerName::try_from(name.clone())
