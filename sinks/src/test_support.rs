@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use siemflow_core::api::HealthRegistry;
 use siemflow_core::buffer::{self, BufferConfig, BufferSender};
+use siemflow_core::delivery::DEAD_LETTER;
 use siemflow_core::event::attach_ack;
+use siemflow_core::fanout::Output;
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
-use siemflow_core::{AckReceipt, Batch, Event, SinkContext};
+use siemflow_core::{AckReceipt, Batch, Event, SinkConfig, SinkContext};
 use tokio_util::sync::CancellationToken;
 
 /// The labels of a test sink.
@@ -75,4 +77,35 @@ pub(crate) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A sink running on its own task with a `dead_letter` output the test reads.
+pub(crate) struct RunningSink {
+    /// Feeds the sink.
+    pub input: BufferSender,
+    /// What the sink dead-lettered.
+    pub dead: siemflow_core::buffer::BufferReceiver,
+    /// The sink's health, as `/ready` would show it.
+    pub health: HealthRegistry,
+    /// Aborts the sink (a second signal).
+    pub abort: CancellationToken,
+    /// The sink's task.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Builds and spawns the sink with its `dead_letter` output wired to a buffer the test reads.
+pub(crate) fn start_sink(id: &str, type_name: &str, config: &dyn SinkConfig) -> RunningSink {
+    let (harness, mut cx) = harness(id, type_name, &std::env::temp_dir());
+    let labels = labels(id, type_name);
+    let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(vec![("dead".to_string(), dead_tx)]));
+    cx.outputs = vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)];
+    let task = tokio::spawn(config.build(cx).expect("builds"));
+    RunningSink {
+        input: harness.sender,
+        dead,
+        health: harness.health,
+        abort: harness.abort,
+        task,
+    }
 }

@@ -1,34 +1,21 @@
 //! The sink against the Elasticsearch / OpenSearch simulator, with faults on.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siemflow_core::api::HealthRegistry;
-use siemflow_core::buffer::{self, BufferConfig, BufferReceiver, BufferSender};
-use siemflow_core::delivery::DEAD_LETTER;
+use siemflow_core::buffer::BufferReceiver;
 use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::fanout::Output;
-use siemflow_core::metrics::{ComponentKind, ComponentMetrics};
-use siemflow_core::plugin::ComponentContext;
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig, SinkContext};
+use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
 use siemflow_simulator::elasticsearch::{
     ElasticsearchConfig, ElasticsearchSimulator, EsApiKey, EsFaults, EsUser, Flavour,
 };
-use tokio_util::sync::CancellationToken;
 
 use super::ElasticsearchSinkConfig;
-use crate::test_support::labels;
+use crate::test_support::{RunningSink, start_sink};
 
 const MARKER: &str = "POISON";
 const INDEX: &str = "m365-exchange";
 
-struct Running {
-    input: BufferSender,
-    dead: BufferReceiver,
-    health: HealthRegistry,
-    abort: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+type Running = RunningSink;
 
 /// The test sink's options; `index` is `m365-{{ .Workload }}` unless `extra` sets it.
 fn sink_config(url: &str, extra: &str) -> ElasticsearchSinkConfig {
@@ -55,31 +42,7 @@ async fn simulator(config: ElasticsearchConfig) -> ElasticsearchSimulator {
 }
 
 fn start(config: &ElasticsearchSinkConfig) -> Running {
-    let labels = labels("es", "elasticsearch");
-    let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
-    let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
-    let targets = Arc::new(Mutex::new(vec![("dead".to_string(), dead_tx)]));
-    let health = HealthRegistry::default();
-    let abort = CancellationToken::new();
-    let cx = SinkContext {
-        component: ComponentContext {
-            id: "es".into(),
-            state_dir: std::env::temp_dir(),
-            metrics: ComponentMetrics::new(labels.clone()),
-        },
-        input: receiver,
-        outputs: vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)],
-        health: health.register("es", ComponentKind::Sink),
-        abort: abort.clone(),
-    };
-    let task = tokio::spawn(config.build(cx).expect("builds"));
-    Running {
-        input,
-        dead,
-        health,
-        abort,
-        task,
-    }
+    start_sink("es", "elasticsearch", config)
 }
 
 fn record(i: usize, poison_every: usize) -> serde_json::Value {

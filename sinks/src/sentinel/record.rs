@@ -17,8 +17,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use siemflow_core::ObjectMap;
 use siemflow_core::event_time::event_time;
-use siemflow_core::{ObjectMap, Value};
 
 /// Longest column name.
 pub const MAX_COLUMN_NAME: usize = 45;
@@ -247,6 +247,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;
+    use siemflow_core::Value;
 
     fn writer() -> RecordWriter {
         RecordWriter {

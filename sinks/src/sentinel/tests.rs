@@ -2,32 +2,19 @@
 //! `TimeGenerated`, configuration errors.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use siemflow_core::api::HealthRegistry;
-use siemflow_core::buffer::{self, BufferConfig, BufferReceiver, BufferSender};
-use siemflow_core::delivery::DEAD_LETTER;
 use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::fanout::Output;
-use siemflow_core::metrics::{ComponentKind, ComponentMetrics};
-use siemflow_core::plugin::ComponentContext;
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig, SinkContext};
+use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
 use siemflow_simulator::sentinel::{
     DEFAULT_DCR_ID, DEFAULT_STREAM, Dcr, SentinelConfig, SentinelFaults, SentinelSimulator,
 };
 
 use super::{MAX_REQUEST_BYTES, SentinelSinkConfig};
-use crate::test_support::{eventually, labels};
+use crate::test_support::{RunningSink, eventually, start_sink};
 
-struct Running {
-    input: BufferSender,
-    dead: BufferReceiver,
-    health: HealthRegistry,
-    abort: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+type Running = RunningSink;
 
 async fn simulator(config: SentinelConfig) -> SentinelSimulator {
     SentinelSimulator::start(config, "127.0.0.1:0".parse().expect("address"))
@@ -67,31 +54,7 @@ fn sink_config(sim: &SentinelSimulator, extra: &str) -> SentinelSinkConfig {
 }
 
 fn start(config: &SentinelSinkConfig) -> Running {
-    let labels = labels("sentinel", "sentinel");
-    let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
-    let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
-    let targets = Arc::new(Mutex::new(vec![("dead".to_string(), dead_tx)]));
-    let health = HealthRegistry::default();
-    let abort = tokio_util::sync::CancellationToken::new();
-    let cx = SinkContext {
-        component: ComponentContext {
-            id: "sentinel".into(),
-            state_dir: std::env::temp_dir(),
-            metrics: ComponentMetrics::new(labels.clone()),
-        },
-        input: receiver,
-        outputs: vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)],
-        health: health.register("sentinel", ComponentKind::Sink),
-        abort: abort.clone(),
-    };
-    let task = tokio::spawn(config.build(cx).expect("builds"));
-    Running {
-        input,
-        dead,
-        health,
-        abort,
-        task,
-    }
+    start_sink("sentinel", "sentinel", config)
 }
 
 /// Sends the records in batches of 50 with acknowledgements.

@@ -1,33 +1,20 @@
 //! The sink against the HEC simulator, with faults on.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siemflow_core::api::HealthRegistry;
-use siemflow_core::buffer::{self, BufferConfig, BufferReceiver, BufferSender};
-use siemflow_core::delivery::DEAD_LETTER;
+use siemflow_core::buffer::BufferReceiver;
 use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::fanout::Output;
-use siemflow_core::metrics::{ComponentKind, ComponentMetrics};
-use siemflow_core::plugin::ComponentContext;
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig, SinkContext};
+use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
 use siemflow_simulator::splunk_hec::{HecFaults, HecToken, SplunkHecConfig, SplunkHecSimulator};
-use tokio_util::sync::CancellationToken;
 
 use super::SplunkHecSinkConfig;
-use crate::test_support::labels;
+use crate::test_support::{RunningSink, start_sink};
 
 const TOKEN: &str = "00000000-0000-0000-0000-000000000000";
 const MARKER: &str = "POISON";
 
-struct Running {
-    input: BufferSender,
-    dead: BufferReceiver,
-    health: HealthRegistry,
-    abort: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+type Running = RunningSink;
 
 fn sink_config(url: &str, extra: &str) -> SplunkHecSinkConfig {
     let text = format!(
@@ -42,31 +29,7 @@ fn sink_config(url: &str, extra: &str) -> SplunkHecSinkConfig {
 }
 
 fn start(config: &SplunkHecSinkConfig) -> Running {
-    let labels = labels("splunk", "splunk_hec");
-    let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
-    let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
-    let targets = Arc::new(Mutex::new(vec![("dead".to_string(), dead_tx)]));
-    let health = HealthRegistry::default();
-    let abort = CancellationToken::new();
-    let cx = SinkContext {
-        component: ComponentContext {
-            id: "splunk".into(),
-            state_dir: std::env::temp_dir(),
-            metrics: ComponentMetrics::new(labels.clone()),
-        },
-        input: receiver,
-        outputs: vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)],
-        health: health.register("splunk", ComponentKind::Sink),
-        abort: abort.clone(),
-    };
-    let task = tokio::spawn(config.build(cx).expect("builds"));
-    Running {
-        input,
-        dead,
-        health,
-        abort,
-        task,
-    }
+    start_sink("splunk", "splunk_hec", config)
 }
 
 /// `count` events with ids `0..count`, in batches of 50, every `poison_every`-th marked.
