@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Pipeline, Workspace, ids, records, wait_for};
+use crate::harness::{Pipeline, Workspace, checkpointed, ids, records, wait_for};
 
 /// The sink writes under `blocked/`: while `blocked` is a regular file the folder cannot
 /// be created (not even by root), so the sink retries and delivers nothing.
@@ -28,20 +28,6 @@ buffer.max_size = "64MiB"
 "#;
 
 const SINK: &str = "component_id=\"out\"";
-
-/// Bytes of the input the source's checkpoint says were delivered.
-fn checkpointed(ws: &Workspace) -> u64 {
-    let Ok(text) = std::fs::read_to_string(ws.path("data/in/checkpoints.json")) else {
-        return 0;
-    };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return 0;
-    };
-    value["files"]
-        .as_array()
-        .map(|files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
-        .unwrap_or(0)
-}
 
 /// Runs with the sink blocked until the source checkpointed all of `input`, then kills.
 fn buffer_everything_then_kill(ws: &Workspace, total: usize) -> Pipeline {

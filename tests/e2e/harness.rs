@@ -261,3 +261,14 @@ pub fn ids(lines: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Bytes of its input the file source `in` has checkpointed as delivered (0 before its
+/// first checkpoint).
+pub fn checkpointed(ws: &Workspace) -> u64 {
+    let text = std::fs::read_to_string(ws.path("data/in/checkpoints.json")).unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    value["files"]
+        .as_array()
+        .map(|files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
+        .unwrap_or(0)
+}

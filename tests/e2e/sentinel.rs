@@ -12,7 +12,7 @@ use siemflow_simulator::sentinel::{
     DEFAULT_DCR_ID, DEFAULT_STREAM, Dcr, SentinelConfig, SentinelFaults, SentinelSimulator,
 };
 
-use crate::harness::{Workspace, ids, records, wait_for};
+use crate::harness::{Workspace, checkpointed, ids, records, wait_for};
 
 fn pipeline(sim: &SentinelSimulator) -> String {
     let cfg = sim.config();
@@ -169,14 +169,4 @@ fn every_record_arrives_and_the_undeliverable_ones_reach_the_dead_letter_file() 
     // sink — so the source checkpointed the whole input.
     assert_eq!(checkpointed(&ws), input.len() as u64);
     runtime.block_on(sim.stop());
-}
-
-/// Bytes of the input the file source's checkpoint says were delivered.
-fn checkpointed(ws: &Workspace) -> u64 {
-    let text = std::fs::read_to_string(ws.path("data/in/checkpoints.json")).unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    value["files"]
-        .as_array()
-        .map(|files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
-        .unwrap_or(0)
 }

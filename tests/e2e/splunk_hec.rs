@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use siemflow_simulator::splunk_hec::{HecToken, SplunkHecConfig, SplunkHecSimulator};
 
-use crate::harness::{Workspace, ids, records, wait_for};
+use crate::harness::{Workspace, checkpointed, ids, records, wait_for};
 
 const TOKEN: &str = "6f1d7f0e-8a4b-4c59-9a3e-2b1c0d9e8f7a";
 const MARKER: &str = "POISON";
@@ -143,14 +143,4 @@ fn rejected_events_reach_the_dead_letter_file_and_the_rest_is_indexed_once() {
     // sink — so the source checkpointed the whole input: a restart re-sends nothing.
     assert_eq!(checkpointed(&ws), input.len() as u64);
     runtime.block_on(splunk.stop());
-}
-
-/// Bytes of the input the file source's checkpoint says were delivered.
-fn checkpointed(ws: &Workspace) -> u64 {
-    let text = std::fs::read_to_string(ws.path("data/in/checkpoints.json")).unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    value["files"]
-        .as_array()
-        .map(|files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
-        .unwrap_or(0)
 }
