@@ -461,9 +461,7 @@ async fn tls_with_a_test_ca_delivers_and_an_untrusted_receiver_gets_nothing() {
         serde_json::json!({
             "address": rsyslog.address(rsyslog.ports.tls),
             "tls": {},
-            "max_retry_duration": "200ms",
-            "retry_initial_backoff": "10ms",
-            "retry_max_backoff": "50ms",
+            "retry": { "initial_backoff": "10ms", "max_backoff": "50ms", "max_duration": "200ms" },
         }),
     );
     let receipt = untrusted
@@ -646,8 +644,7 @@ async fn rsyslog_killed_and_restarted_on_the_same_port_gets_every_message() {
         serde_json::json!({
             "address": rsyslog.address(rsyslog.ports.tcp),
             "hostname": "shipper01",
-            "retry_initial_backoff": "20ms",
-            "retry_max_backoff": "200ms",
+            "retry": { "initial_backoff": "20ms", "max_backoff": "200ms" },
         }),
     );
     let batch = |name: &str| -> Vec<String> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use siemflow_core::delivery::RetryConfig;
 use siemflow_core::http::TlsConfig;
 use siemflow_core::{ConfigIssue, Value};
 
@@ -97,32 +98,12 @@ pub struct SyslogSinkConfig {
     )]
     #[schemars(with = "String")]
     pub write_timeout: Duration,
-    /// The first wait before reconnecting after an error (default `"500ms"`); it doubles
-    /// with jitter up to `retry_max_backoff`.
-    #[serde(
-        default = "default_retry_initial_backoff",
-        deserialize_with = "siemflow_core::units::duration",
-        serialize_with = "duration::serialize"
-    )]
-    #[schemars(with = "String")]
-    pub retry_initial_backoff: Duration,
-    /// The longest wait between reconnection attempts (default `"30s"`).
-    #[serde(
-        default = "default_retry_max_backoff",
-        deserialize_with = "siemflow_core::units::duration",
-        serialize_with = "duration::serialize"
-    )]
-    #[schemars(with = "String")]
-    pub retry_max_backoff: Duration,
-    /// Give a batch up after retrying it this long: its events are failed (their source
-    /// reads them again) and counted. Default `"none"`: retry until delivered or shut down.
-    #[serde(
-        default,
-        deserialize_with = "duration::deserialize_optional",
-        serialize_with = "duration::serialize_optional"
-    )]
-    #[schemars(with = "String")]
-    pub max_retry_duration: Option<Duration>,
+    /// How a batch whose send failed is retried, the same table as the HTTP sinks':
+    /// `initial_backoff` (default `"1s"`, doubling with jitter), `max_backoff` (`"30s"`)
+    /// and `max_duration` (`"15m"`): after that long the batch's events are failed (their
+    /// source reads them again) and counted, never dropped.
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 /// The transport.
@@ -390,14 +371,6 @@ fn default_write_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-fn default_retry_initial_backoff() -> Duration {
-    Duration::from_millis(500)
-}
-
-fn default_retry_max_backoff() -> Duration {
-    Duration::from_secs(30)
-}
-
 /// RFC 5426: what every IPv4 receiver must accept.
 pub(crate) const MIN_DATAGRAM_BYTES: usize = 480;
 /// The largest UDP payload over IPv4 (65,535 − 20 − 8).
@@ -496,17 +469,17 @@ impl SyslogSinkConfig {
         for (key, value) in [
             ("connect_timeout", self.connect_timeout),
             ("write_timeout", self.write_timeout),
-            ("retry_initial_backoff", self.retry_initial_backoff),
-            ("retry_max_backoff", self.retry_max_backoff),
+            ("retry.initial_backoff", self.retry.initial_backoff),
+            ("retry.max_backoff", self.retry.max_backoff),
         ] {
             if value.is_zero() {
                 issues.push(ConfigIssue::new(key, "must be longer than 0s"));
             }
         }
-        if self.retry_max_backoff < self.retry_initial_backoff {
+        if self.retry.max_backoff < self.retry.initial_backoff {
             issues.push(ConfigIssue::new(
-                "retry_max_backoff",
-                "must not be shorter than retry_initial_backoff",
+                "retry.max_backoff",
+                "must not be shorter than retry.initial_backoff",
             ));
         }
         issues
@@ -559,7 +532,7 @@ mod tests {
         assert_eq!(c.severity, Severity::Informational);
         assert!(c.escape_newlines);
         assert_eq!(c.max_datagram_bytes, 1432);
-        assert_eq!(c.max_retry_duration, None);
+        assert_eq!(c.retry.max_duration, Duration::from_secs(900));
         assert!(c.issues().is_empty());
         let c = parse("address = \"h:514\"\nformat = \"rfc3164\"");
         assert_eq!(c.effective_framing(), Some(Framing::Newline));
@@ -573,11 +546,11 @@ mod tests {
     #[test]
     fn names_and_aliases() {
         let c = parse(
-            "address = \"h:514\"\nfacility = \"local7\"\nseverity = \"warn\"\nmax_retry_duration = \"5m\"",
+            "address = \"h:514\"\nfacility = \"local7\"\nseverity = \"warn\"\nretry = { max_duration = \"5m\" }",
         );
         assert_eq!(c.facility.code(), 23);
         assert_eq!(c.severity.code(), 4);
-        assert_eq!(c.max_retry_duration, Some(Duration::from_secs(300)));
+        assert_eq!(c.retry.max_duration, Duration::from_secs(300));
         assert!(
             toml::from_str::<SyslogSinkConfig>("address = \"h:1\"\nfacility = \"nope\"").is_err()
         );
@@ -625,9 +598,9 @@ mod tests {
         );
         assert_eq!(
             keys(&parse(
-                "address = \"h:514\"\ntls_server_name = \"x\"\nretry_max_backoff = \"1ms\""
+                "address = \"h:514\"\ntls_server_name = \"x\"\nretry = { max_backoff = \"1ms\" }"
             )),
-            ["tls_server_name", "retry_max_backoff"]
+            ["tls_server_name", "retry.max_backoff"]
         );
         assert_eq!(
             keys(&parse(

@@ -93,9 +93,9 @@ impl SyslogSinkConfig {
             connect_timeout: self.connect_timeout,
             write_timeout: self.write_timeout,
             retry: RetryPolicy {
-                initial: self.retry_initial_backoff,
-                max: self.retry_max_backoff.max(self.retry_initial_backoff),
-                max_duration: self.max_retry_duration,
+                initial: self.retry.initial_backoff,
+                max: self.retry.max_backoff.max(self.retry.initial_backoff),
+                max_duration: Some(self.retry.max_duration),
             },
         })
     }

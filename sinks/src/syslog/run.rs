@@ -255,7 +255,7 @@ pub(crate) async fn send_batches(settings: Settings, mut cx: SinkContext) -> any
             }
             Outcome::GaveUp(error) => {
                 link.counters.delivery_failed.increment(1);
-                tracing::error!(component = %cx.component.id, target = ?link.target, events = encoded.events, %error, "gave up on a batch after max_retry_duration; its events are failed and their source will read them again");
+                tracing::error!(component = %cx.component.id, target = ?link.target, events = encoded.events, %error, "gave up on a batch after retry.max_duration; its events are failed and their source will read them again");
                 acks.resolve(BatchStatus::Failed);
             }
             Outcome::Aborted(error) => {

@@ -17,8 +17,7 @@ fn config(value: serde_json::Value) -> SyslogSinkConfig {
 
 /// Fast retries, so failure tests run in milliseconds.
 fn fast(mut value: serde_json::Value) -> SyslogSinkConfig {
-    value["retry_initial_backoff"] = json!("5ms");
-    value["retry_max_backoff"] = json!("20ms");
+    value["retry"] = json!({ "initial_backoff": "5ms", "max_backoff": "20ms" });
     config(value)
 }
 
@@ -138,10 +137,10 @@ async fn a_batch_is_failed_after_max_retry_duration_and_the_sink_goes_on() {
     let probe = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = probe.local_addr().expect("addr");
     drop(probe);
-    let mut value = json!({ "address": address.to_string(), "max_retry_duration": "50ms" });
-    value["retry_initial_backoff"] = json!("5ms");
-    value["retry_max_backoff"] = json!("10ms");
-    let sink = config(value);
+    let sink = config(json!({
+        "address": address.to_string(),
+        "retry": { "initial_backoff": "5ms", "max_backoff": "10ms", "max_duration": "50ms" },
+    }));
     let (h, task) = start("syslog-give-up", &sink);
     let (batch, receipt) = acked(messages(2, "doomed"));
     h.sender.send(batch).await.expect("open");
@@ -224,10 +223,10 @@ async fn tls_without_a_trusted_certificate_does_not_connect() {
     // A TCP peer that is not TLS at all: the handshake must fail, never fall back to plain.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
-    let mut value = json!({ "address": address, "tls": {}, "max_retry_duration": "30ms" });
-    value["retry_initial_backoff"] = json!("5ms");
-    value["retry_max_backoff"] = json!("10ms");
-    let sink = config(value);
+    let sink = config(json!({
+        "address": address, "tls": {},
+        "retry": { "initial_backoff": "5ms", "max_backoff": "10ms", "max_duration": "30ms" },
+    }));
     let (h, task) = start("syslog-tls-untrusted", &sink);
     let peer = tokio::spawn(async move {
         // Answer every ClientHello with something that is not TLS.
