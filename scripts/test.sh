@@ -13,6 +13,7 @@ cargo fmt --all -- --check
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== test dependencies (rsyslog)"
 ./scripts/test-deps.sh
 echo "== tests"
 cargo test --workspace --locked
