@@ -102,7 +102,7 @@ encoding = "text"
         },
         Scenario {
             name: "file → splunk_hec",
-            description: "parse, HEC /event envelopes, gzip, to the HEC simulator in the harness, indexer acknowledgements off",
+            description: "parse, HEC /event envelopes (uncompressed), to the HEC simulator in the harness, indexer acknowledgements off",
             config: r#"
 [sources.in]
 type = "file"
