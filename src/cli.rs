@@ -29,7 +29,7 @@ pub enum Command {
     Validate(ConfigArgs),
     /// List the plugins and their options.
     List(ListArgs),
-    /// Serve a local stand-in for a Microsoft API (no credentials, no network).
+    /// Serve a local stand-in for a Microsoft API or a SIEM endpoint (no credentials, no network).
     Simulate(crate::simulate::SimulateArgs),
 }
 
