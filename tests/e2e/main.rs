@@ -7,6 +7,7 @@ mod config_errors;
 mod crash;
 mod delivery;
 mod disk_buffer;
+mod elasticsearch;
 mod examples;
 mod o365_management;
 mod reload;
