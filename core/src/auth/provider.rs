@@ -44,7 +44,12 @@ struct Inner {
     cache: Mutex<Cache>,
     /// Held while fetching, so concurrent callers wait for one request instead of each sending their own.
     refresh: tokio::sync::Mutex<()>,
+    /// Where "now" comes from: the monotonic clock, or a test's hand-moved one.
+    clock: Clock,
 }
+
+/// A source of the current instant.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 enum Credential {
     Secret(Secret),
@@ -128,8 +133,25 @@ impl TokenProvider {
                 http,
                 cache: Mutex::default(),
                 refresh: tokio::sync::Mutex::new(()),
+                clock: Arc::new(Instant::now),
             }),
         })
+    }
+
+    /// The same provider reading time from `clock` (tests move time by hand instead of sleeping).
+    #[cfg(test)]
+    pub(crate) fn with_clock(self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_clock on a fresh provider");
+        TokenProvider {
+            inner: Arc::new(Inner {
+                clock: Arc::new(clock),
+                ..inner
+            }),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        (self.inner.clock)()
     }
 
     /// The URL tokens come from.
@@ -150,7 +172,7 @@ impl TokenProvider {
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
         let seen_attempts = {
             let cache = self.cache();
-            if let Some(answer) = cache.answer(Instant::now()) {
+            if let Some(answer) = cache.answer(self.now()) {
                 return answer;
             }
             cache.attempts
@@ -159,7 +181,7 @@ impl TokenProvider {
         {
             let cache = self.cache();
             if cache.attempts != seen_attempts
-                && let Some(answer) = cache.answer(Instant::now())
+                && let Some(answer) = cache.answer(self.now())
             {
                 // Someone else fetched while we waited: theirs is our answer.
                 return answer;
@@ -180,7 +202,7 @@ impl TokenProvider {
                 } else {
                     error.retry_after().unwrap_or(TRANSIENT_PAUSE)
                 };
-                let now = Instant::now();
+                let now = self.now();
                 cache.last_failure = Some(Failure {
                     error: error.clone(),
                     quiet_until: now + pause,
@@ -269,7 +291,7 @@ impl TokenProvider {
                 None
             }
         };
-        let sent = Instant::now();
+        let sent = (inner.clock)();
         let response = inner
             .http
             .post(&inner.token_url)

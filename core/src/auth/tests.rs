@@ -159,6 +159,27 @@ fn provider(base: &str) -> TokenProvider {
     TokenProvider::new(&secret_config(base), SCOPE, http()).unwrap()
 }
 
+/// A clock the test moves by hand, so token lifetimes pass without waiting.
+#[derive(Clone)]
+struct ManualClock(std::sync::Arc<std::sync::Mutex<std::time::Instant>>);
+
+impl ManualClock {
+    fn new() -> Self {
+        ManualClock(std::sync::Arc::new(std::sync::Mutex::new(
+            std::time::Instant::now(),
+        )))
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    fn reader(&self) -> impl Fn() -> std::time::Instant + Send + Sync + 'static {
+        let now = self.0.clone();
+        move || *now.lock().unwrap()
+    }
+}
+
 fn aadsts(error: &str, code: u32, description: &str) -> String {
     serde_json::json!({
         "error": error,
@@ -266,10 +287,11 @@ async fn refreshed_early() {
     let (endpoint, base) = start().await;
     // Two seconds of life: refreshed after one (half its life; see token::refresh_after).
     endpoint.then(Reply::Token(serde_json::json!(2)));
-    let provider = provider(&base);
+    let clock = ManualClock::new();
+    let provider = provider(&base).with_clock(clock.reader());
     assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
     assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(provider.token().await.unwrap().bearer(), "token-2");
     assert_eq!(endpoint.tokens(), 2);
 }
@@ -481,9 +503,10 @@ async fn a_failed_refresh_keeps_the_working_token() {
         body: String::new(),
         retry_after: None,
     });
-    let provider = provider(&base);
+    let clock = ManualClock::new();
+    let provider = provider(&base).with_clock(clock.reader());
     assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_millis(2100));
     // Due for refresh, the refresh fails, the token still has ~2 s: keep using it, and don't ask again at once.
     assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
     assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
