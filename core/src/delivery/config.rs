@@ -7,8 +7,10 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub use super::adaptive::AdaptiveConcurrency;
 use crate::ConfigIssue;
 
 /// `batch`: when a request is cut from the events waiting.
@@ -77,38 +79,101 @@ impl Compression {
 
 /// `concurrency`: how many requests may be in flight at once (default 4).
 ///
-/// Only a fixed number for now: Vector's `"adaptive"` (AIMD on round-trip times) is not
-/// implemented, and the word is refused with that explanation rather than ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
-#[schemars(with = "usize")]
-pub struct Concurrency(pub usize);
+/// A number fixes it; `"adaptive"` or `{ adaptive = { ... } }` lets Vector's AIMD
+/// controller find it from round-trip times and the peer's push-back.
+#[derive(Debug, Clone, Copy, PartialEq, schemars::JsonSchema)]
+#[schemars(with = "ConcurrencySchema")]
+pub enum Concurrency {
+    /// At most this many, always.
+    Fixed(usize),
+    /// As many as the peer takes without slowing down or pushing back.
+    Adaptive(AdaptiveConcurrency),
+}
 
 impl Default for Concurrency {
     fn default() -> Self {
-        Concurrency(4)
+        Concurrency::Fixed(4)
     }
+}
+
+/// The forms `concurrency` takes, for the schema only.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ConcurrencySchema {
+    /// A fixed number of requests in flight, at least 1.
+    Fixed(usize),
+    /// `"adaptive"`, with the controller's defaults.
+    Word(AdaptiveWord),
+    /// `{ adaptive = { initial, max, decrease_ratio, ewma_alpha, rtt_deviation_scale } }`.
+    Table {
+        /// The controller's bounds and tuning.
+        adaptive: AdaptiveConcurrency,
+    },
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AdaptiveWord {
+    Adaptive,
 }
 
 impl<'de> Deserialize<'de> for Concurrency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) if n >= 1 => Ok(Concurrency(n as usize)),
-            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+        d.deserialize_any(ConcurrencyVisitor)
+    }
+}
+
+struct ConcurrencyVisitor;
+
+const CONCURRENCY_FORMS: &str =
+    "a number of requests such as 4, \"adaptive\", or { adaptive = { max = 50 } }";
+
+impl<'de> Visitor<'de> for ConcurrencyVisitor {
+    type Value = Concurrency;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(CONCURRENCY_FORMS)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Concurrency, E> {
+        match usize::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Concurrency::Fixed(n)),
+            _ => Err(E::custom(format!(
                 "concurrency must be at least 1, not {n}"
             ))),
-            Raw::Text(text) if text.trim() == "adaptive" => Err(serde::de::Error::custom(
-                "adaptive concurrency is not implemented yet; set a fixed number such as 4",
-            )),
-            Raw::Text(text) => Err(serde::de::Error::custom(format!(
-                "concurrency must be a number of requests such as 4, not `{text}`"
-            ))),
         }
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Concurrency, E> {
+        self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Concurrency, E> {
+        if text.trim() == "adaptive" {
+            return Ok(Concurrency::Adaptive(AdaptiveConcurrency::default()));
+        }
+        Err(E::custom(format!(
+            "concurrency must be {CONCURRENCY_FORMS}, not `{text}`"
+        )))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Concurrency, A::Error> {
+        let mut adaptive = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "adaptive" || adaptive.is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "concurrency takes one key, `adaptive`, not `{key}`"
+                )));
+            }
+            adaptive = Some(map.next_value::<AdaptiveConcurrency>()?);
+        }
+        let adaptive = adaptive.unwrap_or_default();
+        if let Some(problem) = adaptive.problem() {
+            return Err(serde::de::Error::custom(format!("concurrency: {problem}")));
+        }
+        Ok(Concurrency::Adaptive(adaptive))
     }
 }
 
@@ -243,7 +308,7 @@ mod tests {
         let sink: Sink = toml::from_str("").expect("defaults");
         assert_eq!(sink.batch, BatchConfig::default());
         assert_eq!(sink.compression, Compression::None);
-        assert_eq!(sink.concurrency, Concurrency(4));
+        assert_eq!(sink.concurrency, Concurrency::Fixed(4));
         let sink: Sink = toml::from_str(
             "compression = \"gzip\"\nconcurrency = 8\nbatch = { max_bytes = \"64KiB\", timeout = \"250ms\" }\nretry = { max_duration = \"1m\" }",
         )
@@ -251,19 +316,24 @@ mod tests {
         assert_eq!(sink.batch.max_bytes, 65536);
         assert_eq!(sink.batch.max_events, 1000);
         assert_eq!(sink.batch.timeout, Duration::from_millis(250));
-        assert_eq!(sink.concurrency, Concurrency(8));
+        assert_eq!(sink.concurrency, Concurrency::Fixed(8));
         assert_eq!(sink.retry.max_duration, Duration::from_secs(60));
         assert_eq!(sink.retry.initial_backoff, Duration::from_secs(1));
     }
 
     #[test]
     fn refusals_explain_themselves() {
-        let adaptive = toml::from_str::<Sink>("concurrency = \"adaptive\"").unwrap_err();
-        assert!(
-            adaptive.to_string().contains("not implemented"),
-            "{adaptive}"
-        );
         assert!(toml::from_str::<Sink>("concurrency = 0").is_err());
+        let word = toml::from_str::<Sink>("concurrency = \"many\"").unwrap_err();
+        assert!(word.to_string().contains("adaptive"), "{word}");
+        let key = toml::from_str::<Sink>("concurrency = { adaptiv = {} }").unwrap_err();
+        assert!(key.to_string().contains("`adaptiv`"), "{key}");
+        let field =
+            toml::from_str::<Sink>("concurrency = { adaptive = { maximum = 3 } }").unwrap_err();
+        assert!(field.to_string().contains("maximum"), "{field}");
+        let range = toml::from_str::<Sink>("concurrency = { adaptive = { initial = 5, max = 2 } }")
+            .unwrap_err();
+        assert!(range.to_string().contains("adaptive.max"), "{range}");
         assert!(toml::from_str::<Sink>("batch = { max_event = 3 }").is_err());
         assert!(toml::from_str::<Sink>("compression = \"zstd\"").is_err());
         let retry = RetryConfig {
@@ -272,6 +342,38 @@ mod tests {
         };
         let issues = check(&BatchConfig::default(), &RequestConfig::default(), &retry);
         assert_eq!(issues[0].key.as_deref(), Some("retry.max_backoff"));
+    }
+
+    #[test]
+    fn adaptive_as_a_word_or_a_table() {
+        let sink: Sink = toml::from_str("concurrency = \"adaptive\"").expect("word");
+        assert_eq!(
+            sink.concurrency,
+            Concurrency::Adaptive(AdaptiveConcurrency::default())
+        );
+        let sink: Sink = toml::from_str(
+            "concurrency = { adaptive = { initial = 2, max = 50, decrease_ratio = 0.5, ewma_alpha = 0.2, rtt_deviation_scale = 3.0 } }",
+        )
+        .expect("table");
+        assert_eq!(
+            sink.concurrency,
+            Concurrency::Adaptive(AdaptiveConcurrency {
+                initial: 2,
+                max: 50,
+                decrease_ratio: 0.5,
+                ewma_alpha: 0.2,
+                rtt_deviation_scale: 3.0,
+            })
+        );
+        let sink: Sink =
+            toml::from_str("concurrency = { adaptive = { max = 20 } }").expect("partial");
+        assert_eq!(
+            sink.concurrency,
+            Concurrency::Adaptive(AdaptiveConcurrency {
+                max: 20,
+                ..AdaptiveConcurrency::default()
+            })
+        );
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct DeliveryMetrics {
     pub rtt: Histogram,
     /// `delivery_in_flight_requests`: requests sent and not yet answered.
     pub in_flight: Gauge,
+    /// `adaptive_concurrency_limit`: requests allowed in flight now (fixed or adaptive).
+    pub concurrency_limit: Gauge,
+    /// `adaptive_concurrency_averaged_rtt_seconds`: the adaptive controller's long-run
+    /// round-trip average.
+    pub averaged_rtt: Gauge,
     /// `delivery_retries_total`: requests sent again after a failure.
     pub retries: Counter,
     /// `delivery_failed_events_total`: events failed back to their source after
@@ -38,6 +43,8 @@ impl DeliveryMetrics {
             requests: labels.counter("http_client_requests_sent_total", &[]),
             rtt: histogram!("http_client_rtt_seconds", &labels.with(&[])),
             in_flight: labels.gauge("delivery_in_flight_requests", &[]),
+            concurrency_limit: labels.gauge("adaptive_concurrency_limit", &[]),
+            averaged_rtt: labels.gauge("adaptive_concurrency_averaged_rtt_seconds", &[]),
             retries: labels.counter("delivery_retries_total", &[]),
             failed_events: labels.counter("delivery_failed_events_total", &[]),
             dead_lettered: labels.counter("delivery_dead_lettered_events_total", &[]),

@@ -2,8 +2,8 @@
 //!
 //! A sink implements [`Protocol`] — how one event is encoded, how one request is sent
 //! and what the peer's answer means — and hands it to [`run`], which does the rest:
-//! batching by events, bytes and age (per partition), a fixed number of requests in
-//! flight, retries with exponential backoff and jitter (or the peer's `Retry-After`),
+//! batching by events, bytes and age (per partition), a fixed or adaptive number of
+//! requests in flight, retries with exponential backoff and jitter (or the peer's `Retry-After`),
 //! splitting on "too large", dead-lettering what can never be delivered, failing a batch
 //! back to its source after `retry.max_duration`, health, and metrics.
 //!
@@ -12,6 +12,7 @@
 //! batch ran out of retry time; a dead-lettered event keeps its ack and goes on to the
 //! `dead_letter` output, whose consumer settles it.
 
+mod adaptive;
 mod batcher;
 pub mod config;
 mod dead_letter;
@@ -19,6 +20,7 @@ mod failure;
 mod http;
 mod metrics;
 mod run;
+mod slots;
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +29,8 @@ use std::future::Future;
 
 pub use batcher::{Batcher, Cut, Item};
 pub use config::{
-    BatchConfig, Compression, Concurrency, HealthcheckConfig, RequestConfig, RetryConfig,
+    AdaptiveConcurrency, BatchConfig, Compression, Concurrency, HealthcheckConfig, RequestConfig,
+    RetryConfig,
 };
 pub use dead_letter::{DEAD_LETTER, DeadLetter};
 pub use failure::{Failure, Rejection};
@@ -137,8 +140,8 @@ pub enum EventOutcome {
 pub struct Settings {
     /// Batch limits.
     pub batch: BatchConfig,
-    /// Requests in flight at most.
-    pub concurrency: usize,
+    /// Requests in flight at most: fixed, or found by the adaptive controller.
+    pub concurrency: Concurrency,
     /// Backoff and the retry time limit.
     pub retry: RetryConfig,
     /// Probe the peer at start.
@@ -159,7 +162,10 @@ impl Settings {
     ) -> Self {
         Settings {
             batch: batch.clone(),
-            concurrency: concurrency.0.max(1),
+            concurrency: match concurrency {
+                Concurrency::Fixed(n) => Concurrency::Fixed(n.max(1)),
+                adaptive => adaptive,
+            },
             retry: retry.clone(),
             healthcheck: healthcheck.enabled,
             separator_bytes: 1,

@@ -1,18 +1,20 @@
-//! The delivery loop: batch, send with bounded concurrency, retry, settle.
+//! The delivery loop: batch, send with bounded (fixed or adaptive) concurrency, retry,
+//! settle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::adaptive::Signal;
 use super::batcher::{Batcher, Cut, Item};
 use super::dead_letter::{DEAD_LETTER, DeadLetter};
 use super::failure::{Failure, Rejection};
 use super::metrics::DeliveryMetrics;
+use super::slots::{Slot, Slots};
 use super::{EventOutcome, Outcome, Protocol, Request, Settings};
 use crate::api::Health;
 use crate::event::resolve_batch;
@@ -23,13 +25,24 @@ use crate::{BatchStatus, SinkContext};
 pub async fn run<P: Protocol>(
     protocol: P,
     settings: Settings,
+    cx: SinkContext,
+) -> anyhow::Result<()> {
+    let metrics = DeliveryMetrics::new(&cx.component.metrics.labels);
+    run_with(protocol, settings, cx, metrics).await
+}
+
+/// [`run`] reporting into metric handles made by the caller (tests record them apart).
+pub(super) async fn run_with<P: Protocol>(
+    protocol: P,
+    settings: Settings,
     mut cx: SinkContext,
+    metrics: DeliveryMetrics,
 ) -> anyhow::Result<()> {
     let labels = cx.component.metrics.labels.clone();
-    let metrics = DeliveryMetrics::new(&labels);
     let shared = Arc::new(Shared {
         protocol,
         dead_letter: DeadLetter::new(cx.output(DEAD_LETTER).cloned(), metrics.clone()),
+        slots: Slots::new(settings.concurrency, metrics.clone()),
         metrics,
         health: HealthState {
             health: cx.health.clone(),
@@ -37,7 +50,6 @@ pub async fn run<P: Protocol>(
         },
         retry: settings.retry.clone(),
         abort: cx.abort.clone(),
-        slots: Arc::new(Semaphore::new(settings.concurrency)),
         id: labels.id.clone(),
     });
     let mut jobs = JoinSet::new();
@@ -55,7 +67,7 @@ pub async fn run<P: Protocol>(
     loop {
         while let Some(cut) = batcher.pop_ready() {
             let slot = tokio::select! {
-                slot = Arc::clone(&shared.slots).acquire_owned() => slot?,
+                slot = shared.slots.acquire() => slot?,
                 _ = cx.abort.cancelled() => return aborted(&shared, jobs, batcher.len() + cut.items.len()),
             };
             jobs.spawn(deliver(Arc::clone(&shared), cut, slot));
@@ -130,7 +142,7 @@ struct Shared<P> {
     health: HealthState,
     retry: super::RetryConfig,
     abort: CancellationToken,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     id: String,
 }
 
@@ -191,7 +203,7 @@ async fn encode<P: Protocol>(shared: &Shared<P>, batcher: &mut Batcher, batch: c
 }
 
 /// Delivers one cut batch: sends, retries, splits, dead-letters and settles every event.
-async fn deliver<P: Protocol>(shared: Arc<Shared<P>>, cut: Cut, slot: OwnedSemaphorePermit) {
+async fn deliver<P: Protocol>(shared: Arc<Shared<P>>, cut: Cut, slot: Slot) {
     let mut job = Job {
         shared: &shared,
         started: Instant::now(),
@@ -224,7 +236,7 @@ struct Job<'a, P> {
     shared: &'a Shared<P>,
     started: Instant,
     backoff: Option<ExponentialBackoff>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
     attempts: u32,
 }
 
@@ -241,7 +253,7 @@ impl<P: Protocol> Job<'_, P> {
         loop {
             if self.slot.is_none() {
                 let slot = tokio::select! {
-                    slot = Arc::clone(&shared.slots).acquire_owned() => slot.ok(),
+                    slot = shared.slots.acquire() => slot.ok(),
                     _ = shared.abort.cancelled() => None,
                 };
                 match slot {
@@ -251,18 +263,22 @@ impl<P: Protocol> Job<'_, P> {
             }
             self.attempts += 1;
             shared.metrics.in_flight.increment(1.0);
+            shared.slots.sending();
             let request = Request {
                 partition,
                 items: &items,
             };
+            let sent = Instant::now();
             let outcome = tokio::select! {
                 outcome = shared.protocol.send(request) => Some(outcome),
                 _ = shared.abort.cancelled() => None,
             };
             shared.metrics.in_flight.decrement(1.0);
             let Some(outcome) = outcome else {
+                shared.slots.finished(Signal::Neither);
                 return Err(Gave::Up(items));
             };
+            shared.slots.finished(signal(&outcome, sent.elapsed()));
             let failure = match outcome {
                 Outcome::Delivered => {
                     self.delivered(items);
@@ -452,6 +468,26 @@ impl<P: Protocol> Job<'_, P> {
         }
         shared.metrics.retries.increment(1);
         Ok(items)
+    }
+}
+
+/// What an answer says about the peer's load, for the adaptive concurrency controller.
+fn signal(outcome: &Outcome, rtt: std::time::Duration) -> Signal {
+    match outcome {
+        Outcome::Delivered | Outcome::Accepted(_) => Signal::Answered(rtt),
+        Outcome::PerEvent(outcomes) => {
+            // A busy item (an Elasticsearch 429 per item) is push-back too.
+            if outcomes
+                .iter()
+                .any(|o| matches!(o, EventOutcome::Retry(Failure::Retry { .. })))
+            {
+                Signal::BackPressure
+            } else {
+                Signal::Answered(rtt)
+            }
+        }
+        Outcome::Failed(Failure::Retry { .. }) => Signal::BackPressure,
+        Outcome::Failed(_) => Signal::Neither,
     }
 }
 

@@ -15,6 +15,7 @@ use axum::routing::post;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::adaptive::AdaptiveConcurrency;
 use super::*;
 use crate::api::HealthRegistry;
 use crate::buffer::{self, BufferConfig, BufferReceiver, BufferSender};
@@ -236,7 +237,7 @@ fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
             max_bytes: 1 << 20,
             timeout: Duration::from_millis(20),
         },
-        Concurrency(2),
+        Concurrency::Fixed(2),
         &RetryConfig {
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
@@ -249,6 +250,17 @@ fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
 }
 
 fn start(url: &str, settings: Settings, compression: Compression, unconfirmed: usize) -> Sink {
+    start_with(url, settings, compression, unconfirmed, None)
+}
+
+/// A sink whose metrics go to `recorder` (when given) rather than the process's.
+fn start_with(
+    url: &str,
+    settings: Settings,
+    compression: Compression,
+    unconfirmed: usize,
+    recorder: Option<&metrics_exporter_prometheus::PrometheusRecorder>,
+) -> Sink {
     let labels = labels();
     let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
     let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
@@ -282,7 +294,14 @@ fn start(url: &str, settings: Settings, compression: Compression, unconfirmed: u
         input,
         health,
         dead,
-        task: tokio::spawn(run(protocol, settings, cx)),
+        task: match recorder {
+            Some(recorder) => {
+                let metrics =
+                    ::metrics::with_local_recorder(recorder, || DeliveryMetrics::new(&labels));
+                tokio::spawn(run::run_with(protocol, settings, cx, metrics))
+            }
+            None => tokio::spawn(run(protocol, settings, cx)),
+        },
         abort,
     }
 }
@@ -574,7 +593,7 @@ async fn concurrency_is_bounded() {
     let sink = start(
         &url,
         settings(|s| {
-            s.concurrency = 3;
+            s.concurrency = Concurrency::Fixed(3);
             s.batch.max_events = 1;
         }),
         Compression::None,
@@ -606,4 +625,142 @@ async fn abort_fails_what_is_unfinished() {
     sink.abort.cancel();
     assert_eq!(receipt.await, BatchStatus::Failed);
     sink.task.await.expect("task").expect("sink");
+}
+
+// ---------- adaptive concurrency ----------
+
+/// A peer with a fixed capacity: `workers` requests at once, 10 ms each, the rest queue
+/// (their round trip grows); above `busy_above` in flight it answers 503 at once.
+struct Capacity {
+    workers: Semaphore,
+    busy_above: Option<usize>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    lines: AtomicUsize,
+}
+
+async fn capacity_handle(State(peer): State<Arc<Capacity>>, body: Bytes) -> StatusCode {
+    let now = peer.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    peer.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    if peer.busy_above.is_some_and(|limit| now > limit) {
+        peer.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    {
+        let _worker = peer.workers.acquire().await.expect("workers");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = body.split(|b| *b == b'\n').count();
+    peer.lines.fetch_add(lines, Ordering::SeqCst);
+    peer.in_flight.fetch_sub(1, Ordering::SeqCst);
+    StatusCode::OK
+}
+
+async fn capacity_peer(workers: usize, busy_above: Option<usize>) -> (Arc<Capacity>, String) {
+    let peer = Arc::new(Capacity {
+        workers: Semaphore::new(workers),
+        busy_above,
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
+        lines: AtomicUsize::new(0),
+    });
+    let app = Router::new()
+        .route("/", post(capacity_handle))
+        .with_state(Arc::clone(&peer));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (peer, url)
+}
+
+/// Sends `total` one-event requests through an adaptive sink and waits until every
+/// event is delivered; returns the final `adaptive_concurrency_limit`.
+async fn drive_adaptive(url: &str, adaptive: AdaptiveConcurrency, total: usize) -> f64 {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let sink = start_with(
+        url,
+        settings(|s| {
+            s.concurrency = Concurrency::Adaptive(adaptive);
+            s.batch.max_events = 1;
+        }),
+        Compression::None,
+        0,
+        Some(&recorder),
+    );
+    let mut receipts = Vec::new();
+    let names: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for _ in 0..total / 100 {
+        let (batch, receipt) = events(&names);
+        sink.input.send(batch).await.expect("open");
+        receipts.push(receipt);
+    }
+    for receipt in receipts {
+        assert_eq!(receipt.await, BatchStatus::Delivered);
+    }
+    sink.finish().await;
+    gauge(&handle, "adaptive_concurrency_limit")
+}
+
+fn gauge(handle: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
+    handle
+        .render()
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_settles_near_the_peer_capacity() {
+    let total = 1500;
+    let (peer, url) = capacity_peer(6, None).await;
+    let limit = drive_adaptive(&url, AdaptiveConcurrency::default(), total).await;
+    assert_eq!(
+        peer.lines.load(Ordering::SeqCst),
+        total,
+        "every event delivered"
+    );
+    assert!(
+        (3.0..=12.0).contains(&limit),
+        "the limit settles near the six the peer serves at once, not {limit}"
+    );
+    let seen = peer.max_in_flight.load(Ordering::SeqCst);
+    assert!(seen > 1, "the limit grew from 1: {seen} at once at most");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_never_passes_its_max() {
+    let total = 800;
+    let (peer, url) = capacity_peer(1000, None).await;
+    let adaptive = AdaptiveConcurrency {
+        max: 5,
+        ..AdaptiveConcurrency::default()
+    };
+    let limit = drive_adaptive(&url, adaptive, total).await;
+    assert!(limit <= 5.0, "{limit}");
+    let seen = peer.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        (2..=5).contains(&seen),
+        "it grew, and never past max = 5: {seen} at once at most"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_backs_off_a_peer_that_answers_503() {
+    let total = 1500;
+    let (peer, url) = capacity_peer(1000, Some(4)).await;
+    let limit = drive_adaptive(&url, AdaptiveConcurrency::default(), total).await;
+    assert_eq!(
+        peer.lines.load(Ordering::SeqCst),
+        total,
+        "every event delivered"
+    );
+    assert!(
+        limit <= 6.0,
+        "the limit ends at the peer's 4, or a probe or two above: {limit}"
+    );
 }
