@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::harness::{Workspace, ids, records, wait_for};
+use crate::harness::{Workspace, ids, random_below, records, wait_for};
 
 const CONFIG: &str = r#"
 data_dir = "data"
@@ -25,18 +25,7 @@ fn sigkill_mid_run_then_restart_loses_nothing() {
     ws.write("in/a.ndjson", &records(0, total / 2, 300));
     ws.write("in/b.ndjson", &records(total / 2, total / 2, 300));
     ws.write("p.toml", CONFIG);
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    println!("seed {seed}");
-    let mut rng = seed;
-    let mut next = move |bound: usize| {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) as usize % bound
-    };
+    let mut next = random_below();
 
     let mut kills = 0;
     let mut seen = 0;

@@ -4,11 +4,11 @@
 //! deterministic `_id`, so the index ends with every record exactly once.
 
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use siemflow_simulator::elasticsearch::{ElasticsearchConfig, ElasticsearchSimulator};
 
-use crate::harness::{Workspace, records, wait_for};
+use crate::harness::{Workspace, random_below, records, wait_for};
 
 const INDEX: &str = "m365-audit";
 
@@ -52,18 +52,7 @@ fn sigkill_and_faults_leave_every_record_exactly_once_by_id() {
     let total = 20_000;
     ws.write("in/a.ndjson", &records(0, total, 300));
     ws.write("p.toml", &pipeline(&elastic.url()));
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(11);
-    println!("seed {seed}");
-    let mut rng = seed;
-    let mut next = move |bound: usize| {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) as usize % bound
-    };
+    let mut next = random_below();
     let stored = || elastic.documents(INDEX).len();
 
     let mut kills = 0;

@@ -272,3 +272,20 @@ pub fn checkpointed(ws: &Workspace) -> u64 {
         .map(|files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
         .unwrap_or(0)
 }
+
+/// A seeded generator of numbers below a bound (an LCG: enough to pick kill moments), its
+/// seed from the clock and printed so a failing run can be told apart.
+pub fn random_below() -> impl FnMut(usize) -> usize {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    println!("seed {seed}");
+    let mut state = seed;
+    move |bound: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % bound.max(1)
+    }
+}

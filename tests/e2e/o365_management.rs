@@ -4,14 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use siemflow_simulator::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config,
     Simulator, published_records,
 };
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{Workspace, random_below, wait_for};
 
 fn world() -> M365Config {
     let mut config = M365Config {
@@ -87,18 +87,8 @@ fn sigkill_during_backfill_five_times_loses_no_record() {
 
     let ws = Workspace::new();
     ws.write("p.toml", &pipeline(&simulator.base_url()));
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(11);
-    println!("seed {seed}, {} records expected", expected.len());
-    let mut rng = seed;
-    let mut next = move |bound: usize| {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) as usize % bound.max(1)
-    };
+    println!("{} records expected", expected.len());
+    let mut next = random_below();
 
     let mut kills = 0;
     while kills < 5 {
