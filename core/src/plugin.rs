@@ -58,9 +58,10 @@ pub struct ComponentContext {
 impl ComponentContext {
     /// The state folder, created if missing.
     pub fn ensure_state_dir(&self) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(&self.state_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the state folder {}: {e}",
+        use anyhow::Context as _;
+        std::fs::create_dir_all(&self.state_dir).with_context(|| {
+            format!(
+                "cannot create the state folder {}",
                 self.state_dir.display()
             )
         })?;

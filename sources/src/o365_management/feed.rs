@@ -383,12 +383,8 @@ impl Feed {
         let mut done = 0u64;
         loop {
             let now = self.now();
-            let oldest = listing::oldest_start(now);
-            if start < oldest {
-                // A pass that took long (or a clock that jumped) left the 7 days behind.
-                self.report_gap(oldest - start);
-                start = oldest;
-            }
+            // A pass that took long (or a clock that jumped) can leave the 7 days behind.
+            start = self.within_retention(start, now);
             let end = listing::window_end(start, now);
             if end <= start {
                 break;
@@ -465,11 +461,7 @@ impl Feed {
                     {
                         clamped = true;
                         let now = self.now();
-                        let oldest = listing::oldest_start(now);
-                        if start < oldest {
-                            self.report_gap(oldest - start);
-                            start = oldest;
-                        }
+                        start = self.within_retention(start, now);
                         end = listing::window_end(start, now).min(end.max(start));
                         tracing::warn!(
                             tenant_id = %self.client.tenant_id,
@@ -543,6 +535,15 @@ impl Feed {
                 sent = listed.send(descriptor) => sent.map(|()| true).map_err(|_| ApiError::Cancelled),
             },
         }
+    }
+
+    /// `start`, moved up to the oldest time the API still lists (reporting the gap) if it fell behind.
+    fn within_retention(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let oldest = listing::oldest_start(now);
+        if start < oldest {
+            self.report_gap(oldest - start);
+        }
+        start.max(oldest)
     }
 
     /// Content older than the API keeps was never listed: say so, loudly, and count it.
