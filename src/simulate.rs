@@ -137,46 +137,20 @@ pub struct SimulateArgs {
 }
 
 /// The simulators a pipeline started in-process.
-#[derive(Debug, Default)]
-pub struct InProcess {
-    m365: Option<Simulator>,
-    splunk_hec: Option<SplunkHecSimulator>,
-    sentinel: Option<SentinelSimulator>,
-    elasticsearch: Option<ElasticsearchSimulator>,
-}
+#[derive(Default)]
+pub struct InProcess(Vec<Standalone>);
 
 impl InProcess {
-    /// One line per running simulator: its name and URL.
+    /// The running simulators, each as its name and URL.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(s) = &self.m365 {
-            parts.push(format!("Microsoft 365 at {}", s.base_url()));
-        }
-        if let Some(s) = &self.splunk_hec {
-            parts.push(format!("Splunk HEC at {}", s.url()));
-        }
-        if let Some(s) = &self.sentinel {
-            parts.push(format!("Logs Ingestion at {}", s.url()));
-        }
-        if let Some(s) = &self.elasticsearch {
-            parts.push(format!("Elasticsearch at {}", s.url()));
-        }
+        let parts: Vec<String> = self.0.iter().map(Standalone::describe).collect();
         parts.join(", ")
     }
 
     /// Stops every simulator.
     pub async fn stop(self) {
-        if let Some(s) = self.m365 {
-            s.stop().await;
-        }
-        if let Some(s) = self.splunk_hec {
-            s.stop().await;
-        }
-        if let Some(s) = self.sentinel {
-            s.stop().await;
-        }
-        if let Some(s) = self.elasticsearch {
-            s.stop().await;
+        for simulator in self.0 {
+            simulator.stop().await;
         }
     }
 }
@@ -184,47 +158,43 @@ impl InProcess {
 /// Starts the simulators the pipeline's `[simulator]` table names; on an error, those
 /// already started are stopped again.
 pub async fn start_in_process(table: &SimulatorTable) -> anyhow::Result<InProcess> {
-    let mut running = InProcess::default();
-    match start_all(table, &mut running).await {
-        Ok(()) => Ok(running),
-        Err(e) => {
-            running.stop().await;
-            Err(e)
-        }
-    }
-}
-
-async fn start_all(table: &SimulatorTable, running: &mut InProcess) -> anyhow::Result<()> {
     use anyhow::Context;
+    let mut wanted = Vec::new();
     if let Some((listen, world)) = table.m365() {
-        running.m365 = Some(
-            Simulator::start(world, listen)
-                .await
-                .context("[simulator.m365]")?,
-        );
+        wanted.push(("[simulator.m365]", Config::M365(world), listen));
     }
     if let Some(s) = &table.splunk_hec {
-        running.splunk_hec = Some(
-            SplunkHecSimulator::start(s.config.clone(), s.listen)
-                .await
-                .context("[simulator.splunk_hec]")?,
-        );
+        wanted.push((
+            "[simulator.splunk_hec]",
+            Config::Splunk(s.config.clone()),
+            s.listen,
+        ));
     }
     if let Some(s) = &table.sentinel {
-        running.sentinel = Some(
-            SentinelSimulator::start(s.config.clone(), s.listen)
-                .await
-                .context("[simulator.sentinel]")?,
-        );
+        wanted.push((
+            "[simulator.sentinel]",
+            Config::Sentinel(s.config.clone()),
+            s.listen,
+        ));
     }
     if let Some(s) = &table.elasticsearch {
-        running.elasticsearch = Some(
-            ElasticsearchSimulator::start(s.config.clone(), s.listen)
-                .await
-                .context("[simulator.elasticsearch]")?,
-        );
+        wanted.push((
+            "[simulator.elasticsearch]",
+            Config::Elasticsearch(s.config.clone()),
+            s.listen,
+        ));
     }
-    Ok(())
+    let mut running = InProcess::default();
+    for (table, config, listen) in wanted {
+        match config.start(listen).await.context(table) {
+            Ok(simulator) => running.0.push(simulator),
+            Err(e) => {
+                running.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(running)
 }
 
 /// Reads `-c` into the target's configuration (its default without `-c`).
@@ -236,7 +206,7 @@ fn load<C: DeserializeOwned + Default>(path: Option<&PathBuf>) -> anyhow::Result
     Ok(toml::from_str(&text)?)
 }
 
-/// What `siemflow simulate` serves.
+/// A running simulator, whichever it is.
 enum Standalone {
     M365(Simulator),
     Splunk(SplunkHecSimulator),
@@ -245,6 +215,16 @@ enum Standalone {
 }
 
 impl Standalone {
+    /// Its name and URL.
+    fn describe(&self) -> String {
+        match self {
+            Standalone::M365(s) => format!("Microsoft 365 at {}", s.base_url()),
+            Standalone::Splunk(s) => format!("Splunk HEC at {}", s.url()),
+            Standalone::Sentinel(s) => format!("Logs Ingestion at {}", s.url()),
+            Standalone::Elasticsearch(s) => format!("Elasticsearch at {}", s.url()),
+        }
+    }
+
     async fn stop(self) {
         match self {
             Standalone::M365(s) => s.stop().await,
@@ -301,18 +281,7 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let started = match config {
-            Config::M365(c) => Simulator::start(c, listen).await.map(Standalone::M365),
-            Config::Splunk(c) => SplunkHecSimulator::start(c, listen)
-                .await
-                .map(Standalone::Splunk),
-            Config::Sentinel(c) => SentinelSimulator::start(c, listen)
-                .await
-                .map(Standalone::Sentinel),
-            Config::Elasticsearch(c) => ElasticsearchSimulator::start(c, listen)
-                .await
-                .map(Standalone::Elasticsearch),
-        };
+        let started = config.start(listen).await;
         let simulator = match started {
             Ok(simulator) => simulator,
             Err(e) => {
@@ -338,11 +307,26 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
     })
 }
 
+/// The configuration of one simulator, whichever it is.
 enum Config {
     M365(M365Config),
     Splunk(SplunkHecConfig),
     Sentinel(SentinelConfig),
     Elasticsearch(ElasticsearchConfig),
+}
+
+impl Config {
+    /// Starts the simulator on `listen`.
+    async fn start(self, listen: SocketAddr) -> anyhow::Result<Standalone> {
+        Ok(match self {
+            Config::M365(c) => Standalone::M365(Simulator::start(c, listen).await?),
+            Config::Splunk(c) => Standalone::Splunk(SplunkHecSimulator::start(c, listen).await?),
+            Config::Sentinel(c) => Standalone::Sentinel(SentinelSimulator::start(c, listen).await?),
+            Config::Elasticsearch(c) => {
+                Standalone::Elasticsearch(ElasticsearchSimulator::start(c, listen).await?)
+            }
+        })
+    }
 }
 
 /// What a user needs to point siemflow (or curl) at the simulator. The credentials are the
