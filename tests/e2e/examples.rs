@@ -61,8 +61,16 @@ fn every_example_pipeline_validates() {
         );
     }
     checked.sort();
-    assert!(
-        checked.iter().any(|name| name == "elasticsearch.toml"),
-        "examples found: {checked:?}"
-    );
+    for expected in [
+        "arcsight.toml",
+        "elasticsearch.toml",
+        "qradar.toml",
+        "sentinel.toml",
+        "splunk.toml",
+    ] {
+        assert!(
+            checked.iter().any(|name| name == expected),
+            "{expected} missing; examples found: {checked:?}"
+        );
+    }
 }
