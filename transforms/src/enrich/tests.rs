@@ -150,22 +150,12 @@ fn cidr_lookup_longest_prefix_wins() {
     );
 }
 
-/// Writes a table and stamps it with an explicit time, so no test has to sleep.
-fn write_table(path: &Path, text: &str, modified: SystemTime) {
-    fs::write(path, text).expect("write table");
-    File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(modified))
-        .expect("set mtime");
-}
-
 #[test]
 fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("nets.csv");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    write_table(&path, "cidr,site\n10.0.0.0/8,old\n", t0);
+    write_stamped(&path, "cidr,site\n10.0.0.0/8,old\n", t0);
     let mut e = enrich(&format!(
         r#"
         [[lookup]]
@@ -182,7 +172,7 @@ fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_table() {
     assert_eq!(site(&mut e), "old");
     assert_eq!(e.lookups[0].reload_if_changed(), Reload::Unchanged);
 
-    write_table(
+    write_stamped(
         &path,
         "cidr,site\n10.0.0.0/8,new\n10.1.0.0/16,newer\n",
         t0 + Duration::from_secs(60),
@@ -198,13 +188,13 @@ fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_table() {
     .into_iter()
     .enumerate()
     {
-        write_table(&path, broken, t0 + Duration::from_secs(120 + i as u64));
+        write_stamped(&path, broken, t0 + Duration::from_secs(120 + i as u64));
         assert_eq!(e.lookups[0].reload_if_changed(), Reload::Failed);
         assert_eq!(e.lookups[0].reload_if_changed(), Reload::Unchanged);
         assert_eq!(site(&mut e), "newer");
     }
     // A table whose match column vanished is broken too.
-    write_table(
+    write_stamped(
         &path,
         "net,site\n10.0.0.0/8,x\n",
         t0 + Duration::from_secs(200),
@@ -215,7 +205,7 @@ fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_table() {
     assert_eq!(e.lookups[0].reload_if_changed(), Reload::Failed);
     assert_eq!(site(&mut e), "newer");
     // Fixed again: picked up.
-    write_table(
+    write_stamped(
         &path,
         "cidr,site\n10.0.0.0/8,fixed\n",
         t0 + Duration::from_secs(300),
@@ -251,7 +241,7 @@ fn the_transform_checks_for_reloads_between_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("users.csv");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    write_table(&path, "upn,team\na@x.com,red\n", t0);
+    write_stamped(&path, "upn,team\na@x.com,red\n", t0);
     let toml = |interval: &str| {
         format!(
             "[[lookup]]\nfile = {}\nkey = 'UserId'\ncolumn = 'upn'\ntarget = 'u'\nreload_interval = '{interval}'\n",
@@ -264,7 +254,7 @@ fn the_transform_checks_for_reloads_between_batches() {
     let mut off = enrich(&toml("0s"));
     let clock = manual_clock(&mut off);
     assert_eq!(team(&mut off), "red");
-    write_table(
+    write_stamped(
         &path,
         "upn,team\na@x.com,blue\n",
         t0 + Duration::from_secs(5),
@@ -275,7 +265,7 @@ fn the_transform_checks_for_reloads_between_batches() {
     let mut e = enrich(&toml("1m"));
     let clock = manual_clock(&mut e);
     assert_eq!(team(&mut e), "blue");
-    write_table(
+    write_stamped(
         &path,
         "upn,team\na@x.com,green\n",
         t0 + Duration::from_secs(10),
@@ -346,8 +336,9 @@ fn city_db(city_name: &str) -> Vec<u8> {
     city.to_bytes().expect("city bytes")
 }
 
-/// Writes bytes and stamps the file with an explicit time, so no test has to sleep.
-fn write_stamped(path: &Path, bytes: &[u8], modified: SystemTime) {
+/// Writes a file (a table, a database) and stamps it with an explicit time, so no test
+/// has to sleep.
+fn write_stamped(path: &Path, bytes: impl AsRef<[u8]>, modified: SystemTime) {
     fs::write(path, bytes).expect("write");
     File::options()
         .write(true)
