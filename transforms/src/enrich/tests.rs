@@ -353,7 +353,7 @@ fn a_changed_geoip_database_is_reloaded_and_a_broken_one_keeps_the_old() {
     let (_, asn) = write_mmdbs(dir.path());
     let city = dir.path().join("city-reload.mmdb");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    write_stamped(&city, &city_db("Paris"), t0);
+    write_stamped(&city, city_db("Paris"), t0);
     let mut e = enrich(&format!(
         "[geoip]\ncity_db = {}\nasn_db = {}\nreload_interval = '1h'\n",
         lit(&city),
@@ -366,7 +366,7 @@ fn a_changed_geoip_database_is_reloaded_and_a_broken_one_keeps_the_old() {
     assert_eq!(name(&mut e), "Paris");
     assert_eq!(geoip(&mut e), [Unchanged, Unchanged]);
 
-    write_stamped(&city, &city_db("Lyon"), t0 + Duration::from_secs(60));
+    write_stamped(&city, city_db("Lyon"), t0 + Duration::from_secs(60));
     assert_eq!(geoip(&mut e), [Reloaded, Unchanged]);
     assert_eq!(name(&mut e), "Lyon");
 
@@ -400,7 +400,7 @@ fn the_transform_checks_geoip_databases_between_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let city = dir.path().join("city.mmdb");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    write_stamped(&city, &city_db("Paris"), t0);
+    write_stamped(&city, city_db("Paris"), t0);
     let mut e = enrich(&format!(
         "[geoip]\ncity_db = {}\nreload_interval = '10s'\n",
         lit(&city)
@@ -410,7 +410,7 @@ fn the_transform_checks_geoip_databases_between_batches() {
         run_batch(e, json!({"ClientIP": "198.51.100.7"}))["geo"]["city_name"].clone()
     };
     assert_eq!(name(&mut e), "Paris");
-    write_stamped(&city, &city_db("Lyon"), t0 + Duration::from_secs(60));
+    write_stamped(&city, city_db("Lyon"), t0 + Duration::from_secs(60));
     advance(&clock, Duration::from_secs(5));
     assert_eq!(name(&mut e), "Paris");
     advance(&clock, Duration::from_secs(6));
@@ -421,7 +421,7 @@ fn the_transform_checks_geoip_databases_between_batches() {
         lit(&city)
     ));
     let clock = manual_clock(&mut off);
-    write_stamped(&city, &city_db("Nice"), t0 + Duration::from_secs(120));
+    write_stamped(&city, city_db("Nice"), t0 + Duration::from_secs(120));
     advance(&clock, Duration::from_secs(86_400));
     assert_eq!(name(&mut off), "Lyon");
 }
