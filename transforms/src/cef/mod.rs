@@ -38,12 +38,21 @@ fn compile(name: &'static str, mapping: Mapping) -> Result<Compiled, String> {
     })
 }
 
+/// The extension key that receives the unmapped fields' JSON.
+#[derive(Debug)]
+struct UnmappedKey {
+    key: String,
+    /// `(xLabel, label)` for a custom key, built once rather than per event.
+    label: Option<(String, String)>,
+    /// The key's length limit in characters.
+    max: usize,
+}
+
 /// Renders events to CEF lines; reusable buffers keep the hot path allocation-light.
 #[derive(Debug)]
 pub struct CefEncoder {
     presets: Vec<Compiled>,
-    /// The unmapped key, its label (custom keys) and its length limit.
-    unmapped: Option<(String, Option<String>, usize)>,
+    unmapped: Option<UnmappedKey>,
     tracker: Tracker,
     tmp: String,
     /// What was given up on since the counters were last taken.
@@ -81,9 +90,17 @@ impl CefEncoder {
                         config.unmapped_key, p.name
                     ));
                 }
-                let label =
-                    keys::needs_label(&config.unmapped_key).then(|| config.unmapped_label.clone());
-                Some((config.unmapped_key.clone(), label, max))
+                let label = keys::needs_label(&config.unmapped_key).then(|| {
+                    (
+                        format!("{}Label", config.unmapped_key),
+                        config.unmapped_label.clone(),
+                    )
+                });
+                Some(UnmappedKey {
+                    key: config.unmapped_key.clone(),
+                    label,
+                    max,
+                })
             }
         };
         Ok(CefEncoder {
@@ -123,7 +140,7 @@ impl CefEncoder {
         match preset.header[5].get(root) {
             Some(got) => match siem_mapping::severity(&got) {
                 Some(n) => {
-                    out.push_str(&n.to_string());
+                    out.push_str(siem_mapping::severity_text(n));
                     self.tracker.consume(got);
                 }
                 None => out.push_str("Unknown"),
@@ -151,11 +168,11 @@ impl CefEncoder {
             stats,
             &mut write,
         );
-        if let Some((key, label, max)) = &self.unmapped
+        if let Some(UnmappedKey { key, label, max }) = &self.unmapped
             && let Some(unmapped) = unmapped_json(root, &self.tracker, *max)
         {
-            if let Some(label) = label {
-                write(&format!("{key}Label"), label, 1023);
+            if let Some((label_key, label)) = label {
+                write(label_key, label, 1023);
             }
             // Fitted to the key's limit by leaving fields out, never cut mid-value.
             write(key, &unmapped.json, *max);

@@ -34,6 +34,8 @@ pub struct LeefEncoder {
     presets: Vec<Compiled>,
     version: LeefVersion,
     delimiter: char,
+    /// The delimiter as LEEF 2.0 writes it in the header (`^` or `x09`).
+    header_delimiter: String,
     dev_time: DevTime,
     unmapped: Option<String>,
     tracker: Tracker,
@@ -82,6 +84,7 @@ impl LeefEncoder {
             presets,
             version: config.version,
             delimiter,
+            header_delimiter: escape::header_delimiter(delimiter),
             dev_time: config.dev_time,
             tracker: Tracker::new(unmapped.is_some()),
             unmapped,
@@ -119,7 +122,7 @@ impl LeefEncoder {
             out.push('|');
         }
         if self.version == LeefVersion::V2 {
-            out.push_str(&escape::header_delimiter(self.delimiter));
+            out.push_str(&self.header_delimiter);
             out.push('|');
         }
         let delimiter = self.delimiter;
@@ -138,20 +141,18 @@ impl LeefEncoder {
         if let Some(got) = preset.header[5].get(root)
             && let Some(n) = siem_mapping::severity(&got)
         {
-            write("sev", &n.max(1).to_string(), usize::MAX);
+            write("sev", siem_mapping::severity_text(n.max(1)), usize::MAX);
             self.tracker.consume(got);
         }
         if header_text(&preset.header[4], root, &mut self.tracker, &mut self.tmp) {
             write("name", &self.tmp, usize::MAX);
         }
-        let mut entries_tmp = String::new();
-        std::mem::swap(&mut entries_tmp, &mut self.tmp);
         let dev_time = self.dev_time;
         render_entries(
             &preset.entries,
             root,
             &mut self.tracker,
-            &mut entries_tmp,
+            &mut self.tmp,
             stats,
             |key, value, max| {
                 if key == "devTime" && dev_time == DevTime::Iso8601 {
@@ -162,7 +163,6 @@ impl LeefEncoder {
                 write(key, value, max)
             },
         );
-        std::mem::swap(&mut entries_tmp, &mut self.tmp);
         // LEEF sets no length limit on a custom attribute: the JSON is always whole.
         if let Some(key) = &self.unmapped
             && let Some(unmapped) = unmapped_json(root, &self.tracker, usize::MAX)

@@ -14,7 +14,9 @@ pub use render::{
     render_entries, unmapped_json,
 };
 pub use source::{FieldPath, Got, Source};
-pub use values::{Kind, epoch_ms, other_ip_family, parse_time, severity, typed_text};
+pub use values::{
+    Kind, epoch_ms, other_ip_family, parse_time, severity, severity_text, typed_text,
+};
 
 /// The option names of the header fields, in header order (vendor … name).
 pub const HEADER_FIELDS: [&str; 5] = ["vendor", "product", "version", "event_class_id", "name"];

@@ -117,16 +117,33 @@ pub fn severity(got: &Got<'_>) -> Option<u8> {
         }
         Got::Text(t, _) => t,
     };
-    let lower = text.trim().to_ascii_lowercase();
-    if let Ok(n) = lower.parse::<i64>() {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
         return Some(n.clamp(0, 10) as u8);
     }
-    Some(match lower.as_str() {
-        "informational" | "info" | "information" | "verbose" => 1,
-        "low" => 3,
-        "medium" | "moderate" => 5,
-        "high" => 8,
-        "very-high" | "veryhigh" | "critical" | "severe" => 10,
-        _ => return None,
-    })
+    const NAMES: [(&str, u8); 12] = [
+        ("informational", 1),
+        ("info", 1),
+        ("information", 1),
+        ("verbose", 1),
+        ("low", 3),
+        ("medium", 5),
+        ("moderate", 5),
+        ("high", 8),
+        ("very-high", 10),
+        ("veryhigh", 10),
+        ("critical", 10),
+        ("severe", 10),
+    ];
+    // Compared without lowercasing a copy: this runs once per event.
+    NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+        .map(|&(_, n)| n)
+}
+
+/// A severity (0–10) as text, without formatting a new string per event.
+pub fn severity_text(n: u8) -> &'static str {
+    const TEXT: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    TEXT[usize::from(n.min(10))]
 }
