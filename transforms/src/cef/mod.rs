@@ -12,31 +12,12 @@ use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
 use crate::siem_mapping::{
-    self, Entry, HEADER_FIELDS, Kind, Mapping, Rendered, Source, Tracker, header_text,
-    render_entries, unmapped_json,
+    self, Compiled, HEADER_FIELDS, Kind, Rendered, Tracker, header_text, render_entries,
+    unmapped_json,
 };
 
 /// Header field limits in characters: vendor, product, version, class id, name.
 const HEADER_MAX: [usize; 5] = [63, 63, 31, 1023, 512];
-
-/// One preset compiled for CEF.
-#[derive(Debug)]
-struct Compiled {
-    name: &'static str,
-    header: [Source; 6],
-    entries: Vec<Entry>,
-}
-
-/// Compiles a mapping: pairs `csN`/`csNLabel`, checks keys and types.
-fn compile(name: &'static str, mapping: Mapping) -> Result<Compiled, String> {
-    let entries = siem_mapping::pair_labels(&mapping.extension, keys::kind, keys::needs_label)
-        .map_err(|e| format!("preset `{name}`: {e}"))?;
-    Ok(Compiled {
-        name,
-        header: mapping.header,
-        entries,
-    })
-}
 
 /// The extension key that receives the unmapped fields' JSON.
 #[derive(Debug)]
@@ -62,10 +43,14 @@ pub struct CefEncoder {
 impl CefEncoder {
     /// An encoder for a validated config.
     pub fn new(config: &CefConfig) -> Result<Self, String> {
-        let presets = siem_mapping::build_all(&config.preset, &config.mapping, |_| {})?
-            .into_iter()
-            .map(|(name, mapping)| compile(name, mapping))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Pairs `csN`/`csNLabel`, checks keys and types.
+        let presets = siem_mapping::compile_all(
+            &config.preset,
+            &config.mapping,
+            |_| {},
+            keys::kind,
+            keys::needs_label,
+        )?;
         let unmapped = match config.unmapped {
             Unmapped::Drop => None,
             Unmapped::Json => {
@@ -81,13 +66,10 @@ impl CefEncoder {
                         ));
                     }
                 };
-                if let Some(p) = presets
-                    .iter()
-                    .find(|p| p.entries.iter().any(|e| e.key == config.unmapped_key))
-                {
+                if let Some(name) = siem_mapping::preset_using(&presets, &config.unmapped_key) {
                     return Err(format!(
-                        "unmapped_key `{}` is already used by preset `{}`; pick a free key",
-                        config.unmapped_key, p.name
+                        "unmapped_key `{}` is already used by preset `{name}`; pick a free key",
+                        config.unmapped_key
                     ));
                 }
                 let label = keys::needs_label(&config.unmapped_key).then(|| {

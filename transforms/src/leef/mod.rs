@@ -14,19 +14,11 @@ use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
 use crate::cef::{Unmapped, report};
 use crate::siem_mapping::{
-    self, Entry, HEADER_FIELDS, Rendered, Source, Tracker, header_text, render_entries,
-    unmapped_json,
+    self, Compiled, HEADER_FIELDS, Rendered, Tracker, header_text, render_entries, unmapped_json,
 };
 
 /// Header field limits in characters: vendor, product, version, EventID.
 const HEADER_MAX: [usize; 4] = [255, 255, 255, 255];
-
-#[derive(Debug)]
-struct Compiled {
-    name: &'static str,
-    header: [Source; 6],
-    entries: Vec<Entry>,
-}
 
 /// Renders events to LEEF lines with reusable buffers.
 #[derive(Debug)]
@@ -52,29 +44,22 @@ impl LeefEncoder {
         if config.version == LeefVersion::V1 && delimiter != '\t' {
             return Err("delimiter: LEEF 1.0 always uses TAB; use version = \"2.0\"".into());
         }
-        let presets = siem_mapping::build_all(&config.preset, &config.mapping, keys::translate)?
-            .into_iter()
-            .map(|(name, mapping)| {
-                let entries = siem_mapping::pair_labels(&mapping.extension, keys::kind, |_| false)
-                    .map_err(|e| format!("preset `{name}`: {e}"))?;
-                Ok(Compiled {
-                    name,
-                    header: mapping.header,
-                    entries,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        // LEEF has no custom keys that need a label.
+        let presets = siem_mapping::compile_all(
+            &config.preset,
+            &config.mapping,
+            keys::translate,
+            keys::kind,
+            |_| false,
+        )?;
         let unmapped = match config.unmapped {
             Unmapped::Drop => None,
             Unmapped::Json => {
                 keys::kind(&config.unmapped_key).map_err(|e| format!("unmapped_key: {e}"))?;
-                if let Some(p) = presets
-                    .iter()
-                    .find(|p| p.entries.iter().any(|e| e.key == config.unmapped_key))
-                {
+                if let Some(name) = siem_mapping::preset_using(&presets, &config.unmapped_key) {
                     return Err(format!(
-                        "unmapped_key `{}` is already used by preset `{}`",
-                        config.unmapped_key, p.name
+                        "unmapped_key `{}` is already used by preset `{name}`",
+                        config.unmapped_key
                     ));
                 }
                 Some(config.unmapped_key.clone())

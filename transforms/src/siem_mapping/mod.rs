@@ -179,6 +179,48 @@ pub fn build_all(
         .collect()
 }
 
+/// One preset compiled for a format: header sources and typed, label-paired keys.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The preset's name.
+    pub name: &'static str,
+    /// Vendor, product, version, event class id, name, severity.
+    pub header: [Source; 6],
+    /// Keys in output order.
+    pub entries: Vec<Entry>,
+}
+
+/// Builds (see `build_all`) and compiles every preset a transform may use for a
+/// format's keys: `kind_of` types each key, `needs_label` says which need an `xLabel`.
+pub fn compile_all(
+    preset_choice: &str,
+    overrides: &MappingOverrides,
+    adapt: fn(&mut Mapping),
+    kind_of: fn(&str) -> Result<Kind, String>,
+    needs_label: fn(&str) -> bool,
+) -> Result<Vec<Compiled>, String> {
+    build_all(preset_choice, overrides, adapt)?
+        .into_iter()
+        .map(|(name, mapping)| {
+            let entries = pair_labels(&mapping.extension, kind_of, needs_label)
+                .map_err(|e| format!("preset `{name}`: {e}"))?;
+            Ok(Compiled {
+                name,
+                header: mapping.header,
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// The first preset that already writes `key`, if any.
+pub fn preset_using(presets: &[Compiled], key: &str) -> Option<&'static str> {
+    presets
+        .iter()
+        .find(|p| p.entries.iter().any(|e| e.key == key))
+        .map(|p| p.name)
+}
+
 #[cfg(test)]
 pub(crate) mod tests;
 
