@@ -8,6 +8,8 @@ pub(crate) mod tests;
 
 pub use config::{CefConfig, Unmapped};
 
+use std::borrow::Cow;
+
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
@@ -105,6 +107,17 @@ impl CefEncoder {
 
     /// Writes the CEF line of `root` into `out` (cleared first).
     pub fn encode(&mut self, root: &Value, out: &mut String) {
+        self.render(Cow::Borrowed(root), out);
+    }
+
+    /// Like `encode`, but takes the record apart for the unmapped JSON instead of
+    /// copying it: the transform replaces the record with the line anyway.
+    pub fn encode_owned(&mut self, root: Value, out: &mut String) {
+        self.render(Cow::Owned(root), out);
+    }
+
+    fn render(&mut self, record: Cow<'_, Value>, out: &mut String) {
+        let root: &Value = &record;
         out.clear();
         self.tracker.reset();
         let preset = &self.presets[self.select(root)];
@@ -151,7 +164,7 @@ impl CefEncoder {
             &mut write,
         );
         if let Some(UnmappedKey { key, label, max }) = &self.unmapped
-            && let Some(unmapped) = unmapped_json(root, &self.tracker, *max)
+            && let Some(unmapped) = unmapped_json(record, &self.tracker, *max)
         {
             if let Some((label_key, label)) = label {
                 write(label_key, label, 1023);
@@ -176,7 +189,8 @@ pub struct Cef {
 impl Transform for Cef {
     fn transform(&mut self, batch: Batch, out: &mut TransformOutputs) {
         for mut event in batch {
-            self.encoder.encode(&event.value, &mut self.line);
+            let record = std::mem::replace(&mut event.value, Value::Null);
+            self.encoder.encode_owned(record, &mut self.line);
             siem_mapping::replace_with_line(&mut event.value, &self.target_field, &self.line);
             out.push(event);
         }

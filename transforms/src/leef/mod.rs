@@ -9,6 +9,8 @@ mod tests;
 
 pub use config::{DevTime, LeefConfig, LeefVersion};
 
+use std::borrow::Cow;
+
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Batch, Transform, TransformOutputs, Value};
 
@@ -89,6 +91,17 @@ impl LeefEncoder {
 
     /// Writes the LEEF line of `root` into `out` (cleared first).
     pub fn encode(&mut self, root: &Value, out: &mut String) {
+        self.render(Cow::Borrowed(root), out);
+    }
+
+    /// Like `encode`, but takes the record apart for the unmapped JSON instead of
+    /// copying it: the transform replaces the record with the line anyway.
+    pub fn encode_owned(&mut self, root: Value, out: &mut String) {
+        self.render(Cow::Owned(root), out);
+    }
+
+    fn render(&mut self, record: Cow<'_, Value>, out: &mut String) {
+        let root: &Value = &record;
         out.clear();
         self.tracker.reset();
         let preset = &self.presets[self.select(root)];
@@ -150,7 +163,7 @@ impl LeefEncoder {
         );
         // LEEF sets no length limit on a custom attribute: the JSON is always whole.
         if let Some(key) = &self.unmapped
-            && let Some(unmapped) = unmapped_json(root, &self.tracker, usize::MAX)
+            && let Some(unmapped) = unmapped_json(record, &self.tracker, usize::MAX)
         {
             write(key, &unmapped.json, usize::MAX);
         }
@@ -178,7 +191,8 @@ pub struct Leef {
 impl Transform for Leef {
     fn transform(&mut self, batch: Batch, out: &mut TransformOutputs) {
         for mut event in batch {
-            self.encoder.encode(&event.value, &mut self.line);
+            let record = std::mem::replace(&mut event.value, Value::Null);
+            self.encoder.encode_owned(record, &mut self.line);
             siem_mapping::replace_with_line(&mut event.value, &self.target_field, &self.line);
             out.push(event);
         }

@@ -599,6 +599,42 @@ fn the_transform_puts_the_line_in_the_target_field() {
     crate::test_support::deliver_all(events);
 }
 
+/// The transform hands the encoder the record itself (taken apart for the unmapped JSON
+/// instead of copied): its lines must be the ones `encode` writes from a borrowed record.
+#[test]
+fn the_transform_writes_the_lines_encode_writes_unmapped_json_included() {
+    const TOML: &str = "target_field = 'out'\ndelimiter = '^'";
+    let records = fixture_records();
+    let mut encoder = LeefEncoder::new(&config::<LeefConfig>(TOML)).expect("encoder builds");
+    let expected: Vec<String> = records
+        .iter()
+        .map(|(_, record)| {
+            let mut out = String::new();
+            encoder.encode(record, &mut out);
+            out
+        })
+        .collect();
+    assert!(
+        expected.iter().any(|line| line.contains("unmapped=")),
+        "some fixture records keep unmapped fields"
+    );
+    let mut built = build::<LeefConfig>("to_leef", "leef", TOML);
+    let batch = records
+        .iter()
+        .map(|(_, record)| siemflow_core::Event::new(record.clone()))
+        .collect();
+    let events = std::mem::take(&mut built.run(batch).default);
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let body = serde_json::to_value(&e.value).expect("json");
+            body["out"].as_str().expect("a line").to_string()
+        })
+        .collect();
+    assert_eq!(lines, expected);
+    crate::test_support::deliver_all(events);
+}
+
 /// The preset section of docs/transforms/leef.md, generated from the definitions
 /// through the transform's own key translation.
 fn preset_docs() -> String {

@@ -1,6 +1,8 @@
 //! The per-event walk shared by the encoders: resolve each key, type it, hand it to the
 //! format's writer, and remember which event fields made it into the line.
 
+use std::borrow::Cow;
+
 use vrl::path::OwnedSegment;
 use vrl::value::{ObjectMap, Value};
 
@@ -92,9 +94,10 @@ pub struct Unmapped {
 /// (under `siemflow_truncated`), as compact JSON of at most `max` characters; `None`
 /// when nothing is left. JSON too long for `max` is never cut mid-value: the largest
 /// top-level fields are left out until it fits, and their names listed under
-/// `siemflow_dropped`, so what is written still parses.
-pub fn unmapped_json(root: &Value, tracker: &Tracker, max: usize) -> Option<Unmapped> {
-    let mut rest = root.clone();
+/// `siemflow_dropped`, so what is written still parses. An owned `root` is taken apart
+/// in place; a borrowed one is copied first.
+pub fn unmapped_json(root: Cow<'_, Value>, tracker: &Tracker, max: usize) -> Option<Unmapped> {
+    let mut rest = root.into_owned();
     for path in &tracker.paths {
         if path.is_empty() {
             rest = Value::Null;
