@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use siemflow_core::event::field_path;
 use siemflow_core::{ConfigIssue, Transform, TransformConfig, TransformContext, units};
 use vrl::path::OwnedValuePath;
 
@@ -54,23 +55,6 @@ fn default_window() -> Duration {
 
 fn default_budget() -> u64 {
     64 << 20
-}
-
-/// Parses a field path, with or without the leading dot (`Id`, `.Actor[0].ID`).
-fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, ConfigIssue> {
-    let trimmed = text.trim();
-    let dotted = if trimmed.starts_with('.') {
-        trimmed.to_string()
-    } else {
-        format!(".{trimmed}")
-    };
-    match vrl::path::parse_value_path(&dotted) {
-        Ok(path) if !path.is_root() => Ok(path),
-        _ => Err(
-            ConfigIssue::new(key, format!("`{text}` is not a field path"))
-                .hint("a field name such as `Id`, or a path such as `.siemflow.tenant_id`"),
-        ),
-    }
 }
 
 impl DedupConfig {

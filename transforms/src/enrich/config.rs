@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use siemflow_core::event::field_path;
 use siemflow_core::units;
 use siemflow_core::{ConfigIssue, Transform, TransformConfig, TransformContext};
-use vrl::path::OwnedValuePath;
 
 use super::Enrich;
 
@@ -134,23 +134,6 @@ pub struct Derivation {
     /// The field written. Default: depends on the derivation.
     #[serde(default)]
     pub to: Option<String>,
-}
-
-/// Parses a field path, with or without the leading dot (`UserId`, `.Actor[0].ID`).
-pub(super) fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, ConfigIssue> {
-    let trimmed = text.trim();
-    let dotted = if trimmed.starts_with('.') {
-        trimmed.to_string()
-    } else {
-        format!(".{trimmed}")
-    };
-    match vrl::path::parse_value_path(&dotted) {
-        Ok(path) if !path.is_root() => Ok(path),
-        _ => Err(
-            ConfigIssue::new(key, format!("`{text}` is not a field path"))
-                .hint("a field name such as `UserId`, or a path such as `.Actor[0].ID`"),
-        ),
-    }
 }
 
 impl EnrichConfig {

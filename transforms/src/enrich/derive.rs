@@ -6,7 +6,9 @@ use siemflow_core::metrics::ComponentLabels;
 use vrl::path::OwnedValuePath;
 
 use super::Misses;
-use super::config::{DeriveConfig, field_path};
+use siemflow_core::event::field_path;
+
+use super::config::DeriveConfig;
 use super::ip::{IpField, ip_class, ip_field};
 
 /// What is derived.

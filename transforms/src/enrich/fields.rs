@@ -31,7 +31,7 @@ impl FieldTemplate {
                 .find("}}")
                 .ok_or_else(|| format!("unclosed `{{{{` in `{source}`"))?;
             let field = after[..end].trim();
-            let path = super::config::field_path("", field).map_err(|_| {
+            let path = siemflow_core::event::field_path("", field).map_err(|_| {
                 format!(
                     "`{field}` in `{source}` is not a field path; write e.g. `{{{{ .UserId }}}}`"
                 )
@@ -89,7 +89,7 @@ pub enum FieldValue {
 impl StaticField {
     /// Builds one entry from the config.
     pub fn new(name: &str, value: &serde_json::Value) -> Result<Self, String> {
-        let path = super::config::field_path(name, name).map_err(|issue| issue.message)?;
+        let path = siemflow_core::event::field_path(name, name).map_err(|issue| issue.message)?;
         let value = match value.as_str() {
             Some(text) if text.contains("{{") => FieldValue::Template(FieldTemplate::parse(text)?),
             _ => FieldValue::Fixed(Value::from(value.clone())),

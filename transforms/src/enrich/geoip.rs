@@ -12,7 +12,9 @@ use siemflow_core::{ObjectMap, Value};
 use vrl::path::OwnedValuePath;
 
 use super::Misses;
-use super::config::{GeoipConfig, field_path};
+use siemflow_core::event::field_path;
+
+use super::config::GeoipConfig;
 use super::ip::{IpField, ip_field};
 use super::watch::{Reload, Watched};
 

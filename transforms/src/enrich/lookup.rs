@@ -12,7 +12,9 @@ use vrl::path::OwnedValuePath;
 
 use super::Misses;
 use super::cidr::{CidrTable, parse_net};
-use super::config::{LookupConfig, MatchKind, field_path};
+use siemflow_core::event::field_path;
+
+use super::config::{LookupConfig, MatchKind};
 use super::ip::{IpField, ip_field};
 use super::watch::{Reload, Watched};
 
