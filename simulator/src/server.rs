@@ -1,7 +1,9 @@
 //! The HTTP server: routes, the latency fault, and an accept loop that varies header casing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -11,6 +13,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{blobs, content, subscriptions};
@@ -112,4 +115,52 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, cancel: Cancellati
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// A simulator's accept loop once bound: its address and how to stop it.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    address: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    /// Binds `listen` (port 0 picks a free one); the state built next may need the address.
+    pub(crate) async fn bind(
+        listen: SocketAddr,
+        name: &str,
+    ) -> anyhow::Result<(TcpListener, SocketAddr)> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("{name} simulator: cannot listen on {listen}"))?;
+        let address = listener
+            .local_addr()
+            .with_context(|| format!("{name} simulator: no local address"))?;
+        Ok((listener, address))
+    }
+
+    /// Serves `app` on `listener` until [`Serving::stop`].
+    pub(crate) fn spawn(listener: TcpListener, address: SocketAddr, app: Router) -> Serving {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, app, cancel.clone()));
+        Serving {
+            address,
+            cancel,
+            task,
+        }
+    }
+
+    /// The bound address.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.
+    pub(crate) async fn stop(self, name: &str) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "{name} simulator task ended abnormally");
+        }
+    }
 }

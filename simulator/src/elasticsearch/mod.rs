@@ -14,17 +14,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use config::{
     DEFAULT_MAX_CONTENT_LENGTH, ElasticsearchConfig, EsApiKey, EsFaults, EsUser, Flavour,
 };
 pub use store::IdCounts;
 
+use crate::server::Serving;
 use crate::state::lock;
 use crate::wire::Dice;
 
@@ -76,9 +74,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct ElasticsearchSimulator {
     es: Arc<Es>,
-    address: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    serving: Serving,
 }
 
 impl ElasticsearchSimulator {
@@ -88,12 +84,7 @@ impl ElasticsearchSimulator {
         listen: SocketAddr,
     ) -> anyhow::Result<ElasticsearchSimulator> {
         config.validate()?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("elasticsearch simulator: cannot listen on {listen}"))?;
-        let address = listener
-            .local_addr()
-            .context("elasticsearch simulator: no local address")?;
+        let (listener, address) = Serving::bind(listen, "elasticsearch").await?;
         let mut rng = crate::world::rng::Rng::new(config.seed ^ 0xe5e5);
         let es = Arc::new(Es {
             dice: Dice::new(config.seed, 0xe5),
@@ -102,26 +93,19 @@ impl ElasticsearchSimulator {
             cfg: config,
             inner: Mutex::default(),
         });
-        let cancel = CancellationToken::new();
-        let app = routes::router(es.clone());
-        let task = tokio::spawn(crate::server::serve(listener, app, cancel.clone()));
+        let serving = Serving::spawn(listener, address, routes::router(es.clone()));
         tracing::info!(%address, flavour = ?es.cfg.flavour, "Elasticsearch simulator listening");
-        Ok(ElasticsearchSimulator {
-            es,
-            address,
-            cancel,
-            task,
-        })
+        Ok(ElasticsearchSimulator { es, serving })
     }
 
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.serving.address()
     }
 
     /// `http://127.0.0.1:PORT`, the cluster's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.address())
     }
 
     /// The configuration in force.
@@ -148,9 +132,6 @@ impl ElasticsearchSimulator {
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.
     pub async fn stop(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "elasticsearch simulator task ended abnormally");
-        }
+        self.serving.stop("elasticsearch").await;
     }
 }

@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use config::{
     DEFAULT_DCR_ID, DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAM, Dcr, MONITOR_AUDIENCE, SentinelConfig,
@@ -23,6 +21,7 @@ pub use config::{
 };
 
 use crate::config::{M365Config, TenantConfig};
+use crate::server::Serving;
 use crate::state::{Sim, lock};
 use crate::wire::Dice;
 
@@ -73,9 +72,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct SentinelSimulator {
     ing: Arc<Ingestion>,
-    address: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    serving: Serving,
 }
 
 impl SentinelSimulator {
@@ -85,12 +82,7 @@ impl SentinelSimulator {
         listen: SocketAddr,
     ) -> anyhow::Result<SentinelSimulator> {
         config.validate()?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("sentinel simulator: cannot listen on {listen}"))?;
-        let address = listener
-            .local_addr()
-            .context("sentinel simulator: no local address")?;
+        let (listener, address) = Serving::bind(listen, "sentinel").await?;
         let entra = M365Config {
             seed: config.seed,
             tenants: vec![TenantConfig {
@@ -111,28 +103,21 @@ impl SentinelSimulator {
             entra,
             inner: Mutex::default(),
         });
-        let cancel = CancellationToken::new();
-        let app = routes::router(ing.clone());
-        let task = tokio::spawn(crate::server::serve(listener, app, cancel.clone()));
+        let serving = Serving::spawn(listener, address, routes::router(ing.clone()));
         tracing::info!(%address, "Logs Ingestion (Sentinel) simulator listening");
-        Ok(SentinelSimulator {
-            ing,
-            address,
-            cancel,
-            task,
-        })
+        Ok(SentinelSimulator { ing, serving })
     }
 
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.serving.address()
     }
 
     /// `http://127.0.0.1:PORT`: both the ingestion endpoint (use it as the DCE/DCR endpoint)
     /// and the Entra authority (use it as `login_url`; tokens come from
     /// `{url}/{tenant_id}/oauth2/v2.0/token`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.address())
     }
 
     /// The v2 token URL of the configured tenant.
@@ -172,9 +157,6 @@ impl SentinelSimulator {
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.
     pub async fn stop(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "sentinel simulator task ended abnormally");
-        }
+        self.serving.stop("sentinel").await;
     }
 }

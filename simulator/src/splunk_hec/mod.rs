@@ -14,16 +14,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use serde::Serialize;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use config::{
     DEFAULT_HEC_TOKEN, DEFAULT_MAX_CONTENT_LENGTH, HecFaults, HecToken, SplunkHecConfig,
 };
 pub use events::IndexedEvent;
 
+use crate::server::Serving;
 use crate::state::lock;
 use crate::wire::Dice;
 
@@ -96,9 +94,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct SplunkHecSimulator {
     hec: Arc<Hec>,
-    address: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    serving: Serving,
 }
 
 impl SplunkHecSimulator {
@@ -108,38 +104,26 @@ impl SplunkHecSimulator {
         listen: SocketAddr,
     ) -> anyhow::Result<SplunkHecSimulator> {
         config.validate()?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("splunk_hec simulator: cannot listen on {listen}"))?;
-        let address = listener
-            .local_addr()
-            .context("splunk_hec simulator: no local address")?;
+        let (listener, address) = Serving::bind(listen, "splunk_hec").await?;
         let hec = Arc::new(Hec {
             dice: Dice::new(config.seed, 0x5e1c),
             cfg: config,
             inner: Mutex::default(),
             in_flight: tokio::sync::watch::Sender::new(0),
         });
-        let cancel = CancellationToken::new();
-        let app = routes::router(hec.clone());
-        let task = tokio::spawn(crate::server::serve(listener, app, cancel.clone()));
+        let serving = Serving::spawn(listener, address, routes::router(hec.clone()));
         tracing::info!(%address, "Splunk HEC simulator listening");
-        Ok(SplunkHecSimulator {
-            hec,
-            address,
-            cancel,
-            task,
-        })
+        Ok(SplunkHecSimulator { hec, serving })
     }
 
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.serving.address()
     }
 
     /// `http://127.0.0.1:PORT`, the HEC base URL (endpoints under `/services/collector`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.address())
     }
 
     /// The configuration in force.
@@ -167,9 +151,6 @@ impl SplunkHecSimulator {
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is gone.
     pub async fn stop(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "splunk_hec simulator task ended abnormally");
-        }
+        self.serving.stop("splunk_hec").await;
     }
 }
