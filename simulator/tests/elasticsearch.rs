@@ -78,6 +78,26 @@ fn item(a: &Answer, n: usize, op: &str) -> Value {
     a.body["items"][n][op].clone()
 }
 
+/// A cluster of `flavour` with `faults` switched on.
+async fn start_faulty(flavour: Flavour, faults: EsFaults) -> ElasticsearchSimulator {
+    start(ElasticsearchConfig {
+        flavour,
+        faults,
+        ..ElasticsearchConfig::default()
+    })
+    .await
+}
+
+/// One `create` of a one-field document into index `x`.
+async fn create_one(es: &ElasticsearchSimulator) -> Answer {
+    bulk(
+        es,
+        "/x/_bulk",
+        ndjson(&[json!({"create": {}}), json!({"m": 1})]),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn version_info_and_health_per_flavour() {
     let es = start(ElasticsearchConfig::default()).await;
@@ -467,14 +487,13 @@ async fn reject_marker_and_request_faults_per_flavour() {
             "opensearch_rejected_execution_exception",
         ),
     ] {
-        let es = start(ElasticsearchConfig {
+        let es = start_faulty(
             flavour,
-            faults: EsFaults {
+            EsFaults {
                 reject_marker: Some("POISON".into()),
                 ..EsFaults::default()
             },
-            ..ElasticsearchConfig::default()
-        })
+        )
         .await;
         let a = bulk(
             &es,
@@ -491,21 +510,15 @@ async fn reject_marker_and_request_faults_per_flavour() {
         assert_eq!(item(&a, 0, "create")["error"]["type"], json!(parsing));
         es.stop().await;
 
-        let busy = start(ElasticsearchConfig {
+        let busy = start_faulty(
             flavour,
-            faults: EsFaults {
+            EsFaults {
                 request_throttle_rate: 1.0,
                 ..EsFaults::default()
             },
-            ..ElasticsearchConfig::default()
-        })
-        .await;
-        let a = bulk(
-            &busy,
-            "/x/_bulk",
-            ndjson(&[json!({"create": {}}), json!({"m": 1})]),
         )
         .await;
+        let a = create_one(&busy).await;
         assert_eq!(
             (a.status, a.body["error"]["type"].clone()),
             (429, json!(rejected))
@@ -513,20 +526,15 @@ async fn reject_marker_and_request_faults_per_flavour() {
         assert!(busy.documents("x").is_empty());
         busy.stop().await;
     }
-    let down = start(ElasticsearchConfig {
-        faults: EsFaults {
+    let down = start_faulty(
+        Flavour::Elasticsearch,
+        EsFaults {
             request_unavailable_rate: 1.0,
             ..EsFaults::default()
         },
-        ..ElasticsearchConfig::default()
-    })
-    .await;
-    let a = bulk(
-        &down,
-        "/x/_bulk",
-        ndjson(&[json!({"create": {}}), json!({"m": 1})]),
     )
     .await;
+    let a = create_one(&down).await;
     assert_eq!(a.status, 503);
     down.stop().await;
 }
