@@ -1,7 +1,8 @@
 //! The Elasticsearch / OpenSearch simulator through a real HTTP client: `_bulk` parsing and
 //! per-item results, data streams, 409 on `create`, item and request faults, auth, limits.
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
@@ -372,8 +373,7 @@ async fn malformed_requests_are_refused_whole() {
         json!({"pad": "p".repeat(1000)}),
     ]);
     assert_eq!(bulk(&es, "/_bulk", big.clone()).await.status, 413);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(big.as_bytes()).expect("gzip");
+    let gz = common::gzip(big.as_bytes());
     let a = request(
         reqwest::Method::POST,
         es.url() + "/_bulk",
@@ -381,13 +381,12 @@ async fn malformed_requests_are_refused_whole() {
             ("content-type", "application/x-ndjson"),
             ("content-encoding", "gzip"),
         ],
-        gz.finish().expect("gzip"),
+        gz,
     )
     .await;
     assert_eq!(a.status, 413);
     // Gzip within the limit is fine.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(ok.as_bytes()).expect("gzip");
+    let gz = common::gzip(ok.as_bytes());
     let a = request(
         reqwest::Method::POST,
         es.url() + "/_bulk",
@@ -395,7 +394,7 @@ async fn malformed_requests_are_refused_whole() {
             ("content-type", "application/x-ndjson"),
             ("content-encoding", "gzip"),
         ],
-        gz.finish().expect("gzip"),
+        gz,
     )
     .await;
     assert_eq!(item_status(&a), vec![201]);

@@ -1,7 +1,8 @@
 //! The Logs Ingestion (Sentinel) simulator through a real HTTP client: tokens and audiences,
 //! DCR/stream/role checks, the array body, the 1 MiB rule, column rules, limits and faults.
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -112,15 +113,8 @@ async fn records_in_a_gzipped_array_are_accepted_in_order() {
     assert_eq!(a.status, 204);
     let second: Vec<Value> = (3..5).map(record).collect();
     let text = Value::Array(second.clone()).to_string();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(text.as_bytes()).expect("gzip");
-    let a = send(
-        &url,
-        Some(&t),
-        &[("content-encoding", "gzip")],
-        gz.finish().expect("gzip"),
-    )
-    .await;
+    let gz = common::gzip(text.as_bytes());
+    let a = send(&url, Some(&t), &[("content-encoding", "gzip")], gz).await;
     assert_eq!(a.status, 204);
     let expected: Vec<Value> = first.into_iter().chain(second).collect();
     assert_eq!(sim.received(DEFAULT_STREAM), expected);
@@ -321,9 +315,7 @@ async fn the_one_mebibyte_rule_applies_before_and_after_gzip() {
         Some("ContentLengthLimitExceeded")
     );
     // Tiny once compressed, still over the limit uncompressed.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(body_of(2_000_000).as_bytes()).expect("gzip");
-    let gz = gz.finish().expect("gzip");
+    let gz = common::gzip(body_of(2_000_000).as_bytes());
     assert!(gz.len() < 100_000);
     let a = send(&url, Some(&t), &[("content-encoding", "gzip")], gz).await;
     assert_eq!((a.status, code(&a)), (413, "ContentLengthLimitExceeded"));

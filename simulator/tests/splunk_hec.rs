@@ -1,7 +1,8 @@
 //! The Splunk HEC simulator through a real HTTP client: every refusal with its code, partial
 //! failures, acknowledgements (delayed and lost), limits, gzip and faults.
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -195,9 +196,7 @@ async fn concatenated_gzipped_events_are_indexed_with_their_metadata() {
         r#"{"time":"1767225601.5","event":"plain text"}"#,
         "\n"
     );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(body.as_bytes()).expect("gzip");
-    let gz = gz.finish().expect("gzip");
+    let gz = common::gzip(body.as_bytes());
     let got = post(
         &sim,
         "/services/collector",
@@ -317,9 +316,7 @@ async fn empty_bodies_encodings_and_limits() {
     let (status, _) = send_events(&sim, &big).await;
     assert_eq!(status, 413);
     // Small when compressed, over the limit once inflated.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(big.as_bytes()).expect("gzip");
-    let gz = gz.finish().expect("gzip");
+    let gz = common::gzip(big.as_bytes());
     assert!(gz.len() < 1000);
     let (status, _) = post(
         &sim,

@@ -28,6 +28,14 @@ pub async fn start(cfg: M365Config) -> Simulator {
     Simulator::start(cfg, addr).await.expect("simulator starts")
 }
 
+/// `data` gzip-compressed, for `Content-Encoding: gzip` bodies.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
