@@ -804,12 +804,15 @@ impl Receiver {
             let claim = self.shared.ledger().claim(Instant::now());
             let due = match claim {
                 Claim::Record(record) => {
-                    let read = match self.segment_file(record.pos.segment) {
-                        Ok(file) => {
-                            tokio::task::spawn_blocking(move || read_values(&file, &record))
+                    let file = match self.segment_file(record.pos.segment) {
+                        Ok(file) => file,
+                        Err(e) => {
+                            // Settled as corrupted or failed; never a batch.
+                            self.handle(record, Err(e));
+                            continue;
                         }
-                        Err(e) => tokio::task::spawn_blocking(move || Err(e)),
                     };
+                    let read = tokio::task::spawn_blocking(move || read_values(&file, &record));
                     self.reading = Some((record, read));
                     if let Some(batch) = self.finish_read().await {
                         return Some(batch);
@@ -839,6 +842,14 @@ impl Receiver {
     async fn finish_read(&mut self) -> Option<Batch> {
         let (_, job) = self.reading.as_mut()?;
         let result = job.await;
+        self.read_done(result)
+    }
+
+    /// Hands the outcome of the read in progress to [`Receiver::handle`].
+    fn read_done(
+        &mut self,
+        result: Result<Result<Vec<Value>, Unreadable>, tokio::task::JoinError>,
+    ) -> Option<Batch> {
         let (record, _) = self.reading.take()?;
         let read =
             result.unwrap_or_else(|e| Err(Unreadable::Failed(io::Error::other(e.to_string()))));
@@ -852,10 +863,7 @@ impl Receiver {
             let std::task::Poll::Ready(result) = std::pin::Pin::new(job).poll(&mut cx) else {
                 return None;
             };
-            let (record, _) = self.reading.take()?;
-            let read =
-                result.unwrap_or_else(|e| Err(Unreadable::Failed(io::Error::other(e.to_string()))));
-            if let Some(batch) = self.handle(record, read) {
+            if let Some(batch) = self.read_done(result) {
                 return Some(batch);
             }
         }
