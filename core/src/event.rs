@@ -74,6 +74,24 @@ pub fn resolve_batch(batch: Vec<Event>, status: BatchStatus) {
     }
 }
 
+/// The event path a config key names: a field name (`Id`) or a VRL path (`.Actor[0].ID`);
+/// the event's root is refused. `key` names the option in the issue.
+pub fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, crate::ConfigIssue> {
+    let trimmed = text.trim();
+    let dotted = if trimmed.starts_with('.') {
+        trimmed.to_string()
+    } else {
+        format!(".{trimmed}")
+    };
+    match vrl::path::parse_value_path(&dotted) {
+        Ok(path) if !path.is_root() => Ok(path),
+        _ => Err(
+            crate::ConfigIssue::new(key, format!("`{text}` is not a field path"))
+                .hint("a field name such as `Id`, or a path such as `.Actor[0].ID`"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,23 +118,5 @@ mod tests {
         let mut buf = Vec::new();
         event.write_json(&mut buf);
         assert_eq!(buf, br#"{"message":"x\"y"}"#);
-    }
-}
-
-/// The event path a config key names: a field name (`Id`) or a VRL path (`.Actor[0].ID`);
-/// the event's root is refused. `key` names the option in the issue.
-pub fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, crate::ConfigIssue> {
-    let trimmed = text.trim();
-    let dotted = if trimmed.starts_with('.') {
-        trimmed.to_string()
-    } else {
-        format!(".{trimmed}")
-    };
-    match vrl::path::parse_value_path(&dotted) {
-        Ok(path) if !path.is_root() => Ok(path),
-        _ => Err(
-            crate::ConfigIssue::new(key, format!("`{text}` is not a field path"))
-                .hint("a field name such as `Id`, or a path such as `.Actor[0].ID`"),
-        ),
     }
 }
