@@ -6,6 +6,7 @@ use serde::Deserialize;
 use siemflow_core::delivery::{
     self, BatchConfig, Compression, Concurrency, HealthcheckConfig, RequestConfig, RetryConfig,
 };
+use siemflow_core::event::field_path;
 use siemflow_core::http::{TlsConfig, endpoint_url_problem};
 use siemflow_core::template::Template;
 use siemflow_core::{ConfigIssue, Secret};
@@ -341,23 +342,6 @@ impl ElasticsearchSinkConfig {
         issues.extend(delivery::config::check(&batch, &self.request, &self.retry));
         issues.extend(self.tls.check("tls"));
         issues
-    }
-}
-
-/// Parses a field path, with or without the leading dot (`Id`, `.Actor[0].ID`).
-fn field_path(key: &str, text: &str) -> Result<OwnedValuePath, ConfigIssue> {
-    let trimmed = text.trim();
-    let dotted = if trimmed.starts_with('.') {
-        trimmed.to_string()
-    } else {
-        format!(".{trimmed}")
-    };
-    match vrl::path::parse_value_path(&dotted) {
-        Ok(path) if !path.is_root() => Ok(path),
-        _ => Err(
-            ConfigIssue::new(key, format!("`{text}` is not a field path"))
-                .hint("a field name such as `Id`, or a path such as `.siemflow.tenant_id`"),
-        ),
     }
 }
 
