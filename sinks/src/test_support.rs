@@ -6,11 +6,11 @@ use std::time::Duration;
 use siemflow_core::api::HealthRegistry;
 use siemflow_core::buffer::{self, BufferConfig, BufferSender};
 use siemflow_core::delivery::DEAD_LETTER;
-use siemflow_core::event::attach_ack;
+use siemflow_core::event::{attach_ack, resolve_batch};
 use siemflow_core::fanout::Output;
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
-use siemflow_core::{AckReceipt, Batch, Event, SinkConfig, SinkContext};
+use siemflow_core::{AckReceipt, Batch, BatchStatus, Event, SinkConfig, SinkContext};
 use tokio_util::sync::CancellationToken;
 
 /// The labels of a test sink.
@@ -108,4 +108,71 @@ pub(crate) fn start_sink(id: &str, type_name: &str, config: &dyn SinkConfig) -> 
         abort: harness.abort,
         task,
     }
+}
+
+impl RunningSink {
+    /// Sends the records in batches of 50, each with an acknowledgement; returns the receipts.
+    pub async fn send(
+        &self,
+        records: impl IntoIterator<Item = serde_json::Value>,
+    ) -> Vec<AckReceipt> {
+        let mut receipts = Vec::new();
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let mut batch: Batch = records.by_ref().take(50).map(event).collect();
+            receipts.push(attach_ack(&mut batch));
+            self.input.send(batch).await.expect("sink running");
+        }
+        receipts
+    }
+
+    /// Plays the dead-letter consumer: collects and settles what has arrived.
+    pub fn drain_dead(&mut self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while let Some(batch) = self.dead.try_recv() {
+            out.extend(dead_values(batch));
+        }
+        out
+    }
+
+    /// Waits for every receipt to resolve as delivered while playing the dead-letter
+    /// consumer (a dead letter keeps its acknowledgement until its consumer settles it);
+    /// returns the dead letters.
+    pub async fn settle(&mut self, receipts: Vec<AckReceipt>) -> Vec<serde_json::Value> {
+        let mut dead = Vec::new();
+        for receipt in receipts {
+            let mut receipt = std::pin::pin!(receipt);
+            let status = loop {
+                tokio::select! {
+                    status = &mut receipt => break status,
+                    Some(batch) = self.dead.recv() => dead.extend(dead_values(batch)),
+                }
+            };
+            assert_eq!(status, BatchStatus::Delivered);
+        }
+        dead.extend(self.drain_dead());
+        dead
+    }
+
+    /// Closes the input, waits for the sink to end cleanly and returns what it
+    /// dead-lettered meanwhile.
+    pub async fn finish(mut self) -> Vec<serde_json::Value> {
+        drop(self.input);
+        self.task.await.expect("task").expect("sink");
+        let mut dead = Vec::new();
+        while let Some(batch) = self.dead.try_recv() {
+            dead.extend(dead_values(batch));
+        }
+        dead
+    }
+}
+
+/// A dead-lettered batch as JSON, settled as its consumer would.
+fn dead_values(batch: Batch) -> Vec<serde_json::Value> {
+    let values = batch
+        .iter()
+        .map(|e| serde_json::to_value(&e.value).expect("json"))
+        .collect();
+    resolve_batch(batch, BatchStatus::Delivered);
+    values
 }

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use siemflow_core::buffer::BufferReceiver;
-use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
+use siemflow_core::{AckReceipt, BatchStatus, SinkConfig};
 use siemflow_simulator::elasticsearch::{
     ElasticsearchConfig, ElasticsearchSimulator, EsApiKey, EsFaults, EsUser, Flavour,
 };
@@ -65,55 +63,7 @@ async fn send(
     range: std::ops::Range<usize>,
     poison_every: usize,
 ) -> Vec<AckReceipt> {
-    let ids: Vec<usize> = range.collect();
-    let mut receipts = Vec::new();
-    for chunk in ids.chunks(50) {
-        let mut batch: Vec<Event> = chunk
-            .iter()
-            .map(|i| Event::new(record(*i, poison_every).into()))
-            .collect();
-        receipts.push(attach_ack(&mut batch));
-        running.input.send(batch).await.expect("sink running");
-    }
-    receipts
-}
-
-/// Plays the dead-letter consumer: collects and settles what arrives.
-fn drain_dead(dead: &mut BufferReceiver) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    while let Some(batch) = dead.try_recv() {
-        out.extend(
-            batch
-                .iter()
-                .map(|e| serde_json::to_value(&e.value).expect("json")),
-        );
-        resolve_batch(batch, BatchStatus::Delivered);
-    }
-    out
-}
-
-/// Waits for every receipt (settling dead letters meanwhile, as their batches resolve
-/// only once they are) and returns the dead letters.
-async fn settle(running: &mut Running, receipts: Vec<AckReceipt>) -> Vec<serde_json::Value> {
-    let mut dead = Vec::new();
-    for receipt in receipts {
-        let mut receipt = std::pin::pin!(receipt);
-        let status = loop {
-            tokio::select! {
-                status = &mut receipt => break status,
-                _ = tokio::time::sleep(Duration::from_millis(20)) => dead.extend(drain_dead(&mut running.dead)),
-            }
-        };
-        assert_eq!(status, BatchStatus::Delivered);
-    }
-    dead.extend(drain_dead(&mut running.dead));
-    dead
-}
-
-async fn finish(mut running: Running) -> Vec<serde_json::Value> {
-    drop(running.input);
-    running.task.await.expect("task").expect("sink");
-    drain_dead(&mut running.dead)
+    running.send(range.map(|i| record(i, poison_every))).await
 }
 
 fn faults() -> EsFaults {
@@ -196,12 +146,12 @@ async fn exactly_once_per_id_under_faults() {
     let mut running = start(&config);
     let total = 600;
     let receipts = send(&running, 0..total, 97).await;
-    let mut dead = settle(&mut running, receipts).await;
+    let mut dead = running.settle(receipts).await;
     // The source reads the first 100 again (a restart before its checkpoint): they land
     // as 409 on `create` and count as delivered.
     let receipts = send(&running, 0..100, 97).await;
-    dead.extend(settle(&mut running, receipts).await);
-    dead.extend(finish(running).await);
+    dead.extend(running.settle(receipts).await);
+    dead.extend(running.finish().await);
 
     // id-96, the one marked event among the first 100, was refused on each delivery.
     let refused_twice = dead.iter().filter(|e| e["Id"] == "id-96").count();
@@ -270,8 +220,8 @@ async fn opensearch_with_basic_auth_under_faults() {
     let mut running = start(&config);
     let total = 300;
     let receipts = send(&running, 0..total, 61).await;
-    let mut dead = settle(&mut running, receipts).await;
-    dead.extend(finish(running).await);
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
     assert_exactly_once(&es, total, 61, &dead);
     for event in &dead {
         let dropped = &event["metadata"]["dropped"];
@@ -315,9 +265,9 @@ async fn data_stream_with_api_key() {
     );
     let mut running = start(&config);
     let receipts = send(&running, 0..120, 1000).await;
-    let dead = settle(&mut running, receipts).await;
+    let dead = running.settle(receipts).await;
     assert!(dead.is_empty(), "{dead:?}");
-    assert!(finish(running).await.is_empty());
+    assert!(running.finish().await.is_empty());
     let documents = es.documents("logs-m365.exchange-default");
     assert_eq!(documents.len(), 120);
     for (_, doc) in &documents {
@@ -340,8 +290,8 @@ async fn a_too_large_request_is_split() {
     config.batch.max_events = 100;
     let mut running = start(&config);
     let receipts = send(&running, 0..100, 1000).await;
-    assert!(settle(&mut running, receipts).await.is_empty());
-    assert!(finish(running).await.is_empty());
+    assert!(running.settle(receipts).await.is_empty());
+    assert!(running.finish().await.is_empty());
     assert_eq!(es.documents(INDEX).len(), 100);
     let stats = es.stats();
     assert!(

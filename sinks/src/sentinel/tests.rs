@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
+use siemflow_core::{BatchStatus, SinkConfig};
 use siemflow_simulator::sentinel::{
     DEFAULT_DCR_ID, DEFAULT_STREAM, Dcr, SentinelConfig, SentinelFaults, SentinelSimulator,
 };
@@ -57,57 +56,6 @@ fn start(config: &SentinelSinkConfig) -> Running {
     start_sink("sentinel", "sentinel", config)
 }
 
-/// Sends the records in batches of 50 with acknowledgements.
-async fn send(running: &Running, records: Vec<Json>) -> Vec<AckReceipt> {
-    let mut receipts = Vec::new();
-    let mut records = records.into_iter().peekable();
-    while records.peek().is_some() {
-        let mut batch: Vec<Event> = records
-            .by_ref()
-            .take(50)
-            .map(|r| Event::new(r.into()))
-            .collect();
-        receipts.push(attach_ack(&mut batch));
-        running.input.send(batch).await.expect("sink running");
-    }
-    receipts
-}
-
-/// Waits for every receipt while playing the dead-letter consumer (a dead letter keeps
-/// its acknowledgement until its consumer settles it); returns the dead letters.
-async fn settle(running: &mut Running, receipts: Vec<AckReceipt>) -> Vec<Json> {
-    let mut dead = Vec::new();
-    for receipt in receipts {
-        let mut receipt = std::pin::pin!(receipt);
-        let status = loop {
-            tokio::select! {
-                status = &mut receipt => break status,
-                Some(batch) = running.dead.recv() => {
-                    dead.extend(batch.iter().map(|e| serde_json::to_value(&e.value).expect("json")));
-                    resolve_batch(batch, BatchStatus::Delivered);
-                }
-            }
-        };
-        assert_eq!(status, BatchStatus::Delivered);
-    }
-    dead
-}
-
-async fn finish(mut running: Running) -> Vec<Json> {
-    drop(running.input);
-    running.task.await.expect("task").expect("sink");
-    let mut dead = Vec::new();
-    while let Some(batch) = running.dead.try_recv() {
-        dead.extend(
-            batch
-                .iter()
-                .map(|e| serde_json::to_value(&e.value).expect("json")),
-        );
-        resolve_batch(batch, BatchStatus::Delivered);
-    }
-    dead
-}
-
 /// How often each `Seq` arrived.
 fn counts(sim: &SentinelSimulator) -> BTreeMap<u64, usize> {
     let mut counts = BTreeMap::new();
@@ -146,9 +94,8 @@ fn noise(len: usize, seed: u64) -> String {
 async fn records_carry_time_generated_and_valid_column_names() {
     let sim = simulator(SentinelConfig::default()).await;
     let mut running = start(&sink_config(&sim, ""));
-    let receipts = send(
-        &running,
-        vec![
+    let receipts = running
+        .send(vec![
             json!({
                 "Seq": 1,
                 "CreationTime": "2026-11-02T10:15:30",
@@ -162,17 +109,16 @@ async fn records_carry_time_generated_and_valid_column_names() {
             json!({"Seq": 2, "createdDateTime": "2026-11-02T11:00:00.1234567+02:00"}),
             json!({"Seq": 3, "Note": "no time at all"}),
             json!("a bare string is not a record"),
-        ],
-    )
-    .await;
-    let dead = settle(&mut running, receipts).await;
+        ])
+        .await;
+    let dead = running.settle(receipts).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
         dead[0]["metadata"]["dropped"]["reason"],
         json!("not_an_object"),
         "{dead:?}"
     );
-    assert!(finish(running).await.is_empty());
+    assert!(running.finish().await.is_empty());
 
     let received = sim.received(DEFAULT_STREAM);
     assert_eq!(received.len(), 3);
@@ -235,10 +181,10 @@ async fn every_event_arrives_at_least_once_under_faults() {
     let config = sink_config(&sim, "request = { timeout = \"500ms\" }");
     let mut running = start(&config);
     let total = 600;
-    let receipts = send(&running, (0..total).map(audit_record).collect()).await;
-    let dead = settle(&mut running, receipts).await;
+    let receipts = running.send((0..total).map(audit_record)).await;
+    let dead = running.settle(receipts).await;
     assert!(dead.is_empty(), "nothing here is undeliverable: {dead:?}");
-    assert!(finish(running).await.is_empty());
+    assert!(running.finish().await.is_empty());
 
     let counts = counts(&sim);
     let missing: Vec<u64> = (0..total).filter(|s| !counts.contains_key(s)).collect();
@@ -291,9 +237,9 @@ async fn no_request_exceeds_one_mebibyte_and_an_oversized_record_is_dead_lettere
     records.extend((100..400).map(
         |seq| json!({"Seq": seq, "CreationTime": "2026-11-02T10:15:30", "Blob": noise(5_000, seq)}),
     ));
-    let receipts = send(&running, records).await;
-    let dead = settle(&mut running, receipts).await;
-    let mut dead_too = finish(running).await;
+    let receipts = running.send(records).await;
+    let dead = running.settle(receipts).await;
+    let mut dead_too = running.finish().await;
     let mut dead = dead;
     dead.append(&mut dead_too);
 
@@ -359,13 +305,11 @@ async fn records_at_the_limit_go_and_one_byte_more_is_dead_lettered() {
     };
     let limit = MAX_REQUEST_BYTES as usize;
     let mut running = start(&config);
-    let receipts = send(
-        &running,
-        vec![record_of(1, limit - 2), record_of(2, limit - 1)],
-    )
-    .await;
-    let mut dead = settle(&mut running, receipts).await;
-    dead.extend(finish(running).await);
+    let receipts = running
+        .send(vec![record_of(1, limit - 2), record_of(2, limit - 1)])
+        .await;
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
     assert_eq!(counts(&sim), BTreeMap::from([(1, 1)]));
     assert_eq!(sim.stats().largest_decoded_body, MAX_REQUEST_BYTES);
     assert_eq!(dead.len(), 1);
@@ -386,7 +330,7 @@ async fn a_refused_record_is_found_by_bisection_and_dead_lettered_alone() {
     .await;
     let mut running = start(&sink_config(&sim, ""));
     let bad = [7u64, 8, 31];
-    let records = (0..40)
+    let records: Vec<Json> = (0..40)
         .map(|seq| {
             let mut record = audit_record(seq);
             if bad.contains(&seq) {
@@ -395,9 +339,9 @@ async fn a_refused_record_is_found_by_bisection_and_dead_lettered_alone() {
             record
         })
         .collect();
-    let receipts = send(&running, records).await;
-    let mut dead = settle(&mut running, receipts).await;
-    dead.extend(finish(running).await);
+    let receipts = running.send(records).await;
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
 
     let counts = counts(&sim);
     for seq in 0..40 {
@@ -437,7 +381,7 @@ async fn config_error(sim_config: SentinelConfig, extra: &str, expect: &[&str]) 
         &format!("{extra}\nhealthcheck = {{ enabled = true }}"),
     );
     let running = start(&config);
-    let receipts = send(&running, (0..5).map(audit_record).collect()).await;
+    let receipts = running.send((0..5).map(audit_record)).await;
     eventually("the sink to report unhealthy", || {
         running.health.ready().is_err()
     })
@@ -508,7 +452,7 @@ async fn the_healthcheck_sends_no_data() {
     let running = start(&sink_config(&sim, ""));
     let health = running.health.clone();
     // The sink finishes only once its healthcheck did.
-    assert!(finish(running).await.is_empty());
+    assert!(running.finish().await.is_empty());
     assert!(health.ready().is_ok(), "{:?}", health.ready());
     // The probe is one request with an empty array.
     let stats = sim.stats();
@@ -536,7 +480,7 @@ async fn a_request_that_always_times_out_fails_back_to_the_source_not_dropped() 
          retry = { initial_backoff = \"5ms\", max_backoff = \"20ms\", max_duration = \"300ms\" }",
     );
     let running = start(&config);
-    let receipts = send(&running, (0..3).map(audit_record).collect()).await;
+    let receipts = running.send((0..3).map(audit_record)).await;
     for receipt in receipts {
         assert_eq!(
             receipt.await,
@@ -545,7 +489,7 @@ async fn a_request_that_always_times_out_fails_back_to_the_source_not_dropped() 
         );
     }
     assert!(
-        finish(running).await.is_empty(),
+        running.finish().await.is_empty(),
         "a timeout is not a data error"
     );
     sim.stop().await;

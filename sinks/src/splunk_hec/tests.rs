@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use siemflow_core::buffer::BufferReceiver;
-use siemflow_core::event::{attach_ack, resolve_batch};
-use siemflow_core::{AckReceipt, BatchStatus, Event, SinkConfig};
+use siemflow_core::{AckReceipt, BatchStatus, SinkConfig};
 use siemflow_simulator::splunk_hec::{HecFaults, HecToken, SplunkHecConfig, SplunkHecSimulator};
 
 use super::SplunkHecSinkConfig;
@@ -32,48 +30,25 @@ fn start(config: &SplunkHecSinkConfig) -> Running {
     start_sink("splunk", "splunk_hec", config)
 }
 
-/// `count` events with ids `0..count`, in batches of 50, every `poison_every`-th marked.
-async fn send(running: &Running, count: usize, poison_every: usize) -> Vec<AckReceipt> {
-    let mut receipts = Vec::new();
-    let ids: Vec<usize> = (0..count).collect();
-    for chunk in ids.chunks(50) {
-        let mut batch: Vec<Event> = chunk
-            .iter()
-            .map(|i| {
-                let note = if i % poison_every == poison_every - 1 {
-                    MARKER
-                } else {
-                    "fine"
-                };
-                Event::new(
-                    serde_json::json!({
-                        "Id": i.to_string(),
-                        "CreationTime": "2026-11-02T10:15:30",
-                        "Workload": "Exchange",
-                        "Note": note,
-                    })
-                    .into(),
-                )
-            })
-            .collect();
-        receipts.push(attach_ack(&mut batch));
-        running.input.send(batch).await.expect("sink running");
-    }
-    receipts
+fn record(i: usize, poison_every: usize) -> serde_json::Value {
+    let note = if i % poison_every == poison_every - 1 {
+        MARKER
+    } else {
+        "fine"
+    };
+    serde_json::json!({
+        "Id": i.to_string(),
+        "CreationTime": "2026-11-02T10:15:30",
+        "Workload": "Exchange",
+        "Note": note,
+    })
 }
 
-/// Plays the dead-letter consumer: collects and settles what arrives.
-fn drain_dead(dead: &mut BufferReceiver) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    while let Some(batch) = dead.try_recv() {
-        out.extend(
-            batch
-                .iter()
-                .map(|e| serde_json::to_value(&e.value).expect("json")),
-        );
-        resolve_batch(batch, BatchStatus::Delivered);
-    }
-    out
+/// `count` events with ids `0..count`, in batches of 50, every `poison_every`-th marked.
+async fn send(running: &Running, count: usize, poison_every: usize) -> Vec<AckReceipt> {
+    running
+        .send((0..count).map(|i| record(i, poison_every)))
+        .await
 }
 
 fn counts(hec: &SplunkHecSimulator) -> BTreeMap<String, usize> {
@@ -124,21 +99,8 @@ async fn exactly_once_with_indexer_acknowledgements_under_faults() {
     let mut running = start(&config);
     let total = 600;
     let receipts = send(&running, total, 97).await;
-    let mut dead = Vec::new();
-    for receipt in receipts {
-        // Settle dead letters while waiting: their batches resolve only once they are.
-        let mut receipt = std::pin::pin!(receipt);
-        let status = loop {
-            tokio::select! {
-                status = &mut receipt => break status,
-                _ = tokio::time::sleep(Duration::from_millis(20)) => dead.extend(drain_dead(&mut running.dead)),
-            }
-        };
-        assert_eq!(status, BatchStatus::Delivered);
-    }
-    drop(running.input);
-    running.task.await.expect("task").expect("sink");
-    dead.extend(drain_dead(&mut running.dead));
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
 
     let poisoned: Vec<String> = (0..total)
         .filter(|i| i % 97 == 96)
@@ -205,15 +167,13 @@ async fn at_least_once_without_acknowledgements() {
     .await
     .expect("simulator");
     let config = sink_config(&hec.url(), "acknowledgements = { enabled = false }");
-    let mut running = start(&config);
+    let running = start(&config);
     let total = 400;
     let receipts = send(&running, total, 1000).await;
     for receipt in receipts {
         assert_eq!(receipt.await, BatchStatus::Delivered);
     }
-    drop(running.input);
-    running.task.await.expect("task").expect("sink");
-    assert!(drain_dead(&mut running.dead).is_empty());
+    assert!(running.finish().await.is_empty());
     let counts = counts(&hec);
     let repeats: usize = counts.values().map(|n| n - 1).sum();
     for i in 0..total {
