@@ -215,6 +215,21 @@ pub struct RetryConfig {
     pub max_duration: Duration,
 }
 
+impl RetryConfig {
+    /// The waits between attempts: from `initial_backoff`, doubling with jitter, capped at
+    /// `max_backoff`, never ending (`max_duration` is the caller's to enforce).
+    pub fn backoff(&self) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder as _;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff.max(self.initial_backoff))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -425,7 +425,7 @@ impl<P: Protocol> Job<'_, P> {
             Failure::Config { .. } => retry.max_backoff,
             _ => self
                 .backoff
-                .get_or_insert_with(|| backoff(retry))
+                .get_or_insert_with(|| retry.backoff())
                 .next()
                 .unwrap_or(retry.max_backoff),
         };
@@ -495,16 +495,6 @@ enum Settled {
     Done,
     Resend(Vec<Item>),
     Retry(Vec<Item>, Failure),
-}
-
-fn backoff(retry: &super::RetryConfig) -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(retry.initial_backoff)
-        .with_max_delay(retry.max_backoff.max(retry.initial_backoff))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 fn fail<P>(shared: &Shared<P>, items: Vec<Item>) {

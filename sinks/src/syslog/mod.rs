@@ -23,7 +23,7 @@ pub use config::{Facility, Format, Framing, Mode, Oversize, Payload, Severity, S
 
 use config::split_address;
 use format::{HeaderFields, MessageFormat};
-use run::{DatagramLimit, RetryPolicy, Settings};
+use run::{DatagramLimit, Settings};
 use transport::Target;
 
 impl SinkConfig for SyslogSinkConfig {
@@ -92,11 +92,7 @@ impl SyslogSinkConfig {
             }),
             connect_timeout: self.connect_timeout,
             write_timeout: self.write_timeout,
-            retry: RetryPolicy {
-                initial: self.retry.initial_backoff,
-                max: self.retry.max_backoff.max(self.retry.initial_backoff),
-                max_duration: Some(self.retry.max_duration),
-            },
+            retry: self.retry.clone(),
         })
     }
 }

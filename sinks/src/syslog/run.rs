@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use metrics::Counter;
 use siemflow_core::ack::AckSet;
+use siemflow_core::delivery::RetryConfig;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Batch, BatchStatus, SinkContext};
 
@@ -25,7 +26,7 @@ pub(crate) struct Settings {
     /// Timeout of writing one batch.
     pub write_timeout: Duration,
     /// Backoff and give-up rule.
-    pub retry: RetryPolicy,
+    pub retry: RetryConfig,
 }
 
 /// The UDP size rule.
@@ -35,29 +36,6 @@ pub(crate) struct DatagramLimit {
     pub max_bytes: usize,
     /// Sent whole or truncated.
     pub oversize: Oversize,
-}
-
-/// How failed sends are retried.
-#[derive(Debug, Clone)]
-pub(crate) struct RetryPolicy {
-    /// The first delay.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-    /// A batch is failed after retrying this long; `None`: never.
-    pub max_duration: Option<Duration>,
-}
-
-impl RetryPolicy {
-    fn delays(&self) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.initial)
-            .with_max_delay(self.max)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
-    }
 }
 
 /// One batch, encoded: the bytes to write and, for UDP, where each datagram ends.
@@ -329,7 +307,7 @@ fn utf8_boundary(bytes: &[u8], max: usize) -> usize {
 async fn deliver(
     link: &mut Link,
     batch: &Encoded,
-    retry: &RetryPolicy,
+    retry: &RetryConfig,
     cx: &SinkContext,
 ) -> Outcome {
     if batch.events == 0 {
@@ -359,17 +337,15 @@ async fn deliver(
         }
         link.failing = true;
         cx.health.unhealthy(format!("{:?}: {error}", link.target));
-        let mut delay = delays
-            .get_or_insert_with(|| retry.delays())
-            .next()
-            .unwrap_or(retry.max);
-        if let Some(budget) = retry.max_duration {
-            let spent = started.elapsed();
-            if spent >= budget {
-                return Outcome::GaveUp(format!("{error} (after {attempt} attempts)"));
-            }
-            delay = delay.min(budget - spent);
+        let spent = started.elapsed();
+        if spent >= retry.max_duration {
+            return Outcome::GaveUp(format!("{error} (after {attempt} attempts)"));
         }
+        let delay = delays
+            .get_or_insert_with(|| retry.backoff())
+            .next()
+            .unwrap_or(retry.max_backoff)
+            .min(retry.max_duration - spent);
         tracing::warn!(component = %cx.component.id, target = ?link.target, %error, attempt, retry_in = ?delay, "syslog send failed; reconnecting and sending the batch again");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
