@@ -216,6 +216,33 @@ pub struct RetryConfig {
 }
 
 impl RetryConfig {
+    /// Problems serde cannot see in `retry`; shared with sinks that take `retry` alone.
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.initial_backoff.is_zero() {
+            issues.push(
+                ConfigIssue::new("retry.initial_backoff", "must be longer than 0s")
+                    .hint("e.g. \"1s\""),
+            );
+        }
+        if self.max_backoff < self.initial_backoff {
+            issues.push(
+                ConfigIssue::new("retry.max_backoff", "is shorter than retry.initial_backoff")
+                    .hint("e.g. initial_backoff = \"1s\", max_backoff = \"30s\""),
+            );
+        }
+        if self.max_duration < self.initial_backoff {
+            issues.push(
+                ConfigIssue::new(
+                    "retry.max_duration",
+                    "is shorter than retry.initial_backoff",
+                )
+                .hint("e.g. \"15m\""),
+            );
+        }
+        issues
+    }
+
     /// The waits between attempts: from `initial_backoff`, doubling with jitter, capped at
     /// `max_backoff`, never ending (`max_duration` is the caller's to enforce).
     pub fn backoff(&self) -> backon::ExponentialBackoff {
@@ -278,26 +305,7 @@ pub fn check(
             ConfigIssue::new("request.timeout", "must be longer than 0s").hint("e.g. \"60s\""),
         );
     }
-    if retry.initial_backoff.is_zero() {
-        issues.push(
-            ConfigIssue::new("retry.initial_backoff", "must be longer than 0s").hint("e.g. \"1s\""),
-        );
-    }
-    if retry.max_backoff < retry.initial_backoff {
-        issues.push(
-            ConfigIssue::new("retry.max_backoff", "is shorter than retry.initial_backoff")
-                .hint("e.g. initial_backoff = \"1s\", max_backoff = \"30s\""),
-        );
-    }
-    if retry.max_duration < retry.initial_backoff {
-        issues.push(
-            ConfigIssue::new(
-                "retry.max_duration",
-                "is shorter than retry.initial_backoff",
-            )
-            .hint("e.g. \"15m\""),
-        );
-    }
+    issues.extend(retry.check());
     issues
 }
 

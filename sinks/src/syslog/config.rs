@@ -469,19 +469,12 @@ impl SyslogSinkConfig {
         for (key, value) in [
             ("connect_timeout", self.connect_timeout),
             ("write_timeout", self.write_timeout),
-            ("retry.initial_backoff", self.retry.initial_backoff),
-            ("retry.max_backoff", self.retry.max_backoff),
         ] {
             if value.is_zero() {
                 issues.push(ConfigIssue::new(key, "must be longer than 0s"));
             }
         }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            issues.push(ConfigIssue::new(
-                "retry.max_backoff",
-                "must not be shorter than retry.initial_backoff",
-            ));
-        }
+        issues.extend(self.retry.check());
         issues
     }
 }
