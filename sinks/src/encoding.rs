@@ -1,4 +1,5 @@
-//! Events to output lines, shared by the line-oriented sinks (console, file).
+//! Events to output lines, shared by the line-oriented sinks (console, file), and the
+//! JSON writer the HTTP sinks build their bodies with.
 
 use metrics::Counter;
 use serde::Deserialize;
@@ -65,6 +66,12 @@ impl LineEncoder {
             );
         }
     }
+}
+
+/// Appends `value` as JSON to `out`.
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing JSON into a Vec cannot fail: every value the sinks write has a JSON form.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 fn message_bytes(event: &Event) -> Option<&[u8]> {

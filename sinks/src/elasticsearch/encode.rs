@@ -9,6 +9,7 @@ use vrl::path::OwnedValuePath;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::config::{BulkAction, ElasticsearchSinkConfig, MissingId, Mode};
+use crate::encoding::write_json;
 
 /// Builds the lines of each event.
 #[derive(Debug)]
@@ -189,11 +190,6 @@ fn dotted(text: &str) -> String {
     } else {
         format!(".{text}")
     }
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    // Writing JSON into a Vec cannot fail: every value here has a JSON form.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]

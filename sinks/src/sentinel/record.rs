@@ -20,6 +20,8 @@ use chrono::{DateTime, Utc};
 use siemflow_core::ObjectMap;
 use siemflow_core::event_time::event_time;
 
+use crate::encoding::write_json;
+
 /// Longest column name.
 pub const MAX_COLUMN_NAME: usize = 45;
 
@@ -125,9 +127,9 @@ impl RecordWriter {
             }
         };
         out.push(b'{');
-        write_str(out, TIME_GENERATED);
+        write_json(out, TIME_GENERATED);
         out.push(b':');
-        write_str(out, &format_time(time));
+        write_json(out, &format_time(time));
         // Most records need no renaming: written straight through.
         let plain = record
             .keys()
@@ -135,10 +137,9 @@ impl RecordWriter {
         if plain {
             for (key, value) in record {
                 out.push(b',');
-                write_str(out, key);
+                write_json(out, key);
                 out.push(b':');
-                // Serializing a Value into a Vec cannot fail: every variant has a JSON form.
-                let _ = serde_json::to_writer(&mut *out, value);
+                write_json(out, value);
             }
             out.push(b'}');
             return shaped;
@@ -149,10 +150,9 @@ impl RecordWriter {
         for ((key, value), column) in record.iter().zip(&names) {
             let Some(column) = column else { continue };
             out.push(b',');
-            write_str(out, column);
+            write_json(out, column);
             out.push(b':');
-            // Serializing a Value into a Vec cannot fail: every variant has a JSON form.
-            let _ = serde_json::to_writer(&mut *out, value);
+            write_json(out, value);
             if column.as_ref() != key.as_str() {
                 shaped.renamed.push((key.to_string(), column.to_string()));
             }
@@ -222,11 +222,6 @@ fn unique_name(name: &str, taken: &HashSet<String>) -> String {
         })
         .find(|candidate| !taken.contains(&candidate.to_ascii_lowercase()))
         .unwrap_or_else(|| name.to_string())
-}
-
-fn write_str(out: &mut Vec<u8>, text: &str) {
-    // Serializing a str cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// ISO 8601 in UTC with a `Z`: milliseconds, or 100 ns ticks (Log Analytics' resolution,

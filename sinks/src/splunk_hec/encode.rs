@@ -7,6 +7,7 @@ use siemflow_core::template::Template;
 use siemflow_core::{Event, Value};
 
 use super::config::{EndpointTarget, SplunkHecSinkConfig};
+use crate::encoding::write_json;
 
 /// Builds envelopes (or raw lines) and the index each event goes to.
 #[derive(Debug)]
@@ -111,7 +112,7 @@ impl Encoder {
             }
         }
         out.extend_from_slice(b",\"event\":");
-        write_json(out, &event.value);
+        event.write_json(out);
         if let Some(object) = object {
             let mut first = true;
             for name in &self.fields {
@@ -134,11 +135,6 @@ impl Encoder {
         out.push(b'}');
         Ok(())
     }
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    // Writing JSON into a Vec cannot fail: every value here has a JSON form.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// A `/raw` line: the `message` text, or the event as JSON.
