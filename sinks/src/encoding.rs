@@ -74,7 +74,8 @@ pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value:
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-fn message_bytes(event: &Event) -> Option<&[u8]> {
+/// The event's `message` field, when it is text or bytes.
+pub(crate) fn message_bytes(event: &Event) -> Option<&[u8]> {
     match &event.value {
         Value::Object(object) => match object.get("message") {
             Some(Value::String(text)) => Some(text.as_bytes()),

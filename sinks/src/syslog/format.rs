@@ -8,10 +8,11 @@
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use metrics::Counter;
 use siemflow_core::metrics::ComponentLabels;
-use siemflow_core::{Event, Value};
+use siemflow_core::Event;
 use vrl::path::OwnedValuePath;
 
 use super::config::{Facility, Format, Framing, Payload, Severity};
+use crate::encoding::message_bytes;
 
 /// RFC 5424 §6.2: field limits in octets.
 const MAX_HOSTNAME: usize = 255;
@@ -283,18 +284,6 @@ impl MessageEncoder {
                 "an event's facility_field or severity_field is missing or not a syslog name or number; the fixed value was used (counted as component_errors_total{{error_type=\"invalid_priority\"}}, warned once)"
             );
         }
-    }
-}
-
-/// The event's `message` field, when it is text or bytes.
-fn message_bytes(event: &Event) -> Option<&[u8]> {
-    match &event.value {
-        Value::Object(object) => match object.get("message") {
-            Some(Value::String(text)) => Some(text.as_bytes()),
-            Some(Value::Bytes(bytes)) => Some(bytes),
-            _ => None,
-        },
-        _ => None,
     }
 }
 
