@@ -5,10 +5,12 @@
 //! payload's CR, LF and NUL are escaped (`\r`, `\n`, `\0`) unless the user turned that off,
 //! so a value can never end the message early and start a forged one.
 
+use std::io::Write as _;
+
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use metrics::Counter;
-use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::Event;
+use siemflow_core::metrics::ComponentLabels;
 use vrl::path::OwnedValuePath;
 
 use super::config::{Facility, Format, Framing, Payload, Severity};
@@ -182,8 +184,8 @@ impl MessageEncoder {
         let len = message.len();
         match self.format.framing {
             Some(Framing::OctetCounting) => {
-                out.extend_from_slice(len.to_string().as_bytes());
-                out.push(b' ');
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{len} ");
                 out.extend_from_slice(&message);
             }
             Some(Framing::Newline) => {
@@ -199,26 +201,21 @@ impl MessageEncoder {
     fn write_message(&mut self, event: &Event, time: &BatchTime, out: &mut Vec<u8>) {
         let pri = self.priority(event);
         let h = &self.format.header;
-        match self.format.format {
-            Format::Rfc5424 => {
-                // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD SP MSG; SD is always NIL.
-                let header = format!(
-                    "<{pri}>1 {} {} {} {} {} - ",
-                    time.0, h.hostname, h.app_name, h.proc_id, h.msg_id
-                );
-                out.extend_from_slice(header.as_bytes());
-            }
-            Format::Rfc3164 => {
-                let header = match (h.tag.is_empty(), h.proc_id.as_str()) {
-                    (true, _) => format!("<{pri}>{} {} ", time.0, h.hostname),
-                    (false, "-") => format!("<{pri}>{} {} {}: ", time.0, h.hostname, h.tag),
-                    (false, pid) => {
-                        format!("<{pri}>{} {} {}[{pid}]: ", time.0, h.hostname, h.tag)
-                    }
-                };
-                out.extend_from_slice(header.as_bytes());
-            }
-        }
+        // Written straight into the buffer (no String per event); writing into a Vec
+        // cannot fail.
+        let _ = match self.format.format {
+            // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD SP MSG; SD is always NIL.
+            Format::Rfc5424 => write!(
+                out,
+                "<{pri}>1 {} {} {} {} {} - ",
+                time.0, h.hostname, h.app_name, h.proc_id, h.msg_id
+            ),
+            Format::Rfc3164 => match (h.tag.is_empty(), h.proc_id.as_str()) {
+                (true, _) => write!(out, "<{pri}>{} {} ", time.0, h.hostname),
+                (false, "-") => write!(out, "<{pri}>{} {} {}: ", time.0, h.hostname, h.tag),
+                (false, pid) => write!(out, "<{pri}>{} {} {}[{pid}]: ", time.0, h.hostname, h.tag),
+            },
+        };
         let start = out.len();
         match self.format.payload {
             Payload::Json => event.write_json(out),
