@@ -273,14 +273,22 @@ pub fn checkpointed(ws: &Workspace) -> u64 {
         .unwrap_or(0)
 }
 
-/// A seeded generator of numbers below a bound (an LCG: enough to pick kill moments), its
-/// seed from the clock and printed so a failing run can be told apart.
+/// The environment variable that fixes the seed of [`random_below`], to replay a run.
+pub const SEED_VARIABLE: &str = "SIEMFLOW_TEST_SEED";
+
+/// A seeded generator of numbers below a bound (an LCG: enough to pick kill moments).
+///
+/// The seed comes from `SIEMFLOW_TEST_SEED` when it is set (a failing run is replayed
+/// with the seed it printed), else from the clock. It is printed at the start, so the
+/// output of a failed test says how to replay it.
 pub fn random_below() -> impl FnMut(usize) -> usize {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    println!("seed {seed}");
+    let seed = seed_from(std::env::var(SEED_VARIABLE).ok().as_deref());
+    println!("seed {seed} (replay with {SEED_VARIABLE}={seed})");
+    seeded_below(seed)
+}
+
+/// The generator of [`random_below`] from a given seed: the same seed, the same numbers.
+fn seeded_below(seed: u64) -> impl FnMut(usize) -> usize {
     let mut state = seed;
     move |bound: usize| {
         state = state
@@ -288,4 +296,28 @@ pub fn random_below() -> impl FnMut(usize) -> usize {
             .wrapping_add(1442695040888963407);
         (state >> 33) as usize % bound.max(1)
     }
+}
+
+/// The seed a `SIEMFLOW_TEST_SEED` value names, or one from the clock when it is unset.
+/// A value that is not a number stops the test: ignoring it would replay nothing.
+fn seed_from(variable: Option<&str>) -> u64 {
+    match variable.map(str::trim) {
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            panic!("{SEED_VARIABLE}={text:?} is not a seed (a whole number such as 12345)")
+        }),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7),
+    }
+}
+
+#[test]
+fn a_seed_from_the_environment_replays_the_same_kill_moments() {
+    assert_eq!(seed_from(Some("12345")), 12345);
+    assert_eq!(seed_from(Some(" 42 ")), 42);
+    let (mut first, mut again) = (seeded_below(12345), seeded_below(12345));
+    let moments: Vec<usize> = (0..5).map(|_| first(7500)).collect();
+    let replayed: Vec<usize> = (0..5).map(|_| again(7500)).collect();
+    assert_eq!(moments, replayed);
 }
