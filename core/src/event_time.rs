@@ -1,13 +1,14 @@
-//! The time an event field holds, in every form Microsoft 365 records and SIEM users
-//! write it: one reading shared by the CEF/LEEF mappers and the sinks.
+//! The time an event field holds, in the forms data sources and SIEM users write it:
+//! one reading shared by the CEF/LEEF mappers and the sinks. Which source writes which
+//! form is the source's knowledge (for Microsoft 365: `siemflow_sources::microsoft`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::Value;
 
-/// Zone-less forms, read as UTC: Management Activity's `CreationTime`, Graph's seven
-/// fractional digits (chrono's `%.f` takes any count), a space separator, and the
-/// US form some Exchange fields use.
+/// Zone-less forms, read as UTC: ISO 8601 with any number of fractional digits (chrono's
+/// `%.f` takes any count), the same with a space separator, and the US 12-hour form
+/// .NET writes by default (`M/d/yyyy h:mm:ss tt`).
 const NAIVE_FORMATS: [&str; 4] = [
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",

@@ -15,7 +15,6 @@ pub mod event;
 pub mod event_time;
 pub mod fanout;
 pub mod http;
-pub mod m365;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;

@@ -2,6 +2,7 @@
 
 pub mod file;
 mod lines;
+pub mod microsoft;
 pub mod o365_management;
 mod schema;
 pub mod stdin;

@@ -1,6 +1,7 @@
-//! Microsoft 365 facts shared by plugins: the names of Management Activity `RecordType`s.
+//! The names of the audit log's `RecordType` numbers (reference 1.8), which every record
+//! of the unified audit log carries, whichever API delivered it.
 
-use vrl::value::Value;
+use siemflow_core::Value;
 
 /// The name of a `RecordType` number or string of digits; `Unknown(n)` when not known.
 /// `None` for null or absent values.
@@ -67,4 +68,34 @@ fn name_of(record_type: i64) -> Option<&'static str> {
         294 => "AadRiskDetection",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_types_as_numbers_or_strings() {
+        assert_eq!(
+            record_type_name(&Value::from(15)).as_deref(),
+            Some("AzureActiveDirectoryStsLogon")
+        );
+        assert_eq!(
+            record_type_name(&Value::from("40")).as_deref(),
+            Some("SecurityComplianceAlerts")
+        );
+        assert_eq!(
+            record_type_name(&Value::from(" 6 ")).as_deref(),
+            Some("SharePointFileOperation")
+        );
+        assert_eq!(
+            record_type_name(&Value::from(9999)).as_deref(),
+            Some("Unknown(9999)")
+        );
+        assert_eq!(
+            record_type_name(&Value::from("odd")).as_deref(),
+            Some("Unknown(odd)")
+        );
+        assert_eq!(record_type_name(&Value::Null), None);
+    }
 }

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use siemflow_core::event::Event;
-use siemflow_core::m365::record_type_name;
 use siemflow_core::{ObjectMap, Value};
+
+use crate::microsoft::record_type_name;
 
 /// The metadata object every event carries.
 pub(crate) const METADATA_FIELD: &str = "siemflow";
@@ -124,31 +125,6 @@ mod tests {
 
     fn field<'a>(event: &'a Event, name: &str) -> Option<&'a Value> {
         event.value.as_object().and_then(|o| o.get(name))
-    }
-
-    #[test]
-    fn record_types_as_numbers_or_strings() {
-        assert_eq!(
-            record_type_name(&Value::from(15)).as_deref(),
-            Some("AzureActiveDirectoryStsLogon")
-        );
-        assert_eq!(
-            record_type_name(&Value::from("40")).as_deref(),
-            Some("SecurityComplianceAlerts")
-        );
-        assert_eq!(
-            record_type_name(&Value::from(" 6 ")).as_deref(),
-            Some("SharePointFileOperation")
-        );
-        assert_eq!(
-            record_type_name(&Value::from(9999)).as_deref(),
-            Some("Unknown(9999)")
-        );
-        assert_eq!(
-            record_type_name(&Value::from("odd")).as_deref(),
-            Some("Unknown(odd)")
-        );
-        assert_eq!(record_type_name(&Value::Null), None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Fields derived from well-known M365 fields: user domain, IP class, RecordType name.
 
 use siemflow_core::Value;
-use siemflow_core::m365::record_type_name;
 use siemflow_core::metrics::ComponentLabels;
+use siemflow_sources::microsoft::record_type_name;
 use vrl::path::OwnedValuePath;
 
 use super::Misses;

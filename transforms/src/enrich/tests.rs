@@ -12,7 +12,7 @@ use super::ip::{IpField, ip_class, ip_field, parse_ip};
 use super::watch::Reload;
 use super::{Clock, Enrich, EnrichConfig};
 use crate::test_support::{bodies, build, config, context, event};
-use siemflow_core::m365::record_type_name;
+use siemflow_sources::microsoft::record_type_name;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
