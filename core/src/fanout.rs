@@ -1,19 +1,98 @@
 //! A component output: sends each batch to every consumer wired to it.
 //!
-//! The consumer list is shared with the topology, which adds and removes consumers
-//! while the pipeline runs (reload) without the component noticing.
+//! The consumer list is shared with the topology, which rewires it while the pipeline
+//! runs (reload) without the component noticing. While a consumer is being replaced the
+//! topology pauses the output: a batch then waits, as it would for a full buffer, until
+//! the successor is wired. Only an output that no configured component consumes discards.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use metrics::Counter;
+use tokio::sync::watch;
 
 use crate::ack::BatchStatus;
 use crate::buffer::BufferSender;
 use crate::event::{Batch, resolve_batch};
 use crate::metrics::ComponentLabels;
 
-/// The consumers of one output, keyed by consumer component id.
-pub type Targets = Arc<Mutex<Vec<(String, BufferSender)>>>;
+/// Who consumes one output right now.
+#[derive(Default)]
+struct Wiring {
+    /// Consumer component ids and their input buffers.
+    consumers: Vec<(String, BufferSender)>,
+    /// True while a reload replaces a consumer: batches wait instead of being sent.
+    paused: bool,
+}
+
+/// The consumers of one output, shared by the producing component and the topology.
+#[derive(Clone)]
+pub struct Targets(Arc<watch::Sender<Wiring>>);
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets(Arc::new(watch::Sender::new(Wiring::default())))
+    }
+}
+
+impl Targets {
+    /// Targets wired to the given consumers.
+    pub fn new(consumers: Vec<(String, BufferSender)>) -> Self {
+        Targets(Arc::new(watch::Sender::new(Wiring {
+            consumers,
+            paused: false,
+        })))
+    }
+
+    /// Wires `consumer` in (replacing an earlier wiring of the same id).
+    pub fn attach(&self, consumer: &str, sender: BufferSender) {
+        self.0.send_modify(|wiring| {
+            wiring.consumers.retain(|(id, _)| id != consumer);
+            wiring.consumers.push((consumer.to_string(), sender));
+        });
+    }
+
+    /// Unwires `consumer`; true when it was wired here.
+    pub fn detach(&self, consumer: &str) -> bool {
+        self.0.send_if_modified(|wiring| {
+            let before = wiring.consumers.len();
+            wiring.consumers.retain(|(id, _)| id != consumer);
+            wiring.consumers.len() != before
+        })
+    }
+
+    /// True when `consumer` is wired here.
+    pub fn feeds(&self, consumer: &str) -> bool {
+        self.0
+            .borrow()
+            .consumers
+            .iter()
+            .any(|(id, _)| id == consumer)
+    }
+
+    /// Holds (or releases) every batch sent to this output.
+    pub fn set_paused(&self, paused: bool) {
+        self.0.send_if_modified(|wiring| {
+            let changed = wiring.paused != paused;
+            wiring.paused = paused;
+            changed
+        });
+    }
+
+    /// Drops every consumer: the producer is finished, so downstream may close.
+    pub fn clear(&self) {
+        self.0.send_modify(|wiring| wiring.consumers.clear());
+    }
+
+    /// The consumers once the output is not paused.
+    async fn consumers(&self) -> Vec<(String, BufferSender)> {
+        let mut wiring = self.0.subscribe();
+        match wiring.wait_for(|w| !w.paused).await {
+            Ok(wired) => wired.consumers.clone(),
+            // The sender lives in `self`, so it cannot be gone.
+            Err(_) => Vec::new(),
+        }
+    }
+}
 
 /// One named (or the default) output of a component.
 #[derive(Clone)]
@@ -41,7 +120,8 @@ impl Output {
         self.name.as_deref()
     }
 
-    /// Sends a batch to every consumer, waiting while any of them is full.
+    /// Sends a batch to every consumer, waiting while any of them is full or the output
+    /// is paused for a reload.
     ///
     /// With no consumer the batch is discarded, counted and settled as delivered: nothing
     /// downstream asked for it (an unused route output, say).
@@ -49,10 +129,7 @@ impl Output {
         if batch.is_empty() {
             return;
         }
-        let targets: Vec<(String, BufferSender)> = match self.targets.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let targets = self.targets.consumers().await;
         let count = batch.len() as u64;
         match targets.len() {
             0 => {
@@ -60,37 +137,34 @@ impl Output {
                 resolve_batch(batch, BatchStatus::Delivered);
                 return;
             }
-            1 => self.deliver(&targets[0], batch).await,
+            1 => deliver(&targets[0], batch).await,
             n => {
                 for target in &targets[..n - 1] {
-                    self.deliver(target, batch.clone()).await;
+                    deliver(target, batch.clone()).await;
                 }
-                self.deliver(&targets[n - 1], batch).await;
+                deliver(&targets[n - 1], batch).await;
             }
         }
         self.sent.increment(count);
     }
 
-    async fn deliver(&self, (consumer, sender): &(String, BufferSender), batch: Batch) {
-        if let Err(closed) = sender.send(batch).await {
-            // The consumer stopped (shutdown or reload); its copies stay unacknowledged so
-            // the source re-reads them.
-            tracing::debug!(consumer, events = closed.0.len(), "consumer gone");
-            self.remove(consumer);
-        }
-    }
-
-    fn remove(&self, consumer: &str) {
-        if let Ok(mut guard) = self.targets.lock() {
-            guard.retain(|(id, _)| id != consumer);
-        }
-    }
-
     /// Drops every consumer: the component is finished, so downstream may close.
     pub fn close(&self) {
-        if let Ok(mut guard) = self.targets.lock() {
-            guard.clear();
-        }
+        self.targets.clear();
+    }
+}
+
+async fn deliver((consumer, sender): &(String, BufferSender), batch: Batch) {
+    if let Err(closed) = sender.send(batch).await {
+        // The consumer ended (it failed, or was aborted past its drain deadline). Its
+        // copies are dropped unresolved, which fails them, so the source reads them
+        // again; the consumer stays wired so later batches fail the same way instead of
+        // passing for "nothing consumes this output".
+        tracing::debug!(
+            consumer,
+            events = closed.0.len(),
+            "consumer gone; events failed"
+        );
     }
 }
 
@@ -115,5 +189,72 @@ impl Outputs {
         for output in &self.named {
             output.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::buffer::{self, BufferConfig};
+    use crate::event::{Event, attach_ack};
+    use crate::metrics::ComponentKind;
+
+    fn labels(id: &str) -> ComponentLabels {
+        ComponentLabels {
+            id: id.into(),
+            kind: ComponentKind::Source,
+            type_name: "test".into(),
+        }
+    }
+
+    fn acked_batch() -> (Batch, crate::ack::AckReceipt) {
+        let mut batch = vec![Event::from_message("held")];
+        let receipt = attach_ack(&mut batch);
+        (batch, receipt)
+    }
+
+    #[tokio::test]
+    async fn a_paused_output_holds_its_batch_until_the_successor_is_wired() {
+        let targets = Targets::default();
+        let output = Output::new(None, targets.clone(), &labels("paused_src"));
+        targets.set_paused(true);
+        let (batch, receipt) = acked_batch();
+        let sending = tokio::spawn(async move { output.send(batch).await });
+        tokio::task::yield_now().await;
+        assert!(!sending.is_finished(), "a paused output must not discard");
+
+        let (tx, mut rx) = buffer::channel(&BufferConfig::default(), &labels("paused_sink"));
+        targets.attach("successor", tx);
+        targets.set_paused(false);
+        let delivered = rx
+            .recv()
+            .await
+            .expect("the held batch reaches the successor");
+        sending.await.expect("send finishes");
+        resolve_batch(delivered, BatchStatus::Delivered);
+        assert_eq!(receipt.await, BatchStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn an_unconsumed_output_settles_delivered_and_a_dead_consumer_fails() {
+        let targets = Targets::default();
+        let output = Output::new(None, targets.clone(), &labels("lonely_src"));
+        let (batch, receipt) = acked_batch();
+        output.send(batch).await;
+        assert_eq!(receipt.await, BatchStatus::Delivered);
+
+        let (tx, rx) = buffer::channel(&BufferConfig::default(), &labels("dead_sink"));
+        targets.attach("dead", tx);
+        drop(rx);
+        for _ in 0..2 {
+            let (batch, receipt) = acked_batch();
+            tokio::time::timeout(Duration::from_secs(5), output.send(batch))
+                .await
+                .expect("a dead consumer does not block");
+            assert_eq!(receipt.await, BatchStatus::Failed);
+        }
+        assert!(targets.feeds("dead"));
     }
 }

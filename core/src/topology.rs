@@ -5,14 +5,18 @@
 //! between the producing task and this struct, so rewiring never restarts a producer.
 //! A finished component clears its lists; a consumer's buffer closes when no list holds
 //! it any more, so a finished source drains the whole pipeline behind it.
+//!
+//! A reload stops the replaced components the same way: each is unwired from the outputs
+//! of the components that stay, which are paused meanwhile, so their batches wait for the
+//! successor instead of finding no consumer. The stopped components drain what they
+//! hold into whatever they feed; then the successors are wired in and the pause lifts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Health, HealthRegistry};
@@ -29,6 +33,9 @@ use crate::registry::PluginConfig;
 /// Events a transform's input buffer holds; small, since a transform keeps up or
 /// pushes back on its producers.
 const TRANSFORM_BUFFER_EVENTS: usize = 500;
+
+/// How long an aborted component gets to unwind before a reload moves on without it.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 
 struct Running {
     kind: ComponentKind,
@@ -147,12 +154,12 @@ impl Topology {
             );
             let targets: Vec<(String, Targets)> = outputs
                 .iter()
-                .map(|(key, _)| (key.clone(), Arc::new(Mutex::new(Vec::new()))))
+                .map(|(key, _)| (key.clone(), Targets::default()))
                 .collect();
             let built: Vec<Output> = outputs
                 .iter()
                 .zip(&targets)
-                .map(|((_, name), (_, t))| Output::new(name.clone(), Arc::clone(t), &labels))
+                .map(|((_, name), (_, t))| Output::new(name.clone(), t.clone(), &labels))
                 .collect();
             let closers = Outputs {
                 default: built[0].clone(),
@@ -229,7 +236,7 @@ impl Topology {
         let new_ids: BTreeSet<String> = prepared.iter().map(|p| p.id.clone()).collect();
         for p in &prepared {
             for (key, targets) in &p.outputs {
-                self.targets.insert(key.clone(), Arc::clone(targets));
+                self.targets.insert(key.clone(), targets.clone());
             }
             if let Some(sender) = &p.input {
                 self.inputs.insert(p.id.clone(), sender.downgrade());
@@ -245,11 +252,8 @@ impl Topology {
                 if !fresh {
                     continue;
                 }
-                if let Some(targets) = self.targets.get(&input.to_string())
-                    && let Ok(mut list) = targets.lock()
-                {
-                    list.retain(|(id, _)| id != &component.id);
-                    list.push((component.id.clone(), sender.clone()));
+                if let Some(targets) = self.targets.get(&input.to_string()) {
+                    targets.attach(&component.id, sender.clone());
                 }
             }
         }
@@ -313,44 +317,74 @@ impl Topology {
         }
     }
 
-    /// Removes `id` from every output's consumer list.
-    fn detach(&self, id: &str) {
-        for targets in self.targets.values() {
-            if let Ok(mut list) = targets.lock() {
-                list.retain(|(consumer, _)| consumer != id);
+    /// Unwires the components in `stopping` from the outputs of every other component and
+    /// pauses those outputs; returns each with the stopping consumers it fed.
+    ///
+    /// Edges between two stopping components stay, so a stopping chain drains in order:
+    /// the upstream one finishes, clears its outputs, and that closes the next one's input.
+    fn unwire_paused(&self, stopping: &BTreeSet<String>) -> Vec<(Targets, BTreeSet<String>)> {
+        let mut paused = Vec::new();
+        for (key, targets) in &self.targets {
+            let owner = key.split_once('.').map_or(key.as_str(), |(owner, _)| owner);
+            if stopping.contains(owner) {
+                continue;
             }
+            let fed: BTreeSet<String> = stopping
+                .iter()
+                .filter(|id| targets.feeds(id))
+                .cloned()
+                .collect();
+            if fed.is_empty() {
+                continue;
+            }
+            // Paused before unwiring, so no batch sees the output without its consumer.
+            targets.set_paused(true);
+            for id in &fed {
+                targets.detach(id);
+            }
+            paused.push((targets.clone(), fed));
         }
+        paused
     }
 
-    /// Stops components and waits (up to `deadline`) for each to drain; returns the ids
-    /// that had to be aborted.
-    async fn stop_components(&mut self, ids: &[String], deadline: Duration) -> Vec<String> {
-        let mut waiting = Vec::new();
+    /// Signals components to stop; returns a set that yields each id (and whether it
+    /// drained) as it finishes, aborting what is left at `deadline`.
+    fn stop_components(&mut self, ids: &[String], deadline: Duration) -> JoinSet<String> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut finishing = JoinSet::new();
         for id in ids {
-            let Some(running) = self.running.remove(id) else {
+            let Some(mut running) = self.running.remove(id) else {
                 continue;
             };
             self.inputs.remove(id);
             running.stop_reading.cancel();
-            self.detach(id);
-            waiting.push((id.clone(), running));
+            let id = id.clone();
+            finishing.spawn(async move {
+                let drained = tokio::time::timeout_at(until, running.done.wait_for(|d| *d))
+                    .await
+                    .is_ok();
+                if !drained {
+                    tracing::warn!(component = %id, "did not drain in time; aborted (unacknowledged events will be re-read)");
+                    running.abort.abort();
+                    // The abort lands at the task's next await; its outputs close then.
+                    let _ = tokio::time::timeout(ABORT_GRACE, running.done.wait_for(|d| *d)).await;
+                }
+                id
+            });
         }
-        let mut aborted = Vec::new();
-        let until = tokio::time::Instant::now() + deadline;
-        for (id, mut running) in waiting {
-            let finished = tokio::time::timeout_at(until, running.done.wait_for(|d| *d)).await;
-            if finished.is_err() {
-                tracing::warn!(component = %id, "did not drain in time; aborted (unacknowledged events will be re-read)");
-                running.abort.abort();
-                aborted.push(id);
-            }
-        }
-        aborted
+        finishing
     }
 
     /// Applies a new configuration: components whose definition changed are replaced,
     /// new ones started, missing ones stopped, the rest keep running untouched. If any
     /// new component cannot be built, nothing changes and the error is returned.
+    ///
+    /// A replaced component's successor starts once the old one has drained — at most
+    /// `shutdown_timeout`, after which the old one is aborted and what it held is failed
+    /// back to its sources. Outputs that fed it hold their batches meanwhile (their
+    /// producers wait, as for a full buffer), so nothing is settled that no sink
+    /// delivered; an output that the new configuration leaves without a consumer discards
+    /// only after that.
     pub async fn reload(&mut self, new: Config) -> anyhow::Result<ReloadSummary> {
         let mut summary = ReloadSummary::default();
         for (id, component) in &new.components {
@@ -381,27 +415,55 @@ impl Topology {
             .chain(&summary.removed)
             .cloned()
             .collect();
-        let kept: BTreeSet<String> = self
+        let stopping: BTreeSet<String> = to_stop.iter().cloned().collect();
+        // Hold the kept consumers open while their producers are swapped.
+        let held: Vec<BufferSender> = self
             .running
             .keys()
-            .filter(|id| !to_stop.contains(id))
-            .cloned()
-            .collect();
-        // Hold the kept consumers open while their producers are swapped.
-        let held: Vec<BufferSender> = kept
-            .iter()
+            .filter(|id| !stopping.contains(*id))
             .filter_map(|id| self.inputs.get(id)?.upgrade())
             .collect();
-        let deadline = new.shutdown_timeout;
-        self.stop_components(&to_stop, deadline).await;
-        for id in &to_stop {
-            self.targets
-                .retain(|key, _| key != id && !key.starts_with(&format!("{id}.")));
-        }
+        let mut paused = self.unwire_paused(&stopping);
+        let mut finishing = self.stop_components(&to_stop, new.shutdown_timeout);
         self.config = new;
-        self.launch(prepared, &kept);
+
+        // New components start at once; a successor waits for its predecessor, one by
+        // one, so a replaced chain never blocks on a part that has not drained yet.
+        let (mut successors, fresh): (Vec<Prepared>, Vec<Prepared>) =
+            prepared.into_iter().partition(|p| stopping.contains(&p.id));
+        self.launch_now(fresh);
+        while let Some(finished) = finishing.join_next().await {
+            let Ok(id) = finished else { continue };
+            self.targets
+                .retain(|key, _| key != &id && !key.starts_with(&format!("{id}.")));
+            if let Some(at) = successors.iter().position(|p| p.id == id) {
+                let successor = successors.swap_remove(at);
+                self.launch_now(vec![successor]);
+            }
+            paused.retain_mut(|(targets, fed)| {
+                fed.remove(&id);
+                if fed.is_empty() {
+                    targets.set_paused(false);
+                }
+                !fed.is_empty()
+            });
+        }
+        // Only reached if a stop task itself failed; never leave an output paused.
+        self.launch_now(successors);
+        for (targets, _) in paused {
+            targets.set_paused(false);
+        }
         drop(held);
         Ok(summary)
+    }
+
+    /// Wires and starts `prepared` beside everything running now.
+    fn launch_now(&mut self, prepared: Vec<Prepared>) {
+        if prepared.is_empty() {
+            return;
+        }
+        let kept: BTreeSet<String> = self.running.keys().cloned().collect();
+        self.launch(prepared, &kept);
     }
 
     /// Stops the sources and waits up to `deadline` for everything in flight to be

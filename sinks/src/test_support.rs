@@ -98,7 +98,7 @@ pub(crate) fn start_sink(id: &str, type_name: &str, config: &dyn SinkConfig) -> 
     let (harness, mut cx) = harness(id, type_name, &std::env::temp_dir());
     let labels = labels(id, type_name);
     let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
-    let targets = std::sync::Arc::new(std::sync::Mutex::new(vec![("dead".to_string(), dead_tx)]));
+    let targets = siemflow_core::fanout::Targets::new(vec![("dead".to_string(), dead_tx)]);
     cx.outputs = vec![Output::new(Some(DEAD_LETTER.into()), targets, &labels)];
     let task = tokio::spawn(config.build(cx).expect("builds"));
     RunningSink {

@@ -1,7 +1,7 @@
 //! Test helpers: run a source against a sink-side buffer without the engine.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use siemflow_core::SourceContext;
@@ -37,7 +37,7 @@ pub fn wire(id: &str, type_name: &str, state_dir: &Path) -> Wired {
         type_name: "test".to_string(),
     };
     let (tx, rx) = buffer::channel(&BufferConfig::default(), &sink_labels);
-    let targets: Targets = Arc::new(Mutex::new(vec![("sink".to_string(), tx)]));
+    let targets = Targets::new(vec![("sink".to_string(), tx)]);
     let shutdown = CancellationToken::new();
     let cx = SourceContext {
         component: ComponentContext {

@@ -264,7 +264,7 @@ fn start_with(
     let labels = labels();
     let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
     let (dead_tx, dead) = buffer::channel(&BufferConfig::default(), &labels);
-    let targets = Arc::new(Mutex::new(vec![("dead".to_string(), dead_tx)]));
+    let targets = crate::fanout::Targets::new(vec![("dead".to_string(), dead_tx)]);
     let health = HealthRegistry::default();
     let abort = CancellationToken::new();
     let cx = SinkContext {

@@ -127,7 +127,7 @@ fn start(
         ..BufferConfig::default()
     };
     let (tx, rx) = buffer::channel(&buffer_config, &sink_labels);
-    let targets: Targets = Arc::new(Mutex::new(vec![("sink".to_string(), tx)]));
+    let targets = Targets::new(vec![("sink".to_string(), tx)]);
     let shutdown = CancellationToken::new();
     let cx = SourceContext {
         component: ComponentContext {
