@@ -1,51 +1,72 @@
-//! LEEF escaping. IBM defines none, so values are made safe by construction: the
-//! delimiter, CR, LF and TAB never appear raw in a value (written `\xHH` — `\x{HHHH}`
-//! for a delimiter above U+00FF —, `\r`, `\n`, `\t`), and a backslash is doubled so the
-//! forms stay unambiguous.
+//! LEEF replacements. IBM defines no escape syntax and QRadar undoes none, so a value is
+//! written as it is except for the characters that would break the line's structure,
+//! which are replaced by visible text (docs/transforms/leef.md, "Escaping"):
+//!
+//! - CR, LF, TAB → `\r`, `\n`, `\t`;
+//! - any other control character (U+0000–U+001F, U+007F–U+009F: NUL, BEL, ESC, NEL…),
+//!   U+2028 and U+2029 (line and paragraph separators), the attribute delimiter in a
+//!   value and the pipe in a header field → `\uHHHH` (four lower-case hex digits);
+//! - a header field's final backslash → `\u005c` (see `header`).
+//!
+//! A backslash anywhere else is written as itself (`NT AUTHORITY\SYSTEM`). The forms are
+//! JSON's own string escapes, so the unmapped-fields JSON stays valid JSON; they use only
+//! a backslash, letters and digits, none of which may be a delimiter, so a replacement
+//! never holds the delimiter it replaces.
 
 /// Appends an attribute value; true when it was cut to `max` characters.
 pub fn value(out: &mut String, value: &str, delimiter: char, max: usize) -> bool {
-    for (written, c) in value.chars().enumerate() {
-        if written == max {
-            return true;
-        }
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == delimiter => push_hex(out, c),
-            c => out.push(c),
-        }
-    }
-    false
+    append(out, value, max, |c| c == delimiter)
 }
 
-/// Appends a header field: `\` and `|` escaped (AxoSyslog's rule), line breaks and
-/// tabs replaced by a space.
+/// Appends a header field; true when it was cut to `max` characters.
 pub fn header(out: &mut String, value: &str, max: usize) -> bool {
-    for (written, c) in value.chars().enumerate() {
+    let cut = append(out, value, max, |c| c == '|');
+    // Parsers that accept `\|` in headers (AxoSyslog's parse_leef) would read a final
+    // backslash and the separator after it as an escaped pipe and shift every later
+    // field. A `\` ending the buffer is this field's: what precedes the field is a `|`.
+    if out.ends_with('\\') {
+        out.pop();
+        push_code(out, '\\');
+    }
+    cut
+}
+
+/// Appends `text`, cut to `max` characters, with the characters that would break the
+/// line (see the module comment) and those `separates` names replaced.
+fn append(out: &mut String, text: &str, max: usize, separates: impl Fn(char) -> bool) -> bool {
+    for (written, c) in text.chars().enumerate() {
         if written == max {
             return true;
         }
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '|' => out.push_str("\\|"),
-            '\r' | '\n' | '\t' => out.push(' '),
-            c => out.push(c),
+        if breaks_line(c) || separates(c) {
+            push_replacement(out, c);
+        } else {
+            out.push(c);
         }
     }
     false
 }
 
-fn push_hex(out: &mut String, c: char) {
+/// Control characters and the Unicode line and paragraph separators: raw, they end a
+/// syslog line, cut a C string, or drive a terminal (ESC, BEL).
+fn breaks_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+fn push_replacement(out: &mut String, c: char) {
+    match c {
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        c => push_code(out, c),
+    }
+}
+
+fn push_code(out: &mut String, c: char) {
     use std::fmt::Write;
-    let code = u32::from(c);
-    let _ = if code <= 0xFF {
-        write!(out, "\\x{code:02x}")
-    } else {
-        write!(out, "\\x{{{code:x}}}")
-    };
+    // Every character replaced is at most U+FFFF (delimiters are checked for it), so
+    // four digits always suffice. Writing into a String cannot fail.
+    let _ = write!(out, "\\u{:04x}", u32::from(c));
 }
 
 /// Parses a delimiter option: one character, `\t`, or hex `xHH`/`0xHH` (1–4 digits).
@@ -81,9 +102,16 @@ pub fn parse_delimiter(text: &str) -> Result<char, String> {
             "delimiter {c:?} is above U+FFFF; a LEEF header cannot name it"
         ));
     }
-    if c.is_ascii_alphanumeric() || matches!(c, '_' | '=' | '\\' | '\r' | '\n') {
+    if c.is_ascii_alphanumeric() || matches!(c, '_' | '=' | '\\') {
         return Err(format!(
-            "delimiter {c:?} would be ambiguous with keys, `=`, escapes or line breaks"
+            "delimiter {c:?} would be ambiguous with names, `=` or replacements"
+        ));
+    }
+    // The delimiter is written raw between attributes: it must not be a character the
+    // line may never hold raw. TAB is LEEF's own default.
+    if c != '\t' && breaks_line(c) {
+        return Err(format!(
+            "delimiter {c:?} is a control or line-separator character; only TAB may be"
         ));
     }
     Ok(c)

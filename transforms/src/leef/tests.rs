@@ -1,8 +1,10 @@
 //! LEEF tests. No maintained independent LEEF parser exists (siem-sinks.md §8.2), so the
-//! lines are read back by a small parser written here from the spec's rules (§7.1 header,
-//! §7.2 escaping) and the escaping documented in `escape.rs` — not from the encoder's
-//! code — and every fixture record, escaping, injection attempts, limits and options are
-//! checked through it.
+//! lines are read back by a small parser written here from IBM's rules (§7.1: the header
+//! split on `|`, attributes on the delimiter, a name ending at its first `=`) that, like
+//! QRadar, undoes nothing. What it reads is compared with the source values passed
+//! through the replacements docs/transforms/leef.md documents (`documented`, written
+//! from that page, not from the encoder's code). Every fixture record, injection
+//! attempts, limits and options are checked through it.
 
 use std::collections::BTreeSet;
 
@@ -13,11 +15,11 @@ use crate::siem_mapping::{
 use crate::test_support::{build, config, event};
 use chrono::DateTime;
 
-/// One LEEF line, read back.
+/// One LEEF line, read back as written: nothing is unescaped.
 #[derive(Debug)]
 struct Parsed {
     version: String,
-    /// Vendor, product, version, EventID, unescaped.
+    /// Vendor, product, version, EventID.
     header: [String; 4],
     /// The delimiter field as written in a 2.0 header (`None` for 1.0).
     delimiter_field: Option<String>,
@@ -39,22 +41,46 @@ impl Parsed {
     }
 }
 
-/// Reads one header field up to the next unescaped `|`; `\|` and `\\` are the only
-/// escapes (the AxoSyslog rule of §7.2). Returns the field and what follows the `|`.
-fn header_field(text: &str) -> Result<(String, &str), String> {
-    let mut field = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
+/// What the documentation says may never stand raw in a line (other than the delimiter
+/// between attributes): control characters, U+2028 and U+2029.
+fn never_raw(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// `text` as docs/transforms/leef.md says it is written, `separator` being the delimiter
+/// (a value) or `|` (a header field): CR, LF, TAB as `\r`, `\n`, `\t`; the separator and
+/// every other character `never_raw` names as `\u` and four lower-case hex digits;
+/// everything else, backslashes included, unchanged. Cut to `max` source characters.
+fn documented(text: &str, separator: char, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(max) {
         match c {
-            '|' => return Ok((field, &text[i + 1..])),
-            '\\' => match chars.next() {
-                Some((_, e @ ('|' | '\\'))) => field.push(e),
-                other => return Err(format!("bad header escape {other:?} in {text:?}")),
-            },
-            c => field.push(c),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c == separator || never_raw(c) => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
         }
     }
-    Err(format!("header field without closing `|`: {text:?}"))
+    out
+}
+
+/// A header field as documented: like a value with `|` as the separator, cut to 255
+/// characters, and a final backslash written `\u005c`.
+fn documented_header(text: &str) -> String {
+    let mut out = documented(text, '|', 255);
+    if out.ends_with('\\') {
+        out.pop();
+        out.push_str("\\u005c");
+    }
+    out
+}
+
+/// An attribute value as documented (no length limit).
+fn documented_value(text: &str, delimiter: char) -> String {
+    documented(text, delimiter, usize::MAX)
 }
 
 /// The delimiter of a 2.0 header: one character, or `xHH`/`0xHH` with 1–4 hex digits.
@@ -75,77 +101,53 @@ fn delimiter_of(field: &str) -> Result<char, String> {
         .ok_or_else(|| format!("bad delimiter code {field:?}"))
 }
 
-/// Undoes the value escaping documented in `escape.rs`: `\\`, `\r`, `\n`, `\t`, and the
-/// delimiter as `\xHH` (or `\x{H…}` above U+00FF). Anything else after a backslash is an
-/// error, so an encoder writing an undocumented form fails the tests.
-fn unescape(value: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('r') => out.push('\r'),
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('x') => {
-                let rest = chars.as_str();
-                let (hex, after) = if let Some(braced) = rest.strip_prefix('{') {
-                    let end = braced.find('}').ok_or("unclosed \\x{")?;
-                    (&braced[..end], &braced[end + 1..])
-                } else {
-                    (rest.get(..2).ok_or("short \\x")?, &rest[2..])
-                };
-                let code = u32::from_str_radix(hex, 16).map_err(|e| format!("\\x{hex}: {e}"))?;
-                out.push(char::from_u32(code).ok_or("bad \\x code")?);
-                chars = after.chars();
-            }
-            other => return Err(format!("undocumented escape \\{other:?} in {value:?}")),
-        }
+/// An error when `text` holds a character that may never stand raw in a line.
+fn no_raw_breaks(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| never_raw(*c)) {
+        Some(c) => Err(format!("raw {c:?} in {what} {text:?}")),
+        None => Ok(()),
     }
-    Ok(out)
 }
 
-/// Parses a LEEF 1.0 or 2.0 line as §7.1 describes it.
+/// Parses a LEEF 1.0 or 2.0 line as §7.1 describes it, unescaping nothing.
 fn parse(line: &str) -> Result<Parsed, String> {
-    if line.contains('\n') || line.contains('\r') {
-        return Err(format!(
-            "a raw line break would start a new syslog line: {line:?}"
-        ));
-    }
     let rest = line.strip_prefix("LEEF:").ok_or("no LEEF: prefix")?;
-    let (version, mut rest) = header_field(rest)?;
-    let mut header: [String; 4] = Default::default();
-    for field in &mut header {
-        (*field, rest) = header_field(rest)?;
-    }
-    let (delimiter_field, delimiter) = match version.as_str() {
-        "1.0" => (None, '\t'),
-        "2.0" => {
-            let (field, after) = header_field(rest)?;
-            rest = after;
-            let delimiter = delimiter_of(&field)?;
-            (Some(field), delimiter)
-        }
+    let (version, rest) = rest.split_once('|').ok_or("no version field")?;
+    // Vendor, product, version, EventID, then the 2.0 delimiter field; the attributes
+    // are everything after that, pipes included.
+    let header_count = match version {
+        "1.0" => 4,
+        "2.0" => 5,
         other => return Err(format!("unknown LEEF version {other:?}")),
     };
+    let fields: Vec<&str> = rest.splitn(header_count + 1, '|').collect();
+    if fields.len() != header_count + 1 {
+        return Err(format!("{} header fields in {line:?}", fields.len() - 1));
+    }
+    for field in &fields[..header_count] {
+        no_raw_breaks("header field", field)?;
+    }
+    let header: [String; 4] = std::array::from_fn(|i| fields[i].to_string());
+    let (delimiter_field, delimiter) = match version {
+        "2.0" => (Some(fields[4].to_string()), delimiter_of(fields[4])?),
+        _ => (None, '\t'),
+    };
+    let attributes_text = fields[header_count];
     let mut attributes = Vec::new();
-    if !rest.is_empty() {
-        for attribute in rest.split(delimiter) {
+    if !attributes_text.is_empty() {
+        for attribute in attributes_text.split(delimiter) {
             let (key, value) = attribute
                 .split_once('=')
                 .ok_or_else(|| format!("attribute without `=`: {attribute:?}"))?;
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("bad attribute name {key:?}"));
             }
-            attributes.push((key.to_string(), unescape(value)?));
+            no_raw_breaks("attribute value", value)?;
+            attributes.push((key.to_string(), value.to_string()));
         }
     }
     Ok(Parsed {
-        version,
+        version: version.to_string(),
         header,
         delimiter_field,
         delimiter,
@@ -168,20 +170,6 @@ fn parsed(encoder: &mut LeefEncoder, json: &str) -> Parsed {
     parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// A header value as §7.1/the module write it: line breaks and tabs become spaces.
-fn as_header(text: &str, max: usize) -> String {
-    text.chars()
-        .take(max)
-        .map(|c| {
-            if matches!(c, '\r' | '\n' | '\t') {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 /// The option sets every fixture goes through: (config, LEEF version, delimiter, ISO time).
 const VARIANTS: &[(&str, &str, char, bool)] = &[
     ("version = '1.0'", "1.0", '\t', false),
@@ -191,6 +179,9 @@ const VARIANTS: &[(&str, &str, char, bool)] = &[
     ("delimiter = '^'\ndev_time = 'iso8601'", "2.0", '^', true),
 ];
 
+/// Every record of tests/fixtures, each value read back by the spec parser above (which
+/// undoes nothing), must be its source value but for the documented replacements: a
+/// backslash in particular reads back as one backslash (`NT AUTHORITY\SYSTEM`).
 #[test]
 fn every_fixture_record_parses_back_to_what_the_preset_says() {
     let records = fixture_records();
@@ -201,6 +192,8 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
         let mut enc = encoder(toml_text);
         let mut out = String::new();
         let mut checked = 0;
+        // Values holding a backslash: the fixtures must have some.
+        let mut with_backslash = 0;
         let mut families = BTreeSet::new();
         for (file, record) in &records {
             enc.encode(record, &mut out);
@@ -210,7 +203,7 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
             families.insert(preset.name);
             for (i, field) in p.header.iter().enumerate() {
                 let expected = if header_text(&preset.header[i], record, &mut tracker, &mut tmp) {
-                    as_header(&tmp, 255)
+                    documented_header(&tmp)
                 } else {
                     String::new()
                 };
@@ -225,8 +218,8 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
             if let Some(sev) = p.get("sev") {
                 assert!((1..=10).contains(&sev.parse::<u8>().expect("number")));
             }
-            let name =
-                header_text(&preset.header[4], record, &mut tracker, &mut tmp).then(|| tmp.clone());
+            let name = header_text(&preset.header[4], record, &mut tracker, &mut tmp)
+                .then(|| documented_value(&tmp, *delimiter));
             assert_eq!(p.get("name"), name.as_deref(), "{file}");
             let mut allowed: BTreeSet<&str> = ["sev", "name", "devTimeFormat", "unmapped"].into();
             for entry in &preset.entries {
@@ -244,7 +237,7 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
                     Kind::Text(max) => max,
                     _ => usize::MAX,
                 };
-                let expected: String = tmp.chars().take(max).collect();
+                let expected = documented(&tmp, *delimiter, max);
                 let got = p.get(&entry.key).unwrap_or_else(|| {
                     panic!("{toml_text} {file}: {} missing in {out}", entry.key)
                 });
@@ -256,6 +249,7 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
                 } else {
                     assert_eq!(got, expected, "{toml_text} {file}: key {}", entry.key);
                 }
+                with_backslash += usize::from(tmp.contains('\\'));
                 checked += 1;
             }
             // devTimeFormat exactly when devTime is written as text (§7.3).
@@ -272,6 +266,7 @@ fn every_fixture_record_parses_back_to_what_the_preset_says() {
             }
         }
         assert!(checked > 500, "{toml_text}: {checked}");
+        assert!(with_backslash > 10, "{toml_text}: {with_backslash}");
         for family in [
             "o365_azure_ad",
             "o365_exchange_admin",
@@ -324,10 +319,12 @@ fn preset_keys_are_translated_to_qradar_names() {
     }
 }
 
-const SPECIAL: &str = "a|b=c\\d\te\r\nf é 日本 \\= \\| ^ x5e \\x5e z";
+/// Every character the encoder treats specially, next to text that looks like its forms.
+const SPECIAL: &str =
+    "a|b=c\\d\te\r\nf é 日本 \\= \\| ^ x5e \\x5e \\u005e \0\x07\x1b\x7f\u{85}\u{2028}\u{2029} z";
 
 #[test]
-fn special_characters_round_trip_in_header_and_attributes() {
+fn special_characters_read_back_as_documented_in_header_and_attributes() {
     for (options, delimiter) in [
         ("version = '1.0'", '\t'),
         ("delimiter = '^'", '^'),
@@ -343,12 +340,56 @@ fn special_characters_round_trip_in_header_and_attributes() {
         assert_eq!(attributes.matches(delimiter).count(), 3, "{out}");
         let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!(p.delimiter, delimiter);
-        assert_eq!(p.header[0], as_header(SPECIAL, 255), "{out}");
-        assert_eq!(p.header[3], as_header(SPECIAL, 255), "{out}");
+        assert_eq!(p.header[0], documented_header(SPECIAL), "{out}");
+        assert_eq!(p.header[3], documented_header(SPECIAL), "{out}");
         for key in ["name", "msg", "usrName"] {
-            assert_eq!(p.get(key), Some(SPECIAL), "{options} {key}: {out}");
+            let expected = documented_value(SPECIAL, delimiter);
+            assert_eq!(
+                p.get(key),
+                Some(expected.as_str()),
+                "{options} {key}: {out}"
+            );
         }
     }
+    // The documented forms spelled out once, so the oracle above cannot drift with them.
+    let p = parsed(
+        &mut encoder(
+            "delimiter = '^'\npreset = 'generic'\nunmapped = 'drop'\n[mapping]\nevent_class_id = '.v'\n[mapping.extension]\nmsg = '.v'\n",
+        ),
+        &serde_json::json!({ "v": SPECIAL }).to_string(),
+    );
+    let controls = r"\u0000\u0007\u001b\u007f\u0085\u2028\u2029";
+    assert_eq!(
+        p.header[3],
+        format!(r"a\u007cb=c\d\te\r\nf é 日本 \= \\u007c ^ x5e \x5e \u005e {controls} z")
+    );
+    assert_eq!(
+        p.get("msg"),
+        Some(format!(r"a|b=c\d\te\r\nf é 日本 \= \| \u005e x5e \x5e \u005e {controls} z").as_str())
+    );
+}
+
+#[test]
+fn backslashes_are_written_as_themselves() {
+    let mut enc = encoder(
+        "delimiter = '^'\npreset = 'generic'\nunmapped = 'drop'\n[mapping]\nevent_class_id = '.id'\n[mapping.extension]\nusrName = '.user'\nfilePath = '.path'\nmsg = '.trailing'\n",
+    );
+    let record = serde_json::json!({
+        "id": "Folder\\Event",
+        "user": "NT AUTHORITY\\SYSTEM",
+        "path": "C:\\Windows\\System32\\svchost.exe",
+        "trailing": "C:\\Temp\\",
+    });
+    let out = line(&mut enc, &record.to_string());
+    assert!(!out.contains("\\\\"), "no doubled backslash: {out}");
+    let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(p.header[3], "Folder\\Event");
+    assert_eq!(p.get("usrName"), Some("NT AUTHORITY\\SYSTEM"));
+    assert_eq!(
+        p.get("filePath"),
+        Some("C:\\Windows\\System32\\svchost.exe")
+    );
+    assert_eq!(p.get("msg"), Some("C:\\Temp\\"));
 }
 
 #[test]
@@ -383,10 +424,51 @@ fn injection_attempts_stay_inside_their_value() {
         let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         // Overrides are added in name order, after the preset's own attributes.
         assert_eq!(p.keys(), ["name", "accountName", "msg"], "{options}: {out}");
-        assert_eq!(p.header[3], "x|2.0|^|usrName=root");
-        assert_eq!(p.get("name"), Some(values[1].1.as_str()));
-        assert_eq!(p.get("msg"), Some(values[3].1.as_str()));
-        assert_eq!(p.get("accountName"), Some(values[4].1.as_str()));
+        // Read as written (nothing is unescaped): each value is its documented form.
+        let delimiter = p.delimiter;
+        assert_eq!(p.header[3], documented_header("x|2.0|^|usrName=root"));
+        assert_eq!(p.header[3], r"x\u007c2.0\u007c^\u007cusrName=root");
+        for (key, source) in [("name", 1), ("msg", 3), ("accountName", 4)] {
+            let expected = documented_value(&values[source].1, delimiter);
+            assert_eq!(p.get(key), Some(expected.as_str()), "{options} {key}");
+        }
+    }
+}
+
+/// Line breaks other than CR/LF (NEL, U+2028/2029, VT, FF), NUL, ESC and BEL, and a
+/// backslash placed to swallow the next separator, forge nothing.
+#[test]
+fn control_characters_and_backslashes_forge_nothing() {
+    let forged = "LEEF:2.0|Evil|Corp|1|2|^|usrName=pwned";
+    for (options, delimiter) in [("version = '1.0'", "\t"), ("delimiter = '^'", "^")] {
+        let mut enc = encoder(&format!(
+            "{options}\npreset = 'generic'\nunmapped = 'drop'\n[mapping]\nvendor = '.v'\nevent_class_id = '.e'\n[mapping.extension]\naccountName = '.a'\nmsg = '.m'\n"
+        ));
+        let record = serde_json::json!({
+            // A header field ending in a backslash: `\|` to parsers that honour it.
+            "v": "Evil\\",
+            "e": "id\\",
+            "a": format!("x\u{85}{forged}\u{2028}{forged}\u{2029}\x0b\x0c{forged}\0\x1b[2J\x07"),
+            "m": format!("ends in a backslash\\{delimiter}usrName=root"),
+        });
+        let out = line(&mut enc, &record.to_string());
+        let p = parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(p.keys(), ["sev", "accountName", "msg"], "{options}: {out}");
+        assert_eq!(p.header[0], r"Evil\u005c");
+        assert_eq!(p.header[3], r"id\u005c");
+        // No header field ends in a backslash, so `\|` appears nowhere in the header.
+        let header_end = out.find("sev=").expect("attributes");
+        assert!(!out[..header_end].contains("\\|"), "{out}");
+        let a = record["a"].as_str().expect("text");
+        let expected = documented_value(a, p.delimiter);
+        assert_eq!(p.get("accountName"), Some(expected.as_str()), "{out}");
+        assert!(expected.starts_with(r"x\u0085LEEF:2.0|Evil"), "{expected}");
+        assert!(expected.ends_with(r"\u0000\u001b[2J\u0007"), "{expected}");
+        let msg = documented_value(
+            &format!("ends in a backslash\\{delimiter}usrName=root"),
+            p.delimiter,
+        );
+        assert_eq!(p.get("msg"), Some(msg.as_str()));
     }
 }
 
@@ -442,7 +524,6 @@ fn delimiter_option_forms() {
         ("delimiter = '0x5e'", "^", '^'),
         ("delimiter = '|'", "x7C", '|'),
         ("delimiter = ' '", "x20", ' '),
-        ("delimiter = \"\\u001F\"", "x1F", '\u{1f}'),
         ("delimiter = '☃'", "x2603", '☃'),
         ("", "x09", '\t'),
     ] {
@@ -471,6 +552,13 @@ fn bad_delimiters_and_names_are_config_errors() {
         "delimiter = '\\'",
         "delimiter = \"\\n\"",
         "delimiter = 'x0A'",
+        // Written raw between attributes, so never a character a line may not hold raw.
+        "delimiter = \"\\u001F\"",
+        "delimiter = 'x00'",
+        "delimiter = 'x1B'",
+        "delimiter = 'x85'",
+        "delimiter = 'x2028'",
+        "delimiter = 'x2029'",
         "delimiter = 'xZZ'",
         "delimiter = 'x12345'",
         "delimiter = '0xD800'",
@@ -527,7 +615,17 @@ fn limits_truncate_and_count_and_bad_values_are_kept_aside() {
 fn unmapped_fields_go_to_json_or_are_dropped() {
     let record = r#"{"RecordType":15,"Workload":"AzureActiveDirectory","CreationTime":"2022-12-12 15:57:57","Operation":"UserLoggedIn","Extra":{"deep":["a\tb","c^d"]}}"#;
     let expected = Some(r#"{"Extra":{"deep":["a\tb","c^d"]}}"#);
+    // The `^` delimiter inside the JSON is written `\u005e`, JSON's own escape: the
+    // text stays valid JSON and reads back as the record's fields.
     let p = parsed(&mut encoder("delimiter = '^'"), record);
+    let json = p.get("unmapped").expect("unmapped");
+    assert_eq!(json, r#"{"Extra":{"deep":["a\tb","c\u005ed"]}}"#);
+    let read: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+    assert_eq!(
+        read,
+        serde_json::json!({ "Extra": { "deep": ["a\tb", "c^d"] } })
+    );
+    let p = parsed(&mut encoder(""), record);
     assert_eq!(p.get("unmapped"), expected);
     let p = parsed(&mut encoder("unmapped_key = 'rest'"), record);
     assert_eq!((p.get("rest"), p.get("unmapped")), (expected, None));
@@ -562,21 +660,29 @@ fn the_parser_rejects_what_it_should() {
         "LEEF:2.0|V|P|1|E|",
         "LEEF:2.0|V|P|1|E|xZZ|a=b",
         "LEEF:1.0|V|P|1|E|a=b\tc",
-        "LEEF:1.0|V|P|1|E|a=b\\q",
         "LEEF:1.0|V|P|1|E|a b=c",
         "LEEF:1.0|V|P|1|E|a=b\nLEEF:1.0|V|P|1|E|",
-        "LEEF:1.0|V\\x|P|1|E|",
+        "LEEF:2.0|V|P|1|E|^|a=b\tc",
+        "LEEF:2.0|V|P|1|E|^|a=b\u{2028}c",
+        "LEEF:2.0|V|P|1|E|^|a=b\u{85}c",
+        "LEEF:2.0|V|P|1|E|^|a=\x1b[2J",
+        "LEEF:2.0|V|P|1|E|^|a=\0",
+        "LEEF:1.0|V\r|P|1|E|",
+        "LEEF:1.0|V|P|1",
+        "LEEF:3.0|V|P|1|E|",
         "CEF:0|V|P|1|E|N|3|",
     ] {
         assert!(parse(bad).is_err(), "{bad:?}");
     }
-    let p = parse("LEEF:2.0|V\\|x|P|1|E|0x5E|a=b\\x5ec^d=\\\\\\t").expect("valid");
-    assert_eq!(p.header[0], "V|x");
+    // Backslashes mean nothing to it: `\|` splits like any pipe, `\x5e` is text.
+    let p = parse(r"LEEF:2.0|V\|x|P|1|0x5E|a=b\x5ec^d=\\\t|e").expect("valid");
+    assert_eq!(p.header, [r"V\", "x", "P", "1"]);
+    assert_eq!(p.delimiter, '^');
     assert_eq!(
         p.attributes,
         [
-            ("a".to_string(), "b^c".to_string()),
-            ("d".to_string(), "\\\t".to_string())
+            ("a".to_string(), r"b\x5ec".to_string()),
+            ("d".to_string(), r"\\\t|e".to_string())
         ]
     );
 }
