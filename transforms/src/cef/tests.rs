@@ -177,6 +177,40 @@ fn injection_attempts_stay_inside_their_value() {
     assert!(get(&parsed, "suser").is_some_and(|u| u.starts_with("bob\n<13>")));
 }
 
+/// A Threat Intelligence email record as the Management Activity schema describes it:
+/// `Recipients` is a list of addresses, `ExtendedProperties`-style lists hold objects.
+pub(crate) const THREAT_INTELLIGENCE_EMAIL: &str = r#"{"RecordType":28,"Workload":"ThreatIntelligence","CreationTime":"2024-11-02T10:15:30","Id":"ti-1","Operation":"TIMailData","P1Sender":"mallory@fabrikam.example","Recipients":["alice@contoso.example","bob@contoso.example"],"Subject":"Invoice","Verdict":"Phish","DeliveryAction":["Blocked","Junked"],"Policies":[{"Name":"Anti-phish","Action":"Quarantine"}]}"#;
+
+#[test]
+fn list_values_are_joined_with_commas_as_microsofts_agent_does() {
+    let mut enc = encoder("");
+    let out = line(&mut enc, THREAT_INTELLIGENCE_EMAIL);
+    assert!(
+        out.contains(" duser=alice@contoso.example,bob@contoso.example "),
+        "{out}"
+    );
+    let parsed = Oracle::new().parse(&out);
+    assert_eq!(
+        get(&parsed, "duser").as_deref(),
+        Some("alice@contoso.example,bob@contoso.example")
+    );
+    assert_eq!(get(&parsed, "cs5").as_deref(), Some("Blocked,Junked"));
+    // A list of objects has no plain form: it stays JSON (here in the unmapped cs6).
+    let cs6: serde_json::Value =
+        serde_json::from_str(&get(&parsed, "cs6").expect("cs6")).expect("JSON");
+    assert_eq!(
+        cs6,
+        serde_json::json!({ "Policies": [{ "Name": "Anti-phish", "Action": "Quarantine" }] })
+    );
+    // The same join in a header field.
+    let mut enc = encoder("preset = 'generic'\nunmapped = 'drop'\n[mapping]\nname = '.to'\n");
+    let out = line(&mut enc, r#"{"to":["a@x.example","b@x.example"]}"#);
+    assert_eq!(
+        get(&Oracle::new().parse(&out), "name").as_deref(),
+        Some("a@x.example,b@x.example")
+    );
+}
+
 #[test]
 fn the_eighth_pipe_is_always_written() {
     let mut enc = encoder("preset = 'generic'\nunmapped = 'drop'\n[mapping]\nseverity = '7'\n");

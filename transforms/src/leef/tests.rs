@@ -473,6 +473,23 @@ fn control_characters_and_backslashes_forge_nothing() {
 }
 
 #[test]
+fn list_values_are_joined_with_commas_as_in_cef() {
+    let p = parsed(
+        &mut encoder("delimiter = '^'"),
+        crate::cef::tests::THREAT_INTELLIGENCE_EMAIL,
+    );
+    assert_eq!(
+        p.get("duser"),
+        Some("alice@contoso.example,bob@contoso.example")
+    );
+    assert_eq!(p.get("DeliveryAction"), Some("Blocked,Junked"));
+    assert_eq!(
+        p.get("unmapped"),
+        Some(r#"{"Policies":[{"Action":"Quarantine","Name":"Anti-phish"}]}"#)
+    );
+}
+
+#[test]
 fn sev_is_one_to_ten() {
     let mut enc = encoder("preset = 'generic'\nunmapped = 'drop'\n[mapping]\nseverity = '.s'\n");
     for (s, expected) in [

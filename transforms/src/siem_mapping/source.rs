@@ -260,15 +260,13 @@ impl FieldPath {
         }
         let mut text = String::new();
         let mut paths = Vec::new();
-        for (i, item) in found.into_iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            if let Some((value, path)) = item {
-                value_text(value, &mut text);
+        let values = found.into_iter().map(|item| {
+            item.map(|(value, path)| {
                 paths.push(path);
-            }
-        }
+                value
+            })
+        });
+        join_list(values, &mut text);
         // No element held the field: nothing was read, nothing to write.
         (!paths.is_empty()).then_some(Got::Text(Cow::Owned(text), paths))
     }
@@ -390,10 +388,12 @@ fn lookup<'a>(
     lookup(next.1, rest, real)
 }
 
-/// Appends a value as text: strings as is, containers as compact JSON.
+/// Appends a value as text: strings as is, a list of plain values joined (`join_list`),
+/// objects and lists holding containers as compact JSON.
 pub fn value_text(value: &Value, out: &mut String) {
     use std::fmt::Write;
     match value {
+        Value::Array(items) if items.iter().all(is_plain) => join_list(items.iter().map(Some), out),
         Value::Bytes(bytes) => out.push_str(&String::from_utf8_lossy(bytes)),
         Value::String(text) => out.push_str(text),
         Value::Integer(i) => {
@@ -414,4 +414,25 @@ pub fn value_text(value: &Value, out: &mut String) {
             }
         }
     }
+}
+
+/// Appends list elements the way Microsoft's SIEM agent prints lists
+/// (`targetObjects=a,b,c`): each element's text, joined with commas; an absent or null
+/// element leaves an empty place. Every list value of CEF and LEEF goes through here.
+fn join_list<'a>(items: impl IntoIterator<Item = Option<&'a Value>>, out: &mut String) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if let Some(value) = item {
+            value_text(value, out);
+        }
+    }
+}
+
+/// A value with a text form of its own: not an object or a list. A list of such values
+/// is a plain list; one holding containers stays JSON (commas between JSON objects
+/// would be neither JSON nor a plain value).
+fn is_plain(value: &Value) -> bool {
+    !matches!(value, Value::Object(_) | Value::Array(_))
 }

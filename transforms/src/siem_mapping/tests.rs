@@ -301,3 +301,42 @@ fn array_selectors_and_value_maps() {
         assert!(Source::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// A list of plain values is joined with commas wherever it is written — a field, a
+/// template hole, a header — as Microsoft's SIEM agent prints lists; a list holding
+/// objects or lists has no plain form and stays JSON.
+#[test]
+fn list_values_are_joined_with_commas() {
+    let record = value(
+        r#"{"Recipients":["alice@contoso.example","bob@contoso.example"],"ids":[1,2.5,true],
+            "gaps":["a",null,"b"],"one":["x"],"none":[],
+            "objects":[{"Name":"a","Value":"1"}],"nested":[["a"],["b"]],"mixed":["a",{"b":1}],
+            "entities":[{"tags":["t1","t2"]},{"tags":["t3"]}]}"#,
+    );
+    let text = |s: &str| {
+        Source::parse(s).expect("parses").get(&record).map(|got| {
+            let mut out = String::new();
+            typed_text(&got, Kind::Text(usize::MAX), &mut out);
+            out
+        })
+    };
+    for (source, expected) in [
+        (".Recipients", "alice@contoso.example,bob@contoso.example"),
+        (".ids", "1,2.5,true"),
+        // A null element leaves an empty place, as a fan-out's missing field does.
+        (".gaps", "a,,b"),
+        (".one", "x"),
+        (".none", ""),
+        (
+            "to {{ .Recipients }}",
+            "to alice@contoso.example,bob@contoso.example",
+        ),
+        // A fan-out over lists goes through the same join.
+        (".entities[*].tags", "t1,t2,t3"),
+        (".objects", r#"[{"Name":"a","Value":"1"}]"#),
+        (".nested", r#"[["a"],["b"]]"#),
+        (".mixed", r#"["a",{"b":1}]"#),
+    ] {
+        assert_eq!(text(source).as_deref(), Some(expected), "{source}");
+    }
+}
