@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;
+pub mod retry;
 pub mod secret;
 pub mod state;
 pub mod template;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use super::adaptive::AdaptiveConcurrency;
 use crate::ConfigIssue;
+use crate::retry::RetryRule;
 
 /// `batch`: when a request is cut from the events waiting.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
@@ -243,17 +244,10 @@ impl RetryConfig {
         issues
     }
 
-    /// The waits between attempts: from `initial_backoff`, doubling with jitter, capped at
-    /// `max_backoff`, never ending (`max_duration` is the caller's to enforce).
-    pub fn backoff(&self) -> backon::ExponentialBackoff {
-        use backon::BackoffBuilder as _;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.initial_backoff)
-            .with_max_delay(self.max_backoff.max(self.initial_backoff))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
+    /// The retry rule of these options: from `initial_backoff`, doubling with jitter up to
+    /// `max_backoff`, within `max_duration` (see [`crate::retry`]).
+    pub fn rule(&self) -> RetryRule {
+        RetryRule::new(self.initial_backoff, self.max_backoff).within(self.max_duration)
     }
 }
 

@@ -3,7 +3,8 @@
 //! A sink implements [`Protocol`] — how one event is encoded, how one request is sent
 //! and what the peer's answer means — and hands it to [`run`], which does the rest:
 //! batching by events, bytes and age (per partition), a fixed or adaptive number of
-//! requests in flight, retries with exponential backoff and jitter (or the peer's `Retry-After`),
+//! requests in flight, retries under the one retry rule of [`crate::retry`] (exponential
+//! backoff with jitter, or the peer's `Retry-After`, within `retry.max_duration`),
 //! splitting on "too large", dead-lettering what can never be delivered, failing a batch
 //! back to its source after `retry.max_duration`, health, and metrics.
 //!

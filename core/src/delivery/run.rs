@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use backon::ExponentialBackoff;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use super::slots::{Slot, Slots};
 use super::{EventOutcome, Outcome, Protocol, Request, Settings};
 use crate::api::Health;
 use crate::event::resolve_batch;
+use crate::retry::Retries;
 use crate::{BatchStatus, SinkContext};
 
 /// Delivers everything arriving on `cx.input` through `protocol` until the input ends
@@ -206,8 +206,7 @@ async fn encode<P: Protocol>(shared: &Shared<P>, batcher: &mut Batcher, batch: c
 async fn deliver<P: Protocol>(shared: Arc<Shared<P>>, cut: Cut, slot: Slot) {
     let mut job = Job {
         shared: &shared,
-        started: Instant::now(),
-        backoff: None,
+        retries: shared.retry.rule().start(),
         slot: Some(slot),
         attempts: 0,
     };
@@ -234,8 +233,8 @@ enum Gave {
 
 struct Job<'a, P> {
     shared: &'a Shared<P>,
-    started: Instant,
-    backoff: Option<ExponentialBackoff>,
+    /// The batch's retries under `retry`, its `max_duration` counted from the first send.
+    retries: Retries,
     slot: Option<Slot>,
     attempts: u32,
 }
@@ -411,26 +410,33 @@ impl<P: Protocol> Job<'_, P> {
         }
     }
 
-    /// Records a failure and waits before the next attempt; gives the events up when the
-    /// wait would pass `retry.max_duration` or the process aborts.
+    /// Records a failure and waits before the next attempt, as the retry rule says
+    /// ([`crate::retry`]); gives the events up when the wait would pass
+    /// `retry.max_duration` or the process aborts.
     async fn back_off(&mut self, items: Vec<Item>, failure: &Failure) -> Result<Vec<Item>, Gave> {
         let shared = self.shared;
-        let retry = &shared.retry;
         shared.metrics.error(failure.kind());
-        let delay = match failure {
-            Failure::Retry {
-                retry_after: Some(wait),
-                ..
-            } => *wait,
-            Failure::Config { .. } => retry.max_backoff,
-            _ => self
-                .backoff
-                .get_or_insert_with(|| retry.backoff())
-                .next()
-                .unwrap_or(retry.max_backoff),
+        let wait = match failure {
+            Failure::Retry { retry_after, .. } => self.retries.after_failure(*retry_after),
+            Failure::Config { .. } => self.retries.after_config_failure(),
+            _ => self.retries.after_failure(None),
         };
         if let Failure::Config { reason } = failure {
             shared.health.failing(reason);
+        }
+        let Some(delay) = wait else {
+            shared.metrics.error("retries_exhausted");
+            tracing::error!(
+                component = %shared.id,
+                reason = %failure,
+                events = items.len(),
+                attempts = self.attempts,
+                spent = ?self.retries.elapsed(),
+                "retry.max_duration reached; the batch is failed back to its source, which will read it again"
+            );
+            return Err(Gave::Up(items));
+        };
+        if let Failure::Config { reason } = failure {
             tracing::error!(
                 component = %shared.id,
                 reason = %reason,
@@ -448,19 +454,6 @@ impl<P: Protocol> Job<'_, P> {
                 retry_in = ?delay,
                 "request failed; retrying"
             );
-        }
-        let spent = self.started.elapsed();
-        if spent + delay > retry.max_duration {
-            shared.metrics.error("retries_exhausted");
-            tracing::error!(
-                component = %shared.id,
-                reason = %failure,
-                events = items.len(),
-                attempts = self.attempts,
-                spent = ?spent,
-                "retry.max_duration reached; the batch is failed back to its source, which will read it again"
-            );
-            return Err(Gave::Up(items));
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

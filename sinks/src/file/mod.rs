@@ -108,7 +108,7 @@ impl FileSinkConfig {
             idle_timeout: self.idle_timeout.max(Duration::from_millis(1)),
             fsync: self.fsync,
             max_open_files: self.max_open_files.max(1),
-            retry: run::RetryPolicy::default(),
+            retry: run::WRITE_RETRY,
         })
     }
 }

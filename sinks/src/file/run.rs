@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use metrics::Counter;
+use siemflow_core::retry::RetryRule;
 use siemflow_core::template::Template;
 use siemflow_core::{BatchStatus, SinkContext};
 use tokio::time::MissedTickBehavior;
@@ -25,40 +25,14 @@ pub(super) struct Settings {
     pub fsync: bool,
     /// Bound of the open-file map.
     pub max_open_files: usize,
-    /// Backoff of failed writes.
-    pub retry: RetryPolicy,
+    /// Pace of the retries of a failed write.
+    pub retry: RetryRule,
 }
 
-/// How fast a failing write is retried.
-#[derive(Debug, Clone)]
-pub(super) struct RetryPolicy {
-    /// The first delay.
-    pub min_delay: Duration,
-    /// The longest delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Endless delays, doubling with jitter up to `max_delay`: only an abort gives up.
-    fn delays(&self) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
-    }
-}
+/// How a failing write is retried: from 250 ms doubling with jitter to 30 s, with no
+/// budget, as a batch written to a file is never given up on (only an abort ends it).
+pub(super) const WRITE_RETRY: RetryRule =
+    RetryRule::new(Duration::from_millis(250), Duration::from_secs(30));
 
 /// Appends each batch from `cx.input` to its files and acknowledges it once written.
 pub(super) async fn append_batches(settings: Settings, mut cx: SinkContext) -> anyhow::Result<()> {
@@ -119,7 +93,8 @@ struct Failures {
     counter: Counter,
 }
 
-/// Writes a batch, retrying I/O errors with backoff until it succeeds or `cx.abort`.
+/// Writes a batch, retrying I/O errors under `settings.retry` until it succeeds or
+/// `cx.abort`.
 async fn write_with_retry(
     mut files: OpenFiles,
     mut pending: PendingWrite,
@@ -127,7 +102,7 @@ async fn write_with_retry(
     cx: &SinkContext,
     failures: &mut Failures,
 ) -> anyhow::Result<(OpenFiles, PendingWrite)> {
-    let mut delays: Option<ExponentialBackoff> = None;
+    let mut retries = settings.retry.start();
     let mut attempt: u32 = 0;
     loop {
         let fsync = settings.fsync;
@@ -149,10 +124,8 @@ async fn write_with_retry(
             Err(error) => error,
         };
         attempt += 1;
-        let delay = delays
-            .get_or_insert_with(|| settings.retry.delays())
-            .next()
-            .unwrap_or(settings.retry.max_delay);
+        // The rule has no budget, so it always grants a wait; the fallback is never used.
+        let delay = retries.after_failure(None).unwrap_or(settings.retry.max);
         report_failure(cx, failures, &error, attempt, delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -4,11 +4,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
+use siemflow_core::retry::RetryRule;
 use siemflow_core::{BatchStatus, ConfigIssue, SinkConfig, SinkContext};
 use tokio::task::JoinHandle;
 
 use super::FileSinkConfig;
-use super::run::{self, RetryPolicy};
+use super::run;
 use crate::test_support::{acked, eventually, harness};
 
 fn config(value: serde_json::Value) -> FileSinkConfig {
@@ -18,10 +19,7 @@ fn config(value: serde_json::Value) -> FileSinkConfig {
 /// Starts the sink with fast retries, so tests of failures run in milliseconds.
 fn start(config: &FileSinkConfig, cx: SinkContext) -> JoinHandle<anyhow::Result<()>> {
     let mut settings = config.settings().expect("settings");
-    settings.retry = RetryPolicy {
-        min_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    };
+    settings.retry = RetryRule::new(Duration::from_millis(5), Duration::from_millis(20));
     tokio::spawn(run::append_batches(settings, cx))
 }
 

@@ -1,8 +1,7 @@
 //! The syslog sink's loop: encode a batch, send it, reconnect and resend on errors, ack.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backon::ExponentialBackoff;
 use metrics::Counter;
 use siemflow_core::ack::AckSet;
 use siemflow_core::delivery::RetryConfig;
@@ -301,8 +300,8 @@ fn utf8_boundary(bytes: &[u8], max: usize) -> usize {
     end
 }
 
-/// Sends one batch, reconnecting with backoff until it is written, the retry budget is
-/// spent or the process aborts. A batch whose write failed is written again whole on the
+/// Sends one batch, reconnecting under the retry rule (`siemflow_core::retry`) until it
+/// is written, the next wait would pass `retry.max_duration`, or the process aborts. A batch whose write failed is written again whole on the
 /// next connection (at least once).
 async fn deliver(
     link: &mut Link,
@@ -313,8 +312,7 @@ async fn deliver(
     if batch.events == 0 {
         return Outcome::Delivered;
     }
-    let started = Instant::now();
-    let mut delays: Option<ExponentialBackoff> = None;
+    let mut retries = retry.rule().start();
     let mut next_datagram = 0;
     let mut attempt: u32 = 0;
     loop {
@@ -337,15 +335,10 @@ async fn deliver(
         }
         link.failing = true;
         cx.health.unhealthy(format!("{:?}: {error}", link.target));
-        let spent = started.elapsed();
-        if spent >= retry.max_duration {
+        // A syslog receiver never says when to come back: no Retry-After.
+        let Some(delay) = retries.after_failure(None) else {
             return Outcome::GaveUp(format!("{error} (after {attempt} attempts)"));
-        }
-        let delay = delays
-            .get_or_insert_with(|| retry.backoff())
-            .next()
-            .unwrap_or(retry.max_backoff)
-            .min(retry.max_duration - spent);
+        };
         tracing::warn!(component = %cx.component.id, target = ?link.target, %error, attempt, retry_in = ?delay, "syslog send failed; reconnecting and sending the batch again");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -9,13 +9,15 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use siemflow_core::retry::{Retries, RetryRule};
+
 use super::checkpoint::{self, Entry};
 use super::reader::{Command, FileSerial, OpenedFile, ReadBatch};
 
-/// First wait before a failed batch is read again; doubles per consecutive failure.
-const RETRY_BACKOFF: Duration = Duration::from_millis(250);
-/// Longest wait before a failed batch is read again.
-const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+/// How soon a failed batch is read again: from 250 ms, doubling with jitter per
+/// consecutive failure of its file, up to 30 s. No budget: the data is still in the
+/// file, so it is read again until it is delivered or the file is truncated.
+const REREAD: RetryRule = RetryRule::new(Duration::from_millis(250), Duration::from_secs(30));
 
 struct Pending {
     seq: u64,
@@ -35,7 +37,8 @@ struct FileState {
     drained: bool,
     /// False once the file was truncated: its old content is gone.
     rereadable: bool,
-    consecutive_failures: u32,
+    /// The re-reads since the file's last delivery; `None` while nothing failed.
+    rereads: Option<Retries>,
 }
 
 /// What became of a failed batch.
@@ -104,7 +107,7 @@ impl Tracker {
                 pending: VecDeque::new(),
                 drained: false,
                 rereadable: true,
-                consecutive_failures: 0,
+                rereads: None,
             },
         );
         self.dirty = true;
@@ -143,7 +146,7 @@ impl Tracker {
         while state.pending.front().is_some_and(|p| p.delivered) {
             if let Some(done) = state.pending.pop_front() {
                 state.acked = done.end;
-                state.consecutive_failures = 0;
+                state.rereads = None;
                 self.dirty = true;
             }
         }
@@ -169,10 +172,12 @@ impl Tracker {
         state.pending.truncate(index);
         state.generation += 1;
         if retry && state.rereadable {
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            let backoff = RETRY_BACKOFF
-                .saturating_mul(1 << state.consecutive_failures.saturating_sub(1).min(10))
-                .min(MAX_RETRY_BACKOFF);
+            // REREAD has no budget, so it always grants a wait.
+            let backoff = state
+                .rereads
+                .get_or_insert_with(|| REREAD.start())
+                .after_failure(None)
+                .unwrap_or(REREAD.max);
             state.drained = false;
             let command = Command::Rewind {
                 serial,

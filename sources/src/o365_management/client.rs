@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{ACCEPT, HeaderMap};
 use reqwest::{Method, Url};
@@ -330,8 +329,11 @@ impl TenantClient {
         cancel: &CancellationToken,
     ) -> Result<Answer, ApiError> {
         let url = with_publisher(url, &self.publisher);
-        let mut transient = self.tuning.transient_backoff().build();
-        let mut throttle = self.tuning.throttle_backoff().build();
+        // Two series under the one retry rule (siemflow_core::retry): throttling is the
+        // tenant's quota and never given up on; other transient failures have a few retries,
+        // after which the pass or blob is tried again at a later poll.
+        let mut transient = self.tuning.transient.start();
+        let mut throttle = self.tuning.throttle.start();
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -353,8 +355,10 @@ impl TenantClient {
                     retry_after,
                 } => {
                     self.metrics.throttled.increment(1);
-                    let backoff = throttle.next().unwrap_or(self.tuning.throttle_max);
-                    let wait = backoff.max(retry_after.unwrap_or_default());
+                    // The throttle rule has no budget, so it always grants a wait.
+                    let wait = throttle
+                        .after_failure(retry_after)
+                        .unwrap_or(self.tuning.throttle.max);
                     if endpoint == Endpoint::Start {
                         tracing::warn!(
                             tenant_id = %self.tenant_id,
@@ -377,9 +381,8 @@ impl TenantClient {
                 Attempt::Transient {
                     detail,
                     retry_after,
-                } => match transient.next() {
-                    Some(backoff) => {
-                        let wait = backoff.max(retry_after.unwrap_or_default());
+                } => match transient.after_failure(retry_after) {
+                    Some(wait) => {
                         tracing::debug!(
                             tenant_id = %self.tenant_id,
                             endpoint = endpoint.label(),
@@ -557,26 +560,6 @@ pub(crate) fn with_publisher(mut url: Url, publisher: &str) -> Url {
             .append_pair("PublisherIdentifier", publisher);
     }
     url
-}
-
-impl Tuning {
-    fn transient_backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.retry_min)
-            .with_max_delay(self.retry_max)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(self.retry_attempts)
-    }
-
-    fn throttle_backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.throttle_min)
-            .with_max_delay(self.throttle_max)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use siemflow_core::auth::{TokenProvider, default_scope};
+use siemflow_core::retry::RetryRule;
 use siemflow_core::{BoxFuture, ConfigIssue, SourceConfig, SourceContext};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -43,16 +44,11 @@ pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 pub(crate) struct Tuning {
     /// "Now" for windows, expiry and the 15-minute rule.
     pub clock: Clock,
-    /// First back-off after a timeout, 5xx or network error.
-    pub retry_min: Duration,
-    /// Longest back-off after one.
-    pub retry_max: Duration,
-    /// Retries of one request before it counts as failed (the pass or blob is retried at a later poll).
-    pub retry_attempts: usize,
-    /// First pause of the tenant after AF429.
-    pub throttle_min: Duration,
-    /// Longest pause (Elastic waits 5 minutes).
-    pub throttle_max: Duration,
+    /// Retries of one request after a timeout, 5xx or network error; past them the
+    /// request counts as failed (the pass or blob is tried again at a later poll).
+    pub transient: RetryRule,
+    /// Pauses of the tenant after AF429: never given up on (Elastic waits 5 minutes).
+    pub throttle: RetryRule,
     /// Wait after a configuration error (bad credentials, missing permission): slow, never a hot loop.
     pub config_error_pause: Duration,
     /// Most frequent state write.
@@ -63,11 +59,8 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             clock: Arc::new(Utc::now),
-            retry_min: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            retry_attempts: 6,
-            throttle_min: Duration::from_secs(2),
-            throttle_max: Duration::from_secs(300),
+            transient: RetryRule::new(Duration::from_secs(1), Duration::from_secs(60)).at_most(6),
+            throttle: RetryRule::new(Duration::from_secs(2), Duration::from_secs(300)),
             config_error_pause: Duration::from_secs(300),
             save_interval: Duration::from_secs(1),
         }
@@ -77,8 +70,8 @@ impl Default for Tuning {
 impl std::fmt::Debug for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tuning")
-            .field("retry_min", &self.retry_min)
-            .field("throttle_min", &self.throttle_min)
+            .field("transient", &self.transient)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }

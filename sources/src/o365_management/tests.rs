@@ -14,6 +14,7 @@ use siemflow_core::event::{Batch, resolve_batch};
 use siemflow_core::fanout::{Output, Targets};
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
+use siemflow_core::retry::RetryRule;
 use siemflow_core::{BatchStatus, Secret, SourceContext, Value};
 use siemflow_simulator::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, Faults, M365Config, Simulator,
@@ -81,11 +82,8 @@ fn tuning(sim: &Arc<Simulator>) -> Tuning {
     let clock_source = Arc::clone(sim);
     Tuning {
         clock: Arc::new(move || clock_source.now()),
-        retry_min: Duration::from_millis(5),
-        retry_max: Duration::from_millis(50),
-        retry_attempts: 30,
-        throttle_min: Duration::from_millis(5),
-        throttle_max: Duration::from_millis(50),
+        transient: RetryRule::new(Duration::from_millis(5), Duration::from_millis(50)).at_most(30),
+        throttle: RetryRule::new(Duration::from_millis(5), Duration::from_millis(50)),
         config_error_pause: Duration::from_millis(300),
         save_interval: Duration::from_millis(20),
     }

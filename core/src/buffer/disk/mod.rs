@@ -40,6 +40,7 @@ use super::{Closed, WhenFull};
 use crate::ack::{AckSet, BatchStatus};
 use crate::event::{Batch, Event, attach_ack};
 use crate::metrics::ComponentLabels;
+use crate::retry::RetryRule;
 use crate::state;
 
 /// The buffer's folder inside the sink's state folder.
@@ -58,8 +59,9 @@ const QUEUE_BATCHES: usize = 8;
 /// Segment size bounds; between them a segment is an eighth of `max_size`.
 const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 const MAX_SEGMENT_BYTES: u64 = 32 << 20;
-/// Longest pause between attempts of a failing disk write.
-const MAX_WRITE_RETRY: Duration = Duration::from_secs(30);
+/// How a failing disk write is retried: from 100 ms, doubling with jitter, up to 30 s. No
+/// budget: the sources wait for the disk rather than lose data.
+const WRITE_RETRY: RetryRule = RetryRule::new(Duration::from_millis(100), Duration::from_secs(30));
 
 /// How a disk buffer is sized and behaves.
 #[derive(Debug, Clone)]
@@ -682,14 +684,14 @@ async fn write_loop(
     let _ = done.send(true);
 }
 
-/// Writes and syncs a group, retrying a failing disk with growing pauses, then makes
+/// Writes and syncs a group, retrying a failing disk under [`WRITE_RETRY`], then makes
 /// the records readable and acknowledges them upstream.
 async fn flush(shared: &Arc<Shared>, group: &mut Vec<Pending>) {
     if group.is_empty() {
         return;
     }
     let mut records = std::mem::take(group);
-    let mut pause = Duration::from_millis(100);
+    let mut retries = WRITE_RETRY.start();
     let mut attempt = 0u32;
     loop {
         let writer = Arc::clone(shared);
@@ -717,6 +719,8 @@ async fn flush(shared: &Arc<Shared>, group: &mut Vec<Pending>) {
             }
             Err(e) => {
                 attempt += 1;
+                // WRITE_RETRY has no budget, so it always grants a wait.
+                let pause = retries.after_failure(None).unwrap_or(WRITE_RETRY.max);
                 shared
                     .metrics
                     .labels
@@ -730,7 +734,6 @@ async fn flush(shared: &Arc<Shared>, group: &mut Vec<Pending>) {
                     "cannot write to the disk buffer; retrying (sources wait meanwhile)"
                 );
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_WRITE_RETRY);
             }
         }
     }
