@@ -148,30 +148,10 @@ fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
     Ok(certificates)
 }
 
-/// Why `url` cannot be an endpoint we send credentials or data to, if it cannot: it
-/// must be http(s) with a host, and plain http is allowed only to this machine
-/// (loopback), so secrets and audit records never cross a network unencrypted.
+/// Why `url` cannot be an endpoint we send credentials or data to, if it cannot (see
+/// [`crate::config::checks::endpoint_url`], which holds the rules).
 pub fn endpoint_url_problem(url: &str) -> Option<String> {
-    let parsed = match reqwest::Url::parse(url.trim()) {
-        Ok(parsed) => parsed,
-        Err(error) => return Some(format!("`{url}` is not a URL ({error})")),
-    };
-    let Some(host) = parsed.host_str() else {
-        return Some(format!("`{url}` has no host"));
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" => None,
-        "http" if loopback => None,
-        "http" => Some(format!(
-            "`{url}` is plain http to another machine: credentials and data would travel unencrypted; use https"
-        )),
-        _ => Some(format!("`{url}` is not an http(s) URL")),
-    }
+    crate::config::checks::endpoint_url(url).err()
 }
 
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.

@@ -78,6 +78,7 @@ struct RawBufferConfig {
     #[serde(rename = "type", default)]
     kind: BufferType,
     /// Memory buffers: events held before full (default 500).
+    #[serde(default, deserialize_with = "optional_event_count")]
     max_events: Option<usize>,
     /// Disk buffers: bytes on disk before full, e.g. `"256MiB"` (default, at least 1MiB).
     #[serde(default, deserialize_with = "optional_size")]
@@ -89,6 +90,15 @@ struct RawBufferConfig {
 
 fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     crate::units::size(d).map(Some)
+}
+
+/// A count the memory buffer's semaphore can hold; checked here, rather than after the
+/// whole table, so the error points at the value.
+fn optional_event_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use crate::config::checks::{MAX_COUNT, count};
+    let max_events = usize::deserialize(d)?;
+    count(max_events, MAX_COUNT).map_err(serde::de::Error::custom)?;
+    Ok(Some(max_events))
 }
 
 impl TryFrom<RawBufferConfig> for BufferConfig {
@@ -105,13 +115,9 @@ impl TryFrom<RawBufferConfig> for BufferConfig {
                             .into(),
                     );
                 }
-                let max_events = raw.max_events.unwrap_or(defaults.max_events);
-                if max_events == 0 {
-                    return Err("`max_events` must be at least 1".into());
-                }
                 Ok(BufferConfig {
                     kind: BufferType::Memory,
-                    max_events,
+                    max_events: raw.max_events.unwrap_or(defaults.max_events),
                     when_full: raw.when_full,
                     ..defaults
                 })

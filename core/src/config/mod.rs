@@ -1,8 +1,11 @@
 //! Loading a pipeline from one or more TOML files into a checked [`Config`].
 
+pub mod checks;
 mod error;
 mod graph;
 mod interpolate;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -386,7 +389,15 @@ fn parse_global(
     let span = value.span();
     match name {
         "data_dir" => match value.get_ref().as_str() {
-            Some(dir) => globals.data_dir = Some(PathBuf::from(dir)),
+            Some(dir) => match checks::path(dir) {
+                Ok(()) => globals.data_dir = Some(PathBuf::from(dir)),
+                Err(problem) => errors.push(
+                    ConfigError::new(problem)
+                        .at(file, span)
+                        .key("data_dir")
+                        .hint("a folder path such as \"./data\" or \"/var/lib/siemflow\""),
+                ),
+            },
             None => errors.push(
                 ConfigError::new("`data_dir` must be a string (a folder path)")
                     .at(file, span)
@@ -405,7 +416,17 @@ fn parse_global(
         _ => match serde_path_to_error::deserialize::<_, ApiConfig>(ValueDeserializer::from(
             value.clone(),
         )) {
-            Ok(api) => globals.api = Some(api),
+            Ok(api) => match checks::listen_address(&api.address) {
+                Ok(()) => globals.api = Some(api),
+                Err(problem) => errors.push(
+                    ConfigError::new(problem)
+                        .at(file, locate(value, "address").unwrap_or(span))
+                        .key("api.address")
+                        .hint(
+                            "an address to listen on, e.g. \"127.0.0.1:8686\" or \"0.0.0.0:8686\"",
+                        ),
+                ),
+            },
             Err(e) => errors.push(deserialize_error(file, value, e, None, "api")),
         },
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use super::adaptive::AdaptiveConcurrency;
 use crate::ConfigIssue;
+use crate::config::checks::{MAX_COUNT, count};
 use crate::retry::RetryRule;
 
 /// `batch`: when a request is cut from the events waiting.
@@ -22,11 +23,17 @@ pub struct BatchConfig {
     pub max_events: usize,
     /// At most this many bytes of encoded events per request, before compression
     /// (default `"1MiB"`); a single larger event is sent alone.
-    #[serde(deserialize_with = "crate::units::size")]
+    #[serde(
+        deserialize_with = "crate::units::size",
+        serialize_with = "crate::units::serialize_size"
+    )]
     #[schemars(with = "String")]
     pub max_bytes: u64,
     /// Send a partial batch once its first event waited this long (default `"1s"`).
-    #[serde(deserialize_with = "crate::units::duration")]
+    #[serde(
+        deserialize_with = "crate::units::duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }
@@ -139,10 +146,11 @@ impl<'de> Visitor<'de> for ConcurrencyVisitor {
     }
 
     fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Concurrency, E> {
-        match usize::try_from(n) {
-            Ok(n) if n >= 1 => Ok(Concurrency::Fixed(n)),
-            _ => Err(E::custom(format!(
-                "concurrency must be at least 1, not {n}"
+        let fixed = usize::try_from(n).unwrap_or(0);
+        match count(fixed, MAX_COUNT) {
+            Ok(()) => Ok(Concurrency::Fixed(fixed)),
+            Err(_) => Err(E::custom(format!(
+                "concurrency must be between 1 and {MAX_COUNT}, not {n}"
             ))),
         }
     }
@@ -174,6 +182,11 @@ impl<'de> Visitor<'de> for ConcurrencyVisitor {
         if let Some(problem) = adaptive.problem() {
             return Err(serde::de::Error::custom(format!("concurrency: {problem}")));
         }
+        if let Err(problem) = count(adaptive.max, MAX_COUNT) {
+            return Err(serde::de::Error::custom(format!(
+                "concurrency: adaptive.max {problem}"
+            )));
+        }
         Ok(Concurrency::Adaptive(adaptive))
     }
 }
@@ -183,7 +196,10 @@ impl<'de> Visitor<'de> for ConcurrencyVisitor {
 #[serde(deny_unknown_fields, default)]
 pub struct RequestConfig {
     /// Give up on one request after this long and retry it (default `"60s"`).
-    #[serde(deserialize_with = "crate::units::duration")]
+    #[serde(
+        deserialize_with = "crate::units::duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }
@@ -201,17 +217,26 @@ impl Default for RequestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// The first wait after a failure (default `"1s"`); it doubles, with jitter.
-    #[serde(deserialize_with = "crate::units::duration")]
+    #[serde(
+        deserialize_with = "crate::units::duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub initial_backoff: Duration,
     /// The longest wait between attempts (default `"30s"`); also the pace at which a
     /// configuration error (bad token, missing permission) is retried.
-    #[serde(deserialize_with = "crate::units::duration")]
+    #[serde(
+        deserialize_with = "crate::units::duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// After this long a batch is failed (default `"15m"`): its acknowledgements resolve
     /// as failed so the source reads it again. It is never dropped.
-    #[serde(deserialize_with = "crate::units::duration")]
+    #[serde(
+        deserialize_with = "crate::units::duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub max_duration: Duration,
 }
