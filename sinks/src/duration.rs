@@ -8,9 +8,7 @@ use serde::{Deserialize, Deserializer, Serializer};
 const DISABLED: &str = "none";
 
 /// Shows a duration the way a user writes it (`"30s"`); used for schema defaults.
-pub(crate) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*value).to_string())
-}
+pub(crate) use siemflow_core::units::serialize_duration as serialize;
 
 /// Reads `"none"` as off, anything else as a duration such as `"10s"`.
 pub(crate) fn deserialize_optional<'de, D: Deserializer<'de>>(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use siemflow_core::config::checks;
 use siemflow_core::delivery::{
     self, BatchConfig, Compression, Concurrency, HealthcheckConfig, RequestConfig, RetryConfig,
 };
@@ -150,11 +151,17 @@ pub struct Batch {
     pub max_events: usize,
     /// At most this many bytes of NDJSON per request, before compression (default
     /// `"10MiB"`); a single larger event is sent alone.
-    #[serde(deserialize_with = "siemflow_core::units::size")]
+    #[serde(
+        deserialize_with = "siemflow_core::units::size",
+        serialize_with = "siemflow_core::units::serialize_size"
+    )]
     #[schemars(with = "String")]
     pub max_bytes: u64,
     /// Send a partial batch once its first event waited this long (default `"1s"`).
-    #[serde(deserialize_with = "siemflow_core::units::duration")]
+    #[serde(
+        deserialize_with = "siemflow_core::units::duration",
+        serialize_with = "siemflow_core::units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }
@@ -238,13 +245,7 @@ impl ElasticsearchSinkConfig {
             let Ok(url) = reqwest::Url::parse(endpoint.trim()) else {
                 continue;
             };
-            if !url.username().is_empty() || url.password().is_some() {
-                // Not echoed: the URL holds a credential.
-                issues.push(
-                    ConfigIssue::new(&key, "holds credentials, which would end up in logs")
-                        .hint("remove them from the URL and set auth = { strategy = \"basic\", user = \"...\", password = \"${ES_PASSWORD}\" }"),
-                );
-            } else if url.path().trim_end_matches('/').ends_with("/_bulk") {
+            if url.path().trim_end_matches('/').ends_with("/_bulk") {
                 issues.push(
                     ConfigIssue::new(&key, "is the cluster's base URL, without `/_bulk`")
                         .hint("e.g. \"https://es.example:9200\""),
@@ -255,6 +256,13 @@ impl ElasticsearchSinkConfig {
                         .hint("set pipeline with the `pipeline` option"),
                 );
             }
+        }
+        if let Some(proxy) = &self.proxy
+            && let Err(problem) = checks::proxy_url(proxy.expose())
+        {
+            issues.push(
+                ConfigIssue::new("proxy", problem).hint("e.g. \"http://proxy.example:3128\""),
+            );
         }
         let action = self.bulk_action();
         if self.mode == Mode::DataStream && action != BulkAction::Create {

@@ -65,10 +65,9 @@ fn default_max_open_files() -> usize {
 impl SinkConfig for FileSinkConfig {
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.path.trim().is_empty() {
+        if let Err(problem) = siemflow_core::config::checks::path(&self.path) {
             issues.push(
-                ConfigIssue::new("path", "must name a file")
-                    .hint("e.g. \"out/%Y-%m-%d/{{ .Workload }}.log\""),
+                ConfigIssue::new("path", problem).hint("e.g. \"out/%Y-%m-%d/{{ .Workload }}.log\""),
             );
         } else if let Err(message) = Template::parse(&self.path) {
             issues.push(

@@ -185,6 +185,11 @@ impl SentinelSinkConfig {
                 )
                 .hint("create a data collection rule and use its Logs Ingestion endpoint (docs/sinks/sentinel.md)"),
             );
+        } else if let Err(problem) = siemflow_core::config::checks::base_url(endpoint) {
+            issues.push(
+                ConfigIssue::new("endpoint", problem)
+                    .hint("e.g. https://my-dce-a1b2.eastus-1.ingest.monitor.azure.com"),
+            );
         }
         if !is_dcr_id(self.dcr_immutable_id.trim()) {
             issues.push(
@@ -274,18 +279,12 @@ impl SentinelSinkConfig {
             &self.retry,
         ));
         issues.extend(self.tls.check("tls"));
-        if let Some(proxy) = &self.proxy {
-            let proxy = proxy.expose().trim();
-            let has_host = proxy.split_once("://").is_some_and(|(scheme, rest)| {
-                matches!(scheme, "http" | "https") && !rest.trim_matches('/').is_empty()
-            });
-            if !has_host {
-                // The URL may hold credentials: the message does not repeat it.
-                issues.push(
-                    ConfigIssue::new("proxy", "is not an http(s) URL with a host")
-                        .hint("e.g. \"http://proxy.example:3128\""),
-                );
-            }
+        if let Some(proxy) = &self.proxy
+            && let Err(problem) = siemflow_core::config::checks::proxy_url(proxy.expose())
+        {
+            issues.push(
+                ConfigIssue::new("proxy", problem).hint("e.g. \"http://proxy.example:3128\""),
+            );
         }
         issues
     }

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use siemflow_core::config::checks;
 use siemflow_core::delivery::{
     self, BatchConfig, Compression, Concurrency, HealthcheckConfig, RequestConfig, RetryConfig,
 };
-use siemflow_core::http::{TlsConfig, endpoint_url_problem};
+use siemflow_core::http::TlsConfig;
 use siemflow_core::template::Template;
 use siemflow_core::{ConfigIssue, Secret};
 
@@ -128,15 +129,16 @@ fn default_timestamp_field() -> String {
 impl SplunkHecSinkConfig {
     pub(super) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if let Some(problem) = endpoint_url_problem(&self.endpoint) {
+        if let Err(problem) = checks::base_url(&self.endpoint) {
+            issues.push(ConfigIssue::new("endpoint", problem).hint(
+                "the collector's base URL, e.g. \"https://splunk.example:8088\"; endpoint_target picks /event or /raw",
+            ));
+        }
+        if let Some(proxy) = &self.proxy
+            && let Err(problem) = checks::proxy_url(proxy.expose())
+        {
             issues.push(
-                ConfigIssue::new("endpoint", problem).hint("e.g. \"https://splunk.example:8088\""),
-            );
-        } else if self.endpoint.contains("/services/collector") {
-            issues.push(
-                ConfigIssue::new("endpoint", "is the collector's base URL, without a path").hint(
-                    "e.g. \"https://splunk.example:8088\"; endpoint_target picks /event or /raw",
-                ),
+                ConfigIssue::new("proxy", problem).hint("e.g. \"http://proxy.example:3128\""),
             );
         }
         if self.token.expose().trim().is_empty() {
@@ -177,10 +179,10 @@ impl SplunkHecSinkConfig {
                     .hint("e.g. ack_poll_interval = \"10s\", ack_timeout = \"5m\""),
                 );
             }
-            if acks.max_pending_acks == 0 {
+            if let Err(problem) = checks::count(acks.max_pending_acks, checks::MAX_COUNT) {
                 issues.push(ConfigIssue::new(
                     "acknowledgements.max_pending_acks",
-                    "must be at least 1",
+                    problem,
                 ));
             }
         }

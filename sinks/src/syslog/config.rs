@@ -481,26 +481,7 @@ impl SyslogSinkConfig {
 
 /// Splits `host:port`; the host keeps no brackets.
 pub(crate) fn split_address(address: &str) -> Result<(String, u16), String> {
-    let address = address.trim();
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{address}` has no port; write host:port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{port}` in `{address}` is not a port number"))?;
-    if port == 0 {
-        return Err(format!("port 0 in `{address}` cannot be connected to"));
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("`{address}` has no host"));
-    }
-    if host.contains(':') && !address.starts_with('[') {
-        return Err(format!(
-            "write the IPv6 address in brackets: `[{host}]:{port}`"
-        ));
-    }
-    Ok((host.to_string(), port))
+    siemflow_core::config::checks::connect_address(address)
 }
 
 #[cfg(test)]

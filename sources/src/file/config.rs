@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use siemflow_core::ConfigIssue;
+use siemflow_core::config::checks;
 use siemflow_core::decoding::Decoding;
 use siemflow_core::units;
 
@@ -114,6 +115,9 @@ pub(crate) fn default_batch_max_events() -> usize {
     500
 }
 
+/// The most events a source batch may hold: room for them is reserved up front.
+pub(crate) const MAX_BATCH_EVENTS: usize = 1_000_000;
+
 impl FileConfig {
     /// A config with every default and these include patterns.
     pub fn with_include(include: Vec<String>) -> Self {
@@ -141,7 +145,9 @@ impl FileConfig {
         }
         for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
             for (index, pattern) in patterns.iter().enumerate() {
-                if let Err(e) = glob::Pattern::new(pattern) {
+                if let Err(problem) = siemflow_core::config::checks::path(pattern) {
+                    issues.push(ConfigIssue::new(&format!("{key}[{index}]"), problem));
+                } else if let Err(e) = glob::Pattern::new(pattern) {
                     issues.push(
                         ConfigIssue::new(&format!("{key}[{index}]"), format!("`{pattern}` is not a valid glob: {e}"))
                             .hint("use *, ?, [abc] and ** (whole path segments), e.g. \"/var/log/*.json\""),
@@ -154,12 +160,14 @@ impl FileConfig {
             ("poll_interval", self.poll_interval.is_zero()),
             ("checkpoint_interval", self.checkpoint_interval.is_zero()),
             ("max_line_bytes", self.max_line_bytes == 0),
-            ("batch_max_events", self.batch_max_events == 0),
         ];
         for (key, is_zero) in positive {
             if is_zero {
                 issues.push(ConfigIssue::new(key, "must be greater than zero"));
             }
+        }
+        if let Err(problem) = checks::count(self.batch_max_events, MAX_BATCH_EVENTS) {
+            issues.push(ConfigIssue::new("batch_max_events", problem));
         }
         issues
     }

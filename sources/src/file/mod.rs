@@ -26,7 +26,7 @@ use siemflow_core::{AckReceipt, BatchStatus, BoxFuture, ConfigIssue, SourceConfi
 use tokio::sync::mpsc;
 
 pub use config::{FileConfig, ReadFrom};
-pub(crate) use config::{default_batch_max_events, default_max_line_bytes};
+pub(crate) use config::{MAX_BATCH_EVENTS, default_batch_max_events, default_max_line_bytes};
 use reader::{Command, FileSerial, ReadBatch, ReaderEvent, ReaderSettings};
 use tracker::{FailureOutcome, Tracker};
 
@@ -86,6 +86,7 @@ struct Source {
     commands: Option<std_mpsc::Sender<Command>>,
     checkpoint_path: PathBuf,
     delivery_failed: metrics::Counter,
+    checkpoint_writes: metrics::Counter,
 }
 
 async fn run(
@@ -106,6 +107,11 @@ async fn run(
         "component_errors_total",
         &[("error_type", "delivery_failed"), ("stage", "sending")],
     );
+    let checkpoint_writes = cx
+        .component
+        .metrics
+        .labels
+        .counter("checkpoint_writes_total", &[]);
     let shutdown = cx.shutdown.clone();
     let mut source = Source {
         cx,
@@ -114,6 +120,7 @@ async fn run(
         commands: Some(commands),
         checkpoint_path,
         delivery_failed,
+        checkpoint_writes,
     };
     let mut save_tick = tokio::time::interval(checkpoint_interval);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,6 +128,8 @@ async fn run(
     let mut failure = None;
     let reader_ended = loop {
         tokio::select! {
+            // Acknowledgements first: one that resolved is settled before anything the
+            // reader found after it (tests rely on this order too).
             biased;
             _ = shutdown.cancelled() => break false,
             Some(settled) = source.receipts.next(), if !source.receipts.is_empty() => {
@@ -261,7 +270,10 @@ impl Source {
         let path = self.checkpoint_path.clone();
         let saved = tokio::task::spawn_blocking(move || checkpoint::save(&path, entries)).await;
         let error = match saved {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => {
+                self.checkpoint_writes.increment(1);
+                return;
+            }
             Ok(Err(e)) => format!("{e:#}"),
             Err(e) => e.to_string(),
         };

@@ -5,7 +5,7 @@ use siemflow_core::ConfigIssue;
 use siemflow_core::decoding::Decoding;
 use siemflow_core::units;
 
-use crate::file::{default_batch_max_events, default_max_line_bytes};
+use crate::file::{MAX_BATCH_EVENTS, default_batch_max_events, default_max_line_bytes};
 use crate::schema;
 
 /// Reads lines from standard input until it ends.
@@ -54,11 +54,10 @@ impl StdinConfig {
                 "must be greater than zero",
             ));
         }
-        if self.batch_max_events == 0 {
-            issues.push(ConfigIssue::new(
-                "batch_max_events",
-                "must be greater than zero",
-            ));
+        if let Err(problem) =
+            siemflow_core::config::checks::count(self.batch_max_events, MAX_BATCH_EVENTS)
+        {
+            issues.push(ConfigIssue::new("batch_max_events", problem));
         }
         issues
     }

@@ -24,12 +24,20 @@ pub struct DedupConfig {
     pub key: Vec<String>,
     /// How long a delivered key is remembered. Default `"7d"`, the time the Office 365
     /// Management Activity API keeps content available.
-    #[serde(default = "default_window", deserialize_with = "units::duration")]
+    #[serde(
+        default = "default_window",
+        deserialize_with = "units::duration",
+        serialize_with = "units::serialize_duration"
+    )]
     #[schemars(with = "String")]
     pub window: Duration,
     /// Memory the seen-set may use (in-memory table plus the disk store's cache); keys
     /// beyond it live on disk only. Default `"64MiB"`, at least `"1MiB"`.
-    #[serde(default = "default_budget", deserialize_with = "units::size")]
+    #[serde(
+        default = "default_budget",
+        deserialize_with = "units::size",
+        serialize_with = "units::serialize_size"
+    )]
     #[schemars(with = "String")]
     pub memory_budget: u64,
     /// What happens to an event that lacks one of the key fields (or has it null):
