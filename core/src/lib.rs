@@ -11,6 +11,7 @@ pub mod config;
 pub mod decoding;
 pub mod delivery;
 pub mod dropped;
+pub mod escape;
 pub mod event;
 pub mod event_time;
 pub mod fanout;

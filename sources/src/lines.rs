@@ -4,9 +4,11 @@
 //! and take lines out without copying them.
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics::Counter;
-use siemflow_core::decoding::Decoding;
+use siemflow_core::decoding::{Decoding, LineIssues};
 use siemflow_core::event::{Batch, Event};
 use siemflow_core::metrics::ComponentMetrics;
 
@@ -223,10 +225,65 @@ pub struct LineDecoder {
     received_bytes: Counter,
     parse_failed: Counter,
     too_long: Counter,
+    worked_around: Arc<WorkedAround>,
+}
+
+/// The counters of lines decoding had to work around (the event is kept), each warned
+/// about once per component so a busy source cannot flood the log.
+struct WorkedAround {
+    component: String,
+    invalid_utf8: Counter,
+    lossy_number: Counter,
+    duplicate_key: Counter,
+    warned: [AtomicBool; 3],
+}
+
+impl WorkedAround {
+    fn count(&self, issues: &LineIssues) {
+        let found = [
+            (
+                issues.invalid_utf8,
+                &self.invalid_utf8,
+                ERROR_INVALID_UTF8,
+                "bytes that are not UTF-8 were replaced with U+FFFD",
+            ),
+            (
+                issues.lossy_number,
+                &self.lossy_number,
+                ERROR_LOSSY_NUMBER,
+                "an integer outside the signed 64-bit range was kept as a string of its exact digits",
+            ),
+            (
+                issues.duplicate_key,
+                &self.duplicate_key,
+                ERROR_DUPLICATE_KEY,
+                "an object held a key more than once; the last value was kept",
+            ),
+        ];
+        for ((seen, counter, error_type, what), warned) in found.into_iter().zip(&self.warned) {
+            if !seen {
+                continue;
+            }
+            counter.increment(1);
+            if !warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    component = %self.component,
+                    error_type,
+                    "a line was decoded with a change: {what} (counted as component_errors_total{{error_type=\"{error_type}\"}}, warned once)"
+                );
+            }
+        }
+    }
 }
 
 /// The label of the stage where reading errors happen.
 pub const STAGE_RECEIVING: &str = "receiving";
+/// `error_type` of lines whose bytes were not all UTF-8 (replaced with U+FFFD).
+pub const ERROR_INVALID_UTF8: &str = "invalid_utf8";
+/// `error_type` of JSON lines with an integer beyond i64 (kept as a string of its digits).
+pub const ERROR_LOSSY_NUMBER: &str = "lossy_number";
+/// `error_type` of JSON lines with a key given twice in one object (the last one kept).
+pub const ERROR_DUPLICATE_KEY: &str = "duplicate_key";
 
 impl LineDecoder {
     /// A decoder counting into this component's metrics.
@@ -243,6 +300,13 @@ impl LineDecoder {
             received_bytes: metrics.received_bytes.clone(),
             parse_failed: errors("parse_failed"),
             too_long: errors("line_too_long"),
+            worked_around: Arc::new(WorkedAround {
+                component: metrics.labels.id.clone(),
+                invalid_utf8: errors(ERROR_INVALID_UTF8),
+                lossy_number: errors(ERROR_LOSSY_NUMBER),
+                duplicate_key: errors(ERROR_DUPLICATE_KEY),
+                warned: Default::default(),
+            }),
         }
     }
 
@@ -253,13 +317,14 @@ impl LineDecoder {
         if line.is_empty() || line == b"\r" {
             return None;
         }
-        let (event, error) = self.decoding.decode(line);
+        let (event, issues) = self.decoding.decode(line);
         batch.push(event);
         self.received_events.increment(1);
-        if error.is_some() {
+        self.worked_around.count(&issues);
+        if issues.parse_error.is_some() {
             self.parse_failed.increment(1);
         }
-        error
+        issues.parse_error
     }
 
     /// Decodes every line of `raw` (blank ones are skipped).
@@ -328,6 +393,77 @@ mod tests {
         assert_eq!(
             lines(&mut buffer),
             ["<too long: 11>", "ok", "<too long: 6>"]
+        );
+    }
+
+    fn decoder(id: &str, decoding: Decoding) -> LineDecoder {
+        // Installed before the counters exist, so they are recorded.
+        siemflow_core::metrics::prometheus();
+        let labels = siemflow_core::metrics::ComponentLabels {
+            id: id.to_string(),
+            kind: siemflow_core::metrics::ComponentKind::Source,
+            type_name: "file".to_string(),
+        };
+        LineDecoder::new(decoding, &ComponentMetrics::new(labels))
+    }
+
+    fn decode(decoder: &LineDecoder, lines: &[&[u8]]) -> Decoded {
+        let mut raw = RawLines::default();
+        for line in lines {
+            raw.push(line);
+        }
+        decoder.decode_all(&raw)
+    }
+
+    fn errors(id: &str, error_type: &str) -> u64 {
+        crate::testing::counter_value(
+            "component_errors_total",
+            id,
+            &format!("error_type=\"{error_type}\""),
+        )
+    }
+
+    #[test]
+    fn json_lines_decoded_with_a_change_are_counted_per_line() {
+        let decoder = decoder("lines_json_changes", Decoding::Json);
+        let decoded = decode(
+            &decoder,
+            &[
+                br#"{"dup":1,"dup":2}"#,
+                br#"{"a":{"x":1,"x":2,"x":3},"b":18446744073709551615}"#,
+                br#"{"n":123456789012345678901234567890}"#,
+                b"{\"bad\":\"\xff\"}",
+                br#"{"fine":9223372036854775807}"#,
+            ],
+        );
+        assert_eq!(decoded.events.len(), 5);
+        assert_eq!(decoded.parse_errors, 1);
+        assert_eq!(errors("lines_json_changes", ERROR_DUPLICATE_KEY), 2);
+        assert_eq!(errors("lines_json_changes", ERROR_LOSSY_NUMBER), 2);
+        assert_eq!(errors("lines_json_changes", ERROR_INVALID_UTF8), 1);
+        assert_eq!(errors("lines_json_changes", "parse_failed"), 1);
+        let big = decoded.events[2].value.as_object().expect("object");
+        assert_eq!(
+            big.get("n"),
+            Some(&siemflow_core::Value::from(
+                "123456789012345678901234567890"
+            ))
+        );
+    }
+
+    #[test]
+    fn text_lines_with_invalid_utf8_are_counted() {
+        let decoder = decoder("lines_text_utf8", Decoding::Text);
+        let decoded = decode(
+            &decoder,
+            &[b"ok", b"caf\xe9", b"\xff\xfe", b"{\"dup\":1,\"dup\":2}"],
+        );
+        assert_eq!(decoded.events.len(), 4);
+        assert_eq!(errors("lines_text_utf8", ERROR_INVALID_UTF8), 2);
+        assert_eq!(
+            errors("lines_text_utf8", ERROR_DUPLICATE_KEY),
+            0,
+            "text is not parsed"
         );
     }
 

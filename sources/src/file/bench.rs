@@ -60,8 +60,8 @@ async fn file_source_throughput() {
     let started = Instant::now();
     let mut decoded = 0usize;
     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let (event, error) = Decoding::Json.decode(line);
-        assert!(error.is_none());
+        let (event, issues) = Decoding::Json.decode(line);
+        assert!(issues.parse_error.is_none());
         decoded += 1;
         drop(event);
     }

@@ -1,0 +1,177 @@
+//! The one rule for text that ends up in a line of output (text logs, console and file
+//! text, syslog payloads): characters that could end the line early, forge another one or
+//! drive a terminal are written as visible escapes instead.
+//!
+//! Unsafe: every control character (C0 `U+0000`–`U+001F` except TAB, DEL `U+007F`, C1
+//! `U+0080`–`U+009F`, which holds NEL `U+0085` and the 8-bit CSI/OSC that some terminals
+//! obey), the Unicode line and paragraph separators `U+2028` and `U+2029`, and bytes that
+//! are not UTF-8. TAB stays: it separates fields (LEEF's default delimiter, TSV) and can
+//! neither break a line nor command a terminal.
+//!
+//! Escapes: `\0`, `\n`, `\r`; `\xHH` for other ASCII controls and for bytes that are not
+//! UTF-8; `\uHHHH` for the rest. Backslashes are left alone, so text already escaped by a
+//! format (CEF's `\=`, `\\`) passes unchanged; the escaping is for safety, not for a
+//! reversible round trip.
+
+use std::borrow::Cow;
+use std::io::Write as _;
+
+/// True for a character that must not appear raw in a line of output (see the module doc).
+pub fn is_line_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// Appends `text` to `out` with unsafe characters escaped; true if any was escaped.
+pub fn push_escaped(out: &mut Vec<u8>, text: &[u8]) -> bool {
+    let Some(first) = first_suspect(text) else {
+        out.extend_from_slice(text);
+        return false;
+    };
+    out.extend_from_slice(&text[..first]);
+    let mut escaped = false;
+    for chunk in text[first..].utf8_chunks() {
+        escaped |= push_escaped_str(out, chunk.valid());
+        for byte in chunk.invalid() {
+            escaped = true;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    escaped
+}
+
+/// Escapes unsafe characters in `buf[start..]`, in place; true if any was escaped.
+pub fn escape_tail(buf: &mut Vec<u8>, start: usize) -> bool {
+    let Some(first) = buf.get(start..).and_then(first_suspect) else {
+        return false;
+    };
+    let tail = buf.split_off(start + first);
+    push_escaped(buf, &tail)
+}
+
+/// `text` with unsafe characters escaped, borrowed when there is none.
+pub fn escape_str(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_line_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + 8);
+    push_escaped_str(&mut out, text);
+    // Valid UTF-8 in, valid UTF-8 and ASCII escapes out: the lossy path never runs.
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// Where the first byte that may start an unsafe character is: anything but printable
+/// ASCII and TAB. Nearly every line is plain ASCII, and this scan is all it costs.
+fn first_suspect(text: &[u8]) -> Option<usize> {
+    text.iter()
+        .position(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b)))
+}
+
+/// Appends valid UTF-8 `text`, copying the runs between unsafe characters whole.
+fn push_escaped_str(out: &mut Vec<u8>, text: &str) -> bool {
+    let mut run = 0;
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        if !is_line_unsafe(c) {
+            continue;
+        }
+        escaped = true;
+        out.extend_from_slice(&text.as_bytes()[run..at]);
+        run = at + c.len_utf8();
+        // Writing into a Vec cannot fail.
+        let _ = match c {
+            '\0' => write!(out, "\\0"),
+            '\n' => write!(out, "\\n"),
+            '\r' => write!(out, "\\r"),
+            c if c.is_ascii() => write!(out, "\\x{:02x}", c as u32),
+            c => write!(out, "\\u{:04x}", c as u32),
+        };
+    }
+    out.extend_from_slice(&text.as_bytes()[run..]);
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn escaped(text: &[u8]) -> String {
+        let mut out = Vec::new();
+        push_escaped(&mut out, text);
+        String::from_utf8(out).expect("escaped output is UTF-8")
+    }
+
+    #[test]
+    fn plain_text_and_tabs_pass_unchanged() {
+        let mut out = Vec::new();
+        assert!(!push_escaped(&mut out, b"CEF:0|a\\|b|k=v\tx \\= y"));
+        assert_eq!(out, b"CEF:0|a\\|b|k=v\tx \\= y");
+        assert!(matches!(escape_str("é ü 漢字 \t"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn line_breaks_and_terminal_controls_become_visible_escapes() {
+        assert_eq!(
+            escaped(b"a\nb\rc\0d\x1b[31me\x07f\x7fg\x0b"),
+            "a\\nb\\rc\\0d\\x1b[31me\\x07f\\x7fg\\x0b"
+        );
+        assert_eq!(
+            escaped("nel\u{85}ls\u{2028}ps\u{2029}csi\u{9b}".as_bytes()),
+            "nel\\u0085ls\\u2028ps\\u2029csi\\u009b"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_become_hex_escapes() {
+        assert_eq!(escaped(b"ok\xffthen\xc2"), "ok\\xffthen\\xc2");
+        assert_eq!(escaped("é\u{85}".as_bytes()), "é\\u0085");
+    }
+
+    #[test]
+    fn escape_tail_leaves_the_head_alone() {
+        let mut buf = b"<13>1 head\n".to_vec();
+        buf.extend_from_slice(b"payload\nforged");
+        assert!(escape_tail(&mut buf, 11));
+        assert_eq!(buf, b"<13>1 head\npayload\\nforged");
+        assert!(!escape_tail(&mut buf, 11));
+        assert!(
+            !escape_tail(&mut buf, 1000),
+            "a start past the end is no tail"
+        );
+    }
+
+    #[test]
+    fn escape_str_escapes() {
+        assert_eq!(escape_str("x\n\u{1b}[2J"), "x\\n\\x1b[2J");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn output_is_utf8_without_unsafe_characters(text in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let out = escaped(&text);
+            prop_assert!(!out.chars().any(is_line_unsafe), "{out:?}");
+            let mut tail = b"head".to_vec();
+            tail.extend_from_slice(&text);
+            escape_tail(&mut tail, 4);
+            prop_assert_eq!(&tail[4..], out.as_bytes());
+        }
+
+        #[test]
+        fn safe_text_is_unchanged(text in "[^\\p{Cc}\u{2028}\u{2029}]{0,100}") {
+            prop_assert_eq!(escaped(text.as_bytes()), text.clone());
+            prop_assert!(matches!(escape_str(&text), Cow::Borrowed(_)));
+        }
+
+        #[test]
+        fn escape_str_agrees_with_push_escaped(text in any::<String>()) {
+            prop_assert_eq!(escape_str(&text).into_owned(), escaped(text.as_bytes()));
+        }
+    }
+}
