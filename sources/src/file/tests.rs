@@ -344,8 +344,26 @@ async fn a_failure_holds_the_checkpoint_and_the_batch_is_read_again() {
     let rest = next_batch(&mut source.rx).await;
     assert_eq!(lines_of(&rest), expected(4, 6));
     resolve_batch(rest, BatchStatus::Delivered);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(offset_of(&d.state, &path), Some(line_two_end));
+    // A new file makes the source write its checkpoints again, and it settles `rest`'s
+    // acknowledgement before it handles the file (acknowledgements come first): the
+    // checkpoints that list the new file show what `rest` did to the old one.
+    let other = d.logs.join("other.log");
+    let unfinished = d.logs.join("other.tmp");
+    fs::write(&unfinished, "other\n").expect("write");
+    fs::rename(&unfinished, &other).expect("appears whole");
+    eventually(
+        "the checkpoints written after the new file was found",
+        || checkpoints(&d.state).iter().any(|e| e.path == other),
+    )
+    .await;
+    assert_eq!(
+        offset_of(&d.state, &path),
+        Some(line_two_end),
+        "a delivered batch after the hole moved the checkpoint"
+    );
+    let found = next_batch(&mut source.rx).await;
+    assert_eq!(lines_of(&found), ["other"]);
+    resolve_batch(found, BatchStatus::Delivered);
     resolve_batch(again, BatchStatus::Delivered);
     eventually(
         "checkpoint at the end once the re-read is delivered",

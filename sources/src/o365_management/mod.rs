@@ -203,6 +203,11 @@ async fn run(
     let saver = Saver {
         path,
         state,
+        writes: cx
+            .component
+            .metrics
+            .labels
+            .counter("checkpoint_writes_total", &[]),
         clock: settings.tuning.clock.clone(),
         cx: &cx,
     };
@@ -250,6 +255,8 @@ async fn run(
 struct Saver<'a> {
     path: std::path::PathBuf,
     state: Arc<Mutex<SourceState>>,
+    /// Completed writes: what tests wait on to know the file holds a later state.
+    writes: metrics::Counter,
     clock: Clock,
     cx: &'a SourceContext,
 }
@@ -274,7 +281,9 @@ impl Saver<'_> {
         tokio::task::spawn_blocking(move || siemflow_core::state::save_json(&path, &snapshot))
             .await
             .context("the state writer failed")?
-            .with_context(|| format!("cannot write {}", self.path.display()))
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.writes.increment(1);
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SourceState> {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -571,17 +571,20 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
                 .all(|b| r.blob_events.contains_key(&b.content_id))
         })
         .await;
-    // Every later blob is delivered, yet the saved cursor stays at or before the held one.
-    eventually("state saved", || saved_state(dir.path()).is_some()).await;
-    for _ in 0..5 {
-        if let Some(cursor) = saved_cursor(dir.path(), "Audit.Exchange") {
-            assert!(
-                cursor <= held_created,
-                "cursor {cursor} passed {held_created}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    // Every later blob is delivered (so listed: the cursor in memory would be past them
+    // but for the held one), yet the saved cursor stays at or before the held one. The
+    // second state write from now on began after now (writes follow one another), so
+    // it shows the state as it is after every later blob was delivered.
+    let writes = running.counter("checkpoint_writes_total", "");
+    eventually("two more state writes", || {
+        running.counter("checkpoint_writes_total", "") >= writes + 2
+    })
+    .await;
+    let cursor = saved_cursor(dir.path(), "Audit.Exchange").expect("a cursor saved");
+    assert!(
+        cursor <= held_created,
+        "cursor {cursor} passed {held_created}"
+    );
     assert!(!saved_processed(dir.path(), "Audit.Exchange").contains(&held_blob));
 
     // Failing it makes the source fetch the same blob again.
