@@ -26,7 +26,7 @@ use siemflow_core::{AckReceipt, BatchStatus, BoxFuture, ConfigIssue, SourceConfi
 use tokio::sync::mpsc;
 
 pub use config::{FileConfig, ReadFrom};
-pub(crate) use config::{default_batch_max_events, default_max_line_bytes};
+pub(crate) use config::{MAX_BATCH_EVENTS, default_batch_max_events, default_max_line_bytes};
 use reader::{Command, FileSerial, ReadBatch, ReaderEvent, ReaderSettings};
 use tracker::{FailureOutcome, Tracker};
 
