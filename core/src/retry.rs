@@ -166,7 +166,10 @@ mod tests {
     fn retry_after_is_the_wait_exactly_and_leaves_the_backoff_where_it_was() {
         let mut retries = RetryRule::new(100 * MS, 1000 * MS).start();
         assert_eq!(retries.after_failure(Some(5000 * MS)), Some(5000 * MS));
-        assert_eq!(retries.after_failure(Some(0 * MS)), Some(0 * MS));
+        assert_eq!(
+            retries.after_failure(Some(Duration::ZERO)),
+            Some(Duration::ZERO)
+        );
         let first_step = retries.after_failure(None).expect("no budget");
         assert!((100 * MS..200 * MS).contains(&first_step), "{first_step:?}");
     }
