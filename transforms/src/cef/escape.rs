@@ -1,7 +1,14 @@
 //! CEF escaping (siem-sinks.md §6.2), with truncation to a maximum number of characters.
+//!
+//! CEF defines escapes for `\`, `|` (header), `=` (extension), CR and LF only. Any other
+//! control character but TAB (NUL, BEL, ESC, NEL, DEL…) and U+2028/U+2029 would end a
+//! syslog line, cut a C string or drive a terminal, and CEF has no form for them: they
+//! are written as the visible text `\uHHHH` — in CEF's own escaping `\\uHHHH`, so a CEF
+//! parser reads back a backslash, `u` and four hex digits (docs/transforms/cef.md).
 
 /// Appends a header field: `\` and `|` escaped, CR/LF replaced by a space (headers
-/// cannot hold line breaks). Returns true when the value was cut to `max` characters.
+/// cannot hold line breaks), other control characters as `\\uHHHH`. Returns true when
+/// the value was cut to `max` characters.
 pub fn header(out: &mut String, value: &str, max: usize) -> bool {
     for (written, c) in value.chars().enumerate() {
         if written == max {
@@ -11,14 +18,16 @@ pub fn header(out: &mut String, value: &str, max: usize) -> bool {
             '\\' => out.push_str("\\\\"),
             '|' => out.push_str("\\|"),
             '\r' | '\n' => out.push(' '),
+            c if unprintable(c) => push_code(out, c),
             c => out.push(c),
         }
     }
     false
 }
 
-/// Appends an extension value: `\`, `=`, LF and CR escaped; the pipe stays bare (legal
-/// there, and Beats rejects `\|` in extensions). Returns true when cut to `max` characters.
+/// Appends an extension value: `\`, `=`, LF and CR escaped, other control characters as
+/// `\\uHHHH`; the pipe stays bare (legal there, and Beats rejects `\|` in extensions).
+/// Returns true when cut to `max` characters.
 pub fn value(out: &mut String, value: &str, max: usize) -> bool {
     for (written, c) in value.chars().enumerate() {
         if written == max {
@@ -29,8 +38,45 @@ pub fn value(out: &mut String, value: &str, max: usize) -> bool {
             '=' => out.push_str("\\="),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
+            c if unprintable(c) => push_code(out, c),
             c => out.push(c),
         }
     }
     false
+}
+
+/// Characters CEF has no escape for that must not appear raw in a line. TAB stays: it
+/// separates nothing in CEF and is common in real text.
+fn unprintable(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Writes `c` as the text `\uHHHH`, its backslash escaped as CEF requires.
+fn push_code(out: &mut String, c: char) {
+    use std::fmt::Write;
+    // Control characters and the two separators are all below U+FFFF. Writing into a
+    // String cannot fail.
+    let _ = write!(out, "\\\\u{:04x}", u32::from(c));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_escaped_text() {
+        let mut out = String::new();
+        value(
+            &mut out,
+            "a\u{7}b\u{1b}[31mc\u{0}d\u{85}e\u{2028}f\tg",
+            usize::MAX,
+        );
+        assert_eq!(
+            out,
+            "a\\\\u0007b\\\\u001b[31mc\\\\u0000d\\\\u0085e\\\\u2028f\tg"
+        );
+        let mut out = String::new();
+        header(&mut out, "x\u{1b}y\nz", usize::MAX);
+        assert_eq!(out, "x\\\\u001by z");
+    }
 }
