@@ -1,24 +1,30 @@
 //! Command-line arguments.
+//!
+//! `siemflow [OPTIONS]` runs, as `vector [OPTIONS]` does; `run` and `validate` also take
+//! config files as plain arguments (`siemflow validate pipeline.toml`). The logging and
+//! thread options are global: accepted before or after any command name.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use siemflow_core::config::ConfigPaths;
 
 /// Microsoft 365 security and audit data into SIEMs, with nothing lost.
 #[derive(Debug, Parser)]
-#[command(
-    name = "siemflow",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "siemflow", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// With no command, `siemflow` runs: these are `run`'s arguments.
+    /// With no command, `siemflow` runs: where its configuration is.
     #[command(flatten)]
-    pub run: RunArgs,
+    pub config: ConfigFlags,
+    /// With no command, `siemflow` runs: how.
+    #[command(flatten)]
+    pub run: RunOptions,
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,9 +39,84 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
 }
 
-/// Where the configuration is.
+impl Cli {
+    /// Parses the command line into the command to run and the global options; `run`
+    /// and `validate` options given before the command name apply to it.
+    pub fn parse_command() -> (Command, GlobalArgs) {
+        let cli = Cli::parse();
+        match cli.resolve() {
+            Ok(parsed) => parsed,
+            Err(message) => Cli::command()
+                .error(ErrorKind::ArgumentConflict, message)
+                .exit(),
+        }
+    }
+
+    /// The command with the options before its name folded in, or why they do not apply.
+    fn resolve(self) -> Result<(Command, GlobalArgs), String> {
+        let Cli {
+            command,
+            config,
+            run,
+            global,
+        } = self;
+        let command = match command {
+            None => Command::Run(RunArgs {
+                config: ConfigArgs {
+                    files: Vec::new(),
+                    flags: config,
+                },
+                options: run,
+            }),
+            Some(Command::Run(mut args)) => {
+                args.config.flags.prepend(config);
+                args.options.watch_config |= run.watch_config;
+                Command::Run(args)
+            }
+            Some(Command::Validate(mut args)) => {
+                if run.watch_config {
+                    return Err("`--watch-config` applies to `run`, not `validate`".into());
+                }
+                args.flags.prepend(config);
+                Command::Validate(args)
+            }
+            Some(other) => {
+                if !config.is_empty() || run.watch_config {
+                    return Err(
+                        "`-c`, `--config-dir` and `--watch-config` apply to `run` and `validate` only"
+                            .into(),
+                    );
+                }
+                other
+            }
+        };
+        Ok((command, global))
+    }
+}
+
+/// Options every command takes, before or after its name.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Log format (logs go to stderr; stdout belongs to the console sink).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "SIEMFLOW_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `siemflow_sources=debug` (also RUST_LOG).
+    #[arg(long, env = "SIEMFLOW_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Worker threads of `run` and `simulate` (default: one per core).
+    #[arg(long, env = "SIEMFLOW_THREADS", global = true)]
+    pub threads: Option<usize>,
+}
+
+/// Where the configuration is, as options.
 #[derive(Debug, Args, Default, Clone)]
-pub struct ConfigArgs {
+pub struct ConfigFlags {
     /// A config file; repeat to merge several. Default: pipeline.toml.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Vec<PathBuf>,
@@ -44,16 +125,40 @@ pub struct ConfigArgs {
     pub config_dir: Vec<PathBuf>,
 }
 
+impl ConfigFlags {
+    fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.config_dir.is_empty()
+    }
+
+    /// Puts `earlier` (given before the command name) first.
+    fn prepend(&mut self, mut earlier: ConfigFlags) {
+        earlier.config.append(&mut self.config);
+        earlier.config_dir.append(&mut self.config_dir);
+        *self = earlier;
+    }
+}
+
+/// Where the configuration is: files as arguments and/or options, merged alike.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ConfigArgs {
+    /// Config files, merged as repeated `-c` are.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+}
+
 impl ConfigArgs {
     /// The files and folders to read, with pipeline.toml as the default.
     pub fn paths(&self) -> ConfigPaths {
-        let mut files = self.config.clone();
-        if files.is_empty() && self.config_dir.is_empty() {
+        let mut files = self.flags.config.clone();
+        files.extend(self.files.iter().cloned());
+        if files.is_empty() && self.flags.config_dir.is_empty() {
             files.push(PathBuf::from("pipeline.toml"));
         }
         ConfigPaths {
             files,
-            dirs: self.config_dir.clone(),
+            dirs: self.flags.config_dir.clone(),
         }
     }
 }
@@ -68,22 +173,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// `run`'s options besides where the configuration is.
+#[derive(Debug, Args, Default)]
+pub struct RunOptions {
+    /// Reload when a config file changes (as on SIGHUP).
+    #[arg(long, short = 'w')]
+    pub watch_config: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Reload when a config file changes (as on SIGHUP).
-    #[arg(long, short = 'w')]
-    pub watch_config: bool,
-    /// Log format (logs go to stderr; stdout belongs to the console sink).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SIEMFLOW_LOG_FORMAT")]
-    pub log_format: LogFormat,
-    /// Log filter, e.g. `info` or `siemflow_sources=debug` (also RUST_LOG).
-    #[arg(long, env = "SIEMFLOW_LOG", default_value = "info")]
-    pub log_level: String,
-    /// Worker threads (default: one per core).
-    #[arg(long, env = "SIEMFLOW_THREADS")]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub options: RunOptions,
 }
 
 #[derive(Debug, Args)]
@@ -93,4 +196,104 @@ pub struct ListArgs {
     pub json: bool,
     /// Only this plugin (`type` name).
     pub plugin: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(Command, GlobalArgs), String> {
+        let cli = Cli::try_parse_from(std::iter::once("siemflow").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.resolve()
+    }
+
+    fn files(command: &Command) -> Vec<PathBuf> {
+        match command {
+            Command::Run(args) => args.config.paths().files,
+            Command::Validate(args) => args.paths().files,
+            _ => panic!("not run or validate"),
+        }
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn validate_takes_paths_and_options_merged() {
+        let (command, _) = parse(&["validate", "a.toml", "-c", "b.toml", "c.toml"]).unwrap();
+        assert_eq!(
+            files(&command),
+            ["b.toml", "a.toml", "c.toml"].map(PathBuf::from)
+        );
+        let (command, _) = parse(&["-c", "first.toml", "validate", "second.toml"]).unwrap();
+        assert_eq!(
+            files(&command),
+            ["first.toml", "second.toml"].map(PathBuf::from)
+        );
+        let (command, _) = parse(&["validate"]).unwrap();
+        assert_eq!(files(&command), [PathBuf::from("pipeline.toml")]);
+    }
+
+    #[test]
+    fn run_takes_paths_and_runs_without_a_command() {
+        let (command, _) = parse(&["run", "p.toml", "-w"]).unwrap();
+        assert_eq!(files(&command), [PathBuf::from("p.toml")]);
+        let Command::Run(args) = command else {
+            panic!("run")
+        };
+        assert!(args.options.watch_config);
+        let (command, _) = parse(&["-c", "p.toml", "--watch-config"]).unwrap();
+        let Command::Run(args) = &command else {
+            panic!("run")
+        };
+        assert!(args.options.watch_config);
+        assert_eq!(files(&command), [PathBuf::from("p.toml")]);
+        let (command, _) = parse(&["-w", "run", "-c", "q.toml"]).unwrap();
+        let Command::Run(args) = command else {
+            panic!("run")
+        };
+        assert!(
+            args.options.watch_config,
+            "given before `run`, it applies to it"
+        );
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        for args in [
+            &["--log-level", "trace", "run", "-c", "p.toml"][..],
+            &["run", "--log-level", "trace", "-c", "p.toml"][..],
+            &["--log-level", "trace", "-c", "p.toml"][..],
+        ] {
+            let (command, global) = parse(args).unwrap();
+            assert_eq!(global.log_level, "trace", "{args:?}");
+            assert!(matches!(command, Command::Run(_)));
+        }
+        let (_, global) = parse(&["--log-format", "json", "--threads", "2", "validate"]).unwrap();
+        assert_eq!(global.log_format, LogFormat::Json);
+        assert_eq!(global.threads, Some(2));
+        let (_, global) = parse(&["simulate", "splunk", "--log-format", "json"]).unwrap();
+        assert_eq!(global.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn run_options_before_another_command_are_refused() {
+        let error = parse(&["-c", "p.toml", "list"]).unwrap_err();
+        assert!(
+            error.contains("apply to `run` and `validate` only"),
+            "{error}"
+        );
+        let error = parse(&["-w", "validate"]).unwrap_err();
+        assert!(
+            error.contains("`--watch-config` applies to `run`"),
+            "{error}"
+        );
+        assert!(
+            parse(&["valdate"]).is_err(),
+            "a typo is not taken for a file"
+        );
+    }
 }

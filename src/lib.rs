@@ -14,7 +14,6 @@ mod simulate;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 pub use siemflow_core::Registry;
 
 /// Exit code for configuration errors (sysexits' EX_CONFIG, as Vector uses).
@@ -35,11 +34,11 @@ pub fn main_with(mut registry: Registry) -> ExitCode {
         "simulator",
         "Starts the Microsoft 365 and SIEM simulators in-process (see docs/simulator.md)",
     );
-    let cli = cli::Cli::parse();
-    match cli.command.unwrap_or(cli::Command::Run(cli.run)) {
-        cli::Command::Run(args) => run::run(args, registry),
+    let (command, global) = cli::Cli::parse_command();
+    match command {
+        cli::Command::Run(args) => run::run(args, &global, registry),
         cli::Command::Validate(args) => run::validate(args, &registry),
         cli::Command::List(args) => list::list(args, &registry),
-        cli::Command::Simulate(args) => simulate::simulate(args),
+        cli::Command::Simulate(args) => simulate::simulate(args, &global),
     }
 }

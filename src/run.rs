@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::EXIT_CONFIG;
-use crate::cli::{ConfigArgs, RunArgs};
+use crate::cli::{ConfigArgs, GlobalArgs, RunArgs};
 use crate::logging;
 
 /// How often `--watch-config` looks at the config files.
@@ -49,8 +49,8 @@ pub fn validate(args: ConfigArgs, registry: &Registry) -> ExitCode {
 }
 
 /// `siemflow run`.
-pub fn run(args: RunArgs, registry: Registry) -> ExitCode {
-    logging::init(args.log_format, &args.log_level);
+pub fn run(args: RunArgs, global: &GlobalArgs, registry: Registry) -> ExitCode {
+    logging::init(global.log_format, &global.log_level);
     let paths = args.config.paths();
     let config = match config::load(&paths, &registry) {
         Ok(config) => config,
@@ -59,12 +59,7 @@ pub fn run(args: RunArgs, registry: Registry) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all().thread_name("siemflow");
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    let runtime = match runtime.build() {
+    let runtime = match runtime(global.threads) {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -81,6 +76,16 @@ fn log_warnings(config: &Config) {
     for warning in &config.warnings {
         tracing::warn!("{}", warning.to_string().replace('\n', " "));
     }
+}
+
+/// The async runtime of `run` and `simulate`: `--threads` workers, or one per core.
+pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().thread_name("siemflow");
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    runtime.build()
 }
 
 fn log_errors(errors: &ConfigErrors, what: &str) {

@@ -15,7 +15,7 @@ use siemflow_simulator::{
     Simulator, SplunkHecConfig, SplunkHecSimulator,
 };
 
-use crate::cli::LogFormat;
+use crate::cli::GlobalArgs;
 use crate::logging;
 
 /// Default address of the Microsoft 365 simulator.
@@ -131,9 +131,6 @@ pub struct SimulateArgs {
     /// Seed of the simulator (overrides the file).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
 }
 
 /// The simulators a pipeline started in-process.
@@ -236,8 +233,8 @@ impl Standalone {
 }
 
 /// `siemflow simulate <target>`: serves until SIGTERM or SIGINT.
-pub fn simulate(args: SimulateArgs) -> ExitCode {
-    logging::init(args.log_format, "info");
+pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
+    logging::init(global.log_format, &global.log_level);
     let path = args.config.as_ref();
     let loaded = match args.target {
         Target::M365 => load::<M365Config>(path).map(|mut c| {
@@ -273,7 +270,7 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
             Target::Elasticsearch => ELASTICSEARCH_PORT,
         })
     });
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match crate::run::runtime(global.threads) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

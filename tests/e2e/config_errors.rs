@@ -219,3 +219,229 @@ path = "rejects.ndjson"
     assert!(!error.contains("no output named"), "{error}");
     assert!(error.contains("1 configuration error"), "{error}");
 }
+
+/// Runs the binary with `args` in the workspace: exit code, stdout, stderr.
+fn siemflow(ws: &Workspace, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(crate::harness::binary())
+        .args(args)
+        .current_dir(ws.dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run siemflow");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_files_can_be_given_as_arguments_and_merge_with_c() {
+    let ws = Workspace::new();
+    ws.write("p.toml", GOOD);
+    let (code, stdout, stderr) = siemflow(&ws, &["validate", "p.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("valid: 1 sources, 0 transforms, 1 sinks"),
+        "{stdout}"
+    );
+    ws.write(
+        "more.toml",
+        "[sinks.more]\ntype = \"blackhole\"\ninputs = [\"audit\"]\n",
+    );
+    let (code, stdout, stderr) = siemflow(&ws, &["validate", "-c", "p.toml", "more.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("valid: 1 sources, 0 transforms, 2 sinks"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = siemflow(&ws, &["validate", "p.toml", "p.toml"]);
+    assert_eq!(
+        code, 78,
+        "the same file twice declares every id twice: {stderr}"
+    );
+}
+
+#[test]
+fn global_options_are_accepted_before_the_command() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "data_dir = \"data\"\n[api]\nenabled = false\n[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.ndjson\"\n",
+    );
+    // stdin is empty: the pipeline drains and exits on its own.
+    let (code, _, stderr) = siemflow(
+        &ws,
+        &[
+            "--log-level",
+            "trace",
+            "--log-format",
+            "json",
+            "run",
+            "p.toml",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("\"message\":\"pipeline started\""),
+        "json logs: {stderr}"
+    );
+    let (code, _, stderr) = siemflow(&ws, &["--log-level", "warn", "run", "p.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("pipeline started"),
+        "warn level applied: {stderr}"
+    );
+    let (code, _, stderr) = siemflow(&ws, &["run", "--log-format", "json", "-c", "p.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("\"level\":\"INFO\""), "json logs: {stderr}");
+    let (code, _, stderr) = siemflow(&ws, &["-c", "p.toml", "list"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("apply to `run` and `validate` only"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_shows_defaults_as_they_are_written() {
+    let ws = Workspace::new();
+    let (code, stdout, stderr) = siemflow(&ws, &["list", "dedup"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("window: string = \"7d\""), "{stdout}");
+    assert!(
+        stdout.contains("memory_budget: string = \"64MiB\""),
+        "{stdout}"
+    );
+    let (_, stdout, _) = siemflow(&ws, &["list", "splunk_hec", "--json"]);
+    assert!(
+        stdout.contains("\"default\": \"15m\""),
+        "retry.max_duration: {stdout}"
+    );
+    assert!(!stdout.contains("\"secs\""), "{stdout}");
+}
+
+#[test]
+fn list_into_a_closed_pipe_exits_quietly() {
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .arg("list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn list");
+    // As `siemflow list | head -0` does: the reader goes away before the writer writes.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for list");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn counts_and_durations_that_run_cannot_use_are_refused() {
+    let text = r#"
+[sources.audit]
+type = "file"
+include = ["in/*.ndjson"]
+batch_max_events = 9223372036854775807
+[sinks.out]
+type = "file"
+inputs = ["audit"]
+path = "out.ndjson"
+buffer = { max_events = 2305843009213693952 }
+[sinks.hec_concurrency]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://splunk.example:8088"
+token = "t"
+concurrency = 2305843009213693952
+[sinks.hec_timeout]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://splunk.example:8088"
+token = "t"
+batch = { timeout = "500000000000y" }
+[sinks.hec_acks]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://splunk.example:8088"
+token = "t"
+acknowledgements = { max_pending_acks = 2305843009213693952 }
+"#;
+    let error = error_of(text);
+    for expected in [
+        "p.toml:5:1: error in [sources.audit] at `batch_max_events`: must be between 1 and 1000000, not 9223372036854775807",
+        "p.toml:10:25: error in [sinks.out] at `buffer.max_events`: must be between 1 and 4294967295, not 2305843009213693952",
+        "p.toml:16:15: error in [sinks.hec_concurrency] at `concurrency`: concurrency must be between 1 and 4294967295, not 2305843009213693952",
+        "p.toml:22:21: error in [sinks.hec_timeout] at `batch.timeout`: `500000000000y` is longer than 100y, the longest duration an option takes",
+        "error in [sinks.hec_acks] at `acknowledgements.max_pending_acks`: must be between 1 and 4294967295, not 2305843009213693952",
+        "5 configuration errors",
+    ] {
+        assert!(
+            error.contains(expected),
+            "expected {expected}\nin:\n{error}"
+        );
+    }
+}
+
+#[test]
+fn urls_addresses_and_paths_that_run_cannot_use_are_refused() {
+    let text = r#"
+[api]
+address = "999.1.1.1:99999"
+[sources.audit]
+type = "file"
+include = ["in/*.ndjson"]
+[sinks.out]
+type = "file"
+inputs = ["audit"]
+path = "out\u0000.ndjson"
+[sinks.hec_path]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://splunk.example:8088/services/collector"
+token = "t"
+[sinks.hec_credentials]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://admin:s3cret@splunk.example:8088"
+token = "t"
+[sinks.hec_proxy]
+type = "splunk_hec"
+inputs = ["audit"]
+endpoint = "https://splunk.example:8088"
+token = "t"
+proxy = "ht!tp://user:s3cret@proxy.example:3128"
+[sinks.es_proxy]
+type = "elasticsearch"
+inputs = ["audit"]
+endpoints = ["https://es.example:9200"]
+proxy = "socks5://proxy.example:1080"
+[sinks.syslog]
+type = "syslog"
+inputs = ["audit"]
+address = "999.1.1.1:514"
+"#;
+    let error = error_of(text);
+    for expected in [
+        "p.toml:3:1: error at `api.address`: `99999` in `999.1.1.1:99999` is not a port number (0 to 65535)",
+        "p.toml:10:1: error in [sinks.out] at `path`: `out\\0.ndjson` holds a NUL character, which no file name can contain",
+        "p.toml:14:1: error in [sinks.hec_path] at `endpoint`: `https://splunk.example:8088/services/collector` has a path (`/services/collector`): give the base URL alone",
+        "p.toml:19:1: error in [sinks.hec_credentials] at `endpoint`: `https://***@splunk.example:8088` holds credentials (`user:password@`): they would be sent as a second Authorization header",
+        "use the component's credential options (`token`, `auth`)",
+        "p.toml:26:1: error in [sinks.hec_proxy] at `proxy`: is not a URL (relative URL without a base)",
+        "p.toml:31:1: error in [sinks.es_proxy] at `proxy`: has the scheme `socks5`; a proxy is an http:// or https:// URL",
+        "p.toml:35:1: error in [sinks.syslog] at `address`: `999.1.1.1` is not an IPv4 address in `999.1.1.1:514`",
+        "7 configuration errors",
+    ] {
+        assert!(
+            error.contains(expected),
+            "expected {expected}\nin:\n{error}"
+        );
+    }
+    assert!(
+        !error.contains("s3cret"),
+        "credentials are never echoed:\n{error}"
+    );
+}
