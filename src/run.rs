@@ -66,7 +66,12 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(supervise(config, paths, registry, args.watch_config));
+    let code = runtime.block_on(supervise(
+        config,
+        paths,
+        registry,
+        args.options.watch_config,
+    ));
     // Components that ignore cancellation must not hold the process open.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
