@@ -8,10 +8,11 @@
 //! are not UTF-8. TAB stays: it separates fields (LEEF's default delimiter, TSV) and can
 //! neither break a line nor command a terminal.
 //!
-//! Escapes: `\0`, `\n`, `\r`; `\xHH` for other ASCII controls and for bytes that are not
-//! UTF-8; `\uHHHH` for the rest. Backslashes are left alone, so text already escaped by a
-//! format (CEF's `\=`, `\\`) passes unchanged; the escaping is for safety, not for a
-//! reversible round trip.
+//! Escapes: `\0`, `\n`, `\r`; `\uHHHH` for the other characters (JSON's own escape, so
+//! JSON text stays valid JSON with the same meaning when escaped again, as the syslog
+//! sink does to a JSON payload); `\xHH` for a byte that is not UTF-8. Backslashes are
+//! left alone, so text already escaped by a format (CEF's `\=`, `\\`) passes unchanged;
+//! the escaping is for safety, not for a reversible round trip.
 
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -23,7 +24,7 @@ pub fn is_line_unsafe(c: char) -> bool {
 
 /// Appends `text` to `out` with unsafe characters escaped; true if any was escaped.
 pub fn push_escaped(out: &mut Vec<u8>, text: &[u8]) -> bool {
-    let Some(first) = first_suspect(text) else {
+    let Some(first) = first_unsafe(text) else {
         out.extend_from_slice(text);
         return false;
     };
@@ -42,7 +43,7 @@ pub fn push_escaped(out: &mut Vec<u8>, text: &[u8]) -> bool {
 
 /// Escapes unsafe characters in `buf[start..]`, in place; true if any was escaped.
 pub fn escape_tail(buf: &mut Vec<u8>, start: usize) -> bool {
-    let Some(first) = buf.get(start..).and_then(first_suspect) else {
+    let Some(first) = buf.get(start..).and_then(first_unsafe) else {
         return false;
     };
     let tail = buf.split_off(start + first);
@@ -51,7 +52,7 @@ pub fn escape_tail(buf: &mut Vec<u8>, start: usize) -> bool {
 
 /// `text` with unsafe characters escaped, borrowed when there is none.
 pub fn escape_str(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_line_unsafe) {
+    if first_unsafe(text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = Vec::with_capacity(text.len() + 8);
@@ -61,6 +62,30 @@ pub fn escape_str(text: &str) -> Cow<'_, str> {
         String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
     )
+}
+
+/// Where the first unsafe character (or byte that is not UTF-8) starts, if any. Checks
+/// without copying, so safe text costs one scan and no allocation.
+fn first_unsafe(text: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let at = from + first_suspect(&text[from..])?;
+        let width = match text[at] {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            // An ASCII control or DEL, or a byte no UTF-8 character starts with.
+            _ => return Some(at),
+        };
+        let c = text
+            .get(at..at + width)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|s| s.chars().next());
+        match c {
+            Some(c) if !is_line_unsafe(c) => from = at + width,
+            _ => return Some(at),
+        }
+    }
 }
 
 /// Where the first byte that may start an unsafe character is: anything but printable
@@ -86,7 +111,6 @@ fn push_escaped_str(out: &mut Vec<u8>, text: &str) -> bool {
             '\0' => write!(out, "\\0"),
             '\n' => write!(out, "\\n"),
             '\r' => write!(out, "\\r"),
-            c if c.is_ascii() => write!(out, "\\x{:02x}", c as u32),
             c => write!(out, "\\u{:04x}", c as u32),
         };
     }
@@ -118,12 +142,25 @@ mod tests {
     fn line_breaks_and_terminal_controls_become_visible_escapes() {
         assert_eq!(
             escaped(b"a\nb\rc\0d\x1b[31me\x07f\x7fg\x0b"),
-            "a\\nb\\rc\\0d\\x1b[31me\\x07f\\x7fg\\x0b"
+            "a\\nb\\rc\\0d\\u001b[31me\\u0007f\\u007fg\\u000b"
         );
         assert_eq!(
             escaped("nel\u{85}ls\u{2028}ps\u{2029}csi\u{9b}".as_bytes()),
             "nel\\u0085ls\\u2028ps\\u2029csi\\u009b"
         );
+    }
+
+    #[test]
+    fn escaped_json_is_still_json_with_the_same_value() {
+        let value = serde_json::json!({"k\u{7f}": "a\u{7f}b\u{85}c\u{2028}d\u{9b}\u{1b}\n"});
+        let json = serde_json::to_vec(&value).expect("json");
+        let mut out = Vec::new();
+        assert!(
+            push_escaped(&mut out, &json),
+            "DEL, C1 and U+2028 are raw in JSON"
+        );
+        let again: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+        assert_eq!(again, value);
     }
 
     #[test]
@@ -143,11 +180,14 @@ mod tests {
             !escape_tail(&mut buf, 1000),
             "a start past the end is no tail"
         );
+        let mut accents = "é ü 漢字 🦀".as_bytes().to_vec();
+        assert!(!escape_tail(&mut accents, 0));
+        assert_eq!(accents, "é ü 漢字 🦀".as_bytes());
     }
 
     #[test]
     fn escape_str_escapes() {
-        assert_eq!(escape_str("x\n\u{1b}[2J"), "x\\n\\x1b[2J");
+        assert_eq!(escape_str("x\n\u{1b}[2J"), "x\\n\\u001b[2J");
     }
 
     proptest! {
@@ -157,6 +197,7 @@ mod tests {
         fn output_is_utf8_without_unsafe_characters(text in proptest::collection::vec(any::<u8>(), 0..200)) {
             let out = escaped(&text);
             prop_assert!(!out.chars().any(is_line_unsafe), "{out:?}");
+            prop_assert_eq!(push_escaped(&mut Vec::new(), &text), out.as_bytes() != text.as_slice());
             let mut tail = b"head".to_vec();
             tail.extend_from_slice(&text);
             escape_tail(&mut tail, 4);

@@ -3,6 +3,7 @@
 
 use metrics::Counter;
 use serde::Deserialize;
+use siemflow_core::escape;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::{Event, Value};
 
@@ -13,8 +14,9 @@ pub enum Encoding {
     /// The whole event as one compact JSON object per line.
     #[default]
     Json,
-    /// The event's `message` field as it is. An event without a string `message` is
-    /// written as JSON instead, so it is never lost (counted as `missing_message`).
+    /// The event's `message` field, its control characters escaped so one event stays
+    /// one line (`core::escape`). An event without a string `message` is written as JSON
+    /// instead, so it is never lost (counted as `missing_message`).
     Text,
 }
 
@@ -45,7 +47,11 @@ impl LineEncoder {
         match self.encoding {
             Encoding::Json => event.write_json(buf),
             Encoding::Text => match message_bytes(event) {
-                Some(message) => buf.extend_from_slice(message),
+                // The message came from outside: a raw LF would forge a line, an ESC would
+                // reach the terminal of whoever reads the console or tails the file.
+                Some(message) => {
+                    escape::push_escaped(buf, message);
+                }
                 None => {
                     self.note_missing_message();
                     event.write_json(buf);
@@ -88,6 +94,8 @@ pub(crate) fn message_bytes(event: &Event) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::test_support::{event, labels};
 
@@ -110,6 +118,43 @@ mod tests {
             encode(Encoding::Json, &events),
             "{\"Id\":\"1\",\"Workload\":\"Exchange\"}\n{\"Id\":\"2\"}\n"
         );
+    }
+
+    #[test]
+    fn text_escapes_control_characters_so_each_event_is_one_line() {
+        let events = [
+            Event::from_message("a\nforged line\r\u{1b}[2J\u{7}\0tab\tkept"),
+            Event::from_message("nel\u{85}ls\u{2028}ps\u{2029}"),
+            Event::from_message(Value::Bytes(bytes::Bytes::from_static(b"raw\xff\x1b"))),
+        ];
+        assert_eq!(
+            encode(Encoding::Text, &events),
+            "a\\nforged line\\r\\u001b[2J\\u0007\\0tab\tkept\nnel\\u0085ls\\u2028ps\\u2029\nraw\\xff\\u001b\n"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any message, text or bytes: exactly one line per event, nothing unsafe in it.
+        #[test]
+        fn text_is_one_safe_line_per_event(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 1..6),
+            as_text in any::<bool>(),
+        ) {
+            let events: Vec<Event> = messages
+                .iter()
+                .map(|m| match (as_text, std::str::from_utf8(m)) {
+                    (true, Ok(text)) => Event::from_message(text),
+                    _ => Event::from_message(Value::Bytes(bytes::Bytes::copy_from_slice(m))),
+                })
+                .collect();
+            let out = encode(Encoding::Text, &events);
+            prop_assert_eq!(out.matches('\n').count(), events.len());
+            for line in out.split_terminator('\n') {
+                prop_assert!(!line.chars().any(escape::is_line_unsafe), "{:?}", line);
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct ConsoleSinkConfig {
     #[serde(default)]
     pub target: ConsoleTarget,
     /// `"json"` (default): one compact JSON object per line; `"text"`: the `message`
-    /// field as it is.
+    /// field, its control characters escaped so it stays one line.
     #[serde(default)]
     pub encoding: Encoding,
 }

@@ -30,7 +30,8 @@ pub struct FileSinkConfig {
     /// event without the field goes to a path with `_missing` in its place.
     pub path: String,
     /// `"json"` (default): one compact JSON object per line; `"text"`: the `message`
-    /// field as it is (events without one are written as JSON).
+    /// field, its control characters escaped so it stays one line (events without one
+    /// are written as JSON).
     #[serde(default)]
     pub encoding: Encoding,
     /// Close a file that was not written for this long (default `"30s"`); it is reopened

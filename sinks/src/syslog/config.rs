@@ -68,8 +68,9 @@ pub struct SyslogSinkConfig {
     /// MSGID (RFC 5424 only, at most 32 characters); default `-`.
     #[serde(default)]
     pub msg_id: Option<String>,
-    /// Escape CR, LF and NUL inside the payload as `\r`, `\n`, `\0` (default `true`), so a
-    /// value cannot end the message and start a forged one. Required with `newline` framing.
+    /// Escape control characters inside the payload (CR, LF, NUL as `\r`, `\n`, `\0`, the
+    /// rest as `\uHHHH`; default `true`), so a value cannot end the message and start a
+    /// forged one, nor drive a terminal. Required with `newline` framing.
     #[serde(default = "yes")]
     pub escape_newlines: bool,
     /// UDP: a message longer than this is fragmented by IP and easily lost; it is counted

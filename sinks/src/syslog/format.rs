@@ -2,15 +2,16 @@
 //!
 //! Header fields are sanitised here, once, so no configured value and no event field can
 //! break the header: PRINTUSASCII only, within the RFC's lengths, `-` when empty. The
-//! payload's CR, LF and NUL are escaped (`\r`, `\n`, `\0`) unless the user turned that off,
-//! so a value can never end the message early and start a forged one.
+//! payload's control characters are escaped by `core::escape` (`\n`, `\x1b`, `\u2028`, ...;
+//! TAB, LEEF's delimiter, stays) unless the user turned that off, so a value can never
+//! end the message early, start a forged one, or reach a terminal that shows the log.
 
 use std::io::Write as _;
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use metrics::Counter;
-use siemflow_core::Event;
 use siemflow_core::metrics::ComponentLabels;
+use siemflow_core::{Event, escape};
 use vrl::path::OwnedValuePath;
 
 use super::config::{Facility, Format, Framing, Payload, Severity};
@@ -86,7 +87,8 @@ fn tag(value: &str) -> String {
 
 /// Counters of what the encoder changed or could not honour.
 pub(crate) struct EncoderCounters {
-    /// Events whose payload had CR, LF or NUL escaped.
+    /// Events whose payload had control characters escaped (the name predates the
+    /// characters beyond CR, LF and NUL; kept so dashboards keep working).
     pub escaped_newlines: Counter,
     /// Events without a string `message` (sent as JSON instead).
     pub missing_message: Counter,
@@ -120,7 +122,7 @@ pub(crate) struct MessageFormat {
     pub framing: Option<Framing>,
     /// The `message` field or the whole event as JSON.
     pub payload: Payload,
-    /// Escape CR, LF and NUL in the payload.
+    /// Escape control characters in the payload (`core::escape`).
     pub escape_newlines: bool,
     /// Fixed facility.
     pub facility: Facility,
@@ -227,7 +229,7 @@ impl MessageEncoder {
                 }
             },
         }
-        if self.format.escape_newlines && escape_line_breaks(out, start) {
+        if self.format.escape_newlines && escape::escape_tail(out, start) {
             self.counters.escaped_newlines.increment(1);
         }
     }
@@ -284,32 +286,13 @@ impl MessageEncoder {
     }
 }
 
-/// Replaces CR, LF and NUL from `start` on with `\r`, `\n`, `\0`; true if any was found.
-fn escape_line_breaks(buf: &mut Vec<u8>, start: usize) -> bool {
-    let Some(first) = buf[start..]
-        .iter()
-        .position(|b| matches!(b, b'\n' | b'\r' | 0))
-    else {
-        return false;
-    };
-    let tail = buf.split_off(start + first);
-    buf.reserve(tail.len() + 8);
-    for byte in tail {
-        match byte {
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            b'\r' => buf.extend_from_slice(b"\\r"),
-            0 => buf.extend_from_slice(b"\\0"),
-            other => buf.push(other),
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
     use super::*;
     use crate::test_support::{event, labels};
-    use chrono::TimeZone;
 
     fn format(format: Format, framing: Option<Framing>) -> MessageFormat {
         MessageFormat {
@@ -411,6 +394,71 @@ mod tests {
         assert!(
             text.ends_with("- first\\n<13>1 2026-01-01T00:00:00Z evil app - - - forged\\r\\0end\n")
         );
+    }
+
+    #[test]
+    fn terminal_controls_and_unicode_line_breaks_in_the_payload_are_escaped() {
+        let text = encode(
+            format(Format::Rfc5424, Some(Framing::Newline)),
+            &[Event::from_message(
+                "a\u{1b}]0;pwned\u{7}b\u{85}c\u{2028}d\u{2029}e\u{7f}f\tLEEF-tab",
+            )],
+        );
+        assert!(
+            text.ends_with(
+                "- a\\u001b]0;pwned\\u0007b\\u0085c\\u2028d\\u2029e\\u007ff\tLEEF-tab\n"
+            ),
+            "{text:?}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any payload, any format and framing with escaping on: one message per event, and
+        /// nothing unsafe in it besides the framing's own newline.
+        #[test]
+        fn every_event_is_one_safe_message(
+            messages in proptest::collection::vec(any::<String>(), 1..5),
+            rfc3164 in any::<bool>(),
+            framing in prop_oneof![Just(None), Just(Some(Framing::Newline)), Just(Some(Framing::OctetCounting))],
+            json in any::<bool>(),
+        ) {
+            let mut f = format(if rfc3164 { Format::Rfc3164 } else { Format::Rfc5424 }, framing);
+            if json {
+                f.payload = Payload::Json;
+            }
+            let mut encoder = MessageEncoder::new(f.clone(), &labels("syslog-props", "syslog"));
+            let time = BatchTime::new(f.format, Utc::now());
+            for message in &messages {
+                let mut out = Vec::new();
+                let len = encoder.encode(&Event::from_message(message.as_str()), &time, &mut out);
+                let text = String::from_utf8(out).expect("utf-8");
+                let body = match framing {
+                    Some(Framing::Newline) => text.strip_suffix('\n').expect("framed by a newline"),
+                    Some(Framing::OctetCounting) => {
+                        let (count, body) = text.split_once(' ').expect("octet count");
+                        prop_assert_eq!(count.parse::<usize>().ok(), Some(body.len()));
+                        body
+                    }
+                    None => text.as_str(),
+                };
+                prop_assert_eq!(body.len(), len);
+                prop_assert!(!body.chars().any(escape::is_line_unsafe), "{:?}", body);
+            }
+        }
+    }
+
+    #[test]
+    fn an_escaped_json_payload_is_still_the_same_json() {
+        let record = serde_json::json!({"Id": "1", "n": "a\u{7f}\u{85}\u{2028}\u{1b}\nb"});
+        let mut f = format(Format::Rfc5424, None);
+        f.payload = Payload::Json;
+        let text = encode(f, &[event(record.clone())]);
+        let payload = text.split_once(" - ").expect("header").1;
+        let parsed: serde_json::Value = serde_json::from_str(payload).expect("valid JSON");
+        assert_eq!(parsed, record);
+        assert!(!payload.chars().any(escape::is_line_unsafe), "{payload:?}");
     }
 
     #[test]
