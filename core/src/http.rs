@@ -125,8 +125,12 @@ pub fn client(
     builder.build().context("cannot build the HTTP client")
 }
 
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+fn read(path: &Path, what: &'static str) -> anyhow::Result<Vec<u8>> {
+    Ok(crate::fs::read_bounded(
+        path,
+        crate::fs::CERTIFICATE_FILE_LIMIT,
+        what,
+    )?)
 }
 
 fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {

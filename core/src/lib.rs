@@ -15,6 +15,7 @@ pub mod escape;
 pub mod event;
 pub mod event_time;
 pub mod fanout;
+pub mod fs;
 pub mod http;
 pub mod metrics;
 pub mod plugin;

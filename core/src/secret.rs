@@ -1,6 +1,22 @@
-//! A string that never shows itself in logs, errors or debug output.
+//! A string that never shows itself in logs, errors or debug output, and the secret
+//! files (`${file:/path}`) such strings are read from.
+
+use std::path::Path;
 
 use serde::Deserialize;
+
+use crate::fs::{ReadError, read_text_bounded};
+
+/// The most a secret file may hold. A secret is a password, a token or a key: 64 KiB
+/// holds any of them many times over, and nothing larger is read into memory.
+pub const FILE_LIMIT: u64 = 64 << 10;
+
+/// The value of a secret file (a Kubernetes secret volume, a Docker secret): a regular
+/// file of at most [`FILE_LIMIT`] bytes of UTF-8, its trailing line break dropped.
+pub fn read_file(path: &Path) -> Result<String, ReadError> {
+    let text = read_text_bounded(path, FILE_LIMIT, "secret file")?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
 
 /// A secret value from the config (a client secret, a token).
 #[derive(Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -40,5 +56,15 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert!(!format!("{secret:?} {secret}").contains("hunter2"));
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_secret_file_loses_its_line_break_and_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\r\n").expect("write");
+        assert_eq!(read_file(&path).expect("read"), "s3cret");
+        std::fs::write(&path, vec![b'x'; FILE_LIMIT as usize + 1]).expect("write");
+        assert!(matches!(read_file(&path), Err(ReadError::TooLarge { .. })));
     }
 }

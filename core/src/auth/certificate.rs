@@ -43,7 +43,7 @@ impl std::fmt::Debug for SigningCertificate {
 impl SigningCertificate {
     /// Reads the files named by `config` and pairs the key with its certificate.
     pub fn load(config: &CertificateConfig) -> Result<Self, AuthError> {
-        let bytes = read(&config.path, "certificate")?;
+        let bytes = read(&config.path, "the certificate file")?;
         let (keys, certificates) = if is_pkcs12(&config.path, &bytes) {
             if config.key_path.is_some() {
                 return Err(AuthError::config(format!(
@@ -63,7 +63,7 @@ impl SigningCertificate {
             }
             let certificates = pem_certificates(&config.path, &bytes)?;
             let key = match &config.key_path {
-                Some(key_path) => pem_key(key_path, &read(key_path, "private key")?)?,
+                Some(key_path) => pem_key(key_path, &read(key_path, "the private key file")?)?,
                 None => pem_key(&config.path, &bytes)?,
             };
             (vec![key], certificates)
@@ -96,13 +96,9 @@ impl SigningCertificate {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, AuthError> {
-    std::fs::read(path).map_err(|e| {
-        AuthError::config(format!(
-            "cannot read the {what} file {}: {e}",
-            path.display()
-        ))
-    })
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, AuthError> {
+    crate::fs::read_bounded(path, crate::fs::CERTIFICATE_FILE_LIMIT, what)
+        .map_err(|e| AuthError::config(e.to_string()))
 }
 
 /// By extension, or by the absence of any PEM armour (a DER PKCS#12 under another name).

@@ -3,6 +3,12 @@
 //! Interpolation happens after parsing and only inside strings, so an environment value
 //! can never add keys or tables to the config.
 
+use std::path::Path;
+
+use crate::fs::ReadError;
+use crate::secret;
+use crate::units::format_size;
+
 /// Expands every reference in `text`; `$$` stands for a literal `$`.
 pub fn interpolate(
     text: &str,
@@ -42,9 +48,16 @@ fn expand(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, (String, Option<String>)> {
     if let Some(path) = reference.strip_prefix("file:") {
-        return std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| (format!("cannot read secret file `{path}`: {e}"), None));
+        return secret::read_file(Path::new(path)).map_err(|error| {
+            let hint = match error {
+                ReadError::Io { .. } => None,
+                _ => Some(format!(
+                    "a secret file must be a regular file of at most {}",
+                    format_size(secret::FILE_LIMIT)
+                )),
+            };
+            (error.to_string(), hint)
+        });
     }
     let (name, default) = match reference.split_once(":-") {
         Some((name, default)) => (name, Some(default)),
@@ -108,5 +121,50 @@ mod tests {
         std::fs::write(&path, "s3cret\n").expect("write");
         let text = format!("${{file:{}}}", path.display());
         assert_eq!(interpolate(&text, &env).as_deref(), Ok("s3cret"));
+    }
+
+    /// The message and hint of a `${file:...}` that must be refused.
+    fn refused(path: &Path) -> (String, String) {
+        let text = format!("${{file:{}}}", path.display());
+        let (message, hint) = interpolate(&text, &env).expect_err("refused");
+        (message, hint.expect("a hint"))
+    }
+
+    #[test]
+    fn refuses_dev_zero_as_a_secret_file() {
+        let (message, hint) = refused(Path::new("/dev/zero"));
+        assert!(
+            message.contains("/dev/zero is a character device"),
+            "{message}"
+        );
+        assert!(hint.contains("regular file of at most 64KiB"), "{hint}");
+    }
+
+    #[test]
+    fn refuses_a_fifo_as_a_secret_file_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(path.to_str().expect("UTF-8")).expect("no NUL");
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+        let (message, _) = refused(&path);
+        assert!(
+            message.contains("is a FIFO, not a regular file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn refuses_an_oversize_secret_file_and_a_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        std::fs::write(&path, vec![b'x'; secret::FILE_LIMIT as usize + 1]).expect("write");
+        let (message, _) = refused(&path);
+        assert!(
+            message.contains("larger than the 64KiB allowed"),
+            "{message}"
+        );
+        let (message, _) = refused(dir.path());
+        assert!(message.contains("is a folder"), "{message}");
     }
 }

@@ -238,8 +238,16 @@ pub(crate) fn client_config(tls: &TlsConfig) -> anyhow::Result<ClientConfig> {
     let config = match (&tls.crt_file, &tls.key_file) {
         (Some(crt_file), key_file) => {
             let certs = read_certificates(crt_file, "tls.crt_file")?;
-            let key_path = key_file.as_deref().unwrap_or(crt_file);
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+            let (key_path, key_option) = match key_file {
+                Some(key_file) => (key_file.as_path(), "tls.key_file"),
+                None => (crt_file.as_path(), "tls.crt_file"),
+            };
+            let key_pem = siemflow_core::fs::read_bounded(
+                key_path,
+                siemflow_core::fs::CERTIFICATE_FILE_LIMIT,
+                key_option,
+            )?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
                 anyhow::anyhow!(
                     "tls.key_file {}: no PEM private key ({e})",
                     key_path.display()
@@ -283,9 +291,12 @@ fn root_store(tls: &TlsConfig) -> anyhow::Result<RootCertStore> {
     Ok(roots)
 }
 
-fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn read_certificates(
+    path: &Path,
+    what: &'static str,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+        siemflow_core::fs::read_bounded(path, siemflow_core::fs::CERTIFICATE_FILE_LIMIT, what)?;
     let certs = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()

@@ -18,6 +18,16 @@ use super::config::GeoipConfig;
 use super::ip::{IpField, ip_field};
 use super::watch::{Reload, Watched};
 
+/// The most a GeoIP database file may hold; it is read whole into memory. GeoIP2 City
+/// is about 130 MB; the larger commercial editions fit too.
+pub const DATABASE_FILE_LIMIT: u64 = 1 << 30;
+
+/// Reads a MaxMind DB file into memory and checks its metadata and search tree.
+fn read_database(option: &'static str, path: &Path) -> anyhow::Result<Reader<Vec<u8>>> {
+    let bytes = siemflow_core::fs::read_bounded(path, DATABASE_FILE_LIMIT, option)?;
+    Reader::from_source(bytes).with_context(|| format!("{option} {}", path.display()))
+}
+
 /// One opened database and the file it came from.
 struct Db {
     /// `geoip.city_db` or `geoip.asn_db`, for errors and logs.
@@ -38,7 +48,7 @@ impl Db {
     ) -> anyhow::Result<Self> {
         let context = || format!("{option} {}", path.display());
         let file = Watched::new(path, interval, now).with_context(context)?;
-        let reader = Reader::open_readfile(path).with_context(context)?;
+        let reader = read_database(option, path)?;
         let name = path.display().to_string();
         let counter = |result| {
             labels.counter(
@@ -69,7 +79,7 @@ impl Db {
                 return Reload::Failed;
             }
         }
-        match Reader::open_readfile(&self.file.path) {
+        match read_database(self.option, &self.file.path) {
             Ok(reader) => {
                 tracing::info!(option = self.option, file = %path, build_epoch = reader.metadata().build_epoch, "GeoIP database reloaded");
                 self.reader = reader;
@@ -77,7 +87,7 @@ impl Db {
                 Reload::Reloaded
             }
             Err(error) => {
-                tracing::error!(option = self.option, file = %path, %error, "GeoIP database reload failed; keeping the previous one");
+                tracing::error!(option = self.option, file = %path, error = format!("{error:#}"), "GeoIP database reload failed; keeping the previous one");
                 self.reloads_failed.increment(1);
                 Reload::Failed
             }

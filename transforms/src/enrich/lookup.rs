@@ -194,6 +194,10 @@ fn key_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The most a lookup table file may hold. The table is kept in memory, indexed, at a few
+/// times its file size; a table of every user and device of a large tenant fits easily.
+pub const TABLE_FILE_LIMIT: u64 = 256 << 20;
+
 /// Reads and indexes a CSV file with a header line.
 fn load(
     file: &Path,
@@ -203,11 +207,11 @@ fn load(
     target: &OwnedValuePath,
 ) -> anyhow::Result<Rows> {
     let context = || format!("lookup table {}", file.display());
+    let bytes = siemflow_core::fs::read_bounded(file, TABLE_FILE_LIMIT, "lookup table")?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_path(file)
-        .with_context(context)?;
+        .from_reader(bytes.as_slice());
     let headers = reader.headers().with_context(context)?.clone();
     let Some(key_index) = headers.iter().position(|h| h == column) else {
         bail!(

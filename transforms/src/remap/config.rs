@@ -10,6 +10,10 @@ use vrl::compiler::TimeZone;
 use super::{DROPPED, FailurePolicy, Remap};
 use crate::vrl_program::{self, Access, Compiled};
 
+/// The most a VRL program file may hold: programs are a few KiB, and a file is compiled
+/// whole in memory.
+pub const PROGRAM_FILE_LIMIT: u64 = 1 << 20;
+
 /// Rewrites each event with a VRL program.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +22,8 @@ pub struct RemapConfig {
     #[serde(default)]
     pub source: Option<String>,
     /// A file holding the VRL program (relative paths are relative to the working
-    /// directory). Set exactly one of `source` and `file`. Default: none.
+    /// directory): a regular file of at most 1 MiB. Set exactly one of `source` and
+    /// `file`. Default: none.
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// The time zone for timestamps parsed without one (`parse_timestamp`, `format_timestamp`):
@@ -54,14 +59,11 @@ impl RemapConfig {
     fn program_source(&self) -> Result<(String, &'static str, String), ConfigIssue> {
         match (&self.source, &self.file) {
             (Some(source), None) => Ok((source.clone(), "source", "source".to_string())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| (text, "file", path.display().to_string()))
-                .map_err(|e| {
-                    ConfigIssue::new(
-                        "file",
-                        format!("cannot read the VRL program `{}`: {e}", path.display()),
-                    )
-                }),
+            (None, Some(path)) => {
+                siemflow_core::fs::read_text_bounded(path, PROGRAM_FILE_LIMIT, "the VRL program")
+                    .map(|text| (text, "file", path.display().to_string()))
+                    .map_err(|e| ConfigIssue::new("file", e.to_string()))
+            }
             (Some(_), Some(_)) => Err(ConfigIssue::new(
                 "source",
                 "`source` and `file` are both set; a remap runs one program",
