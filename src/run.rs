@@ -8,6 +8,7 @@ use siemflow_core::Registry;
 use siemflow_core::api::{self, HealthRegistry};
 use siemflow_core::config::{self, Config, ConfigErrors, ConfigPaths};
 use siemflow_core::metrics::ComponentKind;
+use siemflow_core::state::DataDirLock;
 use siemflow_core::topology::Topology;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,14 @@ async fn supervise(
     registry: Registry,
     watch: bool,
 ) -> ExitCode {
+    // Before anything touches the data_dir: a second process on it must stop here.
+    let mut data_dir_lock = match DataDirLock::take(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     siemflow_core::metrics::prometheus();
     let reloads_applied = metrics::counter!("config_reloads_total", "result" => "applied");
     let reloads_rejected = metrics::counter!("config_reloads_total", "result" => "rejected");
@@ -168,7 +177,7 @@ async fn supervise(
             _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration");
-                if reload(&mut topology, &paths, &registry).await {
+                if reload(&mut topology, &mut data_dir_lock, &paths, &registry).await {
                     reloads_applied.increment(1);
                 } else {
                     reloads_rejected.increment(1);
@@ -179,7 +188,7 @@ async fn supervise(
                 if now != watched {
                     watched = now;
                     tracing::info!("configuration changed on disk: reloading");
-                    if reload(&mut topology, &paths, &registry).await {
+                    if reload(&mut topology, &mut data_dir_lock, &paths, &registry).await {
                         reloads_applied.increment(1);
                     } else {
                         reloads_rejected.increment(1);
@@ -235,8 +244,14 @@ fn second_signal() -> ! {
     std::process::exit(130)
 }
 
-/// Loads the config again and applies it; false when it was rejected.
-async fn reload(topology: &mut Topology, paths: &ConfigPaths, registry: &Registry) -> bool {
+/// Loads the config again and applies it; false when it was rejected. A new data_dir is
+/// locked before it is used, and the old one released once the reload applied.
+async fn reload(
+    topology: &mut Topology,
+    data_dir_lock: &mut DataDirLock,
+    paths: &ConfigPaths,
+    registry: &Registry,
+) -> bool {
     let new = match config::load(paths, registry) {
         Ok(new) => new,
         Err(errors) => {
@@ -254,8 +269,24 @@ async fn reload(topology: &mut Topology, paths: &ConfigPaths, registry: &Registr
     {
         tracing::warn!("changes to [simulator] take effect after a restart");
     }
+    // The data_dir this process holds already is not locked again: that would fail
+    // against its own lock.
+    let new_lock = if data_dir_lock.holds(&new.data_dir) {
+        None
+    } else {
+        match DataDirLock::take(&new.data_dir) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::error!("reload rejected: {e}; the running pipeline is unchanged");
+                return false;
+            }
+        }
+    };
     match topology.reload(new).await {
         Ok(summary) => {
+            if let Some(new_lock) = new_lock {
+                *data_dir_lock = new_lock;
+            }
             tracing::info!(
                 added = ?summary.added,
                 replaced = ?summary.replaced,

@@ -1,5 +1,7 @@
 //! Component state on disk, written crash-safely: write a temp file, fsync, rename,
 //! fsync the folder. A reader sees either the old or the new file, never a torn one.
+//!
+//! The `data_dir` holding that state belongs to one process at a time ([`DataDirLock`]).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -49,6 +51,78 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>>
     }
 }
 
+/// The lock file in `data_dir`; it also holds the owner's process id, for the message
+/// of the process it turns away.
+pub const DATA_DIR_LOCK_FILE: &str = ".lock";
+
+/// An exclusive `flock` on `data_dir/.lock`, held for as long as this value lives: two
+/// processes sharing a `data_dir` would share checkpoints, dedup keys and disk buffers,
+/// and both deliver the same records.
+#[derive(Debug)]
+pub struct DataDirLock {
+    /// The folder, canonical, so that `./data` and `data` are one folder.
+    dir: PathBuf,
+    /// Holds the lock while open.
+    _file: File,
+}
+
+/// Why a `data_dir` could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirLockError {
+    /// Another process holds it.
+    #[error(
+        "data_dir {} is in use by another siemflow process{} (it holds {}): two processes on one data_dir would share checkpoints and buffers; stop the other process or give this one its own data_dir",
+        dir.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        dir.join(DATA_DIR_LOCK_FILE).display()
+    )]
+    Held {
+        /// The folder.
+        dir: PathBuf,
+        /// The owner's process id, when its lock file says.
+        pid: Option<u32>,
+    },
+    /// The folder or its lock file cannot be created or locked.
+    #[error("cannot lock data_dir {}: {source}", dir.display())]
+    Io {
+        /// The folder.
+        dir: PathBuf,
+        /// The refusal.
+        source: std::io::Error,
+    },
+}
+
+impl DataDirLock {
+    /// Creates `dir` if needed and locks it for this process, without waiting.
+    pub fn take(dir: &Path) -> Result<Self, DataDirLockError> {
+        let io_error = |source| DataDirLockError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let dir = dir.canonicalize().map_err(io_error)?;
+        let path = dir.join(DATA_DIR_LOCK_FILE);
+        let Some(mut file) = crate::fs::try_lock(&path).map_err(io_error)? else {
+            let pid = crate::fs::read_text_bounded(&path, 32, "the data_dir lock file")
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            return Err(DataDirLockError::Held { dir, pid });
+        };
+        // The process id is for the message of a process turned away; the lock itself is
+        // the flock, which the kernel drops when this process ends, so a stale id in the
+        // file never blocks anyone.
+        file.set_len(0).map_err(io_error)?;
+        write!(file, "{}", std::process::id()).map_err(io_error)?;
+        Ok(DataDirLock { dir, _file: file })
+    }
+
+    /// True when `dir` is the folder this lock holds (a reload keeping its `data_dir`
+    /// must not try to lock it a second time: that would fail against itself).
+    pub fn holds(&self, dir: &Path) -> bool {
+        dir.canonicalize().is_ok_and(|dir| dir == self.dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +144,34 @@ mod tests {
         let path = dir.path().join("c.json");
         fs::write(&path, b"{not json").expect("write");
         assert!(load_json::<Vec<u32>>(&path).is_err());
+    }
+
+    #[test]
+    fn a_data_dir_is_locked_once_and_names_its_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let lock = DataDirLock::take(&data_dir).expect("free");
+        assert!(lock.holds(&data_dir));
+        assert!(lock.holds(&data_dir.join("../data")));
+        assert!(!lock.holds(dir.path()));
+        // A second open of the lock file is refused even within one process, as another
+        // process would be.
+        let error = DataDirLock::take(&data_dir).expect_err("held");
+        let message = error.to_string();
+        assert!(
+            matches!(error, DataDirLockError::Held { pid: Some(pid), .. } if pid == std::process::id()),
+            "{message}"
+        );
+        let canonical = data_dir.canonicalize().expect("exists");
+        assert!(
+            message.contains(&canonical.display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        drop(lock);
+        DataDirLock::take(&data_dir).expect("free again once dropped");
     }
 }

@@ -5,6 +5,7 @@ mod harness;
 mod backpressure;
 mod config_errors;
 mod crash;
+mod data_dir;
 mod delivery;
 mod disk_buffer;
 mod elasticsearch;

@@ -21,7 +21,7 @@ mod segment;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::future::Future as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -246,14 +246,7 @@ impl Shared {
         labels: &ComponentLabels,
         closing: bool,
     ) -> anyhow::Result<Shared> {
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        take_lock(&lock_file, &lock_path, closing)?;
+        let lock_file = take_lock(&dir.join(LOCK_FILE), closing)?;
         let metrics = Metrics::new(labels);
         let ledger = recover(&dir, &metrics)
             .with_context(|| format!("cannot open the disk buffer in {}", dir.display()))?;
@@ -507,27 +500,23 @@ impl Drop for Shared {
     }
 }
 
-fn take_lock(file: &File, path: &Path, closing: bool) -> anyhow::Result<()> {
+/// Takes the buffer folder's lock (see [`crate::fs::try_lock`]); the open file holds it.
+fn take_lock(path: &Path, closing: bool) -> anyhow::Result<File> {
     // An instance of this process that is closing releases the lock within moments.
     let attempts = if closing { 100 } else { 1 };
     for attempt in 1..=attempts {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(TryLockError::WouldBlock) if attempt < attempts => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(TryLockError::WouldBlock) => {
-                anyhow::bail!(
-                    "the disk buffer is in use by another process (lock {} is held): is a second siemflow running with the same data_dir?",
-                    path.display()
-                )
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-            }
+        let taken =
+            crate::fs::try_lock(path).with_context(|| format!("cannot lock {}", path.display()))?;
+        match taken {
+            Some(file) => return Ok(file),
+            None if attempt < attempts => std::thread::sleep(Duration::from_millis(50)),
+            None => break,
         }
     }
-    Ok(())
+    anyhow::bail!(
+        "the disk buffer is in use by another process (lock {} is held): is a second siemflow running with the same data_dir?",
+        path.display()
+    )
 }
 
 /// Rebuilds the ledger from `position.json` and the segment files.
