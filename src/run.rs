@@ -121,7 +121,7 @@ async fn supervise(
     let health = HealthRegistry::default();
     let api_stop = CancellationToken::new();
     if let Some(api) = &config.api {
-        match api::serve(&api.address, health.clone(), api_stop.clone()).await {
+        match api::serve(api, health.clone(), api_stop.clone()).await {
             Ok(bound) => {
                 tracing::info!(address = %bound, "API listening (/health, /ready, /metrics)")
             }

@@ -1,16 +1,101 @@
 //! `/health`, `/ready` and `/metrics`, and the health state behind `/ready`.
+//!
+//! The server is bounded so that no client can starve the pipeline: at most
+//! `max_connections` connections are open (more wait in the kernel's listen queue,
+//! costing no descriptor), a request's line and headers must arrive within
+//! `header_read_timeout` and fit [`MAX_REQUEST_HEAD_BYTES`], and a connection on which
+//! nothing moves for `idle_timeout` is closed.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Deserializer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ComponentKind;
+
+/// The most a request's line and headers may take: hyper's read buffer, which is all
+/// a connection holds of a request (the API reads no body; hyper discards one). The
+/// API's requests are a few hundred bytes; hyper accepts no less than 8 KiB. A larger
+/// head is answered with 431 and the connection closed.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 << 10;
+
+/// How long accepting pauses after an error such as running out of descriptors, so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The `[api]` table: health, readiness and metrics over HTTP, and the server's limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API at all (default true).
+    pub enabled: bool,
+    /// Address to listen on (default `"127.0.0.1:8686"`).
+    pub address: String,
+    /// At most this many connections are open at once (default 256); further ones wait
+    /// in the listen queue until one closes.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_connections: usize,
+    /// A connection must deliver a complete request line and headers within this time of
+    /// opening, or of the previous response, or it is closed (default `"10s"`).
+    #[serde(deserialize_with = "positive_duration")]
+    #[schemars(with = "String")]
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed (default
+    /// `"60s"`): a client that stops reading a response, or stalls mid-request.
+    #[serde(deserialize_with = "positive_duration")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            address: "127.0.0.1:8686".into(),
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A count of at least one: zero connections would make the API unreachable.
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "must be at least 1 (set `enabled = false` to turn the API off)",
+        )),
+        n => Ok(n),
+    }
+}
+
+/// A duration above zero: a zero timeout would close every connection at once.
+fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match crate::units::duration(d)? {
+        Duration::ZERO => Err(serde::de::Error::custom(
+            "must be longer than zero, e.g. \"10s\"",
+        )),
+        duration => Ok(duration),
+    }
+}
 
 #[derive(Debug, Clone)]
 struct ComponentHealth {
@@ -148,33 +233,366 @@ async fn metrics() -> String {
 
 /// Serves the API until `stop` is cancelled; returns the bound address.
 pub async fn serve(
-    address: &str,
+    config: &ApiConfig,
     registry: HealthRegistry,
     stop: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address)
+    let address = &config.address;
+    let listener = TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for the API on {address}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = Router::new()
+    tokio::spawn(accept_loop(
+        listener,
+        router(registry),
+        config.clone(),
+        stop,
+    ));
+    Ok(bound)
+}
+
+fn router(registry: HealthRegistry) -> Router {
+    Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(registry);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "API server stopped");
+        .with_state(registry)
+}
+
+/// hyper's HTTP/1 settings for every connection.
+fn http(config: &ApiConfig) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+    http
+}
+
+/// Accepts a connection whenever one of `max_connections` slots is free.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    config: ApiConfig,
+    stop: CancellationToken,
+) {
+    let http = Arc::new(http(&config));
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut warned_full = false;
+    loop {
+        // At the cap nothing is accepted: further connections wait in the kernel's listen
+        // queue, costing this process neither a descriptor nor memory.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return, // never closed
+            },
+            () = stop.cancelled() => return,
+        };
+        let full = slots.available_permits() == 0;
+        if full && !warned_full {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                "API connection limit reached: further connections wait until one closes"
+            );
         }
-    });
-    Ok(bound)
+        warned_full = full;
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "API: cannot accept a connection");
+                    // A refused or aborted connection is that client's affair; anything
+                    // else (out of descriptors) lasts a while: do not spin on it.
+                    if !is_connection_error(&e) {
+                        tokio::select! {
+                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            app.clone(),
+            Arc::clone(&http),
+            config.idle_timeout,
+            stop.clone(),
+            slot,
+        ));
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves one connection until it ends, idles for `idle_timeout` or `stop` lets its
+/// request in progress finish; `_slot` frees its place when it closes.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    http: Arc<http1::Builder>,
+    idle_timeout: Duration,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let stream = Tracked {
+        stream,
+        activity: Arc::clone(&activity),
+    };
+    let mut connection =
+        pin!(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app)));
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "API connection closed");
+                }
+                return;
+            }
+            () = activity.idle(idle_timeout) => {
+                tracing::debug!(?idle_timeout, "API connection idle: closed");
+                return;
+            }
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte: hyper has no idle timeout of its own (its header
+/// read timeout covers only the wait for a request).
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the last byte read or written.
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            last_millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(millis, Ordering::Relaxed);
+    }
+
+    /// Resolves once no byte moved for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+            let deadline = self.opened + last + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A connection's stream that records its [`Activity`].
+struct Tracked<S> {
+    stream: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// Serves one connection over an in-memory stream whose buffers hold `buffer` bytes;
+    /// returns the client's end and the serving task.
+    fn serve_in_memory(
+        config: &ApiConfig,
+        buffer: usize,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(buffer);
+        let slot = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a free slot");
+        let task = tokio::spawn(serve_connection(
+            server,
+            router(HealthRegistry::default()),
+            Arc::new(http(config)),
+            config.idle_timeout,
+            CancellationToken::new(),
+            slot,
+        ));
+        (client, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+        let config = ApiConfig::default();
+        let opened = Instant::now();
+        let (_client, task) = serve_in_memory(&config, 4096);
+        task.await.expect("served");
+        assert_eq!(opened.elapsed(), config.header_read_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
+        let config = ApiConfig::default();
+        // The response does not fit the 64-byte buffer: the server's write waits on a
+        // client that never reads, and only the idle timeout ends that.
+        let (mut client, task) = serve_in_memory(&config, 64);
+        client
+            .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let opened = Instant::now();
+        task.await.expect("served");
+        assert_eq!(opened.elapsed(), config.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oversize_request_head_is_refused() {
+        let (mut client, task) = serve_in_memory(&ApiConfig::default(), 1 << 20);
+        let padding = "x".repeat(MAX_REQUEST_HEAD_BYTES);
+        let request = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n");
+        client.write_all(request.as_bytes()).await.expect("request");
+        let mut response = String::new();
+        client
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+        task.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_cap_waits_for_a_free_slot() {
+        let config = ApiConfig {
+            address: "127.0.0.1:0".into(),
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(200),
+            ..ApiConfig::default()
+        };
+        let stop = CancellationToken::new();
+        let address = serve(&config, HealthRegistry::default(), stop.clone())
+            .await
+            .expect("serve");
+        // The first connection takes the only slot and sends nothing.
+        let mut idle = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let mut probe = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        probe
+            .write_all(b"GET /health HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = String::new();
+        probe.read_to_string(&mut response).await.expect("response");
+        assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
+        // The probe was answered only once the idle connection had been closed.
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut byte)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "closed by then: {closed:?}");
+        stop.cancel();
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let config: ApiConfig = toml::from_str("").expect("defaults");
+        assert_eq!(config, ApiConfig::default());
+        let config: ApiConfig = toml::from_str(
+            "max_connections = 8\nheader_read_timeout = \"2s\"\nidle_timeout = \"5s\"",
+        )
+        .expect("set");
+        assert_eq!(
+            (
+                config.max_connections,
+                config.header_read_timeout,
+                config.idle_timeout
+            ),
+            (8, Duration::from_secs(2), Duration::from_secs(5))
+        );
+        for zero in [
+            "max_connections = 0",
+            "header_read_timeout = \"0s\"",
+            "idle_timeout = \"0s\"",
+        ] {
+            let error = toml::from_str::<ApiConfig>(zero)
+                .expect_err(zero)
+                .to_string();
+            assert!(error.contains("must be"), "{zero}: {error}");
+        }
+    }
 
     #[test]
     fn a_replaced_component_keeps_the_new_health() {

@@ -90,9 +90,42 @@ impl Workspace {
 
     /// Starts `siemflow run` with extra arguments.
     pub fn spawn(&self, config: &str, extra: &[&str], stdout: Stdio, stdin: Stdio) -> Pipeline {
+        self.spawn_command(Command::new(binary()), config, extra, stdout, stdin)
+    }
+
+    /// Starts `siemflow run` allowed at most `files` open descriptors (`RLIMIT_NOFILE`),
+    /// as on a host with a low limit.
+    pub fn run_with_file_limit(&self, config: &str, files: u64) -> Pipeline {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(binary());
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // setrlimit(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.spawn_command(command, config, &[], Stdio::null(), Stdio::null())
+    }
+
+    fn spawn_command(
+        &self,
+        mut command: Command,
+        config: &str,
+        extra: &[&str],
+        stdout: Stdio,
+        stdin: Stdio,
+    ) -> Pipeline {
         let stderr_path = self.path(&format!("stderr-{}.log", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(binary())
+        let child = command
             .args(["run", "--log-format", "json", "-c", config])
             .args(extra)
             .current_dir(self.dir.path())

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod api_limits;
 mod backpressure;
 mod config_errors;
 mod crash;

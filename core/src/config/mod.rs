@@ -12,12 +12,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors, SourceFile, closest, suggest};
 pub use interpolate::interpolate;
+
+/// The `[api]` table, defined beside the server it configures.
+pub use crate::api::ApiConfig;
 
 use crate::buffer::BufferConfig;
 use crate::metrics::ComponentKind;
@@ -25,25 +27,6 @@ use crate::registry::{ExtensionConfig, PluginConfig, Registry};
 
 /// Each input as written, with its span: for errors that point at one input.
 type InputSpans = Vec<(String, Range<usize>)>;
-
-/// The `[api]` table: health, readiness and metrics over HTTP.
-#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    /// Serve the API at all.
-    pub enabled: bool,
-    /// Address to listen on.
-    pub address: String,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            enabled: true,
-            address: "127.0.0.1:8686".into(),
-        }
-    }
-}
 
 /// Where a component takes events from: `id` or `id.output`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
