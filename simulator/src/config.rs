@@ -5,14 +5,24 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::graph::GraphConfig;
+
 /// Tenant id of the default tenant (the id Microsoft's own documentation examples use).
 pub const DEFAULT_TENANT_ID: &str = "41463f53-8812-40f4-890f-865bf6e35190";
 /// Application (client) id of the default tenant's app registration.
 pub const DEFAULT_CLIENT_ID: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
 /// Client secret of the default tenant's app registration.
 pub const DEFAULT_CLIENT_SECRET: &str = "simulator-secret";
-/// The app roles a registration gets unless configured otherwise.
-pub const DEFAULT_ROLES: [&str; 2] = ["ActivityFeed.Read", "ActivityFeed.ReadDlp"];
+/// The app roles a registration gets unless configured otherwise: the Management API's and
+/// Graph's (tokens carry those of the resource they are issued for).
+pub const DEFAULT_ROLES: [&str; 6] = [
+    "ActivityFeed.Read",
+    "ActivityFeed.ReadDlp",
+    "SecurityAlert.Read.All",
+    "SecurityIncident.Read.All",
+    "AuditLog.Read.All",
+    "Directory.Read.All",
+];
 
 /// The content types of the Management Activity API, in a fixed order.
 pub const CONTENT_TYPES: [&str; 5] = [
@@ -53,6 +63,8 @@ pub struct M365Config {
     pub requests_per_minute: u32,
     /// Requests per minute of the pool shared by every call without PublisherIdentifier. Default 60.
     pub unidentified_requests_per_minute: u32,
+    /// The Microsoft Graph side: volumes, delays, limits, licences, clouds, faults.
+    pub graph: GraphConfig,
 }
 
 impl Default for M365Config {
@@ -68,6 +80,7 @@ impl Default for M365Config {
             token_lifetime: Duration::from_secs(3599),
             requests_per_minute: 2000,
             unidentified_requests_per_minute: 60,
+            graph: GraphConfig::default(),
         }
     }
 }
@@ -86,7 +99,8 @@ pub struct TenantConfig {
     /// PEM file with the public certificate whose private key may sign client assertions.
     #[serde(default)]
     pub certificate_pem: Option<PathBuf>,
-    /// App roles granted to the app's tokens. Default ActivityFeed.Read and ActivityFeed.ReadDlp.
+    /// App roles granted to the app (each token carries those of its resource). Default
+    /// [`DEFAULT_ROLES`].
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
 }
@@ -201,7 +215,7 @@ impl M365Config {
         if self.publish_delay > Duration::from_secs(24 * 3600) {
             bail!("simulator.publish_delay must be at most \"24h\"");
         }
-        Ok(())
+        self.graph.validate(&self.tenant_ids())
     }
 
     /// Distinct tenant ids, in configuration order.

@@ -1,18 +1,20 @@
-//! siemflow-simulator: strict local stand-ins for Microsoft's Entra ID token endpoint and the
-//! Office 365 Management Activity API, for the demo pipeline, tests and benchmarks; and for
+//! siemflow-simulator: strict local stand-ins for Microsoft's Entra ID token endpoint, the
+//! Office 365 Management Activity API and Microsoft Graph ([`graph`]: security alerts and
+//! incidents, Entra ID sign-in and audit logs), for the demo pipeline, tests and benchmarks; and for
 //! the SIEM endpoints the sinks write to: [`splunk_hec`], [`sentinel`] (Azure Monitor Logs
 //! Ingestion) and [`elasticsearch`] (Elasticsearch / OpenSearch `_bulk`), each keeping ground
 //! truth of what it accepted.
 //!
 //! The simulated world is a pure function of [`M365Config`]: the same seed yields the same
-//! tenants, blobs and records, derived lazily per hour, so [`published_records`] can serve as
-//! ground truth for tests without running a server.
+//! tenants, blobs and records, derived lazily per hour, so [`published_records`] and
+//! [`graph_ground_truth`] can serve as ground truth for tests without running a server.
 
 mod activity;
 mod config;
 pub mod elasticsearch;
 mod errors;
 mod faults;
+pub mod graph;
 pub mod sentinel;
 mod server;
 pub mod splunk_hec;
@@ -36,11 +38,15 @@ pub use config::{
     Faults, M365Config, MAX_HISTORY, TenantConfig,
 };
 pub use elasticsearch::{ElasticsearchConfig, ElasticsearchSimulator, ElasticsearchStats};
+pub use graph::{
+    Cloud, GraphConfig, GraphFaults, GraphResource, GraphStats, GraphTenantConfig,
+    graph_ground_truth, graph_versions,
+};
 pub use sentinel::{SentinelConfig, SentinelSimulator, SentinelStats};
 pub use splunk_hec::{HecStats, IndexedEvent, SplunkHecConfig, SplunkHecSimulator};
 pub use stats::{Stats, TenantStats};
 
-/// A running simulator (login and management roots on one address).
+/// A running simulator (login, management and Graph roots on one address).
 #[derive(Debug)]
 pub struct Simulator {
     sim: Arc<state::Sim>,
@@ -76,8 +82,9 @@ impl Simulator {
         self.address
     }
 
-    /// `http://127.0.0.1:PORT`: both the login root (`/{tenant}/oauth2/v2.0/token`) and the
-    /// management root (`/api/v1.0/{tenant}/activity/feed/...`) live here.
+    /// `http://127.0.0.1:PORT`: the login root (`/{tenant}/oauth2/v2.0/token`), the
+    /// management root (`/api/v1.0/{tenant}/activity/feed/...`) and the Graph root
+    /// (`/v1.0/...`, `/beta/...`) all live here.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.address)
     }
@@ -95,6 +102,17 @@ impl Simulator {
     /// The simulator's current time (wall clock plus any [`Simulator::advance_clock`]).
     pub fn now(&self) -> DateTime<Utc> {
         world::generate::to_utc(self.sim.now_ms())
+    }
+
+    /// The oldest instant records exist at: the start minus `history` (ground-truth `from`).
+    pub fn history_start(&self) -> DateTime<Utc> {
+        world::generate::to_utc(self.sim.history_start_ms())
+    }
+
+    /// The instant up to which the world is visible: now when `live`, the start when frozen
+    /// (ground-truth `until`).
+    pub fn visible_until(&self) -> DateTime<Utc> {
+        world::generate::to_utc(self.sim.published_until_ms())
     }
 
     /// Moves the simulator's clock forward (tests: token expiry, content expiry, the

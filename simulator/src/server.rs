@@ -17,13 +17,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{blobs, content, subscriptions};
+use crate::graph::routes as graph;
 use crate::state::Sim;
 use crate::tokens;
 
 /// Request bodies are small form posts or JSON; anything bigger is refused (413).
 const MAX_BODY: usize = 64 * 1024;
 
-/// All routes of the login and management roots.
+/// All routes of the login, management and Graph roots.
 pub(crate) fn router(sim: Arc<Sim>) -> Router {
     let feed = "/api/{version}/{tenant}/activity/feed";
     Router::new()
@@ -54,6 +55,9 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             get(subscriptions::dlp_sensitive_types),
         )
         .route(&format!("{feed}/audit/{{content_id}}"), get(blobs::blob))
+        // Graph compares paths case-insensitively: one route per version, dispatched inside.
+        .route("/v1.0/{*path}", get(graph::v1))
+        .route("/beta/{*path}", get(graph::beta))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), latency))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -9,6 +9,7 @@ use anyhow::Context;
 use aws_lc_rs::digest;
 
 use crate::config::M365Config;
+use crate::graph::GraphState;
 use crate::stats::{Stats, TenantStats};
 use crate::world::World;
 
@@ -88,6 +89,8 @@ pub(crate) struct Sim {
     pub(crate) stats: Mutex<Stats>,
     /// Counts fault decisions so the injected sequence is reproducible from the seed.
     pub(crate) fault_counter: AtomicU64,
+    /// Microsoft Graph: limits, fault dice, skiptoken secret.
+    pub(crate) graph: GraphState,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data stay usable counters.
@@ -122,11 +125,13 @@ impl Sim {
                 roles: t.roles.clone(),
             });
         }
+        let origin_ms = chrono::Utc::now().timestamp_millis();
         Ok(Self {
+            graph: GraphState::new(cfg.seed, origin_ms),
             cfg,
             world,
             apps,
-            origin_ms: chrono::Utc::now().timestamp_millis(),
+            origin_ms,
             offset_ms: AtomicI64::new(0),
             local_addr,
             tokens: Mutex::default(),

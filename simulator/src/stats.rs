@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::graph::GraphStats;
+
 /// Counters of one tenant (keyed by the tenant named in the request path).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TenantStats {
@@ -25,6 +27,9 @@ pub struct TenantStats {
     pub records_served: u64,
     /// Every PublisherIdentifier value seen.
     pub publisher_ids: BTreeSet<String>,
+    /// Microsoft Graph requests (counted here only, not in the Management API counters
+    /// above); requests without a usable token count under the empty tenant id.
+    pub graph: GraphStats,
 }
 
 /// A snapshot of every tenant's counters.

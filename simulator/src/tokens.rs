@@ -29,12 +29,13 @@ const MANAGEMENT_AUDIENCES: [&str; 5] = [
 ];
 /// Other resources a tenant knows (tokens are issued, but the Management API refuses them).
 /// The Azure Monitor audiences serve the Logs Ingestion simulator.
-const OTHER_RESOURCES: [&str; 9] = [
+const OTHER_RESOURCES: [&str; 10] = [
     "https://monitor.azure.com",
     "https://monitor.azure.us",
     "https://monitor.azure.cn",
     "https://graph.microsoft.com",
     "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us",
     "https://api.securitycenter.microsoft.com",
     "https://api.security.microsoft.com",
     "https://securitycenter.onmicrosoft.com/windowsatpservice",
@@ -268,11 +269,12 @@ fn issue(
     };
     let lifetime = sim.cfg.token_lifetime.as_secs();
     let exp_ms = now_ms + (lifetime as i64) * 1000;
+    let roles = roles_for(&resource, management, &app.roles);
     let token = make_token(
         &profile.id,
         &app.client_id,
         &resource,
-        &app.roles,
+        &roles,
         now_ms,
         exp_ms,
         cert_auth,
@@ -286,7 +288,7 @@ fn issue(
             token.clone(),
             TokenInfo {
                 tenant: tenant_idx,
-                roles: app.roles.clone(),
+                roles,
                 management,
                 audience: resource.clone(),
                 client_id: app.client_id.clone(),
@@ -323,6 +325,26 @@ fn issue(
         HeaderValue::from_static("no-store, no-cache"),
     );
     Ok(r)
+}
+
+/// The app roles a token for `resource` carries: as in Entra, only the resource's own —
+/// `ActivityFeed.*` for the Management API, the others for Graph; every role elsewhere.
+fn roles_for(resource: &str, management: bool, roles: &[String]) -> Vec<String> {
+    let graph = resource.contains("graph.microsoft");
+    roles
+        .iter()
+        .filter(|r| {
+            let feed = r.starts_with("ActivityFeed.");
+            if management {
+                feed
+            } else if graph {
+                !feed
+            } else {
+                true
+            }
+        })
+        .cloned()
+        .collect()
 }
 
 /// The host the client addressed, for the exact token URL an assertion must name.

@@ -201,10 +201,7 @@ fn config_from_toml_with_defaults_and_strictness() {
     .expect("valid");
     assert_eq!(cfg.seed, 7);
     assert_eq!(cfg.faults.page_size, 30);
-    assert_eq!(
-        cfg.tenants[0].roles,
-        vec!["ActivityFeed.Read", "ActivityFeed.ReadDlp"]
-    );
+    assert_eq!(cfg.tenants[0].roles, siemflow_simulator::DEFAULT_ROLES);
     cfg.validate().expect("valid");
     assert!(
         toml::from_str::<M365Config>("sead = 1").is_err(),

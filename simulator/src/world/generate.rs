@@ -305,7 +305,7 @@ impl World {
 
 /// Relative activity by hour of the (UTC) day and day of the week: busy afternoons, quiet
 /// nights and weekends. Averages 1.0 over a weekday.
-fn rhythm(hour: i64) -> f64 {
+pub(crate) fn rhythm(hour: i64) -> f64 {
     let hod = hour.rem_euclid(24) as f64;
     let day = hour.div_euclid(24);
     // 1970-01-01 was a Thursday: (day + 3) % 7 gives 0 = Monday.
