@@ -22,6 +22,7 @@ pub mod plugin;
 pub mod registry;
 pub mod retry;
 pub mod secret;
+pub mod settlement;
 pub mod state;
 pub mod template;
 pub mod topology;
