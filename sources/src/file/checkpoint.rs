@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use super::listing::FileId;
+
 /// The checkpoint file's name inside the component's state folder.
 pub const FILE_NAME: &str = "checkpoints.json";
 
@@ -41,6 +43,14 @@ impl Entry {
     /// True when the entry describes this file.
     pub fn matches(&self, device: u64, inode: u64, fingerprint: u64) -> bool {
         self.device == device && self.inode == inode && self.fingerprint == hex(fingerprint)
+    }
+
+    /// The identity of the file it describes (without the fingerprint).
+    pub fn id(&self) -> FileId {
+        FileId {
+            device: self.device,
+            inode: self.inode,
+        }
     }
 }
 

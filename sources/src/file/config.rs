@@ -23,6 +23,22 @@ pub enum ReadFrom {
     End,
 }
 
+/// Which symlinks among the matched paths are followed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowSymlinks {
+    /// Follow a symlink only when the file it leads to lies inside the base folder of an
+    /// include pattern (the part of the pattern before its first wildcard).
+    #[default]
+    WithinInclude,
+    /// Follow every symlink, wherever it leads.
+    Always,
+    /// Read no file reached through a symlink below the base folder of its pattern.
+    Never,
+}
+
 /// Tails files matching glob patterns, surviving rotation, with checkpoints that advance
 /// only for delivered data.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -93,6 +109,20 @@ pub struct FileConfig {
     )]
     #[schemars(with = "String")]
     pub checkpoint_interval: Duration,
+
+    /// Most files held open at once. More matching files are read in turns: a file read
+    /// to its end is closed when another waits, and opened again at its offset (checked
+    /// to be the same file) when it grows. Default: a quarter of the process's open-file
+    /// limit (`ulimit -n`), at least 8 and at most 4096.
+    #[serde(default)]
+    pub max_open_files: Option<usize>,
+
+    /// Which symlinks are followed: `within_include` (only to files inside the base
+    /// folder of an include pattern), `always` or `never`. A refused symlink is warned
+    /// about once and counted (`component_errors_total{error_type="symlink_refused"}`).
+    /// Default: `within_include`.
+    #[serde(default)]
+    pub follow_symlinks: FollowSymlinks,
 }
 
 fn default_glob_interval() -> Duration {
@@ -115,6 +145,9 @@ pub(crate) fn default_batch_max_events() -> usize {
     500
 }
 
+/// The most files `max_open_files` may allow: far above any real open-file limit.
+const MAX_OPEN_FILES: usize = 1 << 20;
+
 /// The most events a source batch may hold: room for them is reserved up front.
 pub(crate) const MAX_BATCH_EVENTS: usize = 1_000_000;
 
@@ -131,6 +164,8 @@ impl FileConfig {
             max_line_bytes: default_max_line_bytes(),
             batch_max_events: default_batch_max_events(),
             checkpoint_interval: default_checkpoint_interval(),
+            max_open_files: None,
+            follow_symlinks: FollowSymlinks::default(),
         }
     }
 
@@ -165,6 +200,14 @@ impl FileConfig {
             if is_zero {
                 issues.push(ConfigIssue::new(key, "must be greater than zero"));
             }
+        }
+        if let Some(limit) = self.max_open_files
+            && let Err(problem) = checks::count(limit, MAX_OPEN_FILES)
+        {
+            issues.push(
+                ConfigIssue::new("max_open_files", problem)
+                    .hint("leave it out to derive it from the process's open-file limit"),
+            );
         }
         if let Err(problem) = checks::count(self.batch_max_events, MAX_BATCH_EVENTS) {
             issues.push(ConfigIssue::new("batch_max_events", problem));

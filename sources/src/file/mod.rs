@@ -9,7 +9,10 @@
 #[cfg(test)]
 mod bench;
 mod checkpoint;
+mod complaints;
 mod config;
+mod listing;
+mod open_files;
 mod reader;
 #[cfg(test)]
 mod tests;
@@ -25,12 +28,13 @@ use siemflow_core::event::attach_ack;
 use siemflow_core::{AckReceipt, BatchStatus, BoxFuture, ConfigIssue, SourceConfig, SourceContext};
 use tokio::sync::mpsc;
 
-pub use config::{FileConfig, ReadFrom};
+pub use config::{FileConfig, FollowSymlinks, ReadFrom};
 pub(crate) use config::{MAX_BATCH_EVENTS, default_batch_max_events, default_max_line_bytes};
+use listing::Lister;
 use reader::{Command, FileSerial, ReadBatch, ReaderEvent, ReaderSettings};
 use tracker::{FailureOutcome, Tracker};
 
-use crate::lines::LineDecoder;
+use crate::lines::{LineDecoder, STAGE_RECEIVING};
 
 /// Batches the reader may have read (and be decoding, each on its own blocking-pool
 /// thread) ahead of the sender: enough to keep both cores decoding, few enough to bound
@@ -54,20 +58,40 @@ impl SourceConfig for FileConfig {
             glob::Pattern::new(pattern)
                 .with_context(|| format!("invalid include pattern `{pattern}`"))?;
         }
+        let labels = &cx.component.metrics.labels;
+        let errors = |error_type: &'static str| {
+            labels.counter(
+                "component_errors_total",
+                &[("error_type", error_type), ("stage", STAGE_RECEIVING)],
+            )
+        };
+        let max_open_files = self
+            .max_open_files
+            .unwrap_or_else(open_files::default_limit);
+        tracing::debug!(
+            component = %cx.component.id,
+            max_open_files,
+            process_limit = open_files::soft_file_limit(),
+            "file source open-file budget"
+        );
         let settings = ReaderSettings {
-            include: self.include.clone(),
-            exclude,
+            lister: Lister::new(
+                self.include.clone(),
+                exclude,
+                self.follow_symlinks,
+                errors("listing_failed"),
+                errors("symlink_refused"),
+            ),
             read_from: self.read_from,
             glob_interval: self.glob_interval,
             poll_interval: self.poll_interval,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             batch_max_events: self.batch_max_events.max(1),
+            max_open_files,
             decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
-            watched: cx
-                .component
-                .metrics
-                .labels
-                .gauge("source_files_watched", &[]),
+            watched: labels.gauge("source_files_watched", &[]),
+            open: labels.gauge("source_files_open", &[]),
+            open_failed: errors("open_failed"),
             resume: Vec::new(),
             runtime: tokio::runtime::Handle::try_current()
                 .context("the file source must be built inside the tokio runtime")?,
@@ -185,13 +209,13 @@ impl Source {
     async fn handle(&mut self, event: ReaderEvent) -> anyhow::Result<bool> {
         match event {
             ReaderEvent::Opened(file) => self.tracker.opened(file),
-            ReaderEvent::ScanDone => self.tracker.scan_done(),
+            ReaderEvent::Forget(gone) => self.tracker.forget(&gone),
             ReaderEvent::Drained(serial) => {
                 let command = self.tracker.drained(serial);
                 self.command(command);
             }
-            ReaderEvent::Truncated(serial) => {
-                let command = self.tracker.truncated(serial);
+            ReaderEvent::Truncated(serial) | ReaderEvent::Vanished(serial) => {
+                let command = self.tracker.unreadable(serial);
                 self.command(command);
             }
             ReaderEvent::Batch(batch) => return self.send(batch).await,
@@ -241,7 +265,7 @@ impl Source {
                         self.delivery_failed.increment(1);
                         tracing::error!(
                             path,
-                            "a batch was not delivered and the file was truncated since; those lines cannot be read again"
+                            "a batch was not delivered and the file was truncated or went away since; those lines cannot be read again"
                         );
                     }
                     FailureOutcome::Lost => {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use siemflow_core::retry::{Retries, RetryRule};
 
 use super::checkpoint::{self, Entry};
+use super::listing::FileId;
 use super::reader::{Command, FileSerial, OpenedFile, ReadBatch};
 
 /// How soon a failed batch is read again: from 250 ms, doubling with jitter per
@@ -56,14 +57,14 @@ pub enum FailureOutcome {
 #[derive(Default)]
 pub struct Tracker {
     files: HashMap<FileSerial, FileState>,
-    /// Loaded entries kept until the start-up scan says which files still exist.
+    /// Loaded entries kept until their file is opened or a listing shows it gone.
     unconfirmed: Vec<Entry>,
     next_seq: u64,
     dirty: bool,
 }
 
 impl Tracker {
-    /// A tracker that keeps the loaded checkpoints until the start-up scan is done.
+    /// A tracker that keeps the loaded checkpoints until their files are opened or gone.
     pub fn new(loaded: Vec<Entry>) -> Self {
         Tracker {
             unconfirmed: loaded,
@@ -81,20 +82,25 @@ impl Tracker {
         self.dirty = true;
     }
 
-    /// The start-up scan is done: entries of files it did not find are dropped.
-    pub fn scan_done(&mut self) {
-        if !self.unconfirmed.is_empty() {
+    /// Forgets loaded checkpoints of files that no longer exist.
+    pub fn forget(&mut self, gone: &[FileId]) {
+        let before = self.unconfirmed.len();
+        self.unconfirmed.retain(|entry| !gone.contains(&entry.id()));
+        let forgotten = before - self.unconfirmed.len();
+        if forgotten > 0 {
             tracing::info!(
-                files = self.unconfirmed.len(),
+                files = forgotten,
                 "forgetting checkpoints of files that no longer exist"
             );
-            self.unconfirmed.clear();
             self.dirty = true;
         }
     }
 
-    /// The reader follows a new file.
+    /// The reader follows a new file. A loaded checkpoint of the same inode is now
+    /// either this file's (it resumed from it) or stale (the inode holds new content).
     pub fn opened(&mut self, file: OpenedFile) {
+        self.unconfirmed
+            .retain(|entry| !(entry.device == file.device && entry.inode == file.inode));
         self.files.insert(
             file.serial,
             FileState {
@@ -196,12 +202,13 @@ impl Tracker {
         self.release_if_settled(serial)
     }
 
-    /// The file was truncated: its old batches can no longer be read again.
-    pub fn truncated(&mut self, serial: FileSerial) -> Option<Command> {
+    /// The file was truncated, or left the globs while closed: its batches can no longer
+    /// be read again.
+    pub fn unreadable(&mut self, serial: FileSerial) -> Option<Command> {
         let state = self.files.get_mut(&serial)?;
         state.rereadable = false;
         state.drained = true;
-        // The reader already moved on under a new serial; nothing to release.
+        // The reader already let go of this serial; nothing to release.
         if state.pending.is_empty() {
             self.files.remove(&serial);
             self.dirty = true;
