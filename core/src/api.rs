@@ -101,8 +101,9 @@ fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Err
 struct ComponentHealth {
     serial: u64,
     kind: ComponentKind,
-    healthy: bool,
-    reason: Option<String>,
+    /// What is wrong, by the part that reported it ([`Health::part`]; `""` for the
+    /// component itself). Healthy when empty.
+    problems: BTreeMap<&'static str, String>,
 }
 
 /// The health of every running component.
@@ -119,6 +120,8 @@ pub struct Health {
     kind: ComponentKind,
     serial: u64,
     registry: HealthRegistry,
+    /// The part of the component this handle reports for (`""`: the component itself).
+    part: &'static str,
 }
 
 impl HealthRegistry {
@@ -132,6 +135,7 @@ impl HealthRegistry {
             kind,
             serial,
             registry: self.clone(),
+            part: "",
         }
     }
 
@@ -150,13 +154,10 @@ impl HealthRegistry {
         };
         let problems: Vec<String> = map
             .iter()
-            .filter(|(_, h)| !h.healthy)
+            .filter(|(_, h)| !h.problems.is_empty())
             .map(|(id, h)| {
-                format!(
-                    "{} {id}: {}",
-                    h.kind,
-                    h.reason.as_deref().unwrap_or("unhealthy")
-                )
+                let reasons: Vec<&str> = h.problems.values().map(String::as_str).collect();
+                format!("{} {id}: {}", h.kind, reasons.join("; "))
             })
             .collect();
         if problems.is_empty() {
@@ -168,14 +169,25 @@ impl HealthRegistry {
 }
 
 impl Health {
-    /// Marks the component healthy.
+    /// Marks the component (or this handle's part of it) healthy.
     pub fn healthy(&self) {
-        self.set(true, None);
+        self.set(None);
     }
 
-    /// Marks the component unhealthy with a reason shown by `/ready`.
+    /// Marks the component (or this handle's part of it) unhealthy with a reason shown
+    /// by `/ready`.
     pub fn unhealthy(&self, reason: impl Into<String>) {
-        self.set(false, Some(reason.into()));
+        self.set(Some(reason.into()));
+    }
+
+    /// A handle for one part of the component (a sink's disk buffer, say) whose health is
+    /// kept apart: the component is healthy only when it and every part are, so neither
+    /// clears the other's problem.
+    pub fn part(&self, part: &'static str) -> Health {
+        Health {
+            part,
+            ..self.clone()
+        }
     }
 
     /// Makes this instance the one `/ready` reports for its id, healthy.
@@ -186,8 +198,7 @@ impl Health {
                 ComponentHealth {
                     serial: self.serial,
                     kind: self.kind,
-                    healthy: true,
-                    reason: None,
+                    problems: BTreeMap::new(),
                 },
             );
         }
@@ -202,13 +213,15 @@ impl Health {
         }
     }
 
-    fn set(&self, healthy: bool, reason: Option<String>) {
+    fn set(&self, problem: Option<String>) {
         if let Ok(mut map) = self.registry.components.lock()
             && let Some(entry) = map.get_mut(&self.id)
             && entry.serial == self.serial
         {
-            entry.healthy = healthy;
-            entry.reason = reason;
+            match problem {
+                Some(reason) => entry.problems.insert(self.part, reason),
+                None => entry.problems.remove(self.part),
+            };
         }
     }
 }
@@ -609,6 +622,27 @@ mod tests {
         let problems = registry.ready().expect_err("unhealthy");
         assert!(problems[0].contains("disk full"));
         new.deregister();
+        assert!(registry.ready().is_ok());
+    }
+
+    #[test]
+    fn a_part_and_its_component_do_not_clear_each_others_problems() {
+        let registry = HealthRegistry::default();
+        let sink = registry.register("out", ComponentKind::Sink);
+        let buffer = sink.part("buffer");
+        buffer.unhealthy("disk buffer cannot write: No space left on device");
+        sink.unhealthy("cannot open out.log");
+        sink.healthy();
+        let problems = registry.ready().expect_err("the buffer still fails");
+        assert_eq!(
+            problems,
+            ["sink out: disk buffer cannot write: No space left on device"]
+        );
+        sink.unhealthy("cannot open out.log");
+        buffer.healthy();
+        let problems = registry.ready().expect_err("the sink still fails");
+        assert_eq!(problems, ["sink out: cannot open out.log"]);
+        sink.healthy();
         assert!(registry.ready().is_ok());
     }
 }

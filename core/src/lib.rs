@@ -17,6 +17,7 @@ pub mod event_time;
 pub mod fanout;
 pub mod fs;
 pub mod http;
+pub mod io_error;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;

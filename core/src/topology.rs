@@ -195,7 +195,7 @@ impl Topology {
                 }
                 PluginConfig::Sink(sink) => {
                     let (sender, receiver) =
-                        buffer::open(&component.buffer, &labels, &context.state_dir)
+                        buffer::open(&component.buffer, &labels, &context.state_dir, &health)
                             .with_context(|| format!("cannot open the buffer of sink `{id}`"))?;
                     let cx = SinkContext {
                         component: context,

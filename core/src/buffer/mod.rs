@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::api::Health;
 use crate::event::Batch;
 use crate::metrics::ComponentLabels;
 
@@ -187,18 +188,20 @@ pub fn channel(config: &BufferConfig, labels: &ComponentLabels) -> (BufferSender
     )
 }
 
-/// Creates the buffer `config` asks for; a disk buffer lives in `state_dir/buffer/`.
-/// Fails when a disk buffer cannot be opened (e.g. another process holds it).
+/// Creates the buffer `config` asks for; a disk buffer lives in `state_dir/buffer/` and
+/// reports failing writes on the sink's `health`. Fails when a disk buffer cannot be
+/// opened (e.g. another process holds it).
 pub fn open(
     config: &BufferConfig,
     labels: &ComponentLabels,
     state_dir: &Path,
+    health: &Health,
 ) -> anyhow::Result<(BufferSender, BufferReceiver)> {
     match config.kind {
         BufferType::Memory => Ok(channel(config, labels)),
         BufferType::Disk => {
             let options = disk::Options::new(config.max_size, config.when_full);
-            let (tx, rx) = disk::open(&state_dir.join(disk::FOLDER), options, labels)?;
+            let (tx, rx) = disk::open(&state_dir.join(disk::FOLDER), options, labels, health)?;
             Ok((
                 BufferSender(SenderKind::Disk(tx)),
                 BufferReceiver(ReceiverKind::Disk(rx)),

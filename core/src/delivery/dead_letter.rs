@@ -1,12 +1,13 @@
 //! The `dead_letter` output: events that can never be delivered, annotated with why.
 
 use crate::dropped::{Dropped, annotate};
+use crate::event::Event;
 use crate::fanout::Output;
 use crate::metrics::ComponentKind;
 
 use super::batcher::Item;
 use super::failure::Rejection;
-use super::metrics::DeliveryMetrics;
+use super::metrics::DeadLetterMetrics;
 
 /// The name of the output every delivering sink declares.
 pub const DEAD_LETTER: &str = "dead_letter";
@@ -15,24 +16,30 @@ pub const DEAD_LETTER: &str = "dead_letter";
 #[derive(Clone)]
 pub struct DeadLetter {
     output: Option<Output>,
-    metrics: DeliveryMetrics,
+    metrics: DeadLetterMetrics,
 }
 
 impl DeadLetter {
     /// The dead-letter output of a sink; `output` is `cx.output(DEAD_LETTER)`.
-    pub fn new(output: Option<Output>, metrics: DeliveryMetrics) -> Self {
+    pub fn new(output: Option<Output>, metrics: DeadLetterMetrics) -> Self {
         DeadLetter { output, metrics }
+    }
+
+    /// [`DeadLetter::send_events`] for encoded items (their encoded form is dropped).
+    pub async fn send(&self, items: Vec<Item>, rejection: &Rejection) {
+        let events = items.into_iter().map(|item| item.event).collect();
+        self.send_events(events, rejection).await;
     }
 
     /// Annotates each event with `metadata.dropped`, counts them, logs the reason once
     /// and sends them on. The events keep their acknowledgements: whatever consumes
     /// `dead_letter` settles them (with no consumer they are counted and settled).
-    pub async fn send(&self, items: Vec<Item>, rejection: &Rejection) {
-        if items.is_empty() {
+    pub async fn send_events(&self, mut events: Vec<Event>, rejection: &Rejection) {
+        if events.is_empty() {
             return;
         }
         let labels = self.metrics.labels();
-        let count = items.len() as u64;
+        let count = events.len() as u64;
         self.metrics.dead_lettered(&rejection.reason, count);
         tracing::warn!(
             component = %labels.id,
@@ -50,13 +57,9 @@ impl DeadLetter {
             component_kind: ComponentKind::Sink,
             response: rejection.response.as_ref(),
         };
-        let events = items
-            .into_iter()
-            .map(|mut item| {
-                annotate(&mut item.event.value, &dropped);
-                item.event
-            })
-            .collect();
+        for event in &mut events {
+            annotate(&mut event.value, &dropped);
+        }
         match &self.output {
             Some(output) => output.send(events).await,
             None => {

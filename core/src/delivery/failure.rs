@@ -1,12 +1,25 @@
 //! What can go wrong with a request, classified as the design's table says: retry, data,
 //! configuration, or too large.
 
+use std::io;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::dropped::DroppedResponse;
+use crate::io_error::{self, IoContext};
+
+/// The three ways the design handles a failure ("Errors and retries").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Transient: back off and try again.
+    Retry,
+    /// These events can never succeed: dead-letter them with the reason, never loop.
+    Data,
+    /// Only an operator can fix it: unhealthy, retried slowly.
+    Config,
+}
 
 /// Why a request (or some of its events) did not get through.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +62,28 @@ impl Failure {
     pub fn config(reason: impl Into<String>) -> Self {
         Failure::Config {
             reason: reason.into(),
+        }
+    }
+
+    /// An I/O error, classified by [`io_error::classify`]; `message` says what failed
+    /// for people (the operation and the file), a data failure's reason is the error's
+    /// short word ([`io_error::reason`]).
+    pub fn from_io(error: &io::Error, context: IoContext, message: impl Into<String>) -> Self {
+        let message = message.into();
+        match io_error::classify(error, context) {
+            FailureClass::Retry => Failure::retry(message),
+            FailureClass::Config => Failure::config(message),
+            FailureClass::Data => Failure::Data(Rejection::new(io_error::reason(error), message)),
+        }
+    }
+
+    /// Its class; a request too large is data (it is split, and a single event that is
+    /// still too large is dead-lettered).
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Failure::Retry { .. } => FailureClass::Retry,
+            Failure::Config { .. } => FailureClass::Config,
+            Failure::Data(_) | Failure::TooLarge { .. } => FailureClass::Data,
         }
     }
 
@@ -183,6 +218,25 @@ mod tests {
             }
             other => panic!("400 is a data error, not {other:?}"),
         }
+    }
+
+    #[test]
+    fn io_errors_take_the_class_of_the_one_io_classification() {
+        let long = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        match Failure::from_io(&long, IoContext::EventPath, "cannot open `x`") {
+            Failure::Data(rejection) => {
+                assert_eq!(rejection.reason, "name_too_long");
+                assert_eq!(rejection.message, "cannot open `x`");
+            }
+            other => panic!("a data failure, not {other:?}"),
+        }
+        let configured = Failure::from_io(&long, IoContext::Configured, "x");
+        assert_eq!(configured.class(), FailureClass::Config);
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(
+            Failure::from_io(&full, IoContext::EventPath, "x").class(),
+            FailureClass::Retry
+        );
     }
 
     #[test]

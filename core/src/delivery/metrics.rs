@@ -30,8 +30,8 @@ pub struct DeliveryMetrics {
     /// `delivery_failed_events_total`: events failed back to their source after
     /// `retry.max_duration` (it re-reads them).
     pub failed_events: Counter,
-    /// `delivery_dead_lettered_events_total`: events sent to `dead_letter`.
-    pub dead_lettered: Counter,
+    /// Events sent to `dead_letter`.
+    pub dead_letters: DeadLetterMetrics,
 }
 
 impl DeliveryMetrics {
@@ -47,7 +47,7 @@ impl DeliveryMetrics {
             averaged_rtt: labels.gauge("adaptive_concurrency_averaged_rtt_seconds", &[]),
             retries: labels.counter("delivery_retries_total", &[]),
             failed_events: labels.counter("delivery_failed_events_total", &[]),
-            dead_lettered: labels.counter("delivery_dead_lettered_events_total", &[]),
+            dead_letters: DeadLetterMetrics::new(labels),
             labels: labels.clone(),
         }
     }
@@ -73,6 +73,29 @@ impl DeliveryMetrics {
     /// `error_type` being the failure class or a transport error.
     pub fn error(&self, error_type: &str) {
         self.labels.error(error_type, "sending");
+    }
+}
+
+/// The counters of a sink's `dead_letter` output: the HTTP sinks' and the `file` sink's.
+#[derive(Clone)]
+pub struct DeadLetterMetrics {
+    labels: ComponentLabels,
+    /// `delivery_dead_lettered_events_total`: events sent to `dead_letter`.
+    pub dead_lettered: Counter,
+}
+
+impl DeadLetterMetrics {
+    /// Registers the handles of one sink.
+    pub fn new(labels: &ComponentLabels) -> Self {
+        DeadLetterMetrics {
+            dead_lettered: labels.counter("delivery_dead_lettered_events_total", &[]),
+            labels: labels.clone(),
+        }
+    }
+
+    /// The component's labels.
+    pub fn labels(&self) -> &ComponentLabels {
+        &self.labels
     }
 
     /// Counts events that will never be delivered and went to `dead_letter`:

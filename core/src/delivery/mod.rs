@@ -34,9 +34,9 @@ pub use config::{
     RetryConfig,
 };
 pub use dead_letter::{DEAD_LETTER, DeadLetter};
-pub use failure::{Failure, Rejection};
+pub use failure::{Failure, FailureClass, Rejection};
 pub use http::{HttpClient, HttpResponse, MAX_RESPONSE_BYTES};
-pub use metrics::DeliveryMetrics;
+pub use metrics::{DeadLetterMetrics, DeliveryMetrics};
 pub use run::run;
 
 use crate::BoxFuture;

@@ -41,7 +41,10 @@ pub(super) async fn run_with<P: Protocol>(
     let labels = cx.component.metrics.labels.clone();
     let shared = Arc::new(Shared {
         protocol,
-        dead_letter: DeadLetter::new(cx.output(DEAD_LETTER).cloned(), metrics.clone()),
+        dead_letter: DeadLetter::new(
+            cx.output(DEAD_LETTER).cloned(),
+            metrics.dead_letters.clone(),
+        ),
         slots: Slots::new(settings.concurrency, metrics.clone()),
         metrics,
         health: HealthState {

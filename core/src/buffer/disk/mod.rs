@@ -38,7 +38,10 @@ use self::ledger::{Claim, Ledger, Position};
 use self::segment::{ReadError, RecordMeta, SegmentWriter};
 use super::{Closed, WhenFull};
 use crate::ack::{AckSet, BatchStatus};
+use crate::api::Health;
+use crate::delivery::FailureClass;
 use crate::event::{Batch, Event, attach_ack};
+use crate::io_error::{self, IoContext};
 use crate::metrics::ComponentLabels;
 use crate::retry::RetryRule;
 use crate::state;
@@ -59,9 +62,12 @@ const QUEUE_BATCHES: usize = 8;
 /// Segment size bounds; between them a segment is an eighth of `max_size`.
 const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 const MAX_SEGMENT_BYTES: u64 = 32 << 20;
-/// How a failing disk write is retried: from 100 ms, doubling with jitter, up to 30 s. No
-/// budget: the sources wait for the disk rather than lose data.
+/// How a failing disk write is retried: from 100 ms, doubling with jitter, up to 30 s (the
+/// pace of a configuration error, such as a folder made read-only). No budget: the sources
+/// wait for the disk rather than lose data.
 const WRITE_RETRY: RetryRule = RetryRule::new(Duration::from_millis(100), Duration::from_secs(30));
+/// The part of the sink's health the buffer reports on (`/ready`).
+const HEALTH_PART: &str = "buffer";
 
 /// How a disk buffer is sized and behaves.
 #[derive(Debug, Clone)]
@@ -74,6 +80,8 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Pause before a batch the sink failed is handed out again.
     pub redeliver_after: Duration,
+    /// How a failing write is retried.
+    pub write_retry: RetryRule,
 }
 
 impl Options {
@@ -85,6 +93,7 @@ impl Options {
             when_full,
             segment_bytes: (max_size / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
             redeliver_after: Duration::from_secs(1),
+            write_retry: WRITE_RETRY,
         }
     }
 }
@@ -115,23 +124,26 @@ pub struct Receiver {
 type ReadJob = tokio::task::JoinHandle<Result<Vec<Value>, Unreadable>>;
 
 /// Opens (or, within this process, joins) the disk buffer in `dir` and starts a writer
-/// for a new sender/receiver pair.
+/// for a new sender/receiver pair. While the writer cannot write, the sink's `health`
+/// (its `buffer` part) is unhealthy.
 pub fn open(
     dir: &Path,
     options: Options,
     labels: &ComponentLabels,
+    health: &Health,
 ) -> anyhow::Result<(Sender, Receiver)> {
     let shared = Shared::get_or_open(dir, &options, labels)?;
     shared.max_size.store(options.max_size, Ordering::Relaxed);
     shared.metrics.max_bytes.set(options.max_size as f64);
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let (done_tx, done_rx) = watch::channel(false);
-    tokio::spawn(write_loop(
-        Arc::clone(&shared),
-        rx,
-        options.when_full,
-        done_tx,
-    ));
+    let writer = Writer {
+        shared: Arc::clone(&shared),
+        retry: options.write_retry,
+        health: health.part(HEALTH_PART),
+        failing: false,
+    };
+    tokio::spawn(write_loop(writer, rx, options.when_full, done_tx));
     let reader = shared.next_reader.fetch_add(1, Ordering::Relaxed);
     lock(&shared.readers).insert(reader);
     let receiver = Receiver {
@@ -162,6 +174,7 @@ struct Metrics {
     corrupted: Counter,
     redelivered: Counter,
     component_received: Counter,
+    write_failed: Counter,
 }
 
 impl Metrics {
@@ -177,6 +190,13 @@ impl Metrics {
             corrupted: labels.counter("buffer_corrupted_records_total", &[]),
             redelivered: labels.counter("buffer_redelivered_events_total", &[]),
             component_received: labels.counter("component_received_events_total", &[]),
+            write_failed: labels.counter(
+                "component_errors_total",
+                &[
+                    ("error_type", "buffer_write_failed"),
+                    ("stage", "processing"),
+                ],
+            ),
         }
     }
 }
@@ -204,6 +224,9 @@ struct Shared {
     metrics: Metrics,
     /// Holds the `flock` for as long as the buffer is open.
     _lock: File,
+    /// Tests: every write fails with this errno while set.
+    #[cfg(test)]
+    failing_writes: Mutex<Option<i32>>,
 }
 
 /// Buffers open in this process, by canonical folder.
@@ -274,6 +297,8 @@ impl Shared {
             full_waits: AtomicU64::new(0),
             metrics,
             _lock: lock_file,
+            #[cfg(test)]
+            failing_writes: Mutex::new(None),
         };
         shared.update_gauges(&lock(&shared.ledger));
         Ok(shared)
@@ -331,6 +356,10 @@ impl Shared {
     /// Appends records, syncs them and makes them readable (blocking). Returns the
     /// events written.
     fn append(&self, records: &[Pending]) -> io::Result<u64> {
+        #[cfg(test)]
+        if let Some(errno) = *lock(&self.failing_writes) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let mut writer = lock(&self.writer);
         self.ledger().begin_write(writer.as_ref().map(|w| w.id));
         match self.append_locked(&mut writer, records) {
@@ -613,13 +642,24 @@ impl Pending {
     }
 }
 
+/// One sender/receiver pair's writer: the buffer, and the sink's health it reports to.
+struct Writer {
+    shared: Arc<Shared>,
+    retry: RetryRule,
+    /// The sink's `buffer` part: unhealthy while writes fail.
+    health: Health,
+    /// The last write failed.
+    failing: bool,
+}
+
 /// Takes batches from the queue, writes them in groups and acknowledges them upstream.
 async fn write_loop(
-    shared: Arc<Shared>,
+    mut writer: Writer,
     mut rx: mpsc::Receiver<Batch>,
     when_full: WhenFull,
     done: watch::Sender<bool>,
 ) {
+    let shared = Arc::clone(&writer.shared);
     let mut room = shared.room.subscribe();
     let mut group: Vec<Pending> = Vec::new();
     let mut group_bytes = 0usize;
@@ -651,7 +691,7 @@ async fn write_loop(
                     }
                     if !group.is_empty() {
                         // Acknowledge what is reserved before waiting, or nothing moves.
-                        flush(&shared, &mut group).await;
+                        writer.flush(&mut group).await;
                         group_bytes = 0;
                         continue;
                     }
@@ -662,68 +702,95 @@ async fn write_loop(
                     }
                 }
                 if group_bytes >= GROUP_BYTES {
-                    flush(&shared, &mut group).await;
+                    writer.flush(&mut group).await;
                     group_bytes = 0;
                 }
             }
         }
-        flush(&shared, &mut group).await;
+        writer.flush(&mut group).await;
         group_bytes = 0;
     }
     let _ = done.send(true);
 }
 
-/// Writes and syncs a group, retrying a failing disk under [`WRITE_RETRY`], then makes
-/// the records readable and acknowledges them upstream.
-async fn flush(shared: &Arc<Shared>, group: &mut Vec<Pending>) {
-    if group.is_empty() {
-        return;
-    }
-    let mut records = std::mem::take(group);
-    let mut retries = WRITE_RETRY.start();
-    let mut attempt = 0u32;
-    loop {
-        let writer = Arc::clone(shared);
-        let job = tokio::task::spawn_blocking(move || {
-            let result = writer.append(&records);
-            (records, result)
-        });
-        let (returned, result) = match job.await {
-            Ok(done) => done,
-            Err(e) => {
-                // The records (and their acknowledgements, now failed) went with the thread.
-                tracing::error!(component = %shared.id(), error = %e, "disk buffer writer panicked");
-                return;
-            }
-        };
-        records = returned;
-        match result {
-            Ok(events) => {
-                shared.metrics.received.increment(events);
-                shared.readable.send_modify(|v| *v += 1);
-                for record in records {
-                    record.acks.resolve(BatchStatus::Delivered);
+impl Writer {
+    /// Writes and syncs a group, retrying a failing disk under `retry`, then makes the
+    /// records readable and acknowledges them upstream.
+    ///
+    /// A failure is classified by [`io_error::classify`] (every name here is the
+    /// buffer's own, so a bad name is a configuration problem, never the events'):
+    /// retried with backoff, or at the slow pace of a configuration error. While writes
+    /// fail the sink is unhealthy in `/ready`; the first write that succeeds clears it.
+    async fn flush(&mut self, group: &mut Vec<Pending>) {
+        if group.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let mut records = std::mem::take(group);
+        let mut retries = self.retry.start();
+        let mut attempt = 0u32;
+        loop {
+            let writer = Arc::clone(&shared);
+            let job = tokio::task::spawn_blocking(move || {
+                let result = writer.append(&records);
+                (records, result)
+            });
+            let (returned, result) = match job.await {
+                Ok(done) => done,
+                Err(e) => {
+                    // The records (and their acknowledgements, now failed) went with the
+                    // thread.
+                    tracing::error!(component = %shared.id(), error = %e, "disk buffer writer panicked");
+                    return;
                 }
-                return;
+            };
+            records = returned;
+            let error = match result {
+                Ok(events) => {
+                    shared.metrics.received.increment(events);
+                    shared.readable.send_modify(|v| *v += 1);
+                    for record in records {
+                        record.acks.resolve(BatchStatus::Delivered);
+                    }
+                    if std::mem::take(&mut self.failing) {
+                        self.health.healthy();
+                        tracing::info!(component = %shared.id(), folder = %shared.dir.display(), "disk buffer writes again");
+                    }
+                    return;
+                }
+                Err(error) => error,
+            };
+            attempt += 1;
+            let class = io_error::classify(&error, IoContext::Configured);
+            // The rule has no budget, so it always grants a wait.
+            let pause = match class {
+                FailureClass::Config => retries.after_config_failure(),
+                FailureClass::Retry | FailureClass::Data => retries.after_failure(None),
             }
-            Err(e) => {
-                attempt += 1;
-                // WRITE_RETRY has no budget, so it always grants a wait.
-                let pause = retries.after_failure(None).unwrap_or(WRITE_RETRY.max);
-                shared
-                    .metrics
-                    .labels
-                    .error("buffer_write_failed", "processing");
-                tracing::error!(
-                    component = %shared.id(),
-                    folder = %shared.dir.display(),
-                    error = %e,
-                    attempt,
-                    retry_in = ?pause,
+            .unwrap_or(self.retry.max);
+            shared.metrics.write_failed.increment(1);
+            self.failing = true;
+            self.health.unhealthy(format!(
+                "disk buffer cannot write to {}: {error}",
+                shared.dir.display()
+            ));
+            let problem = match class {
+                FailureClass::Config => {
+                    "cannot write to the disk buffer: a configuration problem (permissions, a read-only file system, a path that cannot be); retrying slowly until it is fixed (sources wait meanwhile)"
+                }
+                FailureClass::Retry | FailureClass::Data => {
                     "cannot write to the disk buffer; retrying (sources wait meanwhile)"
-                );
-                tokio::time::sleep(pause).await;
-            }
+                }
+            };
+            tracing::error!(
+                component = %shared.id(),
+                folder = %shared.dir.display(),
+                error = %error,
+                attempt,
+                retry_in = ?pause,
+                "{problem}"
+            );
+            tokio::time::sleep(pause).await;
         }
     }
 }

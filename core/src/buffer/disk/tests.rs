@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::*;
 use crate::ack::AckReceipt;
+use crate::api::HealthRegistry;
 use crate::event::resolve_batch;
 use crate::metrics::ComponentKind;
 
@@ -25,6 +26,7 @@ fn options(max_size: u64, segment_bytes: u64) -> Options {
         when_full: WhenFull::Block,
         segment_bytes,
         redeliver_after: Duration::ZERO,
+        write_retry: RetryRule::new(Duration::from_millis(5), Duration::from_millis(20)),
     }
 }
 
@@ -33,18 +35,23 @@ struct Opened {
     tx: Sender,
     rx: Receiver,
     metrics: PrometheusHandle,
+    /// The sink's health as `/ready` shows it.
+    health: HealthRegistry,
 }
 
 fn open_recorded(dir: &Path, options: Options) -> Opened {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
+    let health = HealthRegistry::default();
+    let sink = health.register("disk", ComponentKind::Sink);
     let (tx, rx) = metrics::with_local_recorder(&recorder, || {
-        open(dir, options, &labels("disk")).expect("opens")
+        open(dir, options, &labels("disk"), &sink).expect("opens")
     });
     Opened {
         tx,
         rx,
         metrics: handle,
+        health,
     }
 }
 
@@ -132,6 +139,58 @@ async fn round_trip_acknowledges_upstream_once_written() {
 }
 
 #[tokio::test]
+async fn failing_writes_make_the_sink_unready_until_a_write_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Opened {
+        tx,
+        mut rx,
+        metrics,
+        health,
+    } = open_recorded(dir.path(), options(1 << 20, 1 << 16));
+    let shared = shared_of(&rx);
+    send(&tx, batch(0, 5)).await.await;
+    assert!(health.ready().is_ok());
+
+    // The disk fills up.
+    *lock(&shared.failing_writes) = Some(libc::ENOSPC);
+    let mut receipt = send(&tx, batch(5, 5)).await;
+    let mut failed_writes = 0.0;
+    while failed_writes < 2.0 {
+        tokio::task::yield_now().await;
+        failed_writes = metric(&metrics, "component_errors_total");
+    }
+    let problems = health.ready().expect_err("unready while writes fail");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("sink disk: disk buffer cannot write to ")
+            && problems[0].contains("No space left on device"),
+        "{problems:?}"
+    );
+    assert!(
+        metrics
+            .render()
+            .contains("error_type=\"buffer_write_failed\""),
+        "counted as buffer_write_failed"
+    );
+    let early = std::pin::Pin::new(&mut receipt)
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    assert!(early.is_pending(), "acknowledged although not on disk");
+
+    // Space again: the same batch is written, acknowledged, and the sink is ready.
+    *lock(&shared.failing_writes) = None;
+    assert_eq!(receipt.await, BatchStatus::Delivered);
+    assert!(health.ready().is_ok(), "ready once a write succeeded");
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let batch = rx.recv().await.expect("a batch");
+        got.extend(messages(&batch));
+        resolve_batch(batch, BatchStatus::Delivered);
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("event-{i}")).collect();
+    assert_eq!(got, expected, "nothing lost, nothing twice");
+}
+
+#[tokio::test]
 async fn restart_reads_exactly_what_the_sink_did_not_deliver() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
@@ -169,6 +228,7 @@ async fn a_failed_batch_is_delivered_again() {
         tx,
         mut rx,
         metrics,
+        ..
     } = open_recorded(dir.path(), options(1 << 20, 1 << 16));
     send(&tx, batch(0, 3)).await.await;
     send(&tx, batch(3, 1)).await.await;
@@ -197,6 +257,7 @@ async fn a_full_buffer_blocks_the_writer_until_the_sink_catches_up() {
         tx,
         mut rx,
         metrics,
+        ..
     } = open_recorded(dir.path(), options(max_size, 8 << 10));
     let shared = shared_of(&rx);
     let total = 40;
@@ -244,7 +305,9 @@ async fn drop_newest_discards_when_full_and_settles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut opts = options(16 << 10, 8 << 10);
     opts.when_full = WhenFull::DropNewest;
-    let Opened { tx, rx, metrics } = open_recorded(dir.path(), opts);
+    let Opened {
+        tx, rx, metrics, ..
+    } = open_recorded(dir.path(), opts);
     let mut statuses = Vec::new();
     for i in 0..10 {
         statuses.push(send(&tx, big_batch(i, 4000)).await.await);
@@ -282,6 +345,7 @@ async fn drain(dir: &Path) -> (Vec<String>, PrometheusHandle) {
         tx,
         mut rx,
         metrics,
+        ..
     } = open_recorded(dir, options(1 << 20, 1 << 16));
     drop(tx);
     let mut got = Vec::new();
