@@ -20,6 +20,8 @@ struct Running {
     rx: BufferReceiver,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Folders the test made, kept as long as the source runs.
+    dirs: Option<Dirs>,
 }
 
 fn quick_config(dir: &Path, pattern: &str) -> FileConfig {
@@ -38,6 +40,7 @@ fn start(id: &str, config: &FileConfig, state_dir: &Path) -> Running {
         rx: wired.rx,
         shutdown: wired.shutdown,
         task: tokio::spawn(future),
+        dirs: None,
     }
 }
 
@@ -479,4 +482,233 @@ fn option_defaults_show_as_written_in_a_config() {
     assert_eq!(default("batch_max_events"), 500);
     let required = schema.as_value()["required"].clone();
     assert_eq!(required, serde_json::json!(["include"]));
+}
+
+/// The highest `source_files_open` seen while `count` events are delivered.
+async fn deliver_watching_open_files(
+    source: &mut Running,
+    id: &str,
+    count: usize,
+) -> (Vec<String>, u64) {
+    let mut lines = Vec::new();
+    let mut most_open = 0;
+    while lines.len() < count {
+        let batch = next_batch(&mut source.rx).await;
+        most_open = most_open.max(counter_value("source_files_open", id, ""));
+        lines.extend(lines_of(&batch));
+        resolve_batch(batch, BatchStatus::Delivered);
+    }
+    (lines, most_open)
+}
+
+#[tokio::test]
+async fn more_files_than_max_open_files_are_each_read_once_and_followed() {
+    let d = dirs();
+    let files = 40;
+    for i in 0..files {
+        append(
+            &d.logs.join(format!("f{i:02}.log")),
+            &numbered(i * 2, i * 2 + 2),
+        );
+    }
+    let mut config = quick_config(&d.logs, "*.log");
+    config.max_open_files = Some(3);
+    let mut source = start("file_pool", &config, &d.state);
+    let (mut lines, most_open) =
+        deliver_watching_open_files(&mut source, "file_pool", files * 2).await;
+    lines.sort_by_key(|l| l[5..].parse::<usize>().unwrap_or(usize::MAX));
+    assert_eq!(lines, expected(0, files * 2), "every line once");
+    assert!(
+        most_open <= 3,
+        "{most_open} files open with max_open_files = 3"
+    );
+    assert_eq!(counter_value("source_files_watched", "file_pool", ""), 40);
+
+    // Closed files are opened again, at their offset, when they grow.
+    append(&d.logs.join("f00.log"), &numbered(100, 101));
+    append(&d.logs.join("f39.log"), &numbered(101, 102));
+    let mut more = source.deliver(2).await;
+    more.sort();
+    assert_eq!(more, expected(100, 102));
+    eventually("every checkpoint at its file's end", || {
+        let entries = checkpoints(&d.state);
+        entries.len() == files && entries.iter().all(|e| e.offset == size(&e.path))
+    })
+    .await;
+    assert!(counter_value("source_files_open", "file_pool", "") <= 3);
+    source.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_file_takes_turns_with_waiting_files() {
+    let d = dirs();
+    let big = 2_000;
+    append(&d.logs.join("a-big.log"), &numbered(0, big));
+    for i in 0..4 {
+        append(
+            &d.logs.join(format!("small{i}.log")),
+            &numbered(big + i, big + i + 1),
+        );
+    }
+    let mut config = quick_config(&d.logs, "*.log");
+    config.max_open_files = Some(1);
+    config.batch_max_events = 10;
+    let mut source = start("file_turns", &config, &d.state);
+    let lines = source.deliver(big + 4).await;
+    let last_of_big = lines
+        .iter()
+        .position(|l| *l == format!("line {}", big - 1))
+        .expect("the big file's last line");
+    for small in expected(big, big + 4) {
+        let at = lines
+            .iter()
+            .position(|l| *l == small)
+            .expect("small file read");
+        assert!(
+            at < last_of_big,
+            "{small} waited until the busy file was read to its end"
+        );
+    }
+    source.stop().await;
+}
+
+#[tokio::test]
+async fn checkpoints_of_files_waiting_for_their_turn_are_kept() {
+    let d = dirs();
+    let files = 12;
+    for i in 0..files {
+        append(&d.logs.join(format!("f{i:02}.log")), &numbered(i, i + 1));
+    }
+    let mut config = quick_config(&d.logs, "*.log");
+    let mut source = start("file_pool_resume_1", &config, &d.state);
+    source.deliver(files).await;
+    source.stop().await;
+
+    for i in 0..files {
+        append(
+            &d.logs.join(format!("f{i:02}.log")),
+            &numbered(100 + i, 101 + i),
+        );
+    }
+    config.max_open_files = Some(2);
+    let mut source = start("file_pool_resume_2", &config, &d.state);
+    let mut lines = source.deliver(files).await;
+    lines.sort();
+    assert_eq!(lines, expected(100, 100 + files), "only the new lines");
+    source.stop().await;
+    assert!(
+        checkpoints(&d.state)
+            .iter()
+            .all(|e| e.offset == size(&e.path))
+    );
+}
+
+#[tokio::test]
+async fn a_file_rotated_or_rewritten_while_closed_is_not_misread() {
+    let d = dirs();
+    let live = d.logs.join("app.log");
+    let other = d.logs.join("other.log");
+    append(&live, &numbered(0, 2));
+    append(&other, &numbered(2, 3));
+    let mut config = quick_config(&d.logs, "*.log*");
+    config.max_open_files = Some(1);
+    let mut source = start("file_pool_rotation", &config, &d.state);
+    let mut lines = source.deliver(3).await;
+    lines.sort();
+    assert_eq!(lines, expected(0, 3));
+
+    // Rename rotation while either may be closed: the old file goes on under its new
+    // name at its offset; the new one is read from its start.
+    fs::rename(&live, d.logs.join("app.log.1")).expect("rotate");
+    append(&d.logs.join("app.log.1"), &numbered(3, 4));
+    append(&live, &numbered(4, 5));
+    let mut lines = source.deliver(2).await;
+    lines.sort();
+    assert_eq!(lines, expected(3, 5));
+
+    // Rewritten in place with new content while closed or open: read from the start.
+    fs::write(&other, "new first line\nline 5\n").expect("rewrite");
+    let lines = source.deliver(2).await;
+    assert_eq!(lines, ["new first line", "line 5"]);
+    source.stop().await;
+}
+
+#[tokio::test]
+async fn a_listing_that_fails_is_not_taken_for_a_deletion() {
+    let d = dirs();
+    let path = d.logs.join("app.log");
+    append(&path, &numbered(0, 3));
+    let mut source = start("file_listing", &quick_config(&d.logs, "*.log"), &d.state);
+    assert_eq!(source.deliver(3).await, expected(0, 3));
+
+    // The folder cannot be looked into for a while: a symlink to itself (ELOOP) takes
+    // its place, as an unreadable folder or a process out of descriptors would.
+    let aside = d.logs.with_extension("aside");
+    fs::rename(&d.logs, &aside).expect("move the folder aside");
+    std::os::unix::fs::symlink(&d.logs, &d.logs).expect("a symlink loop");
+    eventually("listings failed", || {
+        counter_value("component_errors_total", "file_listing", "listing_failed") >= 3
+    })
+    .await;
+    fs::remove_file(&d.logs).expect("remove the loop");
+    fs::rename(&aside, &d.logs).expect("put the folder back");
+
+    append(&path, &numbered(3, 4));
+    assert_eq!(
+        source.deliver(1).await,
+        expected(3, 4),
+        "the file was not read again from its start"
+    );
+    eventually("the checkpoint kept and at the end", || {
+        offset_of(&d.state, &path) == Some(size(&path))
+    })
+    .await;
+    source.stop().await;
+}
+
+/// `logs/app.log` is read, then replaced by a symlink to `secret.txt` beside `logs/`.
+async fn replace_with_symlink_to_secret(id: &str, follow: super::FollowSymlinks) -> Running {
+    let d = dirs();
+    let path = d.logs.join("app.log");
+    append(&path, "first\n");
+    let secret = d._root.path().join("secret.txt");
+    fs::write(&secret, "secret\n").expect("secret");
+    let mut config = quick_config(&d.logs, "*.log");
+    config.follow_symlinks = follow;
+    let mut source = start(id, &config, &d.state);
+    assert_eq!(source.deliver(1).await, ["first"]);
+    let link = d.logs.join("app.tmp");
+    std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+    fs::rename(&link, &path).expect("replace the file with the symlink");
+    source.dirs = Some(d);
+    source
+}
+
+#[tokio::test]
+async fn a_symlink_leading_outside_the_include_folder_is_not_read() {
+    let id = "file_symlink_refused";
+    let mut source = replace_with_symlink_to_secret(id, super::FollowSymlinks::WithinInclude).await;
+    eventually("the symlink refused", || {
+        counter_value("component_errors_total", id, "symlink_refused") == 1
+    })
+    .await;
+    // A file that appears after the refusal comes next: the secret was never read.
+    let logs = source.dirs.as_ref().expect("dirs").logs.clone();
+    fs::write(logs.join("after.tmp"), "after\n").expect("write");
+    fs::rename(logs.join("after.tmp"), logs.join("after.log")).expect("appears whole");
+    assert_eq!(source.deliver(1).await, ["after"]);
+    assert_eq!(
+        counter_value("component_errors_total", id, "symlink_refused"),
+        1,
+        "counted once per path, not at every listing"
+    );
+    source.stop().await;
+}
+
+#[tokio::test]
+async fn a_symlink_leading_outside_is_read_when_always_followed() {
+    let mut source =
+        replace_with_symlink_to_secret("file_symlink_always", super::FollowSymlinks::Always).await;
+    assert_eq!(source.deliver(1).await, ["secret"]);
+    source.stop().await;
 }

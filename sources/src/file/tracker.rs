@@ -344,4 +344,29 @@ mod tests {
         assert!(matches!(tracker.delivered(1, a), Some(Command::Release(1))));
         assert!(tracker.take_entries().is_empty());
     }
+
+    #[test]
+    fn a_loaded_checkpoint_is_kept_until_its_file_is_opened_or_gone() {
+        let entry = |inode: u64| Entry {
+            path: format!("/f{inode}").into(),
+            device: 1,
+            inode,
+            fingerprint: checkpoint::hex(7),
+            offset: 4,
+        };
+        let mut tracker = Tracker::new(vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(tracker.take_entries().len(), 3, "saved while waiting");
+        tracker.opened(opened(1));
+        tracker.forget(&[FileId {
+            device: 1,
+            inode: 2,
+        }]);
+        let entries = tracker.take_entries();
+        let offsets: Vec<(u64, u64)> = entries.iter().map(|e| (e.inode, e.offset)).collect();
+        assert_eq!(
+            offsets,
+            [(1, 0), (3, 4)],
+            "the opened file's own state, and the one not yet opened"
+        );
+    }
 }
