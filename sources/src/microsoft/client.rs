@@ -1,0 +1,501 @@
+//! HTTP to one Microsoft API for one tenant: the bearer token from core's token provider
+//! (a 401 refreshes it once and tries again), the shared request budget, the one retry
+//! rule, and every failure classified ([`super::errors`]).
+//!
+//! What the client retries itself: throttling (the whole budget pauses, never given up
+//! on), and timeouts, 5xx, 408 and network errors (a few times, `Retry-After` honoured);
+//! then it returns [`ApiError`] for the caller to judge by its [class](ApiError::class).
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use siemflow_core::auth::TokenProvider;
+use siemflow_core::metrics::ComponentLabels;
+use siemflow_core::retry::RetryRule;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::api::ApiProfile;
+use super::budget::{BudgetKey, RequestBudget, Window};
+use super::errors::{ApiError, ErrorClass, classify, parse_error_body};
+
+/// Error bodies are small; reading more of one only wastes memory.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// The largest answer accepted unless a request says otherwise.
+const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+/// The two series of retries the client runs, both under core's one retry rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryRules {
+    /// Timeouts, 5xx, 408, network errors: a few retries, then the request fails (and
+    /// the source tries again at its next poll).
+    pub transient: RetryRule,
+    /// Throttling: the quota's, so every caller of the budget pauses; never given up on.
+    pub throttle: RetryRule,
+}
+
+impl Default for RetryRules {
+    fn default() -> Self {
+        RetryRules {
+            transient: RetryRule::new(Duration::from_secs(1), Duration::from_secs(60)).at_most(6),
+            throttle: RetryRule::new(Duration::from_secs(2), Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Whom a throttled answer to a request holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleScope {
+    /// Every caller of the budget: the quota is spent (the usual case).
+    Budget,
+    /// This request only: its throttling says nothing about the quota (the Management
+    /// API's `/start`, throttled within 15 minutes of the last).
+    Request,
+}
+
+/// One request, as the client sends (and re-sends) it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// The operation's name in metrics and logs (`alerts`, `content`, `blob`).
+    pub endpoint: &'static str,
+    /// GET, POST…
+    pub method: Method,
+    /// Where.
+    pub url: Url,
+    /// Headers besides `Authorization` and `Accept` (e.g. Graph's `Prefer`).
+    pub headers: HeaderMap,
+    /// A body (JSON, set by [`ApiRequest::json`]).
+    pub body: Option<Bytes>,
+    /// The largest answer accepted; a larger one is [`ApiError::TooLarge`].
+    pub max_bytes: u64,
+    /// Whom a throttled answer holds back.
+    pub throttle: ThrottleScope,
+}
+
+impl ApiRequest {
+    /// A GET of `url`.
+    pub fn get(endpoint: &'static str, url: Url) -> Self {
+        ApiRequest {
+            endpoint,
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            max_bytes: DEFAULT_MAX_BYTES,
+            throttle: ThrottleScope::Budget,
+        }
+    }
+
+    /// A POST to `url` (add a body with [`ApiRequest::json`]).
+    pub fn post(endpoint: &'static str, url: Url) -> Self {
+        ApiRequest {
+            method: Method::POST,
+            ..ApiRequest::get(endpoint, url)
+        }
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(Bytes::from(body.to_string()));
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Accepting answers up to `max_bytes`.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Whose requests a throttled answer holds back.
+    pub fn throttle(mut self, scope: ThrottleScope) -> Self {
+        self.throttle = scope;
+        self
+    }
+
+    /// The same request to another URL (the next page).
+    pub fn to(&self, url: Url) -> Self {
+        ApiRequest {
+            url,
+            ..self.clone()
+        }
+    }
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// The status.
+    pub status: u16,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body, whole.
+    pub body: Bytes,
+}
+
+/// What a client is built from.
+pub struct ClientSettings<'a> {
+    /// The API.
+    pub profile: ApiProfile,
+    /// The tenant, as in URLs and labels.
+    pub tenant_id: &'a str,
+    /// The API root: its host keys the budget.
+    pub api_root: &'a Url,
+    /// From `siemflow_core::http::client` (rustls, TLS verified).
+    pub http: reqwest::Client,
+    /// Tokens for this tenant and the API's audience.
+    pub tokens: TokenProvider,
+    /// This source's limits (usually `profile.windows`, or from its config).
+    pub windows: &'a [Window],
+    /// Retry pacing (tests shorten it).
+    pub retries: RetryRules,
+    /// The source's metric labels.
+    pub labels: &'a ComponentLabels,
+}
+
+/// One Microsoft API of one tenant.
+pub struct ApiClient {
+    profile: ApiProfile,
+    tenant_id: String,
+    host: String,
+    http: reqwest::Client,
+    tokens: TokenProvider,
+    budget: RequestBudget,
+    retries: RetryRules,
+    labels: ComponentLabels,
+    throttled: metrics::Counter,
+    config_error: metrics::Gauge,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("api", &self.profile.name)
+            .field("tenant_id", &self.tenant_id)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host[:port]` of a URL, lower-cased: what a budget is keyed by.
+pub fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Done(ApiResponse),
+    Throttled {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    Transient {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    Failed(ApiError),
+}
+
+impl ApiClient {
+    /// A client; joins the budget of (tenant, the root's host, the API's quota).
+    pub fn new(settings: ClientSettings<'_>) -> Self {
+        let ClientSettings {
+            profile,
+            tenant_id,
+            api_root,
+            http,
+            tokens,
+            windows,
+            retries,
+            labels,
+        } = settings;
+        let tenant_id = tenant_id.trim().to_string();
+        let host = authority(api_root);
+        let budget = RequestBudget::join(
+            BudgetKey {
+                tenant: tenant_id.clone(),
+                host: host.clone(),
+                quota: profile.quota,
+            },
+            windows,
+            profile.metric_prefix,
+        );
+        let extra = [("tenant_id", tenant_id.as_str()), ("host", host.as_str())];
+        ApiClient {
+            throttled: metrics::counter!(
+                format!("{}_throttled_total", profile.metric_prefix),
+                &labels.with(&extra)
+            ),
+            config_error: metrics::gauge!(
+                format!("{}_config_error", profile.metric_prefix),
+                &labels.with(&extra)
+            ),
+            profile,
+            tenant_id,
+            host,
+            http,
+            tokens,
+            budget,
+            retries,
+            labels: labels.clone(),
+        }
+    }
+
+    /// The tenant.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// The API host (`host[:port]`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The API.
+    pub fn profile(&self) -> &ApiProfile {
+        &self.profile
+    }
+
+    /// The shared budget this client counts against.
+    pub fn budget(&self) -> &RequestBudget {
+        &self.budget
+    }
+
+    /// Sends a request with every retry this client owns; a refusal it does not retry is
+    /// returned as [`ApiError::Refused`] with its class.
+    pub async fn send(
+        &self,
+        request: &ApiRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ApiResponse, ApiError> {
+        let mut transient = self.retries.transient.start();
+        let mut throttle = self.retries.throttle.start();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                _ = self.budget.acquire() => {}
+            }
+            let attempt = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                attempt = self.attempt(request) => attempt,
+            };
+            let wait = match attempt {
+                Attempt::Done(response) => {
+                    self.config_error.set(0.0);
+                    return Ok(response);
+                }
+                Attempt::Failed(error) => {
+                    if error.is_config() {
+                        self.config_error.set(1.0);
+                    }
+                    return Err(error);
+                }
+                Attempt::Throttled {
+                    detail,
+                    retry_after,
+                } => {
+                    self.throttled.increment(1);
+                    // The throttle rule has no budget, so it always grants a wait.
+                    let wait = throttle
+                        .after_failure(retry_after)
+                        .unwrap_or(self.retries.throttle.max);
+                    tracing::warn!(
+                        api = self.profile.name,
+                        tenant_id = %self.tenant_id,
+                        host = %self.host,
+                        endpoint = request.endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        "throttled ({detail}); {}",
+                        match request.throttle {
+                            ThrottleScope::Budget => "pausing every request to this tenant and API",
+                            ThrottleScope::Request => "trying this request again after a back-off",
+                        }
+                    );
+                    if request.throttle == ThrottleScope::Budget {
+                        self.budget.pause(wait);
+                        continue;
+                    }
+                    wait
+                }
+                Attempt::Transient {
+                    detail,
+                    retry_after,
+                } => match transient.after_failure(retry_after) {
+                    Some(wait) => {
+                        tracing::debug!(
+                            api = self.profile.name,
+                            tenant_id = %self.tenant_id,
+                            endpoint = request.endpoint,
+                            attempts,
+                            wait_ms = wait.as_millis() as u64,
+                            "retrying after a transient failure: {detail}"
+                        );
+                        wait
+                    }
+                    None => {
+                        return Err(ApiError::Exhausted {
+                            endpoint: request.endpoint,
+                            attempts,
+                            last: detail,
+                        });
+                    }
+                },
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn count(&self, endpoint: &'static str, status: &str) {
+        metrics::counter!(
+            format!("{}_requests_total", self.profile.metric_prefix),
+            &self.labels.with(&[
+                ("tenant_id", &self.tenant_id),
+                ("host", &self.host),
+                ("endpoint", endpoint),
+                ("status", status),
+            ])
+        )
+        .increment(1);
+    }
+
+    async fn attempt(&self, request: &ApiRequest) -> Attempt {
+        let sent = self
+            .tokens
+            .send(|| {
+                let mut builder = self
+                    .http
+                    .request(request.method.clone(), request.url.clone())
+                    .header(ACCEPT, "application/json")
+                    .headers(request.headers.clone());
+                if let Some(body) = &request.body {
+                    builder = builder.body(body.clone());
+                }
+                builder
+            })
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) if error.is_permanent() => {
+                self.count(request.endpoint, "auth_error");
+                return Attempt::Failed(ApiError::Auth(error));
+            }
+            Err(error) => {
+                self.count(request.endpoint, "error");
+                return Attempt::Transient {
+                    retry_after: error.retry_after(),
+                    detail: error.to_string(),
+                };
+            }
+        };
+        let status = response.status();
+        self.count(request.endpoint, status.as_str());
+        let retry_after = siemflow_core::http::retry_after(response.headers());
+        let headers = response.headers().clone();
+        let limit = if status.is_success() {
+            request.max_bytes
+        } else {
+            MAX_ERROR_BODY
+        };
+        let body = match read_limited(response, limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge(size)) if status.is_success() => {
+                return Attempt::Failed(ApiError::TooLarge {
+                    endpoint: request.endpoint,
+                    limit: request.max_bytes,
+                    size,
+                });
+            }
+            // An error body cut short is still an error: classify by the status alone.
+            Err(BodyError::TooLarge(_)) => Bytes::new(),
+            Err(BodyError::Read(detail)) => {
+                return Attempt::Transient {
+                    detail: format!("reading the response failed: {detail}"),
+                    retry_after,
+                };
+            }
+        };
+        if status.is_success() {
+            return Attempt::Done(ApiResponse {
+                status: status.as_u16(),
+                headers,
+                body,
+            });
+        }
+        let envelope = parse_error_body(&body);
+        let class = classify(status.as_u16(), &envelope);
+        let detail = || match &envelope.code {
+            Some(code) => format!("{code} (HTTP {status}): {}", envelope.message),
+            None => format!("HTTP {status}: {}", envelope.message),
+        };
+        match class {
+            ErrorClass::Throttled => Attempt::Throttled {
+                detail: detail(),
+                retry_after,
+            },
+            ErrorClass::Retry => Attempt::Transient {
+                detail: detail(),
+                retry_after,
+            },
+            ErrorClass::Config | ErrorClass::Data => Attempt::Failed(ApiError::Refused {
+                endpoint: request.endpoint,
+                status: status.as_u16(),
+                code: envelope.code,
+                message: envelope.message,
+                request_id: envelope.request_id,
+                class,
+            }),
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge(Option<u64>),
+    Read(String),
+}
+
+/// Reads a body, giving up (without buffering the rest) once it passes `limit`.
+async fn read_limited(mut response: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+    if let Some(length) = response.content_length()
+        && length > limit
+    {
+        return Err(BodyError::TooLarge(Some(length)));
+    }
+    let mut body = BytesMut::with_capacity(
+        response
+            .content_length()
+            .map_or(16 * 1024, |l| l as usize)
+            .min(limit as usize),
+    );
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(BodyError::TooLarge(None));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(BodyError::Read(e.without_url().to_string())),
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! A cursor with an overlap window, for APIs queried by a time field of mutable records
+//! (Graph's `lastUpdateDateTime`, Defender's `lastUpdateTime`, Cloud Apps' `created`):
+//! each poll asks for `field ge (high-water mark − overlap)` so that records indexed late
+//! are not missed, and drops the (id, version) pairs it already emitted (reference §2.7).
+//!
+//! The set of emitted pairs stays bounded: a pair older than the window can never come
+//! back from such a query, so it is forgotten when the mark moves on. Pairs emitted but
+//! not yet delivered are remembered in memory only: a query repeated meanwhile does not
+//! emit them twice, a failed batch [gives them back](OverlapCursor::settle), and after a
+//! crash they are not in the file, so they are read again.
+//!
+//! A [`CursorStore`] is one source's file of such cursors (one per tenant and query),
+//! written crash-safely by core's state writer (write, fsync, rename).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+const FORMAT_VERSION: u32 = 1;
+
+/// One version of one record: `(id, lastUpdateDateTime)` for Graph alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordVersion {
+    /// The record's id.
+    pub id: String,
+    /// What changes when the record does (its update time as written, an etag); empty
+    /// for records that never change.
+    pub version: String,
+}
+
+impl RecordVersion {
+    /// The pair.
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
+        RecordVersion {
+            id: id.into(),
+            version: version.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    /// The record's cursor-field time: it decides when the pair leaves the window.
+    at: DateTime<Utc>,
+    delivered: bool,
+}
+
+/// The high-water mark of one query and the pairs emitted within its overlap window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlapCursor {
+    high_water: Option<DateTime<Utc>>,
+    overlap: TimeDelta,
+    seen: HashMap<RecordVersion, Seen>,
+}
+
+impl OverlapCursor {
+    /// A cursor with no mark yet.
+    pub fn new(overlap: TimeDelta) -> Self {
+        OverlapCursor {
+            high_water: None,
+            overlap,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The highest cursor-field value delivered (as far as ordered settlement allows).
+    pub fn high_water(&self) -> Option<DateTime<Utc>> {
+        self.high_water
+    }
+
+    /// Where the next query starts: the mark less the overlap (`None`: the source's
+    /// first-start position).
+    pub fn query_from(&self) -> Option<DateTime<Utc>> {
+        self.high_water.map(|mark| mark - self.overlap)
+    }
+
+    /// True when the pair was not emitted before (nor is on its way now).
+    pub fn is_new(&self, record: &RecordVersion) -> bool {
+        !self.seen.contains_key(record)
+    }
+
+    /// Notes a record about to be emitted; false (emit nothing) when it was already.
+    pub fn admit(&mut self, record: RecordVersion, at: DateTime<Utc>) -> bool {
+        if self.seen.contains_key(&record) {
+            return false;
+        }
+        self.seen.insert(
+            record,
+            Seen {
+                at,
+                delivered: false,
+            },
+        );
+        true
+    }
+
+    /// The batch holding `records` settled: delivered pairs are kept (and saved); pairs
+    /// of a failed batch are forgotten, so the query emits them again.
+    pub fn settle<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a RecordVersion>,
+        delivered: bool,
+    ) {
+        for record in records {
+            if delivered {
+                if let Some(seen) = self.seen.get_mut(record) {
+                    seen.delivered = true;
+                }
+            } else {
+                self.seen.remove(record);
+            }
+        }
+    }
+
+    /// Moves the mark up to `to` (never down) and forgets delivered pairs that fell out
+    /// of the window.
+    pub fn advance(&mut self, to: DateTime<Utc>) {
+        if self.high_water.is_none_or(|mark| mark < to) {
+            self.high_water = Some(to);
+        }
+        self.prune();
+    }
+
+    /// Pairs remembered, delivered or on their way.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no pair is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    fn prune(&mut self) {
+        if let Some(from) = self.query_from() {
+            // Pairs on their way stay until settled: a failure must be able to give them back.
+            self.seen
+                .retain(|_, seen| !seen.delivered || seen.at >= from);
+        }
+    }
+
+    fn saved(&self) -> SavedCursor {
+        let mut seen: Vec<SavedPair> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| seen.delivered)
+            .map(|(record, seen)| SavedPair {
+                id: record.id.clone(),
+                version: record.version.clone(),
+                at: seen.at,
+            })
+            .collect();
+        seen.sort_by(|a, b| (a.at, &a.id, &a.version).cmp(&(b.at, &b.id, &b.version)));
+        SavedCursor {
+            high_water: self.high_water,
+            seen,
+        }
+    }
+
+    fn from_saved(saved: SavedCursor, overlap: TimeDelta) -> Self {
+        let mut cursor = OverlapCursor::new(overlap);
+        cursor.high_water = saved.high_water;
+        for pair in saved.seen {
+            cursor.seen.insert(
+                RecordVersion::new(pair.id, pair.version),
+                Seen {
+                    at: pair.at,
+                    delivered: true,
+                },
+            );
+        }
+        cursor.prune();
+        cursor
+    }
+}
+
+/// The file's form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCursors {
+    /// Format version, for later migrations.
+    pub version: u32,
+    /// Cursor key → cursor.
+    pub cursors: BTreeMap<String, SavedCursor>,
+}
+
+/// One cursor on disk: its mark and its delivered pairs within the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCursor {
+    /// The high-water mark.
+    pub high_water: Option<DateTime<Utc>>,
+    /// Delivered pairs within the overlap window.
+    #[serde(default)]
+    pub seen: Vec<SavedPair>,
+}
+
+/// One delivered pair on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPair {
+    /// The record's id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// Its cursor-field time.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a cursor file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    /// Unreadable or corrupt: never silently reset (that would read days of data again).
+    #[error("cannot read the cursor file {}: {source} (move it away to start again from the configured start)", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Written by another format version.
+    #[error("{} has format version {found}, this siemflow reads version {FORMAT_VERSION}", path.display())]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// Writing failed.
+    #[error("cannot write the cursor file {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One source's cursors and the file they are saved in.
+#[derive(Debug)]
+pub struct CursorStore {
+    path: PathBuf,
+    overlap: TimeDelta,
+    cursors: BTreeMap<String, OverlapCursor>,
+    dirty: bool,
+}
+
+impl CursorStore {
+    /// Loads `path` (a missing file is a first start), with `overlap` for every cursor.
+    pub fn open(path: PathBuf, overlap: TimeDelta) -> Result<Self, CursorError> {
+        let saved = siemflow_core::state::load_json::<SavedCursors>(&path).map_err(|source| {
+            CursorError::Read {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let cursors = match saved {
+            None => BTreeMap::new(),
+            Some(saved) if saved.version != FORMAT_VERSION => {
+                return Err(CursorError::Version {
+                    path,
+                    found: saved.version,
+                });
+            }
+            Some(saved) => saved
+                .cursors
+                .into_iter()
+                .map(|(key, cursor)| (key, OverlapCursor::from_saved(cursor, overlap)))
+                .collect(),
+        };
+        Ok(CursorStore {
+            path,
+            overlap,
+            cursors,
+            dirty: false,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A cursor, if it exists.
+    pub fn cursor(&self, key: &str) -> Option<&OverlapCursor> {
+        self.cursors.get(key)
+    }
+
+    /// A cursor to change, created empty if new; the store then needs saving.
+    pub fn cursor_mut(&mut self, key: &str) -> &mut OverlapCursor {
+        self.dirty = true;
+        let overlap = self.overlap;
+        self.cursors
+            .entry(key.to_string())
+            .or_insert_with(|| OverlapCursor::new(overlap))
+    }
+
+    /// True when something changed since the last snapshot.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The file's content now (delivered pairs only); clears the dirty flag. Write it
+    /// with [`write`], off the async workers.
+    pub fn snapshot(&mut self) -> SavedCursors {
+        self.dirty = false;
+        SavedCursors {
+            version: FORMAT_VERSION,
+            cursors: self
+                .cursors
+                .iter()
+                .map(|(key, cursor)| (key.clone(), cursor.saved()))
+                .collect(),
+        }
+    }
+
+    /// Snapshot and write, here and now (blocking).
+    pub fn save(&mut self) -> Result<(), CursorError> {
+        let snapshot = self.snapshot();
+        let written = write(&self.path, &snapshot);
+        if written.is_err() {
+            self.dirty = true;
+        }
+        written
+    }
+}
+
+/// Writes a snapshot crash-safely: a reader sees the old file or the new one, never a
+/// torn one (blocking: call it from `spawn_blocking`).
+pub fn write(path: &Path, snapshot: &SavedCursors) -> Result<(), CursorError> {
+    siemflow_core::state::save_json(path, snapshot).map_err(|source| CursorError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000, 0).expect("time") + TimeDelta::minutes(minutes)
+    }
+
+    fn alert(id: &str, updated: i64) -> (RecordVersion, DateTime<Utc>) {
+        (RecordVersion::new(id, t(updated).to_rfc3339()), t(updated))
+    }
+
+    #[test]
+    fn the_overlap_drops_what_was_emitted_and_lets_new_versions_through() {
+        let mut c = OverlapCursor::new(TimeDelta::minutes(5));
+        assert_eq!(c.query_from(), None);
+        for (record, at) in [alert("a", 0), alert("b", 1), alert("c", 2)] {
+            assert!(c.admit(record, at));
+        }
+        let emitted = [alert("a", 0).0, alert("b", 1).0, alert("c", 2).0];
+        c.settle(&emitted, true);
+        c.advance(t(2));
+        assert_eq!(c.query_from(), Some(t(-3)));
+        // The next query (ge t(-3)) returns them again, plus b updated and d.
+        let mut fresh = Vec::new();
+        for (record, at) in [
+            alert("a", 0),
+            alert("b", 1),
+            alert("c", 2),
+            alert("b", 3),
+            alert("d", 3),
+        ] {
+            if c.admit(record.clone(), at) {
+                fresh.push(record);
+            }
+        }
+        assert_eq!(fresh, [alert("b", 3).0, alert("d", 3).0]);
+        // While on their way, a repeated query does not emit them twice either.
+        assert!(!c.is_new(&alert("d", 3).0));
+    }
+
+    #[test]
+    fn a_failed_batch_gives_its_pairs_back() {
+        let mut c = OverlapCursor::new(TimeDelta::minutes(5));
+        let (a, at) = alert("a", 0);
+        assert!(c.admit(a.clone(), at));
+        c.settle([&a], false);
+        assert!(c.is_new(&a), "read again by the next query");
+        assert!(c.admit(a, at));
+    }
+
+    #[test]
+    fn pruning_keeps_the_set_to_the_window() {
+        let mut c = OverlapCursor::new(TimeDelta::minutes(10));
+        for minute in 0..1000 {
+            let (record, at) = alert(&format!("r{minute}"), minute);
+            assert!(c.admit(record.clone(), at));
+            c.settle([&record], true);
+            c.advance(at);
+            assert!(c.len() <= 11, "{} pairs at minute {minute}", c.len());
+        }
+        // Undelivered pairs stay however old, until settled.
+        let (old, at) = alert("in-flight", 500);
+        c.admit(old.clone(), at);
+        c.advance(t(2000));
+        assert!(!c.is_new(&old));
+        c.settle([&old], true);
+        c.advance(t(2000));
+        assert!(c.is_empty());
+        c.advance(t(1));
+        assert_eq!(c.high_water(), Some(t(2000)), "the mark never goes down");
+    }
+
+    #[test]
+    fn the_store_writes_crash_safely_and_keeps_delivered_pairs_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cursors.json");
+        let overlap = TimeDelta::minutes(5);
+        let mut store = CursorStore::open(path.clone(), overlap).expect("first start");
+        assert!(store.cursor("tenant/alerts").is_none());
+        let c = store.cursor_mut("tenant/alerts");
+        let (a, at_a) = alert("a", 0);
+        let (b, at_b) = alert("b", 1);
+        c.admit(a.clone(), at_a);
+        c.admit(b.clone(), at_b);
+        c.settle([&a], true);
+        c.advance(t(0));
+        assert!(store.is_dirty());
+        store.save().expect("save");
+        assert!(!store.is_dirty());
+        // A crash mid-write leaves at most a temporary file beside it: ignored.
+        std::fs::write(dir.path().join("cursors.json.tmp"), b"{torn").expect("write");
+        let reopened = CursorStore::open(path.clone(), overlap).expect("reopen");
+        let c = reopened.cursor("tenant/alerts").expect("cursor");
+        assert_eq!(c.high_water(), Some(t(0)));
+        assert!(!c.is_new(&a), "delivered: remembered");
+        assert!(c.is_new(&b), "never delivered: read again");
+        // A later save replaces the file whole.
+        let mut store = reopened;
+        store.cursor_mut("tenant/incidents").advance(t(9));
+        store.save().expect("save");
+        let again = CursorStore::open(path.clone(), overlap).expect("reopen");
+        assert_eq!(
+            again
+                .cursor("tenant/incidents")
+                .and_then(OverlapCursor::high_water),
+            Some(t(9))
+        );
+        assert!(again.cursor("tenant/alerts").is_some());
+        // A corrupt file is an error, never a silent reset.
+        std::fs::write(&path, b"{broken").expect("write");
+        assert!(matches!(
+            CursorStore::open(path.clone(), overlap),
+            Err(CursorError::Read { .. })
+        ));
+        std::fs::write(&path, br#"{"version":9,"cursors":{}}"#).expect("write");
+        assert!(matches!(
+            CursorStore::open(path, overlap),
+            Err(CursorError::Version { found: 9, .. })
+        ));
+    }
+}
