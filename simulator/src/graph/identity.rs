@@ -197,42 +197,13 @@ const SERVICE_APPS: [&str; 3] = [
     "Backup service",
 ];
 const MANAGED_IDENTITIES: [&str; 3] = ["func-prod-ingest", "vm-build-agent-01", "logic-orders"];
+// Short decimals: they survive every JSON parser's round trip exactly.
 const LOCATIONS: [(&str, &str, &str, f64, f64); 5] = [
-    (
-        "Redmond",
-        "Washington",
-        "US",
-        47.68050003051758,
-        -122.12094116210938,
-    ),
-    (
-        "Amsterdam",
-        "Noord-Holland",
-        "NL",
-        52.37369918823242,
-        4.8907999992370605,
-    ),
-    (
-        "Singapore",
-        "Singapore",
-        "SG",
-        1.2896699905395508,
-        103.8499984741211,
-    ),
-    (
-        "London",
-        "England",
-        "GB",
-        51.50640106201172,
-        -0.12720000743865967,
-    ),
-    (
-        "Sao Paulo",
-        "Sao Paulo",
-        "BR",
-        -23.547500610351562,
-        -46.63610076904297,
-    ),
+    ("Redmond", "Washington", "US", 47.6805, -122.1209),
+    ("Amsterdam", "Noord-Holland", "NL", 52.3737, 4.8908),
+    ("Singapore", "Singapore", "SG", 1.2897, 103.85),
+    ("London", "England", "GB", 51.5064, -0.1272),
+    ("Sao Paulo", "Sao Paulo", "BR", -23.5475, -46.6361),
 ];
 const FAILURES: [(u64, &str); 5] = [
     (
