@@ -38,3 +38,6 @@ pub use cursor::{CursorStore, OverlapCursor, RecordVersion};
 pub use errors::{ApiError, ErrorClass};
 pub use paging::{ODataPager, Page, PagingError};
 pub use record_types::record_type_name;
+
+#[cfg(test)]
+mod tests;

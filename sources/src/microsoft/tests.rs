@@ -1,0 +1,613 @@
+//! The client and the pager against a small HTTP server on loopback that answers as the
+//! test says (and a token endpoint), recording every request it sees.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
+use siemflow_core::Secret;
+use siemflow_core::auth::{Cloud, EntraConfig, TokenProvider};
+use siemflow_core::http::TlsConfig;
+use siemflow_core::metrics::{ComponentKind, ComponentLabels};
+use siemflow_core::retry::RetryRule;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{ApiProfile, GRAPH_SECURITY};
+use super::budget::Window;
+use super::client::{ApiClient, ApiRequest, ClientSettings, RetryRules};
+use super::errors::{ApiError, ErrorClass};
+use super::paging::{ODataPager, PagingError};
+
+const TENANT: &str = "41463f53-8812-40f4-890f-865bf6e35190";
+const CLIENT: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
+
+/// One API request the server saw.
+#[derive(Debug, Clone)]
+struct Call {
+    /// Path and query, exactly as sent.
+    target: String,
+    authorization: String,
+    prefer: Option<String>,
+    at: Instant,
+}
+
+/// Status, headers, body.
+type Reply = (u16, Vec<(&'static str, String)>, String);
+
+type Handler = dyn Fn(&Call, usize) -> Reply + Send + Sync;
+
+struct Inner {
+    handler: Box<Handler>,
+    calls: Mutex<Vec<Call>>,
+    tokens: AtomicUsize,
+}
+
+struct TestServer {
+    base: String,
+    port: u16,
+    inner: Arc<Inner>,
+}
+
+impl TestServer {
+    fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().expect("calls").clone()
+    }
+
+    fn tokens(&self) -> usize {
+        self.inner.tokens.load(Ordering::SeqCst)
+    }
+
+    fn url(&self, target: &str) -> Url {
+        Url::parse(&format!("{}{target}", self.base)).expect("url")
+    }
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let target = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let (status, reply_headers, body) = if target.ends_with("/oauth2/v2.0/token") {
+        let n = inner.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+        (
+            200,
+            vec![("content-type", "application/json".to_string())],
+            format!(r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"tok-{n}"}}"#),
+        )
+    } else {
+        let call = Call {
+            target,
+            authorization: header("authorization").unwrap_or_default(),
+            prefer: header("prefer"),
+            at: Instant::now(),
+        };
+        let index = {
+            let mut calls = inner.calls.lock().expect("calls");
+            calls.push(call.clone());
+            calls.len() - 1
+        };
+        (inner.handler)(&call, index)
+    };
+    let mut response = Response::builder().status(status);
+    for (name, value) in reply_headers {
+        response = response.header(name, value);
+    }
+    response.body(Body::from(body)).expect("response")
+}
+
+/// A server on 127.0.0.1 answering API requests with `handler(call, index)`.
+async fn serve(handler: impl Fn(&Call, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let inner = Arc::new(Inner {
+        handler: Box::new(handler),
+        calls: Mutex::new(Vec::new()),
+        tokens: AtomicUsize::new(0),
+    });
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&inner));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestServer {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        inner,
+    }
+}
+
+fn json(status: u16, body: &str) -> Reply {
+    (
+        status,
+        vec![("content-type", "application/json".to_string())],
+        body.to_string(),
+    )
+}
+
+/// A client of `server` for `profile`, with `windows` and short retries.
+fn client(server: &TestServer, profile: ApiProfile, windows: &[Window]) -> ApiClient {
+    siemflow_core::metrics::prometheus();
+    let http = siemflow_core::http::client(&TlsConfig::default(), Duration::from_secs(10), None)
+        .expect("http client");
+    let entra = EntraConfig {
+        tenant_id: TENANT.into(),
+        client_id: CLIENT.into(),
+        client_secret: Some(Secret::new("secret")),
+        certificate: None,
+        cloud: Cloud::Commercial,
+        login_url: Some(server.base.clone()),
+    };
+    let tokens = TokenProvider::new(&entra, "https://graph.microsoft.com/.default", http.clone())
+        .expect("token provider");
+    let labels = ComponentLabels {
+        id: format!("microsoft_test_{}", server.port),
+        kind: ComponentKind::Source,
+        type_name: "test".into(),
+    };
+    ApiClient::new(ClientSettings {
+        profile,
+        tenant_id: TENANT,
+        api_root: &server.url("/"),
+        http,
+        tokens,
+        windows,
+        retries: RetryRules {
+            transient: RetryRule::new(Duration::from_millis(5), Duration::from_millis(20))
+                .at_most(2),
+            throttle: RetryRule::new(Duration::from_millis(5), Duration::from_millis(20)),
+        },
+        labels: &labels,
+    })
+}
+
+fn graph(server: &TestServer) -> ApiClient {
+    client(server, GRAPH_SECURITY, &[Window::per_minute(100_000)])
+}
+
+#[tokio::test]
+async fn a_401_gets_a_fresh_token_and_one_more_try_then_is_a_config_error() {
+    let server = serve(|call, _| {
+        if call.authorization == "Bearer tok-1" || call.target.starts_with("/always401") {
+            json(
+                401,
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}"#,
+            )
+        } else {
+            json(200, r#"{"value":[]}"#)
+        }
+    })
+    .await;
+    let client = graph(&server);
+    let cancel = CancellationToken::new();
+    let answer = client
+        .send(
+            &ApiRequest::get("alerts", server.url("/v1.0/security/alerts_v2")),
+            &cancel,
+        )
+        .await
+        .expect("the second token works");
+    assert_eq!(answer.status, 200);
+    assert_eq!(server.tokens(), 2);
+    assert_eq!(server.calls().len(), 2);
+    let error = client
+        .send(
+            &ApiRequest::get("alerts", server.url("/always401")),
+            &cancel,
+        )
+        .await
+        .expect_err("refused twice");
+    assert_eq!(error.class(), ErrorClass::Config);
+    assert_eq!(error.status(), Some(401));
+    assert!(
+        error
+            .advice(client.profile().permission)
+            .contains("SecurityAlert.Read.All")
+    );
+    assert_eq!(
+        server.calls().len(),
+        4,
+        "one refresh, one more try, no loop"
+    );
+}
+
+#[tokio::test]
+async fn each_envelope_over_http() {
+    let server = serve(|call, _| match call.target.as_str() {
+        "/graph-denied" => json(
+            403,
+            r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"request-id":"req-7"}}}"#,
+        ),
+        "/entra-licence" => json(
+            403,
+            r#"{"error":{"code":"Authentication_RequestFromNonPremiumTenantOrB2CTenant","message":"Neither tenant is B2C or tenant doesn't have premium license","innererror":{"request-id":"req-8"}}}"#,
+        ),
+        "/mde-input" => json(
+            400,
+            r#"{"error":{"code":"InvalidInput","message":"Invalid $filter","target":"c0ffee"}}"#,
+        ),
+        "/o365-missing" => json(
+            400,
+            r#"{"error":{"code":"AF20050","message":"The specified content does not exist."}}"#,
+        ),
+        "/mda-forbidden" => json(403, r#"{"detail":"You do not have permission to perform this action."}"#),
+        "/wrong-root" => (404, Vec::new(), "<html>Not Found</html>".into()),
+        _ => json(200, "{}"),
+    })
+    .await;
+    let client = graph(&server);
+    let cancel = CancellationToken::new();
+    let cases: &[(&str, ErrorClass, Option<&str>, Option<&str>)] = &[
+        (
+            "/graph-denied",
+            ErrorClass::Config,
+            Some("Authorization_RequestDenied"),
+            Some("req-7"),
+        ),
+        (
+            "/entra-licence",
+            ErrorClass::Config,
+            Some("Authentication_RequestFromNonPremiumTenantOrB2CTenant"),
+            Some("req-8"),
+        ),
+        (
+            "/mde-input",
+            ErrorClass::Data,
+            Some("InvalidInput"),
+            Some("c0ffee"),
+        ),
+        ("/o365-missing", ErrorClass::Data, Some("AF20050"), None),
+        ("/mda-forbidden", ErrorClass::Config, None, None),
+        ("/wrong-root", ErrorClass::Config, None, None),
+    ];
+    for (path, class, code, request_id) in cases {
+        let error = client
+            .send(&ApiRequest::get("x", server.url(path)), &cancel)
+            .await
+            .expect_err(path);
+        assert_eq!(error.class(), *class, "{path}");
+        assert_eq!(error.code(), *code, "{path}");
+        match &error {
+            ApiError::Refused {
+                request_id: got, ..
+            } => assert_eq!(got.as_deref(), *request_id, "{path}"),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        server.calls().len(),
+        cases.len(),
+        "none of these is retried"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_given_up() {
+    let server = serve(|call, index| match call.target.as_str() {
+        "/flaky" if index == 0 => (503, vec![("retry-after", "0".into())], String::new()),
+        "/flaky" if index == 1 => json(504, r#"{"error":{"code":"GatewayTimeout","message":"x"}}"#),
+        "/flaky" => json(200, r#"{"value":[1]}"#),
+        "/big" => json(200, &format!(r#"{{"value":"{}"}}"#, "x".repeat(4096))),
+        _ => json(
+            500,
+            r#"{"error":{"code":"InternalServerError","message":"boom","target":"t"}}"#,
+        ),
+    })
+    .await;
+    let client = graph(&server);
+    let cancel = CancellationToken::new();
+    let answer = client
+        .send(&ApiRequest::get("flaky", server.url("/flaky")), &cancel)
+        .await
+        .expect("third time lucky");
+    assert_eq!(&answer.body[..], br#"{"value":[1]}"#);
+    let error = client
+        .send(&ApiRequest::get("broken", server.url("/broken")), &cancel)
+        .await
+        .expect_err("always 500");
+    assert!(
+        matches!(error, ApiError::Exhausted { attempts: 3, .. }),
+        "{error:?}"
+    );
+    let too_large = client
+        .send(
+            &ApiRequest::get("big", server.url("/big")).max_bytes(1024),
+            &cancel,
+        )
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(too_large, ApiError::TooLarge { limit: 1024, .. }),
+        "{too_large:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_pauses_every_client_of_the_tenant_and_host_for_its_retry_after() {
+    let server = serve(|call, index| {
+        if index == 0 {
+            json(
+                429,
+                r#"{"error":{"code":"TooManyRequests","message":"Too many requests."}}"#,
+            )
+            .with_header("retry-after", "1")
+        } else {
+            json(200, &format!(r#"{{"target":"{}"}}"#, call.target))
+        }
+    })
+    .await;
+    // Two sources on the same tenant and host; a window that orders their first requests:
+    // b's slot comes after the 429 to a has arrived.
+    let window = [Window::new(1, Duration::from_millis(500))];
+    let a = client(&server, GRAPH_SECURITY, &window);
+    let b = client(&server, GRAPH_SECURITY, &window);
+    let cancel = CancellationToken::new();
+    let (to_a, to_b) = (
+        ApiRequest::get("alerts", server.url("/a")),
+        ApiRequest::get("alerts", server.url("/b")),
+    );
+    let (ra, rb) = tokio::join!(a.send(&to_a, &cancel), b.send(&to_b, &cancel));
+    ra.expect("a after the pause");
+    rb.expect("b after the pause");
+    let calls = server.calls();
+    assert_eq!(calls[0].target, "/a", "{calls:?}");
+    let throttled_at = calls[0].at;
+    for call in &calls[1..] {
+        assert!(
+            call.at - throttled_at >= Duration::from_secs(1),
+            "{} came {:?} after the 429",
+            call.target,
+            call.at - throttled_at
+        );
+    }
+    assert_eq!(calls.len(), 3);
+}
+
+trait WithHeader {
+    fn with_header(self, name: &'static str, value: &str) -> Self;
+}
+
+impl WithHeader for Reply {
+    fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.1.push((name, value.to_string()));
+        self
+    }
+}
+
+/// A collection page.
+fn page(items: &[u32], next: Option<&str>) -> Reply {
+    let value: Vec<String> = items.iter().map(|i| format!(r#"{{"id":"{i}"}}"#)).collect();
+    let link = next
+        .map(|l| format!(r#","@odata.nextLink":"{l}""#))
+        .unwrap_or_default();
+    json(
+        200,
+        &format!(
+            r#"{{"@odata.context":"x","value":[{}]{link}}}"#,
+            value.join(",")
+        ),
+    )
+}
+
+/// Every id of a walk, page by page.
+async fn walk(pager: &mut ODataPager, client: &ApiClient) -> Result<Vec<Vec<String>>, PagingError> {
+    let cancel = CancellationToken::new();
+    let mut pages = Vec::new();
+    while let Some(page) = pager
+        .next_page::<serde_json::Value>(client, &cancel)
+        .await?
+    {
+        pages.push(
+            page.items
+                .iter()
+                .map(|item| item["id"].as_str().unwrap_or_default().to_string())
+                .collect(),
+        );
+        if page.last {
+            assert!(
+                pager
+                    .next_page::<serde_json::Value>(client, &cancel)
+                    .await?
+                    .is_none()
+            );
+            break;
+        }
+    }
+    Ok(pages)
+}
+
+#[tokio::test]
+async fn next_links_are_followed_verbatim_with_the_request_headers() {
+    let links: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&links);
+    let server = serve(move |_, index| {
+        let link = |n: u32| {
+            // Lower-case escapes, '+' and an escaped '+' in the token: sent back untouched.
+            format!(
+                "{}/v1.0/security/alerts_v2?$filter=lastUpdateDateTime+ge+2026-09-01T10%3a00%3a00Z&$top=2&$skiptoken=p{n}%2Bq",
+                seen.lock().expect("links")[0]
+            )
+        };
+        match index {
+            0 => page(&[1, 2], Some(&link(1))),
+            1 => page(&[3, 4], Some(&link(2))),
+            _ => page(&[5], None),
+        }
+    })
+    .await;
+    links.lock().expect("links").push(server.base.clone());
+    let client = graph(&server);
+    let first = ApiRequest::get(
+        "alerts",
+        server.url("/v1.0/security/alerts_v2?$filter=lastUpdateDateTime%20ge%202026-09-01T10:00:00Z&$top=2"),
+    )
+    .header(
+        HeaderName::from_static("prefer"),
+        HeaderValue::from_static("include-unknown-enum-members"),
+    );
+    let mut pager = ODataPager::new(first);
+    let pages = walk(&mut pager, &client).await.expect("walk");
+    assert_eq!(pages, [vec!["1", "2"], vec!["3", "4"], vec!["5"]]);
+    let calls = server.calls();
+    assert_eq!(
+        calls.iter().map(|c| c.target.as_str()).collect::<Vec<_>>(),
+        [
+            "/v1.0/security/alerts_v2?$filter=lastUpdateDateTime%20ge%202026-09-01T10:00:00Z&$top=2",
+            "/v1.0/security/alerts_v2?$filter=lastUpdateDateTime+ge+2026-09-01T10%3a00%3a00Z&$top=2&$skiptoken=p1%2Bq",
+            "/v1.0/security/alerts_v2?$filter=lastUpdateDateTime+ge+2026-09-01T10%3a00%3a00Z&$top=2&$skiptoken=p2%2Bq",
+        ]
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.prefer.as_deref() == Some("include-unknown-enum-members")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused() {
+    let server = serve(|_, _| {
+        page(
+            &[1, 2],
+            Some("http://evil.example:443/v1.0/security/alerts_v2?$skiptoken=x"),
+        )
+    })
+    .await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "alerts",
+        server.url("/v1.0/security/alerts_v2?$top=2"),
+    ));
+    let error = walk(&mut pager, &client).await.expect_err("refused");
+    assert!(
+        matches!(error, PagingError::ForeignNextLink { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("evil.example"), "{error}");
+    assert_eq!(server.calls().len(), 1);
+    // The same host under another name, or another port, is another origin too.
+    let other_port = format!("http://127.0.0.1:{}/x", server.port.wrapping_add(1));
+    let server2 = serve(move |_, _| page(&[1], Some(&other_port))).await;
+    let client2 = graph(&server2);
+    let mut pager = ODataPager::new(ApiRequest::get("alerts", server2.url("/x")));
+    assert!(matches!(
+        walk(&mut pager, &client2).await,
+        Err(PagingError::ForeignNextLink { .. })
+    ));
+}
+
+/// Serves `total` items by `$top`/`$skip`, never with a nextLink.
+fn skip_paging(total: u32) -> impl Fn(&Call, usize) -> Reply + Send + Sync + 'static {
+    move |call, _| {
+        let url = Url::parse(&format!("http://h{}", call.target)).expect("url");
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse::<u32>().ok())
+        };
+        let top = param("$top").unwrap_or(100);
+        let skip = param("$skip").unwrap_or(0);
+        let items: Vec<u32> = (skip..total).take(top as usize).map(|i| i + 1).collect();
+        page(&items, None)
+    }
+}
+
+#[tokio::test]
+async fn without_next_links_full_pages_go_on_with_skip_and_a_short_page_stops() {
+    let server = serve(skip_paging(5)).await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "alerts",
+        server.url("/api/alerts?$filter=x&$top=2"),
+    ));
+    let pages = walk(&mut pager, &client).await.expect("walk");
+    assert_eq!(pages, [vec!["1", "2"], vec!["3", "4"], vec!["5"]]);
+    assert_eq!(
+        server
+            .calls()
+            .iter()
+            .map(|c| c.target.clone())
+            .collect::<Vec<_>>(),
+        [
+            "/api/alerts?$filter=x&$top=2",
+            "/api/alerts?$filter=x&$top=2&$skip=2",
+            "/api/alerts?$filter=x&$top=2&$skip=4",
+        ]
+    );
+    // An exact multiple ends on an empty page; without $top a page is the last.
+    let server = serve(skip_paging(4)).await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get("alerts", server.url("/api/alerts?$top=2")));
+    let pages = walk(&mut pager, &client).await.expect("walk");
+    assert_eq!(pages, [vec!["1", "2"], vec!["3", "4"], vec![]]);
+    let server = serve(skip_paging(4)).await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get("alerts", server.url("/api/alerts")));
+    assert_eq!(walk(&mut pager, &client).await.expect("walk").len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_skip_token_is_reported_and_the_query_starts_again() {
+    let expired_once = Arc::new(AtomicUsize::new(0));
+    let base: Arc<Mutex<String>> = Arc::default();
+    let (expired, link_base) = (Arc::clone(&expired_once), Arc::clone(&base));
+    let server = serve(move |call, _| {
+        let base = link_base.lock().expect("base").clone();
+        if call.target.contains("$skiptoken=t1") {
+            if expired.fetch_add(1, Ordering::SeqCst) == 0 {
+                return json(
+                    400,
+                    r#"{"error":{"code":"BadRequest","message":"Skip token has expired. Restart pagination from the first page.","innerError":{"request-id":"r"}}}"#,
+                );
+            }
+            return page(&[3], None);
+        }
+        page(&[1, 2], Some(&format!("{base}/v1.0/auditLogs/signIns?$skiptoken=t1")))
+    })
+    .await;
+    *base.lock().expect("base") = server.base.clone();
+    let client = client(
+        &server,
+        super::api::ENTRA_REPORTS,
+        &[Window::per_minute(100_000)],
+    );
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "signIns",
+        server.url("/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202026-09-01T10:00:00Z"),
+    ));
+    let cancel = CancellationToken::new();
+    let first = pager
+        .next_page::<serde_json::Value>(&client, &cancel)
+        .await
+        .expect("first page")
+        .expect("a page");
+    assert_eq!(first.items.len(), 2);
+    let error = pager
+        .next_page::<serde_json::Value>(&client, &cancel)
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(error, PagingError::SkipTokenExpired { .. }),
+        "{error}"
+    );
+    // The caller queries again from its cursor: here the same query.
+    pager.restart();
+    let pages = walk(&mut pager, &client).await.expect("walk again");
+    assert_eq!(pages, [vec!["1", "2"], vec!["3"]]);
+    assert_eq!(server.calls().len(), 4);
+}
