@@ -1,6 +1,6 @@
-//! `siemflow simulate m365|splunk|sentinel|elasticsearch` and the `[simulator]` table: local
-//! stand-ins for Microsoft 365 and the SIEMs, standalone or started in-process before the
-//! pipeline.
+//! `siemflow simulate m365|graph|splunk|sentinel|elasticsearch` and the `[simulator]` table:
+//! local stand-ins for Microsoft 365 (Management Activity API and Graph) and the SIEMs,
+//! standalone or started in-process before the pipeline.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,8 +102,11 @@ fn loopback(port: u16) -> SocketAddr {
 /// What to simulate.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Target {
-    /// Entra ID token endpoint and the Office 365 Management Activity API.
+    /// Entra ID token endpoint and the Office 365 Management Activity API (and Graph).
     M365,
+    /// Microsoft Graph (security alerts and incidents, Entra ID sign-in and audit logs): the
+    /// Microsoft 365 simulator, which serves Graph on its address (default 127.0.0.1:8365).
+    Graph,
     /// Splunk HTTP Event Collector (default 127.0.0.1:8088).
     Splunk,
     /// Azure Monitor Logs Ingestion API (Microsoft Sentinel) with its Entra token endpoint
@@ -119,7 +122,7 @@ pub struct SimulateArgs {
     /// What to simulate.
     #[arg(value_enum)]
     pub target: Target,
-    /// Address to serve on. Default: 127.0.0.1 and 8365 (m365), 8088 (splunk), 8366
+    /// Address to serve on. Default: 127.0.0.1 and 8365 (m365, graph), 8088 (splunk), 8366
     /// (sentinel) or 9200 (elasticsearch).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -237,7 +240,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     logging::init(global.log_format, &global.log_level);
     let path = args.config.as_ref();
     let loaded = match args.target {
-        Target::M365 => load::<M365Config>(path).map(|mut c| {
+        Target::M365 | Target::Graph => load::<M365Config>(path).map(|mut c| {
             c.seed = args.seed.unwrap_or(c.seed);
             Config::M365(c)
         }),
@@ -264,7 +267,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     };
     let listen = args.listen.unwrap_or_else(|| {
         loopback(match args.target {
-            Target::M365 => M365_PORT,
+            Target::M365 | Target::Graph => M365_PORT,
             Target::Splunk => SPLUNK_PORT,
             Target::Sentinel => SENTINEL_PORT,
             Target::Elasticsearch => ELASTICSEARCH_PORT,
@@ -332,7 +335,9 @@ fn instructions(simulator: &Standalone) -> String {
     match simulator {
         Standalone::M365(s) => format!(
             "Microsoft 365 simulator ready at {url}; Ctrl-C stops it.\n  \
-             login_url = \"{url}\"  api_url = \"{url}\"  (see docs/simulator.md for the tenant and app)",
+             login_url = \"{url}\"  api_url = \"{url}\"  graph_url = \"{url}\"  (see docs/simulator.md for the tenant and app)\n  \
+             Graph: {url}/v1.0/security/alerts_v2, …/security/incidents, …/auditLogs/signIns|directoryAudits|provisioning, \
+             {url}/beta/auditLogs/signIns; token scope https://graph.microsoft.com/.default",
             url = s.base_url()
         ),
         Standalone::Splunk(s) => {
@@ -428,6 +433,17 @@ mod tests {
         assert_eq!(world.seed, 4);
         let bare = parse("").expect("parses");
         assert_eq!(bare.m365().map(|(l, _)| l), Some(loopback(M365_PORT)));
+    }
+
+    #[test]
+    fn graph_keys_live_in_the_m365_table() {
+        let t =
+            parse("[m365.graph]\nalerts_per_hour = 3\n[m365.graph.faults]\nrepeat_rate = 0.5\n")
+                .expect("parses");
+        let (_, world) = t.m365().expect("m365 (and with it Graph) starts");
+        assert_eq!(world.graph.alerts_per_hour, 3);
+        assert_eq!(world.graph.faults.repeat_rate, 0.5);
+        assert!(parse("[m365.graph]\ncolour = 1\n").is_err());
     }
 
     #[test]
