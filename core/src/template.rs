@@ -51,6 +51,21 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Field(_)))
     }
 
+    /// What comes before the first event field, with times rendered for `now`: the part
+    /// every event shares (all of it when there is no field). A sink writing files uses
+    /// it to tell a bad name rendered from an event from a broken configured folder.
+    pub fn fixed_prefix(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Time(f) => out.push_str(&now.format(f).to_string()),
+                Part::Field(_) => break,
+            }
+        }
+        out
+    }
+
     /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -159,6 +174,20 @@ mod tests {
             template.render_path(&event(".."), Utc::now()).as_deref(),
             Ok("out/_.log")
         );
+    }
+
+    #[test]
+    fn the_fixed_prefix_ends_at_the_first_field() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .single()
+            .expect("time");
+        let template = Template::parse("out/%Y-%m-%d/{{ .Workload }}/x.log").expect("valid");
+        assert_eq!(template.fixed_prefix(now), "out/2026-11-24/");
+        let template = Template::parse("{{ .Workload }}.log").expect("valid");
+        assert_eq!(template.fixed_prefix(now), "");
+        let template = Template::parse("out/all.log").expect("valid");
+        assert_eq!(template.fixed_prefix(now), "out/all.log");
     }
 
     #[test]

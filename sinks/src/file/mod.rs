@@ -1,8 +1,12 @@
 //! `file`: appends events as lines to files named by a template.
 //!
 //! A batch is encoded once, grouped by rendered path, written with one `write` per file,
-//! optionally fsynced, and only then acknowledged. I/O errors retry the same batch (with
-//! its progress kept, so nothing is written twice) until it succeeds or the process aborts.
+//! optionally fsynced, and only then acknowledged. I/O errors are classified by
+//! `siemflow_core::io_error`: a file name rendered from an event that the file system
+//! refuses (too long, a file where a folder should be) sends that file's events to the
+//! `dead_letter` output and the rest of the batch is written; any other error retries the
+//! same batch (with its progress kept, so nothing is written twice) until it succeeds or
+//! the process aborts.
 
 mod open_files;
 mod pending;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use siemflow_core::delivery::DEAD_LETTER;
 use siemflow_core::template::Template;
 use siemflow_core::{BoxFuture, ConfigIssue, SinkConfig, SinkContext};
 
@@ -64,6 +69,10 @@ fn default_max_open_files() -> usize {
 }
 
 impl SinkConfig for FileSinkConfig {
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.to_string()]
+    }
+
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if let Err(problem) = siemflow_core::config::checks::path(&self.path) {

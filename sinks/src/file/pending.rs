@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use metrics::Counter;
-use siemflow_core::Batch;
-use siemflow_core::ack::AckSet;
+use siemflow_core::delivery::{Failure, Rejection};
+use siemflow_core::io_error::IoContext;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::template::Template;
+use siemflow_core::{Batch, BatchStatus, Event};
 
 use super::open_files::OpenFiles;
 use crate::encoding::LineEncoder;
@@ -23,10 +24,13 @@ const BUFFER_BYTES: usize = 256 << 10;
 const KEPT_BUFFER_BYTES: usize = 8 << 20;
 /// Spare buffers kept between batches.
 const KEPT_BUFFERS: usize = 16;
+/// At most this much of a path is quoted in messages: a name rendered from an event can
+/// be as long as the event.
+const QUOTED_PATH_CHARS: usize = 256;
 
 /// An I/O failure on one file.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} `{}`: {source}", path.display())]
+#[error("cannot {action} `{}`: {source}", quoted(path))]
 pub(super) struct WriteError {
     /// The file.
     pub path: PathBuf,
@@ -37,48 +41,141 @@ pub(super) struct WriteError {
     pub source: io::Error,
 }
 
+/// A write that failed for the whole batch: it is tried again (progress kept).
+#[derive(Debug)]
+pub(super) struct Stalled {
+    /// What failed.
+    pub error: WriteError,
+    /// Its class: [`Failure::Retry`] or [`Failure::Config`], never data.
+    pub failure: Failure,
+}
+
+/// Where a group of lines stands.
+#[derive(Debug)]
+enum State {
+    /// Not (completely) written yet.
+    Pending,
+    /// In the file (and synced, with `fsync`).
+    Written,
+    /// Its name can never be used: its events are to be dead-lettered.
+    Rejected(Rejection),
+    /// Its events went to the dead-letter output.
+    DeadLettered,
+}
+
 /// The lines of one batch bound for one file.
 struct Group {
     path: PathBuf,
     lines: Vec<u8>,
+    /// The events behind the lines, holding their acknowledgements: settled once the
+    /// lines are written, or handed on with them when dead-lettered.
+    events: Vec<Event>,
     /// Bytes of `lines` already written: a retry resumes here, so nothing is written twice.
     written: usize,
     /// The file was created by this write and its folder entry is not synced yet.
     created: bool,
-    done: bool,
+    state: State,
 }
 
 /// One batch, encoded and grouped by file, on its way to disk.
 pub(super) struct PendingWrite {
     groups: Vec<Group>,
-    /// Events in the batch.
-    pub events: u64,
+    /// The configured folder the names of event fields are rendered below; `None` when
+    /// the template has no field, so every name is the configuration's.
+    event_folder: Option<PathBuf>,
 }
 
 impl PendingWrite {
-    /// Bytes in the batch.
-    pub fn bytes(&self) -> u64 {
-        self.groups.iter().map(|g| g.lines.len() as u64).sum()
+    /// Events and bytes written.
+    pub fn written(&self) -> (u64, u64) {
+        self.groups
+            .iter()
+            .filter(|g| matches!(g.state, State::Written))
+            .fold((0, 0), |(events, bytes), g| {
+                (events + g.events.len() as u64, bytes + g.lines.len() as u64)
+            })
     }
 
     /// The file the first unfinished group goes to (for messages).
     pub fn first_pending_path(&self) -> Option<&Path> {
         self.groups
             .iter()
-            .find(|g| !g.done)
+            .find(|g| matches!(g.state, State::Pending))
             .map(|g| g.path.as_path())
     }
 
     /// Writes (and with `fsync`, syncs) every group not written yet. Blocking: run it on
-    /// a blocking thread. On error, the progress is kept and the failing file closed.
-    pub fn write_to(&mut self, files: &mut OpenFiles, fsync: bool) -> Result<(), WriteError> {
-        for group in self.groups.iter_mut().filter(|g| !g.done) {
-            if let Err(error) = group.write_to(files, fsync) {
-                files.close(&group.path);
-                return Err(error);
+    /// a blocking thread.
+    ///
+    /// A group whose name can never be used (too long, a file where a folder should be:
+    /// [`siemflow_core::io_error`]'s data class) is set aside for the dead letter and the
+    /// others are written. Any other failure stops the attempt: the progress is kept and
+    /// the failing file closed, for the next attempt.
+    pub fn write_to(&mut self, files: &mut OpenFiles, fsync: bool) -> Result<(), Stalled> {
+        for group in self
+            .groups
+            .iter_mut()
+            .filter(|g| matches!(g.state, State::Pending))
+        {
+            let Err(error) = group.write_to(files, fsync) else {
+                group.state = State::Written;
+                continue;
+            };
+            files.close(&group.path);
+            let context = match &self.event_folder {
+                Some(folder) if error.action == "open" && usable_folder(folder) => {
+                    IoContext::EventPath
+                }
+                _ => IoContext::Configured,
+            };
+            match Failure::from_io(&error.source, context, error.to_string()) {
+                Failure::Data(rejection) => group.state = State::Rejected(rejection),
+                failure => return Err(Stalled { error, failure }),
             }
         }
         Ok(())
+    }
+
+    /// The events of groups whose name can never be used, with why, for the dead
+    /// letter; each group is handed out once.
+    pub fn take_rejected(&mut self) -> Vec<(Vec<Event>, Rejection)> {
+        let mut rejected = Vec::new();
+        for group in &mut self.groups {
+            match std::mem::replace(&mut group.state, State::DeadLettered) {
+                State::Rejected(rejection) => {
+                    rejected.push((std::mem::take(&mut group.events), rejection));
+                }
+                other => group.state = other,
+            }
+        }
+        rejected
+    }
+
+    /// Settles the events of written groups as delivered and the rest (the process is
+    /// aborting) as failed, so their source reads them again.
+    pub fn settle(&mut self) {
+        for group in &mut self.groups {
+            let status = match group.state {
+                State::Written => BatchStatus::Delivered,
+                _ => BatchStatus::Failed,
+            };
+            siemflow_core::event::resolve_batch(std::mem::take(&mut group.events), status);
+        }
+    }
+}
+
+/// True when `folder` is (or could be made) a folder: then a name below it that the file
+/// system refuses is the fault of the event it was rendered from.
+fn usable_folder(folder: &Path) -> bool {
+    std::fs::create_dir_all(folder).is_ok() && folder.is_dir()
+}
+
+/// A path for messages, cut to [`QUOTED_PATH_CHARS`].
+pub(super) fn quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    match text.char_indices().nth(QUOTED_PATH_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+        None => text,
     }
 }
 
@@ -122,7 +219,6 @@ impl Group {
                 self.created = false;
             }
         }
-        self.done = true;
         Ok(())
     }
 }
@@ -173,17 +269,19 @@ impl BatchEncoder {
         }
     }
 
-    /// Encodes a batch, rendering paths with `now`, and takes its acknowledgements out.
-    pub fn encode(&mut self, batch: Batch, now: DateTime<Utc>) -> (PendingWrite, AckSet) {
-        let mut acks = AckSet::default();
+    /// Encodes a batch, rendering paths with `now`.
+    pub fn encode(&mut self, batch: Batch, now: DateTime<Utc>) -> PendingWrite {
         let mut groups: Vec<Group> = Vec::new();
-        let events = batch.len() as u64;
+        let event_folder = self.template.has_fields().then(|| {
+            let prefix = self.template.fixed_prefix(now);
+            match prefix.rfind('/') {
+                Some(end) => PathBuf::from(&prefix[..=end]),
+                None => PathBuf::from("."),
+            }
+        });
         if self.template.has_fields() {
             let mut index: HashMap<String, usize> = HashMap::new();
-            for mut event in batch {
-                if let Some(ack) = event.ack.take() {
-                    acks.push(ack);
-                }
+            for event in batch {
                 let (path, missing) = self.template.render_path_or(&event, now, MISSING_FIELD);
                 if let Some(field) = missing {
                     self.note_missing_field(&field, &path);
@@ -196,24 +294,27 @@ impl BatchEncoder {
                         groups.len() - 1
                     }
                 };
-                self.lines.encode(&event, &mut groups[slot].lines);
+                let group = &mut groups[slot];
+                self.lines.encode(&event, &mut group.lines);
+                group.events.push(event);
             }
         } else if let Some(first) = batch.first() {
             // The path depends only on the time: render it once for the whole batch.
             let (path, _) = self.template.render_path_or(first, now, MISSING_FIELD);
             let mut group = self.group(PathBuf::from(path));
-            for mut event in batch {
-                if let Some(ack) = event.ack.take() {
-                    acks.push(ack);
-                }
+            for event in batch {
                 self.lines.encode(&event, &mut group.lines);
+                group.events.push(event);
             }
             groups.push(group);
         }
-        (PendingWrite { groups, events }, acks)
+        PendingWrite {
+            groups,
+            event_folder,
+        }
     }
 
-    /// Takes the buffers of a written batch back for the next ones.
+    /// Takes the buffers of a settled batch back for the next ones.
     pub fn recycle(&mut self, pending: PendingWrite) {
         for group in pending.groups {
             let mut lines = group.lines;
@@ -231,9 +332,10 @@ impl BatchEncoder {
                 .spare
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(BUFFER_BYTES)),
+            events: Vec::new(),
             written: 0,
             created: false,
-            done: false,
+            state: State::Pending,
         }
     }
 

@@ -1,16 +1,18 @@
-//! The file sink's loop: encode, write on a blocking thread, retry, acknowledge.
+//! The file sink's loop: encode, write on a blocking thread, retry, dead-letter,
+//! acknowledge.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use metrics::Counter;
+use siemflow_core::SinkContext;
+use siemflow_core::delivery::{DEAD_LETTER, DeadLetter, DeadLetterMetrics, Failure};
 use siemflow_core::retry::RetryRule;
 use siemflow_core::template::Template;
-use siemflow_core::{BatchStatus, SinkContext};
 use tokio::time::MissedTickBehavior;
 
 use super::open_files::OpenFiles;
-use super::pending::{BatchEncoder, PendingWrite, WriteError};
+use super::pending::{BatchEncoder, PendingWrite, Stalled, quoted};
 use crate::encoding::{Encoding, LineEncoder};
 
 /// Everything the running sink needs, checked and parsed.
@@ -29,12 +31,14 @@ pub(super) struct Settings {
     pub retry: RetryRule,
 }
 
-/// How a failing write is retried: from 250 ms doubling with jitter to 30 s, with no
-/// budget, as a batch written to a file is never given up on (only an abort ends it).
+/// How a failing write is retried: from 250 ms doubling with jitter to 30 s (the pace of
+/// a configuration error), with no budget, as a batch written to a file is never given
+/// up on (only an abort ends it).
 pub(super) const WRITE_RETRY: RetryRule =
     RetryRule::new(Duration::from_millis(250), Duration::from_secs(30));
 
-/// Appends each batch from `cx.input` to its files and acknowledges it once written.
+/// Appends each batch from `cx.input` to its files and acknowledges it once written;
+/// events whose file name can never be used go to the `dead_letter` output.
 pub(super) async fn append_batches(settings: Settings, mut cx: SinkContext) -> anyhow::Result<()> {
     let labels = cx.component.metrics.labels.clone();
     let mut encoder = BatchEncoder::new(
@@ -49,6 +53,10 @@ pub(super) async fn append_batches(settings: Settings, mut cx: SinkContext) -> a
             &[("error_type", "write_failed"), ("stage", "sending")],
         ),
     };
+    let dead_letter = DeadLetter::new(
+        cx.output(DEAD_LETTER).cloned(),
+        DeadLetterMetrics::new(&labels),
+    );
     let mut files = OpenFiles::new(settings.max_open_files);
     let mut sweep = tokio::time::interval(sweep_period(settings.idle_timeout));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -64,24 +72,19 @@ pub(super) async fn append_batches(settings: Settings, mut cx: SinkContext) -> a
             }
         };
         let Some(batch) = next else { break };
-        let (pending, acks) = encoder.encode(batch, chrono::Utc::now());
-        let (returned, pending) =
-            match write_with_retry(files, pending, &settings, &cx, &mut failures).await {
-                Ok(done) => done,
-                Err(e) => {
-                    acks.resolve(BatchStatus::Failed);
-                    return Err(e);
-                }
-            };
+        let pending = encoder.encode(batch, chrono::Utc::now());
+        let (returned, mut pending) =
+            write_with_retry(files, pending, &settings, &cx, &dead_letter, &mut failures).await?;
         files = returned;
         if failures.failing {
             failures.failing = false;
             cx.health.healthy();
             tracing::info!(component = %cx.component.id, "file sink writes again");
         }
-        cx.component.metrics.sent_events.increment(pending.events);
-        cx.component.metrics.sent_bytes.increment(pending.bytes());
-        acks.resolve(BatchStatus::Delivered);
+        let (events, bytes) = pending.written();
+        cx.component.metrics.sent_events.increment(events);
+        cx.component.metrics.sent_bytes.increment(bytes);
+        pending.settle();
         encoder.recycle(pending);
     }
     Ok(())
@@ -93,13 +96,15 @@ struct Failures {
     counter: Counter,
 }
 
-/// Writes a batch, retrying I/O errors under `settings.retry` until it succeeds or
-/// `cx.abort`.
+/// Writes a batch, dead-lettering the events whose name can never be used and retrying
+/// other I/O errors under `settings.retry` until the rest is written or `cx.abort` (the
+/// unwritten events are then failed, for their source to read again).
 async fn write_with_retry(
     mut files: OpenFiles,
     mut pending: PendingWrite,
     settings: &Settings,
     cx: &SinkContext,
+    dead_letter: &DeadLetter,
     failures: &mut Failures,
 ) -> anyhow::Result<(OpenFiles, PendingWrite)> {
     let mut retries = settings.retry.start();
@@ -112,6 +117,7 @@ async fn write_with_retry(
             (files, pending, result)
         });
         let (returned_files, returned_pending, result) = tokio::select! {
+            // A panic takes the batch with it: its events count as failed, and are re-read.
             joined = job => joined.context("file sink writer thread panicked")?,
             _ = cx.abort.cancelled() => {
                 anyhow::bail!("file sink aborted while writing; the batch will be re-read");
@@ -119,20 +125,28 @@ async fn write_with_retry(
         };
         files = returned_files;
         pending = returned_pending;
-        let error = match result {
+        for (events, rejection) in pending.take_rejected() {
+            dead_letter.send_events(events, &rejection).await;
+        }
+        let stalled = match result {
             Ok(()) => return Ok((files, pending)),
-            Err(error) => error,
+            Err(stalled) => stalled,
         };
         attempt += 1;
         // The rule has no budget, so it always grants a wait; the fallback is never used.
-        let delay = retries.after_failure(None).unwrap_or(settings.retry.max);
-        report_failure(cx, failures, &error, attempt, delay);
+        let delay = match stalled.failure {
+            Failure::Config { .. } => retries.after_config_failure(),
+            _ => retries.after_failure(None),
+        }
+        .unwrap_or(settings.retry.max);
+        report_failure(cx, failures, &stalled, attempt, delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cx.abort.cancelled() => {
                 let path = pending.first_pending_path().map(|p| p.display().to_string()).unwrap_or_default();
                 tracing::warn!(component = %cx.component.id, path, attempt, "aborted while retrying; the batch will be re-read");
-                return Err(anyhow::Error::new(error)
+                pending.settle();
+                return Err(anyhow::Error::new(stalled.error)
                     .context(format!("file sink aborted after {attempt} failed attempts")));
             }
         }
@@ -142,21 +156,34 @@ async fn write_with_retry(
 fn report_failure(
     cx: &SinkContext,
     failures: &mut Failures,
-    error: &WriteError,
+    stalled: &Stalled,
     attempt: u32,
     retry_in: Duration,
 ) {
+    let error = &stalled.error;
     failures.counter.increment(1);
     failures.failing = true;
-    tracing::error!(
-        component = %cx.component.id,
-        path = %error.path.display(),
-        action = error.action,
-        error = %error.source,
-        attempt,
-        retry_in = ?retry_in,
-        "file sink cannot write; retrying the same batch"
-    );
+    if let Failure::Config { .. } = stalled.failure {
+        tracing::error!(
+            component = %cx.component.id,
+            path = %quoted(&error.path),
+            action = error.action,
+            error = %error.source,
+            attempt,
+            retry_in = ?retry_in,
+            "file sink cannot write: a configuration problem (permissions, a read-only file system, a configured path that cannot be); retrying the same batch slowly until it is fixed"
+        );
+    } else {
+        tracing::error!(
+            component = %cx.component.id,
+            path = %quoted(&error.path),
+            action = error.action,
+            error = %error.source,
+            attempt,
+            retry_in = ?retry_in,
+            "file sink cannot write; retrying the same batch"
+        );
+    }
     cx.health.unhealthy(error.to_string());
 }
 

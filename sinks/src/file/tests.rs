@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::FileSinkConfig;
 use super::run;
-use crate::test_support::{acked, eventually, harness};
+use crate::test_support::{acked, eventually, harness, start_sink};
 
 fn config(value: serde_json::Value) -> FileSinkConfig {
     serde_json::from_value(value).expect("valid file sink config")
@@ -207,6 +207,99 @@ async fn file_retries_an_unwritable_path_until_it_becomes_writable_without_loss(
             "{\"Id\":\"3\",\"Workload\":\"Exchange\"}",
         ],
         "every event exactly once, in order"
+    );
+}
+
+#[tokio::test]
+async fn file_a_name_too_long_for_one_event_is_dead_lettered_and_the_rest_is_written() {
+    let metrics = siemflow_core::metrics::prometheus();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The folder does not exist yet when the bad event, first of its batch, is written.
+    let folder = dir.path().join("new/out");
+    let sink = config(json!({ "path": format!("{}/{{{{ .Workload }}}}.log", folder.display()) }));
+    let mut running = start_sink("file-name-too-long", "file", &sink);
+    let long = "W".repeat(10_000);
+    let receipts = running
+        .send([
+            json!({"Id": "bad", "Workload": long}),
+            json!({"Id": "1", "Workload": "Exchange"}),
+            json!({"Id": "2", "Workload": "SharePoint"}),
+        ])
+        .await;
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
+    assert_eq!(dead.len(), 1, "exactly the bad event: {dead:?}");
+    assert_eq!(dead[0]["Id"], "bad");
+    let dropped = &dead[0]["metadata"]["dropped"];
+    assert_eq!(dropped["reason"], "name_too_long");
+    assert_eq!(dropped["component_id"], "file-name-too-long");
+    assert_eq!(dropped["component_type"], "file");
+    let message = dropped["message"].as_str().expect("a message");
+    assert!(message.contains("File name too long"), "{message}");
+    assert!(
+        message.len() < 1_000,
+        "the path is quoted cut short: {message}"
+    );
+    assert_eq!(
+        read(&folder.join("Exchange.log")),
+        "{\"Id\":\"1\",\"Workload\":\"Exchange\"}\n"
+    );
+    assert_eq!(
+        read(&folder.join("SharePoint.log")),
+        "{\"Id\":\"2\",\"Workload\":\"SharePoint\"}\n"
+    );
+    let rendered = metrics.render();
+    let counted = |name: &str, extra: &str, value: &str| {
+        rendered.lines().any(|line| {
+            line.starts_with(name)
+                && line.contains("component_id=\"file-name-too-long\"")
+                && line.contains(extra)
+                && line.ends_with(value)
+        })
+    };
+    assert!(
+        counted("delivery_dead_lettered_events_total", "", " 1"),
+        "{rendered}"
+    );
+    assert!(
+        counted(
+            "component_discarded_events_total",
+            "reason=\"name_too_long\"",
+            " 1"
+        ),
+        "{rendered}"
+    );
+    assert!(
+        counted("component_sent_events_total", "", " 2"),
+        "{rendered}"
+    );
+    assert!(
+        counted("component_errors_total", "write_failed", " 0"),
+        "a bad name is not retried: {rendered}"
+    );
+}
+
+#[tokio::test]
+async fn file_a_file_where_a_rendered_folder_should_be_is_dead_lettered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Exchange"), "a file, not a folder").expect("file");
+    let sink = config(json!({ "path": path_in(dir.path(), "{{ .Workload }}/audit.log") }));
+    let mut running = start_sink("file-not-a-folder", "file", &sink);
+    let receipts = running
+        .send([
+            json!({"Id": "1", "Workload": "Exchange"}),
+            json!({"Id": "2", "Workload": "SharePoint"}),
+            json!({"Id": "3", "Workload": "Exchange"}),
+        ])
+        .await;
+    let mut dead = running.settle(receipts).await;
+    dead.extend(running.finish().await);
+    let ids: Vec<&str> = dead.iter().filter_map(|d| d["Id"].as_str()).collect();
+    assert_eq!(ids, ["1", "3"], "both events bound for the blocked name");
+    assert_eq!(dead[0]["metadata"]["dropped"]["reason"], "not_a_directory");
+    assert_eq!(
+        read(&dir.path().join("SharePoint/audit.log")),
+        "{\"Id\":\"2\",\"Workload\":\"SharePoint\"}\n"
     );
 }
 
