@@ -153,3 +153,85 @@ fn a_corrupted_buffer_record_is_skipped_and_counted() {
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
 }
+
+/// The sink delivers at once (a blackhole), so only the buffer's own writes can fail.
+const WRITE_FAILURE_CONFIG: &str = r#"
+data_dir = "data"
+[api]
+address = "127.0.0.1:0"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+checkpoint_interval = "100ms"
+[sinks.out]
+type = "blackhole"
+inputs = ["in"]
+buffer.type = "disk"
+buffer.max_size = "64MiB"
+"#;
+
+#[test]
+fn a_buffer_that_cannot_write_makes_its_sink_unready_until_it_can() {
+    let ws = Workspace::new();
+    let total = 5_000;
+    let input = records(0, total, 300);
+    let size = input.len() as u64;
+    ws.write("in/a.ndjson", &input);
+    ws.write("p.toml", WRITE_FAILURE_CONFIG);
+    // Segments of 8 MiB (an eighth of max_size) reach the limit after a few hundred
+    // records, while every other file the process writes stays far below it.
+    let mut pipeline = ws.run_with_file_size_limit("p.toml", 256 << 10);
+
+    let reasons = wait_for(
+        "/ready to report the buffer",
+        Duration::from_secs(60),
+        || match pipeline.ready() {
+            Some((503, body)) => Some(body),
+            _ => None,
+        },
+    );
+    assert!(
+        reasons.starts_with("not ready\n")
+            && reasons.contains("sink out: disk buffer cannot write to ")
+            && reasons.contains("File too large"),
+        "{reasons}"
+    );
+    assert!(
+        pipeline.metric(
+            "component_errors_total",
+            &[SINK, "error_type=\"buffer_write_failed\""]
+        ) >= 1.0
+    );
+    assert!(
+        checkpointed(&ws) < size,
+        "the source waits for the buffer (backpressure)"
+    );
+    assert!(
+        pipeline.logs().contains("cannot write to the disk buffer"),
+        "the failure is logged"
+    );
+
+    // Room again: the same writes succeed, the sink is ready, and everything flows.
+    pipeline.lift_file_size_limit();
+    wait_for(
+        "/ready to recover and the input to drain",
+        Duration::from_secs(120),
+        || {
+            (pipeline.ready() == Some((200, "ready\n".to_string()))
+                && checkpointed(&ws) == size
+                && pipeline.metric("component_sent_events_total", &[SINK]) == total as f64)
+                .then_some(())
+        },
+    );
+    assert!(
+        pipeline.logs().contains("disk buffer writes again"),
+        "the recovery is logged"
+    );
+    assert_eq!(
+        pipeline.metric("buffer_received_events_total", &[SINK]),
+        total as f64,
+        "each event written to the buffer once"
+    );
+    pipeline.signal(libc::SIGTERM);
+    assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
+}

@@ -115,6 +115,35 @@ impl Workspace {
         self.spawn_command(command, config, &[], Stdio::null(), Stdio::null())
     }
 
+    /// Starts `siemflow run` with every file it writes limited to `bytes`
+    /// (`RLIMIT_FSIZE`): a write past the limit fails with EFBIG, as a full disk fails
+    /// with ENOSPC (SIGXFSZ, which would kill the process instead, is ignored). Needs no
+    /// privilege, unlike filling a small mounted file system;
+    /// [`Pipeline::lift_file_size_limit`] ends it.
+    pub fn run_with_file_size_limit(&self, config: &str, bytes: u64) -> Pipeline {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(binary());
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // signal(2) and setrlimit(2), which are async-signal-safe. An ignored signal
+        // stays ignored across exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.spawn_command(command, config, &[], Stdio::null(), Stdio::null())
+    }
+
     fn spawn_command(
         &self,
         mut command: Command,
@@ -218,6 +247,35 @@ impl Pipeline {
         })
     }
 
+    /// Lifts the limit [`Workspace::run_with_file_size_limit`] set: its writes succeed
+    /// again, as after space was freed on a full disk.
+    pub fn lift_file_size_limit(&self) {
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit(2) on a process we spawned and still own, with a valid limit and
+        // no old value asked for.
+        let rc = unsafe {
+            libc::prlimit(
+                self.child.id() as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &unlimited,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// `/ready`: the HTTP status and the body.
+    pub fn ready(&mut self) -> Option<(u16, String)> {
+        let address = self.api();
+        let response = http_response(&address, "/ready")?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        Some((status, body.to_string()))
+    }
+
     /// Resident memory of the process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -237,8 +295,15 @@ impl Drop for Pipeline {
     }
 }
 
-/// A tiny HTTP/1.0 GET over loopback, enough for /metrics.
+/// A tiny HTTP/1.0 GET over loopback, enough for /metrics: the body.
 pub fn http_get(address: &str, path: &str) -> Option<String> {
+    let response = http_response(address, path)?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.to_string())
+}
+
+/// The whole response (status line, headers, body) to an HTTP/1.0 GET over loopback.
+fn http_response(address: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -246,8 +311,7 @@ pub fn http_get(address: &str, path: &str) -> Option<String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    Some(body.to_string())
+    Some(response)
 }
 
 /// Sums the samples of `name` whose label set contains every given `key="value"`.
