@@ -351,6 +351,7 @@ mod tests {
                 r#"{"error":{"code":"AF20050","message":"The specified content does not exist."}}"#,
                 Data,
             ),
+            ("o365 429 without a body", 429, "", Throttled),
             (
                 "o365 ASP.NET 401",
                 401,

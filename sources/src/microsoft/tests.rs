@@ -1,5 +1,6 @@
 //! The client and the pager against a small HTTP server on loopback that answers as the
-//! test says (and a token endpoint), recording every request it sees.
+//! test says (and a token endpoint), recording every request it sees. The server is also
+//! what the Microsoft sources' own client tests use.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,21 +25,24 @@ use super::client::{ApiClient, ApiRequest, ClientSettings, RetryRules};
 use super::errors::{ApiError, ErrorClass};
 use super::paging::{ODataPager, PagingError};
 
-const TENANT: &str = "41463f53-8812-40f4-890f-865bf6e35190";
+pub(crate) const TENANT: &str = "41463f53-8812-40f4-890f-865bf6e35190";
 const CLIENT: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
 
 /// One API request the server saw.
 #[derive(Debug, Clone)]
-struct Call {
+pub(crate) struct Call {
     /// Path and query, exactly as sent.
-    target: String,
-    authorization: String,
-    prefer: Option<String>,
-    at: Instant,
+    pub target: String,
+    /// The Authorization header.
+    pub authorization: String,
+    /// The Prefer header.
+    pub prefer: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// Status, headers, body.
-type Reply = (u16, Vec<(&'static str, String)>, String);
+pub(crate) type Reply = (u16, Vec<(&'static str, String)>, String);
 
 type Handler = dyn Fn(&Call, usize) -> Reply + Send + Sync;
 
@@ -48,22 +52,22 @@ struct Inner {
     tokens: AtomicUsize,
 }
 
-struct TestServer {
-    base: String,
-    port: u16,
+pub(crate) struct TestServer {
+    pub base: String,
+    pub port: u16,
     inner: Arc<Inner>,
 }
 
 impl TestServer {
-    fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.inner.calls.lock().expect("calls").clone()
     }
 
-    fn tokens(&self) -> usize {
+    pub(crate) fn tokens(&self) -> usize {
         self.inner.tokens.load(Ordering::SeqCst)
     }
 
-    fn url(&self, target: &str) -> Url {
+    pub(crate) fn url(&self, target: &str) -> Url {
         Url::parse(&format!("{}{target}", self.base)).expect("url")
     }
 }
@@ -108,7 +112,9 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap) -
 }
 
 /// A server on 127.0.0.1 answering API requests with `handler(call, index)`.
-async fn serve(handler: impl Fn(&Call, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+pub(crate) async fn serve(
+    handler: impl Fn(&Call, usize) -> Reply + Send + Sync + 'static,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -131,7 +137,7 @@ async fn serve(handler: impl Fn(&Call, usize) -> Reply + Send + Sync + 'static) 
     }
 }
 
-fn json(status: u16, body: &str) -> Reply {
+pub(crate) fn json(status: u16, body: &str) -> Reply {
     (
         status,
         vec![("content-type", "application/json".to_string())],
@@ -139,8 +145,11 @@ fn json(status: u16, body: &str) -> Reply {
     )
 }
 
-/// A client of `server` for `profile`, with `windows` and short retries.
-fn client(server: &TestServer, profile: ApiProfile, windows: &[Window]) -> ApiClient {
+/// An HTTP client and a token provider signing in at `server` (`TENANT`, `CLIENT`).
+pub(crate) fn http_and_tokens(
+    server: &TestServer,
+    scope: &str,
+) -> (reqwest::Client, TokenProvider) {
     siemflow_core::metrics::prometheus();
     let http = siemflow_core::http::client(&TlsConfig::default(), Duration::from_secs(10), None)
         .expect("http client");
@@ -152,8 +161,13 @@ fn client(server: &TestServer, profile: ApiProfile, windows: &[Window]) -> ApiCl
         cloud: Cloud::Commercial,
         login_url: Some(server.base.clone()),
     };
-    let tokens = TokenProvider::new(&entra, "https://graph.microsoft.com/.default", http.clone())
-        .expect("token provider");
+    let tokens = TokenProvider::new(&entra, scope, http.clone()).expect("token provider");
+    (http, tokens)
+}
+
+/// A client of `server` for `profile`, with `windows` and short retries.
+fn client(server: &TestServer, profile: ApiProfile, windows: &[Window]) -> ApiClient {
+    let (http, tokens) = http_and_tokens(server, "https://graph.microsoft.com/.default");
     let labels = ComponentLabels {
         id: format!("microsoft_test_{}", server.port),
         kind: ComponentKind::Source,
@@ -377,7 +391,7 @@ async fn a_429_pauses_every_client_of_the_tenant_and_host_for_its_retry_after() 
     assert_eq!(calls.len(), 3);
 }
 
-trait WithHeader {
+pub(crate) trait WithHeader {
     fn with_header(self, name: &'static str, value: &str) -> Self;
 }
 

@@ -1,24 +1,25 @@
-//! HTTP to the Management Activity API for one tenant: the request budget,
-//! `PublisherIdentifier` on every call, retries, and the classification of every failure
-//! (reference 1.6 and 1.7).
+//! The Management Activity API of one tenant, on the shared Microsoft client
+//! ([`crate::microsoft::client`]: token, budget, retries, error classes). What is the
+//! Management API's own lives here: `PublisherIdentifier` on every call, the operations
+//! and their names in metrics, `/start`'s throttling that says nothing about the quota,
+//! and the warning when the server's clock and ours differ.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, HeaderMap};
-use reqwest::{Method, Url};
-use serde::Deserialize;
-use siemflow_core::auth::{AuthError, TokenProvider};
+use reqwest::Url;
+use reqwest::header::HeaderMap;
+use siemflow_core::auth::TokenProvider;
 use siemflow_core::metrics::ComponentLabels;
 use tokio_util::sync::CancellationToken;
 
 use super::Tuning;
-use super::budget::RequestBudget;
+use crate::microsoft::api::O365_MANAGEMENT;
+use crate::microsoft::{
+    ApiClient, ApiError, ApiRequest, ApiResponse, ClientSettings, RetryRules, ThrottleScope, Window,
+};
 
-/// Error bodies are small; reading more of one only wastes memory.
-const MAX_ERROR_BODY: u64 = 64 * 1024;
+/// Error bodies and `/start` answers are small.
+const MAX_SMALL_ANSWER: u64 = 64 * 1024;
 
 /// Warn when the server's clock and ours differ by more than this (windows go wrong).
 const CLOCK_SKEW_WARNING: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -44,192 +45,6 @@ impl Endpoint {
     }
 }
 
-/// Why a request did not succeed, after the retries this client does itself.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ApiError {
-    /// The API refused with an error code the caller must judge (AF20022, AF20050, ...).
-    #[error("the {endpoint} request was refused with {code} (HTTP {status}): {message}")]
-    Api {
-        endpoint: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// No token could be had (permanent: a credential or consent problem).
-    #[error("cannot get an access token: {0}")]
-    Auth(#[source] AuthError),
-    /// Timeouts, 5xx or network errors that outlasted the retries.
-    #[error("the {endpoint} request still failed after {attempts} attempts: {last}")]
-    Exhausted {
-        endpoint: &'static str,
-        attempts: usize,
-        last: String,
-    },
-    /// The blob is bigger than `max_blob_bytes`.
-    #[error("the blob is larger than max_blob_bytes ({limit} bytes){}", size.map(|s| format!(": {s} bytes")).unwrap_or_default())]
-    TooLarge { limit: u64, size: Option<u64> },
-    /// The answer was not what the API documents (a listing that is not an array).
-    #[error("the {endpoint} answer is malformed: {detail}")]
-    Malformed {
-        endpoint: &'static str,
-        detail: String,
-    },
-    /// The source is stopping.
-    #[error("stopped")]
-    Cancelled,
-}
-
-impl ApiError {
-    /// The AF code, when the API gave one.
-    pub(crate) fn code(&self) -> Option<&str> {
-        match self {
-            ApiError::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
-    /// True for failures only a config or tenant change fixes: bad credentials, missing
-    /// permission or consent, unknown tenant, wrong host.
-    pub(crate) fn is_config(&self) -> bool {
-        match self {
-            ApiError::Auth(error) => error.is_permanent(),
-            ApiError::Api { code, status, .. } => {
-                is_config_code(code) || matches!(status, 401 | 404)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// AF codes of reference 1.7 marked fatal.
-fn is_config_code(code: &str) -> bool {
-    matches!(
-        code,
-        "AF10001"
-            | "AF20001"
-            | "AF20002"
-            | "AF20003"
-            | "AF20010"
-            | "AF20011"
-            | "AF20012"
-            | "AF20013"
-            | "AF20020"
-            | "AF20021"
-            | "AF20053"
-            | "AF20054"
-    )
-}
-
-/// What one HTTP answer means.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Verdict {
-    /// 2xx.
-    Success,
-    /// AF429 under any status, or HTTP 429: back off the whole tenant.
-    Throttled(String),
-    /// 5xx, 408, AF5xxxx: retry this request after a back-off.
-    Transient(String),
-    /// Anything else: the caller decides (skip a blob, start a subscription, give up).
-    Refused { code: String, message: String },
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<ErrorDetail>,
-    /// The ASP.NET form of a 401: `{"Message": "Authorization has been denied ..."}`.
-    #[serde(rename = "Message")]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: Option<String>,
-    message: Option<String>,
-}
-
-/// Classifies an answer by its status and `{"error":{"code","message"}}` body; the code
-/// wins over the status, as throttling comes as 403 (reference 1.6).
-pub(crate) fn classify(status: u16, body: &[u8]) -> Verdict {
-    if (200..300).contains(&status) {
-        return Verdict::Success;
-    }
-    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let code = parsed
-        .as_ref()
-        .and_then(|b| b.error.as_ref())
-        .and_then(|e| e.code.clone())
-        .filter(|c| !c.is_empty());
-    let message = parsed
-        .as_ref()
-        .and_then(|b| {
-            b.error
-                .as_ref()
-                .and_then(|e| e.message.clone())
-                .or_else(|| b.message.clone())
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    let detail = || match &code {
-        Some(code) => format!("{code} (HTTP {status}): {message}"),
-        None => format!("HTTP {status}: {message}"),
-    };
-    if code.as_deref() == Some("AF429") || status == 429 {
-        return Verdict::Throttled(detail());
-    }
-    if status >= 500 || status == 408 || code.as_deref().is_some_and(|c| c.starts_with("AF5")) {
-        return Verdict::Transient(detail());
-    }
-    Verdict::Refused {
-        code: code.unwrap_or_else(|| format!("HTTP{status}")),
-        message,
-    }
-}
-
-/// A successful answer.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    /// Its headers (NextPageUri lives here).
-    pub headers: HeaderMap,
-    /// Its body.
-    pub body: Bytes,
-}
-
-/// Metric handles of one tenant.
-#[derive(Debug, Clone)]
-struct TenantMetrics {
-    labels: ComponentLabels,
-    tenant_id: String,
-    throttled: metrics::Counter,
-}
-
-impl TenantMetrics {
-    fn request(&self, endpoint: Endpoint, status: &str) {
-        self.labels
-            .counter(
-                "o365_requests_total",
-                &[
-                    ("tenant_id", &self.tenant_id),
-                    ("endpoint", endpoint.label()),
-                    ("status", status),
-                ],
-            )
-            .increment(1);
-    }
-}
-
-/// One attempt's outcome.
-enum Attempt {
-    Done(Answer),
-    Throttled {
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-    Transient {
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-    Failed(ApiError),
-}
-
 /// The Management Activity API of one tenant.
 pub(crate) struct TenantClient {
     /// The tenant id, as in URLs and labels.
@@ -237,48 +52,66 @@ pub(crate) struct TenantClient {
     /// `{api}/api/v1.0/{tenant}/activity/feed`.
     pub feed_root: String,
     publisher: String,
-    http: reqwest::Client,
-    tokens: TokenProvider,
-    budget: Arc<RequestBudget>,
+    api: ApiClient,
     tuning: Tuning,
-    metrics: TenantMetrics,
     /// Unix seconds of the last clock-skew warning, so it is said once an hour.
     skew_warned_at: AtomicI64,
 }
 
+/// What a tenant's client is built from.
+pub(crate) struct TenantSettings<'a> {
+    pub tenant_id: &'a str,
+    /// The API root (`https://manage.office.com`, or `api_url`).
+    pub api_root: &'a Url,
+    pub publisher: String,
+    pub http: reqwest::Client,
+    pub tokens: TokenProvider,
+    pub requests_per_minute: u32,
+    pub tuning: Tuning,
+    pub labels: &'a ComponentLabels,
+}
+
 impl TenantClient {
-    /// A client for one tenant.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        tenant_id: String,
-        api_root: &str,
-        publisher: String,
-        http: reqwest::Client,
-        tokens: TokenProvider,
-        budget: Arc<RequestBudget>,
-        tuning: Tuning,
-        labels: &ComponentLabels,
-    ) -> Self {
-        let metrics = TenantMetrics {
-            throttled: labels.counter("o365_throttled_total", &[("tenant_id", &tenant_id)]),
-            labels: labels.clone(),
-            tenant_id: tenant_id.clone(),
-        };
+    /// A client for one tenant; joins the tenant's request budget on the API host.
+    pub(crate) fn new(settings: TenantSettings<'_>) -> Self {
+        let TenantSettings {
+            tenant_id,
+            api_root,
+            publisher,
+            http,
+            tokens,
+            requests_per_minute,
+            tuning,
+            labels,
+        } = settings;
+        let tenant_id = tenant_id.trim().to_string();
+        // The configured budget, under the name it always had.
         labels
             .gauge(
                 "o365_request_budget_per_minute",
                 &[("tenant_id", &tenant_id)],
             )
-            .set(f64::from(budget.requests_per_minute()));
-        TenantClient {
-            feed_root: format!("{api_root}/api/v1.0/{tenant_id}/activity/feed"),
-            tenant_id,
-            publisher,
+            .set(f64::from(requests_per_minute));
+        let api = ApiClient::new(ClientSettings {
+            profile: O365_MANAGEMENT,
+            tenant_id: &tenant_id,
+            api_root,
             http,
             tokens,
-            budget,
+            windows: &[Window::per_minute(requests_per_minute)],
+            retries: RetryRules {
+                transient: tuning.transient,
+                throttle: tuning.throttle,
+            },
+            labels,
+        });
+        let root = api_root.as_str().trim_end_matches('/');
+        TenantClient {
+            feed_root: format!("{root}/api/v1.0/{tenant_id}/activity/feed"),
+            tenant_id,
+            publisher,
+            api,
             tuning,
-            metrics,
             skew_warned_at: AtomicI64::new(i64::MIN),
         }
     }
@@ -289,201 +122,42 @@ impl TenantClient {
         &self,
         content_type: &str,
         cancel: &CancellationToken,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<ApiResponse, ApiError> {
         let url = self.url(&format!(
             "{}/subscriptions/start?contentType={content_type}",
             self.feed_root
         ))?;
-        self.call(Method::POST, Endpoint::Start, url, MAX_ERROR_BODY, cancel)
-            .await
+        let request = ApiRequest::post(Endpoint::Start.label(), self.with_publisher(url))
+            .max_bytes(MAX_SMALL_ANSWER)
+            .throttle(ThrottleScope::Request);
+        self.api.send(&request, cancel).await
     }
 
-    /// `GET` of a listing page or a blob, with every retry this client owns.
+    /// `GET` of a listing page or a blob, with every retry the shared client owns.
     pub(crate) async fn get(
         &self,
         endpoint: Endpoint,
         url: Url,
         max_bytes: u64,
         cancel: &CancellationToken,
-    ) -> Result<Answer, ApiError> {
-        self.call(Method::GET, endpoint, url, max_bytes, cancel)
-            .await
+    ) -> Result<ApiResponse, ApiError> {
+        let request =
+            ApiRequest::get(endpoint.label(), self.with_publisher(url)).max_bytes(max_bytes);
+        let answer = self.api.send(&request, cancel).await?;
+        self.check_clock(&answer.headers);
+        Ok(answer)
     }
 
     /// Parses a URL the client built or the API handed out.
     pub(crate) fn url(&self, text: &str) -> Result<Url, ApiError> {
-        Url::parse(text).map_err(|e| ApiError::Api {
+        Url::parse(text).map_err(|e| ApiError::Malformed {
             endpoint: "url",
-            status: 0,
-            code: "InvalidUrl".into(),
-            message: format!("`{text}` is not a URL: {e}"),
+            detail: format!("`{text}` is not a URL: {e}"),
         })
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        endpoint: Endpoint,
-        url: Url,
-        max_bytes: u64,
-        cancel: &CancellationToken,
-    ) -> Result<Answer, ApiError> {
-        let url = with_publisher(url, &self.publisher);
-        // Two series under the one retry rule (siemflow_core::retry): throttling is the
-        // tenant's quota and never given up on; other transient failures have a few retries,
-        // after which the pass or blob is tried again at a later poll.
-        let mut transient = self.tuning.transient.start();
-        let mut throttle = self.tuning.throttle.start();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                _ = self.budget.acquire() => {}
-            }
-            let attempt = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                attempt = self.attempt(&method, endpoint, &url, max_bytes) => attempt,
-            };
-            let wait = match attempt {
-                Attempt::Done(answer) => return Ok(answer),
-                Attempt::Failed(error) => return Err(error),
-                Attempt::Throttled {
-                    detail,
-                    retry_after,
-                } => {
-                    self.metrics.throttled.increment(1);
-                    // The throttle rule has no budget, so it always grants a wait.
-                    let wait = throttle
-                        .after_failure(retry_after)
-                        .unwrap_or(self.tuning.throttle.max);
-                    if endpoint == Endpoint::Start {
-                        tracing::warn!(
-                            tenant_id = %self.tenant_id,
-                            wait_ms = wait.as_millis() as u64,
-                            "/start throttled ({detail}); trying again after a back-off"
-                        );
-                        wait
-                    } else {
-                        tracing::warn!(
-                            tenant_id = %self.tenant_id,
-                            endpoint = endpoint.label(),
-                            wait_ms = wait.as_millis() as u64,
-                            "throttled by the Management Activity API ({detail}); pausing this tenant's requests"
-                        );
-                        // Throttling is the tenant's quota, not this request's: every request waits.
-                        self.budget.pause(wait);
-                        continue;
-                    }
-                }
-                Attempt::Transient {
-                    detail,
-                    retry_after,
-                } => match transient.after_failure(retry_after) {
-                    Some(wait) => {
-                        tracing::debug!(
-                            tenant_id = %self.tenant_id,
-                            endpoint = endpoint.label(),
-                            attempts,
-                            wait_ms = wait.as_millis() as u64,
-                            "retrying after a transient failure: {detail}"
-                        );
-                        wait
-                    }
-                    None => {
-                        return Err(ApiError::Exhausted {
-                            endpoint: endpoint.label(),
-                            attempts,
-                            last: detail,
-                        });
-                    }
-                },
-            };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    async fn attempt(
-        &self,
-        method: &Method,
-        endpoint: Endpoint,
-        url: &Url,
-        max_bytes: u64,
-    ) -> Attempt {
-        let sent = self
-            .tokens
-            .send(|| {
-                self.http
-                    .request(method.clone(), url.clone())
-                    .header(ACCEPT, "application/json")
-            })
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) if error.is_permanent() => {
-                self.metrics.request(endpoint, "auth_error");
-                return Attempt::Failed(ApiError::Auth(error));
-            }
-            Err(error) => {
-                self.metrics.request(endpoint, "error");
-                return Attempt::Transient {
-                    retry_after: error.retry_after(),
-                    detail: error.to_string(),
-                };
-            }
-        };
-        let status = response.status();
-        self.metrics.request(endpoint, status.as_str());
-        let retry_after = siemflow_core::http::retry_after(response.headers());
-        let headers = response.headers().clone();
-        if status.is_success() {
-            self.check_clock(&headers);
-        }
-        let limit = if status.is_success() {
-            max_bytes
-        } else {
-            MAX_ERROR_BODY
-        };
-        let body = match read_limited(response, limit).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge(size)) if status.is_success() => {
-                return Attempt::Failed(ApiError::TooLarge {
-                    limit: max_bytes,
-                    size,
-                });
-            }
-            // An error body cut short is still an error: classify by the status alone.
-            Err(BodyError::TooLarge(_)) => Bytes::new(),
-            Err(BodyError::Read(detail)) => {
-                return Attempt::Transient {
-                    detail: format!("reading the response failed: {detail}"),
-                    retry_after,
-                };
-            }
-        };
-        match classify(status.as_u16(), &body) {
-            Verdict::Success => Attempt::Done(Answer { headers, body }),
-            Verdict::Throttled(detail) => Attempt::Throttled {
-                detail,
-                retry_after,
-            },
-            Verdict::Transient(detail) => Attempt::Transient {
-                detail,
-                retry_after,
-            },
-            Verdict::Refused { code, message } => Attempt::Failed(ApiError::Api {
-                endpoint: endpoint.label(),
-                status: status.as_u16(),
-                code,
-                message,
-            }),
-        }
+    fn with_publisher(&self, url: Url) -> Url {
+        with_publisher(url, &self.publisher)
     }
 
     /// Windows are computed from our clock; a server far off means AF20055/AF20030 later.
@@ -517,38 +191,6 @@ impl TenantClient {
     }
 }
 
-enum BodyError {
-    TooLarge(Option<u64>),
-    Read(String),
-}
-
-/// Reads a body, giving up (without buffering the rest) once it passes `limit`.
-async fn read_limited(mut response: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
-    if let Some(length) = response.content_length()
-        && length > limit
-    {
-        return Err(BodyError::TooLarge(Some(length)));
-    }
-    let mut body = BytesMut::with_capacity(
-        response
-            .content_length()
-            .map_or(16 * 1024, |l| l as usize)
-            .min(limit as usize),
-    );
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(BodyError::TooLarge(None));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.freeze()),
-            Err(e) => return Err(BodyError::Read(e.without_url().to_string())),
-        }
-    }
-}
-
 /// Adds `PublisherIdentifier` unless the URL carries it already (in any casing): the
 /// service leaves it out of NextPageUri, and calls without it share a global quota.
 pub(crate) fn with_publisher(mut url: Url, publisher: &str) -> Url {
@@ -563,63 +205,195 @@ pub(crate) fn with_publisher(mut url: Url, publisher: &str) -> Url {
 }
 
 #[cfg(test)]
+impl TenantClient {
+    /// The shared budget this tenant counts against.
+    fn budget(&self) -> &crate::microsoft::RequestBudget {
+        self.api.budget()
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use siemflow_core::metrics::{ComponentKind, ComponentLabels};
+    use siemflow_core::retry::RetryRule;
+
     use super::*;
+    use crate::microsoft::ErrorClass;
+    use crate::microsoft::tests::{TENANT, TestServer, http_and_tokens, json, serve};
 
-    #[test]
-    fn throttling_is_recognised_by_code_under_any_status() {
-        let body = br#"{"error":{"code":"AF429","message":"Too many requests. Method=GetBlob, PublisherId=x"}}"#;
-        assert!(matches!(classify(403, body), Verdict::Throttled(_)));
-        assert!(matches!(classify(429, body), Verdict::Throttled(_)));
-        assert!(matches!(classify(429, b""), Verdict::Throttled(_)));
-    }
-
-    #[test]
-    fn server_errors_and_timeouts_are_transient() {
-        let body = br#"{"error":{"code":"AF50000","message":"An internal error occurred."}}"#;
-        assert!(matches!(classify(500, body), Verdict::Transient(_)));
-        assert!(matches!(classify(503, b"<html>"), Verdict::Transient(_)));
-        assert!(matches!(classify(408, b""), Verdict::Transient(_)));
-        assert!(matches!(
-            classify(400, br#"{"error":{"code":"AF50005","message":"x"}}"#),
-            Verdict::Transient(_)
-        ));
-    }
-
-    #[test]
-    fn other_refusals_carry_their_code() {
-        let body = br#"{"error":{"code":"AF20022","message":"No subscription found."}}"#;
-        assert_eq!(
-            classify(400, body),
-            Verdict::Refused {
-                code: "AF20022".into(),
-                message: "No subscription found.".into()
-            }
-        );
-        let unauthorized = br#"{"Message":"Authorization has been denied for this request."}"#;
-        match classify(401, unauthorized) {
-            Verdict::Refused { code, message } => {
-                assert_eq!(code, "HTTP401");
-                assert!(message.contains("denied"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(classify(200, b"[]"), Verdict::Success);
-    }
-
-    #[test]
-    fn config_errors_are_told_apart() {
-        let api = |code: &str, status| ApiError::Api {
-            endpoint: "content",
-            status,
-            code: code.into(),
-            message: String::new(),
+    fn tenant(server: &TestServer, requests_per_minute: u32) -> TenantClient {
+        let (http, tokens) = http_and_tokens(server, "https://manage.office.com/.default");
+        let labels = ComponentLabels {
+            id: format!("o365_client_test_{}", server.port),
+            kind: ComponentKind::Source,
+            type_name: "o365_management".into(),
         };
-        assert!(api("AF10001", 401).is_config());
-        assert!(api("AF20010", 401).is_config());
-        assert!(api("HTTP404", 404).is_config());
-        assert!(!api("AF20022", 400).is_config());
-        assert!(!api("AF20050", 400).is_config());
+        TenantClient::new(TenantSettings {
+            tenant_id: TENANT,
+            api_root: &server.url("/"),
+            publisher: TENANT.into(),
+            http,
+            tokens,
+            requests_per_minute,
+            tuning: Tuning {
+                transient: RetryRule::new(Duration::from_millis(5), Duration::from_millis(20))
+                    .at_most(2),
+                throttle: RetryRule::new(Duration::from_millis(5), Duration::from_millis(20)),
+                ..Tuning::default()
+            },
+            labels: &labels,
+        })
+    }
+
+    /// Pauses of the tenant's budget on the server's host, from the metrics.
+    fn pauses(server: &TestServer) -> u64 {
+        siemflow_core::metrics::prometheus()
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("o365_request_budget_pauses_total"))
+            .filter(|line| line.contains(&format!("host=\"127.0.0.1:{}\"", server.port)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    #[tokio::test]
+    async fn the_management_api_refusals_reach_the_feed_with_their_code_and_class() {
+        let server = serve(|call, _| {
+            let path = call.target.split('?').next().unwrap_or_default();
+            match path.rsplit('/').next().unwrap_or_default() {
+                "content" => json(
+                    400,
+                    r#"{"error":{"code":"AF20022","message":"No subscription found for the specified content type"}}"#,
+                ),
+                "start" => json(
+                    401,
+                    r#"{"error":{"code":"AF10001","message":"The permission set () sent in the request does not include the expected permission."}}"#,
+                ),
+                "missing" => json(
+                    400,
+                    r#"{"error":{"code":"AF20050","message":"The specified content does not exist."}}"#,
+                ),
+                _ => (404, Vec::new(), String::new()),
+            }
+        })
+        .await;
+        let client = tenant(&server, 2000);
+        let cancel = CancellationToken::new();
+        let listing = client
+            .get(
+                Endpoint::Content,
+                client
+                    .url(&format!(
+                        "{}/subscriptions/content?contentType=Audit.Exchange",
+                        client.feed_root
+                    ))
+                    .expect("url"),
+                1024,
+                &cancel,
+            )
+            .await
+            .expect_err("not subscribed");
+        assert!(listing.code_is(&["AF20022"]) && listing.class() == ErrorClass::Data);
+        let start = client
+            .start_subscription("Audit.Exchange", &cancel)
+            .await
+            .expect_err("no permission");
+        assert!(start.is_config());
+        assert!(
+            start
+                .advice(O365_MANAGEMENT.permission)
+                .contains("ActivityFeed.Read"),
+            "{}",
+            start.advice(O365_MANAGEMENT.permission)
+        );
+        let missing = client
+            .get(
+                Endpoint::Blob,
+                server.url("/api/v1.0/t/activity/feed/audit/missing"),
+                1024,
+                &cancel,
+            )
+            .await
+            .expect_err("missing");
+        assert!(missing.code_is(&["AF20050"]) && !missing.is_config());
+        let wrong_root = client
+            .get(Endpoint::Blob, server.url("/elsewhere"), 1024, &cancel)
+            .await
+            .expect_err("wrong root");
+        assert!(wrong_root.is_config());
+        assert!(
+            wrong_root
+                .advice(O365_MANAGEMENT.permission)
+                .contains("api_url")
+        );
+        let calls = server.calls();
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.target.contains(&format!("PublisherIdentifier={TENANT}"))),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_start_holds_back_only_itself_and_a_throttled_listing_the_whole_tenant() {
+        let (starts, listings) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, l) = (Arc::clone(&starts), Arc::clone(&listings));
+        let server = serve(move |call, _| {
+            let seen = if call.target.contains("/start") { &s } else { &l };
+            // Each operation is throttled (AF429, as 403) twice, then answered.
+            if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                return json(
+                    403,
+                    r#"{"error":{"code":"AF429","message":"Too many requests. Method=x, PublisherId=y"}}"#,
+                );
+            }
+            json(200, "[]")
+        })
+        .await;
+        let client = tenant(&server, 2000);
+        let cancel = CancellationToken::new();
+        client
+            .start_subscription("Audit.Exchange", &cancel)
+            .await
+            .expect("started on the third try");
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            pauses(&server),
+            0,
+            "/start's throttling says nothing about the quota"
+        );
+        let url = client
+            .url(&format!(
+                "{}/subscriptions/content?contentType=Audit.Exchange",
+                client.feed_root
+            ))
+            .expect("url");
+        client
+            .get(Endpoint::Content, url, 1024, &cancel)
+            .await
+            .expect("listed on the third try");
+        assert_eq!(listings.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            pauses(&server),
+            2,
+            "each throttled listing paused the tenant"
+        );
+    }
+
+    #[tokio::test]
+    async fn sources_reading_one_tenant_share_its_budget() {
+        let server = serve(|_, _| json(200, "[]")).await;
+        let first = Arc::new(tenant(&server, 2000));
+        let second = tenant(&server, 600);
+        assert_eq!(first.budget().key(), second.budget().key());
+        assert_eq!(first.budget().windows(), [Window::per_minute(600)]);
+        drop(second);
+        assert_eq!(first.budget().windows(), [Window::per_minute(2000)]);
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! on-disk form (`state.json`).
 //!
 //! The cursor is a `contentCreated` below which every listed blob was delivered end to
-//! end. It is the minimum of three things: how far listing got, the oldest blob that is
-//! listed but not yet settled, and the oldest blob whose delivery failed and that is
-//! waiting to be listed (and fetched) again. So it can never pass an unacknowledged blob.
+//! end. Core's ordered settlement ([`OrderedSettlement`], one key per feed) keeps it:
+//! listing registers each admitted blob with its `contentCreated` as floor and how far
+//! listing got as what it reaches, and each stretch listed without new blobs as settled.
+//! Acknowledgements come in any order; the cursor is what the settled prefix reached,
+//! never past an unsettled blob's `contentCreated`. A blob whose delivery failed stays as
+//! a held hole until it is listed (and fetched) again, or expires.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use siemflow_core::settlement::{AfterFailure, OrderedSettlement, Ticket};
 
 use super::listing::Descriptor;
 
@@ -18,6 +22,12 @@ use super::listing::Descriptor;
 pub(crate) const FILE_NAME: &str = "state.json";
 
 const FORMAT_VERSION: u32 = 1;
+
+/// A feed: (tenant id lower-cased, content type).
+pub(crate) type FeedKey = (String, String);
+
+/// The settlement of every feed's blobs.
+type Settlement = OrderedSettlement<FeedKey, DateTime<Utc>>;
 
 /// What to do with a listed descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +42,15 @@ pub(crate) enum Admission {
     Expired,
 }
 
-/// The cursor of one (tenant, content type) and the blobs around it.
+/// What a feed keeps besides its settlement.
 #[derive(Debug, Default)]
 pub(crate) struct ContentCursor {
     /// How far listing got: every blob created before this was listed (and admitted).
     listed_through: Option<DateTime<Utc>>,
-    /// Admitted and not yet settled, by (contentCreated, contentId).
-    pending: BTreeSet<(DateTime<Utc>, String)>,
-    pending_created: HashMap<String, DateTime<Utc>>,
-    /// Not delivered: to be listed and fetched again. Id → (created, expiration).
-    retry: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    /// Admitted and not yet settled, by contentId.
+    in_flight: HashMap<String, Ticket<FeedKey>>,
+    /// Not delivered, held until listed again: contentId → (hole, contentExpiration).
+    retry: HashMap<String, (Ticket<FeedKey>, DateTime<Utc>)>,
     /// Delivered or skipped for good. Id → contentExpiration (forgotten after it).
     processed: HashMap<String, DateTime<Utc>>,
     /// When /start was last called for this content type (the 15-minute rule).
@@ -49,102 +58,15 @@ pub(crate) struct ContentCursor {
 }
 
 impl ContentCursor {
-    /// The cursor: every listed blob created before it was delivered.
-    pub(crate) fn cursor(&self) -> Option<DateTime<Utc>> {
-        let oldest_pending = self.pending.first().map(|(created, _)| *created);
-        let oldest_retry = self.retry.values().map(|(created, _)| *created).min();
-        [self.listed_through, oldest_pending, oldest_retry]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Decides about a listed descriptor, and notes that listing got as far as it.
-    pub(crate) fn admit(&mut self, d: &Descriptor, now: DateTime<Utc>) -> Admission {
-        self.listed(d.content_created);
-        if self.processed.contains_key(&d.content_id) {
-            return Admission::AlreadyProcessed;
-        }
-        if self.pending_created.contains_key(&d.content_id) {
-            return Admission::InFlight;
-        }
-        // Listed again: the retry is under way (or moot), so it no longer holds the cursor.
-        self.retry.remove(&d.content_id);
-        if d.content_expiration <= now {
-            self.processed
-                .insert(d.content_id.clone(), d.content_expiration);
-            return Admission::Expired;
-        }
-        self.pending
-            .insert((d.content_created, d.content_id.clone()));
-        self.pending_created
-            .insert(d.content_id.clone(), d.content_created);
-        Admission::Fetch
-    }
-
-    /// Listing has covered everything created before `t`.
-    pub(crate) fn listed(&mut self, t: DateTime<Utc>) {
-        if self.listed_through.is_none_or(|l| l < t) {
-            self.listed_through = Some(t);
-        }
-    }
-
-    /// The blob was delivered, or is skipped for good (missing, expired, too large).
-    pub(crate) fn processed(&mut self, d: &Descriptor) {
-        self.unpend(&d.content_id);
-        self.processed
-            .insert(d.content_id.clone(), d.content_expiration);
-    }
-
-    /// The blob was not delivered: keep the cursor below it until it is listed again.
-    pub(crate) fn failed(&mut self, d: &Descriptor) {
-        self.unpend(&d.content_id);
-        self.retry.insert(
-            d.content_id.clone(),
-            (d.content_created, d.content_expiration),
-        );
-    }
-
-    fn unpend(&mut self, content_id: &str) {
-        if let Some(created) = self.pending_created.remove(content_id) {
-            self.pending.remove(&(created, content_id.to_string()));
-        }
-    }
-
-    /// Forgets what expired; returns the retries that expired before they succeeded.
-    pub(crate) fn prune(&mut self, now: DateTime<Utc>) -> Vec<String> {
-        self.processed.retain(|_, expiration| *expiration > now);
-        let lost: Vec<String> = self
-            .retry
-            .iter()
-            .filter(|(_, (_, expiration))| *expiration <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &lost {
-            self.retry.remove(id);
-        }
-        lost
-    }
-
     /// When /start was last called.
+    #[cfg(test)]
     pub(crate) fn subscription_started_at(&self) -> Option<DateTime<Utc>> {
         self.subscription_started_at
     }
 
-    /// Notes a /start call.
-    pub(crate) fn subscription_started(&mut self, at: DateTime<Utc>) {
-        self.subscription_started_at = Some(at);
-    }
-
-    /// Blobs admitted and not settled.
-    #[cfg(test)]
-    pub(crate) fn pending_count(&self) -> usize {
-        self.pending.len()
-    }
-
-    fn saved(&self, now: DateTime<Utc>) -> SavedCursor {
+    fn saved(&self, cursor: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SavedCursor {
         SavedCursor {
-            cursor: self.cursor(),
+            cursor,
             subscription_started_at: self.subscription_started_at,
             processed: self
                 .processed
@@ -165,26 +87,159 @@ impl ContentCursor {
     }
 }
 
+/// One feed's cursor and its settlement, borrowed from the [`SourceState`].
+pub(crate) struct FeedCursor<'a> {
+    key: FeedKey,
+    cursor: &'a mut ContentCursor,
+    settlement: &'a mut Settlement,
+}
+
+impl FeedCursor<'_> {
+    /// The cursor: every listed blob created before it was delivered.
+    pub(crate) fn cursor(&self) -> Option<DateTime<Utc>> {
+        self.settlement.checkpoint(&self.key)
+    }
+
+    /// Decides about a listed descriptor, and notes that listing got as far as it.
+    pub(crate) fn admit(&mut self, d: &Descriptor, now: DateTime<Utc>) -> Admission {
+        self.listed(d.content_created);
+        let c = &mut *self.cursor;
+        if c.processed.contains_key(&d.content_id) {
+            return Admission::AlreadyProcessed;
+        }
+        if c.in_flight.contains_key(&d.content_id) {
+            return Admission::InFlight;
+        }
+        // Listed again: the retry is under way (or moot), so its hole no longer holds the
+        // cursor; the new registration below does while it is pending.
+        if let Some((hole, _)) = c.retry.remove(&d.content_id) {
+            self.settlement.abandon(&hole);
+        }
+        if d.content_expiration <= now {
+            c.processed
+                .insert(d.content_id.clone(), d.content_expiration);
+            return Admission::Expired;
+        }
+        let reaches = c.listed_through.unwrap_or(d.content_created);
+        let ticket = self
+            .settlement
+            .register_span(self.key.clone(), d.content_created, reaches);
+        c.in_flight.insert(d.content_id.clone(), ticket);
+        Admission::Fetch
+    }
+
+    /// Listing has covered everything created before `t`.
+    pub(crate) fn listed(&mut self, t: DateTime<Utc>) {
+        if self.cursor.listed_through.is_none_or(|l| l < t) {
+            self.cursor.listed_through = Some(t);
+            self.settlement.register_settled(self.key.clone(), t);
+        }
+    }
+
+    /// The blob was delivered, or is skipped for good (missing, expired, too large).
+    pub(crate) fn processed(&mut self, d: &Descriptor) {
+        if let Some(ticket) = self.cursor.in_flight.remove(&d.content_id) {
+            self.settlement.delivered(&ticket);
+        }
+        self.cursor
+            .processed
+            .insert(d.content_id.clone(), d.content_expiration);
+    }
+
+    /// The blob was not delivered: keep the cursor below it until it is listed again.
+    pub(crate) fn failed(&mut self, d: &Descriptor) {
+        if let Some(ticket) = self.cursor.in_flight.remove(&d.content_id) {
+            self.settlement.failed(&ticket);
+            self.cursor
+                .retry
+                .insert(d.content_id.clone(), (ticket, d.content_expiration));
+        }
+    }
+
+    /// Forgets what expired; returns the retries that expired before they succeeded.
+    pub(crate) fn prune(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        self.cursor
+            .processed
+            .retain(|_, expiration| *expiration > now);
+        let lost: Vec<String> = self
+            .cursor
+            .retry
+            .iter()
+            .filter(|(_, (_, expiration))| *expiration <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &lost {
+            if let Some((hole, _)) = self.cursor.retry.remove(id) {
+                self.settlement.abandon(&hole);
+            }
+        }
+        lost
+    }
+
+    /// When /start was last called.
+    pub(crate) fn subscription_started_at(&self) -> Option<DateTime<Utc>> {
+        self.cursor.subscription_started_at
+    }
+
+    /// Notes a /start call.
+    pub(crate) fn subscription_started(&mut self, at: DateTime<Utc>) {
+        self.cursor.subscription_started_at = Some(at);
+    }
+
+    /// Blobs admitted and not settled.
+    #[cfg(test)]
+    pub(crate) fn pending_count(&self) -> usize {
+        self.cursor.in_flight.len()
+    }
+}
+
 /// Every cursor of the source, keyed by (tenant id, content type).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SourceState {
-    cursors: HashMap<(String, String), ContentCursor>,
+    cursors: HashMap<FeedKey, ContentCursor>,
+    /// A failed blob is fetched again by its id: it holds its feed's cursor, later blobs
+    /// still count.
+    settlement: Settlement,
     dirty: bool,
+}
+
+impl Default for SourceState {
+    fn default() -> Self {
+        SourceState {
+            cursors: HashMap::new(),
+            settlement: OrderedSettlement::new(AfterFailure::Hold),
+            dirty: false,
+        }
+    }
+}
+
+fn feed_key(tenant_id: &str, content_type: &str) -> FeedKey {
+    (tenant_id.to_ascii_lowercase(), content_type.to_string())
 }
 
 impl SourceState {
     /// The cursor of one (tenant, content type), created empty if new.
-    pub(crate) fn cursor_mut(&mut self, tenant_id: &str, content_type: &str) -> &mut ContentCursor {
+    pub(crate) fn cursor_mut(&mut self, tenant_id: &str, content_type: &str) -> FeedCursor<'_> {
         self.dirty = true;
-        self.cursors
-            .entry((tenant_id.to_ascii_lowercase(), content_type.to_string()))
-            .or_default()
+        let key = feed_key(tenant_id, content_type);
+        let cursor = self.cursors.entry(key.clone()).or_default();
+        FeedCursor {
+            key,
+            cursor,
+            settlement: &mut self.settlement,
+        }
     }
 
-    /// Read-only access, for lag and tests.
-    pub(crate) fn cursor(&self, tenant_id: &str, content_type: &str) -> Option<&ContentCursor> {
-        self.cursors
-            .get(&(tenant_id.to_ascii_lowercase(), content_type.to_string()))
+    /// The cursor of one (tenant, content type), if it has one.
+    pub(crate) fn cursor(&self, tenant_id: &str, content_type: &str) -> Option<DateTime<Utc>> {
+        self.settlement
+            .checkpoint(&feed_key(tenant_id, content_type))
+    }
+
+    /// What else one feed keeps, if it exists.
+    #[cfg(test)]
+    pub(crate) fn feed(&self, tenant_id: &str, content_type: &str) -> Option<&ContentCursor> {
+        self.cursors.get(&feed_key(tenant_id, content_type))
     }
 
     /// True when something changed since the last snapshot.
@@ -196,12 +251,13 @@ impl SourceState {
     pub(crate) fn snapshot(&mut self, now: DateTime<Utc>) -> SavedState {
         self.dirty = false;
         let mut feeds: BTreeMap<String, BTreeMap<String, SavedCursor>> = BTreeMap::new();
-        for ((tenant, content_type), cursor) in &mut self.cursors {
+        for (key, cursor) in &mut self.cursors {
             cursor.processed.retain(|_, expiration| *expiration > now);
+            let checkpoint = self.settlement.checkpoint(key);
             feeds
-                .entry(tenant.clone())
+                .entry(key.0.clone())
                 .or_default()
-                .insert(content_type.clone(), cursor.saved(now));
+                .insert(key.1.clone(), cursor.saved(checkpoint, now));
         }
         SavedState {
             version: FORMAT_VERSION,
@@ -216,19 +272,15 @@ impl SourceState {
 
     /// Restores what a previous run saved.
     pub(crate) fn from_saved(saved: SavedState) -> Self {
-        let mut cursors = HashMap::new();
+        let mut state = SourceState::default();
         for (tenant, feeds) in saved.tenants {
             for (content_type, cursor) in feeds {
-                cursors.insert(
-                    (tenant.to_ascii_lowercase(), content_type),
-                    ContentCursor::from_saved(cursor),
-                );
+                let key = feed_key(&tenant, &content_type);
+                state.settlement.track(key.clone(), cursor.cursor);
+                state.cursors.insert(key, ContentCursor::from_saved(cursor));
             }
         }
-        SourceState {
-            cursors,
-            dirty: false,
-        }
+        state
     }
 }
 
@@ -293,7 +345,8 @@ mod tests {
 
     #[test]
     fn the_cursor_stays_below_every_unsettled_blob() {
-        let mut c = ContentCursor::default();
+        let mut state = SourceState::default();
+        let mut c = state.cursor_mut("t", "Audit.Exchange");
         assert_eq!(c.cursor(), None);
         let (a, b, d) = (blob("a", 10), blob("b", 20), blob("c", 30));
         for x in [&a, &b, &d] {
@@ -311,7 +364,8 @@ mod tests {
 
     #[test]
     fn a_failed_blob_holds_the_cursor_until_listed_again() {
-        let mut c = ContentCursor::default();
+        let mut state = SourceState::default();
+        let mut c = state.cursor_mut("t", "Audit.Exchange");
         let (a, b) = (blob("a", 10), blob("b", 20));
         c.admit(&a, t(0));
         c.admit(&b, t(0));
@@ -329,7 +383,8 @@ mod tests {
 
     #[test]
     fn a_late_blob_below_the_listing_frontier_pulls_the_cursor_back() {
-        let mut c = ContentCursor::default();
+        let mut state = SourceState::default();
+        let mut c = state.cursor_mut("t", "Audit.Exchange");
         c.listed(t(60));
         let late = blob("late", 30);
         assert_eq!(c.admit(&late, t(0)), Admission::Fetch);
@@ -341,7 +396,8 @@ mod tests {
 
     #[test]
     fn expired_descriptors_and_processed_ids() {
-        let mut c = ContentCursor::default();
+        let mut state = SourceState::default();
+        let mut c = state.cursor_mut("t", "Audit.Exchange");
         let old = blob("old", 0);
         assert_eq!(c.admit(&old, t(0) + TimeDelta::days(8)), Admission::Expired);
         assert_eq!(c.admit(&old, t(0)), Admission::AlreadyProcessed);
@@ -361,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE_NAME);
         let mut state = load(&path).expect("first start");
-        let c = state.cursor_mut("41463F53-8812-40f4-890f-865bf6e35190", "Audit.Exchange");
+        let mut c = state.cursor_mut("41463F53-8812-40f4-890f-865bf6e35190", "Audit.Exchange");
         let (a, b) = (blob("a", 10), blob("b", 20));
         c.admit(&a, t(0));
         c.admit(&b, t(0));
@@ -370,15 +426,55 @@ mod tests {
         let snapshot = state.snapshot(t(0));
         assert!(!state.is_dirty());
         siemflow_core::state::save_json(&path, &snapshot).expect("save");
-        let restored = load(&path).expect("load");
+        let mut restored = load(&path).expect("load");
+        assert_eq!(
+            restored.cursor("41463f53-8812-40f4-890f-865bf6e35190", "Audit.Exchange"),
+            Some(t(10)),
+            "the pending blob a holds it"
+        );
         let c = restored
-            .cursor("41463f53-8812-40f4-890f-865bf6e35190", "Audit.Exchange")
-            .expect("cursor");
-        assert_eq!(c.cursor(), Some(t(10)), "the pending blob a holds it");
+            .feed("41463f53-8812-40f4-890f-865bf6e35190", "Audit.Exchange")
+            .expect("feed");
         assert_eq!(c.subscription_started_at(), Some(t(1)));
         assert!(c.processed.contains_key("b"));
+        let mut c = restored.cursor_mut("41463f53-8812-40f4-890f-865bf6e35190", "Audit.Exchange");
         assert_eq!(c.pending_count(), 0);
+        assert_eq!(c.admit(&b, t(0)), Admission::AlreadyProcessed);
+        assert_eq!(c.admit(&a, t(0)), Admission::Fetch, "a is fetched again");
         std::fs::write(&path, b"{broken").expect("write");
         assert!(load(&path).is_err());
+    }
+
+    #[test]
+    fn acknowledgements_in_any_order_are_remembered_at_once() {
+        let mut state = SourceState::default();
+        let mut c = state.cursor_mut("t", "Audit.General");
+        let (a, b, d) = (blob("a", 10), blob("b", 20), blob("c", 30));
+        for x in [&a, &b, &d] {
+            c.admit(x, t(0));
+        }
+        c.processed(&d);
+        // The cursor waits for a, but c is not fetched again by the next pass.
+        assert_eq!(c.cursor(), Some(t(10)));
+        assert_eq!(c.admit(&d, t(1)), Admission::AlreadyProcessed);
+        assert_eq!(c.admit(&a, t(1)), Admission::InFlight);
+        assert_eq!(c.pending_count(), 2);
+    }
+
+    #[test]
+    fn each_feed_has_its_own_cursor() {
+        let mut state = SourceState::default();
+        let held = blob("held", 10);
+        let mut exchange = state.cursor_mut("t", "Audit.Exchange");
+        exchange.admit(&held, t(0));
+        exchange.listed(t(60));
+        exchange.failed(&held);
+        let mut general = state.cursor_mut("t", "Audit.General");
+        let other = blob("other", 10);
+        general.admit(&other, t(0));
+        general.listed(t(60));
+        general.processed(&other);
+        assert_eq!(state.cursor("t", "Audit.Exchange"), Some(t(10)));
+        assert_eq!(state.cursor("T", "Audit.General"), Some(t(60)));
     }
 }

@@ -8,7 +8,6 @@
 //! owns the shared state and writes it to `state.json` at most every second and at
 //! shutdown.
 
-mod budget;
 mod client;
 mod config;
 mod cursor;
@@ -31,8 +30,7 @@ use tokio::task::JoinSet;
 
 pub use config::{CONTENT_TYPES, O365ManagementConfig};
 
-use budget::RequestBudget;
-use client::TenantClient;
+use client::{TenantClient, TenantSettings};
 use cursor::SourceState;
 use feed::{Feed, Shared};
 
@@ -120,16 +118,18 @@ impl O365ManagementConfig {
             let scope = default_scope(entra.cloud.management_url());
             let tokens = TokenProvider::new(entra, &scope, http.clone())
                 .with_context(|| format!("tenants[{i}]"))?;
-            tenants.push(Arc::new(TenantClient::new(
-                entra.tenant_id.trim().to_string(),
-                &self.api_root(entra),
-                self.publisher_for(entra),
-                http.clone(),
+            let api_root = reqwest::Url::parse(&self.api_root(entra))
+                .with_context(|| format!("the API root of tenants[{i}] is not a URL"))?;
+            tenants.push(Arc::new(TenantClient::new(TenantSettings {
+                tenant_id: &entra.tenant_id,
+                api_root: &api_root,
+                publisher: self.publisher_for(entra),
+                http: http.clone(),
                 tokens,
-                Arc::new(RequestBudget::per_minute(self.requests_per_minute)),
-                tuning.clone(),
+                requests_per_minute: self.requests_per_minute,
+                tuning: tuning.clone(),
                 labels,
-            )));
+            })));
         }
         let settings = Arc::new(Settings {
             start_from: TimeDelta::from_std(self.start_from)
@@ -160,9 +160,7 @@ async fn run(
     let state = cursor::load(&path)?;
     for tenant in &tenants {
         for content_type in &content_types {
-            let resumed = state
-                .cursor(&tenant.tenant_id, content_type)
-                .and_then(cursor::ContentCursor::cursor);
+            let resumed = state.cursor(&tenant.tenant_id, content_type);
             match resumed {
                 Some(cursor) => tracing::info!(
                     tenant_id = %tenant.tenant_id,

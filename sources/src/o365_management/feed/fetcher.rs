@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::settler::{Settle, Settlement};
 use super::{Feed, SkipReason, config_advice};
-use crate::o365_management::client::{ApiError, Endpoint};
+use crate::microsoft::ApiError;
+use crate::o365_management::client::Endpoint;
 use crate::o365_management::listing::Descriptor;
 use crate::o365_management::records::{BlobOrigin, DecodedBlob, decode_blob};
 
@@ -117,12 +118,16 @@ impl Feed {
             Ok(answer) => answer,
             Err(ApiError::Cancelled) => return Fetched::Stopped,
             Err(error) => {
-                let reason = match (&error, error.code()) {
-                    (ApiError::TooLarge { .. }, _) => Some(SkipReason::TooLarge),
-                    (_, Some("AF20050")) => Some(SkipReason::Missing),
-                    (_, Some("AF20051")) => Some(SkipReason::Expired),
-                    (_, Some("AF20052")) => Some(SkipReason::InvalidId),
-                    _ => None,
+                let reason = if matches!(error, ApiError::TooLarge { .. }) {
+                    Some(SkipReason::TooLarge)
+                } else if error.code_is(&["AF20050"]) {
+                    Some(SkipReason::Missing)
+                } else if error.code_is(&["AF20051"]) {
+                    Some(SkipReason::Expired)
+                } else if error.code_is(&["AF20052"]) {
+                    Some(SkipReason::InvalidId)
+                } else {
+                    None
                 };
                 return match reason {
                     Some(reason) => Fetched::Skipped {

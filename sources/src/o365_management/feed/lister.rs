@@ -9,7 +9,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
 use super::{Feed, SkipReason, config_advice};
-use crate::o365_management::client::{ApiError, Endpoint};
+use crate::microsoft::ApiError;
+use crate::o365_management::client::Endpoint;
 use crate::o365_management::cursor::Admission;
 use crate::o365_management::listing::{self, Descriptor};
 
@@ -35,9 +36,10 @@ enum PassError {
 
 impl From<ApiError> for PassError {
     fn from(error: ApiError) -> Self {
-        match error.code() {
-            Some("AF20022" | "AF20023") => PassError::NoSubscription(error),
-            _ => PassError::Api(error),
+        if error.code_is(&["AF20022", "AF20023"]) {
+            PassError::NoSubscription(error)
+        } else {
+            PassError::Api(error)
         }
     }
 }
@@ -150,7 +152,11 @@ impl Feed {
             .start_subscription(&self.content_type, &self.shutdown)
             .await;
         // Only a /start the service accepted starts its 15 minutes (a throttled one did nothing).
-        if started.is_ok() || started.as_ref().err().and_then(ApiError::code) == Some("AF20024") {
+        if started
+            .as_ref()
+            .err()
+            .is_none_or(|error| error.code_is(&["AF20024"]))
+        {
             self.with_cursor(|c| c.subscription_started(called_at));
         }
         match started {
@@ -162,7 +168,7 @@ impl Feed {
                 );
                 Ok(())
             }
-            Err(error) if error.code() == Some("AF20024") => {
+            Err(error) if error.code_is(&["AF20024"]) => {
                 tracing::debug!(
                     tenant_id = %self.client.tenant_id,
                     content_type = %self.content_type,
@@ -179,7 +185,7 @@ impl Feed {
         let now = self.now();
         let (cursor, lost) = {
             let mut state = self.state();
-            let c = state.cursor_mut(&self.client.tenant_id, &self.content_type);
+            let mut c = state.cursor_mut(&self.client.tenant_id, &self.content_type);
             (c.cursor(), c.prune(now))
         };
         for content_id in lost {
@@ -263,7 +269,7 @@ impl Feed {
                     .await
                 {
                     Ok(answer) => answer,
-                    Err(error) if error.code() == Some("AF20031") && relists < MAX_RELISTS => {
+                    Err(error) if error.code_is(&["AF20031"]) && relists < MAX_RELISTS => {
                         relists += 1;
                         tracing::warn!(
                             tenant_id = %self.client.tenant_id,
@@ -273,9 +279,7 @@ impl Feed {
                         );
                         continue 'window;
                     }
-                    Err(error)
-                        if matches!(error.code(), Some("AF20055" | "AF20030")) && !clamped =>
-                    {
+                    Err(error) if error.code_is(&["AF20055", "AF20030"]) && !clamped => {
                         clamped = true;
                         let now = self.now();
                         start = self.within_retention(start, now);

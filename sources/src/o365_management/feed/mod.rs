@@ -25,14 +25,16 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Settings;
-use super::client::{ApiError, TenantClient};
-use super::cursor::{ContentCursor, SourceState};
+use super::client::TenantClient;
+use super::cursor::{FeedCursor, SourceState};
+use crate::microsoft::ApiError;
+use crate::microsoft::api::O365_MANAGEMENT;
 
 /// Descriptors admitted ahead of the fetcher: about a listing page.
 const LISTED_AHEAD: usize = 100;
 
-/// Emitted blobs whose acknowledgement the settler has not reached yet. Beyond this the
-/// fetcher waits, which also bounds memory when a sink is slow to acknowledge.
+/// Emitted blobs whose acknowledgement has not resolved yet. Beyond this the fetcher
+/// waits, which also bounds memory when a sink is slow to acknowledge.
 const UNSETTLED_BLOBS: usize = 1024;
 
 /// Why a blob is skipped for good (the `reason` label of `o365_blobs_skipped_total`).
@@ -139,15 +141,14 @@ impl Feed {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with_cursor<T>(&self, f: impl FnOnce(&mut ContentCursor) -> T) -> T {
+    fn with_cursor<T>(&self, f: impl FnOnce(&mut FeedCursor<'_>) -> T) -> T {
         let mut state = self.state();
-        f(state.cursor_mut(&self.client.tenant_id, &self.content_type))
+        f(&mut state.cursor_mut(&self.client.tenant_id, &self.content_type))
     }
 
     fn cursor(&self) -> Option<DateTime<Utc>> {
         self.state()
             .cursor(&self.client.tenant_id, &self.content_type)
-            .and_then(ContentCursor::cursor)
     }
 
     fn update_lag(&self) {
@@ -200,23 +201,7 @@ impl Feed {
     }
 }
 
-/// What to do about a configuration error, in words.
-fn config_advice(error: &ApiError) -> &'static str {
-    match error.code() {
-        Some("AF10001") => {
-            "the app lacks the ActivityFeed.Read application permission of Office 365 Management APIs, or admin consent for it"
-        }
-        Some("AF20010" | "AF20011" | "AF20012" | "AF20013") => {
-            "the tenant id is wrong or does not match the app's tenant: check tenant_id and that the app is consented in that tenant"
-        }
-        Some("AF20020") => "a content type name is not valid",
-        Some("HTTP404") => "the API root is wrong: check api_url and cloud",
-        Some("HTTP401") => {
-            "the token was refused: check the app's permissions (ActivityFeed.Read), admin consent, and cloud"
-        }
-        _ if matches!(error, ApiError::Auth(_)) => {
-            "fix the credentials (the message above says how)"
-        }
-        _ => "check the configuration and the app registration",
-    }
+/// What to do about a configuration error, in words, naming the permission the API needs.
+fn config_advice(error: &ApiError) -> String {
+    error.advice(O365_MANAGEMENT.permission)
 }
