@@ -40,4 +40,4 @@ pub use paging::{ODataPager, Page, PagingError};
 pub use record_types::record_type_name;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
