@@ -240,6 +240,10 @@ struct WorkedAround {
 
 impl WorkedAround {
     fn count(&self, issues: &LineIssues) {
+        // The common case, on the hot path: nothing to count.
+        if !(issues.invalid_utf8 || issues.lossy_number || issues.duplicate_key) {
+            return;
+        }
         let found = [
             (
                 issues.invalid_utf8,
