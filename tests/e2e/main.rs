@@ -11,6 +11,7 @@ mod delivery;
 mod disk_buffer;
 mod elasticsearch;
 mod examples;
+mod file_limits;
 mod file_sink;
 mod hostile_input;
 mod o365_management;

@@ -151,28 +151,26 @@ pub struct Turn {
     pub batches: u32,
 }
 
-/// Which of the open files (key, turn) gives its slot to a waiting file: the one idle
-/// the longest; else the one furthest past its fair share of batches; none while every
-/// open file is busy within its share (the waiting file's turn comes soon).
-pub fn choose_to_close<K: Copy>(candidates: impl IntoIterator<Item = (K, Turn)>) -> Option<K> {
-    let mut idlest: Option<(K, Instant)> = None;
-    let mut busiest: Option<(K, u32)> = None;
-    for (index, turn) in candidates {
+/// The open files (key, turn) that may give their slot to a waiting file, in the order
+/// they should: those idle (read to their end) the longest first, then those furthest
+/// past their fair share of batches. Files busy within their share are left out: the
+/// waiting file's turn comes soon.
+pub fn order_to_close<K>(candidates: impl IntoIterator<Item = (K, Turn)>) -> Vec<K> {
+    let mut idle = Vec::new();
+    let mut past_share = Vec::new();
+    for (key, turn) in candidates {
         match turn.idle_since {
-            Some(since) if idlest.is_none_or(|(_, best)| since < best) => {
-                idlest = Some((index, since));
-            }
-            None if turn.batches >= FAIR_SHARE_BATCHES
-                && busiest.is_none_or(|(_, most)| turn.batches > most) =>
-            {
-                busiest = Some((index, turn.batches));
-            }
-            _ => {}
+            Some(since) => idle.push((since, key)),
+            None if turn.batches >= FAIR_SHARE_BATCHES => past_share.push((turn.batches, key)),
+            None => {}
         }
     }
-    idlest
-        .map(|(index, _)| index)
-        .or(busiest.map(|(index, _)| index))
+    idle.sort_by_key(|(since, _)| *since);
+    past_share.sort_by_key(|(batches, _)| std::cmp::Reverse(*batches));
+    idle.into_iter()
+        .map(|(_, key)| key)
+        .chain(past_share.into_iter().map(|(_, key)| key))
+        .collect()
 }
 
 #[cfg(test)]
@@ -195,14 +193,14 @@ mod tests {
             (1, turn(Some(10), 1)),
             (2, turn(Some(500), 0)),
         ];
-        assert_eq!(choose_to_close(files), Some(2));
+        assert_eq!(order_to_close(files), [2, 1, 0]);
         let busy = [
             (0, turn(None, FAIR_SHARE_BATCHES)),
             (1, turn(None, FAIR_SHARE_BATCHES + 3)),
             (2, turn(None, 1)),
         ];
-        assert_eq!(choose_to_close(busy), Some(1));
-        assert_eq!(choose_to_close([(0, turn(None, 1))]), None);
+        assert_eq!(order_to_close(busy), [1, 0]);
+        assert!(order_to_close([(0, turn(None, 1))]).is_empty());
     }
 
     #[test]
