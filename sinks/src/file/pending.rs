@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use metrics::Counter;
-use siemflow_core::delivery::{Failure, Rejection};
+use siemflow_core::delivery::{Failure, FailureClass, Rejection};
 use siemflow_core::io_error::IoContext;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::template::Template;
@@ -28,6 +28,10 @@ const KEPT_BUFFERS: usize = 16;
 /// be as long as the event.
 const QUOTED_PATH_CHARS: usize = 256;
 
+/// The action of a [`WriteError`] that opens (or creates) the file: the only one whose
+/// failure can be the name's fault.
+const OPEN: &str = "open";
+
 /// An I/O failure on one file.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} `{}`: {source}", quoted(path))]
@@ -46,8 +50,8 @@ pub(super) struct WriteError {
 pub(super) struct Stalled {
     /// What failed.
     pub error: WriteError,
-    /// Its class: [`Failure::Retry`] or [`Failure::Config`], never data.
-    pub failure: Failure,
+    /// Its class: retry or configuration, never data.
+    pub class: FailureClass,
 }
 
 /// Where a group of lines stands.
@@ -123,14 +127,17 @@ impl PendingWrite {
             };
             files.close(&group.path);
             let context = match &self.event_folder {
-                Some(folder) if error.action == "open" && usable_folder(folder) => {
+                Some(folder) if error.action == OPEN && usable_folder(folder) => {
                     IoContext::EventPath
                 }
                 _ => IoContext::Configured,
             };
             match Failure::from_io(&error.source, context, error.to_string()) {
                 Failure::Data(rejection) => group.state = State::Rejected(rejection),
-                failure => return Err(Stalled { error, failure }),
+                failure => {
+                    let class = failure.class();
+                    return Err(Stalled { error, class });
+                }
             }
         }
         Ok(())
@@ -183,7 +190,7 @@ impl Group {
     fn write_to(&mut self, files: &mut OpenFiles, fsync: bool) -> Result<(), WriteError> {
         let handle = files
             .get_or_open(&self.path)
-            .map_err(|e| error(&self.path, "open", e))?;
+            .map_err(|e| error(&self.path, OPEN, e))?;
         self.created |= handle.created;
         if handle.torn_bytes_cut > 0 {
             // Only this sink writes the file, so a fragment is either an earlier run's

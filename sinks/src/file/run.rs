@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use metrics::Counter;
 use siemflow_core::SinkContext;
-use siemflow_core::delivery::{DEAD_LETTER, DeadLetter, DeadLetterMetrics, Failure};
+use siemflow_core::delivery::{DEAD_LETTER, DeadLetter, DeadLetterMetrics, FailureClass};
 use siemflow_core::retry::RetryRule;
 use siemflow_core::template::Template;
 use tokio::time::MissedTickBehavior;
@@ -134,9 +134,9 @@ async fn write_with_retry(
         };
         attempt += 1;
         // The rule has no budget, so it always grants a wait; the fallback is never used.
-        let delay = match stalled.failure {
-            Failure::Config { .. } => retries.after_config_failure(),
-            _ => retries.after_failure(None),
+        let delay = match stalled.class {
+            FailureClass::Config => retries.after_config_failure(),
+            FailureClass::Retry | FailureClass::Data => retries.after_failure(None),
         }
         .unwrap_or(settings.retry.max);
         report_failure(cx, failures, &stalled, attempt, delay);
@@ -163,7 +163,7 @@ fn report_failure(
     let error = &stalled.error;
     failures.counter.increment(1);
     failures.failing = true;
-    if let Failure::Config { .. } = stalled.failure {
+    if stalled.class == FailureClass::Config {
         tracing::error!(
             component = %cx.component.id,
             path = %quoted(&error.path),

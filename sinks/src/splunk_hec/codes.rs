@@ -21,6 +21,9 @@ impl HecReply {
     }
 }
 
+/// "Incorrect index": the token may not write to the index named (or it does not exist).
+pub(super) const INCORRECT_INDEX: u32 = 7;
+
 /// What a HEC code means for the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Class {

@@ -45,6 +45,11 @@ impl Encoder {
         })
     }
 
+    /// True when the index is rendered from event fields, so it can differ per event.
+    pub fn index_has_fields(&self) -> bool {
+        self.index.as_ref().is_some_and(Template::has_fields)
+    }
+
     /// Appends the event's wire form to `out`; returns its index (empty: the default).
     pub fn encode(
         &self,

@@ -13,7 +13,7 @@ use siemflow_core::{Event, Secret};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::acks::{AckPoller, AckTracker, with_query};
-use super::codes::{Class, HecReply, classify, config_hint};
+use super::codes::{Class, HecReply, INCORRECT_INDEX, classify, config_hint};
 use super::config::{EndpointTarget, SplunkHecSinkConfig};
 use super::encode::Encoder;
 
@@ -126,10 +126,12 @@ impl Hec {
         builder.body(self.compression.compress(body))
     }
 
-    /// Reads HEC's answer to a request of `events` events.
+    /// Reads HEC's answer to a request of `events` events bound for `index` (the
+    /// request's partition).
     async fn judge(
         &self,
         events: usize,
+        index: &str,
         response: HttpResponse,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Outcome {
@@ -153,6 +155,20 @@ impl Hec {
                 ))),
                 _ => Outcome::Delivered,
             };
+        }
+        if code == Some(INCORRECT_INDEX) && !index.is_empty() && self.encoder.index_has_fields() {
+            // The index was rendered from these events' fields (a request holds one
+            // index): Splunk will never take them there, while every other index flows.
+            // Retrying them as a configuration error would hold them, and the source
+            // behind them, forever.
+            return Outcome::Failed(Failure::Data(Rejection {
+                reason: "incorrect_index".into(),
+                message: format!(
+                    "{}: the index `{index}`, rendered from the event, is not one the token may write to",
+                    describe()
+                ),
+                response: Some(DroppedResponse::new(status.as_u16(), &response.body)),
+            }));
         }
         match (class, code) {
             (Some(Class::Retry), _) => {
@@ -249,7 +265,8 @@ impl Protocol for Hec {
             Ok(response) => response,
             Err(failure) => return Outcome::Failed(failure),
         };
-        self.judge(request.len(), response, slot).await
+        self.judge(request.len(), request.partition, response, slot)
+            .await
     }
 
     async fn healthcheck(&self) -> Result<(), Failure> {

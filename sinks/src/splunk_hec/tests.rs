@@ -215,3 +215,50 @@ async fn a_wrong_token_makes_the_sink_unhealthy_and_keeps_the_events() {
     running.task.await.expect("task").expect("sink");
     hec.stop().await;
 }
+
+#[tokio::test]
+async fn an_index_rendered_from_an_event_that_splunk_refuses_is_dead_lettered() {
+    let hec = SplunkHecSimulator::start(
+        SplunkHecConfig {
+            tokens: vec![HecToken {
+                token: TOKEN.into(),
+                indexes: vec!["main".into(), "m365_Exchange".into()],
+                ..HecToken::default()
+            }],
+            ..SplunkHecConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let mut config = sink_config(&hec.url(), "acknowledgements = { enabled = false }");
+    config.index = Some("m365_{{ .Workload }}".into());
+    let mut running = start(&config);
+    let records = (0..40).map(|i| {
+        let workload = if i % 10 == 3 { "Bogus" } else { "Exchange" };
+        serde_json::json!({"Id": i.to_string(), "Workload": workload})
+    });
+    let receipts = running.send(records).await;
+    let mut dead = running.settle(receipts).await;
+    assert!(
+        running.health.ready().is_ok(),
+        "not a configuration problem"
+    );
+    dead.extend(running.finish().await);
+    let mut dead_ids: Vec<&str> = dead.iter().filter_map(|d| d["Id"].as_str()).collect();
+    dead_ids.sort_unstable();
+    assert_eq!(dead_ids, ["13", "23", "3", "33"]);
+    let dropped = &dead[0]["metadata"]["dropped"];
+    assert_eq!(dropped["reason"], "incorrect_index");
+    assert_eq!(dropped["response"]["status"], 400);
+    assert!(
+        dropped["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("HEC code 7") && m.contains("m365_Bogus")),
+        "{dropped}"
+    );
+    let counts = counts(&hec);
+    assert_eq!(counts.len(), 36, "every other event indexed");
+    assert!(hec.indexed().iter().all(|e| e.index == "m365_Exchange"));
+    hec.stop().await;
+}
