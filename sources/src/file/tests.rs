@@ -463,6 +463,19 @@ fn config_checks() {
     assert_eq!(config.glob_interval, Duration::from_secs(5));
     assert_eq!(config.max_line_bytes, 64 * 1024);
     assert!(toml::from_str::<FileConfig>("include = [\"a\"]\nbogus = 1").is_err());
+    let config: FileConfig =
+        toml::from_str("include = [\"/x/*.log\"]\nmax_open_files = 0").expect("parses");
+    let keys: Vec<Option<String>> = config.check().into_iter().map(|i| i.key).collect();
+    assert_eq!(keys, [Some("max_open_files".to_string())]);
+    let config: FileConfig = toml::from_str(
+        "include = [\"/x/*.log\"]\nmax_open_files = 10\nfollow_symlinks = \"never\"",
+    )
+    .expect("parses");
+    assert!(config.check().is_empty());
+    assert_eq!(config.follow_symlinks, super::FollowSymlinks::Never);
+    assert!(
+        toml::from_str::<FileConfig>("include = [\"a\"]\nfollow_symlinks = \"sometimes\"").is_err()
+    );
 }
 
 #[test]
@@ -480,6 +493,7 @@ fn option_defaults_show_as_written_in_a_config() {
     assert_eq!(default("decoding"), "json");
     assert_eq!(default("read_from"), "beginning");
     assert_eq!(default("batch_max_events"), 500);
+    assert_eq!(default("follow_symlinks"), "within_include");
     let required = schema.as_value()["required"].clone();
     assert_eq!(required, serde_json::json!(["include"]));
 }

@@ -414,9 +414,8 @@ impl Reader {
         let mut gone = Vec::new();
         self.settings.resume.retain(|entry| {
             let id = entry.id();
-            let missing = !found.contains_key(&id)
-                && !self.files.values().any(|f| f.id == id)
-                && gone_from(&entry.path, id);
+            // Entries are taken out as their files are opened: none names a followed file.
+            let missing = !found.contains_key(&id) && gone_from(&entry.path, id);
             if missing {
                 gone.push(id);
             }
