@@ -386,6 +386,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requests_and_the_budget_are_measured_per_tenant_and_host() {
+        let server = serve(|_, _| json(200, "[]")).await;
+        let client = tenant(&server, 1200);
+        let cancel = CancellationToken::new();
+        for _ in 0..3 {
+            let url = client
+                .url(&format!(
+                    "{}/subscriptions/content?contentType=DLP.All",
+                    client.feed_root
+                ))
+                .expect("url");
+            client
+                .get(Endpoint::Content, url, 1024, &cancel)
+                .await
+                .expect("listed");
+        }
+        let host = format!("host=\"127.0.0.1:{}\"", server.port);
+        let rendered = siemflow_core::metrics::prometheus().render();
+        let value = |name: &str, label: &str| -> f64 {
+            rendered
+                .lines()
+                .filter(|line| {
+                    line.starts_with(name) && line.contains(&host) && line.contains(label)
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        assert_eq!(
+            value("o365_requests_total", "endpoint=\"content\",status=\"200\""),
+            3.0,
+            "{rendered}"
+        );
+        assert_eq!(value("o365_request_budget_limit", "window=\"1m\""), 1200.0);
+        assert_eq!(value("o365_request_budget_used", "window=\"1m\""), 3.0);
+        assert_eq!(value("o365_config_error", ""), 0.0);
+    }
+
+    #[tokio::test]
     async fn sources_reading_one_tenant_share_its_budget() {
         let server = serve(|_, _| json(200, "[]")).await;
         let first = Arc::new(tenant(&server, 2000));

@@ -620,6 +620,66 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_delivered_behind_an_unsettled_one_are_remembered_at_once() {
+    let config = world("1d", Faults::default());
+    let sim = simulator(config.clone()).await;
+    let t0 = sim.now();
+    let mut source = source_config(&sim, "1d 1h");
+    source.content_types = vec!["Audit.Exchange".into()];
+    source.max_concurrent_fetches = 1;
+    let blobs = published_blobs(
+        &config,
+        DEFAULT_TENANT_ID,
+        "Audit.Exchange",
+        t0 - TimeDelta::days(1) + TimeDelta::seconds(1),
+        t0 - TimeDelta::seconds(1),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut running = start("o365_any_order", &source, tuning(&sim), dir.path(), 10_000);
+    // The first blob's acknowledgement stays open; every later one is delivered.
+    let held = running.next().await;
+    let mut seen = Received::default();
+    seen.add(&held);
+    let held_blob = seen.blob_events.keys().next().expect("a blob").clone();
+    running
+        .deliver_until(&mut seen, |r| {
+            blobs
+                .iter()
+                .all(|b| r.blob_events.contains_key(&b.content_id))
+        })
+        .await;
+    // The second state write from now on shows the state after every later delivery.
+    let writes = running.counter("checkpoint_writes_total", "");
+    eventually("two more state writes", || {
+        running.counter("checkpoint_writes_total", "") >= writes + 2
+    })
+    .await;
+    // Acknowledgements settle in any order: the later blobs are remembered (never fetched
+    // again after a restart) while the cursor still waits for the held one.
+    let processed = saved_processed(dir.path(), "Audit.Exchange");
+    let later: Vec<&String> = seen
+        .blob_events
+        .keys()
+        .filter(|blob| **blob != held_blob)
+        .collect();
+    assert!(!later.is_empty());
+    for blob in later {
+        assert!(processed.contains(blob), "{blob} not remembered");
+    }
+    assert!(!processed.contains(&held_blob));
+    assert!(
+        saved_cursor(dir.path(), "Audit.Exchange").expect("a cursor")
+            <= seen.blob_created[&held_blob]
+    );
+    resolve_batch(held, BatchStatus::Delivered);
+    eventually("the held blob is remembered too", || {
+        saved_processed(dir.path(), "Audit.Exchange").contains(&held_blob)
+    })
+    .await;
+    running.stop(&mut seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_already_enabled_count_as_started() {
     let config = world("6h", Faults::default());
     let sim = simulator(config).await;
