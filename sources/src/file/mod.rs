@@ -68,12 +68,21 @@ impl SourceConfig for FileConfig {
         let max_open_files = self
             .max_open_files
             .unwrap_or_else(open_files::default_limit);
-        tracing::debug!(
-            component = %cx.component.id,
-            max_open_files,
-            process_limit = open_files::soft_file_limit(),
-            "file source open-file budget"
-        );
+        let process_limit = open_files::soft_file_limit();
+        match process_limit {
+            Some(limit) if max_open_files >= limit => tracing::warn!(
+                component = %cx.component.id,
+                max_open_files,
+                process_limit = limit,
+                "max_open_files is not below the process's open-file limit: the source will run out of descriptors and then hold fewer files"
+            ),
+            _ => tracing::debug!(
+                component = %cx.component.id,
+                max_open_files,
+                process_limit,
+                "file source open-file budget"
+            ),
+        }
         let settings = ReaderSettings {
             lister: Lister::new(
                 self.include.clone(),
