@@ -369,10 +369,10 @@ impl Shared {
         if !waited.is_zero() {
             self.counter("request_budget_waits_total").increment(1);
             metrics::counter!(
-                self.name("request_budget_wait_seconds_total"),
+                self.name("request_budget_wait_milliseconds_total"),
                 &self.labels(None)
             )
-            .increment(waited.as_secs());
+            .increment(waited.as_millis() as u64);
         }
     }
 }

@@ -29,6 +29,8 @@ pub mod client;
 pub mod cursor;
 pub mod errors;
 pub mod paging;
+#[cfg(test)]
+mod recipe;
 pub mod record_types;
 
 pub use api::ApiProfile;
