@@ -143,7 +143,7 @@ async fn write_with_retry(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cx.abort.cancelled() => {
-                let path = pending.first_pending_path().map(|p| p.display().to_string()).unwrap_or_default();
+                let path = pending.first_pending_path().map(quoted).unwrap_or_default();
                 tracing::warn!(component = %cx.component.id, path, attempt, "aborted while retrying; the batch will be re-read");
                 pending.settle();
                 return Err(anyhow::Error::new(stalled.error)
