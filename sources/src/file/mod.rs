@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use siemflow_core::event::attach_ack;
+use siemflow_core::settlement::Ticket;
 use siemflow_core::{AckReceipt, BatchStatus, BoxFuture, ConfigIssue, SourceConfig, SourceContext};
 use tokio::sync::mpsc;
 
@@ -109,12 +110,13 @@ impl SourceConfig for FileConfig {
     }
 }
 
-type Settled = (FileSerial, u64, BatchStatus);
+/// A batch's ticket with its acknowledgement's outcome.
+type SettledBatch = (Ticket<FileSerial>, BatchStatus);
 
 struct Source {
     cx: SourceContext,
     tracker: Tracker,
-    receipts: FuturesUnordered<BoxFuture<Settled>>,
+    receipts: FuturesUnordered<BoxFuture<SettledBatch>>,
     /// `None` once stopping: dropping it tells the reader to end.
     commands: Option<std_mpsc::Sender<Command>>,
     checkpoint_path: PathBuf,
@@ -233,20 +235,19 @@ impl Source {
     }
 
     async fn send(&mut self, batch: ReadBatch) -> anyhow::Result<bool> {
-        let Some(seq) = self.tracker.accept(&batch) else {
+        let Some(ticket) = self.tracker.accept(&batch) else {
             // Read before a rewind of its file: the re-read supplies these lines again.
             return Ok(true);
         };
-        let serial = batch.serial;
         let mut events = batch.events.events().await?;
         if events.is_empty() {
             // Only blank or discarded lines: nothing to wait for.
-            self.settle((serial, seq, BatchStatus::Delivered), true);
+            self.settle((ticket, BatchStatus::Delivered), true);
             return Ok(true);
         }
         let receipt: AckReceipt = attach_ack(&mut events);
         self.receipts
-            .push(Box::pin(async move { (serial, seq, receipt.await) }));
+            .push(Box::pin(async move { (ticket, receipt.await) }));
         Ok(tokio::select! {
             biased;
             // Dropping the unsent batch fails its receipt: it is not checkpointed.
@@ -255,12 +256,15 @@ impl Source {
         })
     }
 
-    fn settle(&mut self, (serial, seq, status): Settled, retry: bool) {
+    fn settle(&mut self, (ticket, status): SettledBatch, retry: bool) {
         let command = match status {
-            BatchStatus::Delivered => self.tracker.delivered(serial, seq),
+            BatchStatus::Delivered => self.tracker.delivered(&ticket),
             BatchStatus::Failed => {
-                let path = self.tracker.path(serial).map(|p| p.display().to_string());
-                let (outcome, command) = self.tracker.failed(serial, seq, retry);
+                let path = self
+                    .tracker
+                    .path(*ticket.key())
+                    .map(|p| p.display().to_string());
+                let (outcome, command) = self.tracker.failed(&ticket, retry);
                 match outcome {
                     FailureOutcome::Ignored => {}
                     FailureOutcome::Retried => {

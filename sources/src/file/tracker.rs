@@ -3,13 +3,16 @@
 //! A file's checkpoint moves to a batch's end only when that batch and every earlier batch
 //! of the file were delivered. A failed batch cuts the file's queue there: later batches
 //! (delivered or not) are forgotten, the file is read again from the failed batch's start
-//! under a new generation, and stale batches still in flight are ignored.
+//! under a new generation, and stale batches still in flight are ignored. Core's
+//! [`OrderedSettlement`] keeps this, one key per file serial, rewinding after a failure;
+//! its epoch is the file's generation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use siemflow_core::retry::{Retries, RetryRule};
+use siemflow_core::settlement::{AfterFailure, OrderedSettlement, Settled, Ticket};
 
 use super::checkpoint::{self, Entry};
 use super::listing::FileId;
@@ -20,21 +23,11 @@ use super::reader::{Command, FileSerial, OpenedFile, ReadBatch};
 /// file, so it is read again until it is delivered or the file is truncated.
 const REREAD: RetryRule = RetryRule::new(Duration::from_millis(250), Duration::from_secs(30));
 
-struct Pending {
-    seq: u64,
-    start: u64,
-    end: u64,
-    delivered: bool,
-}
-
 struct FileState {
     path: PathBuf,
     device: u64,
     inode: u64,
     fingerprint: Option<u64>,
-    acked: u64,
-    generation: u64,
-    pending: VecDeque<Pending>,
     drained: bool,
     /// False once the file was truncated: its old content is gone.
     rereadable: bool,
@@ -54,12 +47,12 @@ pub enum FailureOutcome {
 }
 
 /// Per-file acknowledgement state and the checkpoint derived from it.
-#[derive(Default)]
 pub struct Tracker {
     files: HashMap<FileSerial, FileState>,
+    /// Each followed file's batches and checkpoint (byte offset), keyed by serial.
+    settlement: OrderedSettlement<FileSerial, u64>,
     /// Loaded entries kept until their file is opened or a listing shows it gone.
     unconfirmed: Vec<Entry>,
-    next_seq: u64,
     dirty: bool,
 }
 
@@ -67,8 +60,10 @@ impl Tracker {
     /// A tracker that keeps the loaded checkpoints until their files are opened or gone.
     pub fn new(loaded: Vec<Entry>) -> Self {
         Tracker {
+            files: HashMap::new(),
+            settlement: OrderedSettlement::new(AfterFailure::Rewind),
             unconfirmed: loaded,
-            ..Tracker::default()
+            dirty: false,
         }
     }
 
@@ -101,6 +96,7 @@ impl Tracker {
     pub fn opened(&mut self, file: OpenedFile) {
         self.unconfirmed
             .retain(|entry| !(entry.device == file.device && entry.inode == file.inode));
+        self.settlement.track(file.serial, Some(file.offset));
         self.files.insert(
             file.serial,
             FileState {
@@ -108,9 +104,6 @@ impl Tracker {
                 device: file.device,
                 inode: file.inode,
                 fingerprint: file.fingerprint,
-                acked: file.offset,
-                generation: 0,
-                pending: VecDeque::new(),
                 drained: false,
                 rereadable: true,
                 rereads: None,
@@ -120,23 +113,18 @@ impl Tracker {
     }
 
     /// Registers a batch about to be sent; `None` when it is stale and must be dropped.
-    pub fn accept(&mut self, batch: &ReadBatch) -> Option<u64> {
+    pub fn accept(&mut self, batch: &ReadBatch) -> Option<Ticket<FileSerial>> {
         let state = self.files.get_mut(&batch.serial)?;
-        if batch.generation != state.generation {
+        if batch.generation != self.settlement.epoch(&batch.serial) {
             return None;
         }
         if state.fingerprint.is_none() {
             state.fingerprint = batch.fingerprint;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        state.pending.push_back(Pending {
-            seq,
-            start: batch.start,
-            end: batch.end,
-            delivered: false,
-        });
-        Some(seq)
+        Some(
+            self.settlement
+                .register_span(batch.serial, batch.start, batch.end),
+        )
     }
 
     /// The path of a file, for messages.
@@ -145,16 +133,17 @@ impl Tracker {
     }
 
     /// A batch was delivered. Returns a command for the reader when the file can be closed.
-    pub fn delivered(&mut self, serial: FileSerial, seq: u64) -> Option<Command> {
-        let state = self.files.get_mut(&serial)?;
-        let pending = state.pending.iter_mut().find(|p| p.seq == seq)?;
-        pending.delivered = true;
-        while state.pending.front().is_some_and(|p| p.delivered) {
-            if let Some(done) = state.pending.pop_front() {
-                state.acked = done.end;
-                state.rereads = None;
+    pub fn delivered(&mut self, ticket: &Ticket<FileSerial>) -> Option<Command> {
+        let serial = *ticket.key();
+        match self.settlement.delivered(ticket) {
+            Settled::Delivered { advanced: true } => {
+                if let Some(state) = self.files.get_mut(&serial) {
+                    state.rereads = None;
+                }
                 self.dirty = true;
             }
+            Settled::Delivered { advanced: false } => {}
+            Settled::Failed(_) | Settled::Stale => return None,
         }
         self.release_if_settled(serial)
     }
@@ -163,20 +152,19 @@ impl Tracker {
     /// back-off; the returned command says so.
     pub fn failed(
         &mut self,
-        serial: FileSerial,
-        seq: u64,
+        ticket: &Ticket<FileSerial>,
         retry: bool,
     ) -> (FailureOutcome, Option<Command>) {
+        let serial = *ticket.key();
+        // Nothing at or after the hole may move the checkpoint: the settlement voids it
+        // all (it is read again) and moves the file's generation on.
+        let Settled::Failed(failure) = self.settlement.failed(ticket) else {
+            return (FailureOutcome::Ignored, None);
+        };
         let Some(state) = self.files.get_mut(&serial) else {
             return (FailureOutcome::Ignored, None);
         };
-        let Some(index) = state.pending.iter().position(|p| p.seq == seq) else {
-            return (FailureOutcome::Ignored, None);
-        };
-        let offset = state.pending[index].start;
-        // Nothing at or after the hole may move the checkpoint: it is all read again.
-        state.pending.truncate(index);
-        state.generation += 1;
+        let offset = failure.resume_from.unwrap_or(0);
         if retry && state.rereadable {
             // REREAD has no budget, so it always grants a wait.
             let backoff = state
@@ -188,7 +176,7 @@ impl Tracker {
             let command = Command::Rewind {
                 serial,
                 offset,
-                generation: state.generation,
+                generation: failure.epoch,
                 not_before: Instant::now() + backoff,
             };
             return (FailureOutcome::Retried, Some(command));
@@ -209,8 +197,9 @@ impl Tracker {
         state.rereadable = false;
         state.drained = true;
         // The reader already let go of this serial; nothing to release.
-        if state.pending.is_empty() {
+        if self.settlement.is_idle(&serial) {
             self.files.remove(&serial);
+            self.settlement.forget(&serial);
             self.dirty = true;
         }
         None
@@ -218,11 +207,12 @@ impl Tracker {
 
     fn release_if_settled(&mut self, serial: FileSerial) -> Option<Command> {
         let state = self.files.get(&serial)?;
-        if !(state.drained && state.pending.is_empty()) {
+        if !(state.drained && self.settlement.is_idle(&serial)) {
             return None;
         }
         let rereadable = state.rereadable;
         self.files.remove(&serial);
+        self.settlement.forget(&serial);
         self.dirty = true;
         rereadable.then_some(Command::Release(serial))
     }
@@ -240,7 +230,7 @@ impl Tracker {
                 device: state.device,
                 inode: state.inode,
                 fingerprint: checkpoint::hex(fingerprint),
-                offset: state.acked,
+                offset: self.settlement.checkpoint(&serial).unwrap_or(0),
             };
             let key = (entry.device, entry.inode, entry.fingerprint.clone());
             // The same content under an old serial (before a truncation) loses to the newest.
@@ -259,7 +249,7 @@ impl Tracker {
 
     /// Batches still waiting for their acknowledgement.
     pub fn outstanding(&self) -> usize {
-        self.files.values().map(|s| s.pending.len()).sum()
+        self.settlement.outstanding()
     }
 }
 
@@ -299,9 +289,9 @@ mod tests {
         tracker.opened(opened(1));
         let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
         let b = tracker.accept(&batch(1, 0, 10, 20)).expect("current");
-        tracker.delivered(1, b);
+        tracker.delivered(&b);
         assert_eq!(offset(&mut tracker), 0);
-        tracker.delivered(1, a);
+        tracker.delivered(&a);
         assert_eq!(offset(&mut tracker), 20);
     }
 
@@ -312,7 +302,7 @@ mod tests {
         let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
         let b = tracker.accept(&batch(1, 0, 10, 20)).expect("current");
         let c = tracker.accept(&batch(1, 0, 20, 30)).expect("current");
-        let (outcome, command) = tracker.failed(1, b, true);
+        let (outcome, command) = tracker.failed(&b, true);
         assert_eq!(outcome, FailureOutcome::Retried);
         assert!(matches!(
             command,
@@ -322,8 +312,8 @@ mod tests {
                 ..
             })
         ));
-        tracker.delivered(1, c);
-        tracker.delivered(1, a);
+        tracker.delivered(&c);
+        tracker.delivered(&a);
         assert_eq!(offset(&mut tracker), 10);
         assert_eq!(
             tracker.accept(&batch(1, 0, 30, 40)),
@@ -331,7 +321,7 @@ mod tests {
             "stale generation"
         );
         let again = tracker.accept(&batch(1, 1, 10, 30)).expect("re-read");
-        tracker.delivered(1, again);
+        tracker.delivered(&again);
         assert_eq!(offset(&mut tracker), 30);
     }
 
@@ -341,7 +331,7 @@ mod tests {
         tracker.opened(opened(1));
         let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
         assert!(tracker.drained(1).is_none());
-        assert!(matches!(tracker.delivered(1, a), Some(Command::Release(1))));
+        assert!(matches!(tracker.delivered(&a), Some(Command::Release(1))));
         assert!(tracker.take_entries().is_empty());
     }
 
