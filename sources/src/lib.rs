@@ -1,6 +1,7 @@
 //! siemflow-sources: the source plugins, one module (folder) per plugin `type`.
 
 pub mod file;
+pub mod graph_security;
 mod lines;
 pub mod microsoft;
 pub mod o365_management;
@@ -14,6 +15,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<file::FileConfig>(
         "file",
         "Tails files matching globs (JSON or text lines), through rotation, checkpointing only delivered data",
+    );
+    registry.source::<graph_security::GraphSecurityConfig>(
+        "graph_security",
+        "Reads Microsoft Graph security alerts (alerts_v2) and incidents of one or more tenants, every new version once; cursors advance only over delivered pages",
     );
     registry.source::<o365_management::O365ManagementConfig>(
         "o365_management",

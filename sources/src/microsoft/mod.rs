@@ -14,6 +14,9 @@
 //! - [`paging`]: OData paging (`@odata.nextLink`, the `$skip` fallback, expired skip tokens);
 //! - [`cursor`]: a high-water mark with an overlap window and the (id, version) pairs
 //!   already emitted, saved crash-safely;
+//! - [`poll`]: the poll loop of a Graph collection read by a time field (windows paged
+//!   whole, one acknowledged batch per page, the cursor moved by ordered settlement);
+//! - [`tenants`]: the `tenants` option's checks;
 //! - and core's [`siemflow_core::settlement`], which moves a checkpoint only over
 //!   delivered batches.
 //!
@@ -31,7 +34,9 @@ pub mod errors;
 pub mod paging;
 #[cfg(test)]
 mod recipe;
+pub mod poll;
 pub mod record_types;
+pub mod tenants;
 
 pub use api::ApiProfile;
 pub use budget::{BudgetKey, RequestBudget, Window};

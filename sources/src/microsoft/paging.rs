@@ -165,6 +165,9 @@ impl ODataPager {
     /// Goes back to the first page (after [`PagingError::SkipTokenExpired`], when the
     /// query itself is still right).
     pub fn restart(&mut self) {
+        self.skip = query_value(&self.first.url, "$skip")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         self.received = 0;
         self.next = Next::First;
     }
@@ -198,6 +201,14 @@ impl ODataPager {
                 detail: format!("not an OData collection: {e}"),
             })?;
         let count = page.value.len() as u64;
+        // A nextLink's own `$skip` is where its page starts (a link may point back, to
+        // repeat a record): a `$skip` fallback after it counts from there.
+        if continuation
+            && let Some(skip) = query_value(&url, "$skip").and_then(|s| s.trim().parse().ok())
+        {
+            self.skip = skip;
+            self.received = 0;
+        }
         self.received += count;
         self.next = match page.next_link.as_deref().map(str::trim) {
             Some(link) if !link.is_empty() => {

@@ -185,43 +185,7 @@ impl O365ManagementConfig {
     /// The problems serde cannot see, each at its key.
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.tenants.is_empty() {
-            issues.push(
-                ConfigIssue::new("tenants", "no tenant given").hint(
-                    "tenants = [{ tenant_id = \"…\", client_id = \"…\", client_secret = \"${M365_CLIENT_SECRET}\" }]",
-                ),
-            );
-        }
-        for (i, tenant) in self.tenants.iter().enumerate() {
-            let prefix = format!("tenants[{i}]");
-            let entra = tenant.check(&prefix);
-            let tenant_id_reported = entra
-                .iter()
-                .any(|issue| issue.key.as_deref() == Some(&format!("{prefix}.tenant_id")));
-            issues.extend(entra);
-            let id = tenant.tenant_id.trim();
-            if !tenant_id_reported && !is_guid(id) {
-                issues.push(
-                    ConfigIssue::new(
-                        &format!("{prefix}.tenant_id"),
-                        format!("`{id}` is a domain; the Management Activity API needs the tenant ID GUID in its URLs"),
-                    )
-                    .hint("the Directory (tenant) ID from the app registration's Overview page"),
-                );
-            }
-            let repeated = self.tenants[..i]
-                .iter()
-                .any(|other| other.tenant_id.trim().eq_ignore_ascii_case(id));
-            if repeated && !id.is_empty() {
-                issues.push(
-                    ConfigIssue::new(
-                        &format!("{prefix}.tenant_id"),
-                        format!("tenant `{id}` is listed twice"),
-                    )
-                    .hint("list each tenant once; one app registration per tenant is enough"),
-                );
-            }
-        }
+        issues.extend(crate::microsoft::tenants::tenant_issues(&self.tenants, "the Management Activity API"));
         if self.content_types.is_empty() {
             issues.push(
                 ConfigIssue::new("content_types", "no content type given")

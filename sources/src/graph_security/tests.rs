@@ -1,0 +1,546 @@
+//! The source against the in-process Graph simulator, faults on: a sink-side buffer stands
+//! in for the pipeline, the test delivers each batch, and the simulator's ground truth
+//! (`graph_ground_truth`) and stats say what should have arrived and how it was asked for.
+//! The harness (start, deliver, stop) is shared with `entra_logs`' tests.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use siemflow_core::auth::{Cloud, EntraConfig};
+use siemflow_core::buffer::{self, BufferConfig, BufferReceiver};
+use siemflow_core::event::{Batch, resolve_batch};
+use siemflow_core::fanout::{Output, Targets};
+use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
+use siemflow_core::plugin::ComponentContext;
+use siemflow_core::retry::RetryRule;
+use siemflow_core::{BatchStatus, BoxFuture, Secret, SourceContext, Value};
+use siemflow_simulator::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphFaults, GraphResource,
+    M365Config, Simulator, graph_ground_truth, graph_versions,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::GraphSecurityConfig;
+use crate::microsoft::poll::PollTuning;
+use crate::microsoft::{BudgetKey, RequestBudget, Window};
+use crate::testing::counter_value;
+
+/// Longest a test waits for something that should happen.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(150);
+
+pub(crate) async fn simulator(config: M365Config) -> Arc<Simulator> {
+    Arc::new(
+        Simulator::start(config, "127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("simulator starts"),
+    )
+}
+
+/// A world with `history` behind it, live (new versions and records as the clock moves),
+/// with the Management API's own faults off and its limit out of the way.
+pub(crate) fn world(history: &str, faults: GraphFaults) -> M365Config {
+    let mut config = M365Config {
+        history: humantime::parse_duration(history).expect("duration"),
+        live: true,
+        requests_per_minute: 1_000_000,
+        ..M365Config::default()
+    };
+    config.graph.faults = faults;
+    config
+}
+
+/// Every Graph fault the brief names, at rates that fire within a few dozen requests.
+pub(crate) fn every_fault() -> GraphFaults {
+    GraphFaults {
+        throttle_rate: 0.1,
+        server_error_rate: 0.08,
+        slow_rate: 0.25,
+        slow_latency: Duration::from_millis(300),
+        repeat_rate: 0.3,
+        missing_next_link_rate: 0.3,
+        expired_skiptoken_rate: 0.15,
+    }
+}
+
+pub(crate) fn entra(sim: &Simulator) -> EntraConfig {
+    EntraConfig {
+        tenant_id: DEFAULT_TENANT_ID.into(),
+        client_id: DEFAULT_CLIENT_ID.into(),
+        client_secret: Some(Secret::new(DEFAULT_CLIENT_SECRET)),
+        certificate: None,
+        cloud: Cloud::Commercial,
+        login_url: Some(sim.base_url()),
+    }
+}
+
+/// Short back-offs, the simulator's clock as "now", no log lag.
+pub(crate) fn tuning(sim: &Arc<Simulator>) -> PollTuning {
+    let clock = Arc::clone(sim);
+    PollTuning {
+        clock: Arc::new(move || clock.now()),
+        config_error_pause: Duration::from_millis(300),
+        save_interval: Duration::from_millis(20),
+        log_lag: TimeDelta::zero(),
+        ..PollTuning::default()
+    }
+    .with_retries(
+        RetryRule::new(Duration::from_millis(5), Duration::from_millis(50)).at_most(30),
+        RetryRule::new(Duration::from_millis(5), Duration::from_millis(50)),
+    )
+}
+
+pub(crate) fn security_config(sim: &Simulator) -> GraphSecurityConfig {
+    let mut config = GraphSecurityConfig::with_tenants(vec![entra(sim)]);
+    config.api_url = Some(sim.base_url());
+    // Further back than the history: everything that exists is read.
+    config.start_from = Duration::from_secs(3 * 86_400);
+    config.poll_interval = Duration::from_millis(100);
+    config
+}
+
+/// A running source and the buffer it writes to.
+pub(crate) struct Running {
+    pub id: String,
+    rx: BufferReceiver,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Wires a source's context to a buffer the test reads, builds it with `build`, runs it.
+pub(crate) fn start(
+    id: &str,
+    type_name: &str,
+    state_dir: &Path,
+    build: impl FnOnce(SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>>,
+) -> Running {
+    siemflow_core::metrics::prometheus();
+    // RUST_LOG=siemflow_sources=debug shows what the source does.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let labels = ComponentLabels {
+        id: id.to_string(),
+        kind: ComponentKind::Source,
+        type_name: type_name.to_string(),
+    };
+    let sink_labels = ComponentLabels {
+        id: format!("{id}_sink"),
+        kind: ComponentKind::Sink,
+        type_name: "test".to_string(),
+    };
+    let buffer_config = BufferConfig {
+        max_events: 20_000,
+        ..BufferConfig::default()
+    };
+    let (tx, rx) = buffer::channel(&buffer_config, &sink_labels);
+    let shutdown = CancellationToken::new();
+    let cx = SourceContext {
+        component: ComponentContext {
+            id: id.to_string(),
+            state_dir: state_dir.to_path_buf(),
+            metrics: ComponentMetrics::new(labels.clone()),
+        },
+        out: Output::new(None, Targets::new(vec![("sink".to_string(), tx)]), &labels),
+        shutdown: shutdown.clone(),
+    };
+    let future = build(cx).expect("build");
+    Running {
+        id: id.to_string(),
+        rx,
+        shutdown,
+        task: tokio::spawn(future),
+    }
+}
+
+impl Running {
+    /// Receives and delivers until `done` holds; false when the patience ran out first.
+    pub(crate) async fn deliver_until(
+        &mut self,
+        seen: &mut Received,
+        mut done: impl FnMut(&Received) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(seen) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if let Ok(Some(batch)) =
+                tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await
+            {
+                seen.add(&batch);
+                resolve_batch(batch, BatchStatus::Delivered);
+            }
+        }
+        true
+    }
+
+    /// Delivers whatever comes for `period`.
+    pub(crate) async fn deliver_for(&mut self, seen: &mut Received, period: Duration) {
+        let until = Instant::now() + period;
+        self.deliver_until(seen, |_| Instant::now() >= until).await;
+    }
+
+    /// Stops the source, delivering whatever it still emits; it must end cleanly.
+    pub(crate) async fn stop(mut self, seen: &mut Received) {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            tokio::select! {
+                ended = &mut self.task => {
+                    ended.expect("source task").expect("source ends cleanly");
+                    return;
+                }
+                batch = self.rx.recv() => if let Some(batch) = batch {
+                    seen.add(&batch);
+                    resolve_batch(batch, BatchStatus::Delivered);
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("the source did not stop"),
+            }
+        }
+    }
+
+    pub(crate) fn counter(&self, name: &str, label: &str) -> u64 {
+        counter_value(name, &self.id, label)
+    }
+}
+
+/// What arrived: per resource, each (id, version time) pair and how often.
+#[derive(Default)]
+pub(crate) struct Received {
+    pub events: usize,
+    /// (resource, id, time field as written) → times received.
+    pub pairs: HashMap<(String, String, String), usize>,
+    pub without_metadata: usize,
+    /// The time field each resource is identified by.
+    pub time_fields: HashMap<String, &'static str>,
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(value) => match value.to_str_lossy() {
+            Some(text) => text.into_owned(),
+            None => value.to_string(),
+        },
+        None => String::new(),
+    }
+}
+
+impl Received {
+    pub(crate) fn new(time_fields: &[(&str, &'static str)]) -> Self {
+        Received {
+            time_fields: time_fields
+                .iter()
+                .map(|(r, f)| (r.to_string(), *f))
+                .collect(),
+            ..Received::default()
+        }
+    }
+
+    fn add(&mut self, batch: &Batch) {
+        for event in batch {
+            let object = event.value.as_object().expect("object event");
+            let Some(meta) = object.get("siemflow").and_then(Value::as_object) else {
+                self.without_metadata += 1;
+                continue;
+            };
+            let resource = text(meta.get("resource"));
+            assert_eq!(text(meta.get("tenant_id")), DEFAULT_TENANT_ID);
+            assert!(matches!(meta.get("fetched_at"), Some(Value::Timestamp(_))));
+            let field = self.time_fields.get(&resource).copied().unwrap_or("");
+            let key = (resource, text(object.get("id")), text(object.get(field)));
+            *self.pairs.entry(key).or_default() += 1;
+            self.events += 1;
+        }
+    }
+
+    /// (id, time) pairs of one resource, each once.
+    pub(crate) fn of(&self, resource: &str) -> HashSet<(String, DateTime<Utc>)> {
+        self.pairs
+            .keys()
+            .filter(|(r, _, _)| r == resource)
+            .map(|(_, id, at)| (id.clone(), parse(at)))
+            .collect()
+    }
+
+    /// Pairs received more than once.
+    pub(crate) fn repeated(&self) -> usize {
+        self.pairs.values().filter(|n| **n > 1).count()
+    }
+}
+
+pub(crate) fn parse(at: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|e| panic!("`{at}` is not a time: {e}"))
+}
+
+/// The (id, time) of each ground-truth record: for alerts and incidents their latest
+/// version visible at `until`.
+pub(crate) fn truth(
+    sim: &Simulator,
+    resource: GraphResource,
+    field: &str,
+    until: DateTime<Utc>,
+) -> HashSet<(String, DateTime<Utc>)> {
+    graph_ground_truth(
+        sim.config(),
+        DEFAULT_TENANT_ID,
+        resource,
+        sim.history_start(),
+        until,
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["id"].as_str().expect("id").to_string(),
+            parse(r[field].as_str().expect("time")),
+        )
+    })
+    .collect()
+}
+
+/// True when every truth pair arrived, or a later version of its record did.
+pub(crate) fn has_final_versions(
+    got: &HashSet<(String, DateTime<Utc>)>,
+    want: &HashSet<(String, DateTime<Utc>)>,
+) -> bool {
+    missing_final_versions(got, want).is_empty()
+}
+
+/// The truth pairs that did not arrive, nor any later version of their record.
+pub(crate) fn missing_final_versions<'a>(
+    got: &HashSet<(String, DateTime<Utc>)>,
+    want: &'a HashSet<(String, DateTime<Utc>)>,
+) -> Vec<&'a (String, DateTime<Utc>)> {
+    let latest: HashMap<&str, DateTime<Utc>> =
+        got.iter().fold(HashMap::new(), |mut m, (id, at)| {
+            let e = m.entry(id.as_str()).or_insert(*at);
+            *e = (*e).max(*at);
+            m
+        });
+    want.iter()
+        .filter(|(id, at)| latest.get(id.as_str()).is_none_or(|l| l < at))
+        .collect()
+}
+
+fn security_received() -> Received {
+    Received::new(&[
+        ("alerts", "lastUpdateDateTime"),
+        ("incidents", "lastUpdateDateTime"),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_and_incident_arrives_in_its_final_version_through_every_fault() {
+    let mut config = world("2d", every_fault());
+    config.seed = 11;
+    config.graph.alerts_per_hour = 60;
+    let sim = simulator(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = security_config(&sim);
+    let mut running = start("graph_faults", "graph_security", dir.path(), |cx| {
+        source.build_with(cx, tuning(&sim))
+    });
+    let mut seen = security_received();
+
+    // The 2-day backfill, then live arrivals: the clock moves on in steps.
+    for step in 0..4 {
+        if step > 0 {
+            sim.advance_clock(Duration::from_secs(40 * 60));
+        }
+        let until = sim.now();
+        let alerts = truth(&sim, GraphResource::Alerts, "lastUpdateDateTime", until);
+        let incidents = truth(&sim, GraphResource::Incidents, "lastUpdateDateTime", until);
+        assert!(
+            alerts.len() > 1000 && incidents.len() > 400,
+            "a real workload: {} alerts, {} incidents",
+            alerts.len(),
+            incidents.len()
+        );
+        let arrived = running
+            .deliver_until(&mut seen, |r| {
+                has_final_versions(&r.of("alerts"), &alerts)
+                    && has_final_versions(&r.of("incidents"), &incidents)
+            })
+            .await;
+        assert!(
+            arrived,
+            "step {step}: missing alerts {:?}, incidents {:?} (received {})",
+            missing_final_versions(&seen.of("alerts"), &alerts)
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>(),
+            missing_final_versions(&seen.of("incidents"), &incidents)
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>(),
+            seen.events
+        );
+    }
+    running
+        .deliver_for(&mut seen, Duration::from_millis(500))
+        .await;
+    let repeated_dropped = running.counter("graph_repeated_records_total", "");
+    running.stop(&mut seen).await;
+
+    // Nothing invented, nothing twice: every pair is a published version, emitted once.
+    let until = sim.now();
+    for (resource, which) in [
+        ("alerts", GraphResource::Alerts),
+        ("incidents", GraphResource::Incidents),
+    ] {
+        let versions: HashSet<(String, DateTime<Utc>)> = graph_versions(
+            sim.config(),
+            DEFAULT_TENANT_ID,
+            which,
+            sim.history_start(),
+            until,
+        )
+        .into_iter()
+        .collect();
+        let got = seen.of(resource);
+        let invented: Vec<_> = got.difference(&versions).take(5).collect();
+        assert!(
+            invented.is_empty(),
+            "{resource}: unpublished versions {invented:?}"
+        );
+        let updated = got.len() - got.iter().map(|(id, _)| id).collect::<HashSet<_>>().len();
+        assert!(
+            updated > 20,
+            "{resource}: later versions arrived too ({updated})"
+        );
+    }
+    let twice: Vec<_> = seen.pairs.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        twice.is_empty(),
+        "each version emitted once: {} twice, e.g. {twice:?} (now {until})",
+        seen.repeated()
+    );
+    assert_eq!(seen.without_metadata, 0);
+    assert!(
+        repeated_dropped > 0,
+        "repeated records across pages were dropped"
+    );
+
+    let graph = sim.stats().tenant(DEFAULT_TENANT_ID).graph;
+    for fault in [
+        "throttle",
+        "server_error",
+        "slow",
+        "repeat",
+        "missing_next_link",
+    ] {
+        assert!(graph.fault(fault) > 0, "{fault} fired: {:?}", graph.faults);
+    }
+    assert_eq!(graph.bad_requests, 0, "every query is one Graph accepts");
+    assert!(graph.requests["alerts_v2"] > 0 && graph.requests["incidents"] > 0);
+    assert!(graph.max_in_window("security", Duration::from_secs(60)) <= 150);
+
+    // The saved cursors resume a restart where it stopped: nothing new to emit.
+    let mut again = start("graph_faults_again", "graph_security", dir.path(), |cx| {
+        source.build_with(cx, tuning(&sim))
+    });
+    let mut after = security_received();
+    again.deliver_for(&mut after, Duration::from_secs(2)).await;
+    again.stop(&mut after).await;
+    let fresh: Vec<_> = after
+        .pairs
+        .keys()
+        .filter(|key| !seen.pairs.contains_key(*key))
+        .collect();
+    assert_eq!(
+        after.events,
+        fresh.len(),
+        "a restart re-emits nothing delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_of_one_tenant_share_its_budget_and_its_pauses() {
+    const PER_MINUTE: u32 = 20;
+    let mut config = world(
+        "2d",
+        GraphFaults {
+            throttle_rate: 0.1,
+            ..GraphFaults::default()
+        },
+    );
+    config.seed = 5;
+    config.graph.alerts_per_hour = 20;
+    config.graph.security_requests_per_minute = PER_MINUTE;
+    let sim = simulator(config).await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut source = security_config(&sim);
+    source.requests_per_minute = PER_MINUTE;
+    let mut a = start("graph_budget_a", "graph_security", dir_a.path(), |cx| {
+        source.build_with(cx, tuning(&sim))
+    });
+    let mut b = start("graph_budget_b", "graph_security", dir_b.path(), |cx| {
+        source.build_with(cx, tuning(&sim))
+    });
+    // The budget both sources' clients hold: one per (tenant, host, quota) in the process.
+    let budget = RequestBudget::join(
+        BudgetKey {
+            tenant: DEFAULT_TENANT_ID.to_string(),
+            host: sim.address().to_string(),
+            quota: "security",
+        },
+        &[Window::per_minute(PER_MINUTE)],
+        "graph",
+    );
+    let security_requests = || {
+        sim.stats()
+            .tenant(DEFAULT_TENANT_ID)
+            .graph
+            .request_times
+            .get("security")
+            .map_or(0, Vec::len)
+    };
+    let (mut seen_a, mut seen_b) = (security_received(), security_received());
+    let mut pauses_checked = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(75) {
+        a.deliver_for(&mut seen_a, Duration::from_millis(100)).await;
+        b.deliver_for(&mut seen_b, Duration::from_millis(100)).await;
+        // A 429 to either pauses both: no request reaches the simulator until it passes.
+        if let Some(until) = budget.paused_until()
+            && until > tokio::time::Instant::now() + Duration::from_millis(600)
+        {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let before = security_requests();
+            tokio::time::sleep_until(until - Duration::from_millis(100)).await;
+            assert_eq!(
+                security_requests(),
+                before,
+                "a request went out during a pause"
+            );
+            pauses_checked += 1;
+        }
+    }
+    assert!(pauses_checked > 0, "a throttled answer paused the budget");
+    assert!(a.counter("graph_throttled_total", "") + b.counter("graph_throttled_total", "") > 0);
+    let graph = sim.stats().tenant(DEFAULT_TENANT_ID).graph;
+    let total = graph.request_times["security"].len();
+    assert!(
+        total > PER_MINUTE as usize,
+        "the window was put to the test: {total} requests"
+    );
+    let most = graph.max_in_window("security", Duration::from_secs(60));
+    assert!(most <= PER_MINUTE as usize, "{most} requests in one minute");
+    assert_eq!(
+        graph.throttled, 0,
+        "the simulator's own limit never had to refuse"
+    );
+    assert!(graph.fault("throttle") > 0);
+    assert!(seen_a.events > 0 && seen_b.events > 0, "both sources read");
+    a.stop(&mut seen_a).await;
+    b.stop(&mut seen_b).await;
+}

@@ -1,0 +1,766 @@
+//! The poll loop of a Graph collection read by a record time field (security alerts and
+//! incidents, the Entra ID logs), written once for every source that reads one.
+//!
+//! Each poll covers a window `[cursor − overlap, until)` and pages through **all of it**
+//! before the cursor may move to `until`: sign-ins come newest-first, so a cursor moved
+//! page by page would skip what the later pages hold. Every page is one batch with one
+//! end-to-end acknowledgement, registered with core's ordered settlement; the cursor store
+//! (high-water mark + the (id, version) pairs already emitted inside the overlap) moves
+//! only over the settled prefix and is written crash-safely.
+//!
+//! - A record version already emitted (a repeated record across pages, the overlap, a
+//!   restarted walk) is dropped by the cursor's pair set, so each version is emitted once.
+//! - An expired skip token restarts the walk of the same window (a few times).
+//! - A failed batch rewinds: the walk in progress stops, the failed pairs are forgotten,
+//!   and the next poll reads again from the checkpoint.
+//! - A configuration error (permission, licence, credentials) is logged with what to fix
+//!   and retried slowly.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use reqwest::Url;
+use reqwest::header::HeaderMap;
+use siemflow_core::event::{Event, attach_ack};
+use siemflow_core::fanout::Output;
+use siemflow_core::metrics::ComponentMetrics;
+use siemflow_core::retry::RetryRule;
+use siemflow_core::settlement::{AfterFailure, OrderedSettlement, Settled};
+use siemflow_core::{BatchStatus, ObjectMap, SourceContext, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ApiClient, ApiRequest, RetryRules};
+use super::cursor::{CursorStore, RecordVersion};
+use super::paging::{ODataPager, PagingError};
+
+/// The metadata object every event carries (the same as `o365_management`'s).
+pub const METADATA_FIELD: &str = "siemflow";
+
+/// The cursor file in the component's state folder.
+pub const STATE_FILE: &str = "cursors.json";
+
+/// Walks of one window restarted after an expired skip token before the poll gives up
+/// (and the next poll tries again).
+const MAX_WALK_RESTARTS: u32 = 5;
+
+/// Emitted pages of one collection not yet acknowledged; past this the walk waits, which
+/// bounds memory when a sink is slow.
+const MAX_UNSETTLED_PAGES: usize = 64;
+
+/// Where "now" comes from: the system clock, or a test's simulated one.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Timings that are not options: fixed in production, shortened by tests.
+#[derive(Clone)]
+pub struct PollTuning {
+    /// "Now" for windows and lag.
+    pub clock: Clock,
+    /// The client's retries (transient failures; throttling).
+    pub retries: RetryRules,
+    /// Wait after a configuration error: slow, never a hot loop.
+    pub config_error_pause: Duration,
+    /// Most frequent cursor file write.
+    pub save_interval: Duration,
+    /// How far behind now a log window ends, so that a clock ahead of the service's does
+    /// not mark seconds it has not written yet as covered.
+    pub log_lag: TimeDelta,
+}
+
+impl Default for PollTuning {
+    fn default() -> Self {
+        PollTuning {
+            clock: Arc::new(Utc::now),
+            retries: RetryRules::default(),
+            config_error_pause: Duration::from_secs(300),
+            save_interval: Duration::from_secs(1),
+            log_lag: TimeDelta::minutes(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for PollTuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollTuning")
+            .field("retries", &self.retries)
+            .field("config_error_pause", &self.config_error_pause)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PollTuning {
+    /// A tuning whose retries follow `transient` and `throttle`.
+    pub fn with_retries(mut self, transient: RetryRule, throttle: RetryRule) -> Self {
+        self.retries = RetryRules {
+            transient,
+            throttle,
+        };
+        self
+    }
+}
+
+/// In what order a collection returns its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Sorted by the time field, oldest first (`$orderby=… asc`): open-ended windows.
+    Ascending,
+    /// Newest first, unsortable (sign-ins): windows closed at `now − lag`.
+    NewestFirst,
+}
+
+/// One collection of one tenant, as the poller reads it.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    /// Its name in the metadata, logs, metrics and cursor key (`alerts`, `sign_ins`).
+    pub resource: String,
+    /// The operation's name in request metrics (`alerts_v2`, `signIns`).
+    pub endpoint: &'static str,
+    /// The collection's URL, without a query.
+    pub url: Url,
+    /// The record time field the cursor follows (`lastUpdateDateTime`, `createdDateTime`).
+    pub time_field: &'static str,
+    /// True for mutable records: each `time_field` value is a new version to emit. False:
+    /// a record is emitted once by `id`.
+    pub versioned: bool,
+    /// A filter clause always added (`signInEventTypes/any(t: t eq 'servicePrincipal')`).
+    pub fixed_filter: Option<String>,
+    /// The order of its records.
+    pub order: Order,
+    /// `$top`: the page size asked for.
+    pub top: u32,
+    /// Headers sent with every request (Graph's `Prefer`).
+    pub headers: HeaderMap,
+}
+
+/// An OData DateTimeOffset literal (no quotes; at most 7 fractional digits).
+fn literal(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Collection {
+    /// The first page of the window `[from, until)` (`until` bounds newest-first windows
+    /// only; a sorted query reads up to now).
+    pub fn query(&self, from: DateTime<Utc>, until: DateTime<Utc>) -> Url {
+        let field = self.time_field;
+        let mut filter = format!("{field} ge {}", literal(from));
+        if self.order == Order::NewestFirst {
+            filter.push_str(&format!(" and {field} lt {}", literal(until)));
+        }
+        if let Some(fixed) = &self.fixed_filter {
+            filter.push_str(&format!(" and {fixed}"));
+        }
+        let mut url = self.url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("$filter", &filter);
+            if self.order == Order::Ascending {
+                query.append_pair("$orderby", &format!("{field} asc"));
+            }
+            query.append_pair("$top", &self.top.to_string());
+        }
+        url
+    }
+
+    /// The cursor key of this collection in a tenant.
+    fn key(&self, tenant_id: &str) -> String {
+        format!("{tenant_id}/{}", self.resource)
+    }
+
+    /// The record's version pair and time; `None` when it has no usable `id` or time.
+    fn identify(&self, record: &ObjectMap) -> Option<(RecordVersion, DateTime<Utc>)> {
+        let id = text(record.get("id"))?;
+        let written = text(record.get(self.time_field))?;
+        let at = DateTime::parse_from_rfc3339(&written)
+            .ok()?
+            .with_timezone(&Utc);
+        let version = if self.versioned {
+            written
+        } else {
+            String::new()
+        };
+        Some((RecordVersion::new(id, version), at))
+    }
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value?.to_str_lossy().map(|text| text.into_owned())
+}
+
+/// The options every collection of a source reads.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// How far back a collection without a cursor starts.
+    pub start_from: TimeDelta,
+    /// The wait between polls once a window is read.
+    pub poll_interval: Duration,
+    /// The permission named when a request is refused for the lack of it.
+    pub permission: &'static str,
+    /// The timings.
+    pub tuning: PollTuning,
+}
+
+/// The cursors and their settlement, shared by a source's collections.
+struct State {
+    store: CursorStore,
+    settlement: OrderedSettlement<String, DateTime<Utc>>,
+}
+
+/// What every collection of a source shares.
+struct Shared {
+    settings: PollSettings,
+    state: Mutex<State>,
+    out: Output,
+    shutdown: CancellationToken,
+    component: ComponentMetrics,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Each update is a few map operations; a panic cannot leave them half done in a
+        // way that loses data (at worst a page is read again).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.settings.tuning.clock)()
+    }
+
+    /// Sleeps unless stopping; false when stopping.
+    async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+}
+
+/// One collection of one tenant and the client that reads it.
+pub struct Feed {
+    /// The tenant's client (token, budget, retries).
+    pub client: Arc<ApiClient>,
+    /// The collection.
+    pub collection: Collection,
+}
+
+/// Runs every feed until shutdown, then until every emitted page is settled, and writes
+/// the cursor file (`overlap` is how far behind its mark each window starts).
+pub async fn run(
+    settings: PollSettings,
+    overlap: TimeDelta,
+    feeds: Vec<Feed>,
+    cx: SourceContext,
+) -> anyhow::Result<()> {
+    let path = cx.component.ensure_state_dir()?.join(STATE_FILE);
+    let store = CursorStore::open(path, overlap)?;
+    let mut settlement = OrderedSettlement::new(AfterFailure::Rewind);
+    for feed in &feeds {
+        let key = feed.collection.key(feed.client.tenant_id());
+        let mark = store.cursor(&key).and_then(|c| c.high_water());
+        match mark {
+            Some(mark) => tracing::info!(%key, %mark, "resuming from the saved cursor"),
+            None => tracing::info!(%key, "no saved cursor: backfilling"),
+        }
+        settlement.track(key, mark);
+    }
+    let shared = Arc::new(Shared {
+        settings,
+        state: Mutex::new(State { store, settlement }),
+        out: cx.out.clone(),
+        shutdown: cx.shutdown.clone(),
+        component: cx.component.metrics.clone(),
+    });
+    let mut tasks = JoinSet::new();
+    for feed in feeds {
+        tasks.spawn(poll_feed(Arc::clone(&shared), feed));
+    }
+    let writes = cx
+        .component
+        .metrics
+        .labels
+        .counter("checkpoint_writes_total", &[]);
+    let mut save_tick = tokio::time::interval(shared.settings.tuning.save_interval);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed = 0;
+    // After a failed write the next tick writes even if nothing changed since.
+    let mut write_pending = false;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Err(error)) => {
+                    failed += 1;
+                    tracing::error!(%error, "a collection's poll task failed");
+                    shared.component.labels.error("feed_failed", "receiving");
+                }
+                Some(Ok(())) => {}
+                // Feeds end only at shutdown, once their pages are settled.
+                None => break,
+            },
+            _ = save_tick.tick() => {
+                match save(&shared, write_pending).await {
+                    Ok(wrote) => {
+                        write_pending = false;
+                        if wrote {
+                            writes.increment(1);
+                        }
+                    }
+                    Err(error) => {
+                        write_pending = true;
+                        tracing::error!(error = %format!("{error:#}"), "cannot save the cursors; will try again");
+                        shared.component.labels.error("checkpoint_failed", "processing");
+                    }
+                }
+            }
+        }
+    }
+    save(&shared, true).await?;
+    writes.increment(1);
+    if failed > 0 {
+        anyhow::bail!("{failed} poll task(s) failed; see the errors above");
+    }
+    Ok(())
+}
+
+/// Writes the cursor file off the async workers when something changed (or `always`);
+/// true when it wrote.
+async fn save(shared: &Shared, always: bool) -> anyhow::Result<bool> {
+    let (path, snapshot) = {
+        let mut state = shared.state();
+        if !always && !state.store.is_dirty() {
+            return Ok(false);
+        }
+        (state.store.path().to_path_buf(), state.store.snapshot())
+    };
+    tokio::task::spawn_blocking(move || super::cursor::write(&path, &snapshot))
+        .await
+        .map_err(|e| anyhow::anyhow!("the cursor writer failed: {e}"))??;
+    Ok(true)
+}
+
+/// Why a poll ended before its window was read.
+enum Stop {
+    /// Shutting down.
+    Shutdown,
+    /// A batch failed: the next poll reads again from the checkpoint.
+    Rewound,
+    /// The request failed; `config` when no retry soon can help.
+    Failed { config: bool },
+}
+
+/// One collection's metrics and cursor key.
+struct Poll {
+    shared: Arc<Shared>,
+    feed: Feed,
+    key: String,
+    lag: metrics::Gauge,
+    repeated: metrics::Counter,
+    /// Acknowledgement waits of emitted pages.
+    acks: JoinSet<()>,
+    unsettled: Arc<Semaphore>,
+    /// What the pages registered so far reach (the settlement's tail), so that each
+    /// registration reaches at least as far as the one before.
+    reached: Option<DateTime<Utc>>,
+    /// The settlement epoch `reached` belongs to; a rewind starts it again.
+    epoch: u64,
+}
+
+async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
+    let tenant_id = feed.client.tenant_id().to_string();
+    let key = feed.collection.key(&tenant_id);
+    let labels = [
+        ("tenant_id", tenant_id.as_str()),
+        ("resource", feed.collection.resource.as_str()),
+    ];
+    let prefix = feed.client.profile().metric_prefix;
+    let mut poll = Poll {
+        lag: shared.component.labels.gauge("source_lag_seconds", &labels),
+        repeated: metrics::counter!(
+            format!("{prefix}_repeated_records_total"),
+            &shared.component.labels.with(&labels)
+        ),
+        shared,
+        feed,
+        key,
+        acks: JoinSet::new(),
+        unsettled: Arc::new(Semaphore::new(MAX_UNSETTLED_PAGES)),
+        reached: None,
+        epoch: u64::MAX,
+    };
+    poll.run().await;
+}
+
+impl Poll {
+    async fn run(&mut self) {
+        loop {
+            let wait = match self.poll_once().await {
+                Ok(()) | Err(Stop::Rewound) => self.shared.settings.poll_interval,
+                Err(Stop::Failed { config: true }) => {
+                    self.shared.settings.tuning.config_error_pause
+                }
+                Err(Stop::Failed { config: false }) => self.shared.settings.poll_interval,
+                Err(Stop::Shutdown) => break,
+            };
+            // Settled acknowledgements need no keeping.
+            while self.acks.try_join_next().is_some() {}
+            if !self.shared.pause(wait).await {
+                break;
+            }
+        }
+        // Emitted pages settle (delivered, or failed when dropped at shutdown) before the
+        // last cursor write.
+        while self.acks.join_next().await.is_some() {}
+        self.apply_checkpoint(&mut self.shared.state());
+    }
+
+    /// Reads one window whole; the cursor may then move to its end.
+    async fn poll_once(&mut self) -> Result<(), Stop> {
+        let now = self.shared.now();
+        let order = self.feed.collection.order;
+        let until = match order {
+            Order::Ascending => now,
+            Order::NewestFirst => now - self.shared.settings.tuning.log_lag,
+        };
+        // The mark moves here, between walks only: pairs it forgets leave the window this
+        // walk asks for, never one a walk in progress may still be served.
+        let (from, epoch) = {
+            let mut state = self.shared.state();
+            self.apply_checkpoint(&mut state);
+            let epoch = state.settlement.epoch(&self.key);
+            let checkpoint = state.settlement.checkpoint(&self.key);
+            if epoch != self.epoch || state.settlement.is_idle(&self.key) {
+                self.epoch = epoch;
+                self.reached = checkpoint;
+            }
+            let from = state
+                .store
+                .cursor(&self.key)
+                .and_then(|c| c.query_from())
+                .unwrap_or(now - self.shared.settings.start_from);
+            (from, epoch)
+        };
+        if from >= until {
+            return Ok(());
+        }
+        let collection = &self.feed.collection;
+        let mut request = ApiRequest::get(collection.endpoint, collection.query(from, until));
+        request.headers = collection.headers.clone();
+        let mut pager = ODataPager::new(request);
+        let mut restarts = 0;
+        loop {
+            let page = pager
+                .next_page::<Value>(&self.feed.client, &self.shared.shutdown)
+                .await;
+            let page = match page {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(PagingError::SkipTokenExpired { detail }) if restarts < MAX_WALK_RESTARTS => {
+                    restarts += 1;
+                    tracing::info!(key = %self.key, restarts, "{detail}; reading the window again from its first page");
+                    pager.restart();
+                    continue;
+                }
+                Err(error) => return Err(self.failed(error)),
+            };
+            let reach = match order {
+                // Sorted: everything up to the page's last time is read.
+                Order::Ascending => page_max(&self.feed.collection, &page.items).max(self.reached),
+                // Newest first: nothing is safe until the whole window is read.
+                Order::NewestFirst => self.reached,
+            }
+            .unwrap_or(from);
+            self.reached = Some(reach);
+            self.emit(page.items, epoch, reach).await?;
+        }
+        // The whole window is read: the mark may move to its end once its pages settle.
+        let end = self.reached.map_or(until, |r| r.max(until));
+        let mut state = self.shared.state();
+        if state.settlement.epoch(&self.key) != epoch {
+            return Err(Stop::Rewound);
+        }
+        state.settlement.register_settled(self.key.clone(), end);
+        self.reached = Some(end);
+        Ok(())
+    }
+
+    fn failed(&self, error: PagingError) -> Stop {
+        let tenant_id = self.feed.client.tenant_id();
+        let resource = &self.feed.collection.resource;
+        match error {
+            PagingError::Api(super::ApiError::Cancelled) => Stop::Shutdown,
+            PagingError::Api(error) if error.is_config() => {
+                tracing::error!(
+                    %tenant_id, %resource, %error,
+                    "reading failed: {}; trying again in {}",
+                    error.advice(self.shared.settings.permission),
+                    humantime::format_duration(self.shared.settings.tuning.config_error_pause)
+                );
+                self.shared.component.labels.error("config", "receiving");
+                Stop::Failed { config: true }
+            }
+            error => {
+                tracing::warn!(%tenant_id, %resource, %error, "reading failed; the window is read again at the next poll");
+                self.shared
+                    .component
+                    .labels
+                    .error("request_failed", "receiving");
+                Stop::Failed { config: false }
+            }
+        }
+    }
+
+    /// Emits a page's new record versions as one batch whose acknowledgement settles them.
+    async fn emit(
+        &mut self,
+        items: Vec<Value>,
+        epoch: u64,
+        reach: DateTime<Utc>,
+    ) -> Result<(), Stop> {
+        let Ok(permit) = Arc::clone(&self.unsettled).acquire_owned().await else {
+            return Err(Stop::Shutdown);
+        };
+        let metadata = self.metadata();
+        let mut events = Vec::with_capacity(items.len());
+        let mut pairs = Vec::with_capacity(items.len());
+        let mut repeated = 0;
+        let ticket = {
+            let mut state = self.shared.state();
+            if state.settlement.epoch(&self.key) != epoch {
+                return Err(Stop::Rewound);
+            }
+            let cursor = state.store.cursor_mut(&self.key);
+            for item in items {
+                let mut record = match item {
+                    Value::Object(record) => record,
+                    other => {
+                        // Kept, never dropped: the JSON text as `message`.
+                        let text = serde_json::to_string(&other).unwrap_or_default();
+                        let mut record = ObjectMap::new();
+                        record.insert("message".into(), Value::from(text));
+                        self.shared
+                            .component
+                            .labels
+                            .error("record_not_an_object", "receiving");
+                        record
+                    }
+                };
+                match self.feed.collection.identify(&record) {
+                    Some((pair, at)) => {
+                        if !cursor.admit(pair.clone(), at) {
+                            repeated += 1;
+                            continue;
+                        }
+                        pairs.push(pair);
+                    }
+                    None => self
+                        .shared
+                        .component
+                        .labels
+                        .error("record_without_id_or_time", "receiving"),
+                }
+                record.insert(METADATA_FIELD.into(), metadata.clone());
+                events.push(Event::from_object(record));
+            }
+            if events.is_empty() {
+                state.settlement.register_settled(self.key.clone(), reach);
+                None
+            } else {
+                Some(state.settlement.register(self.key.clone(), reach))
+            }
+        };
+        self.repeated.increment(repeated);
+        let Some(ticket) = ticket else {
+            return Ok(());
+        };
+        self.shared
+            .component
+            .received_events
+            .increment(events.len() as u64);
+        let receipt = attach_ack(&mut events);
+        // A batch dropped at shutdown fails its receipt: read again at the next start.
+        tokio::select! {
+            biased;
+            _ = self.shared.shutdown.cancelled() => {}
+            _ = self.shared.out.send(events) => {}
+        }
+        let shared = Arc::clone(&self.shared);
+        let key = self.key.clone();
+        let lag = self.lag.clone();
+        self.acks.spawn(async move {
+            let status = receipt.await;
+            let mut state = shared.state();
+            let outcome = state.settlement.settle(&ticket, status);
+            let delivered = status == BatchStatus::Delivered;
+            state.store.cursor_mut(&key).settle(&pairs, delivered);
+            if let Some(mark) = state.settlement.checkpoint(&key) {
+                lag.set((shared.now() - mark).num_milliseconds().max(0) as f64 / 1000.0);
+            }
+            if let Settled::Failed(_) = outcome
+                && !shared.shutdown.is_cancelled()
+            {
+                tracing::warn!(%key, records = pairs.len(), "a page was not delivered; the cursor stays before it and the next poll reads it again");
+                shared.component.labels.error("delivery_failed", "sending");
+            }
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    fn apply_checkpoint(&self, state: &mut State) {
+        if let Some(mark) = state.settlement.checkpoint(&self.key) {
+            state.store.cursor_mut(&self.key).advance(mark);
+            let lag = (self.shared.now() - mark).num_milliseconds().max(0) as f64 / 1000.0;
+            self.lag.set(lag);
+        }
+    }
+
+    fn metadata(&self) -> Value {
+        let mut meta = ObjectMap::new();
+        meta.insert(
+            "tenant_id".into(),
+            Value::from(self.feed.client.tenant_id()),
+        );
+        meta.insert(
+            "resource".into(),
+            Value::from(self.feed.collection.resource.as_str()),
+        );
+        meta.insert("fetched_at".into(), Value::Timestamp(self.shared.now()));
+        Value::Object(meta)
+    }
+}
+
+/// How a source reaches Graph for each of its tenants.
+pub struct GraphAccess<'a> {
+    /// The API (quota, metric prefix).
+    pub profile: super::ApiProfile,
+    /// The source's request budget per (tenant, host).
+    pub windows: &'a [super::Window],
+    /// Overrides the Graph root (a simulator, a proxy); else each tenant's cloud's.
+    pub api_url: Option<&'a str>,
+    /// Longest one request may take.
+    pub request_timeout: Duration,
+    /// TLS for the login and Graph hosts.
+    pub tls: &'a siemflow_core::http::TlsConfig,
+    /// Retry pacing.
+    pub retries: RetryRules,
+}
+
+/// One client per tenant, with tokens for its cloud's Graph audience (even when
+/// `api_url` points elsewhere), and the Graph root its requests go to.
+pub fn graph_clients(
+    tenants: &[siemflow_core::auth::EntraConfig],
+    access: &GraphAccess<'_>,
+    labels: &siemflow_core::metrics::ComponentLabels,
+) -> anyhow::Result<Vec<(Arc<ApiClient>, Url)>> {
+    use anyhow::Context as _;
+    let http = siemflow_core::http::client(access.tls, access.request_timeout, None)?;
+    let mut clients = Vec::with_capacity(tenants.len());
+    for (i, entra) in tenants.iter().enumerate() {
+        let scope = siemflow_core::auth::default_scope(entra.cloud.graph_url());
+        let tokens = siemflow_core::auth::TokenProvider::new(entra, &scope, http.clone())
+            .with_context(|| format!("tenants[{i}]"))?;
+        let root = access
+            .api_url
+            .map(|url| url.trim().trim_end_matches('/'))
+            .unwrap_or(entra.cloud.graph_url());
+        let root = Url::parse(&format!("{root}/"))
+            .with_context(|| format!("the Graph root of tenants[{i}] is not a URL"))?;
+        let client = ApiClient::new(super::ClientSettings {
+            profile: access.profile,
+            tenant_id: &entra.tenant_id,
+            api_root: &root,
+            http: http.clone(),
+            tokens,
+            windows: access.windows,
+            retries: access.retries,
+            labels,
+        });
+        clients.push((Arc::new(client), root));
+    }
+    Ok(clients)
+}
+
+/// The latest record time of a page.
+fn page_max(collection: &Collection, items: &[Value]) -> Option<DateTime<Utc>> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::Object(record) => collection.identify(record).map(|(_, at)| at),
+            _ => None,
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collection(order: Order) -> Collection {
+        Collection {
+            resource: "alerts".into(),
+            endpoint: "alerts_v2",
+            url: Url::parse("https://graph.microsoft.com/v1.0/security/alerts_v2").expect("url"),
+            time_field: "lastUpdateDateTime",
+            versioned: true,
+            fixed_filter: None,
+            order,
+            top: 2000,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn windows_are_written_as_graph_reads_them() {
+        let from = at("2026-09-01T10:00:00.1234567Z");
+        let until = at("2026-09-01T11:00:00Z");
+        let sorted = collection(Order::Ascending).query(from, until);
+        let pairs: Vec<(String, String)> = sorted.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "$filter".to_string(),
+                    "lastUpdateDateTime ge 2026-09-01T10:00:00.123456Z".to_string()
+                ),
+                ("$orderby".to_string(), "lastUpdateDateTime asc".to_string()),
+                ("$top".to_string(), "2000".to_string()),
+            ]
+        );
+        let mut logs = collection(Order::NewestFirst);
+        logs.time_field = "createdDateTime";
+        logs.fixed_filter = Some("signInEventTypes/any(t: t eq 'servicePrincipal')".into());
+        let pairs: Vec<(String, String)> =
+            logs.query(from, until).query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs[0].1,
+            "createdDateTime ge 2026-09-01T10:00:00.123456Z and createdDateTime lt 2026-09-01T11:00:00.000000Z and signInEventTypes/any(t: t eq 'servicePrincipal')"
+        );
+        assert_eq!(pairs.len(), 2, "no $orderby on newest-first collections");
+    }
+
+    #[test]
+    fn versions_are_id_and_time_as_written_or_the_id_alone() {
+        let mut record = ObjectMap::new();
+        record.insert("id".into(), Value::from("da1_2"));
+        record.insert(
+            "lastUpdateDateTime".into(),
+            Value::from("2026-09-01T10:12:09.02Z"),
+        );
+        let alerts = collection(Order::Ascending);
+        let (pair, time) = alerts.identify(&record).expect("identified");
+        assert_eq!(pair, RecordVersion::new("da1_2", "2026-09-01T10:12:09.02Z"));
+        assert_eq!(time, at("2026-09-01T10:12:09.020Z"));
+        let mut logs = collection(Order::NewestFirst);
+        logs.versioned = false;
+        assert_eq!(logs.identify(&record).expect("identified").0.version, "");
+        record.remove("lastUpdateDateTime");
+        assert!(alerts.identify(&record).is_none());
+    }
+}

@@ -1,0 +1,61 @@
+//! The `tenants` option every Microsoft pull source shares: one table per tenant with its
+//! app registration (core's [`EntraConfig`]: `tenant_id`, `client_id`, a secret or a
+//! certificate, `cloud`, `login_url`), checked the same way everywhere.
+
+use siemflow_core::ConfigIssue;
+use siemflow_core::auth::EntraConfig;
+
+/// The problems of a pull source's `tenants` list, each at its key: every tenant's Entra
+/// settings, a tenant id that is not a GUID (`api` names the API that needs it), a
+/// tenant listed twice.
+pub fn tenant_issues(tenants: &[EntraConfig], api: &str) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    if tenants.is_empty() {
+        issues.push(
+            ConfigIssue::new("tenants", "no tenant given").hint(
+                "tenants = [{ tenant_id = \"…\", client_id = \"…\", client_secret = \"${M365_CLIENT_SECRET}\" }]",
+            ),
+        );
+    }
+    for (i, tenant) in tenants.iter().enumerate() {
+        let prefix = format!("tenants[{i}]");
+        let entra = tenant.check(&prefix);
+        let tenant_id_reported = entra
+            .iter()
+            .any(|issue| issue.key.as_deref() == Some(&format!("{prefix}.tenant_id")));
+        issues.extend(entra);
+        let id = tenant.tenant_id.trim();
+        if !tenant_id_reported && !is_guid(id) {
+            issues.push(
+                ConfigIssue::new(
+                    &format!("{prefix}.tenant_id"),
+                    format!("`{id}` is a domain; {api} needs the tenant ID GUID"),
+                )
+                .hint("the Directory (tenant) ID from the app registration's Overview page"),
+            );
+        }
+        let repeated = tenants[..i]
+            .iter()
+            .any(|other| other.tenant_id.trim().eq_ignore_ascii_case(id));
+        if repeated && !id.is_empty() {
+            issues.push(
+                ConfigIssue::new(
+                    &format!("{prefix}.tenant_id"),
+                    format!("tenant `{id}` is listed twice"),
+                )
+                .hint("list each tenant once; one app registration per tenant is enough"),
+            );
+        }
+    }
+    issues
+}
+
+/// True for the 8-4-4-4-12 hexadecimal GUID form.
+pub fn is_guid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
