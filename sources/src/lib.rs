@@ -1,5 +1,6 @@
 //! siemflow-sources: the source plugins, one module (folder) per plugin `type`.
 
+pub mod entra_logs;
 pub mod file;
 pub mod graph_security;
 mod lines;
@@ -12,6 +13,10 @@ mod testing;
 
 /// Registers every source plugin of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.source::<entra_logs::EntraLogsConfig>(
+        "entra_logs",
+        "Reads the Entra ID sign-in, directory audit and provisioning logs of one or more tenants through Microsoft Graph, each record once; cursors advance only over delivered windows",
+    );
     registry.source::<file::FileConfig>(
         "file",
         "Tails files matching globs (JSON or text lines), through rotation, checkpointing only delivered data",

@@ -9,7 +9,7 @@ use siemflow_core::http::TlsConfig;
 use siemflow_core::units;
 
 use crate::microsoft::api::GRAPH_SECURITY;
-use crate::microsoft::tenants::tenant_issues;
+use crate::microsoft::tenants::{name_list_issues, tenant_issues};
 use crate::schema;
 
 /// The collections the source reads, as `resources` names them.
@@ -131,7 +131,7 @@ impl GraphSecurityConfig {
     /// The problems serde cannot see, each at its key.
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = tenant_issues(&self.tenants, "the source");
-        issues.extend(resource_issues(&self.resources, &RESOURCES));
+        issues.extend(name_list_issues("resources", &self.resources, &RESOURCES));
         if let Some(problem) = self
             .api_url
             .as_deref()
@@ -158,29 +158,6 @@ impl GraphSecurityConfig {
         issues.extend(self.tls.check("tls"));
         issues
     }
-}
-
-/// Problems of a `resources`-like list: empty, unknown or repeated names.
-pub(crate) fn resource_issues(names: &[String], known: &[&str]) -> Vec<ConfigIssue> {
-    let mut issues = Vec::new();
-    if names.is_empty() {
-        issues.push(
-            ConfigIssue::new("resources", "nothing to read")
-                .hint(format!("any of {}", known.join(", "))),
-        );
-    }
-    for (i, name) in names.iter().enumerate() {
-        let key = format!("resources[{i}]");
-        if !known.contains(&name.as_str()) {
-            issues.push(
-                ConfigIssue::new(&key, format!("`{name}` is not known"))
-                    .hint(format!("one of {}", known.join(", "))),
-            );
-        } else if names[..i].contains(name) {
-            issues.push(ConfigIssue::new(&key, format!("`{name}` is listed twice")));
-        }
-    }
-    issues
 }
 
 #[cfg(test)]

@@ -443,11 +443,13 @@ impl Poll {
         if from >= until {
             return Ok(());
         }
-        let collection = &self.feed.collection;
+        let collection = self.feed.collection.clone();
         let mut request = ApiRequest::get(collection.endpoint, collection.query(from, until));
         request.headers = collection.headers.clone();
         let mut pager = ODataPager::new(request);
         let mut restarts = 0;
+        // The oldest record time read by this walk (newest-first collections end there).
+        let mut oldest: Option<DateTime<Utc>> = None;
         loop {
             let page = pager
                 .next_page::<Value>(&self.feed.client, &self.shared.shutdown)
@@ -457,12 +459,28 @@ impl Poll {
                 Ok(None) => break,
                 Err(PagingError::SkipTokenExpired { detail }) if restarts < MAX_WALK_RESTARTS => {
                     restarts += 1;
-                    tracing::info!(key = %self.key, restarts, "{detail}; reading the window again from its first page");
-                    pager.restart();
+                    tracing::info!(key = %self.key, restarts, "{detail}; reading the rest of the window again");
+                    match (order, oldest) {
+                        // Newest first: everything after the oldest record read is read
+                        // (ties are asked again and dropped by id), so the walk goes on
+                        // below it and always progresses.
+                        (Order::NewestFirst, Some(oldest)) => {
+                            restarts = 0;
+                            let below = oldest + TimeDelta::microseconds(1);
+                            let mut request =
+                                ApiRequest::get(collection.endpoint, collection.query(from, below));
+                            request.headers = collection.headers.clone();
+                            pager = ODataPager::new(request);
+                        }
+                        _ => pager.restart(),
+                    }
                     continue;
                 }
                 Err(error) => return Err(self.failed(error)),
             };
+            if let Some(min) = page_min(&collection, &page.items) {
+                oldest = Some(oldest.map_or(min, |o| o.min(min)));
+            }
             let reach = match order {
                 // Sorted: everything up to the page's last time is read.
                 Order::Ascending => page_max(&self.feed.collection, &page.items).max(self.reached),
@@ -679,6 +697,17 @@ pub fn graph_clients(
         clients.push((Arc::new(client), root));
     }
     Ok(clients)
+}
+
+/// The earliest record time of a page.
+fn page_min(collection: &Collection, items: &[Value]) -> Option<DateTime<Utc>> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::Object(record) => collection.identify(record).map(|(_, at)| at),
+            _ => None,
+        })
+        .min()
 }
 
 /// The latest record time of a page.

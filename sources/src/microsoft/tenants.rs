@@ -1,6 +1,7 @@
-//! The `tenants` option every Microsoft pull source shares: one table per tenant with its
-//! app registration (core's [`EntraConfig`]: `tenant_id`, `client_id`, a secret or a
-//! certificate, `cloud`, `login_url`), checked the same way everywhere.
+//! The options every Microsoft pull source shares, checked the same way everywhere: the
+//! `tenants` list, one table per tenant with its app registration (core's [`EntraConfig`]:
+//! `tenant_id`, `client_id`, a secret or a certificate, `cloud`, `login_url`), and lists
+//! of names such as `resources`.
 
 use siemflow_core::ConfigIssue;
 use siemflow_core::auth::EntraConfig;
@@ -45,6 +46,30 @@ pub fn tenant_issues(tenants: &[EntraConfig], api: &str) -> Vec<ConfigIssue> {
                 )
                 .hint("list each tenant once; one app registration per tenant is enough"),
             );
+        }
+    }
+    issues
+}
+
+/// The problems of a list of names (`resources`), each at its key: empty, unknown or
+/// repeated names.
+pub fn name_list_issues(option: &str, names: &[String], known: &[&str]) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    if names.is_empty() {
+        issues.push(
+            ConfigIssue::new(option, "nothing to read")
+                .hint(format!("any of {}", known.join(", "))),
+        );
+    }
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{option}[{i}]");
+        if !known.contains(&name.as_str()) {
+            issues.push(
+                ConfigIssue::new(&key, format!("`{name}` is not known"))
+                    .hint(format!("one of {}", known.join(", "))),
+            );
+        } else if names[..i].contains(name) {
+            issues.push(ConfigIssue::new(&key, format!("`{name}` is listed twice")));
         }
     }
     issues
