@@ -194,9 +194,11 @@ fn assert_checkpoint_covered(ws: &Workspace, feeder: &Feeder, delivered: impl Fn
 
 /// Waits until the input is checkpointed to its end, then checks every record arrived.
 fn assert_all_delivered(ws: &Workspace, feeder: &Feeder, delivered: impl Fn() -> Vec<String>) {
-    wait_for("the whole input checkpointed", Duration::from_secs(120), || {
-        (checkpointed(ws) >= feeder.bytes()).then_some(())
-    });
+    wait_for(
+        "the whole input checkpointed",
+        Duration::from_secs(120),
+        || (checkpointed(ws) >= feeder.bytes()).then_some(()),
+    );
     assert_checkpoint_covered(ws, feeder, &delivered);
     let have: std::collections::HashSet<String> = delivered().into_iter().collect();
     let all = feeder.all_ids();
@@ -360,7 +362,12 @@ path = "out.ndjson"
     let mut pipeline = ws.run("p.toml", Stdio::null());
     let mut feeder = Feeder::start(&ws, "in/a.ndjson", 20_000, 50);
     let delivered = || ids(&ws.lines("out.ndjson"));
-    let inputs = [r#"["in", "side"]"#, r#"["in"]"#, r#"["side", "in"]"#, r#"["in"]"#];
+    let inputs = [
+        r#"["in", "side"]"#,
+        r#"["in"]"#,
+        r#"["side", "in"]"#,
+        r#"["in"]"#,
+    ];
     for (round, inputs) in inputs.into_iter().enumerate() {
         wait_for("output to grow", Duration::from_secs(60), || {
             (delivered().len() >= (round + 1) * 2_500).then_some(())

@@ -32,9 +32,9 @@ pub mod client;
 pub mod cursor;
 pub mod errors;
 pub mod paging;
+pub mod poll;
 #[cfg(test)]
 mod recipe;
-pub mod poll;
 pub mod record_types;
 pub mod tenants;
 

@@ -185,7 +185,10 @@ impl O365ManagementConfig {
     /// The problems serde cannot see, each at its key.
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        issues.extend(crate::microsoft::tenants::tenant_issues(&self.tenants, "the Management Activity API"));
+        issues.extend(crate::microsoft::tenants::tenant_issues(
+            &self.tenants,
+            "the Management Activity API",
+        ));
         if self.content_types.is_empty() {
             issues.push(
                 ConfigIssue::new("content_types", "no content type given")
