@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::checks;
 use crate::metrics::ComponentKind;
 
 /// The most a request's line and headers may take: hyper's read buffer, which is all
@@ -51,7 +52,7 @@ pub struct ApiConfig {
     pub address: String,
     /// At most this many connections are open at once (default 256); further ones wait
     /// in the listen queue until one closes.
-    #[serde(deserialize_with = "at_least_one")]
+    #[serde(deserialize_with = "connection_count")]
     pub max_connections: usize,
     /// A connection must deliver a complete request line and headers within this time of
     /// opening, or of the previous response, or it is closed (default `"10s"`).
@@ -77,14 +78,19 @@ impl Default for ApiConfig {
     }
 }
 
-/// A count of at least one: zero connections would make the API unreachable.
-fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    match usize::deserialize(d)? {
-        0 => Err(serde::de::Error::custom(
-            "must be at least 1 (set `enabled = false` to turn the API off)",
-        )),
-        n => Ok(n),
-    }
+/// A connection count [`checks::count`] allows: zero connections would make the API
+/// unreachable, and more than a semaphore holds would panic the server as it starts.
+fn connection_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let connections = usize::deserialize(d)?;
+    checks::count(connections, checks::MAX_COUNT).map_err(|problem| {
+        let off = if connections == 0 {
+            " (set `enabled = false` to turn the API off)"
+        } else {
+            ""
+        };
+        serde::de::Error::custom(format!("{problem}{off}"))
+    })?;
+    Ok(connections)
 }
 
 /// A duration above zero: a zero timeout would close every connection at once.
@@ -594,6 +600,22 @@ mod tests {
                 config.idle_timeout
             ),
             (8, Duration::from_secs(2), Duration::from_secs(5))
+        );
+        let error = toml::from_str::<ApiConfig>("max_connections = 0")
+            .expect_err("no connection")
+            .to_string();
+        assert!(
+            error.contains("must be between 1 and 4294967295, not 0")
+                && error.contains("set `enabled = false`"),
+            "{error}"
+        );
+        // More than a semaphore holds: refused here rather than panicking the server.
+        let error = toml::from_str::<ApiConfig>("max_connections = 2305843009213693952")
+            .expect_err("too many")
+            .to_string();
+        assert!(
+            error.contains("must be between 1 and 4294967295, not 2305843009213693952"),
+            "{error}"
         );
         for zero in [
             "max_connections = 0",
