@@ -1,4 +1,5 @@
-//! Splitting a byte stream into lines, read in large chunks, with a bound on line length.
+//! Splitting a byte stream into lines, read in chunks that grow while the stream keeps
+//! them full, with a bound on line length.
 //!
 //! Shared by the line-oriented sources: they read straight into [`LineBuffer::spare`]
 //! and take lines out without copying them.
@@ -12,8 +13,14 @@ use siemflow_core::decoding::{Decoding, LineIssues};
 use siemflow_core::event::{Batch, Event};
 use siemflow_core::metrics::ComponentMetrics;
 
-/// How many bytes one read asks for: large, so a busy file costs few syscalls.
+/// The most bytes one read asks for: large, so a busy file costs few syscalls.
 pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// What the first read of a buffer asks for. Each read that fills what it was offered
+/// doubles the next one, up to [`CHUNK_BYTES`]: a busy stream reaches full chunks within
+/// a few reads, while a small file (thousands of them, each opened in turn) costs a
+/// small buffer instead of zeroing a full chunk.
+const FIRST_CHUNK_BYTES: usize = 8 * 1024;
 
 /// What the buffer found next.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +48,8 @@ pub struct LineBuffer {
     max_line: usize,
     /// Bytes of an overlong line already dropped while waiting for its newline.
     discarded: Option<u64>,
+    /// The least free space [`LineBuffer::spare`] offers now.
+    chunk: usize,
 }
 
 impl LineBuffer {
@@ -53,10 +62,12 @@ impl LineBuffer {
             searched: 0,
             max_line: max_line.max(1),
             discarded: None,
+            chunk: FIRST_CHUNK_BYTES,
         }
     }
 
-    /// Free space at the end of the buffer (at least [`CHUNK_BYTES`]) to read into.
+    /// Free space at the end of the buffer to read into: a small chunk at first, growing
+    /// to [`CHUNK_BYTES`] as reads keep filling it.
     pub fn spare(&mut self) -> &mut [u8] {
         if self.start > 0 {
             // Keep only the unfinished line so the buffer does not grow with the stream.
@@ -65,14 +76,18 @@ impl LineBuffer {
             self.searched -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < CHUNK_BYTES {
-            self.buf.resize(self.end + CHUNK_BYTES, 0);
+        if self.buf.len() - self.end < self.chunk {
+            self.buf.resize(self.end + self.chunk, 0);
         }
         &mut self.buf[self.end..]
     }
 
     /// Marks `filled` bytes of [`LineBuffer::spare`] as read.
     pub fn commit(&mut self, filled: usize) {
+        // A read that filled all it was offered: more is waiting, so offer more next time.
+        if filled >= self.buf.len() - self.end {
+            self.chunk = (self.chunk * 2).min(CHUNK_BYTES);
+        }
         self.end = (self.end + filled).min(self.buf.len());
     }
 
@@ -98,6 +113,7 @@ impl LineBuffer {
     pub fn release_memory(&mut self) {
         if self.start == self.end && self.discarded.is_none() {
             self.buf = Vec::new();
+            self.chunk = FIRST_CHUNK_BYTES;
             self.clear();
         }
     }
@@ -469,6 +485,40 @@ mod tests {
             0,
             "text is not parsed"
         );
+    }
+
+    #[test]
+    fn reads_start_small_and_grow_while_they_come_back_full() {
+        let mut buffer = LineBuffer::new(4 * CHUNK_BYTES);
+        assert_eq!(buffer.spare().len(), FIRST_CHUNK_BYTES);
+        // A short read (a small file) does not grow the buffer.
+        feed(&mut buffer, b"a\n");
+        assert_eq!(lines(&mut buffer), ["a"]);
+        assert_eq!(buffer.spare().len(), FIRST_CHUNK_BYTES);
+        // Full reads double what is offered, up to a full chunk, and lines split across
+        // them come out whole.
+        let mut offered = Vec::new();
+        let mut long_line = 0;
+        for _ in 0..8 {
+            let spare = buffer.spare();
+            offered.push(spare.len());
+            spare.fill(b'x');
+            let filled = spare.len();
+            buffer.commit(filled);
+            long_line += filled;
+            assert_eq!(buffer.next_piece(), None);
+        }
+        assert_eq!(offered.iter().max(), Some(&CHUNK_BYTES));
+        assert!(offered.windows(2).all(|w| w[0] <= w[1]), "{offered:?}");
+        assert!(offered.iter().all(|&n| n >= FIRST_CHUNK_BYTES));
+        feed(&mut buffer, b"\n");
+        let Some(Piece::Line { range, consumed }) = buffer.next_piece() else {
+            panic!("expected the long line");
+        };
+        assert_eq!((range.len(), consumed), (long_line, long_line as u64 + 1));
+        // An idle buffer lets its memory go and starts small again.
+        buffer.release_memory();
+        assert_eq!(buffer.spare().len(), FIRST_CHUNK_BYTES);
     }
 
     #[test]
