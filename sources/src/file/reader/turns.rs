@@ -2,6 +2,7 @@
 //! file gives one up, and opening a file — for the first time, or again at its offset
 //! after checking that its path still names it.
 
+use std::fs::Metadata;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use super::{FileSerial, OpenedFile, Reader, ReaderEvent, Stopped, Tracked};
 use crate::file::checkpoint;
 use crate::file::config::ReadFrom;
 use crate::file::listing::{FileId, is_out_of_descriptors};
-use crate::file::open_files::{self, Turn};
+use crate::file::open_files::{self, OpenFile, Turn};
 use crate::lines::LineBuffer;
 
 /// A file in the queue for a slot.
@@ -165,12 +166,7 @@ impl Reader {
             return Ok(Opening::Done);
         };
         let path = found.path.clone();
-        let opened = self.open_files.open(&path).and_then(|handle| {
-            let meta = handle.metadata()?;
-            let fingerprint = checkpoint::fingerprint_file(&handle)?;
-            Ok((handle, meta, fingerprint))
-        });
-        let (handle, meta, fingerprint) = match opened {
+        let (handle, meta, fingerprint) = match self.open_identified(&path) {
             Ok(opened) => opened,
             Err(e) => {
                 return Ok(match self.cannot_open(&path, &e) {
@@ -272,12 +268,7 @@ impl Reader {
         };
         file.queued = false;
         let path = file.path.clone();
-        let opened = self.open_files.open(&path).and_then(|handle| {
-            let meta = handle.metadata()?;
-            let fingerprint = checkpoint::fingerprint_file(&handle)?;
-            Ok((handle, meta, fingerprint))
-        });
-        let (handle, meta, fingerprint) = match opened {
+        let (handle, meta, fingerprint) = match self.open_identified(&path) {
             Ok(opened) => opened,
             Err(e) => {
                 return Ok(match self.cannot_open(&path, &e) {
@@ -316,6 +307,15 @@ impl Reader {
             self.restart_truncated(serial, "it was truncated or replaced while closed")?;
         }
         Ok(Opening::Done)
+    }
+
+    /// Opens `path`, taking a slot, with what identifies the file now: its metadata
+    /// (device, inode, size) and fingerprint.
+    fn open_identified(&self, path: &Path) -> io::Result<(OpenFile, Metadata, Option<u64>)> {
+        let handle = self.open_files.open(path)?;
+        let meta = handle.metadata()?;
+        let fingerprint = checkpoint::fingerprint_file(&handle)?;
+        Ok((handle, meta, fingerprint))
     }
 
     /// Puts a closed file back in the queue, to be opened not before `delay` from now.
