@@ -22,6 +22,18 @@ pub fn is_line_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}'
 }
 
+/// `c` written as JSON's escape `\uHHHH` (lower-case hex, four digits for every unsafe
+/// character): the one form of an unsafe character without a short escape, also for the
+/// formats that apply this rule with escapes of their own (CEF, LEEF).
+#[derive(Debug, Clone, Copy)]
+pub struct UnicodeEscape(pub char);
+
+impl std::fmt::Display for UnicodeEscape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\\u{:04x}", u32::from(self.0))
+    }
+}
+
 /// Appends `text` to `out` with unsafe characters escaped; true if any was escaped.
 pub fn push_escaped(out: &mut Vec<u8>, text: &[u8]) -> bool {
     let Some(first) = first_unsafe(text) else {
@@ -111,7 +123,7 @@ fn push_escaped_str(out: &mut Vec<u8>, text: &str) -> bool {
             '\0' => write!(out, "\\0"),
             '\n' => write!(out, "\\n"),
             '\r' => write!(out, "\\r"),
-            c => write!(out, "\\u{:04x}", c as u32),
+            c => write!(out, "{}", UnicodeEscape(c)),
         };
     }
     out.extend_from_slice(&text.as_bytes()[run..]);
@@ -183,6 +195,13 @@ mod tests {
         let mut accents = "é ü 漢字 🦀".as_bytes().to_vec();
         assert!(!escape_tail(&mut accents, 0));
         assert_eq!(accents, "é ü 漢字 🦀".as_bytes());
+    }
+
+    #[test]
+    fn unicode_escape_is_four_lower_case_hex_digits() {
+        assert_eq!(UnicodeEscape('\u{1b}').to_string(), "\\u001b");
+        assert_eq!(UnicodeEscape('\u{2028}').to_string(), "\\u2028");
+        assert_eq!(UnicodeEscape('\u{9f}').to_string(), "\\u009f");
     }
 
     #[test]

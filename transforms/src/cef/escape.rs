@@ -2,9 +2,12 @@
 //!
 //! CEF defines escapes for `\`, `|` (header), `=` (extension), CR and LF only. Any other
 //! control character but TAB (NUL, BEL, ESC, NEL, DEL…) and U+2028/U+2029 would end a
-//! syslog line, cut a C string or drive a terminal, and CEF has no form for them: they
-//! are written as the visible text `\uHHHH` — in CEF's own escaping `\\uHHHH`, so a CEF
+//! syslog line, cut a C string or drive a terminal (`siemflow_core::escape`'s rule; TAB
+//! separates nothing in CEF and is common in real text), and CEF has no form for them:
+//! they are written as the visible text `\uHHHH` — in CEF's own escaping `\\uHHHH`, so a CEF
 //! parser reads back a backslash, `u` and four hex digits (docs/transforms/cef.md).
+
+use siemflow_core::escape;
 
 /// Appends a header field: `\` and `|` escaped, CR/LF replaced by a space (headers
 /// cannot hold line breaks), other control characters as `\\uHHHH`. Returns true when
@@ -18,7 +21,7 @@ pub fn header(out: &mut String, value: &str, max: usize) -> bool {
             '\\' => out.push_str("\\\\"),
             '|' => out.push_str("\\|"),
             '\r' | '\n' => out.push(' '),
-            c if unprintable(c) => push_code(out, c),
+            c if escape::is_line_unsafe(c) => push_code(out, c),
             c => out.push(c),
         }
     }
@@ -38,25 +41,18 @@ pub fn value(out: &mut String, value: &str, max: usize) -> bool {
             '=' => out.push_str("\\="),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if unprintable(c) => push_code(out, c),
+            c if escape::is_line_unsafe(c) => push_code(out, c),
             c => out.push(c),
         }
     }
     false
 }
 
-/// Characters CEF has no escape for that must not appear raw in a line. TAB stays: it
-/// separates nothing in CEF and is common in real text.
-fn unprintable(c: char) -> bool {
-    (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')
-}
-
-/// Writes `c` as the text `\uHHHH`, its backslash escaped as CEF requires.
+/// Writes `c` as the text `\uHHHH` (core's form), its backslash escaped as CEF requires.
 fn push_code(out: &mut String, c: char) {
     use std::fmt::Write;
-    // Control characters and the two separators are all below U+FFFF. Writing into a
-    // String cannot fail.
-    let _ = write!(out, "\\\\u{:04x}", u32::from(c));
+    // Writing into a String cannot fail.
+    let _ = write!(out, "\\{}", escape::UnicodeEscape(c));
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! a backslash, letters and digits, none of which may be a delimiter, so a replacement
 //! never holds the delimiter it replaces.
 
+use siemflow_core::escape;
+
 /// Appends an attribute value; true when it was cut to `max` characters.
 pub fn value(out: &mut String, value: &str, delimiter: char, max: usize) -> bool {
     append(out, value, max, |c| c == delimiter)
@@ -48,9 +50,10 @@ fn append(out: &mut String, text: &str, max: usize, separates: impl Fn(char) -> 
 }
 
 /// Control characters and the Unicode line and paragraph separators: raw, they end a
-/// syslog line, cut a C string, or drive a terminal (ESC, BEL).
+/// syslog line, cut a C string, or drive a terminal (ESC, BEL). That is core's rule
+/// (`siemflow_core::escape`) plus TAB, LEEF's default delimiter.
 fn breaks_line(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+    c == '\t' || escape::is_line_unsafe(c)
 }
 
 fn push_replacement(out: &mut String, c: char) {
@@ -62,11 +65,12 @@ fn push_replacement(out: &mut String, c: char) {
     }
 }
 
+/// Writes `c` as `\uHHHH`, core's form (`siemflow_core::escape`).
 fn push_code(out: &mut String, c: char) {
     use std::fmt::Write;
     // Every character replaced is at most U+FFFF (delimiters are checked for it), so
     // four digits always suffice. Writing into a String cannot fail.
-    let _ = write!(out, "\\u{:04x}", u32::from(c));
+    let _ = write!(out, "{}", escape::UnicodeEscape(c));
 }
 
 /// Parses a delimiter option: one character, `\t`, or hex `xHH`/`0xHH` (1–4 digits).
@@ -109,7 +113,7 @@ pub fn parse_delimiter(text: &str) -> Result<char, String> {
     }
     // The delimiter is written raw between attributes: it must not be a character the
     // line may never hold raw. TAB is LEEF's own default.
-    if c != '\t' && breaks_line(c) {
+    if escape::is_line_unsafe(c) {
         return Err(format!(
             "delimiter {c:?} is a control or line-separator character; only TAB may be"
         ));
