@@ -132,6 +132,17 @@ impl Simulator {
     }
 }
 
+/// The world of `config` and the index of `tenant` (by id) in it, for the ground-truth
+/// functions; `None` for a tenant the configuration does not have.
+pub(crate) fn tenant_world(config: &M365Config, tenant: &str) -> Option<(world::World, usize)> {
+    let world = world::World::new(Arc::new(config.clone()));
+    let t = world
+        .tenants
+        .iter()
+        .position(|p| p.id.eq_ignore_ascii_case(tenant))?;
+    Some((world, t))
+}
+
 /// Ground truth for tests: every record the world publishes for `tenant` and `content_type`
 /// in blobs whose contentCreated is in [start, end), regardless of transport faults; a record
 /// repeated in several blobs appears once (first occurrence). Empty for an unknown tenant or
@@ -144,12 +155,7 @@ pub fn published_records(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Vec<serde_json::Value> {
-    let world = world::World::new(Arc::new(config.clone()));
-    let Some(t) = world
-        .tenants
-        .iter()
-        .position(|p| p.id.eq_ignore_ascii_case(tenant))
-    else {
+    let Some((world, t)) = tenant_world(config, tenant) else {
         return Vec::new();
     };
     let Some(ct) = world::generate::content_type_index(content_type) else {
@@ -167,12 +173,7 @@ pub fn published_blobs(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Vec<PublishedBlob> {
-    let world = world::World::new(Arc::new(config.clone()));
-    let Some(t) = world
-        .tenants
-        .iter()
-        .position(|p| p.id.eq_ignore_ascii_case(tenant))
-    else {
+    let Some((world, t)) = tenant_world(config, tenant) else {
         return Vec::new();
     };
     let Some(ct) = world::generate::content_type_index(content_type) else {

@@ -24,12 +24,11 @@ mod throttle;
 mod time;
 mod versions;
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::M365Config;
+use crate::tenant_world;
 use crate::wire::Dice;
 use crate::world::World;
 
@@ -110,27 +109,14 @@ fn view(from: DateTime<Utc>, until: DateTime<Utc>) -> catalog::View {
     }
 }
 
-/// Ground truth for tests: every record of `resource` in `tenant` created at or after `from`
-/// and visible at `until`, alerts and incidents in their latest version visible then, in the
-/// collection's default order (newest first), as served with
-/// `Prefer: include-unknown-enum-members` — regardless of transport faults. Empty for an
-/// unknown tenant. `from` is normally the server's [`crate::Simulator::history_start`],
-/// `until` an instant the server has reached ([`crate::Simulator::visible_until`]).
-pub fn graph_ground_truth(
-    config: &M365Config,
-    tenant: &str,
+/// The records of `resource` in tenant `t` of `world` as [`graph_ground_truth`] describes.
+fn truth_rows(
+    world: &World,
+    t: usize,
     resource: GraphResource,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Vec<Value> {
-    let world = World::new(Arc::new(config.clone()));
-    let Some(t) = world
-        .tenants
-        .iter()
-        .position(|p| p.id.eq_ignore_ascii_case(tenant))
-    else {
-        return Vec::new();
-    };
     let (collection, filter) = resource_query(resource);
     let pairs: Vec<(String, String)> = filter
         .map(|f| vec![("$filter".to_string(), f.to_string())])
@@ -144,10 +130,28 @@ pub fn graph_ground_truth(
         descending: query.descending,
         expand_alerts: false,
     };
-    catalog::rows(&world, t, collection, view(from, until), shape)
+    catalog::rows(world, t, collection, view(from, until), shape)
         .into_iter()
         .map(|r| r.record)
         .collect()
+}
+
+/// Ground truth for tests: every record of `resource` in `tenant` created at or after `from`
+/// and visible at `until`, alerts and incidents in their latest version visible then, in the
+/// collection's default order (newest first), as served with
+/// `Prefer: include-unknown-enum-members` — regardless of transport faults. Empty for an
+/// unknown tenant. `from` is normally the server's [`crate::Simulator::history_start`],
+/// `until` an instant the server has reached ([`crate::Simulator::visible_until`]).
+pub fn graph_ground_truth(
+    config: &M365Config,
+    tenant: &str,
+    resource: GraphResource,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<Value> {
+    tenant_world(config, tenant)
+        .map(|(world, t)| truth_rows(&world, t, resource, from, until))
+        .unwrap_or_default()
 }
 
 /// Every version published of `resource` in `tenant`: (id, lastUpdateDateTime) of each
@@ -161,18 +165,13 @@ pub fn graph_versions(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Vec<(String, DateTime<Utc>)> {
-    let world = World::new(Arc::new(config.clone()));
-    let Some(t) = world
-        .tenants
-        .iter()
-        .position(|p| p.id.eq_ignore_ascii_case(tenant))
-    else {
+    let Some((world, t)) = tenant_world(config, tenant) else {
         return Vec::new();
     };
     let (collection, filter) = resource_query(resource);
     if filter.is_some() {
         // Beta kinds: one version per record, the record's own time.
-        return graph_ground_truth(config, tenant, resource, from, until)
+        return truth_rows(&world, t, resource, from, until)
             .iter()
             .filter_map(|r| {
                 let id = r.get("id")?.as_str()?.to_string();
