@@ -347,8 +347,20 @@ fn roles_for(resource: &str, management: bool, roles: &[String]) -> Vec<String> 
         .collect()
 }
 
-/// The host the client addressed, for the exact token URL an assertion must name.
-fn request_host(sim: &Sim, headers: &HeaderMap) -> String {
+/// The bearer token of an `Authorization` header (scheme case-insensitive), if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// The host the client addressed (the `Host` header, else the listening address): for the
+/// exact token URL an assertion must name, and the links a response carries.
+pub(crate) fn request_host(sim: &Sim, headers: &HeaderMap) -> String {
     headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())

@@ -11,6 +11,7 @@ use crate::config::{CONTENT_TYPES, is_guid};
 use crate::errors::{AfError, unauthorized};
 use crate::faults;
 use crate::state::{Sim, lock};
+use crate::tokens;
 use crate::world::generate::content_type_index;
 
 /// Query parameters; names compare case-insensitively, as the service itself emits
@@ -100,13 +101,7 @@ pub(crate) fn gate(
         sim.count(tenant, |s| s.unauthorized += 1);
         Box::new(r)
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let Some(token) = token else {
+    let Some(token) = tokens::bearer(headers) else {
         return Err(refuse(unauthorized()));
     };
     let info = lock(&sim.tokens).get(&token).cloned();
@@ -155,11 +150,7 @@ pub(crate) fn gate(
         });
         return Err(Box::new(e.into_response()));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| sim.local_addr.to_string());
+    let host = tokens::request_host(sim, headers);
     Ok(Ctx {
         tenant: info.tenant,
         tenant_path: tenant.to_string(),

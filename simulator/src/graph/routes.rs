@@ -15,6 +15,7 @@ use super::paging::{self, Binding, Cursor};
 use super::stats::GraphStats;
 use super::time;
 use crate::state::{Sim, lock};
+use crate::tokens;
 use crate::wire::query_pairs;
 
 /// `GET /v1.0/{path}`.
@@ -100,14 +101,7 @@ async fn handle(sim: &Sim, version: &str, path: &str, headers: &HeaderMap, uri: 
 /// The caller of a valid token; else the tenant to count the refusal under ("" when the
 /// token names none) and the 401.
 fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<Caller, (String, GraphError)> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
+    let Some(token) = tokens::bearer(headers) else {
         return Err((
             String::new(),
             GraphError::unauthenticated("Access token is empty."),
@@ -315,12 +309,11 @@ fn list(
     let start = cursor.offset.min(rows.len());
     let end = start.saturating_add(size).min(rows.len());
     let page = &rows[start..end];
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| sim.local_addr.to_string());
-    let base = format!("http://{host}/{}", c.version());
+    let base = format!(
+        "http://{}/{}",
+        tokens::request_host(sim, headers),
+        c.version()
+    );
     let mut next = None;
     if end < rows.len() {
         let mut next_offset = end;
