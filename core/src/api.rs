@@ -565,6 +565,7 @@ mod tests {
             .await
             .expect("serve");
         // The first connection takes the only slot and sends nothing.
+        let started = Instant::now();
         let mut idle = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
@@ -578,7 +579,13 @@ mod tests {
         let mut response = String::new();
         probe.read_to_string(&mut response).await.expect("response");
         assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
-        // The probe was answered only once the idle connection had been closed.
+        // The probe was answered only once the idle connection had been closed, which
+        // the header read timeout does no sooner than its length after the idle one came.
+        let waited = started.elapsed();
+        assert!(
+            waited >= config.header_read_timeout,
+            "answered after {waited:?}, while the only slot was taken"
+        );
         let mut byte = [0u8; 1];
         let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut byte)).await;
         assert!(matches!(closed, Ok(Ok(0))), "closed by then: {closed:?}");
