@@ -226,8 +226,7 @@ impl Source {
                 self.command(command);
             }
             ReaderEvent::Truncated(serial) | ReaderEvent::Vanished(serial) => {
-                let command = self.tracker.unreadable(serial);
-                self.command(command);
+                self.tracker.unreadable(serial);
             }
             ReaderEvent::Batch(batch) => return self.send(batch).await,
         }

@@ -191,18 +191,16 @@ impl Tracker {
     }
 
     /// The file was truncated, or left the globs while closed: its batches can no longer
-    /// be read again.
-    pub fn unreadable(&mut self, serial: FileSerial) -> Option<Command> {
-        let state = self.files.get_mut(&serial)?;
+    /// be read again. The reader already let go of this serial: it is forgotten once its
+    /// batches are settled, with nothing to release.
+    pub fn unreadable(&mut self, serial: FileSerial) {
+        let Some(state) = self.files.get_mut(&serial) else {
+            return;
+        };
         state.rereadable = false;
         state.drained = true;
-        // The reader already let go of this serial; nothing to release.
-        if self.settlement.is_idle(&serial) {
-            self.files.remove(&serial);
-            self.settlement.forget(&serial);
-            self.dirty = true;
-        }
-        None
+        let release = self.release_if_settled(serial);
+        debug_assert!(release.is_none(), "an unreadable file is not released");
     }
 
     fn release_if_settled(&mut self, serial: FileSerial) -> Option<Command> {
@@ -333,6 +331,30 @@ mod tests {
         assert!(tracker.drained(1).is_none());
         assert!(matches!(tracker.delivered(&a), Some(Command::Release(1))));
         assert!(tracker.take_entries().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_file_is_forgotten_once_settled_and_its_failure_is_lost() {
+        let mut tracker = Tracker::new(Vec::new());
+        tracker.opened(opened(1));
+        tracker.opened(opened(2));
+        let a = tracker.accept(&batch(1, 0, 0, 10)).expect("current");
+        tracker.unreadable(1);
+        tracker.unreadable(2);
+        assert_eq!(
+            tracker.take_entries().len(),
+            1,
+            "file 1 still has a batch out"
+        );
+        let (outcome, command) = tracker.failed(&a, true);
+        assert_eq!(
+            outcome,
+            FailureOutcome::Lost,
+            "its lines cannot be read again"
+        );
+        assert!(command.is_none(), "the reader let go of it already");
+        assert!(tracker.take_entries().is_empty());
+        assert_eq!(tracker.outstanding(), 0);
     }
 
     #[test]
