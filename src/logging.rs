@@ -51,7 +51,6 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
         let mut visitor = EscapingVisitor {
             writer,
-            value: String::new(),
             first: true,
             result: Ok(()),
         };
@@ -62,8 +61,6 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
 
 struct EscapingVisitor<'writer> {
     writer: Writer<'writer>,
-    /// The field being written, rendered before it is escaped (reused across fields).
-    value: String,
     first: bool,
     result: fmt::Result,
 }
@@ -75,19 +72,24 @@ impl EscapingVisitor<'_> {
         if self.result.is_err() || name.starts_with("log.") {
             return;
         }
-        self.value.clear();
-        self.result = self.value.write_fmt(value);
         let separator = if self.first { "" } else { " " };
         self.first = false;
-        let value = escape_str(&self.value);
-        self.result = self.result.and_then(|()| match name {
-            "message" => write!(self.writer, "{separator}{value}"),
-            name => write!(
-                self.writer,
-                "{separator}{}={value}",
-                name.trim_start_matches("r#")
-            ),
-        });
+        self.result = match name {
+            "message" => self.writer.write_str(separator),
+            name => write!(self.writer, "{separator}{}=", name.trim_start_matches("r#")),
+        }
+        .and_then(|()| Escaping(&mut self.writer).write_fmt(value));
+    }
+}
+
+/// Passes what is written on to the log line with `core::escape`'s rule applied. The rule
+/// is per character and every piece is whole characters, so each piece is escaped alone:
+/// a piece with nothing to escape (nearly all) goes on as it is, without a copy.
+struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.write_str(&escape_str(text))
     }
 }
 
