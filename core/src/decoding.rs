@@ -51,10 +51,8 @@ impl Decoding {
                     Event::from_message(other)
                 }
                 Err(e) => {
+                    // What the failed parse noted is not reported: the line is kept as text.
                     issues.parse_error = Some(e.to_string());
-                    // What the failed parse noted is moot: the line is kept as text.
-                    issues.lossy_number = false;
-                    issues.duplicate_key = false;
                     Event::from_message(text(line, &mut issues))
                 }
             },
@@ -73,7 +71,8 @@ fn text(line: &[u8], issues: &mut LineIssues) -> Value {
     }
 }
 
-/// Parses one JSON document into a value, noting duplicate keys and big integers.
+/// Parses one JSON document into a value, noting duplicate keys and big integers in
+/// `issues` when it parses (only then).
 ///
 /// serde_json hands an integer that fits neither i64 nor u64 to the visitor as a float,
 /// with its digits already rounded. The visitor cannot tell `1e19` (a float, as written)
@@ -292,6 +291,13 @@ mod tests {
         let (event, issues) = Decoding::Json.decode(b"{\"Id\": oops\r");
         assert!(issues.parse_error.is_some());
         assert_eq!(json_of(&event), r#"{"message":"{\"Id\": oops"}"#);
+        // What the parse met before it failed is not reported: the line is kept as text.
+        let line = br#"{"k":1,"k":2,"n":18446744073709551615,"x":1e99999"#;
+        let (event, issues) = Decoding::Json.decode(line);
+        assert!(issues.parse_error.is_some());
+        assert!(!issues.duplicate_key && !issues.lossy_number && !issues.invalid_utf8);
+        let kept = Event::from_message(Value::from(std::str::from_utf8(line).expect("utf-8")));
+        assert_eq!(event.value, kept.value);
     }
 
     #[test]
