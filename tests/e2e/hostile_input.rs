@@ -20,9 +20,10 @@ impl Drop for Running {
     }
 }
 
-/// True for a character that would break a line or command a terminal (TAB aside).
+/// True for a character that would break a line or command a terminal (core's rule),
+/// besides the newline that ends each line.
 fn unsafe_char(c: char) -> bool {
-    (c.is_control() && c != '\t' && c != '\n') || c == '\u{2028}' || c == '\u{2029}'
+    c != '\n' && siemflow_core::escape::is_line_unsafe(c)
 }
 
 #[test]
