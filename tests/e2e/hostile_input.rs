@@ -114,8 +114,11 @@ encoding = "text"
 #[test]
 fn decoding_counts_what_it_works_around_and_keeps_big_integers_exact() {
     let ws = Workspace::new();
+    // Each odd line among good ones: only it is changed, and only it is counted.
     let mut input = concat!(
+        "{\"Id\":\"good-1\",\"n\":9223372036854775807}\n",
         "{\"Id\":\"dup\",\"k\":1,\"k\":2}\n",
+        "{\"Id\":\"good-2\",\"f\":1e19}\n",
         "{\"Id\":\"big\",\"n\":18446744073709551615,\"m\":-123456789012345678901234567890}\n",
         "caf\u{e9}\n",
     )
@@ -123,6 +126,7 @@ fn decoding_counts_what_it_works_around_and_keeps_big_integers_exact() {
     .to_vec();
     // A line that is not UTF-8 (and so not JSON either).
     input.extend_from_slice(b"{\"Id\":\"\xff\"}\n");
+    input.extend_from_slice(b"{\"Id\":\"good-3\"}\n");
     std::fs::create_dir_all(ws.path("in")).expect("mkdir");
     std::fs::write(ws.path("in/a.ndjson"), input).expect("write");
     ws.write(
@@ -142,14 +146,21 @@ path = "out.ndjson"
 "#,
     );
     let mut pipeline = ws.run("p.toml", Stdio::null());
-    let lines = wait_for("four events written", Duration::from_secs(60), || {
+    let lines = wait_for("seven events written", Duration::from_secs(60), || {
         let lines = ws.lines("out.ndjson");
-        (lines.len() >= 4).then_some(lines)
+        (lines.len() >= 7).then_some(lines)
     });
-    assert_eq!(lines[0], r#"{"Id":"dup","k":2}"#);
     assert_eq!(
-        lines[1],
-        r#"{"Id":"big","m":"-123456789012345678901234567890","n":"18446744073709551615"}"#
+        lines,
+        [
+            r#"{"Id":"good-1","n":9223372036854775807}"#,
+            r#"{"Id":"dup","k":2}"#,
+            r#"{"Id":"good-2","f":1e+19}"#,
+            r#"{"Id":"big","m":"-123456789012345678901234567890","n":"18446744073709551615"}"#,
+            r#"{"message":"café"}"#,
+            "{\"message\":\"{\\\"Id\\\":\\\"\u{fffd}\\\"}\"}",
+            r#"{"Id":"good-3"}"#,
+        ]
     );
     let errors = |pipeline: &mut crate::harness::Pipeline, error_type: &str| {
         pipeline.metric(
