@@ -92,6 +92,22 @@ fn more_files_than_descriptors_are_all_delivered_once() {
     let total = write_files(&ws, 2_000, 2);
     ws.write("p.toml", &config(""));
     let mut pipeline = ws.run_with_file_limit("p.toml", FILE_LIMIT);
+    // Lines are added while the files take turns: to files read to their end and closed
+    // for others (opened again at their offset), and to files not opened yet.
+    wait_for(
+        "half the records delivered",
+        Duration::from_secs(90),
+        || (ws.lines("out/out.ndjson").len() >= total / 2).then_some(()),
+    );
+    let mut appended = 0;
+    for file in (0..2_000).step_by(10) {
+        ws.append(
+            &format!("in/f{file:05}.ndjson"),
+            &records(total + appended, 1, 150),
+        );
+        appended += 1;
+    }
+    let total = total + appended;
     let observed = deliver_all_then_stop(&ws, &mut pipeline, total);
     assert!(
         observed.most_open <= DEFAULT_MAX_OPEN,
@@ -99,7 +115,7 @@ fn more_files_than_descriptors_are_all_delivered_once() {
         observed.most_open
     );
     println!(
-        "{total} records from 2000 files under ulimit -n {FILE_LIMIT}: at most {} open, {} health checks",
+        "{total} records from 2000 files (200 of them appended to during the run) under ulimit -n {FILE_LIMIT}: at most {} open, {} health checks",
         observed.most_open, observed.health_checks
     );
 }
