@@ -37,9 +37,23 @@ pub(super) enum Class {
     Config,
 }
 
-/// The class of a HEC code, `None` for a code the table does not list.
-pub(super) fn classify(code: u32) -> Option<Class> {
+/// Where a request's index came from: it decides whose fault an incorrect index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IndexFrom {
+    /// The configuration (a fixed `index`) or the token's default: the setup's.
+    Config,
+    /// Rendered from the events' fields (a request holds one index): those events'.
+    Events,
+}
+
+/// The class of a HEC code for a request whose index came from `index`, `None` for a
+/// code the table does not list.
+pub(super) fn classify(code: u32, index: IndexFrom) -> Option<Class> {
     Some(match code {
+        // Splunk will never take these events in the index they chose, while every
+        // other index flows: retrying them as a configuration error would hold them,
+        // and the source behind them, forever.
+        INCORRECT_INDEX if index == IndexFrom::Events => Class::Data,
         0 | 17 | 24 | 25 => Class::Ok,
         8 | 9 | 18 | 19 | 20 | 23 | 26 | 27 => Class::Retry,
         5 | 6 | 12 | 13 | 15 => Class::Data,
@@ -103,9 +117,23 @@ mod tests {
             (27, Class::Retry),
         ];
         for (code, class) in expected {
-            assert_eq!(classify(code), Some(class), "code {code}");
+            assert_eq!(
+                classify(code, IndexFrom::Config),
+                Some(class),
+                "code {code}"
+            );
+            let from_events = if code == INCORRECT_INDEX {
+                Class::Data
+            } else {
+                class
+            };
+            assert_eq!(
+                classify(code, IndexFrom::Events),
+                Some(from_events),
+                "code {code}"
+            );
         }
-        assert_eq!(classify(28), None);
+        assert_eq!(classify(28, IndexFrom::Config), None);
     }
 
     #[test]

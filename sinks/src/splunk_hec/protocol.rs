@@ -13,7 +13,7 @@ use siemflow_core::{Event, Secret};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::acks::{AckPoller, AckTracker, with_query};
-use super::codes::{Class, HecReply, INCORRECT_INDEX, classify, config_hint};
+use super::codes::{Class, HecReply, INCORRECT_INDEX, IndexFrom, classify, config_hint};
 use super::config::{EndpointTarget, SplunkHecSinkConfig};
 use super::encode::Encoder;
 
@@ -138,7 +138,12 @@ impl Hec {
         let status = response.status;
         let reply = HecReply::parse(&response.body);
         let code = reply.as_ref().and_then(|r| r.code);
-        let class = code.and_then(classify);
+        let index_from = if !index.is_empty() && self.encoder.index_has_fields() {
+            IndexFrom::Events
+        } else {
+            IndexFrom::Config
+        };
+        let class = code.and_then(|code| classify(code, index_from));
         let reply = reply.unwrap_or_default();
         let describe = || match code {
             Some(code) => format!("HEC code {code} ({}), HTTP {status}", reply.text),
@@ -155,20 +160,6 @@ impl Hec {
                 ))),
                 _ => Outcome::Delivered,
             };
-        }
-        if code == Some(INCORRECT_INDEX) && !index.is_empty() && self.encoder.index_has_fields() {
-            // The index was rendered from these events' fields (a request holds one
-            // index): Splunk will never take them there, while every other index flows.
-            // Retrying them as a configuration error would hold them, and the source
-            // behind them, forever.
-            return Outcome::Failed(Failure::Data(Rejection {
-                reason: "incorrect_index".into(),
-                message: format!(
-                    "{}: the index `{index}`, rendered from the event, is not one the token may write to",
-                    describe()
-                ),
-                response: Some(DroppedResponse::new(status.as_u16(), &response.body)),
-            }));
         }
         match (class, code) {
             (Some(Class::Retry), _) => {
@@ -187,15 +178,23 @@ impl Hec {
                 }
             }
             (Some(Class::Data), Some(code)) => {
+                let message = match code {
+                    INCORRECT_INDEX => format!(
+                        "{}: the index `{index}`, rendered from the event, is not one the token may write to",
+                        describe()
+                    ),
+                    _ => describe(),
+                };
                 let rejection = Rejection {
                     reason: data_reason(code).to_string(),
-                    message: describe(),
+                    message,
                     response: Some(DroppedResponse::new(status.as_u16(), &response.body)),
                 };
                 match reply.invalid_event {
                     // Splunk stopped at event k (0-based): the ones before it were
-                    // indexed, k is bad, the rest were never looked at.
-                    Some(k) if k < events => {
+                    // indexed, k is bad, the rest were never looked at. An incorrect
+                    // index is every event's of the request (it holds one index).
+                    Some(k) if k < events && code != INCORRECT_INDEX => {
                         let mut outcomes = self.taken(k, reply.ack_id, slot).await;
                         outcomes.push(EventOutcome::Rejected(rejection));
                         outcomes.resize(events, EventOutcome::Resend);
@@ -242,6 +241,7 @@ fn data_reason(code: u32) -> &'static str {
         12 => "event_field_required",
         13 => "event_field_blank",
         15 => "invalid_indexed_fields",
+        INCORRECT_INDEX => "incorrect_index",
         _ => "rejected",
     }
 }
@@ -287,9 +287,15 @@ impl Protocol for Hec {
             reply.text,
             response.status
         );
-        Err(match reply.code.and_then(classify) {
-            Some(Class::Config) => Failure::config(reason),
-            _ => Failure::retry(reason),
-        })
+        // The health endpoint names no index.
+        Err(
+            match reply
+                .code
+                .and_then(|code| classify(code, IndexFrom::Config))
+            {
+                Some(Class::Config) => Failure::config(reason),
+                _ => Failure::retry(reason),
+            },
+        )
     }
 }

@@ -260,5 +260,52 @@ async fn an_index_rendered_from_an_event_that_splunk_refuses_is_dead_lettered() 
     let counts = counts(&hec);
     assert_eq!(counts.len(), 36, "every other event indexed");
     assert!(hec.indexed().iter().all(|e| e.index == "m365_Exchange"));
+    assert_eq!(
+        hec.stats().by_code.get(&7).copied(),
+        Some(1),
+        "the request is dead-lettered whole (one index), not one event per request"
+    );
+    hec.stop().await;
+}
+
+#[tokio::test]
+async fn a_fixed_index_splunk_refuses_is_a_configuration_problem_and_keeps_the_events() {
+    let hec = SplunkHecSimulator::start(
+        SplunkHecConfig {
+            tokens: vec![HecToken {
+                token: TOKEN.into(),
+                indexes: vec!["m365".into()],
+                default_index: "m365".into(),
+                ..HecToken::default()
+            }],
+            ..SplunkHecConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let config = sink_config(
+        &hec.url(),
+        "healthcheck = { enabled = false }\nacknowledgements = { enabled = false }",
+    );
+    let mut running = start(&config);
+    let receipts = send(&running, 30, 1000).await;
+    crate::test_support::eventually("unhealthy", || running.health.ready().is_err()).await;
+    let problems = running.health.ready().expect_err("unhealthy");
+    assert!(
+        problems[0].contains("HEC code 7") && problems[0].contains("allowed indexes"),
+        "the configured index is the operator's to fix: {problems:?}"
+    );
+    running.abort.cancel();
+    for receipt in receipts {
+        assert_eq!(
+            receipt.await,
+            BatchStatus::Failed,
+            "kept for the source to re-read"
+        );
+    }
+    assert!(running.drain_dead().is_empty(), "nothing dead-lettered");
+    assert!(hec.indexed().is_empty());
+    running.task.await.expect("task").expect("sink");
     hec.stop().await;
 }
