@@ -163,27 +163,23 @@ fn report_failure(
     let error = &stalled.error;
     failures.counter.increment(1);
     failures.failing = true;
-    if stalled.class == FailureClass::Config {
-        tracing::error!(
-            component = %cx.component.id,
-            path = %quoted(&error.path),
-            action = error.action,
-            error = %error.source,
-            attempt,
-            retry_in = ?retry_in,
+    let what = match stalled.class {
+        FailureClass::Config => {
             "file sink cannot write: a configuration problem (permissions, a read-only file system, a configured path that cannot be); retrying the same batch slowly until it is fixed"
-        );
-    } else {
-        tracing::error!(
-            component = %cx.component.id,
-            path = %quoted(&error.path),
-            action = error.action,
-            error = %error.source,
-            attempt,
-            retry_in = ?retry_in,
+        }
+        FailureClass::Retry | FailureClass::Data => {
             "file sink cannot write; retrying the same batch"
-        );
-    }
+        }
+    };
+    tracing::error!(
+        component = %cx.component.id,
+        path = %quoted(&error.path),
+        action = error.action,
+        error = %error.source,
+        attempt,
+        retry_in = ?retry_in,
+        "{what}"
+    );
     cx.health.unhealthy(error.to_string());
 }
 
