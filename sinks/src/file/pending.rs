@@ -309,6 +309,7 @@ impl BatchEncoder {
             // The path depends only on the time: render it once for the whole batch.
             let (path, _) = self.template.render_path_or(first, now, MISSING_FIELD);
             let mut group = self.group(PathBuf::from(path));
+            group.events.reserve_exact(batch.len());
             for event in batch {
                 self.lines.encode(&event, &mut group.lines);
                 group.events.push(event);
