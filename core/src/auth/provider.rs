@@ -249,7 +249,10 @@ impl TokenProvider {
         Self::send_with(&make, &token).await
     }
 
-    async fn send_with(
+    /// Sends a request built by `make` once with `token`, without the 401 retry: for a caller that
+    /// must count every request it sends (a request budget) and so retries a 401 itself, after
+    /// [`invalidate`](Self::invalidate).
+    pub async fn send_with(
         make: &impl Fn() -> reqwest::RequestBuilder,
         token: &AccessToken,
     ) -> Result<reqwest::Response, AuthError> {

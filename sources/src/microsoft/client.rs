@@ -1,6 +1,9 @@
 //! HTTP to one Microsoft API for one tenant: the bearer token from core's token provider
-//! (a 401 refreshes it once and tries again), the shared request budget, the one retry
-//! rule, and every failure classified ([`super::errors`]).
+//! (a 401 refreshes it once and tries again, in a slot of its own), the shared request
+//! budget, the one retry rule, and every failure classified ([`super::errors`]).
+//!
+//! Every request sent takes a budget slot, and the token is fetched before the slot is
+//! waited for, so nothing but the request itself stands between the slot and the send.
 //!
 //! What the client retries itself: throttling (the whole budget pauses, never given up
 //! on), and timeouts, 5xx, 408 and network errors (a few times, `Retry-After` honoured);
@@ -9,7 +12,7 @@
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-use siemflow_core::auth::TokenProvider;
+use siemflow_core::auth::{AccessToken, AuthError, TokenProvider};
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::retry::RetryRule;
 use std::time::Duration;
@@ -197,6 +200,8 @@ pub fn authority(url: &Url) -> String {
 /// One attempt's outcome.
 enum Attempt {
     Done(ApiResponse),
+    /// A 401 to this token: a new one gets one more try.
+    Unauthorized(AccessToken),
     Throttled {
         detail: String,
         retry_after: Option<Duration>,
@@ -283,22 +288,44 @@ impl ApiClient {
         let mut transient = self.retries.transient.start();
         let mut throttle = self.retries.throttle.start();
         let mut attempts = 0;
+        let mut reauthorized = false;
         loop {
             attempts += 1;
-            tokio::select! {
+            let token = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                _ = self.budget.acquire() => {}
-            }
-            let attempt = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                attempt = self.attempt(request) => attempt,
+                token = self.tokens.token() => token,
+            };
+            let attempt = match token {
+                Ok(token) => {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                        _ = self.budget.acquire() => {}
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                        attempt = self.attempt(request, token, !reauthorized) => attempt,
+                    }
+                }
+                Err(error) => self.auth_failed(request.endpoint, error),
             };
             let wait = match attempt {
                 Attempt::Done(response) => {
                     self.config_error.set(0.0);
                     return Ok(response);
+                }
+                Attempt::Unauthorized(token) => {
+                    tracing::debug!(
+                        api = self.profile.name,
+                        tenant_id = %self.tenant_id,
+                        endpoint = request.endpoint,
+                        "401 with a cached token: fetching a new one and trying once more"
+                    );
+                    self.tokens.invalidate(&token);
+                    reauthorized = true;
+                    continue;
                 }
                 Attempt::Failed(error) => {
                     if error.is_config() {
@@ -378,37 +405,46 @@ impl ApiClient {
         .increment(1);
     }
 
-    async fn attempt(&self, request: &ApiRequest) -> Attempt {
-        let sent = self
-            .tokens
-            .send(|| {
-                let mut builder = self
-                    .http
-                    .request(request.method.clone(), request.url.clone())
-                    .header(ACCEPT, "application/json")
-                    .headers(request.headers.clone());
-                if let Some(body) = &request.body {
-                    builder = builder.body(body.clone());
-                }
-                builder
-            })
-            .await;
-        let response = match sent {
+    /// A failure to get a token, or to send: permanent (refused credentials) or transient.
+    fn auth_failed(&self, endpoint: &'static str, error: AuthError) -> Attempt {
+        if error.is_permanent() {
+            self.count(endpoint, "auth_error");
+            return Attempt::Failed(ApiError::Auth(error));
+        }
+        self.count(endpoint, "error");
+        Attempt::Transient {
+            retry_after: error.retry_after(),
+            detail: error.to_string(),
+        }
+    }
+
+    /// One send with `token`; a 401 is [`Attempt::Unauthorized`] while `may_reauthorize`.
+    async fn attempt(
+        &self,
+        request: &ApiRequest,
+        token: AccessToken,
+        may_reauthorize: bool,
+    ) -> Attempt {
+        let make = || {
+            let mut builder = self
+                .http
+                .request(request.method.clone(), request.url.clone())
+                .header(ACCEPT, "application/json")
+                .headers(request.headers.clone());
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            builder
+        };
+        let response = match TokenProvider::send_with(&make, &token).await {
             Ok(response) => response,
-            Err(error) if error.is_permanent() => {
-                self.count(request.endpoint, "auth_error");
-                return Attempt::Failed(ApiError::Auth(error));
-            }
-            Err(error) => {
-                self.count(request.endpoint, "error");
-                return Attempt::Transient {
-                    retry_after: error.retry_after(),
-                    detail: error.to_string(),
-                };
-            }
+            Err(error) => return self.auth_failed(request.endpoint, error),
         };
         let status = response.status();
         self.count(request.endpoint, status.as_str());
+        if status == reqwest::StatusCode::UNAUTHORIZED && may_reauthorize {
+            return Attempt::Unauthorized(token);
+        }
         let retry_after = siemflow_core::http::retry_after(response.headers());
         let headers = response.headers().clone();
         let limit = if status.is_success() {
