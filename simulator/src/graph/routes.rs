@@ -64,10 +64,7 @@ async fn handle(sim: &Sim, version: &str, path: &str, headers: &HeaderMap, uri: 
     let count = |f: &dyn Fn(&mut GraphStats)| sim.count(&tenant_key, |s| f(&mut s.graph));
     count(&|g| {
         *g.requests.entry(c.stats_name().into()).or_default() += 1;
-        g.request_times
-            .entry(c.family().name().into())
-            .or_default()
-            .push(now_ms);
+        g.arrived(c.family().name(), now_ms);
     });
     let who = match caller {
         Ok(who) => who,

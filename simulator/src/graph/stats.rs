@@ -1,5 +1,5 @@
-//! Graph counters of one tenant: requests, refusals, faults that fired, and the arrival time
-//! of every request so tests can check a client's pace against the limits.
+//! Graph counters of one tenant: requests, refusals, faults that fired, and the arrival times
+//! of the latest requests so tests can check a client's pace against the limits.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +12,9 @@ pub struct GraphStats {
     /// Requests per collection: `alerts_v2`, `incidents`, `signIns`, `beta/signIns`,
     /// `directoryAudits`, `provisioning`.
     pub requests: BTreeMap<String, u64>,
-    /// Arrival time (simulator clock, Unix ms) of every request, per limit family
-    /// (`security`, `identity`), throttled ones included.
+    /// Arrival times (simulator clock, Unix ms) of the latest requests, per limit family
+    /// (`security`, `identity`), throttled ones included: every request of a run up to
+    /// [`GraphStats::KEPT_TIMES`] of a family, at least that many latest ones after.
     pub request_times: BTreeMap<String, Vec<i64>>,
     /// Requests answered 429 because the family's limit was reached (not injected).
     pub throttled: u64,
@@ -33,6 +34,21 @@ pub struct GraphStats {
 }
 
 impl GraphStats {
+    /// How many arrival times of a family are always kept: far more than the documented
+    /// limits admit in their longest window (150 in 60 s), while a long-running simulator's
+    /// stats stay bounded.
+    pub const KEPT_TIMES: usize = 50_000;
+
+    /// Records a request of `family` arriving at `at_ms`; once twice [`Self::KEPT_TIMES`]
+    /// times are held, the older half goes (amortised constant time).
+    pub(crate) fn arrived(&mut self, family: &str, at_ms: i64) {
+        let times = self.request_times.entry(family.into()).or_default();
+        if times.len() >= 2 * Self::KEPT_TIMES {
+            times.drain(..times.len() - Self::KEPT_TIMES);
+        }
+        times.push(at_ms);
+    }
+
     /// The most requests of `family` that arrived within any span of `window`.
     pub fn max_in_window(&self, family: &str, window: Duration) -> usize {
         let Some(times) = self.request_times.get(family) else {
@@ -72,5 +88,29 @@ mod tests {
         assert_eq!(s.max_in_window("identity", Duration::from_secs(10)), 4);
         assert_eq!(s.max_in_window("identity", Duration::from_secs(1)), 3);
         assert_eq!(s.max_in_window("security", Duration::from_secs(60)), 0);
+    }
+
+    #[test]
+    fn arrival_times_stay_bounded_and_keep_the_latest() {
+        let mut s = GraphStats::default();
+        let n = 5 * GraphStats::KEPT_TIMES as i64;
+        for at in 0..n {
+            s.arrived("security", at);
+        }
+        let times = &s.request_times["security"];
+        assert!(
+            (GraphStats::KEPT_TIMES..=2 * GraphStats::KEPT_TIMES).contains(&times.len()),
+            "{}",
+            times.len()
+        );
+        assert_eq!(times.last(), Some(&(n - 1)), "the latest arrival is kept");
+        assert!(
+            times.windows(2).all(|w| w[1] == w[0] + 1),
+            "a contiguous run of the latest arrivals"
+        );
+        assert_eq!(
+            s.max_in_window("security", Duration::from_millis(1_000)),
+            1_000
+        );
     }
 }
