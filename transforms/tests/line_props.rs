@@ -2,7 +2,6 @@
 //! an extra key) are replaced by hostile text must still give exactly one line, with no
 //! character that could break it or command a terminal (core::escape's rule).
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
@@ -11,51 +10,20 @@ use siemflow_core::escape::is_line_unsafe;
 use siemflow_transforms::cef::{CefConfig, CefEncoder};
 use siemflow_transforms::leef::{LeefConfig, LeefEncoder};
 
-/// Every record of the JSON fixtures (a Graph `value` list or a top-level array gives
-/// one per element; NDJSON one per line).
+#[path = "../src/siem_mapping/fixtures.rs"]
+mod fixtures;
+
+/// Every record of the JSON fixtures (the loader the encoders' unit tests use), read once.
 fn fixture_records() -> &'static [Value] {
     static RECORDS: OnceLock<Vec<Value>> = OnceLock::new();
     RECORDS.get_or_init(|| {
-        let mut files = Vec::new();
-        json_files(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"),
-            &mut files,
-        );
-        files.sort();
-        let mut records = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).expect("readable fixture");
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(map)) => match map.get("value") {
-                    Some(Value::Array(items)) => records.extend(items.iter().cloned()),
-                    _ => records.push(Value::Object(map)),
-                },
-                Ok(Value::Array(items)) => records.extend(items),
-                Ok(other) => records.push(other),
-                Err(_) => records.extend(
-                    text.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .filter_map(|l| serde_json::from_str(l).ok()),
-                ),
-            }
-        }
+        let records: Vec<Value> = fixtures::fixture_records()
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect();
         assert!(!records.is_empty(), "no fixture records found");
         records
     })
-}
-
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("fixture folder") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            json_files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "json" || e == "ndjson")
-        {
-            out.push(path);
-        }
-    }
 }
 
 /// Text an attacker would send: anything, or mostly controls, separators and the
