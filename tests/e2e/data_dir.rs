@@ -1,11 +1,12 @@
 //! One process per data_dir: a second `siemflow run` on the same folder refuses to start
 //! and names the first, which keeps running, reloads without tripping over its own lock,
-//! and can still be validated against.
+//! and can still be validated against; once it is killed, the next run starts.
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Workspace, records, wait_for};
+use crate::harness::{Workspace, ids, records, wait_for};
 
 const CONFIG: &str = r#"
 data_dir = "data"
@@ -71,5 +72,30 @@ fn a_second_process_on_the_same_data_dir_refuses_to_start() {
     assert_eq!(
         std::fs::read_to_string(ws.path("data/.lock")).expect("lock file"),
         first.child.id().to_string()
+    );
+
+    // Killed, the owner leaves its pid in the lock file but no lock: the next run starts,
+    // delivers what came meanwhile (a record twice at worst) and writes its own pid.
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(30));
+    ws.append("in/a.ndjson", &records(200, 100, 200));
+    let mut next = ws.run("p.toml", Stdio::null());
+    next.api();
+    wait_for(
+        "the next process to deliver",
+        Duration::from_secs(60),
+        || {
+            let ids: BTreeSet<String> = ids(&ws.lines("out/out.ndjson")).into_iter().collect();
+            (ids.len() == 300).then_some(())
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path("data/.lock")).expect("lock file"),
+        next.child.id().to_string()
+    );
+    assert!(
+        next.child.try_wait().expect("try_wait").is_none(),
+        "the next process runs: {}",
+        next.logs()
     );
 }
