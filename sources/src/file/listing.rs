@@ -9,8 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use metrics::Counter;
+use siemflow_core::log_limit::RateLimitedLog;
 
-use super::complaints::{OncePerPath, RECURRING_PROBLEM_PERIOD, Throttle};
+use super::complaints::{OncePerPath, RECURRING_PROBLEM_PERIOD};
 use super::config::FollowSymlinks;
 
 /// What identifies a file while it exists: its device and inode.
@@ -62,7 +63,7 @@ pub struct Lister {
     follow: FollowSymlinks,
     listing_failed: Counter,
     symlink_refused: Counter,
-    failures: Throttle,
+    failures: RateLimitedLog,
     refused: OncePerPath,
 }
 
@@ -92,7 +93,7 @@ impl Lister {
             follow,
             listing_failed,
             symlink_refused,
-            failures: Throttle::new(RECURRING_PROBLEM_PERIOD),
+            failures: RateLimitedLog::new(RECURRING_PROBLEM_PERIOD),
             refused: OncePerPath::default(),
         }
     }

@@ -16,10 +16,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge};
+use siemflow_core::log_limit::RateLimitedLog;
 use tokio::sync::mpsc::Sender;
 
 use super::checkpoint::{self, Entry};
-use super::complaints::{OncePerPath, RECURRING_PROBLEM_PERIOD, Throttle};
+use super::complaints::{OncePerPath, RECURRING_PROBLEM_PERIOD};
 use super::config::ReadFrom;
 use super::listing::{FileId, Lister, Listing};
 use super::open_files::{OpenFile, OpenFiles, Turn};
@@ -173,7 +174,7 @@ struct Reader {
     events: Sender<ReaderEvent>,
     last_scan: Option<Instant>,
     opens_paused_until: Option<Instant>,
-    out_of_descriptors: Throttle,
+    out_of_descriptors: RateLimitedLog,
     troubled: OncePerPath,
     recycler: Recycler,
 }
@@ -192,7 +193,7 @@ pub fn run(settings: ReaderSettings, events: Sender<ReaderEvent>, commands: Rece
         events,
         last_scan: None,
         opens_paused_until: None,
-        out_of_descriptors: Throttle::new(RECURRING_PROBLEM_PERIOD),
+        out_of_descriptors: RateLimitedLog::new(RECURRING_PROBLEM_PERIOD),
         troubled: OncePerPath::default(),
         recycler: Recycler::new(),
     };
