@@ -82,6 +82,19 @@ fn an_api_address_that_cannot_be_listened_on_is_refused() {
 }
 
 #[test]
+fn api_connections_past_what_a_semaphore_holds_are_refused_at_their_key() {
+    let found = errors(&format!(
+        "[api]\nmax_connections = 2305843009213693952\n{PIPELINE}"
+    ));
+    assert_eq!(
+        found,
+        [
+            "p.toml:2:19: error at `api.max_connections`: must be between 1 and 4294967295, not 2305843009213693952"
+        ]
+    );
+}
+
+#[test]
 fn a_data_dir_holding_nul_is_refused() {
     let found = errors(&format!("data_dir = \"data\\u0000\"\n{PIPELINE}"));
     assert_eq!(found.len(), 1, "{found:?}");
