@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serializer};
+use serde::Deserialize;
 use siemflow_core::ConfigIssue;
 use siemflow_core::auth::EntraConfig;
 use siemflow_core::http::TlsConfig;
 use siemflow_core::units;
 
 use crate::microsoft::api::ENTRA_REPORTS;
-use crate::microsoft::tenants::{name_list_issues, tenant_issues};
+use crate::microsoft::tenants::{self, name_list_issues, tenant_issues};
 use crate::schema;
 
 /// The logs the source reads, as `resources` names them.
@@ -54,7 +54,7 @@ pub struct EntraLogsConfig {
 
     /// How far back to start when there is no saved cursor. At most `30d`. Default: `24h`.
     #[serde(
-        default = "default_start_from",
+        default = "crate::microsoft::tenants::default_start_from",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -73,7 +73,7 @@ pub struct EntraLogsConfig {
 
     /// How long to wait between queries once caught up. Default: `1m`.
     #[serde(
-        default = "default_poll_interval",
+        default = "crate::microsoft::tenants::default_poll_interval",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -87,7 +87,7 @@ pub struct EntraLogsConfig {
 
     /// Longest a single HTTP request may take. Default: `60s`.
     #[serde(
-        default = "default_request_timeout",
+        default = "crate::microsoft::tenants::default_request_timeout",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -95,13 +95,11 @@ pub struct EntraLogsConfig {
     pub request_timeout: Duration,
 
     /// TLS options for the login and Graph hosts. Default: system roots, verification on.
-    #[serde(default, serialize_with = "no_default")]
+    #[serde(
+        default,
+        serialize_with = "crate::microsoft::tenants::tls_schema_default"
+    )]
     pub tls: TlsConfig,
-}
-
-/// `TlsConfig` has no serialized form; its default is documented in words.
-fn no_default<S: Serializer>(_: &TlsConfig, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("{}")
 }
 
 fn default_resources() -> Vec<String> {
@@ -112,24 +110,12 @@ fn default_sign_in_types() -> Vec<String> {
     vec!["interactive".into()]
 }
 
-fn default_start_from() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
 fn default_lateness() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
-fn default_poll_interval() -> Duration {
-    Duration::from_secs(60)
-}
-
 fn default_requests_per_10s() -> u32 {
     ENTRA_REPORTS.windows[0].limit
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
 }
 
 impl EntraLogsConfig {
@@ -140,11 +126,11 @@ impl EntraLogsConfig {
             resources: default_resources(),
             sign_in_types: default_sign_in_types(),
             api_url: None,
-            start_from: default_start_from(),
+            start_from: tenants::default_start_from(),
             lateness: default_lateness(),
-            poll_interval: default_poll_interval(),
+            poll_interval: tenants::default_poll_interval(),
             requests_per_10s: default_requests_per_10s(),
-            request_timeout: default_request_timeout(),
+            request_timeout: tenants::default_request_timeout(),
             tls: TlsConfig::default(),
         }
     }
@@ -160,15 +146,10 @@ impl EntraLogsConfig {
                 &SIGN_IN_TYPES,
             ));
         }
-        if let Some(problem) = self
-            .api_url
-            .as_deref()
-            .and_then(siemflow_core::http::endpoint_url_problem)
-        {
-            issues.push(ConfigIssue::new("api_url", problem).hint(
-                "e.g. https://graph.microsoft.com, or leave it out to derive it from each tenant's cloud",
-            ));
-        }
+        issues.extend(tenants::api_url_issue(
+            self.api_url.as_deref(),
+            "https://graph.microsoft.com",
+        ));
         if self.start_from > MAX_HISTORY {
             issues.push(
                 ConfigIssue::new(
@@ -191,11 +172,7 @@ impl EntraLogsConfig {
             ("request_timeout", self.request_timeout.is_zero()),
             ("requests_per_10s", self.requests_per_10s == 0),
         ];
-        for (key, is_zero) in positive {
-            if is_zero {
-                issues.push(ConfigIssue::new(key, "must be greater than zero"));
-            }
-        }
+        issues.extend(tenants::zero_issues(&positive));
         issues.extend(self.tls.check("tls"));
         issues
     }

@@ -15,16 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::TimeDelta;
 use reqwest::header::HeaderMap;
 use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 
 pub use config::{EntraLogsConfig, RESOURCES, SIGN_IN_TYPES};
 
 use crate::microsoft::api::ENTRA_REPORTS;
-use crate::microsoft::poll::{
-    self, Collection, Feed, GraphAccess, Order, PollSettings, PollTuning,
-};
+use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning};
+use crate::microsoft::tenants::refuse_issues;
 use crate::microsoft::{ApiClient, Window};
 
 /// Records per page: the documented maximum (§6.2).
@@ -47,25 +45,21 @@ impl EntraLogsConfig {
         cx: SourceContext,
         tuning: PollTuning,
     ) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
-        if let Some(issue) = self.issues().first() {
-            anyhow::bail!(
-                "{}: {}",
-                issue.key.as_deref().unwrap_or("entra_logs"),
-                issue.message
-            );
-        }
-        let windows = [Window::new(self.requests_per_10s, Duration::from_secs(10))];
-        let access = GraphAccess {
+        refuse_issues(&self.issues(), "entra_logs")?;
+        let source = GraphSource {
             profile: ENTRA_REPORTS,
-            windows: &windows,
+            tenants: &self.tenants,
+            windows: &[Window::new(self.requests_per_10s, Duration::from_secs(10))],
             api_url: self.api_url.as_deref(),
             request_timeout: self.request_timeout,
             tls: &self.tls,
-            retries: tuning.retries,
+            start_from: self.start_from,
+            overlap: ("lateness", self.lateness),
+            poll_interval: self.poll_interval,
+            permission: ENTRA_REPORTS.permission,
         };
-        let clients = poll::graph_clients(&self.tenants, &access, &cx.component.metrics.labels)?;
-        let mut feeds = Vec::new();
-        for (client, root) in &clients {
+        source.build(cx, tuning, |client, root| {
+            let mut feeds = Vec::new();
             for resource in &self.resources {
                 if resource == "sign_ins" {
                     for kind in &self.sign_in_types {
@@ -75,16 +69,8 @@ impl EntraLogsConfig {
                     feeds.push(feed(client, root, audit_log(resource))?);
                 }
             }
-        }
-        let settings = PollSettings {
-            start_from: TimeDelta::from_std(self.start_from)
-                .context("start_from is out of range")?,
-            poll_interval: self.poll_interval,
-            permission: ENTRA_REPORTS.permission,
-            tuning,
-        };
-        let lateness = TimeDelta::from_std(self.lateness).context("lateness is out of range")?;
-        Ok(Box::pin(poll::run(settings, lateness, feeds, cx)))
+            Ok(feeds)
+        })
     }
 }
 

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serializer};
+use serde::Deserialize;
 use siemflow_core::ConfigIssue;
 use siemflow_core::auth::EntraConfig;
 use siemflow_core::http::TlsConfig;
 use siemflow_core::units;
 
 use crate::microsoft::api::GRAPH_SECURITY;
-use crate::microsoft::tenants::{name_list_issues, tenant_issues};
+use crate::microsoft::tenants::{self, name_list_issues, tenant_issues};
 use crate::schema;
 
 /// The collections the source reads, as `resources` names them.
@@ -37,7 +37,7 @@ pub struct GraphSecurityConfig {
 
     /// How far back to start when there is no saved cursor. Default: `24h`.
     #[serde(
-        default = "default_start_from",
+        default = "crate::microsoft::tenants::default_start_from",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -57,7 +57,7 @@ pub struct GraphSecurityConfig {
 
     /// How long to wait between queries once caught up. Default: `1m`.
     #[serde(
-        default = "default_poll_interval",
+        default = "crate::microsoft::tenants::default_poll_interval",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -71,7 +71,7 @@ pub struct GraphSecurityConfig {
 
     /// Longest a single HTTP request may take. Default: `60s`.
     #[serde(
-        default = "default_request_timeout",
+        default = "crate::microsoft::tenants::default_request_timeout",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -79,37 +79,23 @@ pub struct GraphSecurityConfig {
     pub request_timeout: Duration,
 
     /// TLS options for the login and Graph hosts. Default: system roots, verification on.
-    #[serde(default, serialize_with = "no_default")]
+    #[serde(
+        default,
+        serialize_with = "crate::microsoft::tenants::tls_schema_default"
+    )]
     pub tls: TlsConfig,
-}
-
-/// `TlsConfig` has no serialized form; its default is documented in words.
-fn no_default<S: Serializer>(_: &TlsConfig, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("{}")
 }
 
 fn default_resources() -> Vec<String> {
     RESOURCES.iter().map(|r| r.to_string()).collect()
 }
 
-fn default_start_from() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
 fn default_overlap() -> Duration {
     Duration::from_secs(5 * 60)
 }
 
-fn default_poll_interval() -> Duration {
-    Duration::from_secs(60)
-}
-
 fn default_requests_per_minute() -> u32 {
     GRAPH_SECURITY.windows[0].limit
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
 }
 
 impl GraphSecurityConfig {
@@ -119,11 +105,11 @@ impl GraphSecurityConfig {
             tenants,
             resources: default_resources(),
             api_url: None,
-            start_from: default_start_from(),
+            start_from: tenants::default_start_from(),
             overlap: default_overlap(),
-            poll_interval: default_poll_interval(),
+            poll_interval: tenants::default_poll_interval(),
             requests_per_minute: default_requests_per_minute(),
-            request_timeout: default_request_timeout(),
+            request_timeout: tenants::default_request_timeout(),
             tls: TlsConfig::default(),
         }
     }
@@ -132,15 +118,10 @@ impl GraphSecurityConfig {
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = tenant_issues(&self.tenants, "the source");
         issues.extend(name_list_issues("resources", &self.resources, &RESOURCES));
-        if let Some(problem) = self
-            .api_url
-            .as_deref()
-            .and_then(siemflow_core::http::endpoint_url_problem)
-        {
-            issues.push(ConfigIssue::new("api_url", problem).hint(
-                "e.g. https://graph.microsoft.com, or leave it out to derive it from each tenant's cloud",
-            ));
-        }
+        issues.extend(tenants::api_url_issue(
+            self.api_url.as_deref(),
+            "https://graph.microsoft.com",
+        ));
         if self.overlap > Duration::from_secs(24 * 3600) {
             issues.push(ConfigIssue::new("overlap", "must be at most \"24h\"").hint("\"5m\""));
         }
@@ -150,11 +131,7 @@ impl GraphSecurityConfig {
             ("request_timeout", self.request_timeout.is_zero()),
             ("requests_per_minute", self.requests_per_minute == 0),
         ];
-        for (key, is_zero) in positive {
-            if is_zero {
-                issues.push(ConfigIssue::new(key, "must be greater than zero"));
-            }
-        }
+        issues.extend(tenants::zero_issues(&positive));
         issues.extend(self.tls.check("tls"));
         issues
     }

@@ -14,16 +14,14 @@ pub(crate) mod tests;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use chrono::TimeDelta;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 
 pub use config::{GraphSecurityConfig, RESOURCES};
 
 use crate::microsoft::api::GRAPH_SECURITY;
-use crate::microsoft::poll::{
-    self, Collection, Feed, GraphAccess, Order, PollSettings, PollTuning,
-};
+use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning};
+use crate::microsoft::tenants::refuse_issues;
 use crate::microsoft::{ApiClient, Window};
 
 /// Alerts per page: the largest `$top` real clients use (§2.2).
@@ -52,38 +50,25 @@ impl GraphSecurityConfig {
         cx: SourceContext,
         tuning: PollTuning,
     ) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
-        if let Some(issue) = self.issues().first() {
-            anyhow::bail!(
-                "{}: {}",
-                issue.key.as_deref().unwrap_or("graph_security"),
-                issue.message
-            );
-        }
-        let windows = [Window::per_minute(self.requests_per_minute)];
-        let access = GraphAccess {
+        refuse_issues(&self.issues(), "graph_security")?;
+        let source = GraphSource {
             profile: GRAPH_SECURITY,
-            windows: &windows,
+            tenants: &self.tenants,
+            windows: &[Window::per_minute(self.requests_per_minute)],
             api_url: self.api_url.as_deref(),
             request_timeout: self.request_timeout,
             tls: &self.tls,
-            retries: tuning.retries,
-        };
-        let clients = poll::graph_clients(&self.tenants, &access, &cx.component.metrics.labels)?;
-        let mut feeds = Vec::new();
-        for (client, root) in &clients {
-            for resource in &self.resources {
-                feeds.push(feed(client, root, resource)?);
-            }
-        }
-        let settings = PollSettings {
-            start_from: TimeDelta::from_std(self.start_from)
-                .context("start_from is out of range")?,
+            start_from: self.start_from,
+            overlap: ("overlap", self.overlap),
             poll_interval: self.poll_interval,
             permission: "SecurityAlert.Read.All (alerts) and SecurityIncident.Read.All (incidents), Microsoft Graph application permissions",
-            tuning,
         };
-        let overlap = TimeDelta::from_std(self.overlap).context("overlap is out of range")?;
-        Ok(Box::pin(poll::run(settings, overlap, feeds, cx)))
+        source.build(cx, tuning, |client, root| {
+            self.resources
+                .iter()
+                .map(|resource| feed(client, root, resource))
+                .collect()
+        })
     }
 }
 

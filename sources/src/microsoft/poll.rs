@@ -648,10 +648,13 @@ impl Poll {
     }
 }
 
-/// How a source reaches Graph for each of its tenants.
-pub struct GraphAccess<'a> {
+/// What a Graph source's options give its poll loop: how to reach Graph for each tenant,
+/// and how to poll.
+pub struct GraphSource<'a> {
     /// The API (quota, metric prefix).
     pub profile: super::ApiProfile,
+    /// The tenants, each with its app registration.
+    pub tenants: &'a [siemflow_core::auth::EntraConfig],
     /// The source's request budget per (tenant, host).
     pub windows: &'a [super::Window],
     /// Overrides the Graph root (a simulator, a proxy); else each tenant's cloud's.
@@ -660,43 +663,63 @@ pub struct GraphAccess<'a> {
     pub request_timeout: Duration,
     /// TLS for the login and Graph hosts.
     pub tls: &'a siemflow_core::http::TlsConfig,
-    /// Retry pacing.
-    pub retries: RetryRules,
+    /// How far back a collection without a cursor starts.
+    pub start_from: Duration,
+    /// How far behind its cursor each query starts: the option's name and value.
+    pub overlap: (&'static str, Duration),
+    /// The wait between polls once a window is read.
+    pub poll_interval: Duration,
+    /// The permission named when a request is refused for the lack of it.
+    pub permission: &'static str,
 }
 
-/// One client per tenant, with tokens for its cloud's Graph audience (even when
-/// `api_url` points elsewhere), and the Graph root its requests go to.
-pub fn graph_clients(
-    tenants: &[siemflow_core::auth::EntraConfig],
-    access: &GraphAccess<'_>,
-    labels: &siemflow_core::metrics::ComponentLabels,
-) -> anyhow::Result<Vec<(Arc<ApiClient>, Url)>> {
-    use anyhow::Context as _;
-    let http = siemflow_core::http::client(access.tls, access.request_timeout, None)?;
-    let mut clients = Vec::with_capacity(tenants.len());
-    for (i, entra) in tenants.iter().enumerate() {
-        let scope = siemflow_core::auth::default_scope(entra.cloud.graph_url());
-        let tokens = siemflow_core::auth::TokenProvider::new(entra, &scope, http.clone())
-            .with_context(|| format!("tenants[{i}]"))?;
-        let root = access
-            .api_url
-            .map(|url| url.trim().trim_end_matches('/'))
-            .unwrap_or(entra.cloud.graph_url());
-        let root = Url::parse(&format!("{root}/"))
-            .with_context(|| format!("the Graph root of tenants[{i}] is not a URL"))?;
-        let client = ApiClient::new(super::ClientSettings {
-            profile: access.profile,
-            tenant_id: &entra.tenant_id,
-            api_root: &root,
-            http: http.clone(),
-            tokens,
-            windows: access.windows,
-            retries: access.retries,
-            labels,
-        });
-        clients.push((Arc::new(client), root));
+impl GraphSource<'_> {
+    /// The source: one client per tenant (tokens for its cloud's Graph audience, even when
+    /// `api_url` points elsewhere), the feeds `feeds` makes of each client and its Graph
+    /// root, and the poll loop over them all.
+    pub fn build(
+        self,
+        cx: SourceContext,
+        tuning: PollTuning,
+        mut feeds: impl FnMut(&Arc<ApiClient>, &Url) -> anyhow::Result<Vec<Feed>>,
+    ) -> anyhow::Result<siemflow_core::BoxFuture<anyhow::Result<()>>> {
+        use anyhow::Context as _;
+        let http = siemflow_core::http::client(self.tls, self.request_timeout, None)?;
+        let mut all = Vec::new();
+        for (i, entra) in self.tenants.iter().enumerate() {
+            let scope = siemflow_core::auth::default_scope(entra.cloud.graph_url());
+            let tokens = siemflow_core::auth::TokenProvider::new(entra, &scope, http.clone())
+                .with_context(|| format!("tenants[{i}]"))?;
+            let root = self
+                .api_url
+                .map(|url| url.trim().trim_end_matches('/'))
+                .unwrap_or(entra.cloud.graph_url());
+            let root = Url::parse(&format!("{root}/"))
+                .with_context(|| format!("the Graph root of tenants[{i}] is not a URL"))?;
+            let client = Arc::new(ApiClient::new(super::ClientSettings {
+                profile: self.profile,
+                tenant_id: &entra.tenant_id,
+                api_root: &root,
+                http: http.clone(),
+                tokens,
+                windows: self.windows,
+                retries: tuning.retries,
+                labels: &cx.component.metrics.labels,
+            }));
+            all.extend(feeds(&client, &root)?);
+        }
+        let (overlap_option, overlap) = self.overlap;
+        let overlap = TimeDelta::from_std(overlap)
+            .with_context(|| format!("{overlap_option} is out of range"))?;
+        let settings = PollSettings {
+            start_from: TimeDelta::from_std(self.start_from)
+                .context("start_from is out of range")?,
+            poll_interval: self.poll_interval,
+            permission: self.permission,
+            tuning,
+        };
+        Ok(Box::pin(run(settings, overlap, all, cx)))
     }
-    Ok(clients)
 }
 
 /// The earliest record time of a page.

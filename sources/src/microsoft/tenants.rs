@@ -3,8 +3,49 @@
 //! `tenant_id`, `client_id`, a secret or a certificate, `cloud`, `login_url`), and lists
 //! of names such as `resources`.
 
+use std::time::Duration;
+
+use serde::Serializer;
 use siemflow_core::ConfigIssue;
 use siemflow_core::auth::EntraConfig;
+use siemflow_core::http::TlsConfig;
+
+/// `start_from`'s default: a day.
+pub fn default_start_from() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// `poll_interval`'s default: a minute.
+pub fn default_poll_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `request_timeout`'s default: a minute.
+pub fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `tls` in the schema: `TlsConfig` has no serialized form; its default is documented in
+/// words.
+pub fn tls_schema_default<S: Serializer>(_: &TlsConfig, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("{}")
+}
+
+/// The problem of an `api_url` override, if any; `example` is the API's own root.
+pub fn api_url_issue(api_url: Option<&str>, example: &str) -> Option<ConfigIssue> {
+    let problem = siemflow_core::http::endpoint_url_problem(api_url?)?;
+    Some(ConfigIssue::new("api_url", problem).hint(format!(
+        "e.g. {example}, or leave it out to derive it from each tenant's cloud"
+    )))
+}
+
+/// "must be greater than zero" at each option that is zero.
+pub fn zero_issues(options: &[(&str, bool)]) -> impl Iterator<Item = ConfigIssue> {
+    options
+        .iter()
+        .filter(|(_, is_zero)| *is_zero)
+        .map(|(key, _)| ConfigIssue::new(key, "must be greater than zero"))
+}
 
 /// The problems of a pull source's `tenants` list, each at its key: every tenant's Entra
 /// settings, a tenant id that is not a GUID (`api` names the API that needs it), a
@@ -73,6 +114,19 @@ pub fn name_list_issues(option: &str, names: &[String], known: &[&str]) -> Vec<C
         }
     }
     issues
+}
+
+/// Refuses to build a source with configuration issues: the first, at its key (`source`
+/// when it has none).
+pub fn refuse_issues(issues: &[ConfigIssue], source: &str) -> anyhow::Result<()> {
+    match issues.first() {
+        Some(issue) => anyhow::bail!(
+            "{}: {}",
+            issue.key.as_deref().unwrap_or(source),
+            issue.message
+        ),
+        None => Ok(()),
+    }
 }
 
 /// True for the 8-4-4-4-12 hexadecimal GUID form.

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serializer};
+use serde::Deserialize;
 use siemflow_core::ConfigIssue;
 use siemflow_core::auth::EntraConfig;
 use siemflow_core::http::TlsConfig;
 use siemflow_core::units;
 
+use crate::microsoft::tenants;
 use crate::schema;
 
 /// The five content types of the Management Activity API, in the API's spelling.
@@ -50,7 +51,7 @@ pub struct O365ManagementConfig {
 
     /// How far back to start when there is no saved cursor. At most `7d`. Default: `24h`.
     #[serde(
-        default = "default_start_from",
+        default = "crate::microsoft::tenants::default_start_from",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -69,7 +70,7 @@ pub struct O365ManagementConfig {
 
     /// How long to wait between listings once caught up. Default: `1m`.
     #[serde(
-        default = "default_poll_interval",
+        default = "crate::microsoft::tenants::default_poll_interval",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -87,7 +88,7 @@ pub struct O365ManagementConfig {
 
     /// Longest a single HTTP request may take. Default: `60s`.
     #[serde(
-        default = "default_request_timeout",
+        default = "crate::microsoft::tenants::default_request_timeout",
         deserialize_with = "units::duration",
         serialize_with = "schema::duration"
     )]
@@ -105,29 +106,19 @@ pub struct O365ManagementConfig {
     pub max_blob_bytes: u64,
 
     /// TLS options for the login and API hosts. Default: system roots, verification on.
-    #[serde(default, serialize_with = "no_default")]
+    #[serde(
+        default,
+        serialize_with = "crate::microsoft::tenants::tls_schema_default"
+    )]
     pub tls: TlsConfig,
-}
-
-/// `TlsConfig` has no serialized form; its default is documented in words.
-fn no_default<S: Serializer>(_: &TlsConfig, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("{}")
 }
 
 fn default_content_types() -> Vec<String> {
     CONTENT_TYPES.iter().map(|c| c.to_string()).collect()
 }
 
-fn default_start_from() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
 fn default_overlap() -> Duration {
     Duration::from_secs(4 * 3600)
-}
-
-fn default_poll_interval() -> Duration {
-    Duration::from_secs(60)
 }
 
 fn default_max_concurrent_fetches() -> usize {
@@ -136,10 +127,6 @@ fn default_max_concurrent_fetches() -> usize {
 
 fn default_requests_per_minute() -> u32 {
     2000
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
 }
 
 fn default_max_blob_bytes() -> u64 {
@@ -154,12 +141,12 @@ impl O365ManagementConfig {
             content_types: default_content_types(),
             publisher_identifier: None,
             api_url: None,
-            start_from: default_start_from(),
+            start_from: tenants::default_start_from(),
             overlap: default_overlap(),
-            poll_interval: default_poll_interval(),
+            poll_interval: tenants::default_poll_interval(),
             max_concurrent_fetches: default_max_concurrent_fetches(),
             requests_per_minute: default_requests_per_minute(),
-            request_timeout: default_request_timeout(),
+            request_timeout: tenants::default_request_timeout(),
             max_blob_bytes: default_max_blob_bytes(),
             tls: TlsConfig::default(),
         }
@@ -185,7 +172,7 @@ impl O365ManagementConfig {
     /// The problems serde cannot see, each at its key.
     pub(crate) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        issues.extend(crate::microsoft::tenants::tenant_issues(
+        issues.extend(tenants::tenant_issues(
             &self.tenants,
             "the Management Activity API",
         ));
@@ -220,16 +207,10 @@ impl O365ManagementConfig {
                 .hint("the tenant ID (GUID) of the organisation operating this collector, or leave it out to use each tenant's own id"),
             );
         }
-        if let Some(problem) = self
-            .api_url
-            .as_deref()
-            .and_then(siemflow_core::http::endpoint_url_problem)
-        {
-            issues.push(
-                ConfigIssue::new("api_url", problem)
-                    .hint("e.g. https://manage.office.com, or leave it out to derive it from each tenant's cloud"),
-            );
-        }
+        issues.extend(tenants::api_url_issue(
+            self.api_url.as_deref(),
+            "https://manage.office.com",
+        ));
         if self.start_from > MAX_HISTORY {
             issues.push(
                 ConfigIssue::new(
@@ -252,11 +233,7 @@ impl O365ManagementConfig {
             ("requests_per_minute", self.requests_per_minute == 0),
             ("max_blob_bytes", self.max_blob_bytes == 0),
         ];
-        for (key, is_zero) in positive {
-            if is_zero {
-                issues.push(ConfigIssue::new(key, "must be greater than zero"));
-            }
-        }
+        issues.extend(tenants::zero_issues(&positive));
         if self.max_concurrent_fetches > 256 {
             issues.push(
                 ConfigIssue::new("max_concurrent_fetches", "at most 256")

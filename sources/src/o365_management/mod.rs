@@ -102,14 +102,7 @@ impl O365ManagementConfig {
         cx: SourceContext,
         tuning: Tuning,
     ) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
-        let issues = self.issues();
-        if let Some(issue) = issues.first() {
-            anyhow::bail!(
-                "{}: {}",
-                issue.key.as_deref().unwrap_or("o365_management"),
-                issue.message
-            );
-        }
+        crate::microsoft::tenants::refuse_issues(&self.issues(), "o365_management")?;
         let http = siemflow_core::http::client(&self.tls, self.request_timeout, None)?;
         let labels = &cx.component.metrics.labels;
         let mut tenants = Vec::with_capacity(self.tenants.len());
