@@ -15,11 +15,14 @@ use crate::buffer::BufferSender;
 use crate::event::{Batch, resolve_batch};
 use crate::metrics::ComponentLabels;
 
+/// A consumer component id and its input buffer.
+type Consumer = (String, BufferSender);
+
 /// Who consumes one output right now.
 #[derive(Default)]
 struct Wiring {
-    /// Consumer component ids and their input buffers.
-    consumers: Vec<(String, BufferSender)>,
+    /// The consumers; shared, so a send takes the list without copying it.
+    consumers: Arc<Vec<Consumer>>,
     /// True while a reload replaces a consumer: batches wait instead of being sent.
     paused: bool,
 }
@@ -36,9 +39,9 @@ impl Default for Targets {
 
 impl Targets {
     /// Targets wired to the given consumers.
-    pub fn new(consumers: Vec<(String, BufferSender)>) -> Self {
+    pub fn new(consumers: Vec<Consumer>) -> Self {
         Targets(Arc::new(watch::Sender::new(Wiring {
-            consumers,
+            consumers: Arc::new(consumers),
             paused: false,
         })))
     }
@@ -46,17 +49,20 @@ impl Targets {
     /// Wires `consumer` in (replacing an earlier wiring of the same id).
     pub fn attach(&self, consumer: &str, sender: BufferSender) {
         self.0.send_modify(|wiring| {
-            wiring.consumers.retain(|(id, _)| id != consumer);
-            wiring.consumers.push((consumer.to_string(), sender));
+            let consumers = Arc::make_mut(&mut wiring.consumers);
+            consumers.retain(|(id, _)| id != consumer);
+            consumers.push((consumer.to_string(), sender));
         });
     }
 
     /// Unwires `consumer`; true when it was wired here.
     pub fn detach(&self, consumer: &str) -> bool {
         self.0.send_if_modified(|wiring| {
-            let before = wiring.consumers.len();
-            wiring.consumers.retain(|(id, _)| id != consumer);
-            wiring.consumers.len() != before
+            if !wiring.consumers.iter().any(|(id, _)| id == consumer) {
+                return false;
+            }
+            Arc::make_mut(&mut wiring.consumers).retain(|(id, _)| id != consumer);
+            true
         })
     }
 
@@ -80,16 +86,17 @@ impl Targets {
 
     /// Drops every consumer: the producer is finished, so downstream may close.
     pub fn clear(&self) {
-        self.0.send_modify(|wiring| wiring.consumers.clear());
+        self.0
+            .send_modify(|wiring| wiring.consumers = Arc::default());
     }
 
     /// The consumers once the output is not paused.
-    async fn consumers(&self) -> Vec<(String, BufferSender)> {
+    async fn consumers(&self) -> Arc<Vec<Consumer>> {
         let mut wiring = self.0.subscribe();
         match wiring.wait_for(|w| !w.paused).await {
-            Ok(wired) => wired.consumers.clone(),
+            Ok(wired) => Arc::clone(&wired.consumers),
             // The sender lives in `self`, so it cannot be gone.
-            Err(_) => Vec::new(),
+            Err(_) => Arc::default(),
         }
     }
 }
@@ -154,7 +161,7 @@ impl Output {
     }
 }
 
-async fn deliver((consumer, sender): &(String, BufferSender), batch: Batch) {
+async fn deliver((consumer, sender): &Consumer, batch: Batch) {
     if let Err(closed) = sender.send(batch).await {
         // The consumer ended (it failed, or was aborted past its drain deadline). Its
         // copies are dropped unresolved, which fails them, so the source reads them

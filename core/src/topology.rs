@@ -109,7 +109,7 @@ impl Topology {
         };
         let ids: Vec<String> = topology.config.components.keys().cloned().collect();
         let prepared = topology.prepare(&topology.config, &ids)?;
-        topology.launch(prepared, &BTreeSet::new());
+        topology.launch(prepared);
         Ok(topology)
     }
 
@@ -225,12 +225,16 @@ impl Topology {
         Ok(prepared)
     }
 
-    /// Wires prepared components in and starts them. `kept` are running components that
-    /// stay; edges between two kept components already exist.
-    fn launch(&mut self, prepared: Vec<Prepared>, kept: &BTreeSet<String>) {
+    /// Wires prepared components in beside everything running now and starts them; edges
+    /// between two running components already exist.
+    fn launch(&mut self, prepared: Vec<Prepared>) {
+        if prepared.is_empty() {
+            return;
+        }
         // Strong senders for every consumer while wiring, so no buffer closes midway.
-        let mut senders: BTreeMap<String, BufferSender> = kept
-            .iter()
+        let mut senders: BTreeMap<String, BufferSender> = self
+            .running
+            .keys()
             .filter_map(|id| Some((id.clone(), self.inputs.get(id)?.upgrade()?)))
             .collect();
         let new_ids: BTreeSet<String> = prepared.iter().map(|p| p.id.clone()).collect();
@@ -347,8 +351,8 @@ impl Topology {
         paused
     }
 
-    /// Signals components to stop; returns a set that yields each id (and whether it
-    /// drained) as it finishes, aborting what is left at `deadline`.
+    /// Signals components to stop; returns a set that yields each id as it finishes,
+    /// aborting what is left at `deadline`.
     fn stop_components(&mut self, ids: &[String], deadline: Duration) -> JoinSet<String> {
         let until = tokio::time::Instant::now() + deadline;
         let mut finishing = JoinSet::new();
@@ -431,14 +435,14 @@ impl Topology {
         // one, so a replaced chain never blocks on a part that has not drained yet.
         let (mut successors, fresh): (Vec<Prepared>, Vec<Prepared>) =
             prepared.into_iter().partition(|p| stopping.contains(&p.id));
-        self.launch_now(fresh);
+        self.launch(fresh);
         while let Some(finished) = finishing.join_next().await {
             let Ok(id) = finished else { continue };
             self.targets
                 .retain(|key, _| key != &id && !key.starts_with(&format!("{id}.")));
             if let Some(at) = successors.iter().position(|p| p.id == id) {
                 let successor = successors.swap_remove(at);
-                self.launch_now(vec![successor]);
+                self.launch(vec![successor]);
             }
             paused.retain_mut(|(targets, fed)| {
                 fed.remove(&id);
@@ -449,21 +453,12 @@ impl Topology {
             });
         }
         // Only reached if a stop task itself failed; never leave an output paused.
-        self.launch_now(successors);
+        self.launch(successors);
         for (targets, _) in paused {
             targets.set_paused(false);
         }
         drop(held);
         Ok(summary)
-    }
-
-    /// Wires and starts `prepared` beside everything running now.
-    fn launch_now(&mut self, prepared: Vec<Prepared>) {
-        if prepared.is_empty() {
-            return;
-        }
-        let kept: BTreeSet<String> = self.running.keys().cloned().collect();
-        self.launch(prepared, &kept);
     }
 
     /// Stops the sources and waits up to `deadline` for everything in flight to be
