@@ -109,11 +109,21 @@ fn watch_config_reloads_on_change() {
 // pipeline, and checks the promise that matters: every record the source checkpointed
 // reached the receiver, and once the input is checkpointed to its end, every record did.
 
-/// Appends `total` records to `in/a.ndjson` in chunks from a thread; returns every line
-/// the file will hold once it is done.
+/// The API and the fed file source `in` that every pipeline below starts with (after its
+/// global keys).
+const FED_SOURCE: &str = r#"[api]
+address = "127.0.0.1:0"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+checkpoint_interval = "50ms"
+"#;
+
+/// Appends `total` records to `in/a.ndjson` in chunks from a thread.
 struct Feeder {
     thread: Option<std::thread::JoinHandle<()>>,
-    text: String,
+    /// Each record's id and the file offset where it ends.
+    records: Vec<(String, u64)>,
 }
 
 impl Feeder {
@@ -124,6 +134,15 @@ impl Feeder {
         let path = ws.path(file);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         let lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+        let mut end = 0u64;
+        let records = lines
+            .iter()
+            .zip(ids(&lines))
+            .map(|(line, id)| {
+                end += line.len() as u64;
+                (id, end)
+            })
+            .collect();
         let per_chunk = total.div_ceil(chunks);
         let thread = std::thread::spawn(move || {
             use std::io::Write as _;
@@ -140,7 +159,7 @@ impl Feeder {
         });
         Feeder {
             thread: Some(thread),
-            text,
+            records,
         }
     }
 
@@ -151,21 +170,16 @@ impl Feeder {
     }
 
     fn bytes(&self) -> u64 {
-        self.text.len() as u64
+        self.records.last().map_or(0, |(_, end)| *end)
     }
 
     /// Ids of the records that end at or before `offset`.
     fn ids_before(&self, offset: u64) -> Vec<String> {
-        let mut end = 0u64;
-        let mut out = Vec::new();
-        for line in self.text.lines() {
-            end += line.len() as u64 + 1;
-            if end > offset {
-                break;
-            }
-            out.extend(ids(&[line.to_string()]));
-        }
-        out
+        self.records
+            .iter()
+            .take_while(|(_, end)| *end <= offset)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn all_ids(&self) -> Vec<String> {
@@ -210,9 +224,15 @@ fn reloads(pipeline: &mut crate::harness::Pipeline) -> f64 {
 }
 
 /// Rewrites the config and sends SIGHUP, then waits for the reload to be applied.
+/// Replaces `p.toml` in one rename, so a reload never reads it half written.
+fn write_config(ws: &Workspace, config: &str) {
+    ws.write("p.toml.new", config);
+    std::fs::rename(ws.path("p.toml.new"), ws.path("p.toml")).expect("rename the config");
+}
+
 fn reload_to(ws: &Workspace, pipeline: &mut crate::harness::Pipeline, config: &str) {
     let before = reloads(pipeline);
-    ws.write("p.toml", config);
+    write_config(ws, config);
     pipeline.signal(libc::SIGHUP);
     wait_for("the reload", Duration::from_secs(60), || {
         (reloads(pipeline) > before).then_some(())
@@ -223,13 +243,7 @@ fn chain_config(generation: usize) -> String {
     format!(
         r#"
 data_dir = "data"
-[api]
-address = "127.0.0.1:0"
-[sources.in]
-type = "file"
-include = ["in/*.ndjson"]
-checkpoint_interval = "50ms"
-[transforms.stamp]
+{FED_SOURCE}[transforms.stamp]
 type = "remap"
 inputs = ["in"]
 source = '.generation = {generation}'
@@ -258,13 +272,7 @@ fn reloading_a_sink_with_a_retrying_backlog_loses_nothing() {
         format!(
             r#"
 data_dir = "data"
-[api]
-address = "127.0.0.1:0"
-[sources.in]
-type = "file"
-include = ["in/*.ndjson"]
-checkpoint_interval = "50ms"
-[sinks.elastic]
+{FED_SOURCE}[sinks.elastic]
 type = "elasticsearch"
 inputs = ["in"]
 endpoints = ["{}"]
@@ -340,13 +348,7 @@ fn changing_the_inputs_of_a_sink_loses_nothing() {
         format!(
             r#"
 data_dir = "data"
-[api]
-address = "127.0.0.1:0"
-[sources.in]
-type = "file"
-include = ["in/*.ndjson"]
-checkpoint_interval = "50ms"
-[sources.side]
+{FED_SOURCE}[sources.side]
 type = "file"
 include = ["side/*.ndjson"]
 [sinks.out]
@@ -399,13 +401,26 @@ fn a_burst_of_reloads_loses_nothing() {
     });
     // Signals sent back to back may coalesce; each reload reads the file as it is then.
     for generation in 1..=8 {
-        ws.write("p.toml", &chain_config(generation));
+        write_config(&ws, &chain_config(generation));
         pipeline.signal(libc::SIGHUP);
+        // Paces the signals so some land while an earlier reload is still draining.
         std::thread::sleep(Duration::from_millis(5 * generation as u64));
     }
-    wait_for("a reload", Duration::from_secs(60), || {
-        (reloads(&mut pipeline) >= 1.0).then_some(())
-    });
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while reloads(&mut pipeline) < 1.0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no reload applied within 60 s: {}",
+            pipeline.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        pipeline.metric("config_reloads_total", &["result=\"rejected\""]),
+        0.0,
+        "every reload read a whole config: {}",
+        pipeline.logs()
+    );
     assert_checkpoint_covered(&ws, &feeder, delivered);
     feeder.finish();
     assert_all_delivered(&ws, &feeder, delivered);
@@ -449,13 +464,7 @@ fn replacing_both_ends_around_a_kept_transform_drains_without_a_stall() {
             r#"
 data_dir = "data"
 shutdown_timeout = "120s"
-[api]
-address = "127.0.0.1:0"
-[sources.in]
-type = "file"
-include = ["in/*.ndjson"]
-checkpoint_interval = "50ms"
-[transforms.first]
+{FED_SOURCE}[transforms.first]
 type = "remap"
 inputs = ["in"]
 source = '.first = {generation}'
