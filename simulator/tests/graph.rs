@@ -13,8 +13,8 @@ use common::*;
 use serde_json::Value;
 use siemflow_simulator::{
     Cloud, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphConfig, GraphFaults,
-    GraphResource, GraphTenantConfig, M365Config, Simulator, TenantConfig, graph_ground_truth,
-    graph_versions,
+    GraphResource, GraphStats, GraphTenantConfig, M365Config, Simulator, TenantConfig,
+    graph_ground_truth, graph_versions,
 };
 
 const GRAPH: &str = "https://graph.microsoft.com";
@@ -56,40 +56,42 @@ fn app(tenant: &str, client: &str, secret: &str, roles: &[&str]) -> TenantConfig
     }
 }
 
-/// A token for `resource` (e.g. `https://graph.microsoft.com`).
-async fn token_for_resource(
-    sim: &Simulator,
-    tenant: &str,
-    client: &str,
-    secret: &str,
-    resource: &str,
-) -> String {
-    let scope = format!("{resource}/.default");
-    let (status, body) = token_request(
-        sim,
-        tenant,
-        false,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", client),
-            ("client_secret", secret),
-            ("scope", &scope),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().expect("token").to_string()
-}
-
-async fn graph_token(sim: &Simulator) -> String {
+/// A token of the default app for `resource`.
+async fn default_token(sim: &Simulator, resource: &str) -> String {
     token_for_resource(
         sim,
         DEFAULT_TENANT_ID,
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
-        GRAPH,
+        resource,
     )
     .await
+}
+
+async fn graph_token(sim: &Simulator) -> String {
+    default_token(sim, GRAPH).await
+}
+
+/// A simulator of `cfg` and a Graph token of its default app.
+async fn start_with_token(cfg: M365Config) -> (Simulator, String) {
+    let sim = start(cfg).await;
+    let t = graph_token(&sim).await;
+    (sim, t)
+}
+
+/// The ground truth of the default tenant.
+fn ground_truth(
+    cfg: &M365Config,
+    resource: GraphResource,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<Value> {
+    graph_ground_truth(cfg, DEFAULT_TENANT_ID, resource, from, until)
+}
+
+/// The default tenant's Graph counters.
+fn graph_stats(sim: &Simulator) -> GraphStats {
+    sim.stats().tenant(DEFAULT_TENANT_ID).graph
 }
 
 struct Reply {
@@ -187,6 +189,17 @@ async fn collect(
     panic!("paging never ended");
 }
 
+/// Every record of `path` with `query`, following nextLinks alone.
+async fn list(
+    sim: &Simulator,
+    path: &str,
+    query: &[(&str, &str)],
+    token: &str,
+    prefer: bool,
+) -> Vec<Value> {
+    collect(&url(sim, path, query), token, prefer, None).await.0
+}
+
 /// `got == want`, saying where they first differ.
 fn same(got: &[Value], want: &[Value], what: &str) {
     assert_eq!(ids(got), ids(want), "{what}: ids");
@@ -200,6 +213,10 @@ fn ids(records: &[Value]) -> Vec<String> {
         .iter()
         .map(|r| r["id"].as_str().expect("id").to_string())
         .collect()
+}
+
+fn id_set(records: &[Value]) -> BTreeSet<String> {
+    ids(records).into_iter().collect()
 }
 
 fn time_of(r: &Value, field: &str) -> DateTime<Utc> {
@@ -242,14 +259,13 @@ async fn alerts_and_incidents_page_to_the_ground_truth() {
         alerts_per_hour: 12,
         ..GraphConfig::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let (from, until) = (sim.history_start(), sim.visible_until());
     for (path, resource, top) in [
         ("/v1.0/security/alerts_v2", GraphResource::Alerts, 7),
         ("/v1.0/security/incidents", GraphResource::Incidents, 5),
     ] {
-        let truth = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, resource, from, until);
+        let truth = ground_truth(&cfg, resource, from, until);
         assert!(
             truth.len() > 30,
             "{path}: a day of data, got {}",
@@ -286,15 +302,12 @@ async fn alerts_and_incidents_page_to_the_ground_truth() {
             Some(truth.len() as u64),
             "{path}"
         );
-        let (asc, _) = collect(
-            &url(
-                &sim,
-                path,
-                &[("$orderby", "lastUpdateDateTime asc"), ("$top", "9")],
-            ),
+        let asc = list(
+            &sim,
+            path,
+            &[("$orderby", "lastUpdateDateTime asc"), ("$top", "9")],
             &t,
             true,
-            None,
         )
         .await;
         let updated: Vec<_> = asc
@@ -319,10 +332,9 @@ async fn filters_match_the_documented_semantics() {
         alerts_per_hour: 12,
         ..GraphConfig::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let (from, until) = (sim.history_start(), sim.visible_until());
-    let alerts = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, GraphResource::Alerts, from, until);
+    let alerts = ground_truth(&cfg, GraphResource::Alerts, from, until);
     let mid = time_of(&alerts[alerts.len() / 2], "lastUpdateDateTime");
     type Pick = Box<dyn Fn(&Value) -> bool>;
     // (filter, the same predicate written independently, whether it must select something)
@@ -385,15 +397,12 @@ async fn filters_match_the_documented_semantics() {
     ];
     for (filter, pick, must_select) in cases {
         let want: Vec<Value> = alerts.iter().filter(|r| pick(r)).cloned().collect();
-        let (got, _) = collect(
-            &url(
-                &sim,
-                "/v1.0/security/alerts_v2",
-                &[("$filter", &filter), ("$top", "50")],
-            ),
+        let got = list(
+            &sim,
+            "/v1.0/security/alerts_v2",
+            &[("$filter", &filter), ("$top", "50")],
             &t,
             true,
-            None,
         )
         .await;
         assert_eq!(ids(&got), ids(&want), "{filter}");
@@ -437,13 +446,7 @@ async fn filters_match_the_documented_semantics() {
         );
         assert!(r.header("request-id").is_some());
     }
-    let incidents = graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::Incidents,
-        from,
-        until,
-    );
+    let incidents = ground_truth(&cfg, GraphResource::Incidents, from, until);
     let r = get(
         &sim,
         "/v1.0/security/incidents",
@@ -476,24 +479,19 @@ async fn filters_match_the_documented_semantics() {
 #[tokio::test]
 async fn incidents_expand_their_alerts() {
     let cfg = frozen(GraphConfig::default());
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
-    let alerts = graph_ground_truth(
+    let (sim, t) = start_with_token(cfg.clone()).await;
+    let alerts = ground_truth(
         &cfg,
-        DEFAULT_TENANT_ID,
         GraphResource::Alerts,
         sim.history_start(),
         sim.visible_until(),
     );
-    let (incidents, _) = collect(
-        &url(
-            &sim,
-            "/v1.0/security/incidents",
-            &[("$expand", "alerts"), ("$top", "10")],
-        ),
+    let incidents = list(
+        &sim,
+        "/v1.0/security/incidents",
+        &[("$expand", "alerts"), ("$top", "10")],
         &t,
         true,
-        None,
     )
     .await;
     let mut expanded = 0;
@@ -514,7 +512,7 @@ async fn incidents_expand_their_alerts() {
     // Every alert belongs to a listed incident, except one whose incident is not indexed yet
     // (an incident is created a moment after its first alert).
     assert!(expanded <= alerts.len());
-    let listed: BTreeSet<String> = ids(&incidents).into_iter().collect();
+    let listed = id_set(&incidents);
     for a in alerts
         .iter()
         .filter(|a| !listed.contains(a["incidentId"].as_str().unwrap_or_default()))
@@ -545,39 +543,40 @@ async fn records_have_the_documented_shapes() {
     });
     let (from, until) = (Utc::now() - Duration::days(1), Utc::now());
     let seven = regex_like_seven_digits;
-    let alerts = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, GraphResource::Alerts, from, until);
+    let alerts = ground_truth(&cfg, GraphResource::Alerts, from, until);
     let mut prefixes = BTreeSet::new();
     let mut evidence_types = BTreeSet::new();
     for a in &alerts {
         assert_eq!(a["@odata.type"], "#microsoft.graph.security.alert");
         assert_eq!(a["tenantId"], DEFAULT_TENANT_ID);
-        for key in [
-            "providerAlertId",
-            "incidentId",
-            "status",
-            "severity",
-            "serviceSource",
-            "detectionSource",
-            "detectorId",
-            "title",
-            "category",
-            "alertWebUrl",
-            "incidentWebUrl",
-            "mitreTechniques",
-            "createdDateTime",
-            "lastUpdateDateTime",
-            "firstActivityDateTime",
-            "lastActivityDateTime",
-            "comments",
-            "evidence",
-            "systemTags",
-            "classification",
-            "determination",
-            "assignedTo",
-            "resolvedDateTime",
-        ] {
-            assert!(a.get(key).is_some(), "{key} missing in {a}");
-        }
+        has_keys(
+            a,
+            &[
+                "providerAlertId",
+                "incidentId",
+                "status",
+                "severity",
+                "serviceSource",
+                "detectionSource",
+                "detectorId",
+                "title",
+                "category",
+                "alertWebUrl",
+                "incidentWebUrl",
+                "mitreTechniques",
+                "createdDateTime",
+                "lastUpdateDateTime",
+                "firstActivityDateTime",
+                "lastActivityDateTime",
+                "comments",
+                "evidence",
+                "systemTags",
+                "classification",
+                "determination",
+                "assignedTo",
+                "resolvedDateTime",
+            ],
+        );
         let id = a["id"].as_str().expect("id");
         prefixes.insert(id[..2].to_string());
         if id.starts_with("da") {
@@ -596,16 +595,17 @@ async fn records_have_the_documented_shapes() {
         for e in a["evidence"].as_array().expect("evidence") {
             let ty = e["@odata.type"].as_str().expect("@odata.type");
             assert!(ty.starts_with("#microsoft.graph.security."), "{ty}");
-            for key in [
-                "createdDateTime",
-                "verdict",
-                "remediationStatus",
-                "roles",
-                "detailedRoles",
-                "tags",
-            ] {
-                assert!(e.get(key).is_some(), "{key} missing in {e}");
-            }
+            has_keys(
+                e,
+                &[
+                    "createdDateTime",
+                    "verdict",
+                    "remediationStatus",
+                    "roles",
+                    "detailedRoles",
+                    "tags",
+                ],
+            );
             evidence_types.insert(ty.to_string());
         }
     }
@@ -614,13 +614,7 @@ async fn records_have_the_documented_shapes() {
         "{prefixes:?}"
     );
     assert!(evidence_types.len() >= 8, "{evidence_types:?}");
-    let incidents = graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::Incidents,
-        from,
-        until,
-    );
+    let incidents = ground_truth(&cfg, GraphResource::Incidents, from, until);
     for i in &incidents {
         assert!(
             i["id"]
@@ -629,54 +623,56 @@ async fn records_have_the_documented_shapes() {
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         );
-        for key in [
-            "incidentWebUrl",
-            "redirectIncidentId",
-            "displayName",
-            "createdDateTime",
-            "lastUpdateDateTime",
-            "assignedTo",
-            "classification",
-            "determination",
-            "status",
-            "severity",
-            "customTags",
-            "systemTags",
-            "comments",
-        ] {
-            assert!(i.get(key).is_some(), "{key} missing in {i}");
-        }
+        has_keys(
+            i,
+            &[
+                "incidentWebUrl",
+                "redirectIncidentId",
+                "displayName",
+                "createdDateTime",
+                "lastUpdateDateTime",
+                "assignedTo",
+                "classification",
+                "determination",
+                "status",
+                "severity",
+                "customTags",
+                "systemTags",
+                "comments",
+            ],
+        );
         assert!(seven(i["lastUpdateDateTime"].as_str().expect("lastUpdate")));
     }
-    let sign_ins = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, GraphResource::SignIns, from, until);
+    let sign_ins = ground_truth(&cfg, GraphResource::SignIns, from, until);
     assert!(!sign_ins.is_empty());
     for s in &sign_ins {
-        for key in [
-            "createdDateTime",
-            "userDisplayName",
-            "userPrincipalName",
-            "userId",
-            "appId",
-            "appDisplayName",
-            "ipAddress",
-            "clientAppUsed",
-            "correlationId",
-            "conditionalAccessStatus",
-            "isInteractive",
-            "riskDetail",
-            "riskLevelAggregated",
-            "riskLevelDuringSignIn",
-            "riskState",
-            "riskEventTypes",
-            "resourceDisplayName",
-            "resourceId",
-            "status",
-            "deviceDetail",
-            "location",
-            "appliedConditionalAccessPolicies",
-        ] {
-            assert!(s.get(key).is_some(), "{key} missing in {s}");
-        }
+        has_keys(
+            s,
+            &[
+                "createdDateTime",
+                "userDisplayName",
+                "userPrincipalName",
+                "userId",
+                "appId",
+                "appDisplayName",
+                "ipAddress",
+                "clientAppUsed",
+                "correlationId",
+                "conditionalAccessStatus",
+                "isInteractive",
+                "riskDetail",
+                "riskLevelAggregated",
+                "riskLevelDuringSignIn",
+                "riskState",
+                "riskEventTypes",
+                "resourceDisplayName",
+                "resourceId",
+                "status",
+                "deviceDetail",
+                "location",
+                "appliedConditionalAccessPolicies",
+            ],
+        );
         assert_eq!(s["isInteractive"], true);
         assert!(
             s.get("signInEventTypes").is_none(),
@@ -690,7 +686,7 @@ async fn records_have_the_documented_shapes() {
         (GraphResource::ServicePrincipalSignIns, "servicePrincipal"),
         (GraphResource::ManagedIdentitySignIns, "managedIdentity"),
     ] {
-        let list = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, resource, from, until);
+        let list = ground_truth(&cfg, resource, from, until);
         assert!(!list.is_empty(), "{kind}");
         assert!(
             list.iter()
@@ -699,44 +695,40 @@ async fn records_have_the_documented_shapes() {
             "{kind}"
         );
     }
-    let audits = graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::DirectoryAudits,
-        from,
-        until,
-    );
+    let audits = ground_truth(&cfg, GraphResource::DirectoryAudits, from, until);
     for d in &audits {
         assert!(d["id"].as_str().expect("id").starts_with("Directory_"));
-        for key in [
-            "category",
-            "correlationId",
-            "result",
-            "resultReason",
-            "activityDisplayName",
-            "activityDateTime",
-            "loggedByService",
-            "operationType",
-            "initiatedBy",
-            "targetResources",
-            "additionalDetails",
-        ] {
-            assert!(d.get(key).is_some(), "{key} missing in {d}");
-        }
+        has_keys(
+            d,
+            &[
+                "category",
+                "correlationId",
+                "result",
+                "resultReason",
+                "activityDisplayName",
+                "activityDateTime",
+                "loggedByService",
+                "operationType",
+                "initiatedBy",
+                "targetResources",
+                "additionalDetails",
+            ],
+        );
     }
-    let provisioning = graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::Provisioning,
-        from,
-        until,
-    );
+    let provisioning = ground_truth(&cfg, GraphResource::Provisioning, from, until);
     assert!(
         provisioning
             .iter()
             .all(|p| p["provisioningStatusInfo"]["status"].is_string()
                 && p["activityDateTime"].is_string())
     );
+}
+
+/// Asserts that `record` has every one of `keys`.
+fn has_keys(record: &Value, keys: &[&str]) {
+    for key in keys {
+        assert!(record.get(key).is_some(), "{key} missing in {record}");
+    }
 }
 
 /// `…T10:02:11.4418120Z`: seven fractional digits and `Z`.
@@ -779,25 +771,13 @@ async fn alerts_and_incidents_change_after_creation() {
         // What a source does: list everything, remember the newest lastUpdateDateTime, later
         // ask for lastUpdateDateTime ge (cursor − 5 min) and keep the latest version per id.
         let t = graph_token(&sim).await;
-        let before = sim.visible_until();
-        let (first, _) = collect(&url(&sim, path, &[("$top", "50")]), &t, true, None).await;
-        let after = sim.visible_until();
-        let truth_before = latest(&graph_ground_truth(
-            &cfg,
-            DEFAULT_TENANT_ID,
+        let poll = Poll {
+            sim: &sim,
+            cfg: &cfg,
             resource,
-            from,
-            before,
-        ));
-        let truth_after = latest(&graph_ground_truth(
-            &cfg,
-            DEFAULT_TENANT_ID,
-            resource,
-            from,
-            after,
-        ));
-        let seen = latest(&first);
-        within(&seen, &truth_before, &truth_after, path);
+            path,
+        };
+        let (first, seen) = poll.list(&[("$top", "50")], &t, BTreeMap::new()).await;
         let cursor = first
             .iter()
             .map(|r| time_of(r, "lastUpdateDateTime"))
@@ -810,40 +790,12 @@ async fn alerts_and_incidents_change_after_creation() {
             "lastUpdateDateTime ge {}",
             lit(cursor - Duration::minutes(5))
         );
-        let before = sim.visible_until();
-        let (changed, _) = collect(
-            &url(
-                &sim,
-                path,
-                &[
-                    ("$filter", &filter),
-                    ("$orderby", "lastUpdateDateTime asc"),
-                    ("$top", "50"),
-                ],
-            ),
-            &t,
-            true,
-            None,
-        )
-        .await;
-        let after = sim.visible_until();
-        let mut merged = seen.clone();
-        merged.extend(latest(&changed));
-        let truth_before = latest(&graph_ground_truth(
-            &cfg,
-            DEFAULT_TENANT_ID,
-            resource,
-            from,
-            before,
-        ));
-        let truth_after = latest(&graph_ground_truth(
-            &cfg,
-            DEFAULT_TENANT_ID,
-            resource,
-            from,
-            after,
-        ));
-        within(&merged, &truth_before, &truth_after, path);
+        let query = [
+            ("$filter", filter.as_str()),
+            ("$orderby", "lastUpdateDateTime asc"),
+            ("$top", "50"),
+        ];
+        let (changed, _) = poll.list(&query, &t, seen.clone()).await;
         let status: HashMap<&str, &Value> = first
             .iter()
             .map(|r| (r["id"].as_str().unwrap_or_default(), &r["status"]))
@@ -876,6 +828,35 @@ async fn alerts_and_incidents_change_after_creation() {
         );
     }
     sim.stop().await;
+}
+
+/// A source's view of one security collection: what it has seen, checked against the truth.
+struct Poll<'a> {
+    sim: &'a Simulator,
+    cfg: &'a M365Config,
+    resource: GraphResource,
+    path: &'a str,
+}
+
+impl Poll<'_> {
+    /// Lists `query` to the end and merges the listing's latest versions into `known`; the
+    /// merged view lies [`within`] the truth before and after the listing. Returns the
+    /// listing and the merged view.
+    async fn list(
+        &self,
+        query: &[(&str, &str)],
+        token: &str,
+        mut known: BTreeMap<String, String>,
+    ) -> (Vec<Value>, BTreeMap<String, String>) {
+        let (sim, from) = (self.sim, self.sim.history_start());
+        let before = sim.visible_until();
+        let got = list(sim, self.path, query, token, true).await;
+        let after = sim.visible_until();
+        known.extend(latest(&got));
+        let truth = |until| latest(&ground_truth(self.cfg, self.resource, from, until));
+        within(&known, &truth(before), &truth(after), self.path);
+        (got, known)
+    }
 }
 
 /// Every (id, lastUpdate) served lies between the truth before and after the listing: all
@@ -912,8 +893,7 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
         late_sign_in_rate: 0.3,
         ..GraphConfig::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let t1 = sim.visible_until();
     let (lo, hi) = (t1 - Duration::hours(3), t1);
     let filter = format!(
@@ -946,24 +926,12 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
         created.iter().all(|c| *c >= lo && *c < hi),
         "the filter holds"
     );
-    let got_ids: BTreeSet<String> = ids(&got).into_iter().collect();
+    let got_ids = id_set(&got);
     assert_eq!(got_ids.len(), got.len(), "no record twice");
     // Records of the window are created at or after `lo`: the truth need not start earlier.
     let from = lo;
-    let truth_before = window(graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::SignIns,
-        from,
-        before,
-    ));
-    let truth_after = window(graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::SignIns,
-        from,
-        after,
-    ));
+    let truth_before = window(ground_truth(&cfg, GraphResource::SignIns, from, before));
+    let truth_after = window(ground_truth(&cfg, GraphResource::SignIns, from, after));
     assert!(truth_before.is_subset(&got_ids) && got_ids.is_subset(&truth_after));
 
     // Two hours later every sign-in of the window is visible, among them some that were
@@ -971,11 +939,10 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
     sim.advance_clock(StdDuration::from_secs(2 * 3600 + 60));
     let t = graph_token(&sim).await;
     let (later, _) = collect(&first_url, &t, false, None).await;
-    let later_ids: BTreeSet<String> = ids(&later).into_iter().collect();
+    let later_ids = id_set(&later);
     assert!(got_ids.is_subset(&later_ids));
-    let complete = window(graph_ground_truth(
+    let complete = window(ground_truth(
         &cfg,
-        DEFAULT_TENANT_ID,
         GraphResource::SignIns,
         from,
         sim.visible_until(),
@@ -1000,15 +967,12 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
         ("managedIdentity", GraphResource::ManagedIdentitySignIns),
     ] {
         let f = format!("{filter} and signInEventTypes/any(t: t eq '{kind}')");
-        let (beta, _) = collect(
-            &url(
-                &sim,
-                "/beta/auditLogs/signIns",
-                &[("$filter", &f), ("$top", "500")],
-            ),
+        let beta = list(
+            &sim,
+            "/beta/auditLogs/signIns",
+            &[("$filter", &f), ("$top", "1000")],
             &t,
             false,
-            None,
         )
         .await;
         assert!(!beta.is_empty(), "{kind}");
@@ -1017,18 +981,8 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
                 .all(|r| r["signInEventTypes"] == serde_json::json!([kind])),
             "{kind}"
         );
-        let truth = window(graph_ground_truth(
-            &cfg,
-            DEFAULT_TENANT_ID,
-            resource,
-            from,
-            sim.visible_until(),
-        ));
-        assert_eq!(
-            ids(&beta).into_iter().collect::<BTreeSet<_>>(),
-            truth,
-            "{kind}"
-        );
+        let truth = window(ground_truth(&cfg, resource, from, sim.visible_until()));
+        assert_eq!(id_set(&beta), truth, "{kind}");
         let r = get(
             &sim,
             "/v1.0/auditLogs/signIns",
@@ -1041,29 +995,22 @@ async fn sign_ins_come_newest_first_and_some_arrive_late() {
     }
     // beta without the lambda: interactive sign-ins only (every page: the window can
     // hold more than one page of sign-ins, depending on the hour the test runs).
-    let (interactive, _) = collect(
-        &url(
-            &sim,
-            "/beta/auditLogs/signIns",
-            &[("$filter", &filter), ("$top", "1000")],
-        ),
+    let interactive = list(
+        &sim,
+        "/beta/auditLogs/signIns",
+        &[("$filter", &filter), ("$top", "1000")],
         &t,
         false,
-        None,
     )
     .await;
-    assert_eq!(
-        ids(&interactive).into_iter().collect::<BTreeSet<_>>(),
-        later_ids
-    );
+    assert_eq!(id_set(&interactive), later_ids);
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn audit_logs_page_by_skiptoken_to_the_ground_truth() {
     let cfg = frozen(GraphConfig::default());
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let (from, until) = (sim.history_start(), sim.visible_until());
     for (path, resource) in [
         (
@@ -1073,7 +1020,7 @@ async fn audit_logs_page_by_skiptoken_to_the_ground_truth() {
         ("/v1.0/auditLogs/provisioning", GraphResource::Provisioning),
         ("/v1.0/auditLogs/signIns", GraphResource::SignIns),
     ] {
-        let truth = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, resource, from, until);
+        let truth = ground_truth(&cfg, resource, from, until);
         let (got, pages) = collect(&url(&sim, path, &[("$top", "37")]), &t, false, None).await;
         same(&got, &truth, path);
         assert!(pages.len() > 3);
@@ -1089,43 +1036,35 @@ async fn audit_logs_page_by_skiptoken_to_the_ground_truth() {
                 .is_some_and(|c| c.ends_with(&path[6..]) || c.ends_with("signIns"))
         );
     }
-    let (asc, _) = collect(
-        &url(
-            &sim,
-            "/v1.0/auditLogs/directoryAudits",
-            &[("$orderby", "activityDateTime asc"), ("$top", "100")],
-        ),
+    let asc = list(
+        &sim,
+        "/v1.0/auditLogs/directoryAudits",
+        &[("$orderby", "activityDateTime asc"), ("$top", "100")],
         &t,
         false,
-        None,
     )
     .await;
     let times: Vec<_> = asc.iter().map(|r| time_of(r, "activityDateTime")).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
     let f = "startswith(activityDisplayName,'Add member') and result eq 'success'";
-    let (added, _) = collect(
-        &url(&sim, "/v1.0/auditLogs/directoryAudits", &[("$filter", f)]),
+    let added = list(
+        &sim,
+        "/v1.0/auditLogs/directoryAudits",
+        &[("$filter", f)],
         &t,
         false,
-        None,
     )
     .await;
-    let want: Vec<Value> = graph_ground_truth(
-        &cfg,
-        DEFAULT_TENANT_ID,
-        GraphResource::DirectoryAudits,
-        from,
-        until,
-    )
-    .into_iter()
-    .filter(|r| {
-        r["activityDisplayName"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("Add member")
-            && r["result"] == "success"
-    })
-    .collect();
+    let want: Vec<Value> = ground_truth(&cfg, GraphResource::DirectoryAudits, from, until)
+        .into_iter()
+        .filter(|r| {
+            r["activityDisplayName"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Add member")
+                && r["result"] == "success"
+        })
+        .collect();
     assert!(!want.is_empty());
     assert_eq!(ids(&added), ids(&want));
     sim.stop().await;
@@ -1137,8 +1076,7 @@ async fn skiptokens_are_opaque_bound_and_expire() {
         skiptoken_lifetime: StdDuration::from_secs(600),
         ..GraphConfig::default()
     });
-    let sim = start(cfg).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg).await;
     let r = get(
         &sim,
         "/v1.0/auditLogs/directoryAudits",
@@ -1189,15 +1127,14 @@ async fn skiptokens_are_opaque_bound_and_expire() {
     )
     .await;
     assert_eq!(again.status, 200, "a fresh pagination works");
-    let stats = sim.stats().tenant(DEFAULT_TENANT_ID).graph;
+    let stats = graph_stats(&sim);
     assert_eq!(stats.bad_requests, 3);
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn query_options_outside_the_documented_ones_are_refused() {
-    let sim = start(frozen(GraphConfig::default())).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(frozen(GraphConfig::default())).await;
     for (path, query, status, code) in [
         ("/v1.0/security/alerts_v2", vec![("$top", "2000")], 200, ""),
         (
@@ -1355,35 +1292,60 @@ async fn tokens_must_be_for_graph_in_the_tenants_cloud() {
         &get(&sim, path, &q, Some("eyJ0.eyJ0.c2ln"), false).await,
         "unknown token",
     );
-    let manage = token_for_resource(
-        &sim,
-        DEFAULT_TENANT_ID,
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        MANAGE,
-    )
-    .await;
-    let r = get(&sim, path, &q, Some(&manage), false).await;
-    unauthorized(&r, "Management API token");
-    assert!(r.message().contains("Invalid audience"), "{}", r.message());
-    let us = token_for_resource(
-        &sim,
-        DEFAULT_TENANT_ID,
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        "https://graph.microsoft.us",
-    )
-    .await;
-    unauthorized(
-        &get(&sim, path, &q, Some(&us), false).await,
-        "GCC High audience on a commercial tenant",
-    );
-    let commercial = graph_token(&sim).await;
-    assert_eq!(
-        get(&sim, path, &q, Some(&commercial), false).await.status,
-        200
-    );
+    let us = "https://graph.microsoft.us";
+    let commercial_app = (DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
+    let gcc_high_app = (SECOND_TENANT, SECOND_CLIENT, "second");
+    let dod_app = (THIRD_TENANT, THIRD_CLIENT, "third");
+    // (the app, the resource its token is for, whether Graph takes it)
+    for ((tenant, client, secret), resource, accepted, what) in [
+        (commercial_app, MANAGE, false, "Management API token"),
+        (
+            commercial_app,
+            us,
+            false,
+            "GCC High audience on a commercial tenant",
+        ),
+        (
+            commercial_app,
+            GRAPH,
+            true,
+            "commercial tenant, graph.microsoft.com",
+        ),
+        (
+            gcc_high_app,
+            us,
+            true,
+            "GCC High tenant, graph.microsoft.us",
+        ),
+        (
+            gcc_high_app,
+            GRAPH,
+            false,
+            "commercial audience on a GCC High tenant",
+        ),
+        (
+            dod_app,
+            "https://dod-graph.microsoft.us",
+            true,
+            "DoD tenant",
+        ),
+        (dod_app, us, false, "GCC High audience on a DoD tenant"),
+    ] {
+        let token = token_for_resource(&sim, tenant, client, secret, resource).await;
+        let r = get(&sim, path, &q, Some(&token), false).await;
+        if accepted {
+            assert_eq!(r.status, 200, "{what}: {}", r.body);
+        } else {
+            unauthorized(&r, what);
+            assert!(
+                r.message().contains("Invalid audience"),
+                "{what}: {}",
+                r.message()
+            );
+        }
+    }
     // A Graph token is no Management API token either.
+    let commercial = graph_token(&sim).await;
     let (s, _, _) = call(
         &sim,
         "GET",
@@ -1393,52 +1355,10 @@ async fn tokens_must_be_for_graph_in_the_tenants_cloud() {
     .await;
     assert_eq!(s, 401);
 
-    let high = token_for_resource(
-        &sim,
-        SECOND_TENANT,
-        SECOND_CLIENT,
-        "second",
-        "https://graph.microsoft.us",
-    )
-    .await;
-    assert_eq!(
-        get(&sim, path, &q, Some(&high), false).await.status,
-        200,
-        "GCC High tenant, graph.microsoft.us"
-    );
-    let wrong = token_for_resource(&sim, SECOND_TENANT, SECOND_CLIENT, "second", GRAPH).await;
-    unauthorized(
-        &get(&sim, path, &q, Some(&wrong), false).await,
-        "commercial audience on a GCC High tenant",
-    );
-    let dod = token_for_resource(
-        &sim,
-        THIRD_TENANT,
-        THIRD_CLIENT,
-        "third",
-        "https://dod-graph.microsoft.us",
-    )
-    .await;
-    assert_eq!(
-        get(&sim, path, &q, Some(&dod), false).await.status,
-        200,
-        "DoD tenant"
-    );
-    let not_dod = token_for_resource(
-        &sim,
-        THIRD_TENANT,
-        THIRD_CLIENT,
-        "third",
-        "https://graph.microsoft.us",
-    )
-    .await;
-    unauthorized(
-        &get(&sim, path, &q, Some(&not_dod), false).await,
-        "GCC High audience on a DoD tenant",
-    );
-
     // The token's tenant decides whose data: the GCC High tenant sees its own alerts.
+    let high = token_for_resource(&sim, SECOND_TENANT, SECOND_CLIENT, "second", us).await;
     let r = get(&sim, path, &q, Some(&high), true).await;
+    assert_eq!(r.value().len(), 1, "{}", r.body);
     assert!(r.value().iter().all(|a| a["tenantId"] == SECOND_TENANT));
     assert!(r.value().iter().all(|a| {
         a["alertWebUrl"]
@@ -1512,14 +1432,7 @@ async fn app_roles_and_licences_gate_the_collections() {
             "Directory.Read.All"
         ])
     );
-    let manage = token_for_resource(
-        &sim,
-        DEFAULT_TENANT_ID,
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        MANAGE,
-    )
-    .await;
+    let manage = default_token(&sim, MANAGE).await;
     assert_eq!(
         claims(&manage)["roles"],
         serde_json::json!(["ActivityFeed.Read", "ActivityFeed.ReadDlp"])
@@ -1599,8 +1512,7 @@ async fn request_limits_are_sliding_windows_per_tenant_and_family() {
     };
     assert_eq!(GraphConfig::default().identity_requests_per_10s, 5);
     assert_eq!(GraphConfig::default().security_requests_per_minute, 150);
-    let sim = start(cfg).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg).await;
     let audits = "/v1.0/auditLogs/directoryAudits";
     let mut statuses = Vec::new();
     for _ in 0..8 {
@@ -1637,7 +1549,7 @@ async fn request_limits_are_sliding_windows_per_tenant_and_family() {
         200,
         "the window moved on"
     );
-    let stats = sim.stats().tenant(DEFAULT_TENANT_ID).graph;
+    let stats = graph_stats(&sim);
     assert_eq!(stats.throttled, 4);
     assert_eq!(
         stats.max_in_window("identity", StdDuration::from_secs(10)),
@@ -1657,8 +1569,12 @@ async fn request_limits_are_sliding_windows_per_tenant_and_family() {
         assert_eq!(r.status, 200, "{}", r.body);
         paced.advance_clock(StdDuration::from_millis(2_001));
     }
-    let stats = paced.stats().tenant(DEFAULT_TENANT_ID).graph;
-    assert!(stats.max_in_window("identity", StdDuration::from_secs(10)) <= 5);
+    let stats = graph_stats(&paced);
+    assert_eq!(
+        stats.max_in_window("identity", StdDuration::from_secs(10)),
+        5,
+        "the limit, never more"
+    );
     assert_eq!(stats.throttled, 0);
     sim.stop().await;
     paced.stop().await;
@@ -1670,8 +1586,7 @@ async fn newer_enum_members_need_the_prefer_header() {
         alerts_per_hour: 100,
         ..GraphConfig::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let newer = [
         "microsoftDefenderForCloud",
         "microsoftSentinel",
@@ -1681,18 +1596,20 @@ async fn newer_enum_members_need_the_prefer_header() {
         "microsoftDefenderForStorage",
         "microsoftDefenderForKeyVault",
     ];
-    let (plain, _) = collect(
-        &url(&sim, "/v1.0/security/alerts_v2", &[("$top", "500")]),
+    let plain = list(
+        &sim,
+        "/v1.0/security/alerts_v2",
+        &[("$top", "2000")],
         &t,
         false,
-        None,
     )
     .await;
-    let (opted, _) = collect(
-        &url(&sim, "/v1.0/security/alerts_v2", &[("$top", "500")]),
+    let opted = list(
+        &sim,
+        "/v1.0/security/alerts_v2",
+        &[("$top", "2000")],
         &t,
         true,
-        None,
     )
     .await;
     assert_eq!(ids(&plain), ids(&opted));
@@ -1711,16 +1628,16 @@ async fn newer_enum_members_need_the_prefer_header() {
     );
     assert!(!sources(&plain).iter().any(|s| newer.contains(&s.as_str())));
     assert!(sources(&plain).contains("unknownFutureValue"));
-    let (incidents, _) = collect(
-        &url(&sim, "/v1.0/security/incidents", &[("$top", "50")]),
+    let incidents = list(
+        &sim,
+        "/v1.0/security/incidents",
+        &[("$top", "50")],
         &t,
         false,
-        None,
     )
     .await;
-    let truth = graph_ground_truth(
+    let truth = ground_truth(
         &cfg,
-        DEFAULT_TENANT_ID,
         GraphResource::Incidents,
         sim.history_start(),
         sim.visible_until(),
@@ -1759,32 +1676,24 @@ fn with_faults(faults: GraphFaults) -> M365Config {
 #[tokio::test]
 async fn transport_faults_fire_and_are_counted() {
     // 429 with Retry-After.
-    let sim = start(with_faults(GraphFaults {
+    let (sim, t) = start_with_token(with_faults(GraphFaults {
         throttle_rate: 1.0,
         ..GraphFaults::default()
     }))
     .await;
-    let t = graph_token(&sim).await;
     for _ in 0..3 {
         let r = get(&sim, "/v1.0/security/alerts_v2", &[], Some(&t), false).await;
         assert_eq!((r.status, r.code()), (429, "TooManyRequests"));
         assert!(r.header("retry-after").is_some());
     }
-    assert_eq!(
-        sim.stats()
-            .tenant(DEFAULT_TENANT_ID)
-            .graph
-            .fault("throttle"),
-        3
-    );
+    assert_eq!(graph_stats(&sim).fault("throttle"), 3);
     sim.stop().await;
     // 503 and 504.
-    let sim = start(with_faults(GraphFaults {
+    let (sim, t) = start_with_token(with_faults(GraphFaults {
         server_error_rate: 1.0,
         ..GraphFaults::default()
     }))
     .await;
-    let t = graph_token(&sim).await;
     let mut seen = BTreeSet::new();
     for _ in 0..20 {
         let r = get(
@@ -1806,22 +1715,15 @@ async fn transport_faults_fire_and_are_counted() {
         seen.insert(r.status);
     }
     assert_eq!(seen, BTreeSet::from([503, 504]));
-    assert_eq!(
-        sim.stats()
-            .tenant(DEFAULT_TENANT_ID)
-            .graph
-            .fault("server_error"),
-        20
-    );
+    assert_eq!(graph_stats(&sim).fault("server_error"), 20);
     sim.stop().await;
     // Slow answers.
-    let sim = start(with_faults(GraphFaults {
+    let (sim, t) = start_with_token(with_faults(GraphFaults {
         slow_rate: 1.0,
         slow_latency: StdDuration::from_millis(300),
         ..GraphFaults::default()
     }))
     .await;
-    let t = graph_token(&sim).await;
     let began = Instant::now();
     assert_eq!(
         get(&sim, "/v1.0/security/incidents", &[], Some(&t), false)
@@ -1830,7 +1732,7 @@ async fn transport_faults_fire_and_are_counted() {
         200
     );
     assert!(began.elapsed() >= StdDuration::from_millis(300));
-    assert_eq!(sim.stats().tenant(DEFAULT_TENANT_ID).graph.fault("slow"), 1);
+    assert_eq!(graph_stats(&sim).fault("slow"), 1);
     sim.stop().await;
 }
 
@@ -1841,8 +1743,7 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
         repeat_rate: 1.0,
         ..GraphFaults::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
+    let (sim, t) = start_with_token(cfg.clone()).await;
     let (from, until) = (sim.history_start(), sim.visible_until());
     for (path, resource) in [
         ("/v1.0/security/alerts_v2", GraphResource::Alerts),
@@ -1852,7 +1753,7 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
         ),
     ] {
         let (got, pages) = collect(&url(&sim, path, &[("$top", "10")]), &t, true, None).await;
-        let truth = graph_ground_truth(&cfg, DEFAULT_TENANT_ID, resource, from, until);
+        let truth = ground_truth(&cfg, resource, from, until);
         assert_eq!(
             got.len(),
             truth.len() + pages.len() - 1,
@@ -1862,7 +1763,7 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
         unique.dedup();
         assert_eq!(unique, ids(&truth), "{path}");
     }
-    assert!(sim.stats().tenant(DEFAULT_TENANT_ID).graph.fault("repeat") > 2);
+    assert!(graph_stats(&sim).fault("repeat") > 2);
     sim.stop().await;
 
     // Full pages without nextLink: $skip paging still reaches every record.
@@ -1870,11 +1771,9 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
         missing_next_link_rate: 1.0,
         ..GraphFaults::default()
     });
-    let sim = start(cfg.clone()).await;
-    let t = graph_token(&sim).await;
-    let truth = graph_ground_truth(
+    let (sim, t) = start_with_token(cfg.clone()).await;
+    let truth = ground_truth(
         &cfg,
-        DEFAULT_TENANT_ID,
         GraphResource::Alerts,
         sim.history_start(),
         sim.visible_until(),
@@ -1892,11 +1791,12 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
         (10, None),
         "a full page and no nextLink"
     );
-    let (naive, _) = collect(
-        &url(&sim, "/v1.0/security/alerts_v2", &[("$top", "10")]),
+    let naive = list(
+        &sim,
+        "/v1.0/security/alerts_v2",
+        &[("$top", "10")],
         &t,
         true,
-        None,
     )
     .await;
     assert_eq!(
@@ -1915,22 +1815,15 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
     // Without $top the page is the default size and the nextLink stays.
     let r = get(&sim, "/v1.0/security/alerts_v2", &[], Some(&t), true).await;
     assert!(r.next().is_some() || r.value().len() < 100);
-    assert!(
-        sim.stats()
-            .tenant(DEFAULT_TENANT_ID)
-            .graph
-            .fault("missing_next_link")
-            >= 3
-    );
+    assert!(graph_stats(&sim).fault("missing_next_link") >= 3);
     sim.stop().await;
 
     // A fresh skiptoken refused as expired.
-    let sim = start(with_faults(GraphFaults {
+    let (sim, t) = start_with_token(with_faults(GraphFaults {
         expired_skiptoken_rate: 1.0,
         ..GraphFaults::default()
     }))
     .await;
-    let t = graph_token(&sim).await;
     let r = get(
         &sim,
         "/v1.0/auditLogs/signIns",
@@ -1943,13 +1836,7 @@ async fn paging_faults_repeat_records_drop_next_links_and_expire_tokens() {
     let e = get_url(&r.next().expect("nextLink"), Some(&t), false).await;
     assert_eq!(e.status, 400);
     assert!(e.message().contains("Skip token has expired"));
-    assert_eq!(
-        sim.stats()
-            .tenant(DEFAULT_TENANT_ID)
-            .graph
-            .fault("expired_skiptoken"),
-        1
-    );
+    assert_eq!(graph_stats(&sim).fault("expired_skiptoken"), 1);
     sim.stop().await;
 }
 
@@ -1971,13 +1858,9 @@ fn ground_truth_is_a_pure_function_of_the_config() {
         GraphResource::DirectoryAudits,
         GraphResource::Provisioning,
     ] {
-        let one = graph_ground_truth(&a, DEFAULT_TENANT_ID, resource, from, until);
+        let one = ground_truth(&a, resource, from, until);
         assert!(!one.is_empty(), "{resource:?}");
-        assert_eq!(
-            one,
-            graph_ground_truth(&a, DEFAULT_TENANT_ID, resource, from, until),
-            "{resource:?}"
-        );
+        assert_eq!(one, ground_truth(&a, resource, from, until), "{resource:?}");
         assert_ne!(
             ids(&one),
             ids(&graph_ground_truth(
@@ -2001,16 +1884,9 @@ fn ground_truth_is_a_pure_function_of_the_config() {
         );
     }
     // Later `until`: a superset of records, each in the same or a later version.
-    let early = latest(&graph_ground_truth(
+    let early = latest(&ground_truth(&a, GraphResource::Alerts, from, until));
+    let later = latest(&ground_truth(
         &a,
-        DEFAULT_TENANT_ID,
-        GraphResource::Alerts,
-        from,
-        until,
-    ));
-    let later = latest(&graph_ground_truth(
-        &a,
-        DEFAULT_TENANT_ID,
         GraphResource::Alerts,
         from,
         until + Duration::hours(12),
@@ -2032,7 +1908,7 @@ fn ground_truth_is_a_pure_function_of_the_config() {
     for (id, at) in versions {
         last.insert(id, at);
     }
-    let truth = graph_ground_truth(&a, DEFAULT_TENANT_ID, GraphResource::Incidents, from, until);
+    let truth = ground_truth(&a, GraphResource::Incidents, from, until);
     assert_eq!(last.len(), truth.len());
     for i in &truth {
         assert_eq!(

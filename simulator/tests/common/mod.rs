@@ -78,6 +78,18 @@ pub async fn token(sim: &Simulator) -> String {
 }
 
 pub async fn token_for(sim: &Simulator, tenant: &str, client: &str, secret: &str) -> String {
+    token_for_resource(sim, tenant, client, secret, MANAGE).await
+}
+
+/// A token for `resource` (e.g. `https://graph.microsoft.com`) by client secret.
+pub async fn token_for_resource(
+    sim: &Simulator,
+    tenant: &str,
+    client: &str,
+    secret: &str,
+    resource: &str,
+) -> String {
+    let scope = format!("{resource}/.default");
     let (status, body) = token_request(
         sim,
         tenant,
@@ -86,7 +98,7 @@ pub async fn token_for(sim: &Simulator, tenant: &str, client: &str, secret: &str
             ("grant_type", "client_credentials"),
             ("client_id", client),
             ("client_secret", secret),
-            ("scope", "https://manage.office.com/.default"),
+            ("scope", &scope),
         ],
     )
     .await;
