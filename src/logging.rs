@@ -3,14 +3,16 @@
 //! Log fields and messages carry text from outside: file names, API answers, event data.
 //! The text format writes every field value and message through `core::escape`, so a file
 //! named `x\n2026-… INFO forged` cannot add a line to the log and an ANSI sequence in a
-//! name cannot reach the terminal. The JSON format escapes through JSON itself. Colours
+//! name cannot reach the terminal. JSON escapes C0 controls itself; DEL, C1 (NEL, the
+//! 8-bit CSI) and U+2028/U+2029 are valid raw in JSON, so the JSON format's lines go
+//! through the same rule (as `\uHHHH`, the same JSON value). Colours
 //! are used only when stderr is a terminal and `NO_COLOR` is unset, so a log file or a
 //! pipe gets no escape sequence of ours either.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal as _;
 
-use siemflow_core::escape::escape_str;
+use siemflow_core::escape::{escape_str, push_escaped};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
@@ -35,8 +37,37 @@ pub fn init(format: LogFormat, level: &str) {
             .with_ansi(colours())
             .fmt_fields(EscapedFields)
             .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(|| EscapedLines(std::io::stderr()))
+            .try_init(),
     };
+}
+
+/// Writes whole log lines with `core::escape`'s rule applied to everything but the final
+/// newline. The formatter hands over one complete line per write, so no character is
+/// split between two writes.
+struct EscapedLines<W>(W);
+
+impl<W: std::io::Write> std::io::Write for EscapedLines<W> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let (body, newline) = match line.strip_suffix(b"\n") {
+            Some(body) => (body, true),
+            None => (line, false),
+        };
+        let mut out = Vec::with_capacity(line.len());
+        push_escaped(&mut out, body);
+        if newline {
+            out.push(b'\n');
+        }
+        self.0.write_all(&out)?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Colours for a person at a terminal who did not ask for none (<https://no-color.org>).
@@ -145,6 +176,30 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn json_log_lines_escape_what_json_leaves_raw_and_keep_their_value() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || EscapedLines(SharedBuffer(sink.clone())))
+            .finish();
+        let name = "a\u{85}b\u{2028}c\u{7f}d\u{9b}2J\u{1b}e\nf";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(name, "following file");
+        });
+        let bytes = written.lock().map(|b| b.clone()).unwrap_or_default();
+        let log = String::from_utf8(bytes).expect("the log is UTF-8");
+        assert_eq!(log.lines().count(), 1, "{log:?}");
+        assert!(
+            !log.trim_end_matches('\n').chars().any(is_line_unsafe),
+            "{log:?}"
+        );
+        let line: serde_json::Value = serde_json::from_str(log.trim_end()).expect("JSON");
+        assert_eq!(line["name"], name, "the same value once parsed");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use siemflow_core::{Event, Value};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
-    /// The whole event as one compact JSON object per line.
+    /// The whole event as one compact JSON object per line. What JSON leaves raw but
+    /// `core::escape` does not (DEL, C1 such as NEL, U+2028/U+2029) is written `\uHHHH`:
+    /// the same JSON value, and no line break or terminal control on the way.
     #[default]
     Json,
     /// The event's `message` field, its control characters escaped so one event stays
@@ -44,8 +46,12 @@ impl LineEncoder {
 
     /// Appends the event and a newline to `buf`.
     pub fn encode(&mut self, event: &Event, buf: &mut Vec<u8>) {
+        let start = buf.len();
         match self.encoding {
-            Encoding::Json => event.write_json(buf),
+            Encoding::Json => {
+                event.write_json(buf);
+                escape::escape_tail(buf, start);
+            }
             Encoding::Text => match message_bytes(event) {
                 // The message came from outside: a raw LF would forge a line, an ESC would
                 // reach the terminal of whoever reads the console or tails the file.
@@ -55,6 +61,7 @@ impl LineEncoder {
                 None => {
                     self.note_missing_message();
                     event.write_json(buf);
+                    escape::escape_tail(buf, start);
                 }
             },
         }
@@ -170,6 +177,21 @@ mod tests {
     fn text_accepts_raw_bytes_messages() {
         let raw = Event::from_message(Value::Bytes(bytes::Bytes::from_static(b"raw bytes")));
         assert_eq!(encode(Encoding::Text, &[raw]), "raw bytes\n");
+    }
+
+    #[test]
+    fn json_escapes_what_json_leaves_raw_and_keeps_the_value() {
+        let value = "a\u{85}b\u{2028}c\u{7f}d\u{9b}2J\u{1b}e";
+        for encoding in [Encoding::Json, Encoding::Text] {
+            let out = encode(encoding, &[event(serde_json::json!({ "Id": value }))]);
+            assert_eq!(out.lines().count(), 1, "{out:?}");
+            assert!(
+                !out.trim_end().chars().any(escape::is_line_unsafe),
+                "{out:?}"
+            );
+            let parsed: serde_json::Value = serde_json::from_str(out.trim_end()).expect("JSON");
+            assert_eq!(parsed["Id"], value, "{encoding:?}");
+        }
     }
 
     #[test]
