@@ -96,22 +96,7 @@ impl Workspace {
     /// Starts `siemflow run` allowed at most `files` open descriptors (`RLIMIT_NOFILE`),
     /// as on a host with a low limit.
     pub fn run_with_file_limit(&self, config: &str, files: u64) -> Pipeline {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(binary());
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // setrlimit(2), which is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: files,
-                    rlim_max: files,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let command = limited(libc::RLIMIT_NOFILE, files, files, false);
         self.spawn_command(command, config, &[], Stdio::null(), Stdio::null())
     }
 
@@ -121,26 +106,7 @@ impl Workspace {
     /// privilege, unlike filling a small mounted file system;
     /// [`Pipeline::lift_file_size_limit`] ends it.
     pub fn run_with_file_size_limit(&self, config: &str, bytes: u64) -> Pipeline {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(binary());
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // signal(2) and setrlimit(2), which are async-signal-safe. An ignored signal
-        // stays ignored across exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let command = limited(libc::RLIMIT_FSIZE, bytes, libc::RLIM_INFINITY, true);
         self.spawn_command(command, config, &[], Stdio::null(), Stdio::null())
     }
 
@@ -170,6 +136,36 @@ impl Workspace {
             api: None,
         }
     }
+}
+
+/// The binary's command with one resource limit set in the child before exec, and
+/// SIGXFSZ ignored when `ignore_sigxfsz` (an ignored signal stays ignored across exec).
+fn limited(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+    ignore_sigxfsz: bool,
+) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(binary());
+    // SAFETY: the closure runs in the forked child before exec and only calls signal(2)
+    // and setrlimit(2), which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if ignore_sigxfsz && libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(resource, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 fn unique() -> u64 {
