@@ -4,12 +4,14 @@ use std::path::Path;
 
 use std::time::{Duration, Instant};
 
-use siemflow_core::SourceContext;
 use siemflow_core::buffer::{self, BufferConfig, BufferReceiver};
 use siemflow_core::event::Batch;
+use siemflow_core::event::resolve_batch;
 use siemflow_core::fanout::{Output, Targets};
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
+use siemflow_core::{BatchStatus, BoxFuture, SourceContext};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something that should happen quickly.
@@ -24,6 +26,11 @@ pub struct Wired {
 
 /// Wires a source context with a unique component id.
 pub fn wire(id: &str, type_name: &str, state_dir: &Path) -> Wired {
+    wire_with(id, type_name, state_dir, &BufferConfig::default())
+}
+
+/// Wires a source context to a buffer of `buffer`'s size.
+pub fn wire_with(id: &str, type_name: &str, state_dir: &Path, buffer: &BufferConfig) -> Wired {
     // Installed before the component's counters exist, so they are recorded.
     siemflow_core::metrics::prometheus();
     let labels = ComponentLabels {
@@ -36,7 +43,7 @@ pub fn wire(id: &str, type_name: &str, state_dir: &Path) -> Wired {
         kind: ComponentKind::Sink,
         type_name: "test".to_string(),
     };
-    let (tx, rx) = buffer::channel(&BufferConfig::default(), &sink_labels);
+    let (tx, rx) = buffer::channel(buffer, &sink_labels);
     let targets = Targets::new(vec![("sink".to_string(), tx)]);
     let shutdown = CancellationToken::new();
     let cx = SourceContext {
@@ -96,4 +103,66 @@ pub fn counter_value(name: &str, component_id: &str, extra_label: &str) -> u64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
+}
+
+/// A source running on its own task, writing to a buffer of `buffer_events` the test reads.
+pub struct RunningSource {
+    pub id: String,
+    pub rx: BufferReceiver,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningSource {
+    /// Wires the source's context, builds it with `build` and runs it.
+    pub fn start(
+        id: &str,
+        type_name: &str,
+        state_dir: &Path,
+        buffer_events: usize,
+        build: impl FnOnce(SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>>,
+    ) -> Self {
+        // RUST_LOG=siemflow_sources=debug shows what the source does.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let buffer = BufferConfig {
+            max_events: buffer_events,
+            ..BufferConfig::default()
+        };
+        let wired = wire_with(id, type_name, state_dir, &buffer);
+        let future = build(wired.cx).expect("build");
+        RunningSource {
+            id: id.to_string(),
+            rx: wired.rx,
+            shutdown: wired.shutdown,
+            task: tokio::spawn(future),
+        }
+    }
+
+    /// Stops the source, handing `add` whatever it still emits (then delivered); it must
+    /// end cleanly within `patience`.
+    pub async fn stop(mut self, patience: Duration, mut add: impl FnMut(&Batch)) {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            tokio::select! {
+                ended = &mut self.task => {
+                    ended.expect("source task").expect("source ends cleanly");
+                    return;
+                }
+                batch = self.rx.recv() => if let Some(batch) = batch {
+                    add(&batch);
+                    resolve_batch(batch, BatchStatus::Delivered);
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("the source did not stop"),
+            }
+        }
+    }
+
+    /// One of the source's counters (see [`counter_value`]).
+    pub fn counter(&self, name: &str, label: &str) -> u64 {
+        counter_value(name, &self.id, label)
+    }
 }

@@ -10,24 +10,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use siemflow_core::auth::{Cloud, EntraConfig};
-use siemflow_core::buffer::{self, BufferConfig, BufferReceiver};
 use siemflow_core::event::{Batch, resolve_batch};
-use siemflow_core::fanout::{Output, Targets};
-use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
-use siemflow_core::plugin::ComponentContext;
 use siemflow_core::retry::RetryRule;
 use siemflow_core::{BatchStatus, BoxFuture, Secret, SourceContext, Value};
 use siemflow_simulator::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphFaults, GraphResource,
     M365Config, Simulator, graph_ground_truth, graph_versions,
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::GraphSecurityConfig;
 use crate::microsoft::poll::PollTuning;
 use crate::microsoft::{BudgetKey, RequestBudget, Window};
-use crate::testing::counter_value;
+use crate::testing::RunningSource;
 
 /// Longest a test waits for something that should happen.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(150);
@@ -103,12 +97,7 @@ pub(crate) fn security_config(sim: &Simulator) -> GraphSecurityConfig {
 }
 
 /// A running source and the buffer it writes to.
-pub(crate) struct Running {
-    pub id: String,
-    rx: BufferReceiver,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
+pub(crate) struct Running(RunningSource);
 
 /// Wires a source's context to a buffer the test reads, builds it with `build`, runs it.
 pub(crate) fn start(
@@ -117,44 +106,9 @@ pub(crate) fn start(
     state_dir: &Path,
     build: impl FnOnce(SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>>,
 ) -> Running {
-    siemflow_core::metrics::prometheus();
-    // RUST_LOG=siemflow_sources=debug shows what the source does.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let labels = ComponentLabels {
-        id: id.to_string(),
-        kind: ComponentKind::Source,
-        type_name: type_name.to_string(),
-    };
-    let sink_labels = ComponentLabels {
-        id: format!("{id}_sink"),
-        kind: ComponentKind::Sink,
-        type_name: "test".to_string(),
-    };
-    let buffer_config = BufferConfig {
-        max_events: 20_000,
-        ..BufferConfig::default()
-    };
-    let (tx, rx) = buffer::channel(&buffer_config, &sink_labels);
-    let shutdown = CancellationToken::new();
-    let cx = SourceContext {
-        component: ComponentContext {
-            id: id.to_string(),
-            state_dir: state_dir.to_path_buf(),
-            metrics: ComponentMetrics::new(labels.clone()),
-        },
-        out: Output::new(None, Targets::new(vec![("sink".to_string(), tx)]), &labels),
-        shutdown: shutdown.clone(),
-    };
-    let future = build(cx).expect("build");
-    Running {
-        id: id.to_string(),
-        rx,
-        shutdown,
-        task: tokio::spawn(future),
-    }
+    Running(RunningSource::start(
+        id, type_name, state_dir, 20_000, build,
+    ))
 }
 
 impl Running {
@@ -170,7 +124,7 @@ impl Running {
                 return false;
             }
             if let Ok(Some(batch)) =
-                tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await
+                tokio::time::timeout(Duration::from_millis(200), self.0.rx.recv()).await
             {
                 seen.add(&batch);
                 resolve_batch(batch, BatchStatus::Delivered);
@@ -186,26 +140,12 @@ impl Running {
     }
 
     /// Stops the source, delivering whatever it still emits; it must end cleanly.
-    pub(crate) async fn stop(mut self, seen: &mut Received) {
-        self.shutdown.cancel();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            tokio::select! {
-                ended = &mut self.task => {
-                    ended.expect("source task").expect("source ends cleanly");
-                    return;
-                }
-                batch = self.rx.recv() => if let Some(batch) = batch {
-                    seen.add(&batch);
-                    resolve_batch(batch, BatchStatus::Delivered);
-                },
-                _ = tokio::time::sleep_until(deadline) => panic!("the source did not stop"),
-            }
-        }
+    pub(crate) async fn stop(self, seen: &mut Received) {
+        self.0.stop(PATIENCE, |batch| seen.add(batch)).await;
     }
 
     pub(crate) fn counter(&self, name: &str, label: &str) -> u64 {
-        counter_value(name, &self.id, label)
+        self.0.counter(name, label)
     }
 }
 

@@ -9,22 +9,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use siemflow_core::auth::{Cloud, EntraConfig};
-use siemflow_core::buffer::{self, BufferConfig, BufferReceiver};
 use siemflow_core::event::{Batch, resolve_batch};
-use siemflow_core::fanout::{Output, Targets};
-use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
-use siemflow_core::plugin::ComponentContext;
 use siemflow_core::retry::RetryRule;
-use siemflow_core::{BatchStatus, Secret, SourceContext, Value};
+use siemflow_core::{BatchStatus, Secret, Value};
 use siemflow_simulator::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, Faults, M365Config, Simulator,
     TenantConfig, published_blobs, published_records,
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::{O365ManagementConfig, Tuning};
-use crate::testing::counter_value;
+use crate::testing::{RunningSource, counter_value};
 
 /// Longest a test waits for something that should happen.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -89,12 +83,7 @@ fn tuning(sim: &Arc<Simulator>) -> Tuning {
     }
 }
 
-struct Running {
-    id: String,
-    rx: BufferReceiver,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
+struct Running(RunningSource);
 
 /// Runs the source into a buffer of `buffer_events` the test reads.
 fn start(
@@ -104,50 +93,18 @@ fn start(
     state_dir: &Path,
     buffer_events: usize,
 ) -> Running {
-    siemflow_core::metrics::prometheus();
-    // RUST_LOG=siemflow_sources=debug shows what the source does.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let labels = ComponentLabels {
-        id: id.to_string(),
-        kind: ComponentKind::Source,
-        type_name: "o365_management".to_string(),
-    };
-    let sink_labels = ComponentLabels {
-        id: format!("{id}_sink"),
-        kind: ComponentKind::Sink,
-        type_name: "test".to_string(),
-    };
-    let buffer_config = BufferConfig {
-        max_events: buffer_events,
-        ..BufferConfig::default()
-    };
-    let (tx, rx) = buffer::channel(&buffer_config, &sink_labels);
-    let targets = Targets::new(vec![("sink".to_string(), tx)]);
-    let shutdown = CancellationToken::new();
-    let cx = SourceContext {
-        component: ComponentContext {
-            id: id.to_string(),
-            state_dir: state_dir.to_path_buf(),
-            metrics: ComponentMetrics::new(labels.clone()),
-        },
-        out: Output::new(None, targets, &labels),
-        shutdown: shutdown.clone(),
-    };
-    let future = config.build_with(cx, tuning).expect("build");
-    Running {
-        id: id.to_string(),
-        rx,
-        shutdown,
-        task: tokio::spawn(future),
-    }
+    Running(RunningSource::start(
+        id,
+        "o365_management",
+        state_dir,
+        buffer_events,
+        |cx| config.build_with(cx, tuning),
+    ))
 }
 
 impl Running {
     async fn next(&mut self) -> Batch {
-        match tokio::time::timeout(PATIENCE, self.rx.recv()).await {
+        match tokio::time::timeout(PATIENCE, self.0.rx.recv()).await {
             Ok(Some(batch)) => batch,
             Ok(None) => panic!("the source closed its output"),
             Err(_) => panic!("no batch within {PATIENCE:?}"),
@@ -174,26 +131,12 @@ impl Running {
     }
 
     /// Stops the source, delivering whatever it still emits, and checks it ended cleanly.
-    async fn stop(mut self, seen: &mut Received) {
-        self.shutdown.cancel();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            tokio::select! {
-                ended = &mut self.task => {
-                    ended.expect("source task").expect("source ends cleanly");
-                    return;
-                }
-                batch = self.rx.recv() => if let Some(batch) = batch {
-                    seen.add(&batch);
-                    resolve_batch(batch, BatchStatus::Delivered);
-                },
-                _ = tokio::time::sleep_until(deadline) => panic!("the source did not stop"),
-            }
-        }
+    async fn stop(self, seen: &mut Received) {
+        self.0.stop(PATIENCE, |batch| seen.add(batch)).await;
     }
 
     fn counter(&self, name: &str, label: &str) -> u64 {
-        counter_value(name, &self.id, label)
+        self.0.counter(name, label)
     }
 }
 
@@ -540,8 +483,19 @@ async fn a_restart_resumes_without_repeating_or_missing_anything() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
+/// A day of Exchange blobs read one at a time, the first one's batch held unsettled and
+/// every later one delivered, with two state writes after the last delivery.
+struct HeldFirstBlob {
+    sim: Arc<Simulator>,
+    blobs: Vec<siemflow_simulator::PublishedBlob>,
+    dir: tempfile::TempDir,
+    running: Running,
+    seen: Received,
+    held: Batch,
+    held_blob: String,
+}
+
+async fn hold_the_first_blob(id: &str) -> HeldFirstBlob {
     let config = world("1d", Faults::default());
     let sim = simulator(config.clone()).await;
     let t0 = sim.now();
@@ -556,14 +510,11 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
         t0 - TimeDelta::seconds(1),
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut running = start("o365_failed", &source, tuning(&sim), dir.path(), 10_000);
-
-    // Hold the first blob's batch unsettled; deliver every other.
+    let mut running = start(id, &source, tuning(&sim), dir.path(), 10_000);
     let held = running.next().await;
     let mut seen = Received::default();
     seen.add(&held);
     let held_blob = seen.blob_events.keys().next().expect("a blob").clone();
-    let held_created = seen.blob_created[&held_blob];
     running
         .deliver_until(&mut seen, |r| {
             blobs
@@ -571,15 +522,38 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
                 .all(|b| r.blob_events.contains_key(&b.content_id))
         })
         .await;
-    // Every later blob is delivered (so listed: the cursor in memory would be past them
-    // but for the held one), yet the saved cursor stays at or before the held one. The
-    // second state write from now on began after now (writes follow one another), so
-    // it shows the state as it is after every later blob was delivered.
+    // The second state write from now on began after every later blob was delivered
+    // (writes follow one another), so it shows the state as it is after them.
     let writes = running.counter("checkpoint_writes_total", "");
     eventually("two more state writes", || {
         running.counter("checkpoint_writes_total", "") >= writes + 2
     })
     .await;
+    HeldFirstBlob {
+        sim,
+        blobs,
+        dir,
+        running,
+        seen,
+        held,
+        held_blob,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
+    // Every later blob is delivered (so listed: the cursor in memory would be past them
+    // but for the held one), yet the saved cursor stays at or before the held one.
+    let HeldFirstBlob {
+        sim: _sim,
+        blobs,
+        dir,
+        mut running,
+        mut seen,
+        held,
+        held_blob,
+    } = hold_the_first_blob("o365_failed").await;
+    let held_created = seen.blob_created[&held_blob];
     let cursor = saved_cursor(dir.path(), "Audit.Exchange").expect("a cursor saved");
     assert!(
         cursor <= held_created,
@@ -621,39 +595,16 @@ async fn a_failed_receipt_is_fetched_again_and_holds_the_cursor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_delivered_behind_an_unsettled_one_are_remembered_at_once() {
-    let config = world("1d", Faults::default());
-    let sim = simulator(config.clone()).await;
-    let t0 = sim.now();
-    let mut source = source_config(&sim, "1d 1h");
-    source.content_types = vec!["Audit.Exchange".into()];
-    source.max_concurrent_fetches = 1;
-    let blobs = published_blobs(
-        &config,
-        DEFAULT_TENANT_ID,
-        "Audit.Exchange",
-        t0 - TimeDelta::days(1) + TimeDelta::seconds(1),
-        t0 - TimeDelta::seconds(1),
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut running = start("o365_any_order", &source, tuning(&sim), dir.path(), 10_000);
     // The first blob's acknowledgement stays open; every later one is delivered.
-    let held = running.next().await;
-    let mut seen = Received::default();
-    seen.add(&held);
-    let held_blob = seen.blob_events.keys().next().expect("a blob").clone();
-    running
-        .deliver_until(&mut seen, |r| {
-            blobs
-                .iter()
-                .all(|b| r.blob_events.contains_key(&b.content_id))
-        })
-        .await;
-    // The second state write from now on shows the state after every later delivery.
-    let writes = running.counter("checkpoint_writes_total", "");
-    eventually("two more state writes", || {
-        running.counter("checkpoint_writes_total", "") >= writes + 2
-    })
-    .await;
+    let HeldFirstBlob {
+        sim: _sim,
+        dir,
+        running,
+        mut seen,
+        held,
+        held_blob,
+        ..
+    } = hold_the_first_blob("o365_any_order").await;
     // Acknowledgements settle in any order: the later blobs are remembered (never fetched
     // again after a restart) while the cursor still waits for the held one.
     let processed = saved_processed(dir.path(), "Audit.Exchange");
@@ -950,7 +901,7 @@ async fn o365_backfill_rate() {
     let measured = Duration::from_secs(60);
     while begin.elapsed() < measured {
         if let Ok(Some(batch)) =
-            tokio::time::timeout(Duration::from_secs(1), running.rx.recv()).await
+            tokio::time::timeout(Duration::from_secs(1), running.0.rx.recv()).await
         {
             seen.events += batch.len();
             resolve_batch(batch, BatchStatus::Delivered);
