@@ -478,18 +478,19 @@ impl Poll {
                 }
                 Err(error) => return Err(self.failed(error)),
             };
-            if let Some(min) = page_min(&collection, &page.items) {
+            let records = Identified::of(&collection, page.items);
+            if let Some(min) = records.earliest {
                 oldest = Some(oldest.map_or(min, |o| o.min(min)));
             }
             let reach = match order {
                 // Sorted: everything up to the page's last time is read.
-                Order::Ascending => page_max(&self.feed.collection, &page.items).max(self.reached),
+                Order::Ascending => records.latest.max(self.reached),
                 // Newest first: nothing is safe until the whole window is read.
                 Order::NewestFirst => self.reached,
             }
             .unwrap_or(from);
             self.reached = Some(reach);
-            self.emit(page.items, epoch, reach).await?;
+            self.emit(records.records, epoch, reach).await?;
         }
         // The whole window is read: the mark may move to its end once its pages settle.
         let end = self.reached.map_or(until, |r| r.max(until));
@@ -531,7 +532,7 @@ impl Poll {
     /// Emits a page's new record versions as one batch whose acknowledgement settles them.
     async fn emit(
         &mut self,
-        items: Vec<Value>,
+        items: Vec<IdentifiedRecord>,
         epoch: u64,
         reach: DateTime<Utc>,
     ) -> Result<(), Stop> {
@@ -548,7 +549,7 @@ impl Poll {
                 return Err(Stop::Rewound);
             }
             let cursor = state.store.cursor_mut(&self.key);
-            for item in items {
+            for (item, identity) in items {
                 let mut record = match item {
                     Value::Object(record) => record,
                     other => {
@@ -563,7 +564,7 @@ impl Poll {
                         record
                     }
                 };
-                match self.feed.collection.identify(&record) {
+                match identity {
                     Some((pair, at)) => {
                         if !cursor.admit(pair.clone(), at) {
                             repeated += 1;
@@ -722,26 +723,39 @@ impl GraphSource<'_> {
     }
 }
 
-/// The earliest record time of a page.
-fn page_min(collection: &Collection, items: &[Value]) -> Option<DateTime<Utc>> {
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::Object(record) => collection.identify(record).map(|(_, at)| at),
-            _ => None,
-        })
-        .min()
+/// A record and its version pair and time, when it has them.
+type IdentifiedRecord = (Value, Option<(RecordVersion, DateTime<Utc>)>);
+
+/// A page's records, each with its version pair and time when it has them, identified
+/// once for the walk and the emission alike.
+struct Identified {
+    records: Vec<IdentifiedRecord>,
+    /// The earliest record time of the page.
+    earliest: Option<DateTime<Utc>>,
+    /// The latest record time of the page.
+    latest: Option<DateTime<Utc>>,
 }
 
-/// The latest record time of a page.
-fn page_max(collection: &Collection, items: &[Value]) -> Option<DateTime<Utc>> {
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::Object(record) => collection.identify(record).map(|(_, at)| at),
-            _ => None,
-        })
-        .max()
+impl Identified {
+    fn of(collection: &Collection, items: Vec<Value>) -> Self {
+        let mut page = Identified {
+            records: Vec::with_capacity(items.len()),
+            earliest: None,
+            latest: None,
+        };
+        for item in items {
+            let identity = match &item {
+                Value::Object(record) => collection.identify(record),
+                _ => None,
+            };
+            if let Some((_, at)) = &identity {
+                page.earliest = Some(page.earliest.map_or(*at, |e| e.min(*at)));
+                page.latest = Some(page.latest.map_or(*at, |l| l.max(*at)));
+            }
+            page.records.push((item, identity));
+        }
+        page
+    }
 }
 
 #[cfg(test)]
