@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::time::{HOUR, MINUTE, MS, Ticks, format};
-use crate::world::generate::rhythm;
+use crate::world::generate::{hourly_count, rhythm};
 use crate::world::rng::{Rng, key};
 use crate::world::{TenantProfile, User, World};
 
@@ -98,10 +98,11 @@ impl World {
             LogKind::DirectoryAudit => f64::from(g.directory_audits_per_hour),
             LogKind::Provisioning => f64::from(g.provisioning_per_hour),
         };
-        let lambda = per_hour * rhythm(hour);
-        let mut rng = Rng::new(self.log_hour_key(tenant, kind, hour));
-        let whole = lambda.floor();
-        (whole as u32 + u32::from(rng.chance(lambda - whole))).min(1_000_000)
+        hourly_count(
+            per_hour * rhythm(hour),
+            self.log_hour_key(tenant, kind, hour),
+            1_000_000,
+        )
     }
 
     fn log_ref(&self, tenant: usize, kind: LogKind, hour: i64, index: u32) -> LogRef {

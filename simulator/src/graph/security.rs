@@ -8,7 +8,7 @@ use super::evidence::evidence;
 use super::products::{IdForm, PRODUCTS, SEVERITIES, pick_product, severity_rank};
 use super::time::{HOUR, MINUTE, MS, Ticks, format, format_trimmed};
 use super::versions::{Change, ChangeKind, Version, first_update_gap, plan_changes, versions};
-use crate::world::generate::rhythm;
+use crate::world::generate::{hourly_count, rhythm};
 use crate::world::rng::{Rng, key};
 use crate::world::{TenantProfile, World};
 
@@ -67,9 +67,7 @@ impl World {
     /// Incidents whose first alert was created in `hour`.
     pub(crate) fn incident_count(&self, tenant: usize, hour: i64) -> u32 {
         let lambda = f64::from(self.cfg.graph.alerts_per_hour) * rhythm(hour) / ALERTS_PER_INCIDENT;
-        let mut rng = Rng::new(self.hour_key_graph(tenant, hour));
-        let whole = lambda.floor();
-        (whole as u32 + u32::from(rng.chance(lambda - whole))).min(999)
+        hourly_count(lambda, self.hour_key_graph(tenant, hour), 999)
     }
 
     /// The SOC analysts of a tenant: its first three users.

@@ -80,10 +80,7 @@ impl World {
         let t = &self.tenants[tenant];
         let expected = f64::from(self.cfg.records_per_hour) * SHARES[ct] * rhythm(hour);
         let lambda = expected / self.avg_blob_size(ct);
-        let mut rng = Rng::new(self.hour_key(t, ct, hour));
-        let whole = lambda.floor();
-        let extra = u32::from(rng.chance(lambda - whole));
-        (whole as u32 + extra).min(3600)
+        hourly_count(lambda, self.hour_key(t, ct, hour), 3600)
     }
 
     /// The blob `index` of an hour, if the hour has that many.
@@ -301,6 +298,14 @@ impl World {
         }
         out
     }
+}
+
+/// How many things happen in an hour whose expected number is `lambda`: its whole part,
+/// plus one with the fraction's probability (drawn from `hour_key`), at most `max`.
+pub(crate) fn hourly_count(lambda: f64, hour_key: u64, max: u32) -> u32 {
+    let whole = lambda.floor();
+    let extra = u32::from(Rng::new(hour_key).chance(lambda - whole));
+    (whole as u32 + extra).min(max)
 }
 
 /// Relative activity by hour of the (UTC) day and day of the week: busy afternoons, quiet
