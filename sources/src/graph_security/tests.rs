@@ -21,7 +21,7 @@ use siemflow_simulator::{
 use super::GraphSecurityConfig;
 use crate::microsoft::poll::PollTuning;
 use crate::microsoft::{BudgetKey, RequestBudget, Window};
-use crate::testing::RunningSource;
+use crate::testing::{RunningSource, eventually};
 
 /// Longest a test waits for something that should happen.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(150);
@@ -454,7 +454,13 @@ async fn two_sources_of_one_tenant_share_its_budget_and_its_pauses() {
         if let Some(until) = budget.paused_until()
             && until > tokio::time::Instant::now() + Duration::from_millis(600)
         {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            // Requests sent before the pause began are answered first (the clients count
+            // a request when its answer arrives, the simulator when the request does).
+            eventually("the requests sent before the pause are answered", || {
+                a.counter("graph_requests_total", "") + b.counter("graph_requests_total", "")
+                    >= security_requests() as u64
+            })
+            .await;
             let before = security_requests();
             tokio::time::sleep_until(until - Duration::from_millis(100)).await;
             assert_eq!(
