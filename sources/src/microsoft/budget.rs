@@ -88,7 +88,8 @@ struct State {
     next_holder: u64,
     windows: Vec<WindowState>,
     /// Start times of granted (or reserved) requests, ascending, pruned to the longest span.
-    /// Slots are handed out in order: a new one is never before the last.
+    /// Slots are handed out in order: a new one is never before the last. A request that
+    /// starts later than its slot moves to its true time.
     log: VecDeque<Instant>,
     /// No request starts before this (after throttling).
     paused_until: Instant,
@@ -182,6 +183,25 @@ impl State {
         slot
     }
 
+    /// Starts the request reserved at `slot`, now: true when it may go. A caller woken
+    /// late (a busy runtime) counts where it really starts, so the windows after it see
+    /// its true time, and it goes only if no window then holds more than its limit;
+    /// otherwise (or while paused) its slot is given back and it reserves again.
+    fn start(&mut self, slot: Instant, now: Instant) -> bool {
+        self.release(slot);
+        let fits = self.windows.iter().all(|w| {
+            let started = self.log.partition_point(|t| *t <= now);
+            let before = self.log.partition_point(|t| *t + w.span <= now);
+            started.saturating_sub(before) < w.window.limit as usize
+        });
+        if self.paused_until > now || !fits {
+            return false;
+        }
+        let at = self.log.partition_point(|t| *t <= now);
+        self.log.insert(at, now);
+        true
+    }
+
     /// Gives back a reserved slot that was not used (its caller re-reserves or left).
     fn release(&mut self, slot: Instant) {
         if let Some(index) = self.log.iter().rposition(|t| *t == slot) {
@@ -267,14 +287,14 @@ impl RequestBudget {
             };
             tokio::time::sleep_until(reservation.slot).await;
             let mut state = self.shared.lock();
-            // A pause that began while this request waited holds it back too.
-            if state.paused_until <= Instant::now() {
-                reservation.used = true;
-                self.shared.granted(&state, asked, reservation.slot);
+            let now = Instant::now();
+            // The slot is given back either way; a pause that began while this request
+            // waited holds it back too.
+            reservation.used = true;
+            if state.start(reservation.slot, now) {
+                self.shared.granted(&state, asked, now);
                 return;
             }
-            state.release(reservation.slot);
-            reservation.used = true;
         }
     }
 
@@ -548,6 +568,45 @@ mod tests {
         assert_eq!(loose.windows(), [Window::per_minute(6)]);
         drop(strict);
         assert_eq!(loose.windows(), [Window::per_minute(600)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_starts_late_counts_where_it_started() {
+        let window = Window::new(2, Duration::from_secs(10));
+        let mut state = State {
+            holders: HashMap::from([(0, vec![window])]),
+            next_holder: 1,
+            windows: Vec::new(),
+            log: VecDeque::new(),
+            paused_until: Instant::now(),
+        };
+        state.recompute();
+        let t0 = Instant::now();
+        let first = state.reserve(t0);
+        let second = state.reserve(t0);
+        // The first caller wakes 3 s late (a busy runtime) and starts then.
+        assert!(state.start(first, t0 + Duration::from_secs(3)));
+        assert!(state.start(second, second));
+        // A third may start only once the first, as it really started, leaves the span:
+        // the server sees the first at 3 s, not at its slot.
+        let third = state.reserve(second);
+        assert!(
+            third >= t0 + Duration::from_secs(13),
+            "{:?} after the first slot",
+            third - t0
+        );
+        // A late start that would put more than the limit in a span is refused: it
+        // reserves again.
+        let mut busy = State {
+            log: VecDeque::new(),
+            ..state
+        };
+        let a = busy.reserve(t0);
+        let b = busy.reserve(t0);
+        assert!(busy.start(b, b));
+        let c = busy.reserve(b);
+        assert!(busy.start(c, c));
+        assert!(!busy.start(a, c), "a and b and c in one span");
     }
 
     #[tokio::test(start_paused = true)]
