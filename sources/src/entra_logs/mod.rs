@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use reqwest::header::HeaderMap;
+use siemflow_core::auth::Cloud;
 use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 
 pub use config::{EntraLogsConfig, RESOURCES, SIGN_IN_TYPES};
@@ -48,6 +49,8 @@ impl EntraLogsConfig {
         refuse_issues(&self.issues(), "entra_logs")?;
         let source = GraphSource {
             profile: ENTRA_REPORTS,
+            root: Cloud::graph_url,
+            audience: Cloud::graph_url,
             tenants: &self.tenants,
             windows: &[Window::new(self.requests_per_10s, Duration::from_secs(10))],
             api_url: self.api_url.as_deref(),

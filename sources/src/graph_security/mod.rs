@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use siemflow_core::auth::Cloud;
 use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 
 pub use config::{GraphSecurityConfig, RESOURCES};
@@ -53,6 +54,8 @@ impl GraphSecurityConfig {
         refuse_issues(&self.issues(), "graph_security")?;
         let source = GraphSource {
             profile: GRAPH_SECURITY,
+            root: Cloud::graph_url,
+            audience: Cloud::graph_url,
             tenants: &self.tenants,
             windows: &[Window::per_minute(self.requests_per_minute)],
             api_url: self.api_url.as_deref(),

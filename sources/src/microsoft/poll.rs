@@ -22,6 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
+use siemflow_core::auth::Cloud;
 use siemflow_core::event::{Event, attach_ack};
 use siemflow_core::fanout::Output;
 use siemflow_core::metrics::ComponentMetrics;
@@ -45,6 +46,10 @@ pub const STATE_FILE: &str = "cursors.json";
 /// Walks of one window restarted after an expired skip token before the poll gives up
 /// (and the next poll tries again).
 const MAX_WALK_RESTARTS: u32 = 5;
+
+/// The narrowest sub-window an unsorted collection is split into; one that still needs
+/// more than a page is read page by page.
+const MIN_SPLIT: TimeDelta = TimeDelta::seconds(1);
 
 /// Emitted pages of one collection not yet acknowledged; past this the walk waits, which
 /// bounds memory when a sink is slow.
@@ -108,6 +113,11 @@ pub enum Order {
     Ascending,
     /// Newest first, unsortable (sign-ins): windows closed at `now − lag`.
     NewestFirst,
+    /// In no documented order and not sortable (Defender for Endpoint's alerts): windows
+    /// closed at `now − lag`, each read as sub-windows small enough to come in one page,
+    /// because `$skip` pages of a changing, unsorted collection may skip a record that
+    /// moved between two pages.
+    Unsorted,
 }
 
 /// One collection of one tenant, as the poller reads it.
@@ -117,7 +127,7 @@ pub struct Collection {
     pub resource: String,
     /// The operation's name in request metrics (`alerts_v2`, `signIns`).
     pub endpoint: &'static str,
-    /// The collection's URL, without a query.
+    /// The collection's URL with its fixed query parameters (`$expand=evidence`), if any.
     pub url: Url,
     /// The record time field the cursor follows (`lastUpdateDateTime`, `createdDateTime`).
     pub time_field: &'static str,
@@ -145,7 +155,7 @@ impl Collection {
     pub fn query(&self, from: DateTime<Utc>, until: DateTime<Utc>) -> Url {
         let field = self.time_field;
         let mut filter = format!("{field} ge {}", literal(from));
-        if self.order == Order::NewestFirst {
+        if self.order != Order::Ascending {
             filter.push_str(&format!(" and {field} lt {}", literal(until)));
         }
         if let Some(fixed) = &self.fixed_filter {
@@ -420,7 +430,7 @@ impl Poll {
         let order = self.feed.collection.order;
         let until = match order {
             Order::Ascending => now,
-            Order::NewestFirst => now - self.shared.settings.tuning.log_lag,
+            Order::NewestFirst | Order::Unsorted => now - self.shared.settings.tuning.log_lag,
         };
         // The mark moves here, between walks only: pairs it forgets leave the window this
         // walk asks for, never one a walk in progress may still be served.
@@ -442,6 +452,10 @@ impl Poll {
         };
         if from >= until {
             return Ok(());
+        }
+        if order == Order::Unsorted {
+            self.read_in_single_pages(from, until, epoch).await?;
+            return self.close_window(until, epoch);
         }
         let collection = self.feed.collection.clone();
         let mut request = ApiRequest::get(collection.endpoint, collection.query(from, until));
@@ -486,13 +500,18 @@ impl Poll {
                 // Sorted: everything up to the page's last time is read.
                 Order::Ascending => records.latest.max(self.reached),
                 // Newest first: nothing is safe until the whole window is read.
-                Order::NewestFirst => self.reached,
+                Order::NewestFirst | Order::Unsorted => self.reached,
             }
             .unwrap_or(from);
             self.reached = Some(reach);
             self.emit(records.records, epoch, reach).await?;
         }
-        // The whole window is read: the mark may move to its end once its pages settle.
+        self.close_window(until, epoch)
+    }
+
+    /// The whole window up to `until` is read: the mark may move to its end once its pages
+    /// settle.
+    fn close_window(&mut self, until: DateTime<Utc>, epoch: u64) -> Result<(), Stop> {
         let end = self.reached.map_or(until, |r| r.max(until));
         let mut state = self.shared.state();
         if state.settlement.epoch(&self.key) != epoch {
@@ -500,6 +519,76 @@ impl Poll {
         }
         state.settlement.register_settled(self.key.clone(), end);
         self.reached = Some(end);
+        Ok(())
+    }
+
+    /// Reads `[from, until)` of an unsorted collection as consecutive sub-windows, each
+    /// answered whole by one page (one response is one consistent view). A sub-window
+    /// whose answer does not fit one page (a nextLink, a full page, or too large a body)
+    /// is halved and asked again; after a sub-window that fit, the next one may be twice
+    /// as wide. Only a sub-window narrower than [`MIN_SPLIT`] is read page by page.
+    async fn read_in_single_pages(
+        &mut self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        epoch: u64,
+    ) -> Result<(), Stop> {
+        let collection = self.feed.collection.clone();
+        let (mut start, mut end) = (from, until);
+        while start < until {
+            let mut request = ApiRequest::get(collection.endpoint, collection.query(start, end));
+            request.headers = collection.headers.clone();
+            let mut pager = ODataPager::new(request);
+            let splittable = end - start >= MIN_SPLIT;
+            let first = pager
+                .next_page::<Value>(&self.feed.client, &self.shared.shutdown)
+                .await;
+            let mut page = match first {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(PagingError::Api(super::ApiError::TooLarge { .. })) if splittable => {
+                    end = start + (end - start) / 2;
+                    continue;
+                }
+                Err(error) => return Err(self.failed(error)),
+            };
+            if !page.last && splittable {
+                end = start + (end - start) / 2;
+                continue;
+            }
+            if !page.last {
+                tracing::warn!(
+                    key = %self.key, %start, %end,
+                    "more records in one second than a page holds: reading its pages with $skip, which may miss a record updated meanwhile (the overlap of the next poll reads it again)"
+                );
+            }
+            loop {
+                let last = page.last;
+                let records = Identified::of(&collection, page.items);
+                // Nothing of the sub-window is safe before its last page is read.
+                let reach = if last {
+                    self.reached.map_or(end, |r| r.max(end))
+                } else {
+                    self.reached.unwrap_or(start)
+                };
+                self.reached = Some(reach);
+                self.emit(records.records, epoch, reach).await?;
+                if last {
+                    break;
+                }
+                page = match pager
+                    .next_page::<Value>(&self.feed.client, &self.shared.shutdown)
+                    .await
+                {
+                    Ok(Some(page)) => page,
+                    Ok(None) => break,
+                    Err(error) => return Err(self.failed(error)),
+                };
+            }
+            let width = end - start;
+            start = end;
+            end = (start + width * 2).min(until);
+        }
         Ok(())
     }
 
@@ -654,11 +743,16 @@ impl Poll {
 pub struct GraphSource<'a> {
     /// The API (quota, metric prefix).
     pub profile: super::ApiProfile,
+    /// The API's root in a cloud (`Cloud::graph_url`, `Cloud::defender_url`).
+    pub root: fn(Cloud) -> &'static str,
+    /// The API's token audience in a cloud (`Cloud::graph_url`, `Cloud::defender_audience`).
+    pub audience: fn(Cloud) -> &'static str,
     /// The tenants, each with its app registration.
     pub tenants: &'a [siemflow_core::auth::EntraConfig],
     /// The source's request budget per (tenant, host).
     pub windows: &'a [super::Window],
-    /// Overrides the Graph root (a simulator, a proxy); else each tenant's cloud's.
+    /// Overrides the API root (a simulator, a proxy, a regional host); else each
+    /// tenant's cloud's.
     pub api_url: Option<&'a str>,
     /// Longest one request may take.
     pub request_timeout: Duration,
@@ -675,8 +769,8 @@ pub struct GraphSource<'a> {
 }
 
 impl GraphSource<'_> {
-    /// The source: one client per tenant (tokens for its cloud's Graph audience, even when
-    /// `api_url` points elsewhere), the feeds `feeds` makes of each client and its Graph
+    /// The source: one client per tenant (tokens for its cloud's audience of the API, even
+    /// when `api_url` points elsewhere), the feeds `feeds` makes of each client and its API
     /// root, and the poll loop over them all.
     pub fn build(
         self,
@@ -688,15 +782,15 @@ impl GraphSource<'_> {
         let http = siemflow_core::http::client(self.tls, self.request_timeout, None)?;
         let mut all = Vec::new();
         for (i, entra) in self.tenants.iter().enumerate() {
-            let scope = siemflow_core::auth::default_scope(entra.cloud.graph_url());
+            let scope = siemflow_core::auth::default_scope((self.audience)(entra.cloud));
             let tokens = siemflow_core::auth::TokenProvider::new(entra, &scope, http.clone())
                 .with_context(|| format!("tenants[{i}]"))?;
             let root = self
                 .api_url
                 .map(|url| url.trim().trim_end_matches('/'))
-                .unwrap_or(entra.cloud.graph_url());
+                .unwrap_or((self.root)(entra.cloud));
             let root = Url::parse(&format!("{root}/"))
-                .with_context(|| format!("the Graph root of tenants[{i}] is not a URL"))?;
+                .with_context(|| format!("the API root of tenants[{i}] is not a URL"))?;
             let client = Arc::new(ApiClient::new(super::ClientSettings {
                 profile: self.profile,
                 tenant_id: &entra.tenant_id,
@@ -809,6 +903,27 @@ mod tests {
             "createdDateTime ge 2026-09-01T10:00:00.123456Z and createdDateTime lt 2026-09-01T11:00:00.000000Z and signInEventTypes/any(t: t eq 'servicePrincipal')"
         );
         assert_eq!(pairs.len(), 2, "no $orderby on newest-first collections");
+        let mut alerts = collection(Order::Unsorted);
+        alerts.url = Url::parse("https://api.security.microsoft.com/api/alerts?$expand=evidence")
+            .expect("url");
+        alerts.time_field = "lastUpdateTime";
+        let pairs: Vec<(String, String)> = alerts
+            .query(from, until)
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("$expand".to_string(), "evidence".to_string()),
+                (
+                    "$filter".to_string(),
+                    "lastUpdateTime ge 2026-09-01T10:00:00.123456Z and lastUpdateTime lt 2026-09-01T11:00:00.000000Z".to_string()
+                ),
+                ("$top".to_string(), "2000".to_string()),
+            ],
+            "unsorted windows are closed, keep the fixed query and ask no order"
+        );
     }
 
     #[test]
