@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::defender_cloud_apps::CloudAppsConfig;
 use crate::graph::GraphConfig;
 
 /// Tenant id of the default tenant (the id Microsoft's own documentation examples use).
@@ -13,15 +14,17 @@ pub const DEFAULT_TENANT_ID: &str = "41463f53-8812-40f4-890f-865bf6e35190";
 pub const DEFAULT_CLIENT_ID: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
 /// Client secret of the default tenant's app registration.
 pub const DEFAULT_CLIENT_SECRET: &str = "simulator-secret";
-/// The app roles a registration gets unless configured otherwise: the Management API's and
-/// Graph's (tokens carry those of the resource they are issued for).
-pub const DEFAULT_ROLES: [&str; 6] = [
+/// The app roles a registration gets unless configured otherwise: the Management API's,
+/// Graph's and Defender for Cloud Apps' (tokens carry those of the resource they are
+/// issued for).
+pub const DEFAULT_ROLES: [&str; 7] = [
     "ActivityFeed.Read",
     "ActivityFeed.ReadDlp",
     "SecurityAlert.Read.All",
     "SecurityIncident.Read.All",
     "AuditLog.Read.All",
     "Directory.Read.All",
+    "Investigation.read",
 ];
 
 /// The content types of the Management Activity API, in a fixed order.
@@ -65,6 +68,8 @@ pub struct M365Config {
     pub unidentified_requests_per_minute: u32,
     /// The Microsoft Graph side: volumes, delays, limits, licences, clouds, faults.
     pub graph: GraphConfig,
+    /// The Defender for Cloud Apps side: volumes, ingestion, limits, API tokens, faults.
+    pub defender_cloud_apps: CloudAppsConfig,
 }
 
 impl Default for M365Config {
@@ -81,6 +86,7 @@ impl Default for M365Config {
             requests_per_minute: 2000,
             unidentified_requests_per_minute: 60,
             graph: GraphConfig::default(),
+            defender_cloud_apps: CloudAppsConfig::default(),
         }
     }
 }
@@ -215,6 +221,7 @@ impl M365Config {
         if self.publish_delay > Duration::from_secs(24 * 3600) {
             bail!("simulator.publish_delay must be at most \"24h\"");
         }
+        self.defender_cloud_apps.validate(&self.tenant_ids())?;
         self.graph.validate(&self.tenant_ids())
     }
 

@@ -11,6 +11,7 @@
 
 mod activity;
 mod config;
+pub mod defender_cloud_apps;
 pub mod elasticsearch;
 mod errors;
 mod faults;
@@ -36,6 +37,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_ROLES, DEFAULT_TENANT_ID,
     Faults, M365Config, MAX_HISTORY, TenantConfig,
+};
+pub use defender_cloud_apps::{
+    CloudAppsConfig, CloudAppsStats, cloud_apps_activities, cloud_apps_alert_changes,
+    cloud_apps_alerts,
 };
 pub use elasticsearch::{ElasticsearchConfig, ElasticsearchSimulator, ElasticsearchStats};
 pub use graph::{

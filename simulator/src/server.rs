@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{blobs, content, subscriptions};
+use crate::defender_cloud_apps::routes as cloud_apps;
 use crate::graph::routes as graph;
 use crate::state::Sim;
 use crate::tokens;
@@ -55,6 +56,23 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             get(subscriptions::dlp_sensitive_types),
         )
         .route(&format!("{feed}/audit/{{content_id}}"), get(blobs::blob))
+        // Defender for Cloud Apps: the documented paths end with a slash; both are served.
+        .route(
+            "/api/v1/activities/",
+            get(cloud_apps::activities).post(cloud_apps::activities),
+        )
+        .route(
+            "/api/v1/activities",
+            get(cloud_apps::activities).post(cloud_apps::activities),
+        )
+        .route(
+            "/api/v1/alerts/",
+            get(cloud_apps::alerts).post(cloud_apps::alerts),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(cloud_apps::alerts).post(cloud_apps::alerts),
+        )
         // Graph compares paths case-insensitively: one route per version, dispatched inside.
         .route("/v1.0/{*path}", get(graph::v1))
         .route("/beta/{*path}", get(graph::beta))

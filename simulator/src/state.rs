@@ -9,6 +9,7 @@ use anyhow::Context;
 use aws_lc_rs::digest;
 
 use crate::config::M365Config;
+use crate::defender_cloud_apps::CloudAppsState;
 use crate::graph::GraphState;
 use crate::stats::{Stats, TenantStats};
 use crate::world::World;
@@ -91,6 +92,8 @@ pub(crate) struct Sim {
     pub(crate) fault_counter: AtomicU64,
     /// Microsoft Graph: limits, fault dice, skiptoken secret.
     pub(crate) graph: GraphState,
+    /// Defender for Cloud Apps: request windows, fault dice.
+    pub(crate) cloud_apps: CloudAppsState,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data stay usable counters.
@@ -128,6 +131,7 @@ impl Sim {
         let origin_ms = chrono::Utc::now().timestamp_millis();
         Ok(Self {
             graph: GraphState::new(cfg.seed, origin_ms),
+            cloud_apps: CloudAppsState::new(cfg.seed),
             cfg,
             world,
             apps,

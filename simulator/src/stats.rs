@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::defender_cloud_apps::CloudAppsStats;
 use crate::graph::GraphStats;
 
 /// Counters of one tenant (keyed by the tenant named in the request path).
@@ -30,6 +31,9 @@ pub struct TenantStats {
     /// Microsoft Graph requests (counted here only, not in the Management API counters
     /// above); requests without a usable token count under the empty tenant id.
     pub graph: GraphStats,
+    /// Defender for Cloud Apps requests (counted here only); requests without a usable
+    /// token count under the empty tenant id.
+    pub cloud_apps: CloudAppsStats,
 }
 
 /// A snapshot of every tenant's counters.

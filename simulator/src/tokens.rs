@@ -328,17 +328,24 @@ fn issue(
 }
 
 /// The app roles a token for `resource` carries: as in Entra, only the resource's own —
-/// `ActivityFeed.*` for the Management API, the others for Graph; every role elsewhere.
+/// `ActivityFeed.*` for the Management API, `Investigation.*` for Defender for Cloud Apps,
+/// the others for Graph; every role elsewhere.
 fn roles_for(resource: &str, management: bool, roles: &[String]) -> Vec<String> {
     let graph = resource.contains("graph.microsoft");
+    let cloud_apps = resource
+        .trim_start_matches("api://")
+        .eq_ignore_ascii_case(crate::defender_cloud_apps::CLOUD_APPS_AUDIENCE);
     roles
         .iter()
         .filter(|r| {
             let feed = r.starts_with("ActivityFeed.");
+            let investigation = r.starts_with("Investigation.");
             if management {
                 feed
+            } else if cloud_apps {
+                investigation
             } else if graph {
-                !feed
+                !feed && !investigation
             } else {
                 true
             }
