@@ -208,7 +208,8 @@ impl World {
         created_until: i64,
         now: i64,
     ) -> Vec<ActivityPlan> {
-        let first = (created_from - self.mda_max_ingest_lag())
+        let first = created_from
+            .saturating_sub(self.mda_max_ingest_lag())
             .max(history_ms)
             .div_euclid(HOUR_MS);
         let last = created_until.min(now).div_euclid(HOUR_MS);
