@@ -169,6 +169,8 @@ pub struct ApiClient {
     profile: ApiProfile,
     tenant_id: String,
     host: String,
+    /// The API root: no request goes to another origin.
+    root: Url,
     http: reqwest::Client,
     tokens: TokenProvider,
     budget: RequestBudget,
@@ -186,6 +188,19 @@ impl std::fmt::Debug for ApiClient {
             .field("host", &self.host)
             .finish_non_exhaustive()
     }
+}
+
+/// Refuses `url` unless its origin (scheme, host, port) is `root`'s: the one check that
+/// keeps the bearer token on the configured API, for every URL an API hands out.
+pub fn check_origin(endpoint: &'static str, url: &Url, root: &Url) -> Result<(), ApiError> {
+    if url.origin() == root.origin() {
+        return Ok(());
+    }
+    Err(ApiError::ForeignOrigin {
+        endpoint,
+        url: url.as_str().to_string(),
+        origin: root.origin().ascii_serialization(),
+    })
 }
 
 /// `host[:port]` of a URL, lower-cased: what a budget is keyed by.
@@ -250,6 +265,7 @@ impl ApiClient {
             profile,
             tenant_id,
             host,
+            root: api_root.clone(),
             http,
             tokens,
             budget,
@@ -278,6 +294,11 @@ impl ApiClient {
         &self.budget
     }
 
+    /// Refuses a URL off this client's API origin (see [`check_origin`]).
+    pub fn check_origin(&self, endpoint: &'static str, url: &Url) -> Result<(), ApiError> {
+        check_origin(endpoint, url, &self.root)
+    }
+
     /// Sends a request with every retry this client owns; a refusal it does not retry is
     /// returned as [`ApiError::Refused`] with its class.
     pub async fn send(
@@ -285,6 +306,7 @@ impl ApiClient {
         request: &ApiRequest,
         cancel: &CancellationToken,
     ) -> Result<ApiResponse, ApiError> {
+        self.check_origin(request.endpoint, &request.url)?;
         let mut transient = self.retries.transient.start();
         let mut throttle = self.retries.throttle.start();
         let mut attempts = 0;

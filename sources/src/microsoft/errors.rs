@@ -205,6 +205,19 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// A URL the API handed out (a next page, a blob) is on another origin than the
+    /// configured API root: not requested, so the bearer token never leaves that origin.
+    #[error(
+        "refused to send the token to `{url}`: the {endpoint} URL is not on the API's origin `{origin}` (scheme, host and port must match)"
+    )]
+    ForeignOrigin {
+        /// Which operation.
+        endpoint: &'static str,
+        /// The URL refused.
+        url: String,
+        /// Scheme, host and port of the configured API root.
+        origin: String,
+    },
     /// The caller is stopping.
     #[error("stopped")]
     Cancelled,
@@ -241,6 +254,8 @@ impl ApiError {
                 ErrorClass::Retry
             }
             ApiError::TooLarge { .. } | ApiError::Malformed { .. } => ErrorClass::Data,
+            // Retrying cannot help; only api_url (or whatever rewrites the API's URLs) can.
+            ApiError::ForeignOrigin { .. } => ErrorClass::Config,
         }
     }
 
@@ -257,6 +272,9 @@ impl ApiError {
         );
         if let ApiError::Auth(_) = self {
             return "fix the credentials (the message above says how)".into();
+        }
+        if let ApiError::ForeignOrigin { .. } = self {
+            return "the API handed out a URL on another host than the configured API root: if api_url points at a proxy, the proxy must rewrite the URLs in the API's answers to its own origin (or set api_url to the host the API names)".into();
         }
         if self.code_is(&["AF20010", "AF20011", "AF20012", "AF20013"]) {
             return "the tenant id is wrong or does not match the app's tenant: check tenant_id and that the app is consented in that tenant".into();

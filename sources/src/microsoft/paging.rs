@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ApiClient, ApiRequest};
+use super::client::{ApiClient, ApiRequest, check_origin};
 use super::errors::{ApiError, ErrorClass};
 
 /// One page of items.
@@ -88,11 +88,6 @@ pub struct ODataPager {
     /// Items received so far in this walk.
     received: u64,
     next: Next,
-}
-
-/// `scheme://host:port` of a URL.
-fn origin(url: &Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 /// The value of a query parameter (the name compared decoded, as a server reads it).
@@ -216,11 +211,13 @@ impl ODataPager {
                     endpoint: self.first.endpoint,
                     detail: format!("the nextLink `{link}` is not a URL: {e}"),
                 })?;
-                if origin(&next) != origin(&self.first.url) {
+                if let Err(ApiError::ForeignOrigin { origin, .. }) =
+                    check_origin(self.first.endpoint, &next, &self.first.url)
+                {
                     self.next = Next::Done;
                     return Err(PagingError::ForeignNextLink {
                         link: link.to_string(),
-                        origin: origin(&self.first.url),
+                        origin,
                     });
                 }
                 if next == url {

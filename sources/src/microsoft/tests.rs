@@ -556,6 +556,29 @@ async fn a_next_link_to_another_host_is_refused() {
     ));
 }
 
+#[tokio::test]
+async fn the_client_sends_nothing_off_its_api_origin() {
+    let api = serve(|_, _| json(200, "{}")).await;
+    let other = serve(|_, _| json(200, "{}")).await;
+    let client = graph(&api);
+    let cancel = CancellationToken::new();
+    let error = client
+        .send(&ApiRequest::get("alerts", other.url("/v1.0/x")), &cancel)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(error, ApiError::ForeignOrigin { .. }) && error.is_config(),
+        "{error}"
+    );
+    assert!(error.to_string().contains(&other.base), "{error}");
+    assert!(other.calls().is_empty() && api.calls().is_empty());
+    assert_eq!(api.tokens(), 0, "not even a token is asked for");
+    client
+        .send(&ApiRequest::get("alerts", api.url("/v1.0/x")), &cancel)
+        .await
+        .expect("its own origin");
+}
+
 /// Serves `total` items by `$top`/`$skip`, never with a nextLink.
 fn skip_paging(total: u32) -> impl Fn(&Call, usize) -> Reply + Send + Sync + 'static {
     move |call, _| {

@@ -123,10 +123,13 @@ impl TenantClient {
         content_type: &str,
         cancel: &CancellationToken,
     ) -> Result<ApiResponse, ApiError> {
-        let url = self.url(&format!(
-            "{}/subscriptions/start?contentType={content_type}",
-            self.feed_root
-        ))?;
+        let url = self.url(
+            Endpoint::Start,
+            &format!(
+                "{}/subscriptions/start?contentType={content_type}",
+                self.feed_root
+            ),
+        )?;
         let request = ApiRequest::post(Endpoint::Start.label(), self.with_publisher(url))
             .max_bytes(MAX_SMALL_ANSWER)
             .throttle(ThrottleScope::Request);
@@ -148,12 +151,16 @@ impl TenantClient {
         Ok(answer)
     }
 
-    /// Parses a URL the client built or the API handed out.
-    pub(crate) fn url(&self, text: &str) -> Result<Url, ApiError> {
-        Url::parse(text).map_err(|e| ApiError::Malformed {
-            endpoint: "url",
+    /// Parses a URL the client built or the API handed out (a NextPageUri, a
+    /// contentUri); one on another origin than the API root is refused
+    /// ([`ApiError::ForeignOrigin`]), since the bearer token would go with it.
+    pub(crate) fn url(&self, endpoint: Endpoint, text: &str) -> Result<Url, ApiError> {
+        let url = Url::parse(text).map_err(|e| ApiError::Malformed {
+            endpoint: endpoint.label(),
             detail: format!("`{text}` is not a URL: {e}"),
-        })
+        })?;
+        self.api.check_origin(endpoint.label(), &url)?;
+        Ok(url)
     }
 
     fn with_publisher(&self, url: Url) -> Url {
@@ -287,10 +294,13 @@ mod tests {
             .get(
                 Endpoint::Content,
                 client
-                    .url(&format!(
-                        "{}/subscriptions/content?contentType=Audit.Exchange",
-                        client.feed_root
-                    ))
+                    .url(
+                        Endpoint::Content,
+                        &format!(
+                            "{}/subscriptions/content?contentType=Audit.Exchange",
+                            client.feed_root
+                        ),
+                    )
                     .expect("url"),
                 1024,
                 &cancel,
@@ -368,10 +378,13 @@ mod tests {
             "/start's throttling says nothing about the quota"
         );
         let url = client
-            .url(&format!(
-                "{}/subscriptions/content?contentType=Audit.Exchange",
-                client.feed_root
-            ))
+            .url(
+                Endpoint::Content,
+                &format!(
+                    "{}/subscriptions/content?contentType=Audit.Exchange",
+                    client.feed_root
+                ),
+            )
             .expect("url");
         client
             .get(Endpoint::Content, url, 1024, &cancel)
@@ -392,10 +405,13 @@ mod tests {
         let cancel = CancellationToken::new();
         for _ in 0..3 {
             let url = client
-                .url(&format!(
-                    "{}/subscriptions/content?contentType=DLP.All",
-                    client.feed_root
-                ))
+                .url(
+                    Endpoint::Content,
+                    &format!(
+                        "{}/subscriptions/content?contentType=DLP.All",
+                        client.feed_root
+                    ),
+                )
                 .expect("url");
             client
                 .get(Endpoint::Content, url, 1024, &cancel)

@@ -918,3 +918,98 @@ async fn o365_backfill_rate() {
     );
     running.stop(&mut seen).await;
 }
+
+/// The API hands out NextPageUri and contentUri values, and the bearer token goes with
+/// each request: one pointing at another listener must never reach it. The listing page
+/// and the blob are both refused as configuration errors; nothing is skipped, nothing
+/// emitted, and the cursor stays where it was (the blob is fetched once the URLs are
+/// right again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_handed_out_for_another_host_never_receive_the_token() {
+    use crate::microsoft::tests::{TENANT, json, serve};
+    let foreign = serve(|_, _| json(200, "[]")).await;
+    let elsewhere = foreign.base.clone();
+    let created = Utc::now() - TimeDelta::minutes(5);
+    let api = serve(move |call, _| {
+        let path = call.target.split('?').next().unwrap_or_default();
+        let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        if path.ends_with("/subscriptions/start") {
+            json(
+                200,
+                r#"{"contentType":"Audit.Exchange","status":"enabled","webhook":null}"#,
+            )
+        } else if path.ends_with("/subscriptions/content") {
+            let descriptor = serde_json::json!([{
+                "contentUri": format!("{elsewhere}/api/v1.0/{TENANT}/activity/feed/audit/blob-1"),
+                "contentId": "blob-1",
+                "contentType": "Audit.Exchange",
+                "contentCreated": stamp(created),
+                "contentExpiration": stamp(created + TimeDelta::days(7)),
+            }]);
+            let mut reply = json(200, &descriptor.to_string());
+            reply.1.push((
+                "NextPageUri",
+                format!(
+                    "{elsewhere}/api/v1.0/{TENANT}/activity/feed/subscriptions/content?contentType=Audit.Exchange&nextPage=2"
+                ),
+            ));
+            reply
+        } else {
+            json(404, r#"{"error":{"code":"AF20050","message":"not here"}}"#)
+        }
+    })
+    .await;
+    let mut config = O365ManagementConfig::with_tenants(vec![EntraConfig {
+        tenant_id: TENANT.into(),
+        client_id: DEFAULT_CLIENT_ID.into(),
+        client_secret: Some(Secret::new("secret")),
+        certificate: None,
+        cloud: Cloud::Commercial,
+        login_url: Some(api.base.clone()),
+    }]);
+    config.api_url = Some(api.base.clone());
+    config.content_types = vec!["Audit.Exchange".into()];
+    config.start_from = Duration::from_secs(3600);
+    config.poll_interval = Duration::from_millis(50);
+    let tuning = Tuning {
+        config_error_pause: Duration::from_millis(50),
+        save_interval: Duration::from_millis(20),
+        ..Tuning::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = "o365_foreign_urls";
+    let running = start(id, &config, tuning, dir.path(), 1_000);
+    let config_errors = || counter_value("component_errors_total", id, "error_type=\"config\"");
+    // Two refusals per pass (the listing's next page, the blob): a few passes' worth,
+    // unless the token already went elsewhere.
+    eventually("the foreign URLs are refused, or followed", || {
+        config_errors() >= 4 || !foreign.calls().is_empty()
+    })
+    .await;
+    assert_eq!(
+        foreign.calls().len(),
+        0,
+        "the token went to another host: {:?}",
+        foreign.calls()
+    );
+    assert!(
+        api.calls()
+            .iter()
+            .any(|c| c.target.contains("/subscriptions/content")),
+        "the listing was read"
+    );
+    let skipped = running.counter("o365_blobs_skipped_total", "");
+    let mut seen = Received::default();
+    running.stop(&mut seen).await;
+    assert_eq!(seen.events, 0);
+    assert_eq!(skipped, 0, "a refused blob is not given up on");
+    let state = saved_state(dir.path()).unwrap_or_default();
+    let feed = &state["tenants"][TENANT]["Audit.Exchange"];
+    let cursor = feed["cursor"]
+        .as_str()
+        .and_then(|c| DateTime::parse_from_rfc3339(c).ok());
+    assert!(
+        cursor.is_none_or(|c| c <= created) && feed["processed"].get("blob-1").is_none(),
+        "the cursor stays below the refused blob: {state}"
+    );
+}

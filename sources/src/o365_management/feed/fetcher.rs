@@ -95,8 +95,13 @@ impl Feed {
                 detail: "its contentExpiration passed before it could be fetched".into(),
             };
         }
-        let url = match self.client.url(&descriptor.content_uri) {
+        let url = match self.client.url(Endpoint::Blob, &descriptor.content_uri) {
             Ok(url) => url,
+            // Not given up on: the blob stays pending (the cursor below it) until the
+            // configuration is fixed or its content expires.
+            Err(error @ ApiError::ForeignOrigin { .. }) => {
+                return Fetched::Failed { descriptor, error };
+            }
             Err(error) => {
                 return Fetched::Skipped {
                     descriptor,

@@ -256,12 +256,10 @@ impl Feed {
         let mut clamped = false;
         let mut admitted = 0;
         'window: loop {
-            let mut url = self.client.url(&listing::content_url(
-                &self.client.feed_root,
-                &self.content_type,
-                start,
-                end,
-            ))?;
+            let mut url = self.client.url(
+                Endpoint::Content,
+                &listing::content_url(&self.client.feed_root, &self.content_type, start, end),
+            )?;
             for _ in 0..MAX_PAGES {
                 let answer = match self
                     .client
@@ -321,7 +319,7 @@ impl Feed {
                     }
                 }
                 match listing::next_page_uri(&answer.headers) {
-                    Some(next) => url = self.client.url(&next)?,
+                    Some(next) => url = self.client.url(Endpoint::Content, &next)?,
                     None => return Ok(admitted),
                 }
             }
