@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::filter::Expr;
-use super::identity::LogKind;
+use super::identity::{LogKind, LogRef};
 use super::odata::{Collection, SortKey};
 use super::products::EVOLVABLE_SOURCES;
 use super::security::IncidentPlan;
@@ -31,6 +31,8 @@ pub(crate) struct Row {
     pub(crate) created: Ticks,
     pub(crate) updated: Ticks,
     pub(crate) record: Value,
+    /// A log record's coordinates (it renders again from them); `None` for alerts and incidents.
+    pub(crate) log: Option<LogRef>,
 }
 
 /// How to narrow and order a listing.
@@ -82,6 +84,27 @@ fn incidents(world: &World, tenant: usize, view: View) -> Vec<IncidentPlan> {
     )
 }
 
+/// The `[lo, hi)` bounds a filter's top-level `and` puts on `lastUpdateDateTime`: a version
+/// outside them is not rendered (the filter would refuse it; its time is written losslessly).
+#[derive(Debug, Clone, Copy, Default)]
+struct UpdatedBounds {
+    lo: Option<Ticks>,
+    hi: Option<Ticks>,
+}
+
+impl UpdatedBounds {
+    fn of(shape: Shape) -> Self {
+        let (lo, hi) = shape
+            .filter
+            .map_or((None, None), |f| f.time_bounds("lastUpdateDateTime"));
+        UpdatedBounds { lo, hi }
+    }
+
+    fn admit(self, updated: Ticks) -> bool {
+        self.lo.is_none_or(|lo| updated >= lo) && self.hi.is_none_or(|hi| updated < hi)
+    }
+}
+
 fn security_rows(
     world: &World,
     tenant: usize,
@@ -90,9 +113,10 @@ fn security_rows(
     shape: Shape,
 ) -> Vec<Row> {
     let mut out = Vec::new();
+    let bounds = UpdatedBounds::of(shape);
     for inc in incidents(world, tenant, view) {
         match c {
-            Collection::Alerts => out.extend(alert_rows(world, &inc, view)),
+            Collection::Alerts => out.extend(alert_rows(world, &inc, view, bounds)),
             _ => {
                 if inc.created < view.from || inc.created > view.now {
                     continue;
@@ -101,12 +125,15 @@ fn security_rows(
                 let Some(k) = latest_visible(&versions, view.now) else {
                     continue;
                 };
+                if !bounds.admit(versions[k].updated) {
+                    continue;
+                }
                 let mut record = world.incident_json(&inc, k);
                 mask(&mut record, view);
                 if shape.expand_alerts
                     && let Value::Object(m) = &mut record
                 {
-                    let alerts = alert_rows(world, &inc, view)
+                    let alerts = alert_rows(world, &inc, view, UpdatedBounds::default())
                         .into_iter()
                         .map(|r| r.record)
                         .collect();
@@ -117,6 +144,7 @@ fn security_rows(
                     created: inc.created,
                     updated: versions[k].updated,
                     record,
+                    log: None,
                 });
             }
         }
@@ -124,13 +152,17 @@ fn security_rows(
     out
 }
 
-/// The incident's alerts visible under `view`, each in its latest visible version.
-fn alert_rows(world: &World, inc: &IncidentPlan, view: View) -> Vec<Row> {
+/// The incident's alerts visible under `view`, each in its latest visible version, if
+/// that version is within `bounds`.
+fn alert_rows(world: &World, inc: &IncidentPlan, view: View, bounds: UpdatedBounds) -> Vec<Row> {
     inc.alerts
         .iter()
         .filter(|a| a.created >= view.from)
         .filter_map(|a| {
             let k = latest_visible(&a.versions, view.now)?;
+            if !bounds.admit(a.versions[k].updated) {
+                return None;
+            }
             let mut record = world.alert_json(inc, a, k);
             mask(&mut record, view);
             Some(Row {
@@ -138,6 +170,7 @@ fn alert_rows(world: &World, inc: &IncidentPlan, view: View) -> Vec<Row> {
                 created: a.created,
                 updated: a.versions[k].updated,
                 record,
+                log: None,
             })
         })
         .collect()
@@ -176,6 +209,7 @@ fn log_rows(world: &World, tenant: usize, c: Collection, view: View, shape: Shap
                 created: r.at,
                 updated: r.at,
                 record,
+                log: Some(r),
             });
         }
     }

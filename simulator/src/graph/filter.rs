@@ -566,6 +566,20 @@ impl Expr {
         }
     }
 
+    /// The string `v` of a `path/any(t: t eq 'v')` clause in the top-level `and` chain:
+    /// every match's `path` holds it. Lets a query generate only the kind of record it asks for.
+    pub(crate) fn required_member(&self, path: &str) -> Option<&str> {
+        match self {
+            Expr::And(a, b) => a.required_member(path).or_else(|| b.required_member(path)),
+            Expr::Any {
+                path: p,
+                op: Op::Eq,
+                value: Literal::Str(v),
+            } if p.eq_ignore_ascii_case(path) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Whether the filter mentions the property `path` anywhere.
     pub(crate) fn mentions(&self, path: &str) -> bool {
         match self {

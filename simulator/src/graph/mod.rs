@@ -14,6 +14,7 @@ mod errors;
 mod evidence;
 mod filter;
 mod identity;
+mod listing;
 mod odata;
 mod paging;
 mod products;
@@ -63,6 +64,8 @@ pub(crate) struct GraphState {
     pub(crate) dice: Dice,
     /// Binds skiptokens to this simulator instance.
     pub(crate) secret: u64,
+    /// The rows of recent queries, for the pages that follow.
+    pub(crate) listings: listing::ListingCache,
 }
 
 impl GraphState {
@@ -72,6 +75,7 @@ impl GraphState {
             limiter: throttle::Limiter::default(),
             dice: Dice::new(seed, 0x6a4f),
             secret: crate::world::rng::key(&[seed, origin_ms as u64, 0x5ec4e7]),
+            listings: listing::ListingCache::default(),
         }
     }
 }

@@ -396,13 +396,23 @@ impl Collection {
     }
 
     /// The sign-in kinds a query reads: interactive only, unless a beta filter names
-    /// `signInEventTypes` (then every kind, filtered by it).
+    /// `signInEventTypes` (then every kind, filtered by it, or the one kind its top-level
+    /// `and` requires).
     pub(crate) fn sign_in_kinds(self, filter: Option<&Expr>) -> &'static [SignInKind] {
         match self {
             Collection::SignIns { beta: true }
                 if filter.is_some_and(|f| f.mentions("signInEventTypes")) =>
             {
-                &SignInKind::ALL
+                // A record's signInEventTypes holds its own kind only: a required member
+                // leaves one kind to generate (the filter still decides).
+                let required = filter.and_then(|f| f.required_member("signInEventTypes"));
+                match SignInKind::ALL
+                    .iter()
+                    .position(|k| required.is_some_and(|r| r.eq_ignore_ascii_case(k.event_type())))
+                {
+                    Some(i) => &SignInKind::ALL[i..=i],
+                    None => &SignInKind::ALL,
+                }
             }
             _ => &SignInKind::ALL[..1],
         }
@@ -614,6 +624,42 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         parse(c, &pairs)
+    }
+
+    #[test]
+    fn a_required_sign_in_event_type_narrows_the_kinds_generated() {
+        let beta = Collection::SignIns { beta: true };
+        let kinds = |filter: &str| {
+            let query = q(beta, &[("$filter", filter)]).expect("valid");
+            beta.sign_in_kinds(query.filter.as_ref()).to_vec()
+        };
+        assert_eq!(
+            kinds(
+                "createdDateTime ge 2026-09-01T10:00:00Z and signInEventTypes/any(t: t eq 'servicePrincipal')"
+            ),
+            [SignInKind::ServicePrincipal]
+        );
+        assert_eq!(
+            kinds(
+                "signInEventTypes/any(t: t eq 'NonInteractiveUser') and createdDateTime lt 2026-09-02T00:00:00Z"
+            ),
+            [SignInKind::NonInteractive]
+        );
+        // Either of two, or any but one: every kind is generated and the filter decides.
+        assert_eq!(
+            kinds(
+                "signInEventTypes/any(t: t eq 'servicePrincipal') or signInEventTypes/any(t: t eq 'managedIdentity')"
+            ),
+            SignInKind::ALL
+        );
+        assert_eq!(
+            kinds("signInEventTypes/any(t: t ne 'interactiveUser')"),
+            SignInKind::ALL
+        );
+        assert_eq!(
+            Collection::SignIns { beta: false }.sign_in_kinds(None),
+            [SignInKind::Interactive]
+        );
     }
 
     #[test]

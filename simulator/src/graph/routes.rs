@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::catalog::{self, Shape, View};
 use super::errors::GraphError;
+use super::listing::{Listing, ListingKey};
 use super::odata::{self, Collection, Family, Paging, Query};
 use super::paging::{self, Binding, Cursor};
 use super::stats::GraphStats;
@@ -301,11 +302,20 @@ fn list(
         descending: q.descending,
         expand_alerts: q.expand_alerts,
     };
-    let rows = catalog::rows(&sim.world, who.tenant, c, view, shape);
+    let listing_key = ListingKey {
+        tenant: who.tenant,
+        collection: c,
+        query: binding.query,
+        snapshot: cursor.snapshot,
+        unknown_members,
+    };
+    let rows = sim.graph.listings.get_or_build(listing_key, || {
+        Listing::new(c, catalog::rows(&sim.world, who.tenant, c, view, shape))
+    });
     let size = q.page_size(c);
     let start = cursor.offset.min(rows.len());
     let end = start.saturating_add(size).min(rows.len());
-    let page = &rows[start..end];
+    let page = rows.records(&sim.world, start, end);
     let base = format!(
         "http://{}/{}",
         tokens::request_host(sim, headers),
@@ -350,7 +360,7 @@ fn list(
     }
     let value: Vec<Value> = page
         .iter()
-        .map(|r| select(&r.record, q.select.as_deref()))
+        .map(|r| select(r, q.select.as_deref()))
         .collect();
     let served = value.len() as u64;
     count(&|s| {
