@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::defender_cloud_apps::CloudAppsConfig;
+use crate::defender_endpoint::EndpointConfig;
 use crate::graph::GraphConfig;
 
 /// Tenant id of the default tenant (the id Microsoft's own documentation examples use).
@@ -15,9 +16,9 @@ pub const DEFAULT_CLIENT_ID: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
 /// Client secret of the default tenant's app registration.
 pub const DEFAULT_CLIENT_SECRET: &str = "simulator-secret";
 /// The app roles a registration gets unless configured otherwise: the Management API's,
-/// Graph's and Defender for Cloud Apps' (tokens carry those of the resource they are
-/// issued for).
-pub const DEFAULT_ROLES: [&str; 7] = [
+/// Graph's, Defender for Cloud Apps' and Defender for Endpoint's (tokens carry those of the
+/// resource they are issued for).
+pub const DEFAULT_ROLES: [&str; 8] = [
     "ActivityFeed.Read",
     "ActivityFeed.ReadDlp",
     "SecurityAlert.Read.All",
@@ -25,6 +26,7 @@ pub const DEFAULT_ROLES: [&str; 7] = [
     "AuditLog.Read.All",
     "Directory.Read.All",
     "Investigation.read",
+    "Alert.Read.All",
 ];
 
 /// The content types of the Management Activity API, in a fixed order.
@@ -70,6 +72,8 @@ pub struct M365Config {
     pub graph: GraphConfig,
     /// The Defender for Cloud Apps side: volumes, ingestion, limits, API tokens, faults.
     pub defender_cloud_apps: CloudAppsConfig,
+    /// Defender for Endpoint (`/api/alerts`): limits and faults.
+    pub defender_endpoint: EndpointConfig,
 }
 
 impl Default for M365Config {
@@ -87,6 +91,7 @@ impl Default for M365Config {
             unidentified_requests_per_minute: 60,
             graph: GraphConfig::default(),
             defender_cloud_apps: CloudAppsConfig::default(),
+            defender_endpoint: EndpointConfig::default(),
         }
     }
 }
@@ -222,6 +227,7 @@ impl M365Config {
             bail!("simulator.publish_delay must be at most \"24h\"");
         }
         self.defender_cloud_apps.validate(&self.tenant_ids())?;
+        self.defender_endpoint.validate()?;
         self.graph.validate(&self.tenant_ids())
     }
 

@@ -12,6 +12,7 @@
 mod activity;
 mod config;
 pub mod defender_cloud_apps;
+pub mod defender_endpoint;
 pub mod elasticsearch;
 mod errors;
 mod faults;
@@ -41,6 +42,10 @@ pub use config::{
 pub use defender_cloud_apps::{
     CloudAppsConfig, CloudAppsStats, cloud_apps_activities, cloud_apps_alert_changes,
     cloud_apps_alerts,
+};
+pub use defender_endpoint::{
+    EndpointConfig, EndpointFaults, EndpointStats, RateLimit, endpoint_alert_versions,
+    endpoint_alerts,
 };
 pub use elasticsearch::{ElasticsearchConfig, ElasticsearchSimulator, ElasticsearchStats};
 pub use graph::{

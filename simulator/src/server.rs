@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::activity::{blobs, content, subscriptions};
 use crate::defender_cloud_apps::routes as cloud_apps;
+use crate::defender_endpoint::routes as defender_endpoint;
 use crate::graph::routes as graph;
 use crate::state::Sim;
 use crate::tokens;
@@ -73,6 +74,8 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             "/api/v1/alerts",
             get(cloud_apps::alerts).post(cloud_apps::alerts),
         )
+        // Defender for Endpoint.
+        .route("/api/alerts", get(defender_endpoint::alerts))
         // Graph compares paths case-insensitively: one route per version, dispatched inside.
         .route("/v1.0/{*path}", get(graph::v1))
         .route("/beta/{*path}", get(graph::beta))

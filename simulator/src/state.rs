@@ -10,6 +10,7 @@ use aws_lc_rs::digest;
 
 use crate::config::M365Config;
 use crate::defender_cloud_apps::CloudAppsState;
+use crate::defender_endpoint::EndpointState;
 use crate::graph::GraphState;
 use crate::stats::{Stats, TenantStats};
 use crate::world::World;
@@ -94,6 +95,8 @@ pub(crate) struct Sim {
     pub(crate) graph: GraphState,
     /// Defender for Cloud Apps: request windows, fault dice.
     pub(crate) cloud_apps: CloudAppsState,
+    /// Defender for Endpoint: request logs, fault dice.
+    pub(crate) defender_endpoint: EndpointState,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data stay usable counters.
@@ -132,6 +135,7 @@ impl Sim {
         Ok(Self {
             graph: GraphState::new(cfg.seed, origin_ms),
             cloud_apps: CloudAppsState::new(cfg.seed),
+            defender_endpoint: EndpointState::new(cfg.seed),
             cfg,
             world,
             apps,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::defender_cloud_apps::CloudAppsStats;
+use crate::defender_endpoint::EndpointStats;
 use crate::graph::GraphStats;
 
 /// Counters of one tenant (keyed by the tenant named in the request path).
@@ -34,6 +35,9 @@ pub struct TenantStats {
     /// Defender for Cloud Apps requests (counted here only); requests without a usable
     /// token count under the empty tenant id.
     pub cloud_apps: CloudAppsStats,
+    /// Defender for Endpoint requests (counted here only); requests without a usable
+    /// token count under the empty tenant id.
+    pub defender_endpoint: EndpointStats,
 }
 
 /// A snapshot of every tenant's counters.

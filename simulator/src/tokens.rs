@@ -29,7 +29,7 @@ const MANAGEMENT_AUDIENCES: [&str; 5] = [
 ];
 /// Other resources a tenant knows (tokens are issued, but the Management API refuses them).
 /// The Azure Monitor audiences serve the Logs Ingestion simulator.
-const OTHER_RESOURCES: [&str; 10] = [
+const OTHER_RESOURCES: [&str; 12] = [
     "https://monitor.azure.com",
     "https://monitor.azure.us",
     "https://monitor.azure.cn",
@@ -39,6 +39,8 @@ const OTHER_RESOURCES: [&str; 10] = [
     "https://api.securitycenter.microsoft.com",
     "https://api.security.microsoft.com",
     "https://securitycenter.onmicrosoft.com/windowsatpservice",
+    "https://api-gcc.securitycenter.microsoft.us",
+    "https://api-gov.securitycenter.microsoft.us",
     "05a65629-4c1b-48c1-a78b-804c4abdd4af",
 ];
 
@@ -329,23 +331,27 @@ fn issue(
 
 /// The app roles a token for `resource` carries: as in Entra, only the resource's own —
 /// `ActivityFeed.*` for the Management API, `Investigation.*` for Defender for Cloud Apps,
-/// the others for Graph; every role elsewhere.
+/// `Alert.*` for Defender for Endpoint, the others for Graph; every role elsewhere.
 fn roles_for(resource: &str, management: bool, roles: &[String]) -> Vec<String> {
     let graph = resource.contains("graph.microsoft");
     let cloud_apps = resource
         .trim_start_matches("api://")
         .eq_ignore_ascii_case(crate::defender_cloud_apps::CLOUD_APPS_AUDIENCE);
+    let endpoint = resource.contains("securitycenter") || resource.contains("api.security.");
     roles
         .iter()
         .filter(|r| {
             let feed = r.starts_with("ActivityFeed.");
             let investigation = r.starts_with("Investigation.");
+            let alert = r.starts_with("Alert.");
             if management {
                 feed
             } else if cloud_apps {
                 investigation
+            } else if endpoint {
+                alert
             } else if graph {
-                !feed && !investigation
+                !feed && !investigation && !alert
             } else {
                 true
             }
