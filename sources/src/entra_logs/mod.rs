@@ -22,7 +22,7 @@ use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 pub use config::{EntraLogsConfig, RESOURCES, SIGN_IN_TYPES};
 
 use crate::microsoft::api::ENTRA_REPORTS;
-use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning};
+use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning, Wire};
 use crate::microsoft::tenants::refuse_issues;
 use crate::microsoft::{ApiClient, Window};
 
@@ -158,6 +158,7 @@ fn feed(client: &Arc<ApiClient>, root: &reqwest::Url, log: Log) -> anyhow::Resul
             order: Order::NewestFirst,
             top: PAGE,
             headers: HeaderMap::new(),
+            wire: Wire::OData,
         },
     })
 }

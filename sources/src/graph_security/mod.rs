@@ -21,7 +21,7 @@ use siemflow_core::{BoxFuture, SourceConfig, SourceContext};
 pub use config::{GraphSecurityConfig, RESOURCES};
 
 use crate::microsoft::api::GRAPH_SECURITY;
-use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning};
+use crate::microsoft::poll::{Collection, Feed, GraphSource, Order, PollTuning, Wire};
 use crate::microsoft::tenants::refuse_issues;
 use crate::microsoft::{ApiClient, Window};
 
@@ -100,6 +100,7 @@ fn feed(client: &Arc<ApiClient>, root: &reqwest::Url, resource: &str) -> anyhow:
             order: Order::Ascending,
             top,
             headers,
+            wire: Wire::OData,
         },
     })
 }

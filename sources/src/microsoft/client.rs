@@ -1,6 +1,7 @@
 //! HTTP to one Microsoft API for one tenant: the bearer token from core's token provider
-//! (a 401 refreshes it once and tries again, in a slot of its own), the shared request
-//! budget, the one retry rule, and every failure classified ([`super::errors`]).
+//! (a 401 refreshes it once and tries again, in a slot of its own) or a static API token
+//! ([`Authorization::ApiToken`], Defender for Cloud Apps' legacy `Token`), the shared
+//! request budget, the one retry rule, and every failure classified ([`super::errors`]).
 //!
 //! Every request sent takes a budget slot, and the token is fetched before the slot is
 //! waited for, so nothing but the request itself stands between the slot and the send.
@@ -10,8 +11,9 @@
 //! then it returns [`ApiError`] for the caller to judge by its [class](ApiError::class).
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
+use siemflow_core::Secret;
 use siemflow_core::auth::{AccessToken, AuthError, TokenProvider};
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::retry::RetryRule;
@@ -144,8 +146,30 @@ pub struct ApiResponse {
     pub body: Bytes,
 }
 
+/// How a client's requests are authorised.
+#[derive(Debug, Clone)]
+pub enum Authorization {
+    /// `Authorization: Bearer` with Entra ID tokens (a 401 fetches a new one, once).
+    Entra(TokenProvider),
+    /// `Authorization: Token <token>`: a static API token (Defender for Cloud Apps' legacy
+    /// token, §5.1); a 401 is final.
+    ApiToken(Secret),
+}
+
+impl From<TokenProvider> for Authorization {
+    fn from(tokens: TokenProvider) -> Self {
+        Authorization::Entra(tokens)
+    }
+}
+
+/// The credential one attempt sends.
+enum Credential {
+    Bearer(AccessToken),
+    Token(Secret),
+}
+
 /// What a client is built from.
-pub struct ClientSettings<'a> {
+pub struct ClientSettings<'a, A: Into<Authorization> = TokenProvider> {
     /// The API.
     pub profile: ApiProfile,
     /// The tenant, as in URLs and labels.
@@ -154,8 +178,9 @@ pub struct ClientSettings<'a> {
     pub api_root: &'a Url,
     /// From `siemflow_core::http::client` (rustls, TLS verified).
     pub http: reqwest::Client,
-    /// Tokens for this tenant and the API's audience.
-    pub tokens: TokenProvider,
+    /// Tokens for this tenant and the API's audience (a [`TokenProvider`]), or an
+    /// [`Authorization`].
+    pub tokens: A,
     /// This source's limits (usually `profile.windows`, or from its config).
     pub windows: &'a [Window],
     /// Retry pacing (tests shorten it).
@@ -172,7 +197,7 @@ pub struct ApiClient {
     /// The API root: no request goes to another origin.
     root: Url,
     http: reqwest::Client,
-    tokens: TokenProvider,
+    auth: Authorization,
     budget: RequestBudget,
     retries: RetryRules,
     labels: ComponentLabels,
@@ -215,7 +240,7 @@ pub fn authority(url: &Url) -> String {
 /// One attempt's outcome.
 enum Attempt {
     Done(ApiResponse),
-    /// A 401 to this token: a new one gets one more try.
+    /// A 401 to this Entra token: a new one gets one more try.
     Unauthorized(AccessToken),
     Throttled {
         detail: String,
@@ -230,7 +255,7 @@ enum Attempt {
 
 impl ApiClient {
     /// A client; joins the budget of (tenant, the root's host, the API's quota).
-    pub fn new(settings: ClientSettings<'_>) -> Self {
+    pub fn new<A: Into<Authorization>>(settings: ClientSettings<'_, A>) -> Self {
         let ClientSettings {
             profile,
             tenant_id,
@@ -267,7 +292,7 @@ impl ApiClient {
             host,
             root: api_root.clone(),
             http,
-            tokens,
+            auth: tokens.into(),
             budget,
             retries,
             labels: labels.clone(),
@@ -313,10 +338,13 @@ impl ApiClient {
         let mut reauthorized = false;
         loop {
             attempts += 1;
-            let token = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                token = self.tokens.token() => token,
+            let token = match &self.auth {
+                Authorization::Entra(tokens) => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(ApiError::Cancelled),
+                    token = tokens.token() => token.map(Credential::Bearer),
+                },
+                Authorization::ApiToken(token) => Ok(Credential::Token(token.clone())),
             };
             let attempt = match token {
                 Ok(token) => {
@@ -345,7 +373,9 @@ impl ApiClient {
                         endpoint = request.endpoint,
                         "401 with a cached token: fetching a new one and trying once more"
                     );
-                    self.tokens.invalidate(&token);
+                    if let Authorization::Entra(tokens) = &self.auth {
+                        tokens.invalidate(&token);
+                    }
                     reauthorized = true;
                     continue;
                 }
@@ -440,11 +470,12 @@ impl ApiClient {
         }
     }
 
-    /// One send with `token`; a 401 is [`Attempt::Unauthorized`] while `may_reauthorize`.
+    /// One send with `credential`; a 401 to an Entra token is [`Attempt::Unauthorized`]
+    /// while `may_reauthorize`.
     async fn attempt(
         &self,
         request: &ApiRequest,
-        token: AccessToken,
+        credential: Credential,
         may_reauthorize: bool,
     ) -> Attempt {
         let make = || {
@@ -458,13 +489,22 @@ impl ApiClient {
             }
             builder
         };
-        let response = match TokenProvider::send_with(&make, &token).await {
+        let (sent, bearer) = match credential {
+            Credential::Bearer(token) => {
+                (TokenProvider::send_with(&make, &token).await, Some(token))
+            }
+            Credential::Token(token) => (send_with_api_token(&make, &token).await, None),
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(error) => return self.auth_failed(request.endpoint, error),
         };
         let status = response.status();
         self.count(request.endpoint, status.as_str());
-        if status == reqwest::StatusCode::UNAUTHORIZED && may_reauthorize {
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && may_reauthorize
+            && let Some(token) = bearer
+        {
             return Attempt::Unauthorized(token);
         }
         let retry_after = siemflow_core::http::retry_after(response.headers());
@@ -524,6 +564,28 @@ impl ApiClient {
             }),
         }
     }
+}
+
+/// Sends once with `Authorization: Token <token>`, the header marked sensitive.
+async fn send_with_api_token(
+    make: &impl Fn() -> reqwest::RequestBuilder,
+    token: &Secret,
+) -> Result<reqwest::Response, AuthError> {
+    let mut value = HeaderValue::from_str(&format!("Token {}", token.expose())).map_err(|_| {
+        AuthError::Config {
+            code: None,
+            message: "the API token holds characters a header cannot carry".into(),
+        }
+    })?;
+    value.set_sensitive(true);
+    make()
+        .header(AUTHORIZATION, value)
+        .send()
+        .await
+        .map_err(|e| AuthError::Transient {
+            message: format!("request failed: {}", e.without_url()),
+            retry_after: None,
+        })
 }
 
 enum BodyError {

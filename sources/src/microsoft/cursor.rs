@@ -65,6 +65,11 @@ impl OverlapCursor {
         }
     }
 
+    /// Another overlap from now on (a collection with its own window).
+    pub fn set_overlap(&mut self, overlap: TimeDelta) {
+        self.overlap = overlap;
+    }
+
     /// The highest cursor-field value delivered (as far as ordered settlement allows).
     pub fn high_water(&self) -> Option<DateTime<Utc>> {
         self.high_water
@@ -278,6 +283,13 @@ impl CursorStore {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives the cursor `key` its own overlap (created now if new): a collection that
+    /// reads further back than the source's overlap (alerts re-read while open) keeps its
+    /// emitted pairs as long.
+    pub fn set_overlap(&mut self, key: &str, overlap: TimeDelta) {
+        self.cursor_mut(key).set_overlap(overlap);
     }
 
     /// A cursor, if it exists.

@@ -12,6 +12,7 @@
 //! - [`budget`]: the request budget shared per (tenant, API host, quota) by every source
 //!   in the process;
 //! - [`paging`]: OData paging (`@odata.nextLink`, the `$skip` fallback, expired skip tokens);
+//!   [`cloud_apps`]: Defender for Cloud Apps' POST-body lists, paged by their time field;
 //! - [`cursor`]: a high-water mark with an overlap window and the (id, version) pairs
 //!   already emitted, saved crash-safely;
 //! - [`poll`]: the poll loop of a Graph collection read by a time field (windows paged
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod budget;
 pub mod client;
+pub mod cloud_apps;
 pub mod cursor;
 pub mod errors;
 pub mod paging;

@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ApiClient, ApiRequest, RetryRules};
+use super::cloud_apps::{CloudAppsPager, CloudAppsQuery, epoch_ms};
 use super::cursor::{CursorStore, RecordVersion};
 use super::paging::{ODataPager, PagingError};
 
@@ -120,6 +121,17 @@ pub enum Order {
     Unsorted,
 }
 
+/// How a collection is asked for its records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// OData: `$filter`, `$orderby`, `$top` and nextLinks (Graph, Defender for Endpoint);
+    /// records identified by `id`, times in ISO 8601.
+    OData,
+    /// Defender for Cloud Apps: POST bodies with epoch-millisecond filters, keyset paging
+    /// ([`super::cloud_apps`]); records identified by `_id`, sorted ascending only.
+    CloudApps(CloudAppsQuery),
+}
+
 /// One collection of one tenant, as the poller reads it.
 #[derive(Debug, Clone)]
 pub struct Collection {
@@ -142,6 +154,8 @@ pub struct Collection {
     pub top: u32,
     /// Headers sent with every request (Graph's `Prefer`).
     pub headers: HeaderMap,
+    /// How it is asked.
+    pub wire: Wire,
 }
 
 /// An OData DateTimeOffset literal (no quotes; at most 7 fractional digits).
@@ -180,6 +194,11 @@ impl Collection {
 
     /// The record's version pair and time; `None` when it has no usable `id` or time.
     fn identify(&self, record: &ObjectMap) -> Option<(RecordVersion, DateTime<Utc>)> {
+        if let Wire::CloudApps(query) = &self.wire {
+            let (id, version) = query.identity(record)?;
+            let at = epoch_ms(record.get(query.record_field)?)?;
+            return Some((RecordVersion::new(id, version), at));
+        }
         let id = text(record.get("id"))?;
         let written = text(record.get(self.time_field))?;
         let at = DateTime::parse_from_rfc3339(&written)
@@ -264,10 +283,16 @@ pub async fn run(
     cx: SourceContext,
 ) -> anyhow::Result<()> {
     let path = cx.component.ensure_state_dir()?.join(STATE_FILE);
-    let store = CursorStore::open(path, overlap)?;
+    let mut store = CursorStore::open(path, overlap)?;
     let mut settlement = OrderedSettlement::new(AfterFailure::Rewind);
     for feed in &feeds {
         let key = feed.collection.key(feed.client.tenant_id());
+        if let Wire::CloudApps(CloudAppsQuery {
+            overlap: Some(own), ..
+        }) = &feed.collection.wire
+        {
+            store.set_overlap(&key, *own);
+        }
         let mark = store.cursor(&key).and_then(|c| c.high_water());
         match mark {
             Some(mark) => tracing::info!(%key, %mark, "resuming from the saved cursor"),
@@ -457,6 +482,10 @@ impl Poll {
             self.read_in_single_pages(from, until, epoch).await?;
             return self.close_window(until, epoch);
         }
+        if let Wire::CloudApps(query) = &self.feed.collection.wire {
+            self.read_cloud_apps(query.clone(), from, epoch).await?;
+            return self.close_window(until, epoch);
+        }
         let collection = self.feed.collection.clone();
         let mut request = ApiRequest::get(collection.endpoint, collection.query(from, until));
         request.headers = collection.headers.clone();
@@ -590,6 +619,33 @@ impl Poll {
             end = (start + width * 2).min(until);
         }
         Ok(())
+    }
+
+    /// Reads a Cloud Apps collection from `from` on, sorted ascending: everything up to a
+    /// page's latest time is read once the page is.
+    async fn read_cloud_apps(
+        &mut self,
+        query: CloudAppsQuery,
+        from: DateTime<Utc>,
+        epoch: u64,
+    ) -> Result<(), Stop> {
+        let collection = self.feed.collection.clone();
+        let mut pager =
+            CloudAppsPager::new(query, collection.endpoint, collection.url.clone(), from);
+        loop {
+            let page = match pager
+                .next_page(&self.feed.client, &self.shared.shutdown)
+                .await
+            {
+                Ok(Some(page)) => page,
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(self.failed(error)),
+            };
+            let records = Identified::of(&collection, page.items);
+            let reach = records.latest.max(self.reached).unwrap_or(from);
+            self.reached = Some(reach);
+            self.emit(records.records, epoch, reach).await?;
+        }
     }
 
     fn failed(&self, error: PagingError) -> Stop {
@@ -867,6 +923,7 @@ mod tests {
             order,
             top: 2000,
             headers: HeaderMap::new(),
+            wire: Wire::OData,
         }
     }
 
