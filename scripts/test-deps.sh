@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: rsyslog with its TLS driver,
-# the real syslog receiver the syslog sink is tested against. Idempotent and quiet when
-# everything is already there.
+# the real syslog receiver the syslog sink is tested against; and, in the project-local
+# virtualenv .venv-test/, the Python packages of scripts/test-requirements.txt (the tansu
+# Kafka broker and the confluent-kafka client of the kafka tests). Idempotent and quiet
+# when everything is already there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Python peers: a venv of our own, so nothing touches the machine's Python. A stamp
+# holding the requirements' text skips pip when they have not changed.
+venv=.venv-test
+requirements=scripts/test-requirements.txt
+if ! cmp -s "$requirements" "$venv/.installed" 2>/dev/null; then
+    echo "== installing Python test peers into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.installed"
+fi
 
 # rsyslogd itself, and the gtls stream driver it loads for TLS listeners.
 packages=(rsyslog rsyslog-gnutls)

@@ -10,10 +10,11 @@ rustc --version
 echo "== formatting"
 cargo fmt --all -- --check
 
+echo "== test dependencies (rsyslog; tansu and confluent-kafka in .venv-test)"
+./scripts/test-deps.sh
+
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== test dependencies (rsyslog)"
-./scripts/test-deps.sh
 echo "== tests"
 cargo test --workspace --locked
