@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod fs;
 pub mod http;
 pub mod io_error;
+pub mod leef;
 pub mod log_limit;
 pub mod metrics;
 pub mod plugin;

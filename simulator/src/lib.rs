@@ -17,6 +17,7 @@ pub mod elasticsearch;
 mod errors;
 mod faults;
 pub mod graph;
+pub mod mda_agent;
 pub mod sentinel;
 mod server;
 pub mod splunk_hec;

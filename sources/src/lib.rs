@@ -8,6 +8,7 @@ pub mod microsoft;
 pub mod o365_management;
 mod schema;
 pub mod stdin;
+pub mod syslog;
 #[cfg(test)]
 mod testing;
 
@@ -32,5 +33,9 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<stdin::StdinConfig>(
         "stdin",
         "Reads JSON or text lines from standard input; ends, after every batch is settled, at end of input",
+    );
+    registry.source::<syslog::SyslogSourceConfig>(
+        "syslog",
+        "Receives syslog (RFC 5424/3164) over TCP, TLS or UDP and decodes its payload as text, CEF, LEEF or JSON; TCP senders are slowed, not dropped, while the pipeline is full",
     );
 }

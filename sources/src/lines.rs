@@ -118,6 +118,28 @@ impl LineBuffer {
         }
     }
 
+    /// The bytes read but not yet handed out, from the start of the next piece (framings
+    /// other than newline look at them, e.g. syslog's octet counting).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Hands out the next `len` pending bytes (at most what is pending) as a range of the
+    /// buffer: a piece whose length the caller read from the stream.
+    pub fn take(&mut self, len: usize) -> Range<usize> {
+        let len = len.min(self.end - self.start);
+        let range = self.start..self.start + len;
+        self.start += len;
+        self.searched = self.searched.max(self.start);
+        range
+    }
+
+    /// True while a line is partly read (searched for its newline, or being discarded):
+    /// the next piece continues it, whatever framing another caller might guess.
+    pub fn inside_line(&self) -> bool {
+        self.discarded.is_some() || self.searched > self.start
+    }
+
     /// The next complete line, or `None` until more bytes arrive.
     pub fn next_piece(&mut self) -> Option<Piece> {
         let from = self.searched.max(self.start);
