@@ -1,5 +1,6 @@
 //! siemflow-sources: the source plugins, one module (folder) per plugin `type`.
 
+pub mod defender_cloud_apps;
 pub mod entra_logs;
 pub mod file;
 pub mod graph_security;
@@ -14,6 +15,10 @@ mod testing;
 
 /// Registers every source plugin of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
+    registry.source::<defender_cloud_apps::CloudAppsConfig>(
+        "defender_cloud_apps",
+        "Reads Defender for Cloud Apps activities and alerts of one or more tenants through the portal's REST API, each activity once and each alert state once; cursors advance only over delivered pages",
+    );
     registry.source::<entra_logs::EntraLogsConfig>(
         "entra_logs",
         "Reads the Entra ID sign-in, directory audit and provisioning logs of one or more tenants through Microsoft Graph, each record once; cursors advance only over delivered windows",

@@ -1,0 +1,339 @@
+//! The source against the in-process Defender for Cloud Apps simulator, faults on: the
+//! simulator's ground truth says what should have arrived and its stats how it was asked
+//! for. The running-source harness is `graph_security`'s.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use siemflow_core::Secret;
+use siemflow_core::auth::Cloud;
+use siemflow_core::event::Batch;
+use siemflow_core::{ObjectMap, Value};
+use siemflow_simulator::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, Simulator,
+    cloud_apps_activities, cloud_apps_alerts,
+};
+
+use super::{CloudAppsConfig, CloudAppsTenant};
+use crate::graph_security::tests::{PATIENCE, simulator, tuning};
+use crate::testing::RunningSource;
+
+/// The simulator's legacy API token of the default tenant.
+const API_TOKEN: &str = siemflow_simulator::defender_cloud_apps::DEFAULT_API_TOKEN;
+
+/// The requests a minute both sides allow in these tests: the documented 30 scaled up so
+/// a day of activities takes seconds, not an hour; the pacing is the same.
+const PER_MINUTE: u32 = 1_200;
+
+fn world(history: &str) -> M365Config {
+    let mut config = M365Config {
+        history: humantime::parse_duration(history).expect("duration"),
+        live: true,
+        ..M365Config::default()
+    };
+    config.defender_cloud_apps.requests_per_minute = PER_MINUTE;
+    config
+}
+
+fn entra_tenant(sim: &Simulator) -> CloudAppsTenant {
+    CloudAppsTenant {
+        portal_url: sim.base_url(),
+        api_token: None,
+        tenant_id: Some(DEFAULT_TENANT_ID.into()),
+        client_id: Some(DEFAULT_CLIENT_ID.into()),
+        client_secret: Some(Secret::new(DEFAULT_CLIENT_SECRET)),
+        certificate: None,
+        cloud: Cloud::Commercial,
+        login_url: Some(sim.base_url()),
+    }
+}
+
+fn token_tenant(sim: &Simulator, token: &str) -> CloudAppsTenant {
+    CloudAppsTenant {
+        portal_url: sim.base_url(),
+        api_token: Some(Secret::new(token)),
+        tenant_id: Some(DEFAULT_TENANT_ID.into()),
+        client_id: None,
+        client_secret: None,
+        certificate: None,
+        cloud: Cloud::Commercial,
+        login_url: None,
+    }
+}
+
+fn source(tenant: CloudAppsTenant) -> CloudAppsConfig {
+    let mut config = CloudAppsConfig::with_tenants(vec![tenant]);
+    // Further back than the history: everything that exists is read.
+    config.start_from = Duration::from_secs(3 * 86_400);
+    config.poll_interval = Duration::from_millis(100);
+    config.requests_per_minute = PER_MINUTE;
+    config
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(value) => match value.to_str_lossy() {
+            Some(text) => text.into_owned(),
+            None => value.to_string(),
+        },
+        None => String::new(),
+    }
+}
+
+/// What arrived: (resource, `_id`, version) → times received.
+#[derive(Default)]
+struct Received {
+    pairs: HashMap<(String, String, String), usize>,
+    without_metadata: usize,
+}
+
+fn version(record: &ObjectMap) -> String {
+    match record.get("resolutionStatusValue") {
+        Some(_) => format!(
+            "{}/{}",
+            text(record.get("statusValue")),
+            text(record.get("resolutionStatusValue"))
+        ),
+        None => String::new(),
+    }
+}
+
+impl Received {
+    fn add(&mut self, batch: &Batch) {
+        for event in batch {
+            let object = event.value.as_object().expect("object event");
+            let Some(meta) = object.get("siemflow").and_then(Value::as_object) else {
+                self.without_metadata += 1;
+                continue;
+            };
+            assert_eq!(text(meta.get("tenant_id")), DEFAULT_TENANT_ID);
+            let key = (
+                text(meta.get("resource")),
+                text(object.get("_id")),
+                version(object),
+            );
+            *self.pairs.entry(key).or_default() += 1;
+        }
+    }
+
+    fn of(&self, resource: &str) -> HashSet<(String, String)> {
+        self.pairs
+            .keys()
+            .filter(|(r, _, _)| r == resource)
+            .map(|(_, id, v)| (id.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// (`_id`, version) of every record the simulator holds at its now.
+fn truth(sim: &Simulator, resource: &str) -> HashSet<(String, String)> {
+    let rows = match resource {
+        "alerts" => cloud_apps_alerts(
+            sim.config(),
+            DEFAULT_TENANT_ID,
+            sim.history_start(),
+            sim.now(),
+        ),
+        _ => cloud_apps_activities(
+            sim.config(),
+            DEFAULT_TENANT_ID,
+            sim.history_start(),
+            sim.now(),
+        ),
+    };
+    rows.iter()
+        .map(|r| {
+            let record: ObjectMap = serde_json::from_value(r.clone()).expect("object");
+            (text(record.get("_id")), version(&record))
+        })
+        .collect()
+}
+
+fn missing(
+    got: &HashSet<(String, String)>,
+    want: &HashSet<(String, String)>,
+) -> Vec<(String, String)> {
+    want.difference(got).take(5).cloned().collect()
+}
+
+async fn deliver_until(
+    running: &mut RunningSource,
+    seen: &mut Received,
+    want: &[(&str, HashSet<(String, String)>)],
+) -> bool {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if want.iter().all(|(r, w)| w.is_subset(&seen.of(r))) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        if let Ok(Some(batch)) =
+            tokio::time::timeout(Duration::from_millis(200), running.rx.recv()).await
+        {
+            seen.add(&batch);
+            siemflow_core::event::resolve_batch(batch, siemflow_core::BatchStatus::Delivered);
+        }
+    }
+}
+
+/// Faults on (429s and 5xx injected, activities indexed late), the clock moving on in
+/// steps so new activities arrive and open alerts are read and resolved: every activity
+/// arrives once, every alert in the state it has at each step (its final one), nothing
+/// invented, nothing twice, and the simulator never saw its limit broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_activity_and_alert_arrives_in_its_final_version_through_every_fault() {
+    let mut config = world("1d");
+    config.seed = 31;
+    config.defender_cloud_apps.activities_per_hour = 400;
+    config.defender_cloud_apps.alerts_per_hour = 30;
+    config.defender_cloud_apps.faults.throttle_rate = 0.1;
+    config.defender_cloud_apps.faults.server_error_rate = 0.08;
+    config.defender_cloud_apps.faults.late_index_rate = 0.2;
+    let sim = simulator(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = source(entra_tenant(&sim));
+    let mut running = RunningSource::start(
+        "mda_faults",
+        "defender_cloud_apps",
+        dir.path(),
+        20_000,
+        |cx| source.build_with(cx, tuning(&sim)),
+    );
+    let mut seen = Received::default();
+    let mut resolved_later = 0;
+    let mut open_before: HashSet<String> = HashSet::new();
+    for step in 0..4 {
+        if step > 0 {
+            // Far enough for tokens to expire and open alerts to be resolved.
+            sim.advance_clock(Duration::from_secs(90 * 60));
+        }
+        let activities = truth(&sim, "activities");
+        let alerts = truth(&sim, "alerts");
+        assert!(
+            activities.len() > 3_000 && alerts.len() > 200,
+            "a real workload: {} activities, {} alerts",
+            activities.len(),
+            alerts.len()
+        );
+        resolved_later += alerts
+            .iter()
+            .filter(|(id, v)| open_before.contains(id) && !v.ends_with("/0"))
+            .count();
+        open_before = alerts
+            .iter()
+            .filter(|(_, v)| v.ends_with("/0"))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let want = [("activities", activities), ("alerts", alerts)];
+        let arrived = deliver_until(&mut running, &mut seen, &want).await;
+        assert!(
+            arrived,
+            "step {step}: missing activities {:?}, alerts {:?}",
+            missing(&seen.of("activities"), &want[0].1),
+            missing(&seen.of("alerts"), &want[1].1),
+        );
+    }
+    assert!(
+        resolved_later > 5,
+        "alerts open at one step were resolved at a later one: {resolved_later}"
+    );
+    let repeated_dropped = running.counter("mda_repeated_records_total", "");
+    running.stop(PATIENCE, |batch| seen.add(batch)).await;
+
+    // Nothing invented, nothing twice; every activity once.
+    let activities: HashSet<String> = truth(&sim, "activities")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let got = seen.of("activities");
+    assert!(
+        got.iter().all(|(id, _)| activities.contains(id)),
+        "no invented activity"
+    );
+    let twice: Vec<_> = seen.pairs.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "each (id, version) once: {twice:?}");
+    assert_eq!(seen.without_metadata, 0);
+    assert!(
+        repeated_dropped > 0,
+        "overlaps and re-reads were dropped by _id"
+    );
+
+    let stats = sim.stats().tenant(DEFAULT_TENANT_ID).cloud_apps;
+    for fault in ["throttle", "server_error"] {
+        assert!(stats.fault(fault) > 0, "{fault} fired: {:?}", stats.faults);
+    }
+    assert_eq!(stats.bad_requests, 0, "every body was valid");
+    assert_eq!(stats.forbidden, 0);
+    let most = stats.max_in_window(Duration::from_secs(60));
+    assert!(most <= PER_MINUTE as usize, "{most} requests in 60 s");
+    assert_eq!(
+        stats.throttled, 0,
+        "the simulator's own limit was never reached"
+    );
+    assert!(
+        sim.stats().tenant("").cloud_apps.unauthorized > 0,
+        "tokens expired on the way and were renewed"
+    );
+}
+
+/// The legacy API token: a wrong one is a configuration error (refused, retried slowly,
+/// nothing emitted, counted); the right one reads everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_api_token_reads_and_a_wrong_one_is_refused() {
+    let mut config = world("6h");
+    config.defender_cloud_apps.activities_per_hour = 200;
+    let sim = simulator(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = source(token_tenant(&sim, "not-the-token"));
+    let mut running = RunningSource::start(
+        "mda_wrong_token",
+        "defender_cloud_apps",
+        dir.path(),
+        20_000,
+        |cx| wrong.build_with(cx, tuning(&sim)),
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while sim.stats().tenant("").cloud_apps.unauthorized < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source asked again after its pause"
+        );
+        let got = tokio::time::timeout(Duration::from_millis(50), running.rx.recv()).await;
+        assert!(got.is_err(), "nothing emitted");
+    }
+    assert!(
+        running.counter("mda_config_error", "") > 0,
+        "the config error gauge is up"
+    );
+    running.stop(PATIENCE, |_| panic!("nothing to emit")).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let right = source(token_tenant(&sim, API_TOKEN));
+    let mut running = RunningSource::start(
+        "mda_token",
+        "defender_cloud_apps",
+        dir.path(),
+        20_000,
+        |cx| right.build_with(cx, tuning(&sim)),
+    );
+    let mut seen = Received::default();
+    let want = [
+        ("activities", truth(&sim, "activities")),
+        ("alerts", truth(&sim, "alerts")),
+    ];
+    assert!(
+        deliver_until(&mut running, &mut seen, &want).await,
+        "missing {:?}",
+        missing(&seen.of("activities"), &want[0].1)
+    );
+    running.stop(PATIENCE, |batch| seen.add(batch)).await;
+    assert_eq!(
+        sim.stats()
+            .tenant(DEFAULT_TENANT_ID)
+            .cloud_apps
+            .unauthorized,
+        0
+    );
+}
