@@ -3,8 +3,14 @@
 //! - `@odata.nextLink` is followed exactly as given, never edited; it must stay on the
 //!   query's scheme, host and port (the bearer token goes with it), else the walk stops
 //!   with [`PagingError::ForeignNextLink`].
-//! - Without a nextLink, a full page (`len == $top`) goes on with `$skip` paging (the
-//!   service sometimes omits the link when `$top` is set); a short page ends the walk.
+//! - Without a nextLink, a full page (`len == $top`) goes on (the service sometimes omits
+//!   the link when `$top` is set); a short page ends the walk. A query sorted ascending
+//!   by a field it filters with `ge` (`$orderby=lastUpdateDateTime asc`, `$filter=
+//!   lastUpdateDateTime ge …`) goes on **from the last key read**: the same query with
+//!   `ge` the last record's value, past the records at that value already read less half
+//!   a page, so that records that moved on (a new version) meanwhile cannot make an
+//!   unchanged one slip below the `$skip`; the repeats are the caller's to drop (by id
+//!   and version). Any other query goes on with plain `$skip` paging.
 //! - A continuation refused because its skip token expired (or is invalid) is reported as
 //!   [`PagingError::SkipTokenExpired`]: the caller queries again from its cursor (or
 //!   [restarts](ODataPager::restart) the same query).
@@ -74,7 +80,81 @@ enum Next {
     First,
     Link(Url),
     Skip(u64),
+    /// The sorted query again from the key `at` (its text as the service wrote it), past
+    /// `skip` records.
+    From {
+        at: String,
+        skip: u64,
+    },
     Done,
+}
+
+/// The sort key of a query that can go on from its last key: `$orderby` is one field,
+/// ascending, which `$filter` bounds below with `ge`.
+fn ascending_key(url: &Url) -> Option<String> {
+    let order = query_value(url, "$orderby")?;
+    let mut words = order.split_whitespace();
+    let field = words.next()?;
+    let ascending = match words.next() {
+        None => true,
+        Some(direction) => direction.eq_ignore_ascii_case("asc"),
+    };
+    let filter = query_value(url, "$filter")?;
+    (ascending
+        && words.next().is_none()
+        && !field.contains(',')
+        && lower_bound(&filter, field).is_some())
+    .then(|| field.to_string())
+}
+
+/// Where the literal of the `{field} ge <literal>` clause of `filter` lies.
+fn lower_bound(filter: &str, field: &str) -> Option<std::ops::Range<usize>> {
+    let clause = format!("{field} ge ");
+    let start = filter.find(&clause)? + clause.len();
+    let end = filter[start..]
+        .find(char::is_whitespace)
+        .map_or(filter.len(), |n| start + n);
+    (end > start).then_some(start..end)
+}
+
+/// `url` with its `{field} ge` bound set to `at` and `$skip` to `skip`; every other
+/// parameter kept as written.
+fn from_key(url: &Url, field: &str, at: &str, skip: u64) -> Url {
+    let filter = query_value(url, "$filter").unwrap_or_default();
+    let filter = match lower_bound(&filter, field) {
+        Some(range) => format!("{}{at}{}", &filter[..range.start], &filter[range.end..]),
+        None => filter,
+    };
+    let kept: Vec<&str> = url
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let decoded: String = form_urlencoded::parse(name.as_bytes())
+                .map(|(key, _)| key.into_owned())
+                .collect();
+            decoded != "$filter" && decoded != "$skip"
+        })
+        .collect();
+    let mut query = format!(
+        "$filter={}",
+        form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+    );
+    for pair in kept {
+        query.push('&');
+        query.push_str(pair);
+    }
+    let mut next = url.clone();
+    next.set_query(Some(&query));
+    with_skip(&next, skip)
+}
+
+/// The sort key of each item of a page, as written (`None` where absent).
+#[derive(Deserialize)]
+struct Keys {
+    value: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Walks the pages of one OData query.
@@ -87,6 +167,10 @@ pub struct ODataPager {
     skip: u64,
     /// Items received so far in this walk.
     received: u64,
+    /// The field a sorted query goes on from (see [`ascending_key`]).
+    sort_key: Option<String>,
+    /// The key the current query starts at, when it went on from one.
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
     next: Next,
 }
 
@@ -149,10 +233,12 @@ impl ODataPager {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
         ODataPager {
+            sort_key: ascending_key(&first.url),
             first,
             top: top.filter(|t| *t > 0),
             skip,
             received: 0,
+            from: None,
             next: Next::First,
         }
     }
@@ -164,6 +250,7 @@ impl ODataPager {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
         self.received = 0;
+        self.from = None;
         self.next = Next::First;
     }
 
@@ -178,6 +265,10 @@ impl ODataPager {
             Next::First => (self.first.url.clone(), false),
             Next::Link(url) => (url.clone(), true),
             Next::Skip(skip) => (with_skip(&self.first.url, *skip), false),
+            Next::From { at, skip } => match &self.sort_key {
+                Some(field) => (from_key(&self.first.url, field, at, *skip), false),
+                None => (with_skip(&self.first.url, *skip), false),
+            },
         };
         let request = self.first.to(url.clone());
         let response = match client.send(&request, cancel).await {
@@ -196,6 +287,11 @@ impl ODataPager {
                 detail: format!("not an OData collection: {e}"),
             })?;
         let count = page.value.len() as u64;
+        if let Next::From { at, skip } = &self.next {
+            self.from = parse_key(at);
+            self.skip = *skip;
+            self.received = 0;
+        }
         // A nextLink's own `$skip` is where its page starts (a link may point back, to
         // repeat a record): a `$skip` fallback after it counts from there.
         if continuation
@@ -231,7 +327,7 @@ impl ODataPager {
             }
             _ => match self.top {
                 // A full page without a link: the service may have left it out (§2.2).
-                Some(top) if count == top => Next::Skip(self.skip + self.received),
+                Some(top) if count == top => self.after_full_page(&response.body, top),
                 _ => Next::Done,
             },
         };
@@ -240,6 +336,59 @@ impl ODataPager {
             last: matches!(self.next, Next::Done),
         }))
     }
+}
+
+impl ODataPager {
+    /// Where a full page without a nextLink goes on: from its last key when the query is
+    /// sorted by one, else by `$skip`.
+    fn after_full_page(&self, body: &[u8], top: u64) -> Next {
+        let skip = Next::Skip(self.skip + self.received);
+        let Some(field) = &self.sort_key else {
+            return skip;
+        };
+        let keys: Vec<Option<String>> = match serde_json::from_slice::<Keys>(body) {
+            Ok(keys) => keys
+                .value
+                .iter()
+                .map(|item| item.get(field).and_then(|v| v.as_str()).map(str::to_string))
+                .collect(),
+            Err(_) => return skip,
+        };
+        let Some((at, last)) = keys
+            .last()
+            .cloned()
+            .flatten()
+            .and_then(|at| parse_key(&at).map(|key| (at, key)))
+        else {
+            tracing::warn!(
+                endpoint = self.first.endpoint,
+                field = %field,
+                "the page's last record has no usable sort key; going on with $skip"
+            );
+            return skip;
+        };
+        // Records at `last` already read: all of this query's when it started there (the
+        // query asks `ge last` and is sorted), else this page's.
+        let at_last = if self.from == Some(last) {
+            self.skip + self.received
+        } else {
+            keys.iter()
+                .filter(|k| k.as_deref().and_then(parse_key) == Some(last))
+                .count() as u64
+        };
+        // Half a page read again absorbs that many records at `last` moving on between two
+        // requests; the rest of a page is progress, so a run of equal keys longer than a
+        // page still ends.
+        Next::From {
+            at,
+            skip: at_last.saturating_sub(top / 2),
+        }
+    }
+}
+
+/// A sort key's time (an OData DateTimeOffset as Graph writes it).
+fn parse_key(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).ok()
 }
 
 #[cfg(test)]

@@ -629,6 +629,112 @@ async fn without_next_links_full_pages_go_on_with_skip_and_a_short_page_stops() 
     assert_eq!(walk(&mut pager, &client).await.expect("walk").len(), 1);
 }
 
+/// A collection sorted by `t` and filtered `t ge …`, paged by `$top`/`$skip` without
+/// nextLinks; `change(index, records)` edits it before each request.
+fn sorted_by_time(
+    records: Vec<(&'static str, &'static str)>,
+    change: impl Fn(usize, &mut Vec<(&'static str, &'static str)>) + Send + Sync + 'static,
+) -> impl Fn(&Call, usize) -> Reply + Send + Sync + 'static {
+    let records = Mutex::new(records);
+    move |call, index| {
+        let mut records = records.lock().expect("records");
+        change(index, &mut records);
+        let url = Url::parse(&format!("http://h{}", call.target)).expect("url");
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let filter = param("$filter").unwrap_or_default();
+        let from = filter.strip_prefix("t ge ").unwrap_or_default().to_string();
+        let top: usize = param("$top").and_then(|t| t.parse().ok()).unwrap_or(100);
+        let skip: usize = param("$skip").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let mut rows: Vec<_> = records
+            .iter()
+            .filter(|(_, t)| *t >= from.as_str())
+            .collect();
+        rows.sort_by_key(|(id, t)| (*t, *id));
+        let value: Vec<String> = rows
+            .iter()
+            .skip(skip)
+            .take(top)
+            .map(|(id, t)| format!(r#"{{"id":"{id}","t":"{t}"}}"#))
+            .collect();
+        json(200, &format!(r#"{{"value":[{}]}}"#, value.join(",")))
+    }
+}
+
+#[tokio::test]
+async fn a_sorted_query_goes_on_from_its_last_key_through_runs_of_equal_keys() {
+    const T0: &str = "2026-09-01T10:00:00.0000000Z";
+    const T1: &str = "2026-09-01T10:00:01.0000000Z";
+    const T2: &str = "2026-09-01T10:00:02.0000000Z";
+    let mut records = vec![("a0", T0)];
+    // Nine records share one time, more than a page of four holds.
+    records.extend([
+        ("b1", T1),
+        ("b2", T1),
+        ("b3", T1),
+        ("b4", T1),
+        ("b5", T1),
+        ("b6", T1),
+        ("b7", T1),
+        ("b8", T1),
+        ("b9", T1),
+    ]);
+    records.push(("c0", T2));
+    // After the second page two records read at T1 move on to a later time (new
+    // versions): as many as the half page read again absorbs.
+    let server = serve(sorted_by_time(records, |index, records| {
+        if index == 2 {
+            for record in records
+                .iter_mut()
+                .filter(|(id, _)| ["b1", "b2"].contains(id))
+            {
+                record.1 = "2026-09-01T10:00:09.0000000Z";
+            }
+        }
+    }))
+    .await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "alerts",
+        server.url("/a?$filter=t%20ge%202026-09-01T09:00:00Z&$orderby=t%20asc&$top=4"),
+    ));
+    let pages = walk(&mut pager, &client).await.expect("walk");
+    let seen: std::collections::HashSet<&str> =
+        pages.iter().flatten().map(String::as_str).collect();
+    for id in [
+        "a0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "c0",
+    ] {
+        assert!(seen.contains(id), "{id} missed: {pages:?}");
+    }
+    let targets: Vec<String> = server.calls().iter().map(|c| c.target.clone()).collect();
+    // Each page goes on from the last key read, half a page back into its run.
+    assert_eq!(
+        targets[1],
+        format!(
+            "/a?$filter=t+ge+{}&$orderby=t%20asc&$top=4&$skip=1",
+            T1.replace(':', "%3A")
+        ),
+        "{targets:#?}"
+    );
+    assert!(targets.len() < 20, "the walk ends: {targets:#?}");
+}
+
+#[tokio::test]
+async fn an_unsorted_query_without_next_links_still_goes_on_with_skip() {
+    let server = serve(skip_paging(3)).await;
+    let client = graph(&server);
+    // Sorted descending: no lower bound to go on from.
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "alerts",
+        server.url("/a?$filter=t%20ge%20x&$orderby=t%20desc&$top=2"),
+    ));
+    walk(&mut pager, &client).await.expect("walk");
+    assert!(server.calls()[1].target.ends_with("&$skip=2"));
+}
+
 #[tokio::test]
 async fn an_expired_skip_token_is_reported_and_the_query_starts_again() {
     let expired_once = Arc::new(AtomicUsize::new(0));
