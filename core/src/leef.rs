@@ -210,33 +210,59 @@ mod tests {
 
     #[test]
     fn leef_1_0_is_tab_separated() {
-        let leef = parse("LEEF:1.0|Microsoft|MSExchange|2016|15345|src=10.50.1.1\tdst=2.10.20.20\tsev=5").expect("parses");
+        let leef =
+            parse("LEEF:1.0|Microsoft|MSExchange|2016|15345|src=10.50.1.1\tdst=2.10.20.20\tsev=5")
+                .expect("parses");
         assert_eq!(leef.version, "1.0");
         assert_eq!(
-            (leef.vendor.as_str(), leef.product.as_str(), leef.product_version.as_str(), leef.event_id.as_str()),
+            (
+                leef.vendor.as_str(),
+                leef.product.as_str(),
+                leef.product_version.as_str(),
+                leef.event_id.as_str()
+            ),
             ("Microsoft", "MSExchange", "2016", "15345")
         );
-        assert_eq!(pairs(&leef), [("src", "10.50.1.1"), ("dst", "2.10.20.20"), ("sev", "5")]);
+        assert_eq!(
+            pairs(&leef),
+            [("src", "10.50.1.1"), ("dst", "2.10.20.20"), ("sev", "5")]
+        );
     }
 
     #[test]
     fn leef_2_0_delimiters_by_character_and_by_code() {
-        let caret = parse("LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^sev=5").expect("parses");
+        let caret = parse("LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^sev=5")
+            .expect("parses");
         assert_eq!(caret.delimiter, '^');
-        assert_eq!(pairs(&caret), [("src", "10.0.1.8"), ("dst", "10.0.0.5"), ("sev", "5")]);
+        assert_eq!(
+            pairs(&caret),
+            [("src", "10.0.1.8"), ("dst", "10.0.0.5"), ("sev", "5")]
+        );
         for code in ["x5E", "0x5e", "X5E"] {
             let line = format!("LEEF:2.0|V|P|1|E|{code}|a=1^b=2");
             assert_eq!(parse(&line).expect("parses").delimiter, '^', "{code}");
         }
-        assert_eq!(parse("LEEF:2.0|V|P|1|E|x09|a=1\tb=2").expect("parses").attributes.len(), 2);
-        assert!(matches!(parse("LEEF:2.0|V|P|1|E|xZZ|a=1"), Err(LeefError::Delimiter(_))));
+        assert_eq!(
+            parse("LEEF:2.0|V|P|1|E|x09|a=1\tb=2")
+                .expect("parses")
+                .attributes
+                .len(),
+            2
+        );
+        assert!(matches!(
+            parse("LEEF:2.0|V|P|1|E|xZZ|a=1"),
+            Err(LeefError::Delimiter(_))
+        ));
     }
 
     #[test]
     fn a_missing_2_0_delimiter_field_means_tab() {
         let leef = parse("LEEF:2.0|Trend Micro|Deep Security Agent|10.0|4000030|cat=Anti-Malware\tname=HEU_AEGIS_CRYPT").expect("parses");
         assert_eq!(leef.delimiter, '\t');
-        assert_eq!(pairs(&leef), [("cat", "Anti-Malware"), ("name", "HEU_AEGIS_CRYPT")]);
+        assert_eq!(
+            pairs(&leef),
+            [("cat", "Anti-Malware"), ("name", "HEU_AEGIS_CRYPT")]
+        );
     }
 
     #[test]
@@ -249,8 +275,17 @@ mod tests {
     #[test]
     fn what_is_not_leef_says_why() {
         assert_eq!(parse("CEF:0|a"), Err(LeefError::NoPrefix));
-        assert!(matches!(parse("LEEF:3.0|a|b|c|d|"), Err(LeefError::Version(_))));
-        assert!(matches!(parse("LEEF:1.0|a|b"), Err(LeefError::Header { .. })));
-        assert!(matches!(parse("LEEF:1.0|a|b|c|d|junk\tk=v"), Err(LeefError::Attribute(_))));
+        assert!(matches!(
+            parse("LEEF:3.0|a|b|c|d|"),
+            Err(LeefError::Version(_))
+        ));
+        assert!(matches!(
+            parse("LEEF:1.0|a|b"),
+            Err(LeefError::Header { .. })
+        ));
+        assert!(matches!(
+            parse("LEEF:1.0|a|b|c|d|junk\tk=v"),
+            Err(LeefError::Attribute(_))
+        ));
     }
 }

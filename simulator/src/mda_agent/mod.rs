@@ -17,7 +17,10 @@ const AGENT_LOG: &str = include_str!("../../../tests/fixtures/mda-agent/mcas_sie
 
 /// Every line the agent sample holds (activities first, then alerts), as sent.
 pub fn agent_lines() -> Vec<&'static str> {
-    AGENT_LOG.lines().filter(|line| !line.trim().is_empty()).collect()
+    AGENT_LOG
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect()
 }
 
 /// The CEF part of an agent line (from `CEF:` on), what a SIEM parses.
@@ -36,7 +39,11 @@ pub enum Transport {
 
 /// Sends `lines` to a syslog receiver at `address` and returns once all are written (TCP:
 /// the connection is shut down cleanly afterwards).
-pub async fn send(address: SocketAddr, transport: Transport, lines: &[&str]) -> std::io::Result<()> {
+pub async fn send(
+    address: SocketAddr,
+    transport: Transport,
+    lines: &[&str],
+) -> std::io::Result<()> {
     match transport {
         Transport::Tcp => {
             let mut stream = TcpStream::connect(address).await?;
@@ -71,21 +78,36 @@ mod tests {
     fn the_sample_holds_six_activities_and_six_alerts() {
         let lines = agent_lines();
         assert_eq!(lines.len(), 12);
-        let activities = lines.iter().filter(|l| cef_part(l).contains("|EVENT_CATEGORY_")).count();
-        let alerts = lines.iter().filter(|l| cef_part(l).contains("|ALERT_")).count();
+        let activities = lines
+            .iter()
+            .filter(|l| cef_part(l).contains("|EVENT_CATEGORY_"))
+            .count();
+        let alerts = lines
+            .iter()
+            .filter(|l| cef_part(l).contains("|ALERT_"))
+            .count();
         assert_eq!((activities, alerts), (6, 6));
-        assert!(lines.iter().all(|l| cef_part(l).starts_with("CEF:0|MCAS|SIEM_Agent|")));
+        assert!(
+            lines
+                .iter()
+                .all(|l| cef_part(l).starts_with("CEF:0|MCAS|SIEM_Agent|"))
+        );
     }
 
     #[tokio::test]
     async fn tcp_sends_each_line_with_a_newline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("addr");
         let lines = agent_lines();
-        let sender = tokio::spawn(async move { send(address, Transport::Tcp, &agent_lines()).await });
+        let sender =
+            tokio::spawn(async move { send(address, Transport::Tcp, &agent_lines()).await });
         let (mut stream, _) = listener.accept().await.expect("accept");
         let mut got = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut got).await.expect("read");
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut got)
+            .await
+            .expect("read");
         sender.await.expect("task").expect("sent");
         assert_eq!(got, format!("{}\n", lines.join("\n")));
     }

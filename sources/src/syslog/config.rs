@@ -184,7 +184,10 @@ impl SyslogSourceConfig {
         if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES {
             issues.push(ConfigIssue::new(
                 "max_message_bytes",
-                format!("must be between 1 and {}", units::format_size(MAX_MESSAGE_BYTES)),
+                format!(
+                    "must be between 1 and {}",
+                    units::format_size(MAX_MESSAGE_BYTES)
+                ),
             ));
         }
         if let Err(problem) =
@@ -193,7 +196,10 @@ impl SyslogSourceConfig {
             issues.push(ConfigIssue::new("max_connections", problem));
         }
         if self.read_timeout.is_zero() {
-            issues.push(ConfigIssue::new("read_timeout", "must be greater than zero"));
+            issues.push(ConfigIssue::new(
+                "read_timeout",
+                "must be greater than zero",
+            ));
         }
         if let Err(problem) =
             siemflow_core::config::checks::count(self.batch_max_events, MAX_BATCH_EVENTS)
@@ -227,13 +233,11 @@ impl SyslogSourceConfig {
             ),
             (_, None) => {}
         }
-        if self.effective_mode() == Mode::Udp {
-            if self.framing != Framing::Auto {
-                issues.push(
-                    ConfigIssue::new("framing", "is not used with mode = \"udp\"")
-                        .hint("one message per datagram; remove `framing`"),
-                );
-            }
+        if self.effective_mode() == Mode::Udp && self.framing != Framing::Auto {
+            issues.push(
+                ConfigIssue::new("framing", "is not used with mode = \"udp\"")
+                    .hint("one message per datagram; remove `framing`"),
+            );
         }
         issues
     }
@@ -260,7 +264,9 @@ mod tests {
         assert_eq!(c.read_timeout, Duration::from_secs(300));
         assert_eq!(c.decoding, SyslogDecoding::Text);
         assert!(c.issues().is_empty());
-        let c = parse("address = \"h:6514\"\ntls = { crt_file = \"/nope.pem\", key_file = \"/nope.key\" }");
+        let c = parse(
+            "address = \"h:6514\"\ntls = { crt_file = \"/nope.pem\", key_file = \"/nope.key\" }",
+        );
         assert_eq!(c.effective_mode(), Mode::Tls);
         assert_eq!(keys(&c), ["tls.crt_file", "tls.key_file"]);
     }
@@ -273,10 +279,17 @@ mod tests {
             "address = \"h:514\"\nmode = \"udp\"\nframing = \"newline\"\nmax_message_bytes = \"1MiB\"",
         );
         assert_eq!(keys(&c), ["framing"]);
-        let c = parse("address = \"\"\nmax_connections = 0\nread_timeout = \"0s\"\nmax_message_bytes = 0");
+        let c = parse(
+            "address = \"\"\nmax_connections = 0\nread_timeout = \"0s\"\nmax_message_bytes = 0",
+        );
         assert_eq!(
             keys(&c),
-            ["address", "max_message_bytes", "max_connections", "read_timeout"]
+            [
+                "address",
+                "max_message_bytes",
+                "max_connections",
+                "read_timeout"
+            ]
         );
         assert!(toml::from_str::<SyslogSourceConfig>("address = \"h:1\"\nport = 1").is_err());
     }

@@ -163,7 +163,9 @@ mod tests {
         let show = |frame: Frame, buffer: &LineBuffer| match frame {
             Frame::Message(r) => String::from_utf8_lossy(buffer.slice(r)).into_owned(),
             Frame::Unframed(r) => format!("unframed:{}", String::from_utf8_lossy(buffer.slice(r))),
-            Frame::Truncated(r) => format!("truncated:{}", String::from_utf8_lossy(buffer.slice(r))),
+            Frame::Truncated(r) => {
+                format!("truncated:{}", String::from_utf8_lossy(buffer.slice(r)))
+            }
             Frame::TooLong(n) => format!("too long:{n}"),
         };
         for chunk in chunks {
@@ -187,18 +189,34 @@ mod tests {
             100,
             &[b"5 hello12 with\nnewline<14>a line\n2017-11-22T17:50:04Z CEF:0|x\n"],
         );
-        assert_eq!(got, ["hello", "with\nnewline", "<14>a line", "2017-11-22T17:50:04Z CEF:0|x"]);
+        assert_eq!(
+            got,
+            [
+                "hello",
+                "with\nnewline",
+                "<14>a line",
+                "2017-11-22T17:50:04Z CEF:0|x"
+            ]
+        );
     }
 
     #[test]
     fn a_count_split_across_reads_waits_for_its_message() {
-        let got = frames(Framing::Auto, 100, &[b"1", b"2 abc", b"defghi", b"jkl3 xyz"]);
+        let got = frames(
+            Framing::Auto,
+            100,
+            &[b"1", b"2 abc", b"defghi", b"jkl3 xyz"],
+        );
         assert_eq!(got, ["abcdefghijkl", "xyz"]);
     }
 
     #[test]
     fn overlong_messages_are_skipped_in_both_framings() {
-        let got = frames(Framing::Auto, 4, &[b"10 0123", b"456789", b"2 ok123456789\nok\n"]);
+        let got = frames(
+            Framing::Auto,
+            4,
+            &[b"10 0123", b"456789", b"2 ok123456789\nok\n"],
+        );
         assert_eq!(got, ["too long:10", "ok", "too long:10", "ok"]);
     }
 

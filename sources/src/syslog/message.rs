@@ -128,7 +128,13 @@ impl MessageDecoder {
     }
 
     /// Decodes a message the framing found at fault: emitted whole with `error`.
-    pub fn push_flagged(&mut self, raw: &[u8], peer: &str, batch: &mut Vec<Event>, error: &str) -> Outcome {
+    pub fn push_flagged(
+        &mut self,
+        raw: &[u8],
+        peer: &str,
+        batch: &mut Vec<Event>,
+        error: &str,
+    ) -> Outcome {
         let before = batch.len();
         let outcome = self.push(raw, peer, batch);
         if outcome.parse_error.is_some() {
@@ -199,7 +205,8 @@ impl MessageDecoder {
                 }
             }
             SyslogDecoding::Leef => {
-                let leef = siemflow_core::leef::parse(payload).map_err(|e| format!("not LEEF: {e}"))?;
+                let leef =
+                    siemflow_core::leef::parse(payload).map_err(|e| format!("not LEEF: {e}"))?;
                 let mut object = ObjectMap::new();
                 for (key, value) in leef.attributes {
                     object.insert(key.into(), Value::from(value));

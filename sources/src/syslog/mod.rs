@@ -19,6 +19,11 @@ mod tls;
 mod udp;
 
 #[cfg(test)]
+mod rsyslog_tests;
+#[cfg(test)]
+#[path = "../../../tests/support/rsyslogd.rs"]
+mod rsyslogd;
+#[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, Mutex};
@@ -115,7 +120,11 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
-    fn new(config: &SyslogSourceConfig, metrics: &ComponentMetrics, out: Output) -> anyhow::Result<Self> {
+    fn new(
+        config: &SyslogSourceConfig,
+        metrics: &ComponentMetrics,
+        out: Output,
+    ) -> anyhow::Result<Self> {
         let labels = &metrics.labels;
         let errors = |error_type: &str, stage: &str| {
             labels.counter(

@@ -38,7 +38,10 @@ pub fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     let certs = certificates(&tls.crt_file, "tls.crt_file")?;
     let key_pem = read_bounded(&tls.key_file, CERTIFICATE_FILE_LIMIT, "tls.key_file")?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        anyhow::anyhow!("tls.key_file {}: no PEM private key ({e})", tls.key_file.display())
+        anyhow::anyhow!(
+            "tls.key_file {}: no PEM private key ({e})",
+            tls.key_file.display()
+        )
     })?;
     let config = builder
         .with_single_cert(certs, key)

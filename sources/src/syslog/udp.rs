@@ -24,7 +24,8 @@ pub async fn receive(
     if let Ok(address) = socket.local_addr() {
         tracing::info!(component = %shared.component, %address, "syslog listening on udp");
     }
-    let max = usize::try_from(config.max_message_bytes.min(MAX_DATAGRAM_BYTES)).unwrap_or(usize::MAX);
+    let max =
+        usize::try_from(config.max_message_bytes.min(MAX_DATAGRAM_BYTES)).unwrap_or(usize::MAX);
     // One byte more than allowed: a datagram that fills it is too long.
     let mut datagram = vec![0u8; max + 1];
     let mut decoder = shared.decoder.clone();
@@ -112,14 +113,16 @@ impl KernelDrops {
 
 /// The drops of the UDP socket with this inode, if the kernel lists it.
 fn socket_drops(inode: u64) -> Option<u64> {
-    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|table| {
-        let text = std::fs::read_to_string(table).ok()?;
-        text.lines().skip(1).find_map(|line| {
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
-            (columns.get(9)?.parse::<u64>().ok()? == inode)
-                .then(|| columns.last()?.parse().ok())
-                .flatten()
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let columns: Vec<&str> = line.split_whitespace().collect();
+                // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                (columns.get(9)?.parse::<u64>().ok()? == inode)
+                    .then(|| columns.last()?.parse().ok())
+                    .flatten()
+            })
         })
-    })
 }
