@@ -543,3 +543,126 @@ async fn startup_errors() {
         "{tenant_error}"
     );
 }
+
+/// Every cloud's Defender for Endpoint scope (reference §0.1 and §3.1; Microsoft's "Defender
+/// for Endpoint for US Government customers" API table): commercial tokens are for the
+/// legacy `api.securitycenter` resource although the API (and its geo hosts us./eu./uk./
+/// au.api.security.microsoft.com, which share it) answers on `api.security`; GCC and GCC
+/// High/DoD for their own hosts, signed in at their cloud's authority.
+#[tokio::test]
+async fn each_cloud_asks_for_its_defender_for_endpoint_scope() {
+    let (endpoint, base) = start().await;
+    for (cloud, scope, authority) in [
+        (
+            Cloud::Commercial,
+            "https://api.securitycenter.microsoft.com/.default",
+            "https://login.microsoftonline.com",
+        ),
+        (
+            Cloud::Gcc,
+            "https://api-gcc.securitycenter.microsoft.us/.default",
+            "https://login.microsoftonline.com",
+        ),
+        (
+            Cloud::GccHigh,
+            "https://api-gov.securitycenter.microsoft.us/.default",
+            "https://login.microsoftonline.us",
+        ),
+        (
+            Cloud::Dod,
+            "https://api-gov.securitycenter.microsoft.us/.default",
+            "https://login.microsoftonline.us",
+        ),
+    ] {
+        let mut config = secret_config(&base);
+        config.cloud = cloud;
+        let asked = default_scope(cloud.defender_audience());
+        let provider = TokenProvider::new(&config, &asked, http()).unwrap();
+        provider.token().await.unwrap();
+        assert_eq!(endpoint.last_form()["scope"], scope, "{cloud:?}");
+        config.login_url = None;
+        let own = TokenProvider::new(&config, &asked, http()).unwrap();
+        assert_eq!(
+            own.token_url(),
+            format!("{authority}/{TENANT}/oauth2/v2.0/token"),
+            "{cloud:?}"
+        );
+    }
+}
+
+/// Graph, Defender for Endpoint and the Management API in every cloud, by secret and by
+/// certificate: a token is fetched again once it expires and once a request with it is
+/// answered 401, each time for the same scope; a certificate signs a new assertion (own
+/// `jti`, `aud` the token URL) each time.
+#[tokio::test]
+async fn refreshed_on_expiry_and_after_a_401_in_every_cloud_with_either_credential() {
+    let http = http();
+    for cloud in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
+        for audience in [
+            cloud.graph_url(),
+            cloud.defender_audience(),
+            cloud.management_url(),
+        ] {
+            for by_certificate in [false, true] {
+                let what = format!("{cloud:?} {audience} certificate={by_certificate}");
+                let (endpoint, base) = start().await;
+                let mut config = secret_config(&base);
+                config.cloud = cloud;
+                if by_certificate {
+                    config.client_secret = None;
+                    config.certificate = Some(CertificateConfig {
+                        path: fixture("cert-aes.p12"),
+                        key_path: None,
+                        password: Some(Secret::new("test-password")),
+                        signature: SignatureStyle::Ps256,
+                    });
+                }
+                let clock = ManualClock::new();
+                let scope = default_scope(audience);
+                let provider = TokenProvider::new(&config, &scope, http.clone())
+                    .unwrap()
+                    .with_clock(clock.reader());
+                assert_eq!(provider.token().await.unwrap().bearer(), "token-1");
+                // Past its 3599 s: expired, so fetched again.
+                clock.advance(Duration::from_secs(3600));
+                assert_eq!(
+                    provider.token().await.unwrap().bearer(),
+                    "token-2",
+                    "{what}"
+                );
+                // The API refuses the token it holds: fetched again, the request re-sent.
+                endpoint
+                    .rejected
+                    .lock()
+                    .unwrap()
+                    .push("token-2".to_string());
+                let url = format!("{base}/api");
+                let response = provider.send(|| http.get(&url)).await.unwrap();
+                assert_eq!(response.text().await.unwrap(), "hello token-3", "{what}");
+                let forms = endpoint.forms.lock().unwrap().clone();
+                assert_eq!(forms.len(), 3, "{what}");
+                assert!(forms.iter().all(|f| f["scope"] == scope), "{what}");
+                if by_certificate {
+                    let claims: Vec<serde_json::Value> = forms
+                        .iter()
+                        .map(|f| {
+                            assert!(!f.contains_key("client_secret"), "{what}");
+                            let payload = f["client_assertion"].split('.').nth(1).unwrap();
+                            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap())
+                                .unwrap()
+                        })
+                        .collect();
+                    assert!(
+                        claims.iter().all(|c| c["aud"] == provider.token_url()),
+                        "{what}"
+                    );
+                    let ids: std::collections::HashSet<String> =
+                        claims.iter().map(|c| c["jti"].to_string()).collect();
+                    assert_eq!(ids.len(), 3, "a new assertion each time: {what}");
+                } else {
+                    assert!(forms.iter().all(|f| f["client_secret"] == SECRET), "{what}");
+                }
+            }
+        }
+    }
+}
