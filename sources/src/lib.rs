@@ -1,6 +1,7 @@
 //! siemflow-sources: the source plugins, one module (folder) per plugin `type`.
 
 pub mod defender_cloud_apps;
+pub mod defender_endpoint;
 pub mod entra_logs;
 pub mod file;
 pub mod graph_security;
@@ -18,6 +19,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<defender_cloud_apps::CloudAppsConfig>(
         "defender_cloud_apps",
         "Reads Defender for Cloud Apps activities and alerts of one or more tenants through the portal's REST API, each activity once and each alert state once; cursors advance only over delivered pages",
+    );
+    registry.source::<defender_endpoint::DefenderEndpointConfig>(
+        "defender_endpoint",
+        "Reads Microsoft Defender for Endpoint alerts (with evidence) of one or more tenants, every new version once, within 100 requests a minute and 1,500 an hour; cursors advance only over delivered pages",
     );
     registry.source::<entra_logs::EntraLogsConfig>(
         "entra_logs",
