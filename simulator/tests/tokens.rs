@@ -325,3 +325,176 @@ async fn certificate_assertions_both_styles_and_refusals() {
     assert_eq!((s, aad_code(&b)), (401, 7000215));
     sim.stop().await;
 }
+
+/// The `aud` and `tid` claims of a simulator token (JWT-shaped).
+fn audience_and_tenant(token: &str) -> (String, String) {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("JWT-shaped token");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("claims");
+    (
+        claims["aud"].as_str().unwrap_or_default().to_string(),
+        claims["tid"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Defender for Endpoint tokens (reference §0.1, §3.1): the token endpoint issues one for
+/// each cloud's MDE audience (commercial's legacy and current resources and the
+/// `windowsatpservice` alias, GCC's and the Gov host), and only MDE takes it: Graph and
+/// the Management API refuse it as a token for another audience, MDE refuses another
+/// cloud's MDE audience and Graph's, and an expired MDE token until a new one is asked for.
+#[tokio::test]
+async fn defender_for_endpoint_tokens_are_for_mde_of_the_tenants_cloud_only() {
+    use siemflow_simulator::{Cloud, GraphTenantConfig};
+    const GCC: (&str, &str, &str) = (
+        "3c9e1a52-7d4b-4e8f-a1c6-2b5d8f0e9a13",
+        "8e2d4f6a-1b3c-4d5e-9f7a-0c1b2d3e4f5a",
+        "gcc-secret",
+    );
+    const GCC_HIGH: (&str, &str, &str) = (
+        "0b6f0c1e-5a3d-4c2b-9e8f-1a2b3c4d5e6f",
+        "6f1a2b3c-0d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        "high-secret",
+    );
+    const DOD: (&str, &str, &str) = (
+        "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+        "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a",
+        "dod-secret",
+    );
+    let mut cfg = M365Config {
+        live: false,
+        token_lifetime: std::time::Duration::from_secs(60),
+        ..M365Config::default()
+    };
+    for ((tenant, client, secret), cloud) in [
+        (GCC, Cloud::Gcc),
+        (GCC_HIGH, Cloud::GccHigh),
+        (DOD, Cloud::Dod),
+    ] {
+        cfg.tenants.push(TenantConfig {
+            tenant_id: tenant.into(),
+            client_id: client.into(),
+            client_secret: Some(secret.into()),
+            certificate_pem: None,
+            roles: siemflow_simulator::DEFAULT_ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        });
+        cfg.graph.tenants.push(GraphTenantConfig {
+            tenant_id: tenant.into(),
+            premium: true,
+            cloud,
+        });
+    }
+    let sim = start(cfg).await;
+    let commercial = (DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
+    let status_and_message = |(status, _, body): (u16, reqwest::header::HeaderMap, String)| {
+        let body: Value = serde_json::from_str(&body).unwrap_or_default();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        (status, message.to_string())
+    };
+    let graph = |token: String| {
+        let url = format!("{}/v1.0/security/alerts_v2?$top=1", sim.base_url());
+        async move { status_and_message(call_url("GET", &url, Some(&token)).await) }
+    };
+    let mde = |token: String| {
+        let url = format!("{}/api/alerts?$top=1", sim.base_url());
+        async move { status_and_message(call_url("GET", &url, Some(&token)).await) }
+    };
+    let management = |tenant: &str, token: String| {
+        let url = format!(
+            "{}/api/v1.0/{tenant}/activity/feed/subscriptions/list?PublisherIdentifier={tenant}",
+            sim.base_url()
+        );
+        async move { call_url("GET", &url, Some(&token)).await.0 }
+    };
+    // (the app, its cloud's MDE audiences, another cloud's MDE audience)
+    for ((tenant, client, secret), audiences, foreign) in [
+        (
+            commercial,
+            &[
+                "https://api.securitycenter.microsoft.com",
+                "https://api.security.microsoft.com",
+                "https://securitycenter.onmicrosoft.com/windowsatpservice",
+            ][..],
+            "https://api-gov.securitycenter.microsoft.us",
+        ),
+        (
+            GCC,
+            &["https://api-gcc.securitycenter.microsoft.us"][..],
+            "https://api.securitycenter.microsoft.com",
+        ),
+        (
+            GCC_HIGH,
+            &["https://api-gov.securitycenter.microsoft.us"][..],
+            "https://api-gcc.securitycenter.microsoft.us",
+        ),
+        (
+            DOD,
+            &["https://api-gov.securitycenter.microsoft.us"][..],
+            "https://api.securitycenter.microsoft.com",
+        ),
+    ] {
+        for audience in audiences {
+            let token = token_for_resource(&sim, tenant, client, secret, audience).await;
+            assert_eq!(
+                audience_and_tenant(&token),
+                (audience.to_string(), tenant.to_string())
+            );
+            assert_eq!(mde(token.clone()).await.0, 200, "{tenant} {audience}");
+            let (status, message) = graph(token.clone()).await;
+            assert_eq!(status, 401, "Graph took an MDE token: {tenant} {audience}");
+            assert!(message.contains("Invalid audience"), "{message}");
+            assert_eq!(
+                management(tenant, token).await,
+                401,
+                "the Management API took an MDE token: {tenant} {audience}"
+            );
+        }
+        let other_cloud = token_for_resource(&sim, tenant, client, secret, foreign).await;
+        let (status, message) = mde(other_cloud).await;
+        assert_eq!(
+            status, 401,
+            "another cloud's MDE audience: {tenant} {foreign}"
+        );
+        assert!(message.contains("Invalid audience"), "{message}");
+    }
+    let graph_token = token_for_resource(
+        &sim,
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        "https://graph.microsoft.com",
+    )
+    .await;
+    assert_eq!(graph(graph_token.clone()).await.0, 200);
+    assert_eq!(mde(graph_token).await.0, 401, "MDE took a Graph token");
+    // Expired: refused until a new token is asked for.
+    let old = token_for_resource(
+        &sim,
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        "https://api.securitycenter.microsoft.com",
+    )
+    .await;
+    sim.advance_clock(std::time::Duration::from_secs(61));
+    let (status, message) = mde(old).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("expired"), "{message}");
+    let new = token_for_resource(
+        &sim,
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        "https://api.securitycenter.microsoft.com",
+    )
+    .await;
+    assert_eq!(mde(new).await.0, 200);
+    sim.stop().await;
+}
