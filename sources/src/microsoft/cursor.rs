@@ -119,6 +119,14 @@ impl OverlapCursor {
         }
     }
 
+    /// Moves the mark up to `to` (never down) and keeps every pair: a walk in progress
+    /// may still be served them (its query started before the mark moved).
+    pub fn raise(&mut self, to: DateTime<Utc>) {
+        if self.high_water.is_none_or(|mark| mark < to) {
+            self.high_water = Some(to);
+        }
+    }
+
     /// Moves the mark up to `to` (never down) and forgets delivered pairs that fell out
     /// of the window.
     pub fn advance(&mut self, to: DateTime<Utc>) {
@@ -416,6 +424,25 @@ mod tests {
         assert!(c.is_empty());
         c.advance(t(1));
         assert_eq!(c.high_water(), Some(t(2000)), "the mark never goes down");
+    }
+
+    #[test]
+    fn raising_the_mark_keeps_every_pair_until_the_next_advance() {
+        let mut c = OverlapCursor::new(TimeDelta::minutes(10));
+        let (record, at) = alert("early", 0);
+        c.admit(record.clone(), at);
+        c.settle([&record], true);
+        c.raise(t(100));
+        assert_eq!(c.high_water(), Some(t(100)));
+        assert_eq!(c.query_from(), Some(t(90)));
+        assert!(
+            !c.is_new(&record),
+            "a walk in progress may still be served it"
+        );
+        c.raise(t(50));
+        assert_eq!(c.high_water(), Some(t(100)), "never down");
+        c.advance(t(100));
+        assert!(c.is_empty(), "forgotten between walks");
     }
 
     #[test]

@@ -758,6 +758,10 @@ impl Poll {
             let delivered = status == BatchStatus::Delivered;
             state.store.cursor_mut(&key).settle(&pairs, delivered);
             if let Some(mark) = state.settlement.checkpoint(&key) {
+                // Saved as it moves, so a crash in a long walk (a backfill) resumes near
+                // where delivery got to instead of at the walk's start; the pairs are
+                // forgotten only between walks.
+                state.store.cursor_mut(&key).raise(mark);
                 lag.set((shared.now() - mark).num_milliseconds().max(0) as f64 / 1000.0);
             }
             if let Settled::Failed(_) = outcome
