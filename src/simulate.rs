@@ -107,6 +107,9 @@ pub enum Target {
     /// Microsoft Graph (security alerts and incidents, Entra ID sign-in and audit logs): the
     /// Microsoft 365 simulator, which serves Graph on its address (default 127.0.0.1:8365).
     Graph,
+    /// Microsoft Defender for Endpoint (`/api/alerts`): the Microsoft 365 simulator, which
+    /// serves it on its address (default 127.0.0.1:8365).
+    Defender,
     /// Splunk HTTP Event Collector (default 127.0.0.1:8088).
     Splunk,
     /// Azure Monitor Logs Ingestion API (Microsoft Sentinel) with its Entra token endpoint
@@ -122,7 +125,7 @@ pub struct SimulateArgs {
     /// What to simulate.
     #[arg(value_enum)]
     pub target: Target,
-    /// Address to serve on. Default: 127.0.0.1 and 8365 (m365, graph), 8088 (splunk), 8366
+    /// Address to serve on. Default: 127.0.0.1 and 8365 (m365, graph, defender), 8088 (splunk), 8366
     /// (sentinel) or 9200 (elasticsearch).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -240,7 +243,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     logging::init(global.log_format, &global.log_level);
     let path = args.config.as_ref();
     let loaded = match args.target {
-        Target::M365 | Target::Graph => load::<M365Config>(path).map(|mut c| {
+        Target::M365 | Target::Graph | Target::Defender => load::<M365Config>(path).map(|mut c| {
             c.seed = args.seed.unwrap_or(c.seed);
             Config::M365(c)
         }),
@@ -267,7 +270,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     };
     let listen = args.listen.unwrap_or_else(|| {
         loopback(match args.target {
-            Target::M365 | Target::Graph => M365_PORT,
+            Target::M365 | Target::Graph | Target::Defender => M365_PORT,
             Target::Splunk => SPLUNK_PORT,
             Target::Sentinel => SENTINEL_PORT,
             Target::Elasticsearch => ELASTICSEARCH_PORT,
@@ -337,7 +340,8 @@ fn instructions(simulator: &Standalone) -> String {
             "Microsoft 365 simulator ready at {url}; Ctrl-C stops it.\n  \
              login_url = \"{url}\"  api_url = \"{url}\"  graph_url = \"{url}\"  (see docs/simulator.md for the tenant and app)\n  \
              Graph: {url}/v1.0/security/alerts_v2, …/security/incidents, …/auditLogs/signIns|directoryAudits|provisioning, \
-             {url}/beta/auditLogs/signIns; token scope https://graph.microsoft.com/.default",
+             {url}/beta/auditLogs/signIns; token scope https://graph.microsoft.com/.default\n  \
+             Defender for Endpoint: {url}/api/alerts; token scope https://api.securitycenter.microsoft.com/.default",
             url = s.base_url()
         ),
         Standalone::Splunk(s) => {
@@ -444,6 +448,22 @@ mod tests {
         assert_eq!(world.graph.alerts_per_hour, 3);
         assert_eq!(world.graph.faults.repeat_rate, 0.5);
         assert!(parse("[m365.graph]\ncolour = 1\n").is_err());
+    }
+
+    #[test]
+    fn defender_endpoint_keys_live_in_the_m365_table() {
+        let t = parse(
+            "[m365.defender_endpoint]\nlimits = [{ requests = 10, per = \"10s\" }]\n\
+             [m365.defender_endpoint.faults]\nthrottle_rate = 0.2\n",
+        )
+        .expect("parses");
+        let (_, world) = t
+            .m365()
+            .expect("m365 (and with it Defender for Endpoint) starts");
+        assert_eq!(world.defender_endpoint.limits.len(), 1);
+        assert_eq!(world.defender_endpoint.limits[0].requests, 10);
+        assert_eq!(world.defender_endpoint.faults.throttle_rate, 0.2);
+        assert!(parse("[m365.defender_endpoint]\nrequests_per_minute = 1\n").is_err());
     }
 
     #[test]
