@@ -7,6 +7,7 @@ mod backpressure;
 mod config_errors;
 mod crash;
 mod data_dir;
+mod defender_cloud_apps;
 mod delivery;
 mod disk_buffer;
 mod elasticsearch;
