@@ -638,3 +638,141 @@ async fn a_sorted_walk_without_next_links_misses_nothing_when_a_record_moves_mid
     );
     assert!(sim.stats().tenant(tenant).graph.fault("missing_next_link") >= 1);
 }
+
+/// A Graph client signing in by certificate, in each cloud's Graph audience, against the
+/// simulator: when the simulator expires its token (the client's own clock still holds
+/// it valid), the 401 makes it sign a new assertion, fetch a new token and send the
+/// request again, once; the data then flows as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_client_gets_a_new_token_after_a_401_in_every_cloud() {
+    use siemflow_core::auth::{CertificateConfig, SignatureStyle, TokenProvider, default_scope};
+    use siemflow_simulator::{GraphTenantConfig, TenantConfig};
+
+    use crate::microsoft::api::GRAPH_SECURITY;
+    use crate::microsoft::{ApiClient, ApiRequest, ClientSettings};
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../simulator/fixtures/test-certs");
+    let tenants = [
+        (
+            "3c9e1a52-7d4b-4e8f-a1c6-2b5d8f0e9a13",
+            Cloud::Commercial,
+            siemflow_simulator::Cloud::Commercial,
+        ),
+        (
+            "7d2c4b1e-3f5a-4e6b-8c9d-0a1b2c3d4e5f",
+            Cloud::Gcc,
+            siemflow_simulator::Cloud::Gcc,
+        ),
+        (
+            "0b6f0c1e-5a3d-4c2b-9e8f-1a2b3c4d5e6f",
+            Cloud::GccHigh,
+            siemflow_simulator::Cloud::GccHigh,
+        ),
+        (
+            "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+            Cloud::Dod,
+            siemflow_simulator::Cloud::Dod,
+        ),
+    ];
+    const CLIENT: &str = "6f1a2b3c-0d4e-4f5a-8b6c-7d8e9f0a1b2c";
+    let mut config = world("1d", GraphFaults::default());
+    config.live = false;
+    config.token_lifetime = Duration::from_secs(60);
+    config.graph.security_requests_per_minute = 1_000_000;
+    for (tenant, _, cloud) in tenants {
+        config.tenants.push(TenantConfig {
+            tenant_id: tenant.into(),
+            client_id: CLIENT.into(),
+            client_secret: None,
+            certificate_pem: Some(certs.join("app.cert.pem")),
+            roles: siemflow_simulator::DEFAULT_ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        });
+        config.graph.tenants.push(GraphTenantConfig {
+            tenant_id: tenant.into(),
+            premium: true,
+            cloud,
+        });
+    }
+    let sim = simulator(config).await;
+    siemflow_core::metrics::prometheus();
+    let http = siemflow_core::http::client(
+        &siemflow_core::http::TlsConfig::default(),
+        Duration::from_secs(10),
+        None,
+    )
+    .expect("http");
+    let root = reqwest::Url::parse(&format!("{}/", sim.base_url())).expect("root");
+    let mut clients = Vec::new();
+    for (i, (tenant, cloud, _)) in tenants.into_iter().enumerate() {
+        let entra = EntraConfig {
+            tenant_id: tenant.into(),
+            client_id: CLIENT.into(),
+            client_secret: None,
+            certificate: Some(CertificateConfig {
+                path: certs.join("app.cert.pem"),
+                key_path: Some(certs.join("app.key.pem")),
+                password: None,
+                signature: if i % 2 == 0 {
+                    SignatureStyle::Ps256
+                } else {
+                    SignatureStyle::Rs256
+                },
+            }),
+            cloud,
+            login_url: Some(sim.base_url()),
+        };
+        let tokens = TokenProvider::new(&entra, &default_scope(cloud.graph_url()), http.clone())
+            .expect("certificate loads");
+        let labels = siemflow_core::metrics::ComponentLabels {
+            id: format!("graph_certificate_{i}"),
+            kind: siemflow_core::metrics::ComponentKind::Source,
+            type_name: "graph_security".into(),
+        };
+        let client = ApiClient::new(ClientSettings {
+            profile: GRAPH_SECURITY,
+            tenant_id: tenant,
+            api_root: &root,
+            http: http.clone(),
+            tokens,
+            windows: &[Window::per_minute(100_000)],
+            retries: tuning(&sim).retries,
+            labels: &labels,
+        });
+        clients.push((tenant, client));
+    }
+    let alerts = root.join("v1.0/security/alerts_v2?$top=1").expect("url");
+    async fn read(client: &ApiClient, url: &reqwest::Url) -> usize {
+        let request = ApiRequest::get("alerts_v2", url.clone());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let answer = client.send(&request, &cancel).await.expect("answered");
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+        body["value"].as_array().map_or(0, Vec::len)
+    }
+    for (tenant, client) in &clients {
+        assert_eq!(
+            read(client, &alerts).await,
+            1,
+            "{tenant}: its own cloud's Graph token works"
+        );
+    }
+    sim.advance_clock(Duration::from_secs(61));
+    for (tenant, client) in &clients {
+        assert_eq!(
+            read(client, &alerts).await,
+            1,
+            "{tenant}: read again with a new token"
+        );
+        let stats = sim.stats().tenant(tenant);
+        assert_eq!(
+            stats.graph.unauthorized, 1,
+            "{tenant}: one 401, for the expired token"
+        );
+        assert_eq!(
+            stats.by_endpoint.get("token"),
+            Some(&2),
+            "{tenant}: one new token"
+        );
+    }
+}
