@@ -19,6 +19,8 @@ mod tls;
 mod udp;
 
 #[cfg(test)]
+mod mapping_tests;
+#[cfg(test)]
 mod rsyslog_tests;
 #[cfg(test)]
 #[path = "../../../tests/support/rsyslogd.rs"]

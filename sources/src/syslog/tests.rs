@@ -35,7 +35,7 @@ pub(super) fn free_port(udp: bool) -> SocketAddr {
 }
 
 /// Starts a source listening on a fresh loopback port, with `extra` options.
-async fn start(
+pub(super) async fn start(
     id: &str,
     extra: &str,
     udp: bool,

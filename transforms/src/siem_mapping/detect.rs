@@ -60,6 +60,15 @@ pub fn detect(value: &Value) -> &'static str {
         return management(map);
     }
     let has = |key: &str| get(map, key).is_some();
+    // A Defender for Cloud Apps SIEM-agent line as VRL's parse_cef reads it (the `syslog`
+    // source with `decoding = "cef"`).
+    if text(map, "deviceVendor") == "MCAS" && text(map, "deviceProduct") == "SIEM_Agent" {
+        return if text(map, "deviceEventClassId").starts_with("ALERT_") {
+            "mda_alert"
+        } else {
+            "mda_activity"
+        };
+    }
     if has("incidentWebUrl") {
         return "graph_incident";
     }

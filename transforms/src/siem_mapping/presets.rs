@@ -22,8 +22,12 @@ pub fn preset(name: &str) -> Option<&'static Preset> {
 const VERSION: &str = "1.0";
 
 /// MDA's `severityValue` enum (0 low, 1 medium, 2 high, 3 informational) as severity
-/// words, which then map to CEF's 0–10 like any text severity.
-const MDA_SEVERITY: &str = r#".severityValue ?? .severity -> {"0": "Low", "1": "Medium", "2": "High", "3": "Informational"}"#;
+/// words, which then map to CEF's 0–10 like any text severity; without one, `severity`
+/// unmapped (the agent's own CEF severity, or a severity word).
+const MDA_SEVERITY: &str = r#".severityValue -> {"0": "Low", "1": "Medium", "2": "High", "3": "Informational"} ?? .severity"#;
+
+/// The agent's version when the record is an agent line, else ours.
+const MDA_VERSION: &str = ".deviceVersion ?? 1.0";
 
 /// Management Activity API keys every workload has.
 const O365: &[(&str, &str)] = &[
@@ -348,36 +352,47 @@ pub static PRESETS: &[Preset] = &[
     },
     // Defender for Cloud Apps REST API records (m365-sources §5.1) rendered with the keys,
     // labels and order of Microsoft's SIEM agent (§5.2); docs/transforms/cef.md lists what
-    // the API cannot give (agent version, APPID_* names, activity portal links).
+    // the API cannot give (agent version, APPID_* names, activity portal links). The last
+    // alternative of each source is the agent's own CEF key, so the agent's lines as the
+    // `syslog` source reads them (VRL parse_cef's fields) render back to the same line.
     Preset {
         name: "mda_activity",
         header: [
             "MCAS",
             "SIEM_Agent",
-            VERSION,
-            ".eventTypeName ?? .eventTypeValue ?? .eventType",
-            ".description_metadata.event_category ?? .mainInfo.prettyOperationName ?? .description",
+            MDA_VERSION,
+            ".eventTypeName ?? .eventTypeValue ?? .eventType ?? .deviceEventClassId",
+            ".description_metadata.event_category ?? .mainInfo.prettyOperationName ?? .description ?? .name",
             "0",
         ],
         common: &[],
         extra: &[
-            ("externalId", "._id"),
-            ("rt", ".timestamp"),
-            ("start", ".timestamp"),
-            ("end", ".timestamp"),
-            ("msg", ".description"),
-            ("suser", ".user.userName ?? .failedUserData.userName"),
-            ("destinationServiceName", ".appName"),
-            ("dvc", ".device.clientIP"),
-            ("requestClientApplication", ".device.userAgent"),
+            ("externalId", "._id ?? .externalId"),
+            ("rt", ".timestamp ?? .rt"),
+            ("start", ".timestamp ?? .start"),
+            ("end", ".timestamp ?? .end"),
+            ("msg", ".description ?? .msg"),
+            (
+                "suser",
+                ".user.userName ?? .failedUserData.userName ?? .suser",
+            ),
+            (
+                "destinationServiceName",
+                ".appName ?? .destinationServiceName",
+            ),
+            ("dvc", ".device.clientIP ?? .dvc"),
+            (
+                "requestClientApplication",
+                ".device.userAgent ?? .requestClientApplication",
+            ),
             ("cs1Label", "portalURL"),
-            ("cs1", ".URL"),
+            ("cs1", ".URL ?? .cs1"),
             ("cs2Label", "uniqueServiceAppIds"),
-            ("cs2", ".appId"),
+            ("cs2", ".appId ?? .cs2"),
             ("cs3Label", "targetObjects"),
-            ("cs3", ".mainInfo.eventObjects[*].name"),
+            ("cs3", ".mainInfo.eventObjects[*].name ?? .cs3"),
             ("c6a1Label", "Device IPv6 Address"),
-            ("c6a1", ".device.clientIP"),
+            ("c6a1", ".device.clientIP ?? .c6a1"),
         ],
     },
     Preset {
@@ -385,36 +400,39 @@ pub static PRESETS: &[Preset] = &[
         header: [
             "MCAS",
             "SIEM_Agent",
-            VERSION,
-            ".alertType ?? .policy.policyType",
-            ".policy.label ?? .title",
+            MDA_VERSION,
+            ".alertType ?? .policy.policyType ?? .deviceEventClassId",
+            ".policy.label ?? .title ?? .name",
             MDA_SEVERITY,
         ],
         common: &[],
         extra: &[
-            ("externalId", "._id"),
-            ("rt", ".timestamp"),
-            ("start", ".timestamp"),
-            ("end", ".timestamp"),
-            ("msg", ".description"),
+            ("externalId", "._id ?? .externalId"),
+            ("rt", ".timestamp ?? .rt"),
+            ("start", ".timestamp ?? .start"),
+            ("end", ".timestamp ?? .end"),
+            ("msg", ".description ?? .msg"),
             (
                 "suser",
-                ".entities[type=user][0].id ?? .entities[type=account][0].pa",
+                ".entities[type=user][0].id ?? .entities[type=account][0].pa ?? .suser",
             ),
-            ("destinationServiceName", ".entities[type=service][0].label"),
-            ("src", ".entities[type=ip][0].id"),
+            (
+                "destinationServiceName",
+                ".entities[type=service][0].label ?? .destinationServiceName",
+            ),
+            ("src", ".entities[type=ip][0].id ?? .src"),
             ("cn1Label", "riskScore"),
-            ("cn1", ".threatScore"),
+            ("cn1", ".threatScore ?? .cn1"),
             ("cs1Label", "portalURL"),
-            ("cs1", ".URL"),
+            ("cs1", ".URL ?? .cs1"),
             ("cs2Label", "uniqueServiceAppIds"),
-            ("cs2", ".entities[type=service].id"),
+            ("cs2", ".entities[type=service].id ?? .cs2"),
             ("cs3Label", "relatedAudits"),
-            ("cs3", ".audits[*]"),
+            ("cs3", ".audits[*] ?? .cs3"),
             ("cs4Label", "policyIDs"),
-            ("cs4", ".policy.id"),
+            ("cs4", ".policy.id ?? .cs4"),
             ("c6a1Label", "Device IPv6 Address"),
-            ("c6a1", ".entities[type=ip][0].id"),
+            ("c6a1", ".entities[type=ip][0].id ?? .c6a1"),
         ],
     },
     Preset {

@@ -19,6 +19,9 @@ pub enum Source {
         default: Option<String>,
         /// Value text → replacement text; unlisted values pass unchanged.
         map: Vec<(String, String)>,
+        /// What is used, unmapped, when none of `paths` yields a value and there is no
+        /// `default`: the source after the map (`.x -> {"0": "Low"} ?? .y`).
+        fallback: Option<Box<Source>>,
     },
     /// A fixed text.
     Const(String),
@@ -62,13 +65,29 @@ pub enum Got<'a> {
 }
 
 impl Source {
-    /// Parses `.a.b ?? .c`, `.list[*].name`, `.x -> {"0": "Low"}`, `{{ .a }}-x` or a constant.
+    /// Parses `.a.b ?? .c`, `.list[*].name`, `.x -> {"0": "Low"}` (optionally followed by
+    /// `?? <source>`, used unmapped), `{{ .a }}-x` or a constant.
     pub fn parse(text: &str) -> Result<Source, String> {
         let trimmed = text.trim();
         if trimmed.starts_with('.') && !text.contains("{{") {
-            let (fields, map) = match trimmed.split_once("->") {
-                Some((fields, map)) => (fields.trim(), parse_map(map.trim())?),
-                None => (trimmed, Vec::new()),
+            let (fields, map, fallback) = match trimmed.split_once("->") {
+                Some((fields, rest)) => {
+                    let rest = rest.trim();
+                    // A value map is a flat JSON object: it ends at the first `}`.
+                    let end = rest.find('}').map_or(rest.len(), |at| at + 1);
+                    let after = rest[end..].trim();
+                    let fallback = match after.strip_prefix("??") {
+                        Some(next) => Some(Box::new(Source::parse(next)?)),
+                        None if after.is_empty() => None,
+                        None => {
+                            return Err(format!(
+                                "`{after}` after the value map in `{text}`: only `?? <source>` may follow it"
+                            ));
+                        }
+                    };
+                    (fields.trim(), parse_map(&rest[..end])?, fallback)
+                }
+                None => (trimmed, Vec::new(), None),
             };
             let (paths, default) = match fields.rsplit_once("??") {
                 Some((paths, last)) if !last.trim().starts_with('.') => {
@@ -80,6 +99,7 @@ impl Source {
                 paths: parse_alternatives(paths)?,
                 default,
                 map,
+                fallback,
             });
         }
         if !text.contains("{{") {
@@ -112,10 +132,12 @@ impl Source {
                 paths,
                 default,
                 map,
+                fallback,
             } => {
-                let got = match paths.iter().find_map(|path| path.get(root)) {
-                    Some(got) => got,
-                    None => Got::Text(Cow::Borrowed(default.as_deref()?), Vec::new()),
+                let got = match (paths.iter().find_map(|path| path.get(root)), default) {
+                    (Some(got), _) => got,
+                    (None, Some(default)) => Got::Text(Cow::Borrowed(default), Vec::new()),
+                    (None, None) => return fallback.as_ref()?.get(root),
                 };
                 Some(if map.is_empty() {
                     got

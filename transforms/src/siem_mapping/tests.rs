@@ -17,6 +17,14 @@ fn value(json: &str) -> Value {
 fn presets_are_selected_per_family() {
     let cases = [
         (
+            r#"{"cefVersion":"0","deviceVendor":"MCAS","deviceProduct":"SIEM_Agent","deviceEventClassId":"EVENT_CATEGORY_LOGOUT"}"#,
+            "mda_activity",
+        ),
+        (
+            r#"{"cefVersion":"0","deviceVendor":"MCAS","deviceProduct":"SIEM_Agent","deviceEventClassId":"ALERT_CABINET_EVENT_MATCH_AUDIT"}"#,
+            "mda_alert",
+        ),
+        (
             r#"{"RecordType":15,"Workload":"AzureActiveDirectory","CreationTime":"x"}"#,
             "o365_azure_ad",
         ),
@@ -244,6 +252,19 @@ fn array_selectors_and_value_maps() {
         text(".missing ?? 0 -> {\"0\": \"Low\"}").as_deref(),
         Some("Low")
     );
+    // After a value map, `?? <source>` is used unmapped when no mapped path is present
+    // (MDA's severityValue enum, else the SIEM agent's own CEF severity).
+    let severity = ".sevValue -> {\"3\": \"Informational\"} ?? .sev";
+    assert_eq!(text(severity).as_deref(), Some("3"));
+    assert_eq!(
+        text(".audits -> {\"0\": \"Low\"} ?? .sev ?? 9").as_deref(),
+        Some("a1,a2")
+    );
+    assert_eq!(
+        text(".none -> {\"0\": \"Low\"} ?? .gone ?? 9").as_deref(),
+        Some("9")
+    );
+    assert_eq!(text(".none -> {\"0\": \"Low\"} ?? .gone"), None);
     // A single selected element keeps its type (a number stays a number).
     let source = Source::parse(".entities[type=service][0].id").expect("parses");
     let got = source.get(&record).expect("found");
@@ -251,7 +272,13 @@ fn array_selectors_and_value_maps() {
     // A template none of whose fields is present writes nothing.
     assert_eq!(text("{{ .a }}\\{{ .b }}"), None);
     assert_eq!(text("{{ .audits[0] }}\\{{ .b }}").as_deref(), Some("a1\\"));
-    for bad in [".a[x]", ".a[*]b", ".x -> [1]", ".x -> {\"a\": [1]}"] {
+    for bad in [
+        ".a[x]",
+        ".a[*]b",
+        ".x -> [1]",
+        ".x -> {\"a\": [1]}",
+        ".x -> {\"a\": \"b\"} .y",
+    ] {
         assert!(Source::parse(bad).is_err(), "{bad}");
     }
 }
