@@ -1,5 +1,5 @@
 //! A Microsoft Defender for Cloud Apps SIEM-agent emulator: sends the agent's CEF lines,
-//! exactly as Microsoft documents them (`tests/fixtures/mda-agent/`, 6 activities and 6
+//! exactly as Microsoft documents them (`tests/fixtures/siem-mapping/microsoftdocs-cloudappsecurity/`, 6 activities and 6
 //! alerts), to a syslog receiver over TCP (one line per message, LF-terminated) or UDP
 //! (one line per datagram).
 //!
@@ -13,7 +13,9 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 
 /// The agent's documented output, one CEF line per line.
-const AGENT_LOG: &str = include_str!("../../../tests/fixtures/mda-agent/mcas_siem_agent_cef.log");
+const AGENT_LOG: &str = include_str!(
+    "../../../tests/fixtures/siem-mapping/microsoftdocs-cloudappsecurity/mcas_siem_agent_cef.log"
+);
 
 /// Every line the agent sample holds (activities first, then alerts), as sent.
 pub fn agent_lines() -> Vec<&'static str> {
