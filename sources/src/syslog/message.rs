@@ -101,6 +101,10 @@ impl MessageDecoder {
         };
         // Newline framing leaves a CR (CRLF) or NUL trailer; a UDP sender may add a LF.
         let text = text.trim_end_matches(['\r', '\n', '\0']);
+        if text.is_empty() {
+            // A blank line (or a bare trailer) carries nothing: no event, as in rsyslog.
+            return Outcome::default();
+        }
         let (header, payload) = self.split(text);
         let mut parse_error = match &header {
             Header::Unreadable => Some("not a syslog message (RFC 5424 or RFC 3164)".to_string()),
@@ -137,7 +141,7 @@ impl MessageDecoder {
     ) -> Outcome {
         let before = batch.len();
         let outcome = self.push(raw, peer, batch);
-        if outcome.parse_error.is_some() {
+        if outcome.parse_error.is_some() || batch.len() == before {
             return outcome;
         }
         if let Some(Value::Object(object)) = batch.get_mut(before).map(|e| &mut e.value) {
