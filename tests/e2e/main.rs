@@ -18,6 +18,7 @@ mod hostile_input;
 mod o365_management;
 mod reload;
 mod sentinel;
+mod sentinel_streams;
 mod shutdown;
 mod splunk_hec;
 mod stdin;
