@@ -64,7 +64,9 @@ fn every_example_pipeline_validates() {
     for expected in [
         "arcsight.toml",
         "elasticsearch.toml",
+        "mda-agent-sentinel.toml",
         "qradar.toml",
+        "rsyslog-relay.toml",
         "sentinel.toml",
         "splunk.toml",
     ] {
