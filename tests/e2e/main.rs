@@ -8,6 +8,7 @@ mod config_errors;
 mod crash;
 mod data_dir;
 mod defender_cloud_apps;
+mod defender_endpoint;
 mod delivery;
 mod disk_buffer;
 mod elasticsearch;
