@@ -6,12 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use siemflow_simulator::{
-    CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config,
-    Simulator, published_blobs,
-};
+use siemflow_simulator::{CONTENT_TYPES, DEFAULT_TENANT_ID, published_blobs};
 
-use crate::scenario::{free_port, measure};
+use crate::backfill::{HarnessSimulator, Rate, collect, frozen_world, tenant_table};
 
 /// What the backfill run measured.
 pub struct Backfill {
@@ -21,10 +18,8 @@ pub struct Backfill {
     pub seconds: f64,
     /// Records per second.
     pub records_per_second: f64,
-    /// Management API requests per minute the collector made.
-    pub requests_per_minute: f64,
-    /// The configured budget.
-    pub budget_per_minute: f64,
+    /// Management API requests against the configured budget.
+    pub rate: Rate,
     /// Requests the simulator throttled.
     pub throttled: u64,
     /// Peak resident memory of the collector.
@@ -40,62 +35,45 @@ pub fn run(
     records_per_hour: u32,
     latency: Duration,
 ) -> anyhow::Result<Backfill> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut world = M365Config {
-        seed: 42,
-        live: false,
+    let world = siemflow_simulator::M365Config {
         records_per_hour,
-        ..M365Config::default()
+        ..frozen_world(latency)
     };
-    world.history = Duration::from_secs(7 * 24 * 3600 - 3600);
-    world.faults.latency = latency;
     let budget = world.requests_per_minute;
-    let simulator = runtime.block_on(Simulator::start(world.clone(), "127.0.0.1:0".parse()?))?;
+    let simulator = HarnessSimulator::start(world)?;
     let now = simulator.now();
-    let start = now - chrono::Duration::from_std(world.history)?;
+    let start = now - chrono::Duration::from_std(simulator.world().history)?;
     let records: u64 = CONTENT_TYPES
         .iter()
-        .flat_map(|ct| published_blobs(&world, DEFAULT_TENANT_ID, ct, start, now))
+        .flat_map(|ct| published_blobs(simulator.world(), DEFAULT_TENANT_ID, ct, start, now))
         .map(|blob| blob.records as u64)
         .sum();
     eprintln!("  simulated tenant: {records} records over 7 days");
 
-    let dir = tempfile::tempdir_in(work)?;
-    let port = free_port()?;
-    let address = format!("127.0.0.1:{port}");
     let base = simulator.base_url();
-    let config = format!(
+    let pipeline = format!(
         r#"
-data_dir = "data"
-[api]
-address = "{address}"
 [sources.audit]
 type = "o365_management"
 api_url = "{base}"
 start_from = "7d"
 requests_per_minute = {budget}
-[[sources.audit.tenants]]
-tenant_id = "{DEFAULT_TENANT_ID}"
-client_id = "{DEFAULT_CLIENT_ID}"
-client_secret = "{DEFAULT_CLIENT_SECRET}"
-login_url = "{base}"
+{tenant}
 [sinks.out]
 type = "blackhole"
 inputs = ["audit"]
-"#
+"#,
+        tenant = tenant_table("audit", &base),
     );
-    std::fs::write(dir.path().join("bench.toml"), config)?;
-    let run = measure(
+    let run = collect(
         binary,
-        dir.path(),
-        &address,
-        "out",
-        records,
+        work,
+        &pipeline,
+        &[("out", records)],
         Duration::from_secs(3600),
-        None,
     )?;
-    let stats = simulator.stats().tenant(DEFAULT_TENANT_ID);
-    runtime.block_on(simulator.stop());
+    let stats = simulator.stats();
+    simulator.stop();
     let management: u64 = stats
         .by_endpoint
         .iter()
@@ -107,8 +85,11 @@ inputs = ["audit"]
         records,
         seconds,
         records_per_second: records as f64 / seconds,
-        requests_per_minute: management as f64 / seconds * 60.0,
-        budget_per_minute: budget as f64,
+        rate: Rate {
+            requests: management,
+            seconds,
+            budget_per_minute: budget as f64,
+        },
         throttled: stats.throttled,
         peak_rss_mib: run.peak_rss_mib,
         latency_ms: latency.as_millis() as u64,
@@ -129,9 +110,9 @@ pub fn report(result: &Backfill) -> String {
         records = result.records,
         seconds = result.seconds,
         rate = result.records_per_second,
-        rpm = result.requests_per_minute,
-        budget = result.budget_per_minute,
-        share = 100.0 * result.requests_per_minute / result.budget_per_minute,
+        rpm = result.rate.per_minute(),
+        budget = result.rate.budget_per_minute,
+        share = result.rate.share_of_budget(),
         throttled = result.throttled,
         rss = result.peak_rss_mib,
     )

@@ -216,16 +216,16 @@ pub fn run(
             .replace("{peer}", &peer_address)
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
+    let expected = if scenario.deduplicates {
+        data.unique
+    } else {
+        data.events
+    };
     let run = measure(
         binary,
         dir.path(),
         &address,
-        scenario.sink,
-        if scenario.deduplicates {
-            data.unique
-        } else {
-            data.events
-        },
+        &[(scenario.sink, expected)],
         Duration::from_secs(600),
         peer.as_ref().map(|p| p.received.as_ref()),
     )?;
@@ -240,21 +240,22 @@ pub fn run(
 
 /// How one process run went.
 pub struct Run {
-    /// Process start to the last event delivered.
+    /// Process start to the last event delivered (by every sink).
     pub seconds: f64,
+    /// Process start to the moment each sink had delivered its events, in the order given.
+    pub sink_seconds: Vec<f64>,
     /// Peak resident memory.
     pub peak_rss_mib: f64,
 }
 
-/// Runs `siemflow run -c bench.toml` in `dir` until `sink` delivered `events` (and, with
-/// a `received` counter, the receiver has them all), then stops it; `address` is the API
-/// address written in that config.
+/// Runs `siemflow run -c bench.toml` in `dir` until each `(sink, events)` delivered its
+/// events (and, with a `received` counter, the receiver has them all), then stops it;
+/// `address` is the API address written in that config.
 pub fn measure(
     binary: &Path,
     dir: &Path,
     address: &str,
-    sink: &str,
-    events: u64,
+    sinks: &[(&str, u64)],
     limit: Duration,
     received: Option<&dyn Fn() -> u64>,
 ) -> anyhow::Result<Run> {
@@ -267,19 +268,37 @@ pub fn measure(
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id();
+    let total: u64 = sinks.iter().map(|(_, events)| events).sum();
+    let mut sink_seconds: Vec<Option<f64>> = vec![None; sinks.len()];
     let finished = loop {
         if let Some(status) = child.try_wait()? {
             bail!("siemflow exited early: {status}");
         }
-        if received.is_none_or(|r| r() >= events)
+        if received.is_none_or(|r| r() >= total)
             && let Some(text) = http_get(address, "/metrics")
-            && sent(&text, sink) >= events as f64
         {
-            break started.elapsed();
+            let now = started.elapsed().as_secs_f64();
+            for ((sink, events), done) in sinks.iter().zip(&mut sink_seconds) {
+                if done.is_none() && sent(&text, sink) >= *events as f64 {
+                    *done = Some(now);
+                }
+            }
+            if sink_seconds.iter().all(Option::is_some) {
+                break started.elapsed();
+            }
         }
         if started.elapsed() > limit {
             let _ = child.kill();
-            bail!("not finished within {limit:?}");
+            let waiting: Vec<String> = sinks
+                .iter()
+                .zip(&sink_seconds)
+                .filter(|(_, done)| done.is_none())
+                .map(|((sink, events), _)| format!("{sink} ({events} events)"))
+                .collect();
+            bail!(
+                "not finished within {limit:?}: still waiting for {}",
+                waiting.join(", ")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -289,6 +308,7 @@ pub fn measure(
     let _ = child.wait();
     Ok(Run {
         seconds: finished.as_secs_f64(),
+        sink_seconds: sink_seconds.into_iter().flatten().collect(),
         peak_rss_mib,
     })
 }
