@@ -6,6 +6,7 @@ mod duration;
 pub mod elasticsearch;
 pub mod encoding;
 pub mod file;
+pub mod kafka;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
@@ -30,6 +31,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.sink::<file::FileSinkConfig>(
         "file",
         "Appends events as lines to files named by a template",
+    );
+    registry.sink::<kafka::KafkaSinkConfig>(
+        "kafka",
+        "Produces events to Apache Kafka or the Event Hubs Kafka endpoint, acknowledged from delivery reports",
     );
     registry.sink::<sentinel::SentinelSinkConfig>(
         "sentinel",
@@ -60,6 +65,7 @@ mod tests {
                 "console",
                 "elasticsearch",
                 "file",
+                "kafka",
                 "sentinel",
                 "splunk_hec",
                 "syslog"
