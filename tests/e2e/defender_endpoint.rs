@@ -212,3 +212,176 @@ fn sigkill_during_backfill_five_times_loses_no_alert_version() {
     );
     runtime.block_on(simulator.stop());
 }
+
+/// The alerts as the source emits them, mapped by the `cef` and `leef` transforms' preset
+/// for Defender for Endpoint alerts (picked per record, unchanged): each alert's id, device,
+/// user, evidence and times land in their keys.
+#[test]
+fn alerts_map_to_cef_and_leef_with_the_defender_endpoint_preset() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut config = M365Config {
+        seed: 29,
+        live: true,
+        history: Duration::from_secs(6 * 3600),
+        ..M365Config::default()
+    };
+    config.graph.alerts_per_hour = 60;
+    let simulator = runtime
+        .block_on(Simulator::start(
+            config,
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
+        .expect("simulator");
+    let base_url = simulator.base_url();
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        &format!(
+            r#"
+data_dir = "data"
+
+[sources.mde]
+type = "defender_endpoint"
+api_url = "{base_url}"
+start_from = "1d"
+tenants = [{{ tenant_id = "{DEFAULT_TENANT_ID}", client_id = "{DEFAULT_CLIENT_ID}", client_secret = "{DEFAULT_CLIENT_SECRET}", login_url = "{base_url}" }}]
+
+[transforms.to_cef]
+type = "cef"
+inputs = ["mde"]
+
+[transforms.to_leef]
+type = "leef"
+inputs = ["mde"]
+delimiter = "^"
+
+[sinks.cef]
+type = "file"
+inputs = ["to_cef"]
+path = "cef.log"
+encoding = "text"
+
+[sinks.leef]
+type = "file"
+inputs = ["to_leef"]
+path = "leef.log"
+encoding = "text"
+"#
+        ),
+    );
+    let alerts = endpoint_alerts(
+        simulator.config(),
+        DEFAULT_TENANT_ID,
+        simulator.history_start(),
+        simulator.now(),
+    );
+    assert!(alerts.len() > 20, "{} alerts", alerts.len());
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    wait_for("every alert mapped", Duration::from_secs(120), || {
+        (ws.lines("cef.log").len() >= alerts.len() && ws.lines("leef.log").len() >= alerts.len())
+            .then_some(())
+    });
+    pipeline.signal(libc::SIGTERM);
+    assert!(
+        pipeline.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        pipeline.logs()
+    );
+    // Stable across an alert's versions: its device, user and evidence; the time is one of
+    // its published versions'.
+    let by_id: HashMap<String, &serde_json::Value> = alerts
+        .iter()
+        .map(|a| (a["id"].as_str().expect("id").to_string(), a))
+        .collect();
+    let versions: BTreeSet<(String, i64)> = endpoint_alert_versions(
+        simulator.config(),
+        DEFAULT_TENANT_ID,
+        simulator.history_start(),
+        simulator.now(),
+    )
+    .into_iter()
+    .map(|(id, at)| (id, at.timestamp_millis()))
+    .collect();
+    let value_after = |line: &str, key: &str, end: char| -> Option<String> {
+        let start = line.find(key)? + key.len();
+        Some(
+            line[start..]
+                .split(end)
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let first_evidence = |alert: &serde_json::Value, kind: &str, field: &str| {
+        alert["evidence"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["entityType"] == kind))
+            .and_then(|e| e[field].as_str())
+            .map(str::to_string)
+    };
+    let (mut with_user, mut with_file) = (0, 0);
+    for (file, header, sep, keys) in [
+        (
+            "cef.log",
+            "CEF:0|Microsoft|Defender for Endpoint|",
+            ' ',
+            [
+                "externalId=",
+                " cs2=",
+                " dhost=",
+                " deviceCustomDate1=",
+                " suser=",
+                " fileHash=",
+            ],
+        ),
+        (
+            "leef.log",
+            "LEEF:2.0|Microsoft|Defender for Endpoint|",
+            '^',
+            [
+                "^externalId=",
+                "^MachineId=",
+                "^dhost=",
+                "^LastUpdateTime=",
+                "^usrName=",
+                "^fileHash=",
+            ],
+        ),
+    ] {
+        let lines = ws.lines(file);
+        for line in &lines {
+            assert!(line.starts_with(header), "{file}: {line}");
+            let id = value_after(line, keys[0], sep).expect("externalId");
+            let Some(alert) = by_id.get(&id) else {
+                continue; // raised after the truth was taken
+            };
+            let text = |field: &str| alert[field].as_str().map(str::to_string);
+            assert_eq!(value_after(line, keys[1], sep), text("machineId"), "{line}");
+            assert_eq!(
+                value_after(line, keys[2], sep),
+                text("computerDnsName"),
+                "{line}"
+            );
+            let at: i64 = value_after(line, keys[3], sep)
+                .and_then(|t| t.parse().ok())
+                .expect("LastUpdateTime in epoch ms");
+            assert!(
+                versions.contains(&(id.clone(), at)),
+                "{id} at {at}: not a published version"
+            );
+            let user = alert["relatedUser"]["userName"]
+                .as_str()
+                .map(str::to_string);
+            with_user += usize::from(user.is_some());
+            assert_eq!(value_after(line, keys[4], sep), user, "{line}");
+            let sha256 = first_evidence(alert, "File", "sha256");
+            with_file += usize::from(sha256.is_some());
+            assert_eq!(value_after(line, keys[5], sep), sha256, "{line}");
+        }
+    }
+    assert!(
+        with_user > 0 && with_file > 0,
+        "users {with_user}, files {with_file}: the mapping was put to the test"
+    );
+    runtime.block_on(simulator.stop());
+}

@@ -65,6 +65,7 @@ fn every_example_pipeline_validates() {
         "arcsight.toml",
         "elasticsearch.toml",
         "mda-agent-sentinel.toml",
+        "mde-alerts-qradar.toml",
         "qradar.toml",
         "rsyslog-relay.toml",
         "sentinel.toml",
