@@ -776,3 +776,63 @@ async fn a_certificate_client_gets_a_new_token_after_a_401_in_every_cloud() {
         );
     }
 }
+
+/// The service's clock ahead of ours by more than the overlap: the mark (a record's
+/// `lastUpdateDateTime`) is then ahead of our "now", and a sorted query, which has no end,
+/// must still be sent — not wait until our clock catches up with the service's (found by
+/// the e2e kill test, whose simulator clock jumps ahead of the process's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_behind_the_services_by_more_than_the_overlap_does_not_stop_the_reading() {
+    let mut config = world("1d", GraphFaults::default());
+    config.seed = 31;
+    config.graph.alerts_per_hour = 60;
+    let sim = simulator(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = security_config(&sim);
+    let behind = TimeDelta::hours(1);
+    let clock = Arc::clone(&sim);
+    let tuning = PollTuning {
+        clock: Arc::new(move || clock.now() - behind),
+        ..tuning(&sim)
+    };
+    let mut running = start("graph_clock_behind", "graph_security", dir.path(), |cx| {
+        source.build_with(cx, tuning)
+    });
+    let mut seen = security_received();
+    let mut before = None;
+    for step in 0..2 {
+        if step > 0 {
+            sim.advance_clock(Duration::from_secs(40 * 60));
+        }
+        let until = sim.now();
+        let alerts = truth(&sim, GraphResource::Alerts, "lastUpdateDateTime", until);
+        let incidents = truth(&sim, GraphResource::Incidents, "lastUpdateDateTime", until);
+        if let Some((old_alerts, old_incidents)) = &before {
+            assert!(
+                alerts.difference(old_alerts).count() + incidents.difference(old_incidents).count()
+                    > 0,
+                "alerts or incidents changed in the 40 minutes"
+            );
+        }
+        let arrived = running
+            .deliver_until(&mut seen, |r| {
+                has_final_versions(&r.of("alerts"), &alerts)
+                    && has_final_versions(&r.of("incidents"), &incidents)
+            })
+            .await;
+        assert!(
+            arrived,
+            "step {step}: missing alerts {:?}, incidents {:?}",
+            missing_final_versions(&seen.of("alerts"), &alerts)
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>(),
+            missing_final_versions(&seen.of("incidents"), &incidents)
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        before = Some((alerts, incidents));
+    }
+    running.stop(&mut seen).await;
+}

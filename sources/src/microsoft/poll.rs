@@ -475,7 +475,10 @@ impl Poll {
                 .unwrap_or(now - self.shared.settings.start_from);
             (from, epoch)
         };
-        if from >= until {
+        // A window closed at `until` may be empty; a sorted query reads on from `from`
+        // whatever `until` says: a mark ahead of this clock (the service's clock ahead of
+        // ours by more than the overlap) must not stop it until ours catches up.
+        if from >= until && order != Order::Ascending {
             return Ok(());
         }
         if order == Order::Unsorted {
