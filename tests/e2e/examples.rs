@@ -64,6 +64,8 @@ fn every_example_pipeline_validates() {
     for expected in [
         "arcsight.toml",
         "elasticsearch.toml",
+        "entra-signins-sentinel.toml",
+        "graph-alerts-splunk.toml",
         "mda-agent-sentinel.toml",
         "mde-alerts-qradar.toml",
         "qradar.toml",

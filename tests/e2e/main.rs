@@ -15,6 +15,7 @@ mod elasticsearch;
 mod examples;
 mod file_limits;
 mod file_sink;
+mod graph_security;
 mod hostile_input;
 mod kafka;
 mod o365_management;
