@@ -15,6 +15,9 @@ use crate::state::{Sim, lock};
 use crate::tokens;
 use crate::wire::query_pairs;
 
+/// Counts into the caller's stats (Sync: held across the slow fault's await).
+type Count<'a> = &'a (dyn Fn(&dyn Fn(&mut EndpointStats)) + Sync);
+
 /// Either role reads alerts.
 const READ_ROLES: [&str; 2] = ["Alert.Read.All", "Alert.ReadWrite.All"];
 
@@ -203,10 +206,7 @@ fn authorize(who: &Caller) -> Result<(), Refusal> {
 }
 
 /// The configured faults: slow answers, throttling, 500/503.
-async fn inject(
-    sim: &Sim,
-    count: &(dyn Fn(&dyn Fn(&mut EndpointStats)) + Sync),
-) -> Result<(), Refusal> {
+async fn inject(sim: &Sim, count: Count<'_>) -> Result<(), Refusal> {
     let f = &sim.cfg.defender_endpoint.faults;
     let dice = &sim.defender_endpoint.dice;
     let fired = |name: &'static str| count(&|s| *s.faults.entry(name.into()).or_default() += 1);
