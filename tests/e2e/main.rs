@@ -25,4 +25,5 @@ mod sentinel_streams;
 mod shutdown;
 mod splunk_hec;
 mod stdin;
+mod syslog;
 mod tansu;

@@ -59,6 +59,7 @@ impl SourceConfig for SyslogSourceConfig {
                 udp::receive(socket, shared, cx.shutdown).await
             }),
             mode => {
+                warn_if_descriptors_are_short(self.max_connections);
                 let acceptor = match (mode, &self.tls) {
                     (Mode::Tls, Some(tls)) => Some(tls::acceptor(tls)?),
                     _ => None,
@@ -179,5 +180,30 @@ impl Shared {
             }
         });
         self.out.send(events).await;
+    }
+}
+
+/// Descriptors the process needs besides the connections (files, sockets, the runtime).
+const DESCRIPTOR_HEADROOM: u64 = 64;
+
+/// Warns when `max_connections` cannot be reached: past the descriptor limit accepting
+/// fails (EMFILE), and connections wait in the kernel's listen backlog, unserved, until
+/// their senders time out.
+fn warn_if_descriptors_are_short(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes a plain struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = max_connections as u64 + DESCRIPTOR_HEADROOM;
+    if limit.rlim_cur != libc::RLIM_INFINITY && wanted > limit.rlim_cur {
+        tracing::warn!(
+            max_connections,
+            descriptor_limit = limit.rlim_cur,
+            "max_connections is above what the process's descriptor limit allows (with {DESCRIPTOR_HEADROOM} to spare): past that, connections wait unserved in the kernel's backlog until their senders time out; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
     }
 }
