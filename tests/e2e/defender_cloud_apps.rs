@@ -235,3 +235,178 @@ fn sigkill_during_backfill_five_times_loses_no_activity_or_alert_state() {
     );
     runtime.block_on(simulator.stop());
 }
+
+fn mapping_pipeline(base_url: &str) -> String {
+    format!(
+        r#"
+data_dir = "data"
+[sources.mda]
+type = "defender_cloud_apps"
+start_from = "2d"
+poll_interval = "1s"
+requests_per_minute = {PER_MINUTE}
+[[sources.mda.tenants]]
+portal_url = "{base_url}"
+api_token = "{API_TOKEN}"
+
+[transforms.to_cef]
+type = "cef"
+inputs = ["mda"]
+
+[transforms.to_leef]
+type = "leef"
+inputs = ["mda"]
+
+[sinks.cef]
+type = "file"
+inputs = ["to_cef"]
+path = "cef.log"
+encoding = "text"
+
+[sinks.leef]
+type = "file"
+inputs = ["to_leef"]
+path = "leef.log"
+encoding = "text"
+"#
+    )
+}
+
+/// The value of `key` in a CEF extension or a LEEF attribute list (`sep` between pairs).
+fn value_of<'a>(line: &'a str, key: &str, sep: char) -> Option<&'a str> {
+    // The first key follows the header's last `|`.
+    let at = line
+        .find(&format!("{sep}{key}="))
+        .or_else(|| line.find(&format!("|{key}=")))?
+        + key.len()
+        + 2;
+    let rest = &line[at..];
+    Some(match sep {
+        // A CEF value runs to the next ` key=`.
+        ' ' => {
+            let end = rest
+                .match_indices(' ')
+                .find(|(i, _)| {
+                    let next = &rest[i + 1..];
+                    next.split('=').next().is_some_and(|k| {
+                        !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric())
+                    })
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            &rest[..end]
+        }
+        _ => rest.split(sep).next().unwrap_or_default(),
+    })
+}
+
+/// The `mda_activity` and `mda_alert` presets, picked by `preset = "auto"`, render what
+/// the source emits, unchanged: every activity and alert state becomes one CEF and one
+/// LEEF line with the SIEM agent's header, its id, time, user and service.
+#[test]
+fn cef_and_leef_presets_render_what_the_source_emits() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut config = world();
+    config.history = Duration::from_secs(3 * 3600);
+    config.defender_cloud_apps.faults = Default::default();
+    config.defender_cloud_apps.alerts_per_hour = 30;
+    let simulator = runtime
+        .block_on(Simulator::start(
+            config.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
+        .expect("simulator");
+    let (from, now) = (simulator.history_start(), simulator.now());
+    let activities = cloud_apps_activities(&config, DEFAULT_TENANT_ID, from, now);
+    let alerts = cloud_apps_alerts(&config, DEFAULT_TENANT_ID, from, now);
+    assert!(activities.len() > 300 && alerts.len() > 30);
+    let cut = |id: &str| id.chars().take(40).collect::<String>();
+    let ws = Workspace::new();
+    ws.write("p.toml", &mapping_pipeline(&simulator.base_url()));
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    let ids_in = |file: &str, key: &str, sep: char| -> BTreeSet<String> {
+        ws.lines(file)
+            .iter()
+            .filter_map(|l| value_of(l, key, sep).map(str::to_string))
+            .collect()
+    };
+    // CEF's externalId holds at most 40 characters (the cef transform cuts, counted);
+    // LEEF has no such limit.
+    let full: BTreeSet<String> = activities
+        .iter()
+        .chain(&alerts)
+        .map(|r| r["_id"].as_str().expect("_id").to_string())
+        .collect();
+    let want: BTreeSet<String> = full.iter().map(|id| cut(id)).collect();
+    let missing = |file: &str, want: &BTreeSet<String>, sep: char| {
+        want.difference(&ids_in(file, "externalId", sep)).count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = (
+            missing("cef.log", &want, ' '),
+            missing("leef.log", &full, '\t'),
+        );
+        if left == (0, 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records not in (CEF, LEEF): {left:?}; first lines: {:?}",
+            ws.lines("cef.log").first()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pipeline.signal(libc::SIGTERM);
+    assert!(
+        pipeline.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        pipeline.logs()
+    );
+    let activity_ids: BTreeSet<String> = activities
+        .iter()
+        .map(|r| cut(r["_id"].as_str().expect("_id")))
+        .collect();
+    for line in ws.lines("cef.log") {
+        let header: Vec<&str> = line.splitn(8, '|').collect();
+        assert_eq!(
+            &header[..4],
+            ["CEF:0", "MCAS", "SIEM_Agent", "1.0"],
+            "{line}"
+        );
+        let id = value_of(&line, "externalId", ' ').expect("externalId");
+        let activity = activity_ids.contains(id);
+        let class = header[4];
+        if activity {
+            assert!(class.starts_with("EVENT_CATEGORY_"), "{line}");
+            assert_eq!(header[6], "0", "activities have severity 0: {line}");
+            assert!(value_of(&line, "dvc", ' ').is_some(), "{line}");
+        } else {
+            assert!(class.starts_with("ALERT_"), "{line}");
+            assert!(
+                value_of(&line, "cs4", ' ').is_some_and(|p| !p.is_empty()),
+                "policy id: {line}"
+            );
+        }
+        let rt: i64 = value_of(&line, "rt", ' ')
+            .expect("rt")
+            .parse()
+            .expect("epoch ms");
+        assert!(rt > 1_000_000_000_000, "{line}");
+        for key in ["suser", "destinationServiceName", "msg", "cs1"] {
+            assert!(
+                value_of(&line, key, ' ').is_some_and(|v| !v.is_empty()),
+                "{key}: {line}"
+            );
+        }
+    }
+    for line in ws.lines("leef.log") {
+        assert!(line.starts_with("LEEF:2.0|MCAS|SIEM_Agent|1.0|"), "{line}");
+        for key in ["devTime", "usrName", "externalId"] {
+            assert!(
+                value_of(&line, key, '\t').is_some_and(|v| !v.is_empty()),
+                "{key}: {line}"
+            );
+        }
+    }
+    runtime.block_on(simulator.stop());
+}

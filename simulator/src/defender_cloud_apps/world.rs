@@ -364,7 +364,7 @@ impl World {
             "contextId": t.id,
             "timestamp": a.timestamp,
             "title": title,
-            "description": format!("Activity policy ''{title}'' was triggered by ''{}''", user.upn),
+            "description": format!("Activity policy '{title}' was triggered by '{}'", user.upn),
             "isMarkdown": false,
             "statusValue": status,
             "severityValue": severity,
