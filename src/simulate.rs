@@ -341,7 +341,9 @@ fn instructions(simulator: &Standalone) -> String {
              login_url = \"{url}\"  api_url = \"{url}\"  graph_url = \"{url}\"  (see docs/simulator.md for the tenant and app)\n  \
              Graph: {url}/v1.0/security/alerts_v2, …/security/incidents, …/auditLogs/signIns|directoryAudits|provisioning, \
              {url}/beta/auditLogs/signIns; token scope https://graph.microsoft.com/.default\n  \
-             Defender for Endpoint: {url}/api/alerts; token scope https://api.securitycenter.microsoft.com/.default",
+             Defender for Endpoint: {url}/api/alerts; token scope https://api.securitycenter.microsoft.com/.default\n  \
+             Defender for Cloud Apps: portal_url = \"{url}\" ({url}/api/v1/activities/, …/alerts/); api_token = \"simulator-mda-api-token\", \
+             or token scope 05a65629-4c1b-48c1-a78b-804c4abdd4af/.default",
             url = s.base_url()
         ),
         Standalone::Splunk(s) => {
