@@ -660,3 +660,95 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn udp_datagrams_the_kernel_drops_while_the_sink_is_blocked_are_all_counted() {
+    let (mut source, address) = start("syslog_udp_drops", "batch_max_events = 50", true, 100).await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    // The source is up once a probe arrives; every probe sent counts below.
+    let mut probes = 0usize;
+    let mut received = 0usize;
+    while received == 0 {
+        socket
+            .send_to(b"<14>1 - probe a - - - probe", address)
+            .await
+            .expect("probe");
+        probes += 1;
+        if let Ok(Some(batch)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), source.rx.recv()).await
+        {
+            received += batch.len();
+            resolve_batch(batch, BatchStatus::Delivered);
+        }
+    }
+    // Nobody reads the buffer now: the source blocks, its socket's receive buffer fills
+    // and the kernel drops the rest. Loopback loses nothing else.
+    const SENT: usize = 20_000;
+    for i in 0..SENT {
+        let message = format!("<14>1 - h a - - - datagram {i:05}");
+        socket
+            .send_to(message.as_bytes(), address)
+            .await
+            .expect("send");
+    }
+    // Unblock and drain: what was not delivered was dropped by the kernel, and counted.
+    let mut dropped = 0;
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    while received + dropped < SENT + probes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{received} received + {dropped} counted as dropped of {} sent",
+            SENT + probes
+        );
+        match tokio::time::timeout(std::time::Duration::from_millis(100), source.rx.recv()).await {
+            Ok(Some(batch)) => {
+                received += batch.len();
+                resolve_batch(batch, BatchStatus::Delivered);
+            }
+            Ok(None) => panic!("the source closed its output"),
+            Err(_) => {}
+        }
+        dropped = source.counter("component_errors_total", "udp_dropped") as usize;
+    }
+    assert_eq!(
+        received + dropped,
+        SENT + probes,
+        "each datagram delivered or counted"
+    );
+    assert!(
+        dropped > 0,
+        "the blocked sink made the kernel drop datagrams"
+    );
+    source.stop(PATIENCE, |_| {}).await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_read_timeout_and_counted() {
+    let (mut source, address) = start("syslog_idle", "read_timeout = \"200ms\"", false, 100).await;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    // A message without its newline, then silence: the source closes the connection and
+    // still delivers what it had (the stream ended for it).
+    stream
+        .write_all(b"<14>1 - h a - - - unfinished")
+        .await
+        .expect("write");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
+    )
+    .await
+    .expect("the source closes the idle connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let events = collect(&mut source, 1).await;
+    assert_eq!(text(&events[0], "message"), "unfinished");
+    eventually("the timeout counted", || {
+        source.counter("component_errors_total", "read_timeout") >= 1
+    })
+    .await;
+    source.stop(PATIENCE, |_| {}).await;
+}
