@@ -56,6 +56,19 @@ const MIN_SPLIT: TimeDelta = TimeDelta::seconds(1);
 /// bounds memory when a sink is slow.
 const MAX_UNSETTLED_PAGES: usize = 64;
 
+/// The widest window a newest-first walk reads: every record id a walk emits is held (and
+/// saved) until the walk ends, so a backfill goes a day at a time — a week of a million
+/// sign-ins would otherwise hold them all, written to the cursor file every second. Each
+/// extra window costs at most one partial page.
+const MAX_NEWEST_FIRST_WINDOW: TimeDelta = TimeDelta::days(1);
+
+/// Where a newest-first walk from `from` ends when the collection is readable up to
+/// `readable`, and whether more remains after it (read it without waiting).
+fn newest_first_window(from: DateTime<Utc>, readable: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+    let until = readable.min(from + MAX_NEWEST_FIRST_WINDOW);
+    (until, until < readable)
+}
+
 /// Where "now" comes from: the system clock, or a test's simulated one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -399,6 +412,8 @@ struct Poll {
     reached: Option<DateTime<Utc>>,
     /// The settlement epoch `reached` belongs to; a rewind starts it again.
     epoch: u64,
+    /// The last window read ended before now (a backfill): the next one starts at once.
+    behind: bool,
 }
 
 async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
@@ -422,6 +437,7 @@ async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
         unsettled: Arc::new(Semaphore::new(MAX_UNSETTLED_PAGES)),
         reached: None,
         epoch: u64::MAX,
+        behind: false,
     };
     poll.run().await;
 }
@@ -430,6 +446,12 @@ impl Poll {
     async fn run(&mut self) {
         loop {
             let wait = match self.poll_once().await {
+                Ok(()) if self.behind => {
+                    // The next window starts at this one's end once its pages are
+                    // settled (the mark moves, its pairs are pruned): then at once.
+                    while self.acks.join_next().await.is_some() {}
+                    Duration::ZERO
+                }
                 Ok(()) | Err(Stop::Rewound) => self.shared.settings.poll_interval,
                 Err(Stop::Failed { config: true }) => {
                     self.shared.settings.tuning.config_error_pause
@@ -474,6 +496,14 @@ impl Poll {
                 .and_then(|c| c.query_from())
                 .unwrap_or(now - self.shared.settings.start_from);
             (from, epoch)
+        };
+        self.behind = false;
+        let until = if order == Order::NewestFirst {
+            let (until, behind) = newest_first_window(from, until);
+            self.behind = behind;
+            until
+        } else {
+            until
         };
         // A window closed at `until` may be empty; a sorted query reads on from `from`
         // whatever `until` says: a mark ahead of this clock (the service's clock ahead of
@@ -918,6 +948,26 @@ impl Identified {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newest_first_backfill_is_walked_a_day_at_a_time() {
+        let from = DateTime::from_timestamp(1_790_000_000, 0).expect("time");
+        let now = from + TimeDelta::days(7);
+        assert_eq!(
+            newest_first_window(from, now),
+            (from + TimeDelta::days(1), true),
+            "a week behind: one day, and more at once"
+        );
+        assert_eq!(
+            newest_first_window(from, from + TimeDelta::hours(3)),
+            (from + TimeDelta::hours(3), false),
+            "caught up: up to now, then the poll interval"
+        );
+        assert_eq!(
+            newest_first_window(from, from + TimeDelta::days(1)),
+            (from + TimeDelta::days(1), false)
+        );
+    }
 
     fn collection(order: Order) -> Collection {
         Collection {
