@@ -455,11 +455,29 @@ async fn a_blocked_sink_slows_the_sender_bounds_memory_and_loses_nothing() {
             finished.store(true, Ordering::Relaxed);
         })
     };
-    // Nobody reads: the 100-event buffer fills and the source waits with its batch.
-    eventually("the buffer to fill", || {
-        source.counter("component_received_events_total", "") > 100
-    })
-    .await;
+    // Nobody reads: the 100-event buffer fills, the source waits with its batch and stops
+    // reading, the socket buffers fill and the sender's writes block. Stalled: neither the
+    // source's reading nor the sender's writing moves over a quiet spell (as the e2e
+    // backpressure test decides it).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let before = (
+            source.counter("component_received_events_total", ""),
+            written.load(Ordering::Relaxed),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let after = (
+            source.counter("component_received_events_total", ""),
+            written.load(Ordering::Relaxed),
+        );
+        if after.0 > 100 && before == after {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stalled: {after:?}"
+        );
+    }
     let read_bytes = source.counter("component_received_bytes_total", "");
     let read_events = source.counter("component_received_events_total", "");
     // Memory: the buffer's 100 events, one batch of 50 and what one read completed (a
