@@ -5,6 +5,7 @@ pub mod defender_endpoint;
 pub mod entra_logs;
 pub mod file;
 pub mod graph_security;
+pub mod kafka;
 mod lines;
 pub mod microsoft;
 pub mod o365_management;
@@ -35,6 +36,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<graph_security::GraphSecurityConfig>(
         "graph_security",
         "Reads Microsoft Graph security alerts (alerts_v2) and incidents of one or more tenants, every new version once; cursors advance only over delivered pages",
+    );
+    registry.source::<kafka::KafkaSourceConfig>(
+        "kafka",
+        "Consumes Kafka (or Event Hubs) topics in a consumer group; offsets are committed only for messages every sink delivered",
     );
     registry.source::<o365_management::O365ManagementConfig>(
         "o365_management",

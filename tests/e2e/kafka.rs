@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::harness::{Pipeline, Workspace, checkpointed, random_below, wait_for};
-use crate::tansu::{Broker, read_topics};
+use crate::tansu::{Broker, produce, read_topics};
 
 /// Distinct audit-like records, one per line: `Seq` numbers them, `UserId` is the key
 /// (97 users, so every partition holds many keys), `Workload` picks the topic.
@@ -218,4 +218,99 @@ fn check(messages: &[serde_json::Value], total: usize) -> Report {
         missing.iter().take(10).collect::<Vec<_>>()
     );
     Report { duplicates }
+}
+
+fn source_config(bootstrap: &str) -> String {
+    format!(
+        r#"
+data_dir = "data"
+[sources.in]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+group_id = "siemflow-e2e"
+topics = ["m365.audit"]
+batch_max_events = 200
+# tansu takes about session.timeout.ms / 2 to settle a group join.
+librdkafka_options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "auto.commit.interval.ms" = "200" }}
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "out.ndjson"
+"#
+    )
+}
+
+/// The `Seq` of every JSON line of the file sink's output.
+fn seqs(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["Seq"].as_u64())
+        .collect()
+}
+
+#[test]
+fn the_source_delivers_every_message_through_sigkills_and_commits_only_delivered_offsets() {
+    let ws = Workspace::new();
+    let broker = Broker::start(ws.dir.path());
+    let total = 20_000;
+    produce(&broker.bootstrap(), "m365.audit", 0, total / 2);
+    ws.write("p.toml", &source_config(&broker.bootstrap()));
+    let mut next = random_below();
+
+    // SIGKILL three times, each after the output grew by a random amount, while the
+    // second half is produced meanwhile (live consumption).
+    let mut kills = 0;
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    while kills < 3 {
+        let seen = ws.lines("out.ndjson").len();
+        let target = seen + 1 + next(total / 8);
+        wait_for("output to grow", Duration::from_secs(120), || {
+            (ws.lines("out.ndjson").len() >= target).then_some(())
+        });
+        pipeline.signal(libc::SIGKILL);
+        pipeline.wait_exit(Duration::from_secs(10));
+        kills += 1;
+        if kills == 1 {
+            produce(&broker.bootstrap(), "m365.audit", total / 2, total / 2);
+        }
+        pipeline = ws.run("p.toml", Stdio::null());
+    }
+    let expected: BTreeSet<u64> = (0..total as u64).collect();
+    wait_for(
+        "every message after the restarts",
+        Duration::from_secs(300),
+        || {
+            let delivered: BTreeSet<u64> = seqs(&ws.lines("out.ndjson")).into_iter().collect();
+            (delivered == expected).then_some(())
+        },
+    );
+    pipeline.signal(libc::SIGTERM);
+    let status = pipeline.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "siemflow exited with {status}: {}",
+        logs(&pipeline)
+    );
+
+    let lines = ws.lines("out.ndjson");
+    let mut partitions = BTreeSet::new();
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let kafka = &event["metadata"]["kafka"];
+        assert_eq!(kafka["topic"], "m365.audit", "{line}");
+        assert_eq!(kafka["key"], event["UserId"], "{line}");
+        assert_eq!(kafka["headers"]["source"], "produce.py", "{line}");
+        assert!(kafka["offset"].as_u64().is_some(), "{line}");
+        assert!(kafka["timestamp"].is_string(), "{line}");
+        partitions.insert(kafka["partition"].as_u64().expect("partition"));
+    }
+    assert!(
+        partitions.len() > 1,
+        "the topic's partitions were all read: {partitions:?}"
+    );
+    println!(
+        "{kills} kills, {} lines for {total} messages ({} repeats)",
+        lines.len(),
+        lines.len() - total
+    );
 }

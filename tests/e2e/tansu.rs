@@ -174,3 +174,20 @@ pub fn read_topics(bootstrap: &str) -> Vec<serde_json::Value> {
         .map(|line| serde_json::from_str(line).expect("a JSON line from read_topics.py"))
         .collect()
 }
+
+/// Produces records `first..first + count` to `topic` with confluent-kafka
+/// (tests/kafka/produce.py): `{"Seq": i, "UserId": ..., ...}`, keyed by `UserId`, every
+/// one acknowledged by the broker.
+pub fn produce(bootstrap: &str, topic: &str, first: usize, count: usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/produce.py");
+    let output = Command::new(venv().join("bin/python"))
+        .arg(script)
+        .args([bootstrap, topic, &first.to_string(), &count.to_string()])
+        .output()
+        .expect("run produce.py");
+    assert!(
+        output.status.success(),
+        "produce.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

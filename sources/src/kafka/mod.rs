@@ -1,0 +1,55 @@
+//! `kafka`: consumes topics of a Kafka cluster (or Event Hubs through its Kafka endpoint)
+//! in a consumer group, with librdkafka.
+//!
+//! Each message becomes one event (its value decoded as JSON or text) with the message's
+//! topic, partition, offset, key, timestamp and headers under `metadata.<metadata_key>`.
+//! Events go out in batches of one partition; a partition's offset is stored — and
+//! committed by librdkafka in the background — only over the prefix whose every batch was
+//! delivered by every sink (`core::settlement`, one key per partition). A failed batch
+//! rewinds its partition to it. Rebalancing is cooperative-sticky; on a revoke what was
+//! delivered is committed first, and late acknowledgements of a revoked partition no
+//! longer count (its next owner re-reads what was not committed: duplicates, never loss).
+//! When downstream is full the partitions are paused while the consumer keeps polling.
+
+mod config;
+mod consume;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use config::{KafkaSourceConfig, OffsetReset};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use siemflow_core::{BoxFuture, ConfigIssue, SourceConfig, SourceContext};
+
+use crate::lines::LineDecoder;
+
+impl SourceConfig for KafkaSourceConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        self.issues()
+    }
+
+    fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
+        let rebalances = Arc::new(consume::Rebalances::default());
+        let context = consume::Context {
+            component: cx.component.id.clone(),
+            rebalances: Arc::clone(&rebalances),
+        };
+        let consumer: StreamConsumer<consume::Context> = self
+            .client_config()
+            .create_with_context(context)
+            .map_err(|error| anyhow::anyhow!("cannot create the Kafka consumer: {error}"))?;
+        let topics: Vec<&str> = self.topics.iter().map(|t| t.trim()).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|error| anyhow::anyhow!("cannot subscribe to {topics:?}: {error}"))?;
+        let settings = consume::Settings {
+            decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
+            metadata_key: self.metadata_key.trim().to_string(),
+            batch_max_events: self.batch_max_events.max(1),
+        };
+        Ok(Box::pin(consume::run(consumer, rebalances, settings, cx)))
+    }
+}
