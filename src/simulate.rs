@@ -164,7 +164,7 @@ pub async fn start_in_process(table: &SimulatorTable) -> anyhow::Result<InProces
     use anyhow::Context;
     let mut wanted = Vec::new();
     if let Some((listen, world)) = table.m365() {
-        wanted.push(("[simulator.m365]", Config::M365(world), listen));
+        wanted.push(("[simulator.m365]", Config::M365(Box::new(world)), listen));
     }
     if let Some(s) = &table.splunk_hec {
         wanted.push((
@@ -245,7 +245,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     let loaded = match args.target {
         Target::M365 | Target::Graph | Target::Defender => load::<M365Config>(path).map(|mut c| {
             c.seed = args.seed.unwrap_or(c.seed);
-            Config::M365(c)
+            Config::M365(Box::new(c))
         }),
         Target::Splunk => load::<SplunkHecConfig>(path).map(|mut c| {
             c.seed = args.seed.unwrap_or(c.seed);
@@ -310,9 +310,10 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     })
 }
 
-/// The configuration of one simulator, whichever it is.
+/// The configuration of one simulator, whichever it is (the Microsoft 365 one, much the
+/// largest, boxed).
 enum Config {
-    M365(M365Config),
+    M365(Box<M365Config>),
     Splunk(SplunkHecConfig),
     Sentinel(SentinelConfig),
     Elasticsearch(ElasticsearchConfig),
@@ -322,7 +323,7 @@ impl Config {
     /// Starts the simulator on `listen`.
     async fn start(self, listen: SocketAddr) -> anyhow::Result<Standalone> {
         Ok(match self {
-            Config::M365(c) => Standalone::M365(Simulator::start(c, listen).await?),
+            Config::M365(c) => Standalone::M365(Simulator::start(*c, listen).await?),
             Config::Splunk(c) => Standalone::Splunk(SplunkHecSimulator::start(c, listen).await?),
             Config::Sentinel(c) => Standalone::Sentinel(SentinelSimulator::start(c, listen).await?),
             Config::Elasticsearch(c) => {
