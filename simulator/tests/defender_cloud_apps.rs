@@ -163,8 +163,10 @@ async fn list_bodies_are_checked_strictly() {
 /// activities share one `created` (batch ingestion); every page holds at most 100.
 #[tokio::test]
 async fn activities_page_by_created_with_ties_and_has_next() {
-    let mut cfg = M365Config::default();
-    cfg.history = Duration::from_secs(6 * 3600);
+    let mut cfg = M365Config {
+        history: Duration::from_secs(6 * 3600),
+        ..M365Config::default()
+    };
     cfg.defender_cloud_apps.activities_per_hour = 600;
     cfg.defender_cloud_apps.requests_per_minute = 10_000;
     let sim = start(cfg.clone()).await;
@@ -245,8 +247,10 @@ async fn thirty_a_minute_then_429_with_retry_after() {
 
 #[tokio::test]
 async fn alerts_change_state_later_and_alert_open_follows() {
-    let mut cfg = M365Config::default();
-    cfg.history = Duration::from_secs(2 * 24 * 3600);
+    let mut cfg = M365Config {
+        history: Duration::from_secs(2 * 24 * 3600),
+        ..M365Config::default()
+    };
     cfg.defender_cloud_apps.alerts_per_hour = 20;
     cfg.defender_cloud_apps.requests_per_minute = 10_000;
     let sim = start(cfg.clone()).await;

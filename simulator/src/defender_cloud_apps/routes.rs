@@ -200,7 +200,10 @@ fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<(usize, String), Refus
 }
 
 /// The configured transport faults.
-fn inject(sim: &Sim, count: &dyn Fn(&dyn Fn(&mut CloudAppsStats))) -> Result<(), Refusal> {
+/// Counts into the caller's stats.
+type Count<'a> = &'a dyn Fn(&dyn Fn(&mut CloudAppsStats));
+
+fn inject(sim: &Sim, count: Count<'_>) -> Result<(), Refusal> {
     let f = &sim.cfg.defender_cloud_apps.faults;
     let dice = &sim.cloud_apps.dice;
     let fired = |name: &'static str| count(&|s| *s.faults.entry(name.into()).or_default() += 1);
