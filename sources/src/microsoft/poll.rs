@@ -56,17 +56,23 @@ const MIN_SPLIT: TimeDelta = TimeDelta::seconds(1);
 /// bounds memory when a sink is slow.
 const MAX_UNSETTLED_PAGES: usize = 64;
 
-/// The widest window a newest-first walk reads: every record id a walk emits is held (and
-/// saved) until the walk ends, so a backfill goes a day at a time — a week of a million
-/// sign-ins would otherwise hold them all, written to the cursor file every second. Each
-/// extra window costs at most one partial page.
-const MAX_NEWEST_FIRST_WINDOW: TimeDelta = TimeDelta::days(1);
+/// The widest span of record times one walk reads: every (id, version) a walk emits is held
+/// (and saved) until the walk ends, so a backfill goes a day at a time — a week of a million
+/// sign-ins or 200,000 alerts would otherwise hold them all, written to the cursor file every
+/// second. Each extra walk costs at most a page or two (a partial page, the overlap).
+const MAX_WALK_SPAN: TimeDelta = TimeDelta::days(1);
 
 /// Where a newest-first walk from `from` ends when the collection is readable up to
 /// `readable`, and whether more remains after it (read it without waiting).
 fn newest_first_window(from: DateTime<Utc>, readable: DateTime<Utc>) -> (DateTime<Utc>, bool) {
-    let until = readable.min(from + MAX_NEWEST_FIRST_WINDOW);
+    let until = readable.min(from + MAX_WALK_SPAN);
     (until, until < readable)
+}
+
+/// Whether a sorted walk from `from` that has read up to `reach` ends here (the next walk
+/// goes on from the mark at once).
+fn sorted_walk_spent(from: DateTime<Utc>, reach: DateTime<Utc>) -> bool {
+    reach - from >= MAX_WALK_SPAN
 }
 
 /// Where "now" comes from: the system clock, or a test's simulated one.
@@ -567,6 +573,10 @@ impl Poll {
             .unwrap_or(from);
             self.reached = Some(reach);
             self.emit(records.records, epoch, reach).await?;
+            if order == Order::Ascending && sorted_walk_spent(from, reach) {
+                self.behind = true;
+                return Ok(());
+            }
         }
         self.close_window(until, epoch)
     }
@@ -950,7 +960,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_newest_first_backfill_is_walked_a_day_at_a_time() {
+    fn a_backfill_is_walked_a_day_at_a_time() {
         let from = DateTime::from_timestamp(1_790_000_000, 0).expect("time");
         let now = from + TimeDelta::days(7);
         assert_eq!(
@@ -967,6 +977,8 @@ mod tests {
             newest_first_window(from, from + TimeDelta::days(1)),
             (from + TimeDelta::days(1), false)
         );
+        assert!(!sorted_walk_spent(from, from + TimeDelta::hours(23)));
+        assert!(sorted_walk_spent(from, from + TimeDelta::days(1)));
     }
 
     fn collection(order: Order) -> Collection {
