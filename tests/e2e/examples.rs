@@ -67,6 +67,7 @@ fn every_example_pipeline_validates() {
         "entra-signins-sentinel.toml",
         "graph-alerts-splunk.toml",
         "mda-agent-sentinel.toml",
+        "mda-arcsight.toml",
         "mde-alerts-qradar.toml",
         "qradar.toml",
         "rsyslog-relay.toml",
