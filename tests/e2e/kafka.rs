@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::harness::{Pipeline, Workspace, checkpointed, random_below, wait_for};
-use crate::tansu::{Broker, produce, read_topics};
+use crate::tansu::{Broker, committed, produce, read_topics};
 
 /// Distinct audit-like records, one per line: `Seq` numbers them, `UserId` is the key
 /// (97 users, so every partition holds many keys), `Workload` picks the topic.
@@ -293,20 +293,26 @@ fn the_source_delivers_every_message_through_sigkills_and_commits_only_delivered
     );
 
     let lines = ws.lines("out.ndjson");
-    let mut partitions = BTreeSet::new();
+    let mut ends: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
     for line in &lines {
         let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
         let kafka = &event["metadata"]["kafka"];
         assert_eq!(kafka["topic"], "m365.audit", "{line}");
         assert_eq!(kafka["key"], event["UserId"], "{line}");
         assert_eq!(kafka["headers"]["source"], "produce.py", "{line}");
-        assert!(kafka["offset"].as_u64().is_some(), "{line}");
         assert!(kafka["timestamp"].is_string(), "{line}");
-        partitions.insert(kafka["partition"].as_u64().expect("partition"));
+        let offset = kafka["offset"].as_u64().expect("offset");
+        let end = ends
+            .entry(kafka["partition"].as_u64().expect("partition"))
+            .or_default();
+        *end = (*end).max(offset + 1);
     }
-    assert!(
-        partitions.len() > 1,
-        "the topic's partitions were all read: {partitions:?}"
+    assert!(ends.len() > 1, "messages of several partitions: {ends:?}");
+    // Everything was delivered before SIGTERM: the shutdown committed every partition's end.
+    assert_eq!(
+        committed(&broker.bootstrap(), "siemflow-e2e", "m365.audit"),
+        ends,
+        "committed offsets = the end of what was delivered, per partition"
     );
     println!(
         "{kills} kills, {} lines for {total} messages ({} repeats)",

@@ -191,3 +191,29 @@ pub fn produce(bootstrap: &str, topic: &str, first: usize, count: usize) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The offsets consumer group `group` committed for `topic`: partition → offset
+/// (tests/kafka/committed.py).
+pub fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> std::collections::BTreeMap<u64, u64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/committed.py");
+    let output = Command::new(venv().join("bin/python"))
+        .arg(script)
+        .args([bootstrap, group, topic])
+        .output()
+        .expect("run committed.py");
+    assert!(
+        output.status.success(),
+        "committed.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let offsets: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&output.stdout).expect("JSON from committed.py");
+    offsets
+        .into_iter()
+        .map(|(partition, offset)| (partition.parse().expect("a partition number"), offset))
+        .collect()
+}
