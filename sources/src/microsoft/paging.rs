@@ -346,25 +346,31 @@ impl ODataPager {
         let Some(field) = &self.sort_key else {
             return skip;
         };
-        let keys: Vec<Option<String>> = match serde_json::from_slice::<Keys>(body) {
+        let texts: Vec<String> = match serde_json::from_slice::<Keys>(body) {
             Ok(keys) => keys
                 .value
                 .iter()
-                .map(|item| item.get(field).and_then(|v| v.as_str()).map(str::to_string))
+                .map(|item| item.get(field).and_then(|v| v.as_str()).unwrap_or_default())
+                .map(str::to_string)
                 .collect(),
             Err(_) => return skip,
         };
-        let Some((at, last)) = keys
-            .last()
-            .cloned()
-            .flatten()
-            .and_then(|at| parse_key(&at).map(|key| (at, key)))
-        else {
+        let keys: Option<Vec<_>> = texts.iter().map(|t| parse_key(t)).collect();
+        // Going on from the last key is right only for a page sorted ascending; `$orderby`
+        // on these collections is not documented, and a service that ignored it must not
+        // end the walk after one page.
+        let sorted = keys
+            .as_ref()
+            .is_some_and(|keys| keys.windows(2).all(|pair| pair[0] <= pair[1]));
+        let (Some(keys), Some(at), true) = (keys, texts.last().cloned(), sorted) else {
             tracing::warn!(
                 endpoint = self.first.endpoint,
                 field = %field,
-                "the page's last record has no usable sort key; going on with $skip"
+                "a page without a nextLink is not sorted by {field} or lacks it; going on with $skip"
             );
+            return skip;
+        };
+        let Some(&last) = keys.last() else {
             return skip;
         };
         // Records at `last` already read: all of this query's when it started there (the
@@ -372,9 +378,7 @@ impl ODataPager {
         let at_last = if self.from == Some(last) {
             self.skip + self.received
         } else {
-            keys.iter()
-                .filter(|k| k.as_deref().and_then(parse_key) == Some(last))
-                .count() as u64
+            keys.iter().filter(|k| **k == last).count() as u64
         };
         // Half a page read again absorbs that many records at `last` moving on between two
         // requests; the rest of a page is progress, so a run of equal keys longer than a

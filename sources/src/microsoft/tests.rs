@@ -723,6 +723,43 @@ async fn a_sorted_query_goes_on_from_its_last_key_through_runs_of_equal_keys() {
 }
 
 #[tokio::test]
+async fn a_service_that_ignores_the_orderby_is_walked_with_skip_to_the_end() {
+    const T: [&str; 5] = [
+        "2026-09-01T10:00:05Z",
+        "2026-09-01T10:00:04Z",
+        "2026-09-01T10:00:03Z",
+        "2026-09-01T10:00:02Z",
+        "2026-09-01T10:00:01Z",
+    ];
+    // Newest first whatever the query asks, paged by $top/$skip, no nextLinks.
+    let server = serve(|call, _| {
+        let url = Url::parse(&format!("http://h{}", call.target)).expect("url");
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+        };
+        let (top, skip) = (param("$top").unwrap_or(100), param("$skip").unwrap_or(0));
+        let value: Vec<String> = T
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take(top)
+            .map(|(i, t)| format!(r#"{{"id":"{i}","t":"{t}"}}"#))
+            .collect();
+        json(200, &format!(r#"{{"value":[{}]}}"#, value.join(",")))
+    })
+    .await;
+    let client = graph(&server);
+    let mut pager = ODataPager::new(ApiRequest::get(
+        "alerts",
+        server.url("/a?$filter=t%20ge%202026-09-01T09:00:00Z&$orderby=t%20asc&$top=2"),
+    ));
+    let pages = walk(&mut pager, &client).await.expect("walk");
+    assert_eq!(pages, [vec!["0", "1"], vec!["2", "3"], vec!["4"]]);
+}
+
+#[tokio::test]
 async fn an_unsorted_query_without_next_links_still_goes_on_with_skip() {
     let server = serve(skip_paging(3)).await;
     let client = graph(&server);
