@@ -8,6 +8,7 @@ mod graph;
 mod o365;
 mod peers;
 mod scenario;
+mod syslog;
 
 use std::path::PathBuf;
 
@@ -136,6 +137,21 @@ fn main() -> anyhow::Result<()> {
         }
         eprintln!("  peak RSS {:.1} MiB", result.peak_rss_mib);
         report.push_str(&graph::report(&result));
+    }
+    if args.only.as_deref().is_none_or(|o| "syslog".contains(o)) {
+        let mut runs = Vec::new();
+        for decoding in ["cef", "text"] {
+            eprintln!("running syslog ({decoding}) ...");
+            let result = syslog::run(&siemflow, work.path(), args.events, 2, decoding)?;
+            eprintln!(
+                "  {:.0} events/s, {:.0} per CPU second, peak RSS {:.1} MiB",
+                result.events_per_second(),
+                result.events_per_cpu_second(),
+                result.peak_rss_mib
+            );
+            runs.push(result);
+        }
+        report.push_str(&syslog::report(&runs));
     }
     if args.only.as_deref().is_none_or(|o| "dedup".contains(o)) {
         eprintln!(
