@@ -265,3 +265,133 @@ async fn a_missing_permission_is_a_config_error_retried_slowly() {
     assert!(mde.forbidden >= 2, "{mde:?}");
     assert_eq!(mde.pages, 0);
 }
+
+/// The hard moment of an unsorted API: alerts change while a window is read. A server that
+/// answers MDE's way (an order unrelated to time, `$skip` nextLinks) moves one alert out of
+/// the window before each of its first answers, so every alert after it shifts down by one
+/// position: a client following `$skip` pages steps over an unchanged alert. The source
+/// reads windows whole, each in one response, and misses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_moving_while_a_window_is_read_skips_no_other() {
+    use crate::microsoft::tests::{TENANT, json, serve};
+
+    // Times to the microsecond, as written on the wire.
+    let now = || DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    let first = now() - chrono::TimeDelta::hours(2);
+    // 30 alerts, one every 4 minutes; ids in the order the server lists them.
+    let alerts: Arc<std::sync::Mutex<Vec<(String, DateTime<Utc>)>>> =
+        Arc::new(std::sync::Mutex::new(
+            (0..30)
+                .map(|i| {
+                    (
+                        format!("da{i:02}"),
+                        first + chrono::TimeDelta::minutes(4 * i),
+                    )
+                })
+                .collect(),
+        ));
+    let state = Arc::clone(&alerts);
+    // The server's own address, for its absolute nextLinks (known once it listens).
+    let base: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let own_base = Arc::clone(&base);
+    let server = serve(move |call, index| {
+        let url = reqwest::Url::parse(&format!("http://h{}", call.target)).expect("url");
+        let query: std::collections::HashMap<String, String> =
+            url.query_pairs().into_owned().collect();
+        let mut alerts = state.lock().expect("alerts");
+        // Before each of the first answers, the first alert not yet moved changes now.
+        if (1..=5).contains(&index) {
+            alerts[index].1 = now();
+        }
+        let filter = query.get("$filter").cloned().unwrap_or_default();
+        let bound = |op: &str| {
+            filter
+                .split(" and ")
+                .find_map(|c| c.strip_prefix(&format!("lastUpdateTime {op} ")))
+                .map(parse)
+        };
+        let (from, until) = (bound("ge"), bound("lt"));
+        let top: usize = query
+            .get("$top")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(10_000);
+        let skip: usize = query.get("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let matching: Vec<&(String, DateTime<Utc>)> = alerts
+            .iter()
+            .filter(|(_, at)| from.is_none_or(|f| *at >= f) && until.is_none_or(|u| *at < u))
+            .collect();
+        let page: Vec<serde_json::Value> = matching
+            .iter()
+            .skip(skip)
+            .take(top)
+            .map(|(id, at)| {
+                serde_json::json!({
+                    "id": id,
+                    "machineId": "m",
+                    "alertCreationTime": first.to_rfc3339(),
+                    "lastUpdateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                })
+            })
+            .collect();
+        let mut body = serde_json::json!({ "value": page });
+        if skip + top < matching.len() {
+            let mut next = url.clone();
+            next.query_pairs_mut()
+                .clear()
+                .extend_pairs(query.iter().filter(|(k, _)| *k != "$skip"))
+                .append_pair("$skip", &(skip + top).to_string());
+            let next = next.as_str().replacen("http://h", "", 1);
+            let base = own_base.get().map(String::as_str).unwrap_or_default();
+            body["@odata.nextLink"] = serde_json::json!(format!("{base}{next}"));
+        }
+        json(200, &body.to_string())
+    })
+    .await;
+    base.set(server.base.clone()).expect("set once");
+    let mut source = DefenderEndpointConfig::with_tenants(vec![siemflow_core::auth::EntraConfig {
+        tenant_id: TENANT.into(),
+        client_id: "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f".into(),
+        client_secret: Some(siemflow_core::Secret::new("secret")),
+        certificate: None,
+        cloud: siemflow_core::auth::Cloud::Commercial,
+        login_url: Some(server.base.clone()),
+    }]);
+    source.api_url = Some(server.base.clone());
+    source.page_size = 10;
+    source.start_from = Duration::from_secs(3 * 3600);
+    source.poll_interval = Duration::from_millis(100);
+    let tuning = crate::microsoft::poll::PollTuning {
+        log_lag: chrono::TimeDelta::zero(),
+        save_interval: Duration::from_millis(20),
+        ..crate::microsoft::poll::PollTuning::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut running = start("mde_moving", "defender_endpoint", dir.path(), |cx| {
+        source.build_windowed(cx, tuning, &[Window::per_minute(6000)])
+    });
+    let mut seen = received();
+    let arrived = running
+        .deliver_until(&mut seen, |r| {
+            let want: HashSet<(String, DateTime<Utc>)> =
+                alerts.lock().expect("alerts").iter().cloned().collect();
+            server.calls().len() > 5 && has_final_versions(&r.of("alerts"), &want)
+        })
+        .await;
+    let want: HashSet<(String, DateTime<Utc>)> =
+        alerts.lock().expect("alerts").iter().cloned().collect();
+    assert!(
+        arrived,
+        "missing {:?}; requests {:?}",
+        missing_final_versions(&seen.of("alerts"), &want),
+        server
+            .calls()
+            .iter()
+            .map(|c| c.target.clone())
+            .collect::<Vec<_>>()
+    );
+    running.stop(&mut seen).await;
+    assert!(
+        server.calls().iter().all(|c| !c.target.contains("skip")),
+        "windows are split, never paged"
+    );
+}
