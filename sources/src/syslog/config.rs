@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use siemflow_core::ConfigIssue;
 use siemflow_core::units;
 
@@ -99,7 +99,9 @@ pub struct ServerTls {
 }
 
 /// How messages are delimited on a TCP or TLS stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
     /// Each message by its first byte: a digit means octet counting, else newline.
@@ -112,7 +114,9 @@ pub enum Framing {
 }
 
 /// Which syslog header to expect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// RFC 5424, else RFC 3164, else no header.
@@ -127,7 +131,9 @@ pub enum Format {
 }
 
 /// How the payload becomes fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SyslogDecoding {
     /// The payload in `message`.
