@@ -297,3 +297,35 @@ async fn alerts_change_state_later_and_alert_open_follows() {
         .count();
     assert!(resolved > 0, "some open alert was resolved later");
 }
+
+#[tokio::test]
+async fn configured_api_tokens_replace_the_default_one() {
+    let mut cfg = M365Config::default();
+    cfg.defender_cloud_apps.api_tokens =
+        vec![siemflow_simulator::defender_cloud_apps::ApiTokenConfig {
+            tenant_id: DEFAULT_TENANT_ID.into(),
+            token: "portal-token".into(),
+        }];
+    let sim = start(cfg).await;
+    let body = json!({"limit": 1});
+    assert_eq!(
+        post(&sim, "/api/v1/alerts/", Some("Token portal-token"), &body)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post(&sim, "/api/v1/alerts/", Some(&token()), &body).await.0,
+        401
+    );
+    let mut bad = M365Config::default();
+    bad.defender_cloud_apps.api_tokens =
+        vec![siemflow_simulator::defender_cloud_apps::ApiTokenConfig {
+            tenant_id: "7c0de1e5-2b2a-4d5e-9f00-3f6e5d4c3b2a".into(),
+            token: "t".into(),
+        }];
+    assert!(
+        bad.validate().is_err(),
+        "a token of a tenant the world does not have"
+    );
+}

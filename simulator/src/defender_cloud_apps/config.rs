@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{DEFAULT_TENANT_ID, is_guid};
+use crate::config::is_guid;
 use crate::wire::{check_rate, duration};
 
-/// The legacy API token of the default tenant's portal.
+/// The legacy API token of the first tenant's portal unless `api_tokens` lists others.
 pub const DEFAULT_API_TOKEN: &str = "simulator-mda-api-token";
 
 /// The Defender for Cloud Apps part of the simulated world (same seed and tenants).
@@ -28,7 +28,8 @@ pub struct CloudAppsConfig {
     pub ingest_delay: Duration,
     /// Requests per tenant in any 60 s, both lists together, before 429. Default 30.
     pub requests_per_minute: u32,
-    /// Legacy API tokens (`Authorization: Token …`), each of one tenant's portal.
+    /// Legacy API tokens (`Authorization: Token …`), each of one tenant's portal. Default:
+    /// [`DEFAULT_API_TOKEN`] for the first configured tenant.
     pub api_tokens: Vec<ApiTokenConfig>,
     /// Injected failures. Default: all off.
     pub faults: CloudAppsFaults,
@@ -42,10 +43,7 @@ impl Default for CloudAppsConfig {
             ingest_interval: Duration::from_secs(30),
             ingest_delay: Duration::from_secs(180),
             requests_per_minute: 30,
-            api_tokens: vec![ApiTokenConfig {
-                tenant_id: DEFAULT_TENANT_ID.into(),
-                token: DEFAULT_API_TOKEN.into(),
-            }],
+            api_tokens: Vec::new(),
             faults: CloudAppsFaults::default(),
         }
     }
@@ -89,6 +87,21 @@ impl Default for CloudAppsFaults {
 }
 
 impl CloudAppsConfig {
+    /// The tenant id a legacy token belongs to, if it is one (`tenant_ids`: the
+    /// configured tenants, the first of which has [`DEFAULT_API_TOKEN`] when `api_tokens`
+    /// is empty).
+    pub(crate) fn token_tenant(&self, token: &str, tenant_ids: &[String]) -> Option<String> {
+        if self.api_tokens.is_empty() {
+            return (token == DEFAULT_API_TOKEN)
+                .then(|| tenant_ids.first().cloned())
+                .flatten();
+        }
+        self.api_tokens
+            .iter()
+            .find(|t| t.token == token)
+            .map(|t| t.tenant_id.clone())
+    }
+
     /// Checks what serde cannot; `tenant_ids` are the configured tenants.
     pub(crate) fn validate(&self, tenant_ids: &[String]) -> anyhow::Result<()> {
         let f = &self.faults;

@@ -164,10 +164,8 @@ fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<(usize, String), Refus
         return sim
             .cfg
             .defender_cloud_apps
-            .api_tokens
-            .iter()
-            .find(|t| t.token == credential)
-            .and_then(|t| tenant_of(&t.tenant_id))
+            .token_tenant(credential, &sim.cfg.tenant_ids())
+            .and_then(|id| tenant_of(&id))
             .ok_or_else(|| unauthorized("Invalid token."));
     }
     if !scheme.eq_ignore_ascii_case("bearer") {
