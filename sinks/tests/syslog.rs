@@ -10,7 +10,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,20 +23,10 @@ use siemflow_sinks::syslog::SyslogSinkConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Where Debian installs rsyslogd.
-const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+#[path = "../../tests/support/rsyslogd.rs"]
+mod rsyslogd;
 
-/// Upper bound on waiting for rsyslog; only a broken test ever waits this long.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn rsyslogd() -> PathBuf {
-    let path = PathBuf::from(RSYSLOGD);
-    assert!(
-        path.is_file(),
-        "{RSYSLOGD} is missing: the syslog sink is tested against a real rsyslog; run scripts/test-deps.sh (installs rsyslog and rsyslog-gnutls)"
-    );
-    path
-}
+use rsyslogd::{PATIENCE, Rsyslogd, write_certificates};
 
 /// One line rsyslog wrote: the properties it parsed from a message.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -60,10 +49,11 @@ struct Ports {
     udp: u16,
 }
 
-/// A private rsyslogd, killed when dropped.
+/// A private rsyslogd (the shared launcher, `tests/support/rsyslogd.rs`), killed when
+/// dropped, with the inputs these tests send to.
 struct Rsyslog {
     dir: PathBuf,
-    child: Child,
+    daemon: Rsyslogd,
     ports: Ports,
     ca_file: PathBuf,
 }
@@ -71,8 +61,6 @@ struct Rsyslog {
 impl Rsyslog {
     /// Starts rsyslogd in `dir`: new ports, or the given ones (a restart).
     fn start(dir: &Path, ports: Option<Ports>) -> Rsyslog {
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work).expect("work dir");
         let ca_file = dir.join("ca.pem");
         if !ca_file.exists() {
             write_certificates(dir);
@@ -110,23 +98,10 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" listenPortFileName="{d}/tls.
 input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
 "#
         );
-        let config_file = dir.join("rsyslog.conf");
-        std::fs::write(&config_file, config).expect("write rsyslog.conf");
-        let stderr = std::fs::File::create(dir.join("rsyslogd.stderr")).expect("stderr file");
-        let child = Command::new(rsyslogd())
-            .arg("-n")
-            .arg("-f")
-            .arg(&config_file)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start rsyslogd");
+        let daemon = Rsyslogd::start(dir, &config);
         let mut rsyslog = Rsyslog {
             dir: dir.to_path_buf(),
-            child,
+            daemon,
             ports: Ports { tcp, tls, udp },
             ca_file,
         };
@@ -142,23 +117,7 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
     }
 
     fn wait_for_port(&mut self, file: &Path) -> u16 {
-        for _ in 0..(PATIENCE.as_millis() / 10) {
-            if let Ok(text) = std::fs::read_to_string(file)
-                && let Ok(port) = text.trim().parse::<u16>()
-                && port != 0
-            {
-                return port;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("rsyslogd exited ({status}): {}", self.diagnostics());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "rsyslogd did not open its listener ({}): {}",
-            file.display(),
-            self.diagnostics()
-        );
+        self.daemon.wait_for_port(file)
     }
 
     /// Waits until `port` accepts connections (the probe connection is closed at once,
@@ -168,7 +127,7 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.daemon.exited() {
                 panic!("rsyslogd exited ({status}): {}", self.diagnostics());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -180,7 +139,7 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
     }
 
     fn diagnostics(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsyslogd.stderr")).unwrap_or_default()
+        self.daemon.diagnostics()
     }
 
     fn address(&self, port: u16) -> String {
@@ -243,14 +202,7 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
 
     /// SIGKILL, then reap: the listener and every connection are gone when this returns.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        self.kill();
+        self.daemon.kill();
     }
 }
 
@@ -259,37 +211,6 @@ fn free_udp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .expect("a free UDP port")
         .port()
-}
-
-/// A test CA and a server certificate for 127.0.0.1 signed by it.
-fn write_certificates(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "siemflow test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("server params");
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let server_cert = server
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("ca.pem");
-    std::fs::write(dir.join("server.pem"), server_cert.pem()).expect("server.pem");
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).expect("server.key");
 }
 
 /// A running sink and the handles to drive it.

@@ -4,7 +4,7 @@
 //! file, whose appearance is the readiness signal), killed when dropped.
 //!
 //! Shared by the `syslog` source's tests (rsyslog forwarding to the source with omfwd)
-//! and usable by the sink's (rsyslog receiving); included with `#[path]`.
+//! and the `syslog` sink's (rsyslog receiving from it); included with `#[path]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,6 +73,11 @@ impl Rsyslogd {
             file.display(),
             self.diagnostics()
         );
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// What rsyslogd wrote to stderr.
