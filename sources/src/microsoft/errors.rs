@@ -474,6 +474,42 @@ mod tests {
                 r#"{"error":{"code":"InternalServerError","message":"x","target":"t"}}"#,
                 Retry,
             ),
+            (
+                "mde unauthorized",
+                401,
+                r#"{"error":{"code":"Unauthorized","message":"Invalid token.","target":"t"}}"#,
+                Config,
+            ),
+            (
+                "mde missing role",
+                403,
+                r#"{"error":{"code":"Forbidden","message":"The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource.","target":"t"}}"#,
+                Config,
+            ),
+            (
+                "mde odata",
+                400,
+                r#"{"error":{"code":"ODataError","message":"Query option 'Orderby' is not allowed.","target":"t"}}"#,
+                Data,
+            ),
+            (
+                "mde bad request",
+                400,
+                r#"{"error":{"code":"BadRequest","message":"x","target":"t"}}"#,
+                Data,
+            ),
+            (
+                "mde alert not found",
+                404,
+                r#"{"error":{"code":"ResourceNotFound","message":"Alert da1 was not found","target":"t"}}"#,
+                Data,
+            ),
+            (
+                "mde unavailable",
+                503,
+                r#"{"error":{"code":"ServiceUnavailable","message":"x","target":"t"}}"#,
+                Retry,
+            ),
             // Defender for Cloud Apps.
             (
                 "mda 429",
