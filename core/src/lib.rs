@@ -28,6 +28,7 @@ pub mod secret;
 pub mod settlement;
 pub mod state;
 pub mod template;
+pub mod tls;
 pub mod topology;
 pub mod units;
 

@@ -3,7 +3,6 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -13,9 +12,9 @@ use anyhow::{Context as _, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use siemflow_core::http::TlsConfig;
+use siemflow_core::tls;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
@@ -237,22 +236,12 @@ pub(crate) fn client_config(tls: &TlsConfig) -> anyhow::Result<ClientConfig> {
     };
     let config = match (&tls.crt_file, &tls.key_file) {
         (Some(crt_file), key_file) => {
-            let certs = read_certificates(crt_file, "tls.crt_file")?;
+            let certs = tls::certificates(crt_file, "tls.crt_file")?;
             let (key_path, key_option) = match key_file {
                 Some(key_file) => (key_file.as_path(), "tls.key_file"),
                 None => (crt_file.as_path(), "tls.crt_file"),
             };
-            let key_pem = siemflow_core::fs::read_bounded(
-                key_path,
-                siemflow_core::fs::CERTIFICATE_FILE_LIMIT,
-                key_option,
-            )?;
-            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "tls.key_file {}: no PEM private key ({e})",
-                    key_path.display()
-                )
-            })?;
+            let key = tls::private_key(key_path, key_option)?;
             builder
                 .with_client_auth_cert(certs, key)
                 .context("the client certificate and key do not form a usable identity")?
@@ -277,7 +266,7 @@ fn root_store(tls: &TlsConfig) -> anyhow::Result<RootCertStore> {
         );
     }
     if let Some(ca_file) = &tls.ca_file {
-        for cert in read_certificates(ca_file, "tls.ca_file")? {
+        for cert in tls::certificates(ca_file, "tls.ca_file")? {
             roots.add(cert).with_context(|| {
                 format!("tls.ca_file {}: unusable CA certificate", ca_file.display())
             })?;
@@ -289,25 +278,6 @@ fn root_store(tls: &TlsConfig) -> anyhow::Result<RootCertStore> {
         );
     }
     Ok(roots)
-}
-
-fn read_certificates(
-    path: &Path,
-    what: &'static str,
-) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let bytes =
-        siemflow_core::fs::read_bounded(path, siemflow_core::fs::CERTIFICATE_FILE_LIMIT, what)?;
-    let certs = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{what} {}: not PEM certificates ({e})", path.display()))?
-    } else {
-        vec![CertificateDer::from(bytes)]
-    };
-    if certs.is_empty() {
-        bail!("{what} {} holds no certificate", path.display());
-    }
-    Ok(certs)
 }
 
 /// `verify_certificate = false`: any certificate is accepted, but handshake signatures are

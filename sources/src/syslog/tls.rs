@@ -1,15 +1,12 @@
 //! The TLS listener's rustls configuration: the server certificate and, with `ca_file`,
 //! mandatory client certificates (mutual TLS).
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use siemflow_core::fs::{CERTIFICATE_FILE_LIMIT, read_bounded};
+use siemflow_core::tls::{certificates, private_key};
 use tokio_rustls::TlsAcceptor;
 
 use super::config::ServerTls;
@@ -36,26 +33,9 @@ pub fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
         None => builder.with_no_client_auth(),
     };
     let certs = certificates(&tls.crt_file, "tls.crt_file")?;
-    let key_pem = read_bounded(&tls.key_file, CERTIFICATE_FILE_LIMIT, "tls.key_file")?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        anyhow::anyhow!(
-            "tls.key_file {}: no PEM private key ({e})",
-            tls.key_file.display()
-        )
-    })?;
+    let key = private_key(&tls.key_file, "tls.key_file")?;
     let config = builder
         .with_single_cert(certs, key)
         .context("tls.crt_file and tls.key_file do not form a usable identity")?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn certificates(path: &Path, what: &'static str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let bytes = read_bounded(path, CERTIFICATE_FILE_LIMIT, what)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("{what} {}: not PEM certificates ({e})", path.display()))?;
-    if certs.is_empty() {
-        bail!("{what} {} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
 }
