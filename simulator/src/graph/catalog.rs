@@ -75,13 +75,18 @@ pub(crate) fn rows(
     out
 }
 
-/// Incidents whose first alert can be at or after `from` and before `now`.
+/// Incidents whose first alert is at or after `from` (by `now`'s hour). An incident that
+/// began before the history does not exist, nor do its alerts, even those created after
+/// `from`: otherwise such an alert would name an incident no listing returns, and an
+/// incident created after `from` could expand to no alert.
 fn incidents(world: &World, tenant: usize, view: View) -> Vec<IncidentPlan> {
-    world.incidents_in_hours(
+    let mut out = world.incidents_in_hours(
         tenant,
-        view.from.div_euclid(HOUR) - 1,
+        view.from.div_euclid(HOUR),
         view.now.div_euclid(HOUR),
-    )
+    );
+    out.retain(|inc| inc.alerts.first().is_some_and(|a| a.created >= view.from));
+    out
 }
 
 /// The `[lo, hi)` bounds a filter's top-level `and` puts on `lastUpdateDateTime`: a version
@@ -118,7 +123,7 @@ fn security_rows(
         match c {
             Collection::Alerts => out.extend(alert_rows(world, &inc, view, bounds)),
             _ => {
-                if inc.created < view.from || inc.created > view.now {
+                if inc.created > view.now {
                     continue;
                 }
                 let versions: Vec<_> = inc.versions.iter().map(|v| v.version).collect();
@@ -157,7 +162,6 @@ fn security_rows(
 fn alert_rows(world: &World, inc: &IncidentPlan, view: View, bounds: UpdatedBounds) -> Vec<Row> {
     inc.alerts
         .iter()
-        .filter(|a| a.created >= view.from)
         .filter_map(|a| {
             let k = latest_visible(&a.versions, view.now)?;
             if !bounds.admit(a.versions[k].updated) {
@@ -255,7 +259,7 @@ pub(crate) fn versions(
         Collection::Alerts | Collection::Incidents => {
             for inc in incidents(world, tenant, view) {
                 if c == Collection::Alerts {
-                    for a in inc.alerts.iter().filter(|a| a.created >= view.from) {
+                    for a in &inc.alerts {
                         out.extend(
                             a.versions
                                 .iter()
@@ -263,7 +267,7 @@ pub(crate) fn versions(
                                 .map(|v| (a.id.clone(), v.updated)),
                         );
                     }
-                } else if inc.created >= view.from {
+                } else {
                     out.extend(
                         inc.versions
                             .iter()
