@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
+use siemflow_core::auth::EntraConfig;
 use siemflow_core::delivery::{self, BatchConfig, HealthcheckConfig, RequestConfig, RetryConfig};
 use siemflow_core::event::field_path;
 use siemflow_core::http::TlsConfig;
@@ -64,8 +65,10 @@ pub struct KafkaSinkConfig {
     /// `ca_file` replaces the system's CAs (librdkafka cannot add to them).
     pub tls: Option<TlsConfig>,
     /// SASL authentication: `{ mechanism = "plain" | "scram-sha-256" | "scram-sha-512",
-    /// username, password }`. For Event Hubs: `plain`, username `"$$ConnectionString"`
-    /// (a literal `$ConnectionString`), password the connection string.
+    /// username, password }`, or `{ mechanism = "oauthbearer", auth = { tenant_id,
+    /// client_id, client_secret } }` (an Entra ID token). For Event Hubs with a connection
+    /// string: `plain`, username `"$$ConnectionString"` (a literal `$ConnectionString`),
+    /// password the connection string.
     pub sasl: Option<SaslConfig>,
     /// Extra librdkafka properties, e.g. `{ "linger.ms" = "10" }`; they override the
     /// sink's own settings (as in Vector).
@@ -108,35 +111,62 @@ impl KafkaCompression {
 
 /// `sasl`: how the sink authenticates to the brokers.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SaslConfig {
-    /// `"plain"`, `"scram-sha-256"` or `"scram-sha-512"`.
-    pub mechanism: SaslMechanism,
-    /// The user name.
-    pub username: String,
-    /// The password (for Event Hubs the connection string); never logged.
-    pub password: Secret,
-}
-
-/// A SASL mechanism with a user name and password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SaslMechanism {
-    /// PLAIN (send only over TLS).
-    Plain,
+#[serde(tag = "mechanism", deny_unknown_fields)]
+pub enum SaslConfig {
+    /// PLAIN: a user name and password (send only over TLS).
+    #[serde(rename = "plain")]
+    Plain {
+        /// The user name.
+        username: String,
+        /// The password (for Event Hubs the connection string); never logged.
+        password: Secret,
+    },
     /// SCRAM-SHA-256.
-    ScramSha256,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256 {
+        /// The user name.
+        username: String,
+        /// The password; never logged.
+        password: Secret,
+    },
     /// SCRAM-SHA-512.
-    ScramSha512,
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512 {
+        /// The user name.
+        username: String,
+        /// The password; never logged.
+        password: Secret,
+    },
+    /// OAUTHBEARER with an Entra ID token of the app in `auth` (client credentials),
+    /// fetched and refreshed by siemflow's own token provider.
+    #[serde(rename = "oauthbearer")]
+    Oauthbearer {
+        /// The Entra app (tenant, client id, secret or certificate).
+        auth: EntraConfig,
+        /// The token's scope; default `https://<host of the first bootstrap server>/.default`
+        /// (for Event Hubs `https://<namespace>.servicebus.windows.net/.default`).
+        scope: Option<String>,
+    },
 }
 
-impl SaslMechanism {
+impl SaslConfig {
     /// librdkafka's `sasl.mechanism` value.
-    pub fn name(self) -> &'static str {
+    pub fn mechanism(&self) -> &'static str {
         match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslConfig::Plain { .. } => "PLAIN",
+            SaslConfig::ScramSha256 { .. } => "SCRAM-SHA-256",
+            SaslConfig::ScramSha512 { .. } => "SCRAM-SHA-512",
+            SaslConfig::Oauthbearer { .. } => "OAUTHBEARER",
+        }
+    }
+
+    /// The user name and password, for the mechanisms that have them.
+    fn credentials(&self) -> Option<(&str, &Secret)> {
+        match self {
+            SaslConfig::Plain { username, password }
+            | SaslConfig::ScramSha256 { username, password }
+            | SaslConfig::ScramSha512 { username, password } => Some((username, password)),
+            SaslConfig::Oauthbearer { .. } => None,
         }
     }
 }
@@ -234,10 +264,26 @@ impl KafkaSinkConfig {
         if let Some(tls) = &self.tls {
             issues.extend(tls.check("tls"));
         }
-        if let Some(sasl) = &self.sasl
-            && sasl.username.trim().is_empty()
-        {
-            issues.push(ConfigIssue::new("sasl.username", "is empty"));
+        match &self.sasl {
+            Some(SaslConfig::Oauthbearer { auth, scope }) => {
+                issues.extend(auth.check("sasl.auth"));
+                if let Some(scope) = scope
+                    && !scope.trim().ends_with("/.default")
+                {
+                    issues.push(
+                        ConfigIssue::new("sasl.scope", "does not end with /.default")
+                            .hint("e.g. \"https://mynamespace.servicebus.windows.net/.default\""),
+                    );
+                }
+            }
+            Some(sasl)
+                if sasl
+                    .credentials()
+                    .is_some_and(|(user, _)| user.trim().is_empty()) =>
+            {
+                issues.push(ConfigIssue::new("sasl.username", "is empty"));
+            }
+            Some(_) | None => {}
         }
         issues
     }
@@ -295,15 +341,38 @@ impl KafkaSinkConfig {
             );
         }
         if let Some(sasl) = &self.sasl {
-            config
-                .set("sasl.mechanism", sasl.mechanism.name())
-                .set("sasl.username", sasl.username.as_str())
-                .set("sasl.password", sasl.password.expose());
+            config.set("sasl.mechanism", sasl.mechanism());
+            if let Some((username, password)) = sasl.credentials() {
+                config
+                    .set("sasl.username", username)
+                    .set("sasl.password", password.expose());
+            }
         }
         for (key, value) in &self.librdkafka_options {
             config.set(key, value);
         }
         config
+    }
+}
+
+impl KafkaSinkConfig {
+    /// The scope of OAUTHBEARER tokens: `sasl.scope`, else
+    /// `https://<host of the first bootstrap server>/.default`.
+    pub(super) fn oauth_scope(&self) -> Option<String> {
+        let Some(SaslConfig::Oauthbearer { scope, .. }) = &self.sasl else {
+            return None;
+        };
+        Some(match scope {
+            Some(scope) => scope.trim().to_string(),
+            None => {
+                let first = self.bootstrap_servers.split(',').next().unwrap_or_default();
+                let host = first
+                    .trim()
+                    .rsplit_once(':')
+                    .map_or(first.trim(), |(host, _)| host);
+                format!("https://{host}/.default")
+            }
+        })
     }
 }
 

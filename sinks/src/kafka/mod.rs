@@ -18,7 +18,7 @@ mod protocol;
 #[cfg(test)]
 mod tests;
 
-pub use config::{KafkaCompression, KafkaSinkConfig, SaslConfig, SaslMechanism};
+pub use config::{KafkaCompression, KafkaSinkConfig, SaslConfig};
 
 use siemflow_core::delivery::{self, Concurrency, DEAD_LETTER, Settings};
 use siemflow_core::{BoxFuture, ConfigIssue, SinkConfig, SinkContext};

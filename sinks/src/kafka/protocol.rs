@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
+use siemflow_core::auth::{EntraConfig, TokenProvider};
 use siemflow_core::delivery::{EventOutcome, Failure, Outcome, Protocol, Rejection, Request};
+use siemflow_core::http::TlsConfig;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::template::Template;
 use siemflow_core::{Event, Value};
 use vrl::path::OwnedValuePath;
 
-use super::config::{KafkaSinkConfig, topic_problem};
+use super::config::{KafkaSinkConfig, SaslConfig, topic_problem};
 use super::errors::classify;
 use crate::encoding::LineEncoder;
 
@@ -59,7 +61,12 @@ impl Kafka {
             headers.push((name.clone(), path));
         }
         let client_config = config.client_config();
-        let context = Context::new(labels);
+        let mut context = Context::new(labels);
+        if let (Some(SaslConfig::Oauthbearer { auth, .. }), Some(scope)) =
+            (&config.sasl, config.oauth_scope())
+        {
+            context.oauth = Some(Arc::new(OAuth::new(auth, &scope)?));
+        }
         let producer = create(&client_config, &context)?;
         Ok(Kafka {
             client_config,
@@ -255,10 +262,59 @@ impl Protocol for Kafka {
     }
 }
 
+/// OAUTHBEARER tokens from siemflow's Entra token provider.
+pub(super) struct OAuth {
+    tokens: TokenProvider,
+    /// The runtime the provider's requests run on (librdkafka asks from its own thread).
+    runtime: tokio::runtime::Handle,
+    /// The token's principal, for librdkafka's logs: the app's client id.
+    principal: String,
+}
+
+impl OAuth {
+    pub(super) fn new(auth: &EntraConfig, scope: &str) -> anyhow::Result<Self> {
+        let http = siemflow_core::http::client(&TlsConfig::default(), TOKEN_REQUEST_TIMEOUT, None)?;
+        let tokens = TokenProvider::new(auth, scope, http)
+            .map_err(|error| anyhow::anyhow!("sasl.auth: {error}"))?;
+        Ok(OAuth {
+            tokens,
+            runtime: tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("the kafka sink is built outside a runtime"))?,
+            principal: auth.client_id.trim().to_string(),
+        })
+    }
+
+    /// A token for librdkafka: fetched (or taken from the cache) on a thread of its own,
+    /// so librdkafka's thread can wait for it whatever thread it is.
+    pub(super) fn token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let tokens = self.tokens.clone();
+        let runtime = self.runtime.clone();
+        let token = std::thread::spawn(move || runtime.block_on(tokens.token()))
+            .join()
+            .map_err(|_| "the token request panicked")?
+            .map_err(|error| format!("Entra token for OAUTHBEARER: {error}"))?;
+        let lifetime_ms = token
+            .expires_at()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Ok(OAuthToken {
+            token: token.bearer().to_string(),
+            principal_name: self.principal.clone(),
+            lifetime_ms,
+        })
+    }
+}
+
+/// How long one token request may take.
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The producer's callbacks: librdkafka's statistics become the sink's metrics (the
-/// names Vector uses), its client-wide errors are logged with the component.
+/// names Vector uses), its client-wide errors are logged with the component, and with
+/// OAUTHBEARER its tokens come from Entra ID.
 #[derive(Clone)]
 pub(super) struct Context {
+    oauth: Option<Arc<OAuth>>,
     component: String,
     queue_messages: Gauge,
     queue_bytes: Gauge,
@@ -273,6 +329,7 @@ pub(super) struct Context {
 impl Context {
     fn new(labels: &ComponentLabels) -> Self {
         Context {
+            oauth: None,
             component: labels.id.clone(),
             queue_messages: labels.gauge("kafka_queue_messages", &[]),
             queue_bytes: labels.gauge("kafka_queue_messages_bytes", &[]),
@@ -287,6 +344,21 @@ impl Context {
 }
 
 impl ClientContext for Context {
+    // librdkafka asks for a token only when sasl.mechanism is OAUTHBEARER.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        match &self.oauth {
+            Some(oauth) => oauth.token(),
+            None => {
+                Err("sasl.mechanism is OAUTHBEARER only through the sink's `sasl` option".into())
+            }
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         self.queue_messages.set(statistics.msg_cnt as f64);
         self.queue_bytes.set(statistics.msg_size as f64);

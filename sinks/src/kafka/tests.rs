@@ -286,3 +286,59 @@ async fn a_topic_without_write_permission_is_dead_lettered_as_not_authorized() {
     assert_eq!(dead[0]["metadata"]["dropped"]["reason"], "not_authorized");
     assert!(sink.finish().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_come_from_entra_id_and_no_password_is_set() {
+    use siemflow_simulator::sentinel::{SentinelConfig, SentinelSimulator};
+    let sim = SentinelSimulator::start(
+        SentinelConfig::default(),
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let entra = sim.config();
+    let auth = format!(
+        "auth = {{ tenant_id = \"{}\", client_id = \"{}\", client_secret = \"{}\", login_url = \"{}\" }}",
+        entra.tenant_id,
+        entra.client_id,
+        entra.client_secret,
+        sim.url()
+    );
+    let event_hubs = parse(&format!(
+        "bootstrap_servers = \"mynamespace.servicebus.windows.net:9093\"\ntopic = \"m365\"\ntls = {{}}\n\
+         sasl = {{ mechanism = \"oauthbearer\", {auth} }}"
+    ));
+    assert_eq!(event_hubs.check(), Vec::new());
+    assert_eq!(
+        event_hubs.oauth_scope().as_deref(),
+        Some("https://mynamespace.servicebus.windows.net/.default")
+    );
+    let client = event_hubs.client_config();
+    assert_eq!(client.get("sasl.mechanism"), Some("OAUTHBEARER"));
+    assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+    assert_eq!(client.get("sasl.password"), None);
+    assert!(!format!("{event_hubs:?}").contains(&entra.client_secret.to_string()));
+
+    // The simulator issues tokens for the Azure Monitor audience.
+    let scope = "https://monitor.azure.com//.default";
+    let super::config::SaslConfig::Oauthbearer { auth, .. } =
+        event_hubs.sasl.as_ref().expect("sasl")
+    else {
+        panic!("oauthbearer");
+    };
+    let oauth = super::protocol::OAuth::new(auth, scope).expect("token provider");
+    let token = tokio::task::spawn_blocking(move || oauth.token().map_err(|e| e.to_string()))
+        .await
+        .expect("token task")
+        .expect("a token");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    assert!(!token.token.is_empty());
+    assert_eq!(token.principal_name, entra.client_id.to_string());
+    assert!(
+        token.lifetime_ms > now_ms,
+        "the token expires in the future"
+    );
+}
