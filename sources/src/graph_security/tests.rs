@@ -510,12 +510,29 @@ async fn two_sources_of_one_tenant_share_its_budget_and_its_pauses() {
 /// and between the first and second page the first record read gets a new version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sorted_walk_without_next_links_misses_nothing_when_a_record_moves_mid_walk() {
+    sorted_walk_with_a_record_moving_mid_walk(1.0).await;
+}
+
+/// Graph's nextLinks of the security collections page with `$skip` (reference §2.2's
+/// example): followed as given, a record read before that moves to a later time
+/// between two pages shifts the rest down by one, and the record at the page boundary
+/// is never listed — the mark then passes it, and it is lost (seen in the e2e kill test,
+/// whose simulator clock jumps mid-walk). With every link given, nothing is missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sorted_walk_following_skip_next_links_misses_nothing_when_a_record_moves_mid_walk() {
+    sorted_walk_with_a_record_moving_mid_walk(0.0).await;
+}
+
+/// Walks alerts_v2 sorted by lastUpdateDateTime in pages of 3, full pages coming without
+/// a nextLink at `missing_next_link_rate`; after the first page the clock jumps so that
+/// its first record gets a new version; every alert must be read in its final version.
+async fn sorted_walk_with_a_record_moving_mid_walk(missing_next_link_rate: f64) {
     use crate::microsoft::api::GRAPH_SECURITY;
     use crate::microsoft::{ApiClient, ApiRequest, ClientSettings, ODataPager};
     let mut config = world(
         "2d",
         GraphFaults {
-            missing_next_link_rate: 1.0,
+            missing_next_link_rate,
             ..GraphFaults::default()
         },
     );
@@ -636,7 +653,12 @@ async fn a_sorted_walk_without_next_links_misses_nothing_when_a_record_moves_mid
         missing.len(),
         want.len()
     );
-    assert!(sim.stats().tenant(tenant).graph.fault("missing_next_link") >= 1);
+    let without_link = sim.stats().tenant(tenant).graph.fault("missing_next_link");
+    if missing_next_link_rate > 0.0 {
+        assert!(without_link >= 1, "pages came without a link");
+    } else {
+        assert_eq!(without_link, 0, "every page came with its link");
+    }
 }
 
 /// A Graph client signing in by certificate, in each cloud's Graph audience, against the

@@ -3,14 +3,17 @@
 //! - `@odata.nextLink` is followed exactly as given, never edited; it must stay on the
 //!   query's scheme, host and port (the bearer token goes with it), else the walk stops
 //!   with [`PagingError::ForeignNextLink`].
+//! - A query sorted ascending by a field it filters with `ge` (`$orderby=
+//!   lastUpdateDateTime asc`, `$filter=lastUpdateDateTime ge …`) goes on **from the last
+//!   key read** instead of a `$skip` offset: the same query with `ge` the last record's
+//!   value, past the records at that value already read less half a page, so that records
+//!   that moved on (a new version) meanwhile cannot make an unchanged one slip below the
+//!   offset; the repeats are the caller's to drop (by id and version). It does so after a
+//!   full page without a nextLink and in place of a nextLink that pages by `$skip` (the
+//!   security collections' links, reference §2.2); a link with a `$skiptoken` is followed.
 //! - Without a nextLink, a full page (`len == $top`) goes on (the service sometimes omits
-//!   the link when `$top` is set); a short page ends the walk. A query sorted ascending
-//!   by a field it filters with `ge` (`$orderby=lastUpdateDateTime asc`, `$filter=
-//!   lastUpdateDateTime ge …`) goes on **from the last key read**: the same query with
-//!   `ge` the last record's value, past the records at that value already read less half
-//!   a page, so that records that moved on (a new version) meanwhile cannot make an
-//!   unchanged one slip below the `$skip`; the repeats are the caller's to drop (by id
-//!   and version). Any other query goes on with plain `$skip` paging.
+//!   the link when `$top` is set); a short page ends the walk. A query not sorted as
+//!   above goes on with plain `$skip` paging.
 //! - A continuation refused because its skip token expired (or is invalid) is reported as
 //!   [`PagingError::SkipTokenExpired`]: the caller queries again from its cursor (or
 //!   [restarts](ODataPager::restart) the same query).
@@ -323,7 +326,14 @@ impl ODataPager {
                         detail: format!("the nextLink `{link}` is the page just read"),
                     });
                 }
-                Next::Link(next)
+                // An offset into a collection sorted by a field that changes skips a
+                // record whenever one read before moves on between two pages.
+                let by_offset = query_value(&next, "$skip").is_some()
+                    && query_value(&next, "$skiptoken").is_none();
+                match self.from_last_key(&response.body, count) {
+                    Some(from) if by_offset => from,
+                    _ => Next::Link(next),
+                }
             }
             _ => match self.top {
                 // A full page without a link: the service may have left it out (§2.2).
@@ -342,37 +352,37 @@ impl ODataPager {
     /// Where a full page without a nextLink goes on: from its last key when the query is
     /// sorted by one, else by `$skip`.
     fn after_full_page(&self, body: &[u8], top: u64) -> Next {
-        let skip = Next::Skip(self.skip + self.received);
-        let Some(field) = &self.sort_key else {
-            return skip;
-        };
-        let texts: Vec<String> = match serde_json::from_slice::<Keys>(body) {
-            Ok(keys) => keys
-                .value
-                .iter()
-                .map(|item| item.get(field).and_then(|v| v.as_str()).unwrap_or_default())
-                .map(str::to_string)
-                .collect(),
-            Err(_) => return skip,
-        };
+        self.from_last_key(body, top)
+            .unwrap_or(Next::Skip(self.skip + self.received))
+    }
+
+    /// The query again from the last key of a page of `count` records (`body`), when the
+    /// query is sorted by one and the page is sorted by it; `None` otherwise.
+    fn from_last_key(&self, body: &[u8], count: u64) -> Option<Next> {
+        let field = self.sort_key.as_ref()?;
+        let keys: Keys = serde_json::from_slice(body).ok()?;
+        let texts: Vec<&str> = keys
+            .value
+            .iter()
+            .map(|item| item.get(field).and_then(|v| v.as_str()).unwrap_or_default())
+            .collect();
+        let at = texts.last()?;
         let keys: Option<Vec<_>> = texts.iter().map(|t| parse_key(t)).collect();
         // Going on from the last key is right only for a page sorted ascending; `$orderby`
         // on these collections is not documented, and a service that ignored it must not
-        // end the walk after one page.
+        // end the walk after one page (nor have its links replaced).
         let sorted = keys
             .as_ref()
             .is_some_and(|keys| keys.windows(2).all(|pair| pair[0] <= pair[1]));
-        let (Some(keys), Some(at), true) = (keys, texts.last().cloned(), sorted) else {
+        let (Some(keys), true) = (keys, sorted) else {
             tracing::warn!(
                 endpoint = self.first.endpoint,
                 field = %field,
-                "a page without a nextLink is not sorted by {field} or lacks it; going on with $skip"
+                "a page is not sorted by {field} or lacks it; going on by the service's offset"
             );
-            return skip;
+            return None;
         };
-        let Some(&last) = keys.last() else {
-            return skip;
-        };
+        let &last = keys.last()?;
         // Records at `last` already read: all of this query's when it started there (the
         // query asks `ge last` and is sorted), else this page's.
         let at_last = if self.from == Some(last) {
@@ -381,12 +391,12 @@ impl ODataPager {
             keys.iter().filter(|k| **k == last).count() as u64
         };
         // Half a page read again absorbs that many records at `last` moving on between two
-        // requests; the rest of a page is progress, so a run of equal keys longer than a
+        // requests; the rest of the page is progress, so a run of equal keys longer than a
         // page still ends.
-        Next::From {
-            at,
-            skip: at_last.saturating_sub(top / 2),
-        }
+        Some(Next::From {
+            at: at.to_string(),
+            skip: at_last.saturating_sub(count / 2),
+        })
     }
 }
 
