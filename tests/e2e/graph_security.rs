@@ -72,7 +72,7 @@ fn world() -> M365Config {
         history: Duration::from_secs(2 * 24 * 3600),
         ..M365Config::default()
     };
-    config.graph.alerts_per_hour = 60;
+    config.graph.alerts_per_hour = 150;
     config.graph.sign_ins_per_hour = 240;
     config.graph.late_sign_in_rate = 0.05;
     // The documented 150 a minute and 5 per 10 s would make each restart's re-walk of the
@@ -320,19 +320,42 @@ fn count_of(
         .sum()
 }
 
-/// A short account of what is missing: counts and a few examples per resource.
-fn describe(missing: &BTreeMap<&'static str, Vec<(String, DateTime<Utc>)>>) -> String {
-    missing
-        .iter()
-        .map(|(resource, absent)| {
-            format!(
-                "{resource}: {} missing, e.g. {:?}",
-                absent.len(),
-                &absent[..absent.len().min(3)]
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+/// A short account of what is missing: counts per resource, and for a few records the
+/// versions published and those delivered.
+fn describe(
+    missing: &BTreeMap<&'static str, Vec<(String, DateTime<Utc>)>>,
+    delivered: &Delivered,
+    sim: &Simulator,
+) -> String {
+    let mut text = Vec::new();
+    for (resource, absent) in missing {
+        text.push(format!("{resource}: {} missing", absent.len()));
+        let (_, which, ..) = COLLECTIONS
+            .iter()
+            .find(|(r, ..)| r == resource)
+            .expect("a known resource");
+        let published = graph_versions(
+            sim.config(),
+            DEFAULT_TENANT_ID,
+            *which,
+            sim.history_start(),
+            sim.now(),
+        );
+        for (id, at) in absent.iter().take(3) {
+            let of_id = |pairs: &mut dyn Iterator<Item = (String, DateTime<Utc>)>| {
+                pairs
+                    .filter(|(i, _)| i == id)
+                    .map(|(_, t)| t.to_rfc3339())
+                    .collect::<Vec<_>>()
+            };
+            text.push(format!(
+                "  {id} wanted at {at}: published {:?}, delivered {:?}",
+                of_id(&mut published.iter().cloned()),
+                of_id(&mut delivered.of(resource).into_iter()),
+            ));
+        }
+    }
+    text.join("\n")
 }
 
 #[test]
@@ -377,7 +400,7 @@ fn sigkill_during_a_graph_backfill_five_times_loses_no_record_nor_final_version(
         };
         let start = delivered.records_of(source);
         // Somewhere in what is left of it, so that it is still going when killed.
-        let target = start + 1 + next(count_of(&backfill, source).saturating_sub(start) / 3);
+        let target = start + 1 + next(count_of(&backfill, source).saturating_sub(start) / 4);
         let halfway = (start + target) / 2;
         let mut pipeline = ws.run("p.toml", Stdio::null());
         let mut advanced = false;
@@ -416,15 +439,15 @@ fn sigkill_during_a_graph_backfill_five_times_loses_no_record_nor_final_version(
     // The last run is left to catch up.
     let mut pipeline = ws.run("p.toml", Stdio::null());
     let want = final_truth(&simulator);
-    let caught_up = Instant::now() + Duration::from_secs(300);
+    let caught_up = Instant::now() + Duration::from_secs(180);
     while !missing(&delivered, &want).is_empty() && Instant::now() < caught_up {
         std::thread::sleep(Duration::from_millis(100));
         delivered.refresh(&ws);
     }
     assert!(
         missing(&delivered, &want).is_empty(),
-        "after the restarts, {}\n{}",
-        describe(&missing(&delivered, &want)),
+        "after the restarts:\n{}\n{}",
+        describe(&missing(&delivered, &want), &delivered, &simulator),
         pipeline.logs()
     );
     pipeline.signal(libc::SIGTERM);
@@ -441,7 +464,7 @@ fn sigkill_during_a_graph_backfill_five_times_loses_no_record_nor_final_version(
     assert!(
         missing(&delivered, &want).is_empty(),
         "{}",
-        describe(&missing(&delivered, &want))
+        describe(&missing(&delivered, &want), &delivered, &simulator)
     );
     assert!(
         delivered.unreadable.is_empty(),
