@@ -37,9 +37,15 @@ pub struct HarnessSimulator {
 }
 
 impl HarnessSimulator {
-    /// Starts it on a free loopback port.
+    /// Starts it on a free loopback port. Its runtime has more threads than the machine
+    /// has cores: the first page of a large listing computes it for seconds on its thread,
+    /// and the other requests must not queue behind it (their late arrival, bunched, would
+    /// meet the simulator's sliding-window limit although the collector kept its budget).
     pub fn start(world: M365Config) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Runtime::new()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(8)
+            .enable_all()
+            .build()?;
         let simulator = runtime.block_on(Simulator::start(world, "127.0.0.1:0".parse()?))?;
         Ok(HarnessSimulator { runtime, simulator })
     }

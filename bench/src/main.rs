@@ -43,10 +43,10 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     o365_latency_ms: u64,
     /// Alerts per weekday hour of the simulated tenant in the graph backfill (7 days of them).
-    #[arg(long, default_value_t = 1_190)]
+    #[arg(long, default_value_t = 1_431)]
     graph_alerts_per_hour: u32,
     /// Sign-ins per weekday hour (all four kinds) in the graph backfill.
-    #[arg(long, default_value_t = 5_950)]
+    #[arg(long, default_value_t = 7_128)]
     graph_sign_ins_per_hour: u32,
     /// Latency added to every simulated Graph response, in milliseconds.
     #[arg(long, default_value_t = 50)]
