@@ -80,6 +80,8 @@ impl ConsumerContext for Context {
 
 /// What the loop needs besides the consumer.
 pub(super) struct Settings {
+    /// 1 while the partitions are paused for backpressure (`kafka_consumer_paused`).
+    pub paused: metrics::Gauge,
     pub decoder: LineDecoder,
     pub metadata_key: String,
     pub batch_max_events: usize,
@@ -276,6 +278,7 @@ impl Loop<'_> {
             && self.consumer.pause(&assignment).is_ok()
         {
             self.paused = true;
+            self.settings.paused.set(1.0);
             tracing::debug!(component = %self.cx.component.id, "downstream is full; partitions paused");
         }
         loop {
@@ -294,6 +297,7 @@ impl Loop<'_> {
                 let _ = self.consumer.resume(&assignment);
             }
             self.paused = false;
+            self.settings.paused.set(0.0);
         }
     }
 

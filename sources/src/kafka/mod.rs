@@ -46,6 +46,11 @@ impl SourceConfig for KafkaSourceConfig {
             .subscribe(&topics)
             .map_err(|error| anyhow::anyhow!("cannot subscribe to {topics:?}: {error}"))?;
         let settings = consume::Settings {
+            paused: cx
+                .component
+                .metrics
+                .labels
+                .gauge("kafka_consumer_paused", &[]),
             decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
             metadata_key: self.metadata_key.trim().to_string(),
             batch_max_events: self.batch_max_events.max(1),
