@@ -7,6 +7,7 @@ pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod buffer;
+pub mod cef;
 pub mod config;
 pub mod decoding;
 pub mod delivery;

@@ -1,11 +1,10 @@
 //! One syslog message into one event: the header (RFC 5424 or 3164, read by
 //! `syslog_loose`, the parser VRL's `parse_syslog` uses) into a `syslog` object, the
-//! payload decoded as text, CEF (VRL's `parse_cef`), LEEF or JSON.
+//! payload decoded as text, CEF (`siemflow_core::cef`, exactly VRL's `parse_cef`), LEEF or
+//! JSON.
 //!
 //! Nothing is dropped: a message whose header or payload cannot be read is emitted whole
 //! in `message` with a `parse_error` field, and counted.
-
-use std::sync::Arc;
 
 use chrono::{Datelike as _, Utc};
 use metrics::Counter;
@@ -13,20 +12,16 @@ use siemflow_core::decoding::Decoding;
 use siemflow_core::event::Event;
 use siemflow_core::metrics::ComponentMetrics;
 use syslog_loose::{Message, ProcId, Protocol, Variant};
-use vrl::compiler::runtime::Runtime;
-use vrl::compiler::{Program, TargetValue, TimeZone};
-use vrl::value::{ObjectMap, Secrets, Value};
+use vrl::value::{ObjectMap, Value};
 
 use super::config::{Format, SyslogDecoding};
 use crate::lines::{ERROR_INVALID_UTF8, STAGE_RECEIVING};
 
-/// Turns messages into events and counts what went wrong; one per connection (it owns
-/// the VRL runtime `parse_cef` runs in).
+/// Turns messages into events and counts what went wrong; one per connection.
+#[derive(Clone)]
 pub struct MessageDecoder {
     format: Format,
     decoding: SyslogDecoding,
-    cef: Option<Arc<Program>>,
-    runtime: Runtime,
     counters: Counters,
 }
 
@@ -37,18 +32,6 @@ struct Counters {
     received_bytes: Counter,
     parse_failed: Counter,
     invalid_utf8: Counter,
-}
-
-impl Clone for MessageDecoder {
-    fn clone(&self) -> Self {
-        MessageDecoder {
-            format: self.format,
-            decoding: self.decoding,
-            cef: self.cef.clone(),
-            runtime: Runtime::default(),
-            counters: self.counters.clone(),
-        }
-    }
 }
 
 /// What became of one message.
@@ -71,15 +54,9 @@ impl MessageDecoder {
                 &[("error_type", error_type), ("stage", STAGE_RECEIVING)],
             )
         };
-        let cef = match decoding {
-            SyslogDecoding::Cef => Some(Arc::new(compile_cef()?)),
-            _ => None,
-        };
         Ok(MessageDecoder {
             format,
             decoding,
-            cef,
-            runtime: Runtime::default(),
             counters: Counters {
                 received_events: metrics.received_events.clone(),
                 received_bytes: metrics.received_bytes.clone(),
@@ -228,38 +205,10 @@ impl MessageDecoder {
                 Ok(object)
             }
             SyslogDecoding::Cef => {
-                let Some(program) = &self.cef else {
-                    return Err("CEF parser missing".into());
-                };
-                let mut object = ObjectMap::new();
-                object.insert("message".into(), Value::from(payload));
-                let mut target = TargetValue {
-                    value: Value::Object(object),
-                    metadata: Value::Object(ObjectMap::new()),
-                    secrets: Secrets::default(),
-                };
-                let result = self.runtime.resolve(&mut target, program, &utc());
-                self.runtime.clear();
-                match result {
-                    Ok(Value::Object(object)) => Ok(object),
-                    Ok(other) => Err(format!("parse_cef returned {}", other.kind_str())),
-                    Err(error) => Err(format!("not CEF: {error}")),
-                }
+                siemflow_core::cef::parse(payload).map_err(|e| format!("not CEF: {e}"))
             }
         }
     }
-}
-
-/// `parse_cef` as VRL reads a CEF line, custom fields untranslated (`cs1Label`, `cs1`).
-fn compile_cef() -> anyhow::Result<Program> {
-    let functions = vrl::stdlib::all();
-    vrl::compiler::compile("parse_cef!(.message)", &functions)
-        .map(|compiled| compiled.program)
-        .map_err(|diagnostics| anyhow::anyhow!("VRL parse_cef does not compile: {diagnostics:?}"))
-}
-
-fn utc() -> TimeZone {
-    TimeZone::parse("UTC").unwrap_or_default()
 }
 
 fn message_only(text: &str) -> ObjectMap {
