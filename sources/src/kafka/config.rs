@@ -35,6 +35,10 @@ pub struct KafkaSourceConfig {
     /// key, timestamp and headers (default `"kafka"`: `metadata.kafka.topic`, ...).
     #[serde(default = "default_metadata_key")]
     pub metadata_key: String,
+    /// Unpack Azure's `{"records": [...]}` envelopes (Defender XDR streaming, diagnostic
+    /// settings into Event Hubs): one event per record. Default `false`.
+    #[serde(default)]
+    pub unpack_records: bool,
     /// Most events in one batch. Default: `500`.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,

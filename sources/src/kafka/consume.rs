@@ -85,6 +85,7 @@ pub(super) struct Settings {
     pub decoder: LineDecoder,
     pub metadata_key: String,
     pub batch_max_events: usize,
+    pub unpack_records: bool,
 }
 
 /// Where a partition stands after a failed batch was rewound: messages fetched before
@@ -221,25 +222,36 @@ impl Loop<'_> {
         }
     }
 
-    /// The event of one message, with its partition and offset; `None` for a message
+    /// The events of one message (one, or one per record of a `{"records": [...]}`
+    /// envelope when unpacking), each with its partition and offset; none for a message
     /// fetched before a rewind's seek took effect.
-    fn take(&mut self, message: &BorrowedMessage<'_>) -> Option<(Partition, i64, Event)> {
+    fn take(&mut self, message: &BorrowedMessage<'_>) -> Vec<Taken> {
         let partition: Partition = (message.topic().to_string(), message.partition());
         let offset = message.offset();
         if let Some(rewound) = self.rewound.get(&partition) {
             if offset > rewound.last_registered {
-                return None;
+                return Vec::new();
             }
             self.rewound.remove(&partition);
         }
         let value = message.payload().unwrap_or_default();
         let mut events = Vec::with_capacity(1);
         self.settings.decoder.push(value, &mut events);
-        let mut event = events
+        let event = events
             .pop()
             .unwrap_or_else(|| Event::from_message(String::new()));
-        attach_metadata(&mut event, &self.settings.metadata_key, message);
-        Some((partition, offset, event))
+        let mut events = if self.settings.unpack_records {
+            unpack_records(event)
+        } else {
+            vec![event]
+        };
+        for event in &mut events {
+            attach_metadata(event, &self.settings.metadata_key, message);
+        }
+        events
+            .into_iter()
+            .map(|event| (partition.clone(), offset, event))
+            .collect()
     }
 
     /// Sends one partition's events as one batch and registers it.
@@ -376,6 +388,31 @@ impl Loop<'_> {
             self.last_registered.remove(&partition);
             self.rewound.remove(&partition);
         }
+    }
+}
+
+/// One event per record of an Azure `{"records": [...]}` envelope (Defender XDR streaming,
+/// diagnostic settings); any other event, or an envelope without records, as it is. The
+/// records of one message go out in one batch, so its offset is stored only once all of
+/// them were delivered.
+pub(super) fn unpack_records(event: Event) -> Vec<Event> {
+    let mut root = match event.value {
+        Value::Object(root) => root,
+        other => return vec![Event::new(other)],
+    };
+    match root.remove("records") {
+        Some(Value::Array(records)) if root.is_empty() && !records.is_empty() => records
+            .into_iter()
+            .map(|record| match record {
+                object @ Value::Object(_) => Event::new(object),
+                other => Event::from_message(other),
+            })
+            .collect(),
+        Some(records) => {
+            root.insert("records".into(), records);
+            vec![Event::new(Value::Object(root))]
+        }
+        None => vec![Event::new(Value::Object(root))],
     }
 }
 

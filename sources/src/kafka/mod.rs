@@ -54,6 +54,7 @@ impl SourceConfig for KafkaSourceConfig {
             decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
             metadata_key: self.metadata_key.trim().to_string(),
             batch_max_events: self.batch_max_events.max(1),
+            unpack_records: self.unpack_records,
         };
         Ok(Box::pin(consume::run(consumer, rebalances, settings, cx)))
     }

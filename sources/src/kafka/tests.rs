@@ -151,3 +151,44 @@ async fn a_full_pipeline_pauses_the_partitions_and_nothing_is_lost_or_reordered(
         .stop(std::time::Duration::from_secs(30), |_| {})
         .await;
 }
+
+#[test]
+fn an_azure_records_envelope_becomes_one_event_per_record() {
+    use siemflow_core::Event;
+    use siemflow_core::decoding::Decoding;
+
+    let fixture = include_str!(
+        "../../../tests/fixtures/eventhubs/panther_defender_xdr_advancedhunting.ndjson"
+    );
+    let records: Vec<serde_json::Value> = fixture
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a fixture record"))
+        .collect();
+    assert_eq!(records.len(), 2);
+    let body = serde_json::json!({ "records": records }).to_string();
+    let (event, issues) = Decoding::Json.decode(body.as_bytes());
+    assert_eq!(issues.parse_error, None);
+    let events = super::consume::unpack_records(event);
+    let values: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(&e.value).expect("json"))
+        .collect();
+    assert_eq!(values, records);
+    assert!(
+        values[0]["category"]
+            .as_str()
+            .expect("category")
+            .starts_with("AdvancedHunting-")
+    );
+
+    // Anything else stays one event, as it was.
+    for other in [
+        serde_json::json!({"records": [], "x": 1}),
+        serde_json::json!({"records": [1], "other": true}),
+        serde_json::json!({"Id": "1"}),
+    ] {
+        let events = super::consume::unpack_records(Event::new(other.clone().into()));
+        assert_eq!(events.len(), 1);
+        assert_eq!(serde_json::to_value(&events[0].value).expect("json"), other);
+    }
+}
