@@ -330,7 +330,7 @@ impl ODataPager {
                 // record whenever one read before moves on between two pages.
                 let by_offset = query_value(&next, "$skip").is_some()
                     && query_value(&next, "$skiptoken").is_none();
-                match self.from_last_key(&response.body, count) {
+                match self.next_from_last_key(&response.body, count) {
                     Some(from) if by_offset => from,
                     _ => Next::Link(next),
                 }
@@ -352,13 +352,13 @@ impl ODataPager {
     /// Where a full page without a nextLink goes on: from its last key when the query is
     /// sorted by one, else by `$skip`.
     fn after_full_page(&self, body: &[u8], top: u64) -> Next {
-        self.from_last_key(body, top)
+        self.next_from_last_key(body, top)
             .unwrap_or(Next::Skip(self.skip + self.received))
     }
 
     /// The query again from the last key of a page of `count` records (`body`), when the
     /// query is sorted by one and the page is sorted by it; `None` otherwise.
-    fn from_last_key(&self, body: &[u8], count: u64) -> Option<Next> {
+    fn next_from_last_key(&self, body: &[u8], count: u64) -> Option<Next> {
         let field = self.sort_key.as_ref()?;
         let keys: Keys = serde_json::from_slice(body).ok()?;
         let texts: Vec<&str> = keys
