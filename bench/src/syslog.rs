@@ -1,8 +1,8 @@
 //! The `syslog` benchmark: senders in this harness write RFC 5424 messages carrying the
 //! Defender for Cloud Apps agent's CEF lines, octet-counted over TCP, to the release
-//! binary's `syslog` source (`decoding = "cef"`: VRL's parse_cef on every message), whose
-//! events go to a file sink. Events per second from process start to the last event
-//! written, and peak RSS.
+//! binary's `syslog` source (`decoding = "cef"`: `siemflow_core::cef`, which yields what
+//! VRL's parse_cef does, on every message), whose events go to a file sink. Events per
+//! second from process start to the last event written, and peak RSS.
 
 use std::io::Write as _;
 use std::net::TcpStream;
@@ -169,7 +169,8 @@ pub fn report(results: &[SyslogRun]) -> String {
         "\n## syslog\n\n\
          {connections} TCP connections from this harness send RFC 5424 messages carrying the\n\
          Defender for Cloud Apps agent's CEF lines (about 690 bytes each), octet-counted, to the\n\
-         `syslog` source, written by a file sink as NDJSON. `cef`: VRL's parse_cef per message;\n\
+         `syslog` source, written by a file sink as NDJSON. `cef`: siemflow_core::cef (the fields\n\
+         VRL's parse_cef yields) per message;\n\
          `text`: the header only. Timed from process start to the last event written; CPU is\n\
          siemflow's user + system time (on a shared machine events per CPU second compare better).\n\n\
          | decoding | events | MB sent | seconds | events/s | CPU s | events per CPU s | peak RSS | target |\n\

@@ -66,6 +66,12 @@ fn every_fixture_record_round_trips_through_vrl_parse_cef() {
         enc.encode(&record, &mut out);
         assert!(!out.contains('\n') && !out.contains('\r'), "{file}: {out}");
         let parsed = oracle.parse(&out);
+        // The syslog source's reader (siemflow_core::cef) reads our lines as VRL does.
+        assert_eq!(
+            siemflow_core::cef::parse(&out).as_ref(),
+            Ok(&parsed),
+            "{file}: {out}"
+        );
         let preset = &enc.presets[enc.select(&record)];
         assert_eq!(
             get(&parsed, "deviceVendor").as_deref(),
