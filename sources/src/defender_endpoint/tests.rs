@@ -271,6 +271,9 @@ async fn a_missing_permission_is_a_config_error_retried_slowly() {
 /// the window before each of its first answers, so every alert after it shifts down by one
 /// position: a client following `$skip` pages steps over an unchanged alert. The source
 /// reads windows whole, each in one response, and misses none.
+/// An alert as the test server lists it: its id and its lastUpdateTime.
+type Listed = (String, DateTime<Utc>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_moving_while_a_window_is_read_skips_no_other() {
     use crate::microsoft::tests::{TENANT, json, serve};
@@ -279,17 +282,16 @@ async fn an_alert_moving_while_a_window_is_read_skips_no_other() {
     let now = || DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
     let first = now() - chrono::TimeDelta::hours(2);
     // 30 alerts, one every 4 minutes; ids in the order the server lists them.
-    let alerts: Arc<std::sync::Mutex<Vec<(String, DateTime<Utc>)>>> =
-        Arc::new(std::sync::Mutex::new(
-            (0..30)
-                .map(|i| {
-                    (
-                        format!("da{i:02}"),
-                        first + chrono::TimeDelta::minutes(4 * i),
-                    )
-                })
-                .collect(),
-        ));
+    let alerts: Arc<std::sync::Mutex<Vec<Listed>>> = Arc::new(std::sync::Mutex::new(
+        (0..30)
+            .map(|i| {
+                (
+                    format!("da{i:02}"),
+                    first + chrono::TimeDelta::minutes(4 * i),
+                )
+            })
+            .collect(),
+    ));
     let state = Arc::clone(&alerts);
     // The server's own address, for its absolute nextLinks (known once it listens).
     let base: Arc<std::sync::OnceLock<String>> = Arc::default();
