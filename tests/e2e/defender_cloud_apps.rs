@@ -102,7 +102,7 @@ fn delivered(ws: &Workspace) -> BTreeMap<(String, String), usize> {
 }
 
 fn truth(config: &M365Config, simulator: &Simulator) -> BTreeSet<(String, String)> {
-    let (from, now) = (simulator.history_start(), simulator.now());
+    let (from, now) = (simulator.history_start(), simulator.visible_until());
     cloud_apps_activities(config, DEFAULT_TENANT_ID, from, now)
         .into_iter()
         .chain(cloud_apps_alerts(config, DEFAULT_TENANT_ID, from, now))
@@ -315,7 +315,7 @@ fn cef_and_leef_presets_render_what_the_source_emits() {
             "127.0.0.1:0".parse().expect("addr"),
         ))
         .expect("simulator");
-    let (from, now) = (simulator.history_start(), simulator.now());
+    let (from, now) = (simulator.history_start(), simulator.visible_until());
     let activities = cloud_apps_activities(&config, DEFAULT_TENANT_ID, from, now);
     let alerts = cloud_apps_alerts(&config, DEFAULT_TENANT_ID, from, now);
     assert!(activities.len() > 300 && alerts.len() > 30);

@@ -99,7 +99,8 @@ fn handle(sim: &Sim, list: List, headers: &HeaderMap, body: &[u8]) -> Response {
         inject(sim, &count)?;
         let q = filters::parse(list, body)
             .map_err(|detail| Refusal::new(StatusCode::BAD_REQUEST, detail))?;
-        Ok(page(sim, list, tenant, &q, now_ms))
+        // What exists is frozen at start unless the world is live, as for the other APIs.
+        Ok(page(sim, list, tenant, &q, sim.published_until_ms()))
     })();
     match result {
         Ok(data) => {

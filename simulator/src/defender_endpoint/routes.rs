@@ -244,7 +244,8 @@ async fn inject(sim: &Sim, count: Count<'_>) -> Result<(), Refusal> {
 /// `$top`, and a nextLink when more remain.
 fn page(sim: &Sim, tenant_id: &str, q: &AlertQuery, raw_query: &str) -> Value {
     let from = crate::world::generate::to_utc(sim.history_start_ms());
-    let now = crate::world::generate::to_utc(sim.now_ms());
+    // What exists is frozen at start unless the world is live, as for the other APIs.
+    let now = crate::world::generate::to_utc(sim.published_until_ms());
     let mut matching: Vec<Value> = alerts::alerts(&sim.cfg, tenant_id, from, now, q.expand)
         .into_iter()
         .filter(|a| q.admits(a))
