@@ -1,6 +1,7 @@
-//! `siemflow simulate m365|graph|splunk|sentinel|elasticsearch` and the `[simulator]` table:
-//! local stand-ins for Microsoft 365 (Management Activity API and Graph) and the SIEMs,
-//! standalone or started in-process before the pipeline.
+//! `siemflow simulate m365|graph|defender|splunk|sentinel|elasticsearch|mda-agent` and the
+//! `[simulator]` table: local stand-ins for Microsoft 365 (Management Activity API, Graph,
+//! Defender) and the SIEMs, standalone or started in-process before the pipeline; and the
+//! Defender for Cloud Apps SIEM agent, a client that sends its CEF lines to a syslog receiver.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,6 +118,9 @@ pub enum Target {
     Sentinel,
     /// Elasticsearch / OpenSearch `_bulk` (default 127.0.0.1:9200).
     Elasticsearch,
+    /// The Defender for Cloud Apps SIEM agent: sends its documented CEF lines to the syslog
+    /// receiver at `--to` (TCP, or UDP with `--udp`), `--repeat` times, then exits.
+    MdaAgent,
 }
 
 /// `siemflow simulate` arguments.
@@ -137,6 +141,15 @@ pub struct SimulateArgs {
     /// Seed of the simulator (overrides the file).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// mda-agent: the syslog receiver to send to, e.g. 127.0.0.1:5514.
+    #[arg(long)]
+    pub to: Option<SocketAddr>,
+    /// mda-agent: one datagram per line instead of one TCP connection.
+    #[arg(long)]
+    pub udp: bool,
+    /// mda-agent: how many times to send the 12 lines.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
 }
 
 /// The simulators a pipeline started in-process.
@@ -238,27 +251,45 @@ impl Standalone {
     }
 }
 
-/// `siemflow simulate <target>`: serves until SIGTERM or SIGINT.
+/// `siemflow simulate <target>`: serves until SIGTERM or SIGINT (`mda-agent` sends, then exits).
 pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     logging::init(global.log_format, &global.log_level);
+    if args.target != Target::MdaAgent && (args.to.is_some() || args.udp || args.repeat != 1) {
+        eprintln!("--to, --udp and --repeat belong to `siemflow simulate mda-agent`");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
     let path = args.config.as_ref();
-    let loaded = match args.target {
-        Target::M365 | Target::Graph | Target::Defender => load::<M365Config>(path).map(|mut c| {
-            c.seed = args.seed.unwrap_or(c.seed);
-            Config::M365(Box::new(c))
-        }),
-        Target::Splunk => load::<SplunkHecConfig>(path).map(|mut c| {
-            c.seed = args.seed.unwrap_or(c.seed);
-            Config::Splunk(c)
-        }),
-        Target::Sentinel => load::<SentinelConfig>(path).map(|mut c| {
-            c.seed = args.seed.unwrap_or(c.seed);
-            Config::Sentinel(c)
-        }),
-        Target::Elasticsearch => load::<ElasticsearchConfig>(path).map(|mut c| {
-            c.seed = args.seed.unwrap_or(c.seed);
-            Config::Elasticsearch(c)
-        }),
+    let seeded = |seed: &mut u64| *seed = args.seed.unwrap_or(*seed);
+    let (loaded, port) = match args.target {
+        Target::M365 | Target::Graph | Target::Defender => (
+            load::<M365Config>(path).map(|mut c| {
+                seeded(&mut c.seed);
+                Config::M365(Box::new(c))
+            }),
+            M365_PORT,
+        ),
+        Target::Splunk => (
+            load::<SplunkHecConfig>(path).map(|mut c| {
+                seeded(&mut c.seed);
+                Config::Splunk(c)
+            }),
+            SPLUNK_PORT,
+        ),
+        Target::Sentinel => (
+            load::<SentinelConfig>(path).map(|mut c| {
+                seeded(&mut c.seed);
+                Config::Sentinel(c)
+            }),
+            SENTINEL_PORT,
+        ),
+        Target::Elasticsearch => (
+            load::<ElasticsearchConfig>(path).map(|mut c| {
+                seeded(&mut c.seed);
+                Config::Elasticsearch(c)
+            }),
+            ELASTICSEARCH_PORT,
+        ),
+        Target::MdaAgent => return send_agent_lines(&args, global),
     };
     let config = match loaded {
         Ok(config) => config,
@@ -268,14 +299,7 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
             return ExitCode::from(crate::EXIT_CONFIG);
         }
     };
-    let listen = args.listen.unwrap_or_else(|| {
-        loopback(match args.target {
-            Target::M365 | Target::Graph | Target::Defender => M365_PORT,
-            Target::Splunk => SPLUNK_PORT,
-            Target::Sentinel => SENTINEL_PORT,
-            Target::Elasticsearch => ELASTICSEARCH_PORT,
-        })
-    });
+    let listen = args.listen.unwrap_or_else(|| loopback(port));
     let runtime = match crate::run::runtime(global.threads) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -308,6 +332,52 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
         simulator.stop().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `siemflow simulate mda-agent --to ADDR [--udp] [--repeat N]`: the agent's lines sent, the
+/// count printed. A client, so the servers' `--listen`, `-c` and `--seed` do not apply.
+fn send_agent_lines(args: &SimulateArgs, global: &GlobalArgs) -> ExitCode {
+    use siemflow_simulator::mda_agent::{self, Transport};
+    let Some(to) = args.to else {
+        eprintln!(
+            "siemflow simulate mda-agent needs --to, the syslog receiver (e.g. --to 127.0.0.1:5514)"
+        );
+        return ExitCode::from(crate::EXIT_CONFIG);
+    };
+    if args.listen.is_some() || args.config.is_some() || args.seed.is_some() {
+        eprintln!("--listen, -c and --seed do not apply to mda-agent, a client; give --to");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
+    let transport = if args.udp {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    let runtime = match crate::run::runtime(global.threads) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let agent = mda_agent::agent_lines();
+    let lines: Vec<&str> = (0..args.repeat)
+        .flat_map(|_| agent.iter().copied())
+        .collect();
+    match runtime.block_on(mda_agent::send(to, transport, &lines)) {
+        Ok(()) => {
+            println!(
+                "sent {} Defender for Cloud Apps SIEM-agent lines to {to} over {}",
+                lines.len(),
+                if args.udp { "UDP" } else { "TCP" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot send to {to}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The configuration of one simulator, whichever it is (the Microsoft 365 one, much the

@@ -141,3 +141,61 @@ path = "out/out.ndjson"
         "every connection was either served or refused and counted"
     );
 }
+
+/// `siemflow simulate mda-agent` sends the agent's documented lines, as written, to a
+/// receiver: over TCP each followed by LF, `--repeat` times; over UDP one datagram each.
+#[test]
+fn simulate_mda_agent_sends_the_documented_lines() {
+    use std::io::Read;
+    use std::process::Command;
+
+    let agent = siemflow_simulator::mda_agent::agent_lines();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = listener.local_addr().expect("address").to_string();
+    let sender = Command::new(crate::harness::binary())
+        .args(["simulate", "mda-agent", "--to", &to, "--repeat", "2"])
+        .output();
+    let (mut stream, _) = listener.accept().expect("the agent connects");
+    let mut received = String::new();
+    stream.read_to_string(&mut received).expect("read");
+    let output = sender.expect("run siemflow");
+    assert!(output.status.success(), "{output:?}");
+    let want: Vec<&str> = agent.iter().chain(agent.iter()).copied().collect();
+    assert_eq!(received, format!("{}\n", want.join("\n")));
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let to = socket.local_addr().expect("address").to_string();
+    let output = Command::new(crate::harness::binary())
+        .args(["simulate", "mda-agent", "--udp", "--to", &to])
+        .output()
+        .expect("run siemflow");
+    assert!(output.status.success(), "{output:?}");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = vec![0u8; 65_536];
+    for line in &agent {
+        let n = socket.recv(&mut buf).expect("a datagram per line");
+        assert_eq!(&buf[..n], line.as_bytes());
+    }
+
+    // Options of the servers are refused, as is a missing receiver.
+    for args in [
+        &["simulate", "mda-agent"][..],
+        &[
+            "simulate",
+            "mda-agent",
+            "--to",
+            &to,
+            "--listen",
+            "127.0.0.1:1",
+        ],
+        &["simulate", "splunk", "--to", &to],
+    ] {
+        let output = Command::new(crate::harness::binary())
+            .args(args)
+            .output()
+            .expect("run siemflow");
+        assert_eq!(output.status.code(), Some(78), "{args:?}: {output:?}");
+    }
+}
