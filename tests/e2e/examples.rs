@@ -26,15 +26,26 @@ fn required_env(text: &str) -> Vec<(String, String)> {
     vars
 }
 
-#[test]
-fn every_example_pipeline_validates() {
-    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let mut checked = Vec::new();
+/// Every `.toml` under `folder`, subfolders included (`examples/scale-out/`), sorted.
+fn pipelines_under(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(folder).expect("examples/") {
         let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
+        if path.is_dir() {
+            found.extend(pipelines_under(&path));
+        } else if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            found.push(path);
         }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn every_example_pipeline_validates() {
+    let folder = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    let mut checked = Vec::new();
+    for path in pipelines_under(folder) {
         let text = std::fs::read_to_string(&path).expect("read example");
         // A scratch folder as the working directory: nothing lands in the repository.
         let ws = Workspace::new();
@@ -53,12 +64,8 @@ fn every_example_pipeline_validates() {
             path.display(),
             String::from_utf8_lossy(&output.stderr)
         );
-        checked.push(
-            path.file_name()
-                .expect("name")
-                .to_string_lossy()
-                .into_owned(),
-        );
+        let name = path.strip_prefix(folder).expect("under examples/");
+        checked.push(name.to_string_lossy().into_owned());
     }
     checked.sort();
     for expected in [
@@ -71,6 +78,8 @@ fn every_example_pipeline_validates() {
         "mde-alerts-qradar.toml",
         "qradar.toml",
         "rsyslog-relay.toml",
+        "scale-out/collector.toml",
+        "scale-out/processor.toml",
         "sentinel.toml",
         "splunk.toml",
     ] {
