@@ -1,6 +1,7 @@
 //! Producing to Kafka over the shared delivery machinery: a request is a batch of
 //! messages handed to librdkafka in order, and its outcome is their delivery reports.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ impl Kafka {
     }
 
     /// The message key: the key field's value, text as it is, anything else as JSON.
-    fn key(&self, event: &Event) -> Option<Vec<u8>> {
+    fn key<'e>(&self, event: &'e Event) -> Option<Cow<'e, [u8]>> {
         let value = event.get(self.key.as_ref()?)?;
         field_bytes(value)
     }
@@ -116,7 +117,7 @@ impl Kafka {
             if let Some(value) = event.get(path).and_then(field_bytes) {
                 headers = Some(headers.unwrap_or_default().insert(Header {
                     key: name,
-                    value: Some(&value),
+                    value: Some(value.as_ref()),
                 }));
             }
         }
@@ -134,7 +135,7 @@ impl Kafka {
         let key = self.key(event);
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
         if let Some(key) = &key {
-            record = record.key(key.as_slice());
+            record = record.key(key.as_ref());
         }
         if let Some(headers) = self.headers(event) {
             record = record.headers(headers);
@@ -152,13 +153,14 @@ impl Kafka {
     }
 }
 
-/// A field's bytes for a key or header: text as it is, anything else as JSON text.
-fn field_bytes(value: &Value) -> Option<Vec<u8>> {
+/// A field's bytes for a key or header: text as it is (borrowed, librdkafka copies it),
+/// anything else as JSON text.
+fn field_bytes(value: &Value) -> Option<Cow<'_, [u8]>> {
     match value {
         Value::Null => None,
-        Value::Bytes(bytes) => Some(bytes.to_vec()),
-        Value::String(text) => Some(text.as_bytes().to_vec()),
-        other => serde_json::to_vec(other).ok(),
+        Value::Bytes(bytes) => Some(Cow::Borrowed(bytes.as_ref())),
+        Value::String(text) => Some(Cow::Borrowed(text.as_bytes())),
+        other => serde_json::to_vec(other).ok().map(Cow::Owned),
     }
 }
 
