@@ -23,6 +23,7 @@ mod server;
 pub mod splunk_hec;
 mod state;
 mod stats;
+mod throttle;
 mod tokens;
 mod wire;
 mod world;

@@ -1,6 +1,7 @@
 //! Request counters per tenant, for benchmarks and tests.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -55,4 +56,35 @@ impl Stats {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// How many request arrival times a stats list always keeps (see [`arrived`]): far more
+/// than any documented limit admits in its longest window, while a long-running
+/// simulator's stats stay bounded.
+pub(crate) const KEPT_TIMES: usize = 50_000;
+
+/// Records a request arriving at `at_ms` in a stats list of arrival times (simulator
+/// clock, Unix ms); once twice [`KEPT_TIMES`] are held, the older half goes (amortised
+/// constant time), so every request of a run up to that many is kept, at least that many
+/// latest ones after.
+pub(crate) fn arrived(times: &mut Vec<i64>, at_ms: i64) {
+    if times.len() >= 2 * KEPT_TIMES {
+        times.drain(..times.len() - KEPT_TIMES);
+    }
+    times.push(at_ms);
+}
+
+/// The most of `times` (arrival times, Unix ms, in any order) within any span of `window`.
+pub(crate) fn max_in_window(times: &[i64], window: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let span = window.as_millis() as i64;
+    let (mut best, mut start) = (0, 0);
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] >= span {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
 }

@@ -18,8 +18,7 @@ mod filters;
 pub(crate) mod routes;
 mod world;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,8 +26,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::M365Config;
-use crate::state::lock;
+use crate::stats;
 use crate::tenant_world;
+use crate::throttle::{SlidingWindows, Window};
 use crate::wire::Dice;
 
 pub use config::{ApiTokenConfig, CloudAppsConfig, CloudAppsFaults, DEFAULT_API_TOKEN};
@@ -62,17 +62,7 @@ pub struct CloudAppsStats {
 impl CloudAppsStats {
     /// The most requests that arrived within any span of `window`.
     pub fn max_in_window(&self, window: Duration) -> usize {
-        let mut sorted = self.request_times.clone();
-        sorted.sort_unstable();
-        let span = window.as_millis() as i64;
-        let (mut best, mut start) = (0, 0);
-        for end in 0..sorted.len() {
-            while sorted[end] - sorted[start] >= span {
-                start += 1;
-            }
-            best = best.max(end - start + 1);
-        }
-        best
+        stats::max_in_window(&self.request_times, window)
     }
 
     /// How often the named fault fired.
@@ -81,25 +71,21 @@ impl CloudAppsStats {
     }
 
     fn arrived(&mut self, at_ms: i64) {
-        // Bounded like Graph's: the latest 50 000 at least.
-        if self.request_times.len() >= 100_000 {
-            self.request_times.drain(..50_000);
-        }
-        self.request_times.push(at_ms);
+        stats::arrived(&mut self.request_times, at_ms);
     }
 }
 
 /// The server side: the per-tenant request window and the fault dice.
 #[derive(Debug)]
 pub(crate) struct CloudAppsState {
-    windows: Mutex<HashMap<usize, VecDeque<i64>>>,
+    windows: SlidingWindows<usize>,
     dice: Dice,
 }
 
 impl CloudAppsState {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
-            windows: Mutex::default(),
+            windows: SlidingWindows::default(),
             dice: Dice::new(seed, 0x3da),
         }
     }
@@ -107,17 +93,11 @@ impl CloudAppsState {
     /// Admits a request of `tenant` at `now_ms` when fewer than `limit` came in the last
     /// minute; else the seconds until one leaves.
     fn admit(&self, tenant: usize, now_ms: i64, limit: u32) -> Result<(), u64> {
-        let mut windows = lock(&self.windows);
-        let times = windows.entry(tenant).or_default();
-        while times.front().is_some_and(|t| *t <= now_ms - 60_000) {
-            times.pop_front();
-        }
-        if times.len() >= limit as usize {
-            let wait = (times.front().copied().unwrap_or(now_ms) + 60_000 - now_ms).max(1);
-            return Err(((wait + 999) / 1000) as u64);
-        }
-        times.push_back(now_ms);
-        Ok(())
+        let minute = Window {
+            requests: limit,
+            per_ms: 60_000,
+        };
+        self.windows.admit(tenant, now_ms, &[minute])
     }
 }
 

@@ -23,8 +23,7 @@ mod config;
 mod query;
 pub(crate) mod routes;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,7 +32,8 @@ use serde_json::Value;
 
 use crate::config::M365Config;
 use crate::graph::Cloud;
-use crate::state::lock;
+use crate::stats;
+use crate::throttle::{SlidingWindows, Window};
 use crate::wire::Dice;
 
 pub use config::{EndpointConfig, EndpointFaults, RateLimit};
@@ -78,17 +78,7 @@ pub struct EndpointStats {
 impl EndpointStats {
     /// The most requests that arrived within any span of `window`.
     pub fn max_in_window(&self, window: Duration) -> usize {
-        let mut sorted = self.request_times.clone();
-        sorted.sort_unstable();
-        let span = window.as_millis() as i64;
-        let (mut best, mut start) = (0, 0);
-        for end in 0..sorted.len() {
-            while sorted[end] - sorted[start] >= span {
-                start += 1;
-            }
-            best = best.max(end - start + 1);
-        }
-        best
+        stats::max_in_window(&self.request_times, window)
     }
 
     /// How often the named fault fired.
@@ -97,24 +87,21 @@ impl EndpointStats {
     }
 
     fn arrived(&mut self, at_ms: i64) {
-        if self.request_times.len() >= 100_000 {
-            self.request_times.drain(..50_000);
-        }
-        self.request_times.push(at_ms);
+        stats::arrived(&mut self.request_times, at_ms);
     }
 }
 
 /// The server side: the request log per (tenant, app) and the fault dice.
 #[derive(Debug)]
 pub(crate) struct EndpointState {
-    admitted: Mutex<HashMap<(usize, String), VecDeque<i64>>>,
+    admitted: SlidingWindows<(usize, String)>,
     dice: Dice,
 }
 
 impl EndpointState {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
-            admitted: Mutex::default(),
+            admitted: SlidingWindows::default(),
             dice: Dice::new(seed, 0x3de),
         }
     }
@@ -122,34 +109,15 @@ impl EndpointState {
     /// Admits a request of (tenant, app) at `now_ms` when every limit has room; else the
     /// seconds until all of them do.
     fn admit(&self, caller: (usize, &str), now_ms: i64, limits: &[RateLimit]) -> Result<(), u64> {
-        let mut admitted = lock(&self.admitted);
-        let times = admitted
-            .entry((caller.0, caller.1.to_ascii_lowercase()))
-            .or_default();
-        let longest = limits.iter().map(|l| l.per).max().unwrap_or_default();
-        let longest = longest.as_millis() as i64;
-        while times.front().is_some_and(|t| *t <= now_ms - longest) {
-            times.pop_front();
-        }
-        let mut wait_ms = 0;
-        for limit in limits {
-            let per = limit.per.as_millis() as i64;
-            let inside = times
-                .iter()
-                .rev()
-                .take_while(|t| **t > now_ms - per)
-                .count();
-            if inside >= limit.requests as usize {
-                // The oldest of the last `requests` admitted leaves the window first.
-                let oldest = times[times.len() - limit.requests as usize];
-                wait_ms = wait_ms.max(oldest + per - now_ms);
-            }
-        }
-        if wait_ms > 0 {
-            return Err(((wait_ms + 999) / 1000) as u64);
-        }
-        times.push_back(now_ms);
-        Ok(())
+        let windows: Vec<Window> = limits
+            .iter()
+            .map(|l| Window {
+                requests: l.requests,
+                per_ms: l.per.as_millis() as i64,
+            })
+            .collect();
+        let key = (caller.0, caller.1.to_ascii_lowercase());
+        self.admitted.admit(key, now_ms, &windows)
     }
 }
 

@@ -21,7 +21,6 @@ mod products;
 pub(crate) mod routes;
 mod security;
 pub(crate) mod stats;
-mod throttle;
 mod time;
 mod versions;
 
@@ -30,6 +29,7 @@ use serde_json::Value;
 
 use crate::config::M365Config;
 use crate::tenant_world;
+use crate::throttle::SlidingWindows;
 use crate::wire::Dice;
 use crate::world::World;
 
@@ -60,7 +60,7 @@ pub enum GraphResource {
 /// Graph's part of the server state: limits, fault dice, the skiptoken secret.
 #[derive(Debug)]
 pub(crate) struct GraphState {
-    pub(crate) limiter: throttle::Limiter,
+    pub(crate) limiter: SlidingWindows<(usize, String, odata::Family)>,
     pub(crate) dice: Dice,
     /// Binds skiptokens to this simulator instance.
     pub(crate) secret: u64,
@@ -72,7 +72,7 @@ impl GraphState {
     /// State for a simulator seeded `seed` and started at `origin_ms`.
     pub(crate) fn new(seed: u64, origin_ms: i64) -> Self {
         Self {
-            limiter: throttle::Limiter::default(),
+            limiter: SlidingWindows::default(),
             dice: Dice::new(seed, 0x6a4f),
             secret: crate::world::rng::key(&[seed, origin_ms as u64, 0x5ec4e7]),
             listings: listing::ListingCache::default(),

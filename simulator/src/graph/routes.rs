@@ -16,6 +16,7 @@ use super::paging::{self, Binding, Cursor};
 use super::stats::GraphStats;
 use super::time;
 use crate::state::{Sim, lock};
+use crate::throttle::Window;
 use crate::tokens;
 use crate::wire::query_pairs;
 
@@ -171,17 +172,16 @@ fn admit(
     count: Count<'_>,
 ) -> Result<(), GraphError> {
     let g = &sim.cfg.graph;
-    let (limit, window_ms) = match c.family() {
+    let (requests, per_ms) = match c.family() {
         Family::Security => (g.security_requests_per_minute, 60_000),
         Family::Identity => (g.identity_requests_per_10s, 10_000),
     };
     sim.graph
         .limiter
         .admit(
-            (who.tenant, &who.client_id, c.family()),
+            (who.tenant, who.client_id.clone(), c.family()),
             now_ms,
-            limit,
-            window_ms,
+            &[Window { requests, per_ms }],
         )
         .map_err(|seconds| {
             count(&|g| g.throttled += 1);

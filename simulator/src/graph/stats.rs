@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::stats;
+
 /// Graph requests of one tenant (the tenant of the bearer token).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GraphStats {
@@ -37,35 +39,18 @@ impl GraphStats {
     /// How many arrival times of a family are always kept: far more than the documented
     /// limits admit in their longest window (150 in 60 s), while a long-running simulator's
     /// stats stay bounded.
-    pub const KEPT_TIMES: usize = 50_000;
+    pub const KEPT_TIMES: usize = stats::KEPT_TIMES;
 
-    /// Records a request of `family` arriving at `at_ms`; once twice [`Self::KEPT_TIMES`]
-    /// times are held, the older half goes (amortised constant time).
+    /// Records a request of `family` arriving at `at_ms` (bounded: see [`Self::KEPT_TIMES`]).
     pub(crate) fn arrived(&mut self, family: &str, at_ms: i64) {
-        let times = self.request_times.entry(family.into()).or_default();
-        if times.len() >= 2 * Self::KEPT_TIMES {
-            times.drain(..times.len() - Self::KEPT_TIMES);
-        }
-        times.push(at_ms);
+        stats::arrived(self.request_times.entry(family.into()).or_default(), at_ms);
     }
 
     /// The most requests of `family` that arrived within any span of `window`.
     pub fn max_in_window(&self, family: &str, window: Duration) -> usize {
-        let Some(times) = self.request_times.get(family) else {
-            return 0;
-        };
-        let mut sorted = times.clone();
-        sorted.sort_unstable();
-        let span = window.as_millis() as i64;
-        let mut best = 0;
-        let mut start = 0;
-        for end in 0..sorted.len() {
-            while sorted[end] - sorted[start] >= span {
-                start += 1;
-            }
-            best = best.max(end - start + 1);
-        }
-        best
+        self.request_times
+            .get(family)
+            .map_or(0, |times| stats::max_in_window(times, window))
     }
 
     /// How often the named fault fired.
