@@ -12,7 +12,9 @@ use siemflow_simulator::{
     DEFAULT_TENANT_ID, M365Config, Simulator, cloud_apps_activities, cloud_apps_alerts,
 };
 
-use crate::harness::{Workspace, random_below, wait_for};
+use crate::harness::{
+    Workspace, cef_and_leef_files, kill_at_random_points, poll, start_m365, wait_for,
+};
 
 /// The simulator's legacy API token of the default tenant.
 const API_TOKEN: &str = siemflow_simulator::defender_cloud_apps::DEFAULT_API_TOKEN;
@@ -38,20 +40,33 @@ fn world() -> M365Config {
     config
 }
 
-fn pipeline(base_url: &str, token_file: &str) -> String {
+/// The source `mda` reading the simulator with `api_token`; `tenant` adds lines to its
+/// tenant.
+fn source(base_url: &str, poll_interval: &str, api_token: &str, tenant: &str) -> String {
     format!(
         r#"
 data_dir = "data"
 [sources.mda]
 type = "defender_cloud_apps"
 start_from = "2d"
-poll_interval = "2s"
+poll_interval = "{poll_interval}"
 requests_per_minute = {PER_MINUTE}
 [[sources.mda.tenants]]
 portal_url = "{base_url}"
-api_token = "${{file:{token_file}}}"
-tenant_id = "{DEFAULT_TENANT_ID}"
+api_token = "{api_token}"
+{tenant}"#
+    )
+}
 
+fn pipeline(base_url: &str, token_file: &str) -> String {
+    let source = source(
+        base_url,
+        "2s",
+        &format!("${{file:{token_file}}}"),
+        &format!("tenant_id = \"{DEFAULT_TENANT_ID}\"\n"),
+    );
+    format!(
+        r#"{source}
 [transforms.by_kind]
 type = "route"
 inputs = ["mda"]
@@ -90,10 +105,7 @@ fn identity(record: &serde_json::Value) -> Option<(String, String)> {
 /// Each delivered (`_id`, state) and how often.
 fn delivered(ws: &Workspace) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
-    for line in ws.lines("out.ndjson") {
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
+    for record in ws.json_lines("out.ndjson") {
         if let Some(key) = identity(&record) {
             *out.entry(key).or_default() += 1;
         }
@@ -112,14 +124,8 @@ fn truth(config: &M365Config, simulator: &Simulator) -> BTreeSet<(String, String
 
 #[test]
 fn sigkill_during_backfill_five_times_loses_no_activity_or_alert_state() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let config = world();
-    let simulator = runtime
-        .block_on(Simulator::start(
-            config.clone(),
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(config.clone());
     let expected = truth(&config, &simulator);
     assert!(
         expected.len() > 5_000,
@@ -132,29 +138,16 @@ fn sigkill_during_backfill_five_times_loses_no_activity_or_alert_state() {
     let token_file = token_file.to_str().expect("utf-8 path");
     ws.write("p.toml", &pipeline(&simulator.base_url(), token_file));
     println!("{} records expected", expected.len());
-    let mut next = random_below();
     let run = |ws: &Workspace| ws.run("p.toml", Stdio::null());
 
-    let mut kills = 0;
-    while kills < 5 {
-        let seen = ws.lines("out.ndjson").len();
-        let mut pipeline = run(&ws);
-        let target = seen + 1 + next(expected.len() / 12);
-        let reached = wait_for("the backfill to progress", Duration::from_secs(120), || {
-            let n = ws.lines("out.ndjson").len();
-            (n >= target || delivered(&ws).len() >= expected.len()).then_some(n)
-        });
-        if delivered(&ws).len() >= expected.len() {
-            break;
-        }
-        pipeline.signal(libc::SIGKILL);
-        pipeline.wait_exit(Duration::from_secs(10));
-        kills += 1;
-        println!("kill {kills} at {reached} lines");
-    }
-    assert!(
-        kills >= 5,
-        "the backfill finished after {kills} kills; make the world larger"
+    let kills = kill_at_random_points(
+        &ws,
+        "p.toml",
+        5,
+        expected.len() / 12,
+        Duration::from_secs(120),
+        || ws.lines("out.ndjson").len(),
+        || delivered(&ws).len() >= expected.len(),
     );
 
     let mut pipeline = run(&ws);
@@ -237,39 +230,7 @@ fn sigkill_during_backfill_five_times_loses_no_activity_or_alert_state() {
 }
 
 fn mapping_pipeline(base_url: &str) -> String {
-    format!(
-        r#"
-data_dir = "data"
-[sources.mda]
-type = "defender_cloud_apps"
-start_from = "2d"
-poll_interval = "1s"
-requests_per_minute = {PER_MINUTE}
-[[sources.mda.tenants]]
-portal_url = "{base_url}"
-api_token = "{API_TOKEN}"
-
-[transforms.to_cef]
-type = "cef"
-inputs = ["mda"]
-
-[transforms.to_leef]
-type = "leef"
-inputs = ["mda"]
-
-[sinks.cef]
-type = "file"
-inputs = ["to_cef"]
-path = "cef.log"
-encoding = "text"
-
-[sinks.leef]
-type = "file"
-inputs = ["to_leef"]
-path = "leef.log"
-encoding = "text"
-"#
-    )
+    source(base_url, "1s", API_TOKEN, "") + &cef_and_leef_files("mda", "")
 }
 
 /// The value of `key` in a CEF extension or a LEEF attribute list (`sep` between pairs).
@@ -304,17 +265,11 @@ fn value_of<'a>(line: &'a str, key: &str, sep: char) -> Option<&'a str> {
 /// LEEF line with the SIEM agent's header, its id, time, user and service.
 #[test]
 fn cef_and_leef_presets_render_what_the_source_emits() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut config = world();
     config.history = Duration::from_secs(3 * 3600);
     config.defender_cloud_apps.faults = Default::default();
     config.defender_cloud_apps.alerts_per_hour = 30;
-    let simulator = runtime
-        .block_on(Simulator::start(
-            config.clone(),
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(config.clone());
     let (from, now) = (simulator.history_start(), simulator.visible_until());
     let activities = cloud_apps_activities(&config, DEFAULT_TENANT_ID, from, now);
     let alerts = cloud_apps_alerts(&config, DEFAULT_TENANT_ID, from, now);
@@ -340,22 +295,22 @@ fn cef_and_leef_presets_render_what_the_source_emits() {
     let missing = |file: &str, want: &BTreeSet<String>, sep: char| {
         want.difference(&ids_in(file, "externalId", sep)).count()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = (
+    let left = || {
+        (
             missing("cef.log", &want, ' '),
             missing("leef.log", &full, '\t'),
-        );
-        if left == (0, 0) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "records not in (CEF, LEEF): {left:?}; first lines: {:?}",
-            ws.lines("cef.log").first()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    };
+    let left = poll(Duration::from_secs(120), || {
+        let left = left();
+        (left == (0, 0)).then_some(left)
+    })
+    .unwrap_or_else(left);
+    assert!(
+        left == (0, 0),
+        "records not in (CEF, LEEF): {left:?}; first lines: {:?}",
+        ws.lines("cef.log").first()
+    );
     pipeline.signal(libc::SIGTERM);
     assert!(
         pipeline.wait_exit(Duration::from_secs(30)).success(),

@@ -17,7 +17,7 @@ use siemflow_simulator::{
     RateLimit, Simulator, endpoint_alert_versions, endpoint_alerts,
 };
 
-use crate::harness::{Workspace, random_below, wait_for};
+use crate::harness::{Workspace, cef_and_leef_files, kill_at_random_points, start_m365, wait_for};
 
 /// A live world with a day of alerts behind it and the faults a client must ride through.
 /// The documented 100 a minute and 1,500 an hour would make each restart's walk take
@@ -81,12 +81,9 @@ path = "out.ndjson"
 /// (id, lastUpdateTime as written) of each delivered line, and how often it came.
 fn delivered(ws: &Workspace) -> HashMap<(String, String), usize> {
     let mut pairs = HashMap::new();
-    for line in ws.lines("out.ndjson") {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
+    for event in ws.json_lines("out.ndjson") {
         let (Some(id), Some(at)) = (event["id"].as_str(), event["lastUpdateTime"].as_str()) else {
-            panic!("a line without id or lastUpdateTime: {line}");
+            panic!("a line without id or lastUpdateTime: {event}");
         };
         *pairs.entry((id.to_string(), at.to_string())).or_default() += 1;
     }
@@ -136,39 +133,20 @@ fn missing(
 
 #[test]
 fn sigkill_during_backfill_five_times_loses_no_alert_version() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let simulator = runtime
-        .block_on(Simulator::start(
-            world(),
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(world());
     let first = truth(&simulator);
     assert!(first.len() > 300, "the world is too small: {}", first.len());
 
     let ws = Workspace::new();
     ws.write("p.toml", &pipeline(&simulator.base_url()));
-    let mut next = random_below();
-    let mut kills = 0;
-    while kills < 5 {
-        let seen = ws.lines("out.ndjson").len();
-        let mut pipeline = ws.run("p.toml", Stdio::null());
-        let target = seen + 1 + next(first.len() / 10);
-        let reached = wait_for("the backfill to progress", Duration::from_secs(180), || {
-            let n = ws.lines("out.ndjson").len();
-            (n >= target || missing(&delivered(&ws), &first).is_empty()).then_some(n)
-        });
-        if missing(&delivered(&ws), &first).is_empty() {
-            break;
-        }
-        pipeline.signal(libc::SIGKILL);
-        pipeline.wait_exit(Duration::from_secs(10));
-        kills += 1;
-        println!("kill {kills} at {reached} lines");
-    }
-    assert!(
-        kills >= 5,
-        "the backfill finished after {kills} kills; make the world larger"
+    let kills = kill_at_random_points(
+        &ws,
+        "p.toml",
+        5,
+        first.len() / 10,
+        Duration::from_secs(180),
+        || ws.lines("out.ndjson").len(),
+        || missing(&delivered(&ws), &first).is_empty(),
     );
 
     let mut pipeline = ws.run("p.toml", Stdio::null());
@@ -218,7 +196,6 @@ fn sigkill_during_backfill_five_times_loses_no_alert_version() {
 /// user, evidence and times land in their keys.
 #[test]
 fn alerts_map_to_cef_and_leef_with_the_defender_endpoint_preset() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut config = M365Config {
         seed: 29,
         live: true,
@@ -226,12 +203,7 @@ fn alerts_map_to_cef_and_leef_with_the_defender_endpoint_preset() {
         ..M365Config::default()
     };
     config.graph.alerts_per_hour = 60;
-    let simulator = runtime
-        .block_on(Simulator::start(
-            config,
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(config);
     let base_url = simulator.base_url();
     let ws = Workspace::new();
     ws.write(
@@ -245,28 +217,8 @@ type = "defender_endpoint"
 api_url = "{base_url}"
 start_from = "1d"
 tenants = [{{ tenant_id = "{DEFAULT_TENANT_ID}", client_id = "{DEFAULT_CLIENT_ID}", client_secret = "{DEFAULT_CLIENT_SECRET}", login_url = "{base_url}" }}]
-
-[transforms.to_cef]
-type = "cef"
-inputs = ["mde"]
-
-[transforms.to_leef]
-type = "leef"
-inputs = ["mde"]
-delimiter = "^"
-
-[sinks.cef]
-type = "file"
-inputs = ["to_cef"]
-path = "cef.log"
-encoding = "text"
-
-[sinks.leef]
-type = "file"
-inputs = ["to_leef"]
-path = "leef.log"
-encoding = "text"
-"#
+{}"#,
+            cef_and_leef_files("mde", "delimiter = \"^\"\n")
         ),
     );
     let alerts = endpoint_alerts(

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use siemflow_simulator::{
@@ -17,7 +17,7 @@ use siemflow_simulator::{
     M365Config, Simulator, graph_ground_truth, graph_versions,
 };
 
-use crate::harness::{Workspace, random_below, wait_for};
+use crate::harness::{Workspace, poll, random_below, start_m365, wait_for};
 
 /// Each collection the pipeline reads: the `resource` its events carry, the simulator's
 /// collection, the field that identifies a version (alerts, incidents) or the record's time
@@ -361,13 +361,7 @@ fn describe(
 
 #[test]
 fn sigkill_during_a_graph_backfill_five_times_loses_no_record_nor_final_version() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let simulator = runtime
-        .block_on(Simulator::start(
-            world(),
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(world());
     let backfill = truth(&simulator, simulator.visible_until());
     let expected: usize = backfill.values().map(BTreeSet::len).sum();
     for (resource, pairs) in &backfill {
@@ -440,11 +434,10 @@ fn sigkill_during_a_graph_backfill_five_times_loses_no_record_nor_final_version(
     // The last run is left to catch up.
     let mut pipeline = ws.run("p.toml", Stdio::null());
     let want = final_truth(&simulator);
-    let caught_up = Instant::now() + Duration::from_secs(180);
-    while !missing(&delivered, &want).is_empty() && Instant::now() < caught_up {
-        std::thread::sleep(Duration::from_millis(100));
+    poll(Duration::from_secs(180), || {
         delivered.refresh(&ws);
-    }
+        missing(&delivered, &want).is_empty().then_some(())
+    });
     assert!(
         missing(&delivered, &want).is_empty(),
         "after the restarts:\n{}\n{}",

@@ -12,15 +12,107 @@ pub fn binary() -> &'static str {
 }
 
 /// Polls `check` until it returns Some or the deadline passes.
-pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, deadline: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll(deadline, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `check` until it returns Some, or None once the deadline passes: for a caller
+/// that says itself what is missing.
+pub fn poll<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let until = Instant::now() + deadline;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
+        if Instant::now() >= until {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A tokio runtime and the Microsoft 365 simulator started on it on a free loopback
+/// port (the runtime must outlive the simulator: bind them in this order).
+pub fn start_m365(
+    config: siemflow_simulator::M365Config,
+) -> (tokio::runtime::Runtime, siemflow_simulator::Simulator) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let simulator = runtime
+        .block_on(siemflow_simulator::Simulator::start(
+            config,
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
+        .expect("simulator");
+    (runtime, simulator)
+}
+
+/// Runs `config` in `ws` and SIGKILLs it `kills` times, each time once `progress()` (the
+/// output's size, read from the files) has gone past where that run began by a random
+/// 1 to `span` ([`random_below`], seed printed), then restarts it. Stops early once
+/// `done()`: the run finished before its kill. Each kill is printed with the progress it
+/// came at. Asserts that all `kills` came before the end (else the world is too small to
+/// kill it mid-run) and returns how many there were.
+pub fn kill_at_random_points(
+    ws: &Workspace,
+    config: &str,
+    kills: usize,
+    span: usize,
+    deadline: Duration,
+    mut progress: impl FnMut() -> usize,
+    mut done: impl FnMut() -> bool,
+) -> usize {
+    let mut next = random_below();
+    let mut killed = 0;
+    while killed < kills {
+        let seen = progress();
+        let mut pipeline = ws.run(config, Stdio::null());
+        let target = seen + 1 + next(span);
+        let reached = wait_for("the backfill to progress", deadline, || {
+            let n = progress();
+            (n >= target || done()).then_some(n)
+        });
+        if done() {
+            break;
+        }
+        pipeline.signal(libc::SIGKILL);
+        pipeline.wait_exit(Duration::from_secs(10));
+        killed += 1;
+        println!("kill {killed} at {reached} lines");
+    }
+    assert!(
+        killed >= kills,
+        "the backfill finished after {killed} kills; make the world larger"
+    );
+    killed
+}
+
+/// The `to_cef` and `to_leef` transforms of `input` (`leef` adds options to the latter)
+/// written by the text file sinks `cef` to cef.log and `leef` to leef.log: a pipeline's
+/// tail, after its source.
+pub fn cef_and_leef_files(input: &str, leef: &str) -> String {
+    format!(
+        r#"
+[transforms.to_cef]
+type = "cef"
+inputs = ["{input}"]
+
+[transforms.to_leef]
+type = "leef"
+inputs = ["{input}"]
+{leef}
+[sinks.cef]
+type = "file"
+inputs = ["to_cef"]
+path = "cef.log"
+encoding = "text"
+
+[sinks.leef]
+type = "file"
+inputs = ["to_leef"]
+path = "leef.log"
+encoding = "text"
+"#
+    )
 }
 
 /// A scratch folder with a config file in it.
@@ -62,6 +154,14 @@ impl Workspace {
     /// Lines of a file (empty when it does not exist yet).
     pub fn lines(&self, name: &str) -> Vec<String> {
         read_lines(&self.path(name))
+    }
+
+    /// The JSON value of each line of a file that is one (a line torn by a kill is not).
+    pub fn json_lines(&self, name: &str) -> Vec<serde_json::Value> {
+        self.lines(name)
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// `siemflow validate -c <files>`: exit code and stderr.

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use siemflow_simulator::{
     CONTENT_TYPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config,
-    Simulator, published_records,
+    published_records,
 };
 
-use crate::harness::{Workspace, random_below, wait_for};
+use crate::harness::{Workspace, ids, kill_at_random_points, start_m365, wait_for};
 
 fn world() -> M365Config {
     let mut config = M365Config {
@@ -53,25 +53,13 @@ path = "out.ndjson"
 }
 
 fn delivered_ids(ws: &Workspace) -> BTreeSet<String> {
-    ws.lines("out.ndjson")
-        .iter()
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            Some(v.get("Id")?.as_str()?.to_string())
-        })
-        .collect()
+    ids(&ws.lines("out.ndjson")).into_iter().collect()
 }
 
 #[test]
 fn sigkill_during_backfill_five_times_loses_no_record() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let config = world();
-    let simulator = runtime
-        .block_on(Simulator::start(
-            config.clone(),
-            "127.0.0.1:0".parse().expect("addr"),
-        ))
-        .expect("simulator");
+    let (runtime, simulator) = start_m365(config.clone());
     let now = simulator.now();
     let start = now - chrono::Duration::from_std(config.history).expect("history");
     let expected: BTreeSet<String> = CONTENT_TYPES
@@ -88,28 +76,14 @@ fn sigkill_during_backfill_five_times_loses_no_record() {
     let ws = Workspace::new();
     ws.write("p.toml", &pipeline(&simulator.base_url()));
     println!("{} records expected", expected.len());
-    let mut next = random_below();
-
-    let mut kills = 0;
-    while kills < 5 {
-        let seen = ws.lines("out.ndjson").len();
-        let mut pipeline = ws.run("p.toml", Stdio::null());
-        let target = seen + 1 + next(expected.len() / 12);
-        let reached = wait_for("the backfill to progress", Duration::from_secs(120), || {
-            let n = ws.lines("out.ndjson").len();
-            (n >= target || delivered_ids(&ws).len() >= expected.len()).then_some(n)
-        });
-        if delivered_ids(&ws).len() >= expected.len() {
-            break;
-        }
-        pipeline.signal(libc::SIGKILL);
-        pipeline.wait_exit(Duration::from_secs(10));
-        kills += 1;
-        println!("kill {kills} at {reached} lines");
-    }
-    assert!(
-        kills >= 5,
-        "the backfill finished after {kills} kills; make the world larger"
+    let kills = kill_at_random_points(
+        &ws,
+        "p.toml",
+        5,
+        expected.len() / 12,
+        Duration::from_secs(120),
+        || ws.lines("out.ndjson").len(),
+        || delivered_ids(&ws).len() >= expected.len(),
     );
 
     let mut pipeline = ws.run("p.toml", Stdio::null());
