@@ -6,6 +6,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
+use crate::graph::filter::Op;
+
 /// The largest `$top`.
 pub(crate) const MAX_TOP: u64 = 10_000;
 
@@ -29,17 +31,6 @@ const FILTERABLE: [&str; 11] = [
 
 /// The time-valued ones: compared as instants, with every operator.
 const TIMES: [&str; 3] = ["alertCreationTime", "lastUpdateTime", "lastEventTime"];
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
 
 /// A literal.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,14 +184,8 @@ fn clause(property: &str, op: &str, value: &str) -> Result<Clause, String> {
             "Could not find a property named '{property}' on type 'Alert'."
         ));
     };
-    let op = match op.to_ascii_lowercase().as_str() {
-        "eq" => Op::Eq,
-        "ne" => Op::Ne,
-        "gt" => Op::Gt,
-        "ge" => Op::Ge,
-        "lt" => Op::Lt,
-        "le" => Op::Le,
-        _ => return Err(format!("Syntax error: unknown operator '{op}'.")),
+    let Some(op) = Op::parse(&op.to_ascii_lowercase()) else {
+        return Err(format!("Syntax error: unknown operator '{op}'."));
     };
     let is_time = TIMES.contains(known);
     let value = literal(value, is_time)?;
@@ -288,15 +273,7 @@ impl Clause {
             }
             _ => return false,
         };
-        use std::cmp::Ordering::*;
-        match self.op {
-            Op::Eq => ordering == Equal,
-            Op::Ne => ordering != Equal,
-            Op::Gt => ordering == Greater,
-            Op::Ge => ordering != Less,
-            Op::Lt => ordering == Less,
-            Op::Le => ordering != Greater,
-        }
+        self.op.holds(ordering)
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn parse(word: &str) -> Option<Op> {
+    pub(crate) fn parse(word: &str) -> Option<Op> {
         Some(match word {
             "eq" => Op::Eq,
             "ne" => Op::Ne,
@@ -88,7 +88,8 @@ impl Op {
         }
     }
 
-    fn holds(self, ord: std::cmp::Ordering) -> bool {
+    /// Whether a value comparing `ord` to the literal satisfies the comparison.
+    pub(crate) fn holds(self, ord: std::cmp::Ordering) -> bool {
         use std::cmp::Ordering::*;
         match self {
             Op::Eq => ord == Equal,

@@ -12,7 +12,7 @@ mod catalog;
 pub(crate) mod config;
 mod errors;
 mod evidence;
-mod filter;
+pub(crate) mod filter;
 mod identity;
 mod listing;
 mod odata;
