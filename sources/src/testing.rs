@@ -82,6 +82,18 @@ pub fn lines_of(batch: &Batch) -> Vec<String> {
         .collect()
 }
 
+/// A field's text as the tests compare it: a string's text, anything else written out,
+/// nothing when absent.
+pub fn text(value: Option<&siemflow_core::Value>) -> String {
+    match value {
+        Some(value) => match value.to_str_lossy() {
+            Some(text) => text.into_owned(),
+            None => value.to_string(),
+        },
+        None => String::new(),
+    }
+}
+
 /// Polls `condition` until it holds or the patience runs out (for file-system effects).
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;

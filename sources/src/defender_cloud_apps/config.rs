@@ -267,9 +267,7 @@ impl CloudAppsConfig {
             }
         }
         issues.extend(name_list_issues("resources", &self.resources, &RESOURCES));
-        if self.overlap > Duration::from_secs(24 * 3600) {
-            issues.push(ConfigIssue::new("overlap", "must be at most \"24h\"").hint("\"5m\""));
-        }
+        issues.extend(tenants::overlap_issue(self.overlap));
         if self.alert_reread_window > Duration::from_secs(30 * 24 * 3600) {
             issues.push(
                 ConfigIssue::new("alert_reread_window", "must be at most \"30d\"")

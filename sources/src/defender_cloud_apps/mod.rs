@@ -128,17 +128,7 @@ fn feed(
             },
         )
     } else {
-        (
-            "activities/",
-            CloudAppsQuery {
-                filter_field: "created",
-                record_field: "created",
-                fixed_filters: Map::new(),
-                version_fields: &[],
-                overlap: None,
-                limit: MAX_LIMIT,
-            },
-        )
+        ("activities/", CloudAppsQuery::by_created(MAX_LIMIT))
     };
     Ok(Feed {
         client: Arc::clone(client),

@@ -16,7 +16,7 @@ use siemflow_simulator::{
 
 use super::{CloudAppsConfig, CloudAppsTenant};
 use crate::graph_security::tests::{PATIENCE, simulator, tuning};
-use crate::testing::RunningSource;
+use crate::testing::{RunningSource, text};
 
 /// The simulator's legacy API token of the default tenant.
 const API_TOKEN: &str = siemflow_simulator::defender_cloud_apps::DEFAULT_API_TOKEN;
@@ -68,16 +68,6 @@ fn source(tenant: CloudAppsTenant) -> CloudAppsConfig {
     config.poll_interval = Duration::from_millis(100);
     config.requests_per_minute = PER_MINUTE;
     config
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(value) => match value.to_str_lossy() {
-            Some(text) => text.into_owned(),
-            None => value.to_string(),
-        },
-        None => String::new(),
-    }
 }
 
 /// What arrived: (resource, `_id`, version) → times received.

@@ -191,9 +191,7 @@ impl DefenderEndpointConfig {
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             issues.push(ConfigIssue::new("page_size", "must be between 1 and 10000").hint("10000"));
         }
-        if self.overlap > Duration::from_secs(24 * 3600) {
-            issues.push(ConfigIssue::new("overlap", "must be at most \"24h\"").hint("\"5m\""));
-        }
+        issues.extend(tenants::overlap_issue(self.overlap));
         let positive = [
             ("start_from", self.start_from.is_zero()),
             ("poll_interval", self.poll_interval.is_zero()),

@@ -15,7 +15,8 @@ use siemflow_simulator::{
 
 use super::DefenderEndpointConfig;
 use crate::graph_security::tests::{
-    Received, entra, has_final_versions, missing_final_versions, parse, simulator, start, tuning,
+    Received, entra, first_missing, has_final_versions, missing_final_versions, parse, simulator,
+    start, tuning,
 };
 use crate::microsoft::Window;
 use crate::testing::eventually;
@@ -105,10 +106,7 @@ async fn every_alert_arrives_in_its_final_version_through_every_fault() {
         assert!(
             arrived,
             "step {step}: missing alerts {:?} (received {})",
-            missing_final_versions(&seen.of("alerts"), &alerts)
-                .into_iter()
-                .take(5)
-                .collect::<Vec<_>>(),
+            first_missing(&seen.of("alerts"), &alerts),
             seen.events
         );
     }

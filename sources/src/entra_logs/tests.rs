@@ -8,7 +8,7 @@ use siemflow_simulator::{DEFAULT_TENANT_ID, GraphFaults, GraphResource};
 
 use super::EntraLogsConfig;
 use crate::graph_security::tests::{
-    Received, entra, missing_final_versions, simulator, start, truth, tuning, world,
+    Received, entra, first_missing, missing_final_versions, simulator, start, truth, tuning, world,
 };
 
 /// Each log: its resource name, the simulator's collection and the record's time field.
@@ -104,10 +104,7 @@ async fn every_log_record_arrives_once_late_ones_included_through_every_fault() 
             assert!(
                 arrived,
                 "step {step}: {resource} missing {:?}",
-                missing_final_versions(&seen.of(resource), &want)
-                    .into_iter()
-                    .take(5)
-                    .collect::<Vec<_>>()
+                first_missing(&seen.of(resource), &want)
             );
         }
         assert!(all > 5_000, "a real workload: {all}");

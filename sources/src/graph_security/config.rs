@@ -122,9 +122,7 @@ impl GraphSecurityConfig {
             self.api_url.as_deref(),
             "https://graph.microsoft.com",
         ));
-        if self.overlap > Duration::from_secs(24 * 3600) {
-            issues.push(ConfigIssue::new("overlap", "must be at most \"24h\"").hint("\"5m\""));
-        }
+        issues.extend(tenants::overlap_issue(self.overlap));
         let positive = [
             ("start_from", self.start_from.is_zero()),
             ("poll_interval", self.poll_interval.is_zero()),

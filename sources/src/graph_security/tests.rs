@@ -21,7 +21,7 @@ use siemflow_simulator::{
 use super::GraphSecurityConfig;
 use crate::microsoft::poll::PollTuning;
 use crate::microsoft::{BudgetKey, RequestBudget, Window};
-use crate::testing::{RunningSource, eventually};
+use crate::testing::{RunningSource, eventually, text};
 
 /// Longest a test waits for something that should happen.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(150);
@@ -169,16 +169,6 @@ pub(crate) struct Received {
     pub time_fields: HashMap<String, &'static str>,
 }
 
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(value) => match value.to_str_lossy() {
-            Some(text) => text.into_owned(),
-            None => value.to_string(),
-        },
-        None => String::new(),
-    }
-}
-
 impl Received {
     pub(crate) fn new(time_fields: &[(&str, &'static str)]) -> Self {
         Received {
@@ -277,6 +267,17 @@ pub(crate) fn missing_final_versions<'a>(
         .collect()
 }
 
+/// The first few truth pairs [`missing_final_versions`] finds, for a failure message.
+pub(crate) fn first_missing<'a>(
+    got: &HashSet<(String, DateTime<Utc>)>,
+    want: &'a HashSet<(String, DateTime<Utc>)>,
+) -> Vec<&'a (String, DateTime<Utc>)> {
+    missing_final_versions(got, want)
+        .into_iter()
+        .take(5)
+        .collect()
+}
+
 fn security_received() -> Received {
     Received::new(&[
         ("alerts", "lastUpdateDateTime"),
@@ -320,14 +321,8 @@ async fn every_alert_and_incident_arrives_in_its_final_version_through_every_fau
         assert!(
             arrived,
             "step {step}: missing alerts {:?}, incidents {:?} (received {})",
-            missing_final_versions(&seen.of("alerts"), &alerts)
-                .into_iter()
-                .take(5)
-                .collect::<Vec<_>>(),
-            missing_final_versions(&seen.of("incidents"), &incidents)
-                .into_iter()
-                .take(5)
-                .collect::<Vec<_>>(),
+            first_missing(&seen.of("alerts"), &alerts),
+            first_missing(&seen.of("incidents"), &incidents),
             seen.events
         );
     }
@@ -845,14 +840,8 @@ async fn a_clock_behind_the_services_by_more_than_the_overlap_does_not_stop_the_
         assert!(
             arrived,
             "step {step}: missing alerts {:?}, incidents {:?}",
-            missing_final_versions(&seen.of("alerts"), &alerts)
-                .into_iter()
-                .take(5)
-                .collect::<Vec<_>>(),
-            missing_final_versions(&seen.of("incidents"), &incidents)
-                .into_iter()
-                .take(5)
-                .collect::<Vec<_>>()
+            first_missing(&seen.of("alerts"), &alerts),
+            first_missing(&seen.of("incidents"), &incidents)
         );
         before = Some((alerts, incidents));
     }

@@ -45,6 +45,21 @@ pub struct CloudAppsQuery {
     pub limit: u32,
 }
 
+impl CloudAppsQuery {
+    /// Records followed by ingest time (`created`), each `_id` emitted once: the activities
+    /// list's query.
+    pub fn by_created(limit: u32) -> Self {
+        CloudAppsQuery {
+            filter_field: "created",
+            record_field: "created",
+            fixed_filters: Map::new(),
+            version_fields: &[],
+            overlap: None,
+            limit,
+        }
+    }
+}
+
 /// Epoch milliseconds (an integer, a float or a numeric string) as a time.
 pub fn epoch_ms(value: &Value) -> Option<DateTime<Utc>> {
     let ms = match value {
@@ -178,14 +193,7 @@ mod tests {
     use super::*;
 
     fn query() -> CloudAppsQuery {
-        CloudAppsQuery {
-            filter_field: "created",
-            record_field: "created",
-            fixed_filters: Map::new(),
-            version_fields: &[],
-            overlap: None,
-            limit: 100,
-        }
+        CloudAppsQuery::by_created(100)
     }
 
     fn record(created: i64) -> Value {

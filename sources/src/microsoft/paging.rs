@@ -128,19 +128,7 @@ fn from_key(url: &Url, field: &str, at: &str, skip: u64) -> Url {
         Some(range) => format!("{}{at}{}", &filter[..range.start], &filter[range.end..]),
         None => filter,
     };
-    let kept: Vec<&str> = url
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = form_urlencoded::parse(name.as_bytes())
-                .map(|(key, _)| key.into_owned())
-                .collect();
-            decoded != "$filter" && decoded != "$skip"
-        })
-        .collect();
+    let kept = pairs_without(url, &["$filter", "$skip"]);
     let mut query = format!(
         "$filter={}",
         form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
@@ -186,19 +174,7 @@ fn query_value(url: &Url, name: &str) -> Option<String> {
 
 /// `url` with `$skip` set to `skip`; every other parameter kept as written.
 fn with_skip(url: &Url, skip: u64) -> Url {
-    let kept: Vec<&str> = url
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = form_urlencoded::parse(name.as_bytes())
-                .map(|(key, _)| key.into_owned())
-                .collect();
-            decoded != "$skip"
-        })
-        .collect();
+    let kept = pairs_without(url, &["$skip"]);
     let mut query = kept.join("&");
     if !query.is_empty() {
         query.push('&');
@@ -207,6 +183,23 @@ fn with_skip(url: &Url, skip: u64) -> Url {
     let mut next = url.clone();
     next.set_query(Some(&query));
     next
+}
+
+/// The query's `name=value` pairs as written, but those whose name (compared decoded, as a
+/// server reads it) is one of `dropped`.
+fn pairs_without<'a>(url: &'a Url, dropped: &[&str]) -> Vec<&'a str> {
+    url.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let decoded: String = form_urlencoded::parse(name.as_bytes())
+                .map(|(key, _)| key.into_owned())
+                .collect();
+            !dropped.contains(&decoded.as_str())
+        })
+        .collect()
 }
 
 /// True when a refused continuation blames its skip token.

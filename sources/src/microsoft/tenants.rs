@@ -39,6 +39,12 @@ pub fn api_url_issue(api_url: Option<&str>, example: &str) -> Option<ConfigIssue
     )))
 }
 
+/// The problem of an `overlap` longer than a day, if so.
+pub fn overlap_issue(overlap: Duration) -> Option<ConfigIssue> {
+    (overlap > Duration::from_secs(24 * 3600))
+        .then(|| ConfigIssue::new("overlap", "must be at most \"24h\"").hint("\"5m\""))
+}
+
 /// "must be greater than zero" at each option that is zero.
 pub fn zero_issues(options: &[(&str, bool)]) -> impl Iterator<Item = ConfigIssue> {
     options

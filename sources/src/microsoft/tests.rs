@@ -145,6 +145,14 @@ pub(crate) fn json(status: u16, body: &str) -> Reply {
     )
 }
 
+/// Graph's 401 for a token past its expiry.
+fn token_expired() -> Reply {
+    json(
+        401,
+        r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}"#,
+    )
+}
+
 /// An HTTP client and a token provider signing in at `server` (`TENANT`, `CLIENT`).
 pub(crate) fn http_and_tokens(
     server: &TestServer,
@@ -197,10 +205,7 @@ fn graph(server: &TestServer) -> ApiClient {
 async fn a_401_gets_a_fresh_token_and_one_more_try_then_is_a_config_error() {
     let server = serve(|call, _| {
         if call.authorization == "Bearer tok-1" || call.target.starts_with("/always401") {
-            json(
-                401,
-                r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}"#,
-            )
+            token_expired()
         } else {
             json(200, r#"{"value":[]}"#)
         }
@@ -243,10 +248,7 @@ async fn a_401_gets_a_fresh_token_and_one_more_try_then_is_a_config_error() {
 async fn the_try_after_a_401_takes_a_budget_slot_of_its_own() {
     let server = serve(|call, _| {
         if call.authorization == "Bearer tok-1" {
-            json(
-                401,
-                r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}"#,
-            )
+            token_expired()
         } else {
             json(200, r#"{"value":[]}"#)
         }

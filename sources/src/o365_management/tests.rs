@@ -18,7 +18,7 @@ use siemflow_simulator::{
 };
 
 use super::{O365ManagementConfig, Tuning};
-use crate::testing::{RunningSource, counter_value};
+use crate::testing::{RunningSource, counter_value, text};
 
 /// Longest a test waits for something that should happen.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -152,16 +152,6 @@ struct Received {
     blob_created: HashMap<String, DateTime<Utc>>,
     without_record_type_name: usize,
     content_types: HashSet<String>,
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(value) => match value.to_str_lossy() {
-            Some(text) => text.into_owned(),
-            None => value.to_string(),
-        },
-        None => String::new(),
-    }
 }
 
 impl Received {

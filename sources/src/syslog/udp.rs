@@ -30,6 +30,8 @@ pub async fn receive(
     let mut datagram = vec![0u8; max + 1];
     let mut decoder = shared.decoder.clone();
     let mut batch = Batch::new();
+    // The last sender written out: senders are few, so a datagram rarely needs a new text.
+    let mut last_peer: Option<(std::net::SocketAddr, String)> = None;
     let mut drops = KernelDrops::of(&socket);
     let mut tick = tokio::time::interval(DROPS_PERIOD);
     loop {
@@ -53,7 +55,11 @@ pub async fn receive(
                     }
                 }
                 Ok((size, peer)) => {
-                    let outcome = decoder.push(&datagram[..size], &peer.to_string(), &mut batch);
+                    let peer_text: &str = match &mut last_peer {
+                        Some((last, text)) if *last == peer => text,
+                        slot => &slot.insert((peer, peer.to_string())).1,
+                    };
+                    let outcome = decoder.push(&datagram[..size], peer_text, &mut batch);
                     if let Some(error) = outcome.parse_error
                         && let Some(suppressed) = admit(&shared.complaints.message)
                     {
