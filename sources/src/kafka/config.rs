@@ -1,9 +1,10 @@
 //! Options of the `kafka` source, and the librdkafka consumer configuration they make.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use siemflow_core::ConfigIssue;
 use siemflow_core::decoding::Decoding;
 
@@ -46,7 +47,21 @@ pub struct KafkaSourceConfig {
     /// over the source's own (as in Vector).
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
+    /// How long a revoke (or a shutdown) waits for the acknowledgements of the partitions'
+    /// events in flight before it commits what was delivered and lets them go; what is
+    /// acknowledged later is re-read by the next owner. Default: half of
+    /// `session.timeout.ms`; must be shorter than it.
+    #[serde(default, deserialize_with = "optional_duration")]
+    #[schemars(with = "Option<String>")]
+    pub drain_timeout: Option<Duration>,
 }
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    siemflow_core::units::duration(d).map(Some)
+}
+
+/// librdkafka's default `session.timeout.ms`.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
 
 /// `auto_offset_reset`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -102,6 +117,27 @@ impl KafkaSourceConfig {
         {
             issues.push(ConfigIssue::new("batch_max_events", problem));
         }
+        match self.session_timeout() {
+            Err(problem) => issues.push(ConfigIssue::new(
+                "librdkafka_options.session.timeout.ms",
+                problem,
+            )),
+            Ok(session) => {
+                let drain = self.drain_timeout.unwrap_or(session / 2);
+                if drain.is_zero() || drain >= session {
+                    issues.push(
+                        ConfigIssue::new(
+                            "drain_timeout",
+                            format!(
+                                "must be above zero and shorter than session.timeout.ms ({} ms)",
+                                session.as_millis()
+                            ),
+                        )
+                        .hint("the group gives a member's partitions away after the session timeout; a revoke must finish before"),
+                    );
+                }
+            }
+        }
         for key in self.librdkafka_options.keys() {
             if OWN_PROPERTIES.contains(&key.as_str()) {
                 issues.push(
@@ -116,6 +152,24 @@ impl KafkaSourceConfig {
             }
         }
         issues
+    }
+
+    /// `session.timeout.ms` as librdkafka will use it.
+    fn session_timeout(&self) -> Result<Duration, String> {
+        match self.librdkafka_options.get("session.timeout.ms") {
+            None => Ok(DEFAULT_SESSION_TIMEOUT),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{text:?} is not a number of milliseconds")),
+        }
+    }
+
+    /// How long a revoke or a shutdown waits for in-flight acknowledgements.
+    pub(super) fn drain_timeout(&self) -> Duration {
+        let session = self.session_timeout().unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        self.drain_timeout.unwrap_or(session / 2)
     }
 
     /// The consumer's librdkafka configuration: at-least-once (offsets stored only once
