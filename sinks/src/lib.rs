@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
+mod tls;
 
 #[cfg(test)]
 mod test_support;

@@ -46,7 +46,7 @@ impl SyslogSinkConfig {
             config::Mode::Udp => Target::Udp { address },
             config::Mode::Tls => {
                 let tls = self.tls.clone().unwrap_or_default();
-                let client = transport::client_config(&tls).context("invalid `tls` options")?;
+                let client = crate::tls::client_config(&tls).context("invalid `tls` options")?;
                 let name = self.tls_server_name.clone().unwrap_or(host);
                 let server_name = rustls_pki_types::ServerName::try_from(name.clone())
                     .map_err(|_| anyhow::anyhow!("`{name}` is not a DNS name or IP address to check the certificate against"))?;
