@@ -23,7 +23,8 @@ text); trace and span ids as hex.
 Faults (--faults: a JSON list, inline or @file) are applied to requests in the order
 they arrive, one entry per request (an entry with "times": k applies to the next k
 requests; "transport": "grpc"|"http" applies it to that transport's requests only);
-once the list is used up every request is answered with success. Kinds:
+once the list is used up every request is answered with success. A request without
+records (a healthcheck) is always answered with success and takes no fault. Kinds:
   {"kind": "partial", "rejected": N, "message": "..."}   partial_success: the last N
       records of the request are the ones rejected (OTLP does not say which; this
       receiver picks the tail, and lists their indexes in "rejected")
@@ -129,7 +130,10 @@ class Receiver:
         self.faults = list(faults)
         self.lock = threading.Lock()
 
-    def next_fault(self, transport):
+    def next_fault(self, transport, request):
+        if record_count(request) == 0:
+            # An empty request is a sender's healthcheck: it takes no fault of the plan.
+            return None
         with self.lock:
             for index, fault in enumerate(self.faults):
                 if fault.get("transport", transport) != transport:
@@ -200,7 +204,7 @@ class LogsService(rpc.LogsServiceServicer):
     def Export(self, request, context):
         arrived = time.time()
         metadata = {k: v for k, v in context.invocation_metadata() if not k.endswith("-bin")}
-        fault = self.receiver.next_fault("grpc")
+        fault = self.receiver.next_fault("grpc", request)
         answer, response, rejected = self.receiver.judge(request, fault)
         self.receiver.log(arrived, "grpc", request, fault, answer, rejected, metadata,
                           metadata.get("grpc-encoding", "identity"), "application/grpc")
@@ -260,7 +264,7 @@ def http_handler(receiver, max_bytes):
                              content_type)
                 return self.status_reply(400, "INVALID_ARGUMENT", f"cannot decode: {error}",
                                          json_body)
-            fault = receiver.next_fault("http")
+            fault = receiver.next_fault("http", request)
             answer, response, rejected = receiver.judge(request, fault)
             receiver.log(arrived, "http", request, fault, answer, rejected, metadata, encoding,
                          content_type)
