@@ -567,6 +567,22 @@ impl Expr {
         }
     }
 
+    /// Whether the filter is only an `and` chain of the comparisons on `path` that
+    /// [`Expr::time_bounds`] renders exactly (`ge`, `lt`, `le`, `eq` a DateTimeOffset): a
+    /// record within those bounds matches without being looked at.
+    pub(crate) fn only_bounds(&self, path: &str) -> bool {
+        match self {
+            Expr::And(a, b) => a.only_bounds(path) && b.only_bounds(path),
+            Expr::Compare {
+                path: p,
+                op: Op::Ge | Op::Lt | Op::Le | Op::Eq,
+                value: Literal::DateTime(_),
+                ..
+            } => p.eq_ignore_ascii_case(path),
+            _ => false,
+        }
+    }
+
     /// The string `v` of a `path/any(t: t eq 'v')` clause in the top-level `and` chain:
     /// every match's `path` holds it. Lets a query generate only the kind of record it asks for.
     pub(crate) fn required_member(&self, path: &str) -> Option<&str> {

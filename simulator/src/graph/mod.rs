@@ -113,20 +113,23 @@ fn view(from: DateTime<Utc>, until: DateTime<Utc>) -> catalog::View {
     }
 }
 
-/// The records of `resource` in tenant `t` of `world` as [`graph_ground_truth`] describes.
+/// The rows of `resource` in tenant `t` of `world` as [`graph_ground_truth`] describes, and
+/// how to render them.
 fn truth_rows(
     world: &World,
     t: usize,
     resource: GraphResource,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Vec<Value> {
+) -> (Vec<catalog::Row>, catalog::Renderer) {
     let (collection, filter) = resource_query(resource);
+    let view = view(from, until);
+    let renderer = catalog::Renderer::new(t, collection, view, false);
     let pairs: Vec<(String, String)> = filter
         .map(|f| vec![("$filter".to_string(), f.to_string())])
         .unwrap_or_default();
     let Ok(query) = odata::parse(collection, &pairs) else {
-        return Vec::new();
+        return (Vec::new(), renderer);
     };
     let shape = catalog::Shape {
         filter: query.filter.as_ref(),
@@ -134,10 +137,7 @@ fn truth_rows(
         descending: query.descending,
         expand_alerts: false,
     };
-    catalog::rows(world, t, collection, view(from, until), shape)
-        .into_iter()
-        .map(|r| r.record)
-        .collect()
+    (catalog::rows(world, t, collection, view, shape), renderer)
 }
 
 /// Ground truth for tests: every record of `resource` in `tenant` created at or after `from`
@@ -154,7 +154,12 @@ pub fn graph_ground_truth(
     until: DateTime<Utc>,
 ) -> Vec<Value> {
     tenant_world(config, tenant)
-        .map(|(world, t)| truth_rows(&world, t, resource, from, until))
+        .map(|(world, t)| {
+            let (rows, renderer) = truth_rows(&world, t, resource, from, until);
+            rows.iter()
+                .map(|row| renderer.record(&world, &row.entry))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -176,12 +181,9 @@ pub fn graph_versions(
     if filter.is_some() {
         // Beta kinds: one version per record, the record's own time.
         return truth_rows(&world, t, resource, from, until)
-            .iter()
-            .filter_map(|r| {
-                let id = r.get("id")?.as_str()?.to_string();
-                let at = time::parse(r.get("createdDateTime")?.as_str()?)?;
-                Some((id, time::to_utc(at)))
-            })
+            .0
+            .into_iter()
+            .map(|r| (r.id, time::to_utc(r.created)))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();

@@ -197,6 +197,7 @@ impl World {
     }
 
     /// Every incident whose first alert falls in [first_hour, last_hour].
+    #[cfg(test)]
     pub(crate) fn incidents_in_hours(
         &self,
         tenant: usize,
