@@ -89,8 +89,14 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "").into_response()
 }
 
+/// When a request reached the server (simulator clock, ms): request limits count it then,
+/// not after the latency fault's sleep, whose wake-up jitters with the machine's load.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrived(pub(crate) i64);
+
 /// The configured latency fault, added before every response.
-async fn latency(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+async fn latency(State(sim): State<Arc<Sim>>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(Arrived(sim.now_ms()));
     let d = sim.cfg.faults.latency;
     if !d.is_zero() {
         tokio::time::sleep(d).await;

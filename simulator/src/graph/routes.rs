@@ -3,18 +3,20 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::catalog::{self, Shape, View};
+use super::catalog::{self, Renderer, Shape, View};
 use super::errors::GraphError;
 use super::listing::{Listing, ListingKey};
 use super::odata::{self, Collection, Family, Paging, Query};
 use super::paging::{self, Binding, Cursor};
 use super::stats::GraphStats;
 use super::time;
+use crate::server::Arrived;
 use crate::state::{Sim, lock};
 use crate::throttle::Window;
 use crate::tokens;
@@ -23,21 +25,25 @@ use crate::wire::query_pairs;
 /// `GET /v1.0/{path}`.
 pub(crate) async fn v1(
     State(sim): State<Arc<Sim>>,
+    arrived: Option<Extension<Arrived>>,
     Path(path): Path<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    handle(&sim, "v1.0", &path, &headers, &uri).await
+    let now_ms = arrived.map_or_else(|| sim.now_ms(), |Extension(Arrived(ms))| ms);
+    handle(&sim, now_ms, "v1.0", &path, &headers, &uri).await
 }
 
 /// `GET /beta/{path}`.
 pub(crate) async fn beta(
     State(sim): State<Arc<Sim>>,
+    arrived: Option<Extension<Arrived>>,
     Path(path): Path<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    handle(&sim, "beta", &path, &headers, &uri).await
+    let now_ms = arrived.map_or_else(|| sim.now_ms(), |Extension(Arrived(ms))| ms);
+    handle(&sim, now_ms, "beta", &path, &headers, &uri).await
 }
 
 /// Counts into the caller's Graph stats (Sync: held across the slow fault's await).
@@ -51,13 +57,20 @@ struct Caller {
     roles: Vec<String>,
 }
 
-async fn handle(sim: &Sim, version: &str, path: &str, headers: &HeaderMap, uri: &Uri) -> Response {
+/// Answers a request that arrived at `now_ms` (simulator clock).
+async fn handle(
+    sim: &Sim,
+    now_ms: i64,
+    version: &str,
+    path: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Response {
     let Some(c) = Collection::at(version, path) else {
         let segment = path.split('/').find(|s| !s.is_empty()).unwrap_or(path);
         return GraphError::bad(format!("Resource not found for the segment '{segment}'."))
             .into_response();
     };
-    let now_ms = sim.now_ms();
     let caller = authenticate(sim, headers);
     let tenant_key = match &caller {
         Ok(who) => who.tenant_id.clone(),
@@ -310,7 +323,10 @@ fn list(
         unknown_members,
     };
     let rows = sim.graph.listings.get_or_build(listing_key, || {
-        Listing::new(c, catalog::rows(&sim.world, who.tenant, c, view, shape))
+        Listing::new(
+            Renderer::new(who.tenant, c, view, shape.expand_alerts),
+            catalog::rows(&sim.world, who.tenant, c, view, shape),
+        )
     });
     let size = q.page_size(c);
     let start = cursor.offset.min(rows.len());
