@@ -22,6 +22,7 @@ pub mod io_error;
 pub mod leef;
 pub mod log_limit;
 pub mod metrics;
+pub mod otlp;
 pub mod plugin;
 pub mod registry;
 pub mod retry;
