@@ -279,7 +279,11 @@ impl Envelope {
             put_text(&mut s, SCOPE_NAME, &scope.name);
             put_text(&mut s, SCOPE_VERSION, &scope.version);
             put_attributes(&mut s, &scope.attributes, notes);
-            put_count(&mut s, DROPPED_ATTRIBUTES_COUNT, scope.dropped_attributes_count);
+            put_count(
+                &mut s,
+                DROPPED_ATTRIBUTES_COUNT,
+                scope.dropped_attributes_count,
+            );
         }
         put_text(&mut s, SCHEMA_URL, scope_schema_url);
         Envelope {

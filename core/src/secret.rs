@@ -33,6 +33,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// True when `candidate` is the secret, compared in constant time (over SHA-256
+    /// digests, so not even the length shows in the timing): for checking a presented
+    /// token.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        use aws_lc_rs::digest::{SHA256, digest};
+        let ours = digest(&SHA256, self.0.as_bytes());
+        let theirs = digest(&SHA256, candidate);
+        aws_lc_rs::constant_time::verify_slices_are_equal(ours.as_ref(), theirs.as_ref()).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -56,6 +66,8 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert!(!format!("{secret:?} {secret}").contains("hunter2"));
         assert_eq!(secret.expose(), "hunter2");
+        assert!(secret.matches(b"hunter2"));
+        assert!(!secret.matches(b"hunter3") && !secret.matches(b"hunter") && !secret.matches(b""));
     }
 
     #[test]
