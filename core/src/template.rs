@@ -1,10 +1,12 @@
 //! Templates such as `out/%Y-%m-%d/{{ .Workload }}.log`: strftime fields from the
-//! current UTC time and `{{ path }}` fields from the event.
+//! current UTC time and `{{ path }}` fields from the event ([`Template`], for names and
+//! paths); and values such as `"{{ .UserId }}"` ([`FieldTemplate`], for fields).
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 use vrl::path::OwnedValuePath;
 
+use crate::Value;
 use crate::event::Event;
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,71 @@ impl Template {
             }
         }
         (out, missing)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FieldPart {
+    Text(String),
+    Field(OwnedValuePath),
+}
+
+/// A value with `{{ path }}` fields, for event fields and attributes (the `enrich`
+/// transform's `fields`, the `opentelemetry` sink's `resource`). Unlike [`Template`],
+/// which renders file paths, it keeps `%` and `/` as written and can copy a typed value.
+#[derive(Debug, Clone)]
+pub struct FieldTemplate {
+    parts: Vec<FieldPart>,
+}
+
+impl FieldTemplate {
+    /// Parses a template; text without `{{` is one literal part.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(FieldPart::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `{{{{` in `{source}`"))?;
+            let field = after[..end].trim();
+            let path = crate::event::field_path("", field).map_err(|_| {
+                format!(
+                    "`{field}` in `{source}` is not a field path; write e.g. `{{{{ .UserId }}}}`"
+                )
+            })?;
+            parts.push(FieldPart::Field(path));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(FieldPart::Text(rest.to_string()));
+        }
+        Ok(FieldTemplate { parts })
+    }
+
+    /// The value for one event, or the path of the first field it lacks.
+    pub fn render(&self, event: &Value) -> Result<Value, String> {
+        // One lone field copies the value with its type (a number stays a number).
+        if let [FieldPart::Field(path)] = self.parts.as_slice() {
+            return match event.get(path) {
+                Some(value) if !value.is_null() => Ok(value.clone()),
+                _ => Err(path.to_string()),
+            };
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                FieldPart::Text(text) => out.push_str(text),
+                FieldPart::Field(path) => match event.get(path) {
+                    Some(value) if !value.is_null() => out.push_str(&value.to_string_lossy()),
+                    _ => return Err(path.to_string()),
+                },
+            }
+        }
+        Ok(Value::from(out))
     }
 }
 

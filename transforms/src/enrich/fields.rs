@@ -3,70 +3,7 @@
 use vrl::path::OwnedValuePath;
 
 use siemflow_core::Value;
-
-#[derive(Debug, Clone)]
-enum Part {
-    Text(String),
-    Field(OwnedValuePath),
-}
-
-/// A string value with `{{ path }}` fields. Unlike `core::template`, which renders file
-/// paths, it keeps `%` and `/` as written and can copy a typed value.
-#[derive(Debug, Clone)]
-pub struct FieldTemplate {
-    parts: Vec<Part>,
-}
-
-impl FieldTemplate {
-    /// Parses a template; text without `{{` is one literal part.
-    pub fn parse(source: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = source;
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Text(rest[..start].to_string()));
-            }
-            let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed `{{{{` in `{source}`"))?;
-            let field = after[..end].trim();
-            let path = siemflow_core::event::field_path("", field).map_err(|_| {
-                format!(
-                    "`{field}` in `{source}` is not a field path; write e.g. `{{{{ .UserId }}}}`"
-                )
-            })?;
-            parts.push(Part::Field(path));
-            rest = &after[end + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
-        }
-        Ok(FieldTemplate { parts })
-    }
-
-    /// The value for one event, or the path of the first field it lacks.
-    pub fn render(&self, event: &Value) -> Result<Value, String> {
-        // One lone field copies the value with its type (a number stays a number).
-        if let [Part::Field(path)] = self.parts.as_slice() {
-            return match event.get(path) {
-                Some(value) if !value.is_null() => Ok(value.clone()),
-                _ => Err(path.to_string()),
-            };
-        }
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Field(path) => match event.get(path) {
-                    Some(value) if !value.is_null() => out.push_str(&value.to_string_lossy()),
-                    _ => return Err(path.to_string()),
-                },
-            }
-        }
-        Ok(Value::from(out))
-    }
-}
+pub use siemflow_core::template::FieldTemplate;
 
 /// One entry of `fields`: where it goes and what it holds.
 #[derive(Debug, Clone)]
