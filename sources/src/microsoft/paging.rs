@@ -142,10 +142,140 @@ fn from_key(url: &Url, field: &str, at: &str, skip: u64) -> Url {
     with_skip(&next, skip)
 }
 
-/// The sort key of each item of a page, as written (`None` where absent).
-#[derive(Deserialize)]
-struct Keys {
-    value: Vec<serde_json::Map<String, serde_json::Value>>,
+/// The text of `field` in each item of a page's `value` (`None` where absent or not a
+/// string), read from the body without building the items: a page of 2,000 alerts is
+/// megabytes of JSON, and its records are already being built once.
+fn item_keys(body: &[u8], field: &str) -> Option<Vec<Option<String>>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let keys = serde::de::DeserializeSeed::deserialize(PageKeys { field }, &mut deserializer);
+    deserializer.end().ok()?;
+    keys.ok()
+}
+
+/// Reads a page object, keeping only the `field` text of each item of `value`.
+struct PageKeys<'a> {
+    field: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PageKeys<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PageKeys<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an OData collection")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys = None;
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if name == "value" {
+                keys = Some(map.next_value_seed(ItemKeys { field: self.field })?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        keys.ok_or_else(|| serde::de::Error::missing_field("value"))
+    }
+}
+
+/// Reads the `value` array, keeping only each item's `field` text.
+struct ItemKeys<'a> {
+    field: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemKeys<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemKeys<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut keys = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(key) = seq.next_element_seed(ItemKey { field: self.field })? {
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+}
+
+/// Reads one item, keeping only its `field` text.
+struct ItemKey<'a> {
+    field: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemKey<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemKey<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut key = None;
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if name == self.field {
+                let value: serde_json::Value = map.next_value()?;
+                key = value.as_str().map(str::to_string);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(key)
+    }
+
+    // Anything but an object has no key; its content is skipped.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// Walks the pages of one OData query.
@@ -353,11 +483,10 @@ impl ODataPager {
     /// query is sorted by one and the page is sorted by it; `None` otherwise.
     fn next_from_last_key(&self, body: &[u8], count: u64) -> Option<Next> {
         let field = self.sort_key.as_ref()?;
-        let keys: Keys = serde_json::from_slice(body).ok()?;
+        let keys = item_keys(body, field)?;
         let texts: Vec<&str> = keys
-            .value
             .iter()
-            .map(|item| item.get(field).and_then(|v| v.as_str()).unwrap_or_default())
+            .map(|key| key.as_deref().unwrap_or_default())
             .collect();
         let at = texts.last()?;
         let keys: Option<Vec<_>> = texts.iter().map(|t| parse_key(t)).collect();
@@ -401,6 +530,29 @@ fn parse_key(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_keys_read_one_field_of_each_item() {
+        let body = br#"{"@odata.context":"x","value":[
+            {"id":"a","lastUpdateDateTime":"2026-09-01T10:00:00Z","evidence":[{"lastUpdateDateTime":"no"}]},
+            {"lastUpdateDateTime":7,"id":"b"},
+            {"id":"c"},
+            "text",
+            [1,{"lastUpdateDateTime":"no"}]
+        ],"@odata.nextLink":"https://h/next"}"#;
+        assert_eq!(
+            item_keys(body, "lastUpdateDateTime"),
+            Some(vec![
+                Some("2026-09-01T10:00:00Z".to_string()),
+                None,
+                None,
+                None,
+                None
+            ])
+        );
+        assert_eq!(item_keys(br#"{"error":{}}"#, "id"), None);
+        assert_eq!(item_keys(b"not json", "id"), None);
+    }
 
     #[test]
     fn skip_replaces_only_skip_and_keeps_the_rest_as_written() {
