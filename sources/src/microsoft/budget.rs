@@ -298,6 +298,17 @@ impl RequestBudget {
         }
     }
 
+    /// True when a window is full: the requests of its last period, with those waiting
+    /// for their slot, reach its limit (callers are kept waiting).
+    pub fn is_saturated(&self) -> bool {
+        let state = self.shared.lock();
+        let now = Instant::now();
+        state
+            .windows
+            .iter()
+            .any(|w| state.used(&w.window, now) >= w.window.limit as usize)
+    }
+
     /// Holds every caller of this budget back for `wait` (the server throttled one).
     pub fn pause(&self, wait: Duration) {
         let mut state = self.shared.lock();

@@ -9,6 +9,11 @@
 //! emit them twice, a failed batch [gives them back](OverlapCursor::settle), and after a
 //! crash they are not in the file, so they are read again.
 //!
+//! The overlap covers records that become visible late, so it matters only near the time a
+//! window was read: a window read long after its end (a backfill) is complete up to
+//! [where lateness allows](OverlapCursor::close), and the next query starts there rather
+//! than an overlap back, which a backfill would otherwise pay once per walk.
+//!
 //! A [`CursorStore`] is one source's file of such cursors (one per tenant and query),
 //! written crash-safely by core's state writer (write, fsync, rename).
 
@@ -51,6 +56,12 @@ struct Seen {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverlapCursor {
     high_water: Option<DateTime<Utc>>,
+    /// Every record before this instant was visible when its window was read, and is
+    /// delivered: no query needs to reach back before it (nor before the overlap).
+    complete: Option<DateTime<Utc>>,
+    /// Windows read whole whose pages are not all settled: (window end, complete up to),
+    /// applied once the mark reaches the end.
+    closing: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     overlap: TimeDelta,
     seen: HashMap<RecordVersion, Seen>,
 }
@@ -60,6 +71,8 @@ impl OverlapCursor {
     pub fn new(overlap: TimeDelta) -> Self {
         OverlapCursor {
             high_water: None,
+            complete: None,
+            closing: Vec::new(),
             overlap,
             seen: HashMap::new(),
         }
@@ -75,10 +88,46 @@ impl OverlapCursor {
         self.high_water
     }
 
-    /// Where the next query starts: the mark less the overlap (`None`: the source's
-    /// first-start position).
+    /// Where the next query starts: the mark less the overlap, or, when later, where the
+    /// records are known complete (never past the mark); `None`: the source's first-start
+    /// position.
     pub fn query_from(&self) -> Option<DateTime<Utc>> {
-        self.high_water.map(|mark| mark - self.overlap)
+        let mark = self.high_water?;
+        let from = mark - self.overlap;
+        Some(match self.complete {
+            Some(complete) => from.max(complete.min(mark)),
+            None => from,
+        })
+    }
+
+    /// A window ending at `end`, read from `started` on (the clock before its first
+    /// request), was read whole: once its pages are delivered (the mark reaches `end`),
+    /// every record before `end` that was visible at `started` is delivered — all those
+    /// older than `started` less the overlap (a record becomes visible within the overlap
+    /// of its time).
+    pub fn close(&mut self, end: DateTime<Utc>, started: DateTime<Utc>) {
+        let complete = end.min(started - self.overlap);
+        if self.high_water.is_some_and(|mark| mark >= end) {
+            self.complete = self.complete.max(Some(complete));
+        } else {
+            self.closing.push((end, complete));
+        }
+    }
+
+    /// Applies the closed windows the mark has reached.
+    fn apply_closed(&mut self) {
+        let Some(mark) = self.high_water else {
+            return;
+        };
+        let mut complete = self.complete;
+        self.closing.retain(|(end, upto)| {
+            let reached = *end <= mark;
+            if reached {
+                complete = complete.max(Some(*upto));
+            }
+            !reached
+        });
+        self.complete = complete;
     }
 
     /// True when the pair was not emitted before (nor is on its way now).
@@ -115,6 +164,8 @@ impl OverlapCursor {
                 }
             } else {
                 self.seen.remove(record);
+                // The window is read again: it closes again then.
+                self.closing.clear();
             }
         }
     }
@@ -125,6 +176,7 @@ impl OverlapCursor {
         if self.high_water.is_none_or(|mark| mark < to) {
             self.high_water = Some(to);
         }
+        self.apply_closed();
     }
 
     /// Moves the mark up to `to` (never down) and forgets delivered pairs that fell out
@@ -133,6 +185,7 @@ impl OverlapCursor {
         if self.high_water.is_none_or(|mark| mark < to) {
             self.high_water = Some(to);
         }
+        self.apply_closed();
         self.prune();
     }
 
@@ -168,6 +221,7 @@ impl OverlapCursor {
         seen.sort_by(|a, b| (a.at, &a.id, &a.version).cmp(&(b.at, &b.id, &b.version)));
         SavedCursor {
             high_water: self.high_water,
+            complete: self.complete,
             seen,
         }
     }
@@ -175,6 +229,7 @@ impl OverlapCursor {
     fn from_saved(saved: SavedCursor, overlap: TimeDelta) -> Self {
         let mut cursor = OverlapCursor::new(overlap);
         cursor.high_water = saved.high_water;
+        cursor.complete = saved.complete;
         for pair in saved.seen {
             cursor.seen.insert(
                 RecordVersion::new(pair.id, pair.version),
@@ -203,6 +258,10 @@ pub struct SavedCursors {
 pub struct SavedCursor {
     /// The high-water mark.
     pub high_water: Option<DateTime<Utc>>,
+    /// Where the records are known complete ([`OverlapCursor::close`]); absent in files of
+    /// earlier versions (the query then starts an overlap behind the mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<DateTime<Utc>>,
     /// Delivered pairs within the overlap window.
     #[serde(default)]
     pub seen: Vec<SavedPair>,
@@ -392,6 +451,45 @@ mod tests {
         assert_eq!(fresh, [alert("b", 3).0, alert("d", 3).0]);
         // While on their way, a repeated query does not emit them twice either.
         assert!(!c.is_new(&alert("d", 3).0));
+    }
+
+    #[test]
+    fn a_window_read_long_after_its_end_is_not_read_again() {
+        let overlap = TimeDelta::minutes(15);
+        let mut c = OverlapCursor::new(overlap);
+        c.advance(t(0));
+        assert_eq!(c.query_from(), Some(t(-15)));
+        // A backfill window [0, 1440) read at minute 10,000: complete to its end, once
+        // delivered.
+        c.close(t(1440), t(10_000));
+        assert_eq!(c.query_from(), Some(t(-15)), "not before its pages settle");
+        c.raise(t(1440));
+        assert_eq!(
+            c.query_from(),
+            Some(t(1440)),
+            "the next walk starts at its end"
+        );
+        // A window read up to now (minute 10,000 less a minute's lag): the overlap again.
+        c.close(t(9_999), t(10_000));
+        c.advance(t(9_999));
+        assert_eq!(c.query_from(), Some(t(9_985)));
+        // The saved cursor remembers it.
+        let again = OverlapCursor::from_saved(c.saved(), overlap);
+        assert_eq!(again.query_from(), Some(t(9_985)));
+        // A failed page of a window forgets its closing: its records are read again.
+        let mut c = OverlapCursor::new(overlap);
+        c.advance(t(0));
+        let (a, at) = alert("a", 10);
+        c.admit(a.clone(), at);
+        c.close(t(1440), t(10_000));
+        c.settle([&a], false);
+        c.advance(t(1440));
+        assert_eq!(c.query_from(), Some(t(1425)));
+        // A file of an earlier version has no `complete`.
+        let saved: SavedCursor =
+            serde_json::from_str(r#"{"high_water":"2026-09-01T10:00:00Z","seen":[]}"#)
+                .expect("earlier file");
+        assert_eq!(saved.complete, None);
     }
 
     #[test]

@@ -62,6 +62,11 @@ const MAX_UNSETTLED_PAGES: usize = 64;
 /// second. Each extra walk costs at most a page or two (a partial page, the overlap).
 const MAX_WALK_SPAN: TimeDelta = TimeDelta::days(1);
 
+/// Poll intervals a caught-up collection lets pass while its budget is spent by others
+/// (backfills of the collections sharing it): each of its polls would take one of their
+/// requests. Bounded, so that its own new records wait at most this many intervals more.
+const MAX_YIELDED_POLLS: u32 = 4;
+
 /// Where a newest-first walk from `from` ends when the collection is readable up to
 /// `readable`, and whether more remains after it (read it without waiting).
 fn newest_first_window(from: DateTime<Utc>, readable: DateTime<Utc>) -> (DateTime<Utc>, bool) {
@@ -420,6 +425,8 @@ struct Poll {
     epoch: u64,
     /// The last window read ended before now (a backfill): the next one starts at once.
     behind: bool,
+    /// The clock when the walk in progress began (before its first request).
+    walk_started: DateTime<Utc>,
 }
 
 async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
@@ -444,6 +451,7 @@ async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
         reached: None,
         epoch: u64::MAX,
         behind: false,
+        walk_started: DateTime::<Utc>::MIN_UTC,
     };
     poll.run().await;
 }
@@ -451,7 +459,9 @@ async fn poll_feed(shared: Arc<Shared>, feed: Feed) {
 impl Poll {
     async fn run(&mut self) {
         loop {
-            let wait = match self.poll_once().await {
+            let polled = self.poll_once().await;
+            let caught_up = polled.is_ok() && !self.behind;
+            let wait = match polled {
                 Ok(()) if self.behind => {
                     // The next window starts at this one's end once its pages are
                     // settled (the mark moves, its pairs are pruned): then at once.
@@ -467,7 +477,7 @@ impl Poll {
             };
             // Settled acknowledgements need no keeping.
             while self.acks.try_join_next().is_some() {}
-            if !self.shared.pause(wait).await {
+            if !self.shared.pause(wait).await || (caught_up && !self.yield_to_backfills().await) {
                 break;
             }
         }
@@ -477,9 +487,24 @@ impl Poll {
         self.apply_checkpoint(&mut self.shared.state());
     }
 
+    /// Waits while the budget is spent by other collections, up to [`MAX_YIELDED_POLLS`]
+    /// poll intervals; false when stopping.
+    async fn yield_to_backfills(&self) -> bool {
+        for _ in 0..MAX_YIELDED_POLLS {
+            if !self.feed.client.budget().is_saturated() {
+                break;
+            }
+            if !self.shared.pause(self.shared.settings.poll_interval).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Reads one window whole; the cursor may then move to its end.
     async fn poll_once(&mut self) -> Result<(), Stop> {
         let now = self.shared.now();
+        self.walk_started = now;
         let order = self.feed.collection.order;
         let until = match order {
             Order::Ascending => now,
@@ -575,6 +600,12 @@ impl Poll {
             self.emit(records.records, epoch, reach).await?;
             if order == Order::Ascending && sorted_walk_spent(from, reach) {
                 self.behind = true;
+                // Everything before the last time read is read (its ties come again).
+                let mut state = self.shared.state();
+                state
+                    .store
+                    .cursor_mut(&self.key)
+                    .close(reach, self.walk_started);
                 return Ok(());
             }
         }
@@ -590,6 +621,10 @@ impl Poll {
             return Err(Stop::Rewound);
         }
         state.settlement.register_settled(self.key.clone(), end);
+        state
+            .store
+            .cursor_mut(&self.key)
+            .close(end, self.walk_started);
         self.reached = Some(end);
         Ok(())
     }
