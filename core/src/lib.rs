@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod fs;
 pub mod http;
 pub mod io_error;
+pub mod kafka;
 pub mod leef;
 pub mod log_limit;
 pub mod metrics;

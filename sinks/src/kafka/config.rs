@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
-use siemflow_core::auth::EntraConfig;
+use siemflow_core::ConfigIssue;
 use siemflow_core::delivery::{self, BatchConfig, HealthcheckConfig, RequestConfig, RetryConfig};
 use siemflow_core::event::field_path;
 use siemflow_core::http::TlsConfig;
+pub use siemflow_core::kafka::SaslConfig;
+use siemflow_core::kafka::{EventHubsConfig, KafkaClient, KafkaConnection};
 use siemflow_core::template::Template;
-use siemflow_core::{ConfigIssue, Secret};
 
 use crate::encoding::Encoding;
 
@@ -18,9 +19,9 @@ use crate::encoding::Encoding;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Required. The brokers to bootstrap from, `"host:port,host:port"` (librdkafka's
-    /// `bootstrap.servers`).
-    pub bootstrap_servers: String,
+    /// Required unless `event_hubs`. The brokers to bootstrap from, `"host:port,host:port"`
+    /// (librdkafka's `bootstrap.servers`).
+    pub bootstrap_servers: Option<String>,
     /// Required. The topic, a template such as `"m365.{{ .Workload }}"`. A rendered name
     /// that Kafka would refuse (a missing field, characters other than `a-z A-Z 0-9 . _ -`,
     /// longer than 249) is dead-lettered.
@@ -36,8 +37,8 @@ pub struct KafkaSinkConfig {
     /// `"json"` (default): the event as compact JSON; `"text"`: its `message` field.
     #[serde(default)]
     pub encoding: Encoding,
-    /// `"none"` (default), `"gzip"`, `"snappy"`, `"lz4"` or `"zstd"` (Event Hubs takes
-    /// only `none` and `gzip`).
+    /// `"none"` (default), `"gzip"`, `"snappy"`, `"lz4"` or `"zstd"` (with `event_hubs`
+    /// only `none` and `gzip`, the codecs it takes).
     #[serde(default)]
     pub compression: KafkaCompression,
     /// The idempotent producer (default true): `acks=all`, no duplicate or reordering from
@@ -66,10 +67,12 @@ pub struct KafkaSinkConfig {
     pub tls: Option<TlsConfig>,
     /// SASL authentication: `{ mechanism = "plain" | "scram-sha-256" | "scram-sha-512",
     /// username, password }`, or `{ mechanism = "oauthbearer", auth = { tenant_id,
-    /// client_id, client_secret } }` (an Entra ID token). For Event Hubs with a connection
-    /// string: `plain`, username `"$$ConnectionString"` (a literal `$ConnectionString`),
-    /// password the connection string.
+    /// client_id, client_secret } }` (an Entra ID token). For Event Hubs use `event_hubs`.
     pub sasl: Option<SaslConfig>,
+    /// Azure Event Hubs' Kafka endpoint: `{ connection_string = "${EH_CONN}" }`, or
+    /// `{ namespace, auth = { tenant_id, client_id, client_secret } }` (Entra ID); sets the
+    /// address, TLS, SASL and Microsoft's recommended client settings.
+    pub event_hubs: Option<EventHubsConfig>,
     /// Extra librdkafka properties, e.g. `{ "linger.ms" = "10" }`; they override the
     /// sink's own settings (as in Vector).
     #[serde(default)]
@@ -109,68 +112,6 @@ impl KafkaCompression {
     }
 }
 
-/// `sasl`: how the sink authenticates to the brokers.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(tag = "mechanism", deny_unknown_fields)]
-pub enum SaslConfig {
-    /// PLAIN: a user name and password (send only over TLS).
-    #[serde(rename = "plain")]
-    Plain {
-        /// The user name.
-        username: String,
-        /// The password (for Event Hubs the connection string); never logged.
-        password: Secret,
-    },
-    /// SCRAM-SHA-256.
-    #[serde(rename = "scram-sha-256")]
-    ScramSha256 {
-        /// The user name.
-        username: String,
-        /// The password; never logged.
-        password: Secret,
-    },
-    /// SCRAM-SHA-512.
-    #[serde(rename = "scram-sha-512")]
-    ScramSha512 {
-        /// The user name.
-        username: String,
-        /// The password; never logged.
-        password: Secret,
-    },
-    /// OAUTHBEARER with an Entra ID token of the app in `auth` (client credentials),
-    /// fetched and refreshed by siemflow's own token provider.
-    #[serde(rename = "oauthbearer")]
-    Oauthbearer {
-        /// The Entra app (tenant, client id, secret or certificate).
-        auth: EntraConfig,
-        /// The token's scope; default `https://<host of the first bootstrap server>/.default`
-        /// (for Event Hubs `https://<namespace>.servicebus.windows.net/.default`).
-        scope: Option<String>,
-    },
-}
-
-impl SaslConfig {
-    /// librdkafka's `sasl.mechanism` value.
-    pub fn mechanism(&self) -> &'static str {
-        match self {
-            SaslConfig::Plain { .. } => "PLAIN",
-            SaslConfig::ScramSha256 { .. } => "SCRAM-SHA-256",
-            SaslConfig::ScramSha512 { .. } => "SCRAM-SHA-512",
-            SaslConfig::Oauthbearer { .. } => "OAUTHBEARER",
-        }
-    }
-
-    /// The user name and password, for the mechanisms that have them.
-    fn credentials(&self) -> Option<(&str, &Secret)> {
-        match self {
-            SaslConfig::Plain { username, password }
-            | SaslConfig::ScramSha256 { username, password }
-            | SaslConfig::ScramSha512 { username, password } => Some((username, password)),
-            SaslConfig::Oauthbearer { .. } => None,
-        }
-    }
-}
-
 fn yes() -> bool {
     true
 }
@@ -192,20 +133,25 @@ const OWN_PROPERTIES: &[&str] = &[
 impl KafkaSinkConfig {
     pub(super) fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self
-            .bootstrap_servers
-            .split(',')
-            .all(|server| server.trim().is_empty())
-        {
-            issues.push(
-                ConfigIssue::new("bootstrap_servers", "is empty")
-                    .hint("e.g. \"kafka1.example:9092,kafka2.example:9092\""),
-            );
-        }
+        let connection = self.connection();
+        let (connection_issues, later): (Vec<_>, Vec<_>) = connection
+            .issues()
+            .into_iter()
+            .partition(|issue| issue.key.as_deref() == Some("bootstrap_servers"));
+        issues.extend(connection_issues);
         match Template::parse(&self.topic) {
             Ok(template) if !template.has_fields() => {
-                if let Err(problem) = topic_problem(&template.fixed_prefix(chrono::Utc::now())) {
+                let topic = template.fixed_prefix(chrono::Utc::now());
+                if let Err(problem) = topic_problem(&topic) {
                     issues.push(ConfigIssue::new("topic", problem));
+                }
+                if let Some(hub) = connection.entity_path()
+                    && topic != hub
+                {
+                    issues.push(ConfigIssue::new(
+                        "topic",
+                        format!("the connection string's EntityPath grants only the event hub `{hub}`"),
+                    ).hint(format!("topic = \"{hub}\", or a namespace-wide connection string")));
                 }
             }
             Ok(_) => {}
@@ -261,39 +207,30 @@ impl KafkaSinkConfig {
             &RequestConfig::default(),
             &self.retry,
         ));
-        if let Some(tls) = &self.tls {
-            issues.extend(tls.check("tls"));
-        }
-        match &self.sasl {
-            Some(SaslConfig::Oauthbearer { auth, scope }) => {
-                issues.extend(auth.check("sasl.auth"));
-                if let Some(scope) = scope
-                    && !scope.trim().ends_with("/.default")
-                {
-                    issues.push(
-                        ConfigIssue::new("sasl.scope", "does not end with /.default")
-                            .hint("e.g. \"https://mynamespace.servicebus.windows.net/.default\""),
-                    );
-                }
-            }
-            Some(sasl)
-                if sasl
-                    .credentials()
-                    .is_some_and(|(user, _)| user.trim().is_empty()) =>
-            {
-                issues.push(ConfigIssue::new("sasl.username", "is empty"));
-            }
-            Some(_) | None => {}
-        }
+        issues.extend(later);
         issues
+    }
+
+    /// The connection options, as the shared Kafka connection code reads them.
+    pub(super) fn connection(&self) -> KafkaConnection<'_> {
+        KafkaConnection {
+            bootstrap_servers: self.bootstrap_servers.as_deref(),
+            tls: self.tls.as_ref(),
+            sasl: self.sasl.as_ref(),
+            event_hubs: self.event_hubs.as_ref(),
+            compression: Some(self.compression.codec()),
+            librdkafka_options: &self.librdkafka_options,
+        }
     }
 
     /// The producer's librdkafka configuration: the sink's settings, then
     /// `librdkafka_options` over them.
     pub(super) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (key, value) in self.connection().properties(KafkaClient::Producer) {
+            config.set(key, value);
+        }
         config
-            .set("bootstrap.servers", self.bootstrap_servers.trim())
             .set("enable.idempotence", self.idempotence.to_string())
             .set("compression.codec", self.compression.codec())
             .set(
@@ -301,52 +238,9 @@ impl KafkaSinkConfig {
                 self.message_timeout.as_millis().to_string(),
             )
             // The producer's counters reach /metrics (kafka_queue_messages, ...) from these.
-            .set("statistics.interval.ms", "1000")
-            // Keep idle connections alive: Event Hubs closes them after 240 s.
-            .set("socket.keepalive.enable", "true");
+            .set("statistics.interval.ms", "1000");
         if self.idempotence {
             config.set("acks", "all");
-        }
-        let protocol = match (self.tls.is_some(), self.sasl.is_some()) {
-            (false, false) => "plaintext",
-            (true, false) => "ssl",
-            (false, true) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
-        };
-        config.set("security.protocol", protocol);
-        if let Some(tls) = &self.tls {
-            match &tls.ca_file {
-                Some(path) => config.set("ssl.ca.location", path.display().to_string()),
-                // OpenSSL is built into the binary with no CA folder of its own: let
-                // librdkafka find the system's.
-                None => config.set("ssl.ca.location", "probe"),
-            };
-            if let Some(path) = &tls.crt_file {
-                config.set("ssl.certificate.location", path.display().to_string());
-            }
-            if let Some(path) = &tls.key_file {
-                config.set("ssl.key.location", path.display().to_string());
-            }
-            config.set(
-                "enable.ssl.certificate.verification",
-                tls.verify_certificate.to_string(),
-            );
-            config.set(
-                "ssl.endpoint.identification.algorithm",
-                if tls.verify_certificate {
-                    "https"
-                } else {
-                    "none"
-                },
-            );
-        }
-        if let Some(sasl) = &self.sasl {
-            config.set("sasl.mechanism", sasl.mechanism());
-            if let Some((username, password)) = sasl.credentials() {
-                config
-                    .set("sasl.username", username)
-                    .set("sasl.password", password.expose());
-            }
         }
         for (key, value) in &self.librdkafka_options {
             config.set(key, value);
@@ -357,22 +251,11 @@ impl KafkaSinkConfig {
 
 impl KafkaSinkConfig {
     /// The scope of OAUTHBEARER tokens: `sasl.scope`, else
-    /// `https://<host of the first bootstrap server>/.default`.
+    /// `https://<host of the first bootstrap server>/.default`; with `event_hubs` the
+    /// namespace's.
+    #[cfg(test)]
     pub(super) fn oauth_scope(&self) -> Option<String> {
-        let Some(SaslConfig::Oauthbearer { scope, .. }) = &self.sasl else {
-            return None;
-        };
-        Some(match scope {
-            Some(scope) => scope.trim().to_string(),
-            None => {
-                let first = self.bootstrap_servers.split(',').next().unwrap_or_default();
-                let host = first
-                    .trim()
-                    .rsplit_once(':')
-                    .map_or(first.trim(), |(host, _)| host);
-                format!("https://{host}/.default")
-            }
-        })
+        self.connection().oauth().map(|(_, scope)| scope)
     }
 }
 

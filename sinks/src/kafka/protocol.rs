@@ -12,15 +12,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
-use siemflow_core::auth::{EntraConfig, TokenProvider};
 use siemflow_core::delivery::{EventOutcome, Failure, Outcome, Protocol, Rejection, Request};
-use siemflow_core::http::TlsConfig;
 use siemflow_core::metrics::ComponentLabels;
 use siemflow_core::template::Template;
 use siemflow_core::{Event, Value};
 use vrl::path::OwnedValuePath;
 
-use super::config::{KafkaSinkConfig, SaslConfig, topic_problem};
+use super::config::{KafkaSinkConfig, topic_problem};
 use super::errors::classify;
 use crate::encoding::LineEncoder;
 
@@ -63,9 +61,7 @@ impl Kafka {
         }
         let client_config = config.client_config();
         let mut context = Context::new(labels);
-        if let (Some(SaslConfig::Oauthbearer { auth, .. }), Some(scope)) =
-            (&config.sasl, config.oauth_scope())
-        {
+        if let Some((auth, scope)) = config.connection().oauth() {
             context.oauth = Some(Arc::new(OAuth::new(auth, &scope)?));
         }
         let producer = create(&client_config, &context)?;
@@ -264,52 +260,8 @@ impl Protocol for Kafka {
     }
 }
 
-/// OAUTHBEARER tokens from siemflow's Entra token provider.
-pub(super) struct OAuth {
-    tokens: TokenProvider,
-    /// The runtime the provider's requests run on (librdkafka asks from its own thread).
-    runtime: tokio::runtime::Handle,
-    /// The token's principal, for librdkafka's logs: the app's client id.
-    principal: String,
-}
-
-impl OAuth {
-    pub(super) fn new(auth: &EntraConfig, scope: &str) -> anyhow::Result<Self> {
-        let http = siemflow_core::http::client(&TlsConfig::default(), TOKEN_REQUEST_TIMEOUT, None)?;
-        let tokens = TokenProvider::new(auth, scope, http)
-            .map_err(|error| anyhow::anyhow!("sasl.auth: {error}"))?;
-        Ok(OAuth {
-            tokens,
-            runtime: tokio::runtime::Handle::try_current()
-                .map_err(|_| anyhow::anyhow!("the kafka sink is built outside a runtime"))?,
-            principal: auth.client_id.trim().to_string(),
-        })
-    }
-
-    /// A token for librdkafka: fetched (or taken from the cache) on a thread of its own,
-    /// so librdkafka's thread can wait for it whatever thread it is.
-    pub(super) fn token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        let tokens = self.tokens.clone();
-        let runtime = self.runtime.clone();
-        let token = std::thread::spawn(move || runtime.block_on(tokens.token()))
-            .join()
-            .map_err(|_| "the token request panicked")?
-            .map_err(|error| format!("Entra token for OAUTHBEARER: {error}"))?;
-        let lifetime_ms = token
-            .expires_at()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Ok(OAuthToken {
-            token: token.bearer().to_string(),
-            principal_name: self.principal.clone(),
-            lifetime_ms,
-        })
-    }
-}
-
-/// How long one token request may take.
-const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// OAUTHBEARER tokens from siemflow's Entra token provider (shared with the source).
+pub(super) use siemflow_core::kafka::OAuthTokens as OAuth;
 
 /// The producer's callbacks: librdkafka's statistics become the sink's metrics (the
 /// names Vector uses), its client-wide errors are logged with the component, and with
@@ -354,10 +306,18 @@ impl ClientContext for Context {
         _oauthbearer_config: Option<&str>,
     ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
         match &self.oauth {
-            Some(oauth) => oauth.token(),
-            None => {
-                Err("sasl.mechanism is OAUTHBEARER only through the sink's `sasl` option".into())
+            Some(oauth) => {
+                let token = oauth.token()?;
+                Ok(OAuthToken {
+                    token: token.token,
+                    principal_name: token.principal_name,
+                    lifetime_ms: token.lifetime_ms,
+                })
             }
+            None => Err(
+                "sasl.mechanism is OAUTHBEARER only through the sink's `sasl` or `event_hubs` option"
+                    .into(),
+            ),
         }
     }
 

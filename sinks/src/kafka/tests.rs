@@ -101,6 +101,30 @@ librdkafka_options = { "linger.ms" = "20" }
 }
 
 #[test]
+fn event_hubs_refuses_other_codecs_and_topics_its_connection_string_does_not_grant() {
+    let conn = "Endpoint=sb://contoso-eh.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=TOPSECRET;EntityPath=m365";
+    let config = parse(&format!(
+        "event_hubs = {{ connection_string = \"{conn}\" }}\ntopic = \"m365\"\ncompression = \"gzip\""
+    ));
+    assert_eq!(config.check(), Vec::new());
+    let client = config.client_config();
+    assert_eq!(
+        client.get("bootstrap.servers"),
+        Some("contoso-eh.servicebus.windows.net:9093")
+    );
+    assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+    assert_eq!(client.get("sasl.mechanism"), Some("PLAIN"));
+    assert_eq!(client.get("request.timeout.ms"), Some("60000"));
+    assert_eq!(client.get("metadata.max.age.ms"), Some("180000"));
+    assert_eq!(client.get("enable.idempotence"), Some("true"));
+    let wrong = parse(&format!(
+        "event_hubs = {{ connection_string = \"{conn}\" }}\ntopic = \"other\"\ncompression = \"zstd\""
+    ));
+    assert_eq!(keys(&wrong), ["topic", "compression"]);
+    assert!(!format!("{:?}", wrong.check()).contains("TOPSECRET"));
+}
+
+#[test]
 fn delivery_errors_are_dead_lettered_or_retried_by_their_code() {
     let reason = |code| match classify(&KafkaError::MessageProduction(code)).outcome {
         EventOutcome::Rejected(Rejection { reason, .. }) => reason,
