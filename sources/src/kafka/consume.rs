@@ -1,85 +1,127 @@
-//! The consumer loop: messages become batches per partition; a partition's offset is
-//! stored (and then committed by librdkafka) only over the prefix whose every batch was
-//! delivered.
+//! The consumer: a thread polls librdkafka and decodes messages into chunks; the loop
+//! emits them as batches per partition and stores a partition's offset (committed by
+//! librdkafka in the background) only over the prefix whose every batch was delivered.
+//!
+//! librdkafka runs the rebalance callback on the thread that polls. On a revoke the
+//! callback hands the partitions to the loop and waits: the loop stops emitting them,
+//! keeps settling acknowledgements until theirs are all in or `drain_timeout` passed,
+//! then answers; the callback commits what was stored and returns, and only then does
+//! librdkafka give the partitions away. The loop never waits for the polling thread, so
+//! the acknowledgements progress while the callback waits.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use siemflow_core::event::{Batch, attach_ack};
 use siemflow_core::settlement::{AfterFailure, OrderedSettlement, Settled, Ticket};
 use siemflow_core::{AckReceipt, BatchStatus, Event, ObjectMap, SourceContext, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::lines::LineDecoder;
 
 /// A partition: its topic and number.
 pub(super) type Partition = (String, i32);
 
-/// How long a batch may wait for room downstream before the source pauses its partitions
-/// (it then keeps polling, so the group does not take them away for `max.poll.interval.ms`).
+/// How long a chunk may wait for room downstream before the partitions are paused (the
+/// thread then keeps polling, so the group does not take them away after
+/// `max.poll.interval.ms`).
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// How long one poll waits for a message; also how soon the polling thread notices the
+/// loop ended, and how often it serves rebalances while downstream is full.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+
+/// Chunks polled ahead of the loop.
+const CHUNKS_AHEAD: usize = 2;
 
 /// How long a seek after a failed batch may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Rebalance news from librdkafka's callback to the loop.
-#[derive(Default)]
-pub(super) struct Rebalances {
-    revoked: Mutex<Vec<Partition>>,
+/// How much longer than `drain_timeout` the rebalance callback waits for the loop's
+/// answer; it only matters when the loop stopped answering.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// Partitions being revoked, from the rebalance callback to the loop.
+pub(super) struct Revoking {
+    partitions: Vec<Partition>,
+    /// Chunks polled before the revoke carry an older generation: the loop drops what
+    /// they hold of these partitions.
+    generation: u64,
+    /// The group already gave the partitions to another member: nothing to wait for.
+    lost: bool,
+    /// Answered (or dropped) once the loop is done with the partitions.
+    done: SyncSender<()>,
 }
 
-/// The consumer's callbacks: on a revoke, what was delivered is committed before the
-/// partitions go (the next owner starts there, re-reading only undelivered messages).
+/// The consumer's callbacks, on the polling thread.
 pub(super) struct Context {
     pub component: String,
-    pub rebalances: Arc<Rebalances>,
+    pub drain_timeout: Duration,
+    pub revokes: mpsc::UnboundedSender<Revoking>,
+    /// Moves on at each revoke; every chunk is stamped with it.
+    pub generation: AtomicU64,
 }
 
 impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            // Only delivered prefixes were stored: committing them now is safe, and
-            // saves the next owner from re-reading them.
-            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(component = %self.component, %error, "commit before revoke");
-            }
-            let gone = partitions
-                .elements()
-                .iter()
-                .map(|p| (p.topic().to_string(), p.partition()))
-                .collect::<Vec<_>>();
-            tracing::info!(component = %self.component, partitions = ?gone, "partitions revoked");
-            self.rebalances
-                .revoked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(gone);
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let partitions = partitions_of(list);
+        let lost = consumer.assignment_lost();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::info!(component = %self.component, ?partitions, lost, "partitions revoked; waiting for their events in flight");
+        let (done, answered) = std::sync::mpsc::sync_channel(1);
+        let revoking = Revoking {
+            partitions,
+            generation,
+            lost,
+            done,
+        };
+        // A closed channel means the loop has ended: it committed already.
+        if self.revokes.send(revoking).is_ok()
+            && let Err(RecvTimeoutError::Timeout) =
+                answered.recv_timeout(self.drain_timeout + ANSWER_MARGIN)
+        {
+            tracing::error!(component = %self.component, "the consumer loop did not answer a revoke; committing what it stored");
+        }
+        if lost {
+            return;
+        }
+        // Only delivered prefixes were stored: what the drain delivered goes with them.
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(component = %self.component, %error, "commit before revoke");
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            let got: Vec<Partition> = partitions
-                .elements()
-                .iter()
-                .map(|p| (p.topic().to_string(), p.partition()))
-                .collect();
-            tracing::info!(component = %self.component, partitions = ?got, "partitions assigned");
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions = partitions_of(list);
+            tracing::info!(component = %self.component, ?partitions, "partitions assigned");
         }
     }
 }
 
-/// What the loop needs besides the consumer.
-pub(super) struct Settings {
+fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
+    list.elements()
+        .iter()
+        .map(|p| (p.topic().to_string(), p.partition()))
+        .collect()
+}
+
+/// How the polling thread turns messages into events.
+pub(super) struct Reading {
     /// 1 while the partitions are paused for backpressure (`kafka_consumer_paused`).
     pub paused: metrics::Gauge,
     pub decoder: LineDecoder,
@@ -88,23 +130,191 @@ pub(super) struct Settings {
     pub unpack_records: bool,
 }
 
+/// What the loop needs besides the consumer.
+pub(super) struct Settings {
+    pub drain_timeout: Duration,
+}
+
+/// A message taken from the consumer: its partition, offset and event.
+type Taken = (Partition, i64, Event);
+
+/// Messages polled together, none across a rebalance.
+struct Chunk {
+    generation: u64,
+    messages: Vec<Taken>,
+}
+
+/// The polling thread's state.
+struct Poller {
+    consumer: Arc<BaseConsumer<Context>>,
+    reading: Reading,
+    runtime: tokio::runtime::Handle,
+    component: String,
+    paused: bool,
+}
+
+impl Poller {
+    /// Polls until the loop is gone, then lets go of the consumer (closing it, which
+    /// serves a last revoke, when this is the last reference).
+    fn run(mut self, data: mpsc::Sender<Chunk>) {
+        while !data.is_closed() {
+            let chunk = self.next_chunk(POLL_SLICE);
+            if !chunk.messages.is_empty() && !self.hand_over(&data, chunk) {
+                break;
+            }
+        }
+    }
+
+    /// What librdkafka has, up to a batch, waiting up to `wait` for the first message.
+    fn next_chunk(&self, wait: Duration) -> Chunk {
+        let generation = self.consumer.context().generation.load(Ordering::SeqCst);
+        let mut messages = Vec::new();
+        let mut timeout = wait;
+        while messages.len() < self.reading.batch_max_events {
+            // None also after a rebalance was served: a chunk never spans one.
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => self.take(&message, &mut messages),
+                Some(Err(error)) => {
+                    tracing::warn!(component = %self.component, %error, "Kafka consumer error; librdkafka retries")
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        Chunk {
+            generation,
+            messages,
+        }
+    }
+
+    /// Gives the loop a chunk; when it has had no room for a while, pauses the assigned
+    /// partitions and keeps polling (serving rebalances) until it has. False once the
+    /// loop is gone.
+    fn hand_over(&mut self, data: &mpsc::Sender<Chunk>, chunk: Chunk) -> bool {
+        let chunk = match data.try_send(chunk) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
+        let since = std::time::Instant::now();
+        let mut queue = VecDeque::from([chunk]);
+        while let Some(chunk) = queue.pop_front() {
+            loop {
+                let room = self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(POLL_SLICE, data.reserve()).await });
+                match room {
+                    Ok(Ok(permit)) => {
+                        permit.send(chunk);
+                        break;
+                    }
+                    Ok(Err(_closed)) => return false,
+                    Err(_elapsed) if since.elapsed() >= PAUSE_AFTER => {
+                        // Again each time: partitions assigned meanwhile are paused too.
+                        self.pause();
+                        let more = self.next_chunk(Duration::ZERO);
+                        if !more.messages.is_empty() {
+                            queue.push_back(more);
+                        }
+                    }
+                    Err(_elapsed) => {}
+                }
+            }
+        }
+        if self.paused {
+            if let Ok(assignment) = self.consumer.assignment()
+                && let Err(error) = self.consumer.resume(&assignment)
+            {
+                tracing::warn!(component = %self.component, %error, "cannot resume the partitions");
+            }
+            self.paused = false;
+            self.reading.paused.set(0.0);
+        }
+        true
+    }
+
+    fn pause(&mut self) {
+        match self.consumer.assignment() {
+            Ok(assignment) => {
+                if let Err(error) = self.consumer.pause(&assignment) {
+                    tracing::warn!(component = %self.component, %error, "cannot pause the partitions");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(component = %self.component, %error, "cannot read the assignment to pause it")
+            }
+        }
+        if !self.paused {
+            self.paused = true;
+            self.reading.paused.set(1.0);
+            tracing::debug!(component = %self.component, "downstream is full; partitions paused");
+        }
+    }
+
+    /// The events of one message (one, or one per record of a `{"records": [...]}`
+    /// envelope when unpacking), each with its partition and offset.
+    fn take(&self, message: &BorrowedMessage<'_>, into: &mut Vec<Taken>) {
+        let partition: Partition = (message.topic().to_string(), message.partition());
+        let offset = message.offset();
+        let value = message.payload().unwrap_or_default();
+        let mut events = Vec::with_capacity(1);
+        self.reading.decoder.push(value, &mut events);
+        let event = events
+            .pop()
+            .unwrap_or_else(|| Event::from_message(String::new()));
+        let mut events = if self.reading.unpack_records {
+            unpack_records(event)
+        } else {
+            vec![event]
+        };
+        for event in &mut events {
+            attach_metadata(event, &self.reading.metadata_key, message);
+        }
+        into.extend(
+            events
+                .into_iter()
+                .map(|event| (partition.clone(), offset, event)),
+        );
+    }
+}
+
 /// Where a partition stands after a failed batch was rewound: messages fetched before
 /// the seek (offsets past `last_registered`) are dropped until the re-read begins.
 struct Rewound {
     last_registered: i64,
 }
 
+/// Partitions the loop is draining for a revoke.
+struct Drain {
+    partitions: Vec<Partition>,
+    deadline: Instant,
+    done: SyncSender<()>,
+}
+
+/// Why events in flight were given up (`kafka_drain_abandoned_events_total{during}`).
+#[derive(Clone, Copy)]
+enum During {
+    Revoke,
+    Shutdown,
+}
+
 /// The loop's state.
 struct Loop<'a> {
-    consumer: &'a StreamConsumer<Context>,
+    consumer: &'a BaseConsumer<Context>,
     cx: &'a SourceContext,
-    settings: &'a Settings,
-    rebalances: Arc<Rebalances>,
+    drain_timeout: Duration,
+    revokes: mpsc::UnboundedReceiver<Revoking>,
     settlement: OrderedSettlement<Partition, i64>,
     receipts: FuturesUnordered<Pending>,
     last_registered: HashMap<Partition, i64>,
     rewound: HashMap<Partition, Rewound>,
-    paused: bool,
+    /// The generation of each partition's latest revoke.
+    revoked_at: HashMap<Partition, u64>,
+    /// Per partition, the batches emitted past its stored offset: the offset each one
+    /// reaches and its number of events (what a drain's deadline gives up).
+    in_flight: HashMap<Partition, VecDeque<(i64, usize)>>,
+    drain: Option<Drain>,
+    draining: metrics::Gauge,
 }
 
 /// A batch in flight downstream.
@@ -115,153 +325,232 @@ fn pending(ticket: Ticket<Partition>, receipt: AckReceipt) -> Pending {
     Box::pin(async move { (ticket, receipt.await) })
 }
 
-/// Consumes until shutdown, then waits for the acknowledgements still expected, stores
-/// and commits what they delivered.
+/// Consumes until shutdown, then waits up to `drain_timeout` for the acknowledgements
+/// still expected, stores and commits what they delivered.
 pub(super) async fn run(
-    consumer: StreamConsumer<Context>,
-    rebalances: Arc<Rebalances>,
+    consumer: BaseConsumer<Context>,
+    revokes: mpsc::UnboundedReceiver<Revoking>,
+    reading: Reading,
     settings: Settings,
     cx: SourceContext,
 ) -> anyhow::Result<()> {
+    let consumer = Arc::new(consumer);
+    let (chunks, mut data) = mpsc::channel::<Chunk>(CHUNKS_AHEAD);
+    let (finished, poller_finished) = oneshot::channel::<()>();
+    let poller = Poller {
+        consumer: Arc::clone(&consumer),
+        reading,
+        runtime: tokio::runtime::Handle::current(),
+        component: cx.component.id.clone(),
+        paused: false,
+    };
+    std::thread::Builder::new()
+        .name(format!("kafka-{}", cx.component.id))
+        .spawn(move || {
+            poller.run(chunks);
+            let _ = finished.send(());
+        })
+        .map_err(|error| anyhow::anyhow!("cannot start the Kafka polling thread: {error}"))?;
+
+    let labels = &cx.component.metrics.labels;
     let mut state = Loop {
         consumer: &consumer,
         cx: &cx,
-        settings: &settings,
-        rebalances,
+        drain_timeout: settings.drain_timeout,
+        revokes,
         settlement: OrderedSettlement::new(AfterFailure::Rewind),
         receipts: FuturesUnordered::new(),
         last_registered: HashMap::new(),
         rewound: HashMap::new(),
-        paused: false,
+        revoked_at: HashMap::new(),
+        in_flight: HashMap::new(),
+        drain: None,
+        draining: labels.gauge("kafka_consumer_draining_partitions", &[]),
     };
-    let mut stream = consumer.stream();
-    // Messages taken while the partitions were paused, to emit next.
-    let mut early: Vec<Taken> = Vec::new();
+    let mut outcome = Ok(());
     loop {
-        if !early.is_empty() {
-            let taken = std::mem::take(&mut early);
-            state.emit_all(taken, &mut stream, &mut early).await;
-            continue;
-        }
         tokio::select! {
             biased;
             _ = cx.shutdown.cancelled() => break,
-            Some((ticket, status)) = state.receipts.next(), if !state.receipts.is_empty() => {
-                state.settle(&ticket, status);
-            }
-            message = stream.next() => {
-                let Some(message) = message else { break };
-                let mut taken = Vec::new();
-                let mut next = Some(message);
-                // Take what librdkafka already fetched, up to a batch, without waiting.
-                while let Some(message) = next.take() {
-                    state.take_result(message, &mut taken);
-                    if taken.len() < settings.batch_max_events {
-                        next = futures_util::FutureExt::now_or_never(stream.next()).flatten();
-                    }
+            _ = state.serve() => {}
+            chunk = data.recv() => match chunk {
+                Some(chunk) => state.emit_chunk(chunk).await,
+                None => {
+                    outcome = Err(anyhow::anyhow!("the Kafka polling thread stopped"));
+                    break;
                 }
-                state.emit_all(taken, &mut stream, &mut early).await;
-            }
+            },
         }
-        state.forget_revoked();
     }
-    drop(stream);
-    // Shutdown: what was sent is waited for (the engine drains the sinks), stored and
-    // committed; what was not delivered is read again by the next owner.
-    while let Some((ticket, status)) = state.receipts.next().await {
-        state.settle(&ticket, status);
+    // Shutdown: nothing new goes out; the batches in flight get up to drain_timeout, and
+    // what they delivered is stored and committed. The rest is read again after a restart.
+    let deadline = Instant::now() + settings.drain_timeout;
+    while state.settlement.outstanding() > 0 || state.drain.is_some() {
+        tokio::select! {
+            _ = state.serve() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
     }
+    state.close_drain();
+    state.abandon_all(During::Shutdown);
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(component = %cx.component.id, %error, "final commit");
     }
-    Ok(())
+    // The polling thread closes the consumer once the channels are gone: its last
+    // revoke finds the loop ended and only commits.
+    drop(state);
+    drop(consumer);
+    drop(data);
+    let _ = poller_finished.await;
+    outcome
 }
 
-/// A message taken from the consumer: its partition, offset and event.
-type Taken = (Partition, i64, Event);
-
-/// The consumer's message stream.
-type Stream<'a> = rdkafka::consumer::MessageStream<'a, Context>;
-
 impl Loop<'_> {
-    /// Takes one result of the stream into `taken` (an error is logged: librdkafka
-    /// retries what it can by itself).
-    fn take_result(
-        &mut self,
-        message: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
-        taken: &mut Vec<Taken>,
-    ) {
-        match message {
-            Ok(message) => taken.extend(self.take(&message)),
-            Err(error) => {
-                tracing::warn!(component = %self.cx.component.id, %error, "Kafka consumer error; librdkafka retries")
+    /// Waits for one revoke, acknowledgement or drain deadline, and handles it.
+    async fn serve(&mut self) {
+        let deadline = self.drain.as_ref().map(|drain| drain.deadline);
+        tokio::select! {
+            Some(revoking) = self.revokes.recv() => self.begin_drain(revoking),
+            Some((ticket, status)) = self.receipts.next(), if !self.receipts.is_empty() => {
+                self.settle(&ticket, status);
             }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                self.close_drain();
+                return;
+            }
+            else => std::future::pending::<()>().await,
+        }
+        if let Some(drain) = &self.drain
+            && drain.partitions.iter().all(|p| self.settlement.is_idle(p))
+        {
+            self.close_drain();
         }
     }
 
-    /// Emits taken messages as one batch per partition, in order.
-    async fn emit_all(
-        &mut self,
-        taken: Vec<Taken>,
-        stream: &mut Stream<'_>,
-        early: &mut Vec<Taken>,
-    ) {
-        self.forget_revoked();
+    /// Stops emitting the revoked partitions and starts waiting for their acknowledgements.
+    fn begin_drain(&mut self, revoking: Revoking) {
+        self.close_drain();
+        for partition in &revoking.partitions {
+            self.revoked_at
+                .insert(partition.clone(), revoking.generation);
+        }
+        self.draining.set(revoking.partitions.len() as f64);
+        self.drain = Some(Drain {
+            partitions: revoking.partitions,
+            deadline: if revoking.lost {
+                Instant::now()
+            } else {
+                Instant::now() + self.drain_timeout
+            },
+            done: revoking.done,
+        });
+        if let Some(drain) = &self.drain
+            && drain.partitions.iter().all(|p| self.settlement.is_idle(p))
+        {
+            self.close_drain();
+        }
+    }
+
+    /// Ends the drain under way: its partitions are forgotten (acknowledgements arriving
+    /// later no longer count; what they held is re-read by the next owner) and the
+    /// rebalance callback is told to go on.
+    fn close_drain(&mut self) {
+        let Some(drain) = self.drain.take() else {
+            return;
+        };
+        let abandoned: usize = drain.partitions.iter().map(|p| self.forget(p)).sum();
+        if abandoned > 0 {
+            self.count_abandoned(During::Revoke, abandoned, &drain.partitions);
+        }
+        self.draining.set(0.0);
+        let _ = drain.done.send(());
+    }
+
+    /// Gives up on everything in flight (shutdown's deadline passed).
+    fn abandon_all(&mut self, during: During) {
+        let partitions: Vec<Partition> = self.in_flight.keys().cloned().collect();
+        let abandoned: usize = partitions.iter().map(|p| self.forget(p)).sum();
+        if abandoned > 0 {
+            self.count_abandoned(during, abandoned, &partitions);
+        }
+    }
+
+    fn count_abandoned(&self, during: During, events: usize, partitions: &[Partition]) {
+        let label = match during {
+            During::Revoke => "revoke",
+            During::Shutdown => "shutdown",
+        };
+        self.cx
+            .component
+            .metrics
+            .labels
+            .counter("kafka_drain_abandoned_events_total", &[("during", label)])
+            .increment(events as u64);
+        tracing::warn!(component = %self.cx.component.id, events, ?partitions, during = label, drain_timeout = ?self.drain_timeout, "events in flight not acknowledged within drain_timeout; they are read and delivered again (duplicates)");
+    }
+
+    /// Stops tracking a partition; returns how many of its emitted events were past its
+    /// stored offset.
+    fn forget(&mut self, partition: &Partition) -> usize {
+        self.settlement.forget(partition);
+        self.last_registered.remove(partition);
+        self.rewound.remove(partition);
+        self.in_flight
+            .remove(partition)
+            .map_or(0, |batches| batches.iter().map(|(_, events)| events).sum())
+    }
+
+    /// Emits a chunk as one batch per partition, in order; what it holds of a partition
+    /// revoked since it was polled is dropped (the partition's next owner reads it).
+    async fn emit_chunk(&mut self, chunk: Chunk) {
         let mut order: Vec<Partition> = Vec::new();
         let mut batches: HashMap<Partition, Vec<(i64, Event)>> = HashMap::new();
-        for (partition, offset, event) in taken {
+        for (partition, offset, event) in chunk.messages {
             if !batches.contains_key(&partition) {
                 order.push(partition.clone());
             }
             batches.entry(partition).or_default().push((offset, event));
         }
         for partition in order {
-            if let Some(events) = batches.remove(&partition) {
-                self.emit(partition, events, stream, early).await;
+            let revoked = self
+                .revoked_at
+                .get(&partition)
+                .is_some_and(|&at| at > chunk.generation);
+            if let Some(events) = batches.remove(&partition)
+                && !revoked
+            {
+                let events = self.skip_rewound(&partition, events);
+                self.emit(partition, events).await;
             }
         }
     }
 
-    /// The events of one message (one, or one per record of a `{"records": [...]}`
-    /// envelope when unpacking), each with its partition and offset; none for a message
-    /// fetched before a rewind's seek took effect.
-    fn take(&mut self, message: &BorrowedMessage<'_>) -> Vec<Taken> {
-        let partition: Partition = (message.topic().to_string(), message.partition());
-        let offset = message.offset();
-        if let Some(rewound) = self.rewound.get(&partition) {
-            if offset > rewound.last_registered {
-                return Vec::new();
-            }
-            self.rewound.remove(&partition);
-        }
-        let value = message.payload().unwrap_or_default();
-        let mut events = Vec::with_capacity(1);
-        self.settings.decoder.push(value, &mut events);
-        let event = events
-            .pop()
-            .unwrap_or_else(|| Event::from_message(String::new()));
-        let mut events = if self.settings.unpack_records {
-            unpack_records(event)
-        } else {
-            vec![event]
+    /// Drops messages fetched before a rewind's seek took effect.
+    fn skip_rewound(
+        &mut self,
+        partition: &Partition,
+        events: Vec<(i64, Event)>,
+    ) -> Vec<(i64, Event)> {
+        let Some(rewound) = self.rewound.get(partition) else {
+            return events;
         };
-        for event in &mut events {
-            attach_metadata(event, &self.settings.metadata_key, message);
+        let last_registered = rewound.last_registered;
+        let mut kept = Vec::with_capacity(events.len());
+        let mut reread = false;
+        for (offset, event) in events {
+            reread |= offset <= last_registered;
+            if reread {
+                kept.push((offset, event));
+            }
         }
-        events
-            .into_iter()
-            .map(|event| (partition.clone(), offset, event))
-            .collect()
+        if reread {
+            self.rewound.remove(partition);
+        }
+        kept
     }
 
     /// Sends one partition's events as one batch and registers it.
-    async fn emit(
-        &mut self,
-        partition: Partition,
-        events: Vec<(i64, Event)>,
-        stream: &mut Stream<'_>,
-        early: &mut Vec<Taken>,
-    ) {
+    async fn emit(&mut self, partition: Partition, events: Vec<(i64, Event)>) {
         let Some(first) = events.first().map(|(offset, _)| *offset) else {
             return;
         };
@@ -270,46 +559,24 @@ impl Loop<'_> {
             self.settlement.track(partition.clone(), Some(first));
         }
         self.last_registered.insert(partition.clone(), last);
+        self.in_flight
+            .entry(partition.clone())
+            .or_default()
+            .push_back((last + 1, events.len()));
         let ticket = self.settlement.register(partition, last + 1);
         let mut batch: Batch = events.into_iter().map(|(_, event)| event).collect();
         let receipt = attach_ack(&mut batch);
         self.receipts.push(pending(ticket, receipt));
-        self.send(batch, stream, early).await;
-    }
-
-    /// Sends a batch downstream; when it waits long for room, pauses every assigned
-    /// partition and keeps polling (rebalances are served; nothing new is fetched).
-    async fn send(&mut self, batch: Batch, stream: &mut Stream<'_>, early: &mut Vec<Taken>) {
-        let send = self.cx.out.send(batch);
+        let cx = self.cx;
+        let send = cx.out.send(batch);
         tokio::pin!(send);
-        tokio::select! {
-            _ = &mut send => return,
-            _ = tokio::time::sleep(PAUSE_AFTER) => {}
-        }
-        if let Ok(assignment) = self.consumer.assignment()
-            && self.consumer.pause(&assignment).is_ok()
-        {
-            self.paused = true;
-            self.settings.paused.set(1.0);
-            tracing::debug!(component = %self.cx.component.id, "downstream is full; partitions paused");
-        }
         loop {
             tokio::select! {
-                _ = &mut send => break,
-                Some((ticket, status)) = self.receipts.next(), if !self.receipts.is_empty() => {
-                    self.settle(&ticket, status);
-                }
-                // Polling serves rebalances and keeps the group membership; what was
-                // fetched before the pause is kept for after it.
-                Some(message) = stream.next() => self.take_result(message, early),
+                biased;
+                _ = &mut send => return,
+                // Revokes and acknowledgements are served while downstream is full.
+                _ = self.serve() => {}
             }
-        }
-        if self.paused {
-            if let Ok(assignment) = self.consumer.assignment() {
-                let _ = self.consumer.resume(&assignment);
-            }
-            self.paused = false;
-            self.settings.paused.set(0.0);
         }
     }
 
@@ -328,6 +595,9 @@ impl Loop<'_> {
                 let Some(resume) = failure.resume_from else {
                     return;
                 };
+                if let Some(batches) = self.in_flight.get_mut(&partition) {
+                    batches.retain(|(reach, _)| *reach <= resume);
+                }
                 let last = self
                     .last_registered
                     .get(&partition)
@@ -360,8 +630,13 @@ impl Loop<'_> {
     }
 
     /// Stores `next` as the partition's offset to commit (librdkafka commits it in the
-    /// background). A partition revoked meanwhile refuses it: its next owner re-reads.
-    fn store(&self, partition: &Partition, next: i64) {
+    /// background, and the rebalance callback before a revoke completes).
+    fn store(&mut self, partition: &Partition, next: i64) {
+        if let Some(batches) = self.in_flight.get_mut(partition) {
+            while batches.front().is_some_and(|(reach, _)| *reach <= next) {
+                batches.pop_front();
+            }
+        }
         let mut offsets = TopicPartitionList::new();
         if offsets
             .add_partition_offset(&partition.0, partition.1, Offset::Offset(next))
@@ -369,24 +644,6 @@ impl Loop<'_> {
             && let Err(error) = self.consumer.store_offsets(&offsets)
         {
             tracing::debug!(component = %self.cx.component.id, topic = %partition.0, partition = partition.1, %error, "offset not stored (partition revoked)");
-        }
-    }
-
-    /// Drops what the loop knows of revoked partitions: their late acknowledgements no
-    /// longer count, and a later assignment starts from the committed offset.
-    fn forget_revoked(&mut self) {
-        let revoked = std::mem::take(
-            &mut *self
-                .rebalances
-                .revoked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let revoked: HashSet<Partition> = revoked.into_iter().collect();
-        for partition in revoked {
-            self.settlement.forget(&partition);
-            self.last_registered.remove(&partition);
-            self.rewound.remove(&partition);
         }
     }
 }

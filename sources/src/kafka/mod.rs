@@ -6,10 +6,12 @@
 //! Events go out in batches of one partition; a partition's offset is stored — and
 //! committed by librdkafka in the background — only over the prefix whose every batch was
 //! delivered by every sink (`core::settlement`, one key per partition). A failed batch
-//! rewinds its partition to it. Rebalancing is cooperative-sticky; on a revoke what was
-//! delivered is committed first, and late acknowledgements of a revoked partition no
-//! longer count (its next owner re-reads what was not committed: duplicates, never loss).
-//! When downstream is full the partitions are paused while the consumer keeps polling.
+//! rewinds its partition to it. Rebalancing is cooperative-sticky; a revoke stops emitting
+//! the partitions, waits up to `drain_timeout` for their events in flight and commits what
+//! was delivered before they go; acknowledgements arriving later no longer count (the next
+//! owner re-reads what was not committed: duplicates, never loss, counted). Shutdown
+//! drains the same way. When downstream is full the partitions are paused while the
+//! consumer keeps polling.
 
 mod config;
 mod consume;
@@ -17,11 +19,11 @@ mod consume;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 pub use config::{KafkaSourceConfig, OffsetReset};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use siemflow_core::{BoxFuture, ConfigIssue, SourceConfig, SourceContext};
 
 use crate::lines::LineDecoder;
@@ -32,12 +34,15 @@ impl SourceConfig for KafkaSourceConfig {
     }
 
     fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
-        let rebalances = Arc::new(consume::Rebalances::default());
+        let drain_timeout = self.drain_timeout();
+        let (revokes, revoked) = tokio::sync::mpsc::unbounded_channel();
         let context = consume::Context {
             component: cx.component.id.clone(),
-            rebalances: Arc::clone(&rebalances),
+            drain_timeout,
+            revokes,
+            generation: AtomicU64::new(0),
         };
-        let consumer: StreamConsumer<consume::Context> = self
+        let consumer: BaseConsumer<consume::Context> = self
             .client_config()
             .create_with_context(context)
             .map_err(|error| anyhow::anyhow!("cannot create the Kafka consumer: {error}"))?;
@@ -45,7 +50,7 @@ impl SourceConfig for KafkaSourceConfig {
         consumer
             .subscribe(&topics)
             .map_err(|error| anyhow::anyhow!("cannot subscribe to {topics:?}: {error}"))?;
-        let settings = consume::Settings {
+        let reading = consume::Reading {
             paused: cx
                 .component
                 .metrics
@@ -56,6 +61,9 @@ impl SourceConfig for KafkaSourceConfig {
             batch_max_events: self.batch_max_events.max(1),
             unpack_records: self.unpack_records,
         };
-        Ok(Box::pin(consume::run(consumer, rebalances, settings, cx)))
+        let settings = consume::Settings { drain_timeout };
+        Ok(Box::pin(consume::run(
+            consumer, revoked, reading, settings, cx,
+        )))
     }
 }

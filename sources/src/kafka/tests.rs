@@ -192,3 +192,183 @@ fn an_azure_records_envelope_becomes_one_event_per_record() {
         assert_eq!(serde_json::to_value(&events[0].value).expect("json"), other);
     }
 }
+
+/// A plain consumer of group `group` on its own thread (the second member a rebalance
+/// needs): it reports the first message it reads of each partition, and leaves the
+/// group when the returned flag is set.
+fn second_member(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<(i32, i64)>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use std::sync::atomic::Ordering;
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "500")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("second consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let (firsts, first_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = std::sync::Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        while !stopping.load(Ordering::SeqCst) {
+            if let Some(Ok(message)) = consumer.poll(std::time::Duration::from_millis(100))
+                && seen.insert(message.partition())
+            {
+                let _ = firsts.send((message.partition(), message.offset()));
+            }
+        }
+    });
+    (first_rx, stop, thread)
+}
+
+/// The offsets `group` committed for `topic`'s partitions `0..partitions`.
+fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("offsets reader");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let offsets = consumer
+        .committed_offsets(list, std::time::Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |partition| match offsets.find_partition(topic, partition).map(|p| p.offset()) {
+                Some(rdkafka::Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_waits_for_acknowledgements_and_commits_exactly_the_delivered_prefix() {
+    use rdkafka::mocking::MockCluster;
+    use siemflow_core::BatchStatus;
+    use siemflow_core::event::{Batch, resolve_batch};
+
+    use crate::testing::{PATIENCE, RunningSource, counter_value, eventually};
+
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("audit", 2, 1).expect("topic");
+    let total = 400;
+    let bootstrap = cluster.bootstrap_servers();
+    let producing = bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce(&producing, "audit", total))
+        .await
+        .expect("producer task");
+    let config = parse(&format!(
+        r#"bootstrap_servers = "{bootstrap}"
+group_id = "g-revoke"
+topics = ["audit"]
+batch_max_events = 50
+drain_timeout = "4s"
+librdkafka_options = {{ "session.timeout.ms" = "10000", "heartbeat.interval.ms" = "500" }}"#
+    ));
+    assert_eq!(config.check(), Vec::new());
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut source = RunningSource::start("kafka_revoke", "kafka", state.path(), 10_000, |cx| {
+        config.build(cx)
+    });
+
+    // Everything is read and held: nothing is acknowledged yet.
+    let mut held: [Vec<Batch>; 2] = [Vec::new(), Vec::new()];
+    let mut received = 0;
+    while received < total {
+        let batch = crate::testing::next_batch(&mut source.rx).await;
+        let partition =
+            serde_json::to_value(&batch[0].value).expect("json")["metadata"]["kafka"]["partition"]
+                .as_u64()
+                .expect("partition") as usize;
+        received += batch.len();
+        held[partition].push(batch);
+    }
+    assert!(
+        held.iter().all(|batches| batches.len() >= 3),
+        "at least three batches per partition: {:?}",
+        held.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let offset_after = |batch: &Batch| {
+        serde_json::to_value(&batch[batch.len() - 1].value).expect("json")["metadata"]["kafka"]
+            ["offset"]
+            .as_i64()
+            .expect("offset")
+            + 1
+    };
+    let first_ends: Vec<i64> = held.iter().map(|b| offset_after(&b[0])).collect();
+    let sizes: Vec<usize> = held
+        .iter()
+        .map(|batches| batches.iter().map(|b| b.len()).sum())
+        .collect();
+
+    // A second member joins: one partition is revoked from the source, which waits.
+    let (mut firsts, stop, member) = second_member(&bootstrap, "g-revoke", "audit");
+    eventually("the source to drain a revoked partition", || {
+        counter_value("kafka_consumer_draining_partitions", "kafka_revoke", "") == 1
+    })
+    .await;
+    // While it waits, the first and third batch of each partition are delivered; the
+    // second is not, so only the first may be committed.
+    let mut rest: [Vec<Batch>; 2] = [Vec::new(), Vec::new()];
+    for (partition, batches) in held.into_iter().enumerate() {
+        for (i, batch) in batches.into_iter().enumerate() {
+            if i == 0 || i == 2 {
+                resolve_batch(batch, BatchStatus::Delivered);
+            } else {
+                rest[partition].push(batch);
+            }
+        }
+    }
+    let (moved, first_offset) = tokio::time::timeout(4 * PATIENCE, firsts.recv())
+        .await
+        .expect("the second member reads the revoked partition")
+        .expect("a first message");
+    let moved = moved as usize;
+    assert_eq!(
+        first_offset, first_ends[moved],
+        "the next owner starts right after the delivered prefix"
+    );
+    assert_eq!(
+        committed(&bootstrap, "g-revoke", "audit", 2)[moved],
+        Some(first_ends[moved])
+    );
+    let abandoned = source.counter("kafka_drain_abandoned_events_total", "during=\"revoke\"");
+    assert_eq!(
+        abandoned as usize,
+        sizes[moved] - first_ends[moved] as usize,
+        "every event emitted past the committed prefix is counted (one event per message from offset 0)"
+    );
+
+    // Late acknowledgements of the revoked partition change nothing; the kept one
+    // commits its end on shutdown.
+    let kept = 1 - moved;
+    for batch in rest.into_iter().flatten() {
+        resolve_batch(batch, BatchStatus::Delivered);
+    }
+    source.stop(PATIENCE, |_| {}).await;
+    let offsets = committed(&bootstrap, "g-revoke", "audit", 2);
+    assert_eq!(offsets[moved], Some(first_ends[moved]));
+    assert_eq!(offsets[kept], Some(sizes[kept] as i64));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    member.join().expect("second member");
+}
