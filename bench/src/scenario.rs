@@ -195,6 +195,26 @@ pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(peak_kib / 1024.0)
 }
 
+/// CPU time (user + system) a running process has used so far, from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
+    };
+    // utime and stime are fields 14 and 15, the 12th and 13th after the name.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((ticks(11)? + ticks(12)?) / hz)
+}
+
 /// Runs one scenario to completion.
 pub fn run(
     scenario: &Scenario,
@@ -244,8 +264,12 @@ pub struct Run {
     pub seconds: f64,
     /// Process start to the moment each sink had delivered its events, in the order given.
     pub sink_seconds: Vec<f64>,
+    /// Process start to the first poll that saw any sink's first event delivered.
+    pub first_seconds: Option<f64>,
     /// Peak resident memory.
     pub peak_rss_mib: f64,
+    /// CPU time (user + system) the process used until the last event was delivered.
+    pub cpu_seconds: f64,
 }
 
 /// Runs `siemflow run -c bench.toml` in `dir` until each `(sink, events)` delivered its
@@ -270,6 +294,7 @@ pub fn measure(
     let pid = child.id();
     let total: u64 = sinks.iter().map(|(_, events)| events).sum();
     let mut sink_seconds: Vec<Option<f64>> = vec![None; sinks.len()];
+    let mut first_seconds = None;
     let finished = loop {
         if let Some(status) = child.try_wait()? {
             bail!("siemflow exited early: {status}");
@@ -278,6 +303,9 @@ pub fn measure(
             && let Some(text) = http_get(address, "/metrics")
         {
             let now = started.elapsed().as_secs_f64();
+            if first_seconds.is_none() && sinks.iter().any(|(sink, _)| sent(&text, sink) > 0.0) {
+                first_seconds = Some(now);
+            }
             for ((sink, events), done) in sinks.iter().zip(&mut sink_seconds) {
                 if done.is_none() && sent(&text, sink) >= *events as f64 {
                     *done = Some(now);
@@ -303,13 +331,16 @@ pub fn measure(
         std::thread::sleep(Duration::from_millis(20));
     };
     let peak_rss_mib = peak_rss_mib(pid)?;
+    let cpu_seconds = cpu_seconds(pid)?;
     // SAFETY: kill(2) on the child we spawned.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
     Ok(Run {
         seconds: finished.as_secs_f64(),
         sink_seconds: sink_seconds.into_iter().flatten().collect(),
+        first_seconds,
         peak_rss_mib,
+        cpu_seconds,
     })
 }
 

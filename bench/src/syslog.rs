@@ -23,8 +23,8 @@ pub struct SyslogRun {
     pub seconds: f64,
     /// Peak resident memory of siemflow.
     pub peak_rss_mib: f64,
-    /// CPU time siemflow used (user + system): on a shared machine, events per CPU
-    /// second say more than events per wall second.
+    /// CPU time siemflow used (user + system) until the last event was written: on a
+    /// shared machine, events per CPU second say more than events per wall second.
     pub cpu_seconds: f64,
     /// The source's `decoding`.
     pub decoding: &'static str,
@@ -128,7 +128,6 @@ path = "out/out.ndjson"
     );
     std::fs::write(dir.path().join("bench.toml"), config)?;
     let sender = send(port, events, connections);
-    let cpu_before = children_cpu_seconds();
     let run = measure(
         binary,
         dir.path(),
@@ -146,21 +145,9 @@ path = "out/out.ndjson"
         bytes,
         seconds: run.seconds,
         peak_rss_mib: run.peak_rss_mib,
-        cpu_seconds: children_cpu_seconds() - cpu_before,
+        cpu_seconds: run.cpu_seconds,
         decoding,
     })
-}
-
-/// User + system CPU time of this process's children that were waited for.
-fn children_cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes a plain struct we own.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// The report section: one row per decoding.
