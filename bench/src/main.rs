@@ -5,6 +5,7 @@ mod backfill;
 mod dataset;
 mod dedup;
 mod graph;
+mod kafka;
 mod o365;
 mod peers;
 mod scenario;
@@ -51,6 +52,18 @@ struct Args {
     /// Latency added to every simulated Graph response, in milliseconds.
     #[arg(long, default_value_t = 50)]
     graph_latency_ms: u64,
+    /// The test venv with tansu and confluent-kafka (`scripts/test-deps.sh` makes it).
+    #[arg(long, default_value = ".venv-test")]
+    venv: PathBuf,
+    /// Runs of the kafka scenario per compression.
+    #[arg(long, default_value_t = 3)]
+    kafka_runs: usize,
+    /// The kafka sink's compression codecs to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "none,gzip")]
+    kafka_compression: Vec<String>,
+    /// Partitions of the kafka scenario's topic.
+    #[arg(long, default_value_t = 6)]
+    kafka_partitions: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -152,6 +165,22 @@ fn main() -> anyhow::Result<()> {
             runs.push(result);
         }
         report.push_str(&syslog::report(&runs));
+    }
+    if args.only.as_deref().is_none_or(|o| "kafka".contains(o)) {
+        eprintln!("running kafka (file → kafka, kafka → blackhole; a tansu broker each run) ...");
+        let runs = kafka::run(
+            &siemflow,
+            &input,
+            &data,
+            work.path(),
+            &kafka::Options {
+                venv: &args.venv,
+                runs: args.kafka_runs,
+                compressions: &args.kafka_compression,
+                partitions: args.kafka_partitions,
+            },
+        )?;
+        report.push_str(&kafka::report(&runs, args.kafka_partitions));
     }
     if args.only.as_deref().is_none_or(|o| "dedup".contains(o)) {
         eprintln!(
