@@ -98,6 +98,25 @@ pub struct ServerTls {
     pub ca_file: Option<PathBuf>,
 }
 
+impl ServerTls {
+    /// The files that are not there (keys `tls.crt_file`, `tls.key_file`, `tls.ca_file`).
+    pub(crate) fn file_issues(&self) -> Vec<ConfigIssue> {
+        [
+            ("tls.crt_file", Some(&self.crt_file)),
+            ("tls.key_file", Some(&self.key_file)),
+            ("tls.ca_file", self.ca_file.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let path = path?;
+            (!path.is_file()).then(|| {
+                ConfigIssue::new(key, format!("{} is not a readable file", path.display()))
+            })
+        })
+        .collect()
+    }
+}
+
 /// How messages are delimited on a TCP or TLS stream.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
@@ -217,22 +236,7 @@ impl SyslogSourceConfig {
                 ConfigIssue::new("tls", "mode = \"tls\" needs the listener's certificate")
                     .hint("tls = { crt_file = \"server.pem\", key_file = \"server.key\" }"),
             ),
-            (Mode::Tls, Some(tls)) => {
-                for (key, path) in [
-                    ("tls.crt_file", Some(&tls.crt_file)),
-                    ("tls.key_file", Some(&tls.key_file)),
-                    ("tls.ca_file", tls.ca_file.as_ref()),
-                ] {
-                    if let Some(path) = path
-                        && !path.is_file()
-                    {
-                        issues.push(ConfigIssue::new(
-                            key,
-                            format!("{} is not a readable file", path.display()),
-                        ));
-                    }
-                }
-            }
+            (Mode::Tls, Some(tls)) => issues.extend(tls.file_issues()),
             (_, Some(_)) => issues.push(
                 ConfigIssue::new("tls", "is set but `mode` is not \"tls\"")
                     .hint("set mode = \"tls\", or remove the tls table"),

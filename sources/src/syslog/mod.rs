@@ -15,7 +15,7 @@ mod config;
 mod frames;
 mod message;
 mod tcp;
-mod tls;
+pub(crate) mod tls;
 mod udp;
 
 #[cfg(test)]

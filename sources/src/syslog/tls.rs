@@ -13,6 +13,12 @@ use super::config::ServerTls;
 
 /// An acceptor for `tls`, with the aws-lc-rs provider and rustls' safe protocol versions.
 pub fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(tls)?)))
+}
+
+/// The rustls server configuration of `tls`: also the `opentelemetry` source's, which
+/// adds its ALPN protocols.
+pub(crate) fn server_config(tls: &ServerTls) -> anyhow::Result<ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -34,8 +40,7 @@ pub fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     };
     let certs = certificates(&tls.crt_file, "tls.crt_file")?;
     let key = private_key(&tls.key_file, "tls.key_file")?;
-    let config = builder
+    builder
         .with_single_cert(certs, key)
-        .context("tls.crt_file and tls.key_file do not form a usable identity")?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .context("tls.crt_file and tls.key_file do not form a usable identity")
 }
