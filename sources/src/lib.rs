@@ -9,6 +9,7 @@ pub mod kafka;
 mod lines;
 pub mod microsoft;
 pub mod o365_management;
+pub mod opentelemetry;
 mod schema;
 pub mod stdin;
 pub mod syslog;
@@ -44,6 +45,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<o365_management::O365ManagementConfig>(
         "o365_management",
         "Reads the Office 365 Management Activity API (unified audit log) of one or more tenants; cursors advance only over delivered blobs",
+    );
+    registry.source::<opentelemetry::OpenTelemetrySourceConfig>(
+        "opentelemetry",
+        "Receives OTLP logs over gRPC and HTTP (protobuf or JSON, gzip, TLS, bearer token); answers each request only once every sink has its records, and asks the sender to retry when the pipeline is full",
     );
     registry.source::<stdin::StdinConfig>(
         "stdin",

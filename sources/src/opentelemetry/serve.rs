@@ -1,0 +1,179 @@
+//! The listeners: TCP (or TLS, with ALPN `h2` and `http/1.1`) connections served by
+//! hyper's auto builder (HTTP/1.1 or HTTP/2, gRPC needing the latter), each routing
+//! both the gRPC service and `/v1/logs`.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsServiceServer, SERVICE_NAME,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+
+use super::grpc::Grpc;
+use super::{Shared, http};
+use crate::syslog::ServerTls;
+
+/// A connection must finish its TLS handshake, and send a request's head, within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most a request's line and headers may take (HTTP/1.1) or a header list (HTTP/2).
+const MAX_HEADER_BYTES: usize = 64 << 10;
+/// How long accepting pauses after an error such as running out of descriptors.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The TLS acceptor of both listeners: the syslog source's rustls configuration, with
+/// ALPN so gRPC clients get HTTP/2.
+pub(crate) fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
+    let mut config = crate::syslog::tls::server_config(tls)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The routes both listeners serve.
+pub(crate) fn router(shared: &Shared) -> Router {
+    let limit = usize::try_from(shared.config.max_request_bytes).unwrap_or(usize::MAX);
+    let grpc = LogsServiceServer::new(Grpc(shared.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    let grpc = Router::new()
+        .route_service(&format!("/{SERVICE_NAME}/Export"), grpc)
+        .layer(axum::middleware::map_response(
+            otlp_codes_for_tonic_refusals,
+        ));
+    Router::new()
+        .route("/v1/logs", axum::routing::post(http::export))
+        .with_state(shared.clone())
+        .merge(grpc)
+}
+
+/// tonic answers for this service before it runs in two cases, with codes OTLP reads
+/// wrongly: a message over the size limit gets OUT_OF_RANGE, which OTLP lists as
+/// retryable (a compliant sender would resend the same request forever), so it becomes
+/// RESOURCE_EXHAUSTED without RetryInfo, not retryable (what gRPC's own servers answer);
+/// a body that does not decode (bad protobuf, bad gzip) gets INTERNAL, so it becomes
+/// INVALID_ARGUMENT, OTLP's "bad data, do not retry". The service itself answers
+/// neither code, so nothing else is rewritten.
+async fn otlp_codes_for_tonic_refusals(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let rewritten = match headers.get("grpc-status").map(HeaderValue::as_bytes) {
+        Some(b"11") => HeaderValue::from_static("8"),
+        Some(b"13") => HeaderValue::from_static("3"),
+        _ => return response,
+    };
+    headers.insert("grpc-status", rewritten);
+    response
+}
+
+/// Accepts connections while fewer than `max_connections` are open, until `stop`; then
+/// lets the requests in progress finish (their events delivered and answered).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    slots: Arc<Semaphore>,
+    shared: Shared,
+    stop: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        // At the cap nothing is accepted: further connections wait in the kernel's
+        // listen queue, costing this process neither a descriptor nor memory.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+            () = stop.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(component = shared.counters.component, error = %e, "OTLP: cannot accept a connection");
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                        () = stop.cancelled() => break,
+                    }
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let stop = stop.clone();
+        match &tls {
+            None => {
+                connections.spawn(serve_connection(stream, app, stop, slot));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let failed = shared.counters.tls_handshake_failed.clone();
+                connections.spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, stop, slot).await,
+                        Ok(Err(e)) => {
+                            failed.increment(1);
+                            tracing::debug!(error = %e, "OTLP: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            failed.increment(1);
+                            tracing::debug!("OTLP: TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until it closes, or until `stop` lets its requests in progress
+/// finish; `_slot` frees its place when it closes.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let mut connection =
+        pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app)));
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "OTLP connection closed");
+            }
+            return;
+        }
+        () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "OTLP connection closed");
+    }
+}
