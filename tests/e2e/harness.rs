@@ -11,6 +11,21 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_siemflow")
 }
 
+/// The project's test virtualenv (`.venv-test/`, or `SIEMFLOW_TEST_VENV`), where
+/// `scripts/test-deps.sh` installs the Python peers (tansu, confluent-kafka, the
+/// OpenTelemetry SDK). Without it a test fails: CI must never pass by skipping a peer.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("SIEMFLOW_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test"));
+    assert!(
+        venv.join("bin/python").exists(),
+        "{} has no Python: run scripts/test-deps.sh, which installs the test peers there",
+        venv.display()
+    );
+    venv
+}
+
 /// Polls `check` until it returns Some or the deadline passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, check: impl FnMut() -> Option<T>) -> T {
     poll(deadline, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))

