@@ -7,6 +7,7 @@ pub mod elasticsearch;
 pub mod encoding;
 pub mod file;
 pub mod kafka;
+pub mod opentelemetry;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
@@ -36,6 +37,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.sink::<kafka::KafkaSinkConfig>(
         "kafka",
         "Produces events to Apache Kafka or the Event Hubs Kafka endpoint, acknowledged from delivery reports",
+    );
+    registry.sink::<opentelemetry::OpentelemetrySinkConfig>(
+        "opentelemetry",
+        "Delivers events as OTLP log records over gRPC or HTTP to an OpenTelemetry Collector or any OTLP receiver",
     );
     registry.sink::<sentinel::SentinelSinkConfig>(
         "sentinel",
@@ -67,6 +72,7 @@ mod tests {
                 "elasticsearch",
                 "file",
                 "kafka",
+                "opentelemetry",
                 "sentinel",
                 "splunk_hec",
                 "syslog"
