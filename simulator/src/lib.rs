@@ -15,6 +15,7 @@ pub mod defender_cloud_apps;
 pub mod defender_endpoint;
 pub mod elasticsearch;
 mod errors;
+pub mod event_hubs;
 mod faults;
 pub mod graph;
 pub mod mda_agent;
