@@ -30,7 +30,7 @@ fn tansu() -> PathBuf {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -40,11 +40,23 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// The address metadata names instead of the broker's own (a front before it).
+    advertised: Option<String>,
 }
 
 impl Broker {
     /// Starts one, its log in `dir`. Fails the test when it cannot start.
     pub fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, None)
+    }
+
+    /// Starts one whose metadata names `advertised` (`host:port` of a front such as the
+    /// Event Hubs simulator) as the broker's address, so clients come back through it.
+    pub fn start_advertising(dir: &Path, advertised: &str) -> Broker {
+        Self::start_with(dir, Some(advertised.to_string()))
+    }
+
+    fn start_with(dir: &Path, advertised: Option<String>) -> Broker {
         // tansu advertises the port it was given, so it must be a real one (port 0 would be
         // advertised as :0); another test may take it between our probe and tansu's bind:
         // then try another.
@@ -53,6 +65,7 @@ impl Broker {
                 child: None,
                 port: free_port(),
                 log: dir.join("tansu.log"),
+                advertised: advertised.clone(),
             };
             if broker.launch() {
                 return broker;
@@ -99,6 +112,10 @@ impl Broker {
     /// Spawns tansu and waits until it accepts connections; false when it exited first.
     fn launch(&mut self) -> bool {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = match &self.advertised {
+            Some(address) => format!("tcp://{address}"),
+            None => url.clone(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -110,7 +127,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
