@@ -29,9 +29,11 @@ pub struct OpentelemetrySinkConfig {
     /// the values are secrets, never logged.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
-    /// The event field holding the record's `body`. Unset (default): `message`, else
-    /// `body` (the opentelemetry source's fields), else every event field outside the
-    /// OTLP fields, as one key-value list (a Microsoft 365 record as a whole).
+    /// The event field holding the record's `body`; the event's other fields map by the
+    /// opentelemetry source's field names or become attributes. Unset (default): an event
+    /// in the source's shape (with `message` or `body`, or no other fields than the
+    /// source's) maps back to the record it came from; any other event (a Microsoft 365
+    /// record) is the body as a whole.
     pub body_field: Option<String>,
     /// Record attributes from event fields: attribute key = field path, e.g.
     /// `{ "m365.workload" = "Workload" }`. Added to the event's own `attributes`; they
@@ -47,7 +49,8 @@ pub struct OpentelemetrySinkConfig {
     /// The instrumentation scope of events that carry no `scope` of their own.
     pub scope: Option<ScopeConfig>,
     /// The event field holding the record's time (`time_unix_nano`): RFC 3339 text,
-    /// epoch seconds/milliseconds/..., or a timestamp. Unset (default): `timestamp`.
+    /// epoch seconds/milliseconds/..., or a timestamp. Unset (default): `timestamp`;
+    /// none: 0, OTLP's "unknown" (receivers then use the observed time).
     pub timestamp_field: Option<String>,
     /// The event field holding the severity: a number 1–24 is `severity_number`; text is
     /// `severity_text`, and its word gives the number (see the docs). Unset (default):

@@ -148,6 +148,13 @@ impl Mapper {
 
     /// Appends the event's `LogRecord` to `out`; returns its partition. `now` stands in
     /// for an observed time the event lacks.
+    ///
+    /// An event in the opentelemetry source's shape (it has `message` or `body`, or no
+    /// field outside the OTLP fields), or any event when `body_field` is set, maps by
+    /// `siemflow_core::otlp`, its other fields becoming attributes. Any other event is a
+    /// record (a Microsoft 365 audit record, an alert): all of it is the body, untouched
+    /// — even fields that happen to bear an OTLP name, such as a Defender for Cloud Apps
+    /// `timestamp` — and the options say the rest.
     pub fn encode(&self, event: &Event, now: DateTime<Utc>, out: &mut Vec<u8>) -> String {
         let object = match &event.value {
             Value::Object(object) => Cow::Borrowed(object),
@@ -162,32 +169,50 @@ impl Mapper {
             }
         };
         let object = object.as_ref();
-        let mut notes = Notes::default();
-        let mut parts = otlp::record_from_event(object, &mut notes);
-        if notes.lossy_text > 0 {
-            self.invalid_ids.increment(notes.lossy_text);
-        }
+        let shaped = self.body_field.is_some()
+            || object.contains_key(otlp::MESSAGE)
+            || object.contains_key(otlp::BODY)
+            || object
+                .keys()
+                .all(|key| otlp::FIELDS.contains(&key.as_str()));
+        let mut parts = if shaped {
+            let mut notes = Notes::default();
+            let parts = otlp::record_from_event(object, &mut notes);
+            if notes.lossy_text > 0 {
+                self.invalid_ids.increment(notes.lossy_text);
+            }
+            parts
+        } else {
+            let mut parts = otlp::RecordParts::default();
+            parts.record.body = Some(otlp::any_from_value(&event.value));
+            parts.record.time_unix_nano = object
+                .get(otlp::TIMESTAMP)
+                .and_then(event_time)
+                .map_or(0, |t| otlp::nanos_from_time(&t));
+            parts
+        };
         let record = &mut parts.record;
 
-        // The body, and what becomes of the fields outside the OTLP fields.
-        let (body_key, rest_to_attributes) = match &self.body_field {
-            Some((path, top)) => {
-                record.body = event
-                    .get(path)
-                    .filter(|v| !v.is_null())
-                    .map(otlp::any_from_value);
-                (top.as_deref(), true)
-            }
-            None if object.contains_key(otlp::MESSAGE) || object.contains_key(otlp::BODY) => {
-                (None, true)
-            }
-            None => (None, false),
-        };
-        let rest = object.iter().filter(|(key, _)| {
-            !otlp::FIELDS.contains(&key.as_str()) && Some(key.as_str()) != body_key
-        });
-        if rest_to_attributes {
-            let mut attributes: ObjectMap = rest.map(|(k, v)| (k.clone(), v.clone())).collect();
+        if shaped {
+            let body_key = match &self.body_field {
+                Some((path, top)) => {
+                    record.body = event
+                        .get(path)
+                        .filter(|v| !v.is_null())
+                        .map(otlp::any_from_value);
+                    top.as_deref()
+                }
+                None => None,
+            };
+            // The fields outside the OTLP fields, then the event's own attributes, then
+            // the configured ones: a later one wins on a repeated key.
+            let mut attributes: ObjectMap = object
+                .iter()
+                .filter(|(key, _)| {
+                    !otlp::FIELDS.contains(&key.as_str()) && Some(key.as_str()) != body_key
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             if !attributes.is_empty() || !self.attributes.is_empty() {
                 if let Some(Value::Object(own)) = object.get(otlp::ATTRIBUTES) {
                     attributes.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -195,19 +220,10 @@ impl Mapper {
                 self.add_configured_attributes(event, &mut attributes);
                 record.attributes = otlp::key_values_from_object(&attributes);
             }
-        } else {
-            let body: ObjectMap = rest.map(|(k, v)| (k.clone(), v.clone())).collect();
-            if !body.is_empty() {
-                record.body = Some(otlp::any_from_value(&Value::Object(body)));
-            }
-            if !self.attributes.is_empty() {
-                let mut attributes = match object.get(otlp::ATTRIBUTES) {
-                    Some(Value::Object(own)) => own.clone(),
-                    _ => ObjectMap::new(),
-                };
-                self.add_configured_attributes(event, &mut attributes);
-                record.attributes = otlp::key_values_from_object(&attributes);
-            }
+        } else if !self.attributes.is_empty() {
+            let mut attributes = ObjectMap::new();
+            self.add_configured_attributes(event, &mut attributes);
+            record.attributes = otlp::key_values_from_object(&attributes);
         }
 
         if let Some(path) = &self.timestamp_field {
@@ -236,17 +252,18 @@ impl Mapper {
         }
         record.encode_raw(out);
 
-        if !object.contains_key(otlp::RESOURCE)
-            && !object.contains_key(otlp::SCOPE)
+        let own_resource = match object.get(otlp::RESOURCE) {
+            Some(Value::Object(resource)) if shaped => Some(resource),
+            _ => None,
+        };
+        if own_resource.is_none()
+            && parts.scope.is_none()
             && let Some(fixed) = &self.fixed_partition
         {
             return fixed.clone();
         }
-        let own_attributes = match object.get(otlp::RESOURCE) {
-            Some(Value::Object(resource)) => match resource.get(otlp::ATTRIBUTES) {
-                Some(Value::Object(attributes)) => Cow::Borrowed(attributes),
-                _ => Cow::Owned(ObjectMap::new()),
-            },
+        let own_attributes = match own_resource.and_then(|r| r.get(otlp::ATTRIBUTES)) {
+            Some(Value::Object(attributes)) => Cow::Borrowed(attributes),
             _ => Cow::Owned(ObjectMap::new()),
         };
         let dropped = parts

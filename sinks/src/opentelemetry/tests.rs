@@ -210,6 +210,24 @@ scope = { name = "siemflow.o365", version = "1" }
 }
 
 #[test]
+fn a_record_keeps_its_fields_with_otlp_names_in_its_body() {
+    // A Defender for Cloud Apps activity (epoch milliseconds) and an Azure diagnostic
+    // record's `resource` (a text path), as in tests/fixtures/siem-mapping.
+    let record = event(serde_json::json!({
+        "_id": "a1",
+        "timestamp": 1_700_000_000_123_i64,
+        "resource": "/SUBSCRIPTIONS/X/PROVIDERS/MICROSOFT.AADIAM",
+        "attributes": {"not": "otlp"}
+    }));
+    let (sent, request) = encode(&mapper(""), &record);
+    let body = otlp::value_from_any(sent.body.as_ref().expect("body"), &mut Notes::default());
+    assert_eq!(body, record.value);
+    assert!(sent.attributes.is_empty());
+    assert_eq!(sent.time_unix_nano, 1_700_000_000_123_000_000);
+    assert_eq!(request.resource_logs[0].resource, None);
+}
+
+#[test]
 fn a_message_keeps_the_other_fields_as_attributes() {
     let mapper = mapper("attributes = { \"net.host\" = \"hostname\" }");
     let line = event(serde_json::json!({
@@ -257,9 +275,14 @@ fn events_are_partitioned_by_resource_and_scope() {
     let a = partition(serde_json::json!({"TenantId": "a", "n": 1}));
     assert_eq!(a, partition(serde_json::json!({"TenantId": "a", "n": 2})));
     assert_ne!(a, partition(serde_json::json!({"TenantId": "b", "n": 1})));
-    assert_ne!(
+    // In the source's shape, the event's own scope counts; in a record it is data.
+    assert_eq!(
         a,
         partition(serde_json::json!({"TenantId": "a", "scope": {"name": "x"}}))
+    );
+    assert_ne!(
+        a,
+        partition(serde_json::json!({"message": "m", "TenantId": "a", "scope": {"name": "x"}}))
     );
     let fixed = self::mapper("resource = { \"service.name\" = \"siemflow\" }");
     let one = fixed.encode(&event(serde_json::json!({"n": 1})), now(), &mut Vec::new());
