@@ -1,7 +1,10 @@
-//! `siemflow simulate m365|graph|defender|splunk|sentinel|elasticsearch|mda-agent` and the
-//! `[simulator]` table: local stand-ins for Microsoft 365 (Management Activity API, Graph,
-//! Defender) and the SIEMs, standalone or started in-process before the pipeline; and the
-//! Defender for Cloud Apps SIEM agent, a client that sends its CEF lines to a syslog receiver.
+//! `siemflow simulate m365|graph|defender|splunk|sentinel|elasticsearch|mda-agent|event-hubs|xdr-stream`
+//! and the `[simulator]` table: local stand-ins for Microsoft 365 (Management Activity API, Graph,
+//! Defender) and the SIEMs, standalone or started in-process before the pipeline; the
+//! Defender for Cloud Apps SIEM agent, a client that sends its CEF lines to a syslog receiver;
+//! and the Event Hubs Kafka endpoint with its Defender XDR streaming generator ([`event_hubs`]).
+
+mod event_hubs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -121,6 +124,13 @@ pub enum Target {
     /// The Defender for Cloud Apps SIEM agent: sends its documented CEF lines to the syslog
     /// receiver at `--to` (TCP, or UDP with `--udp`), `--repeat` times, then exits.
     MdaAgent,
+    /// The Kafka endpoint of an Azure Event Hubs namespace: TLS and SASL PLAIN with a
+    /// connection string, in front of the Kafka broker at `--broker`.
+    EventHubs,
+    /// Defender XDR streaming: writes `--messages` `{"records": [...]}` messages to
+    /// `--topic` at `--to` (a broker, or the event-hubs front with `--connection-string`),
+    /// then exits.
+    XdrStream,
 }
 
 /// `siemflow simulate` arguments.
@@ -141,7 +151,8 @@ pub struct SimulateArgs {
     /// Seed of the simulator (overrides the file).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// mda-agent: the syslog receiver to send to, e.g. 127.0.0.1:5514.
+    /// mda-agent: the syslog receiver to send to, e.g. 127.0.0.1:5514; xdr-stream: the
+    /// Kafka bootstrap address (a broker, or the event-hubs front).
     #[arg(long)]
     pub to: Option<SocketAddr>,
     /// mda-agent: one datagram per line instead of one TCP connection.
@@ -150,6 +161,34 @@ pub struct SimulateArgs {
     /// mda-agent: how many times to send the 12 lines.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// event-hubs: the Kafka broker behind the front, e.g. 127.0.0.1:9092.
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// event-hubs: the connection string the front accepts (default: the simulator's own);
+    /// xdr-stream: authenticate to the front with it.
+    #[arg(long)]
+    pub connection_string: Option<String>,
+    /// event-hubs: the front's PEM certificate (with `--key`); without them one is generated.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// event-hubs: the PEM private key of `--cert`.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// event-hubs: where to write the generated CA certificate clients trust (`tls.ca_file`).
+    #[arg(long)]
+    pub ca_out: Option<PathBuf>,
+    /// xdr-stream: the CA certificate to trust (the front's `--ca-out`).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// xdr-stream: the topic (event hub) to write to.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// xdr-stream: how many messages.
+    #[arg(long, default_value_t = 10)]
+    pub messages: usize,
+    /// xdr-stream: records in each message.
+    #[arg(long, default_value_t = 5)]
+    pub records_per_message: usize,
 }
 
 /// The simulators a pipeline started in-process.
@@ -254,8 +293,16 @@ impl Standalone {
 /// `siemflow simulate <target>`: serves until SIGTERM or SIGINT (`mda-agent` sends, then exits).
 pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
     logging::init(global.log_format, &global.log_level);
-    if args.target != Target::MdaAgent && (args.to.is_some() || args.udp || args.repeat != 1) {
-        eprintln!("--to, --udp and --repeat belong to `siemflow simulate mda-agent`");
+    if args.target != Target::MdaAgent && (args.udp || args.repeat != 1) {
+        eprintln!("--udp and --repeat belong to `siemflow simulate mda-agent`");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
+    if !matches!(args.target, Target::MdaAgent | Target::XdrStream) && args.to.is_some() {
+        eprintln!("--to belongs to `siemflow simulate mda-agent` and `xdr-stream`");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
+    if let Some(problem) = event_hubs::misplaced(&args) {
+        eprintln!("{problem}");
         return ExitCode::from(crate::EXIT_CONFIG);
     }
     let path = args.config.as_ref();
@@ -290,6 +337,8 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
             ELASTICSEARCH_PORT,
         ),
         Target::MdaAgent => return send_agent_lines(&args, global),
+        Target::EventHubs => return event_hubs::serve(&args, global),
+        Target::XdrStream => return event_hubs::generate(&args, global),
     };
     let config = match loaded {
         Ok(config) => config,
@@ -317,21 +366,27 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
             }
         };
         println!("{}", instructions(&simulator));
-        let mut sigterm =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("cannot install signal handlers: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        let waited = until_stopped().await;
         simulator.stop().await;
-        ExitCode::SUCCESS
+        waited
     })
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn until_stopped() -> ExitCode {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    ExitCode::SUCCESS
 }
 
 /// `siemflow simulate mda-agent --to ADDR [--udp] [--repeat N]`: the agent's lines sent, the

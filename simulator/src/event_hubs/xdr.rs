@@ -10,8 +10,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 /// The tables the generator takes turns with, as the streaming API names them.
 pub const CATEGORIES: &[&str] = &[
@@ -49,6 +52,19 @@ impl Default for XdrStreamConfig {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default(),
             tenant_id: "41463f53-8812-40f4-890f-865bf6e35190".to_string(),
+        }
+    }
+}
+
+impl XdrStreamConfig {
+    /// `messages` of `records_per_message` records whose timestamps start now.
+    pub fn starting_now(messages: usize, records_per_message: usize, seed: u64) -> Self {
+        XdrStreamConfig {
+            messages,
+            records_per_message,
+            seed,
+            start: Utc::now(),
+            ..XdrStreamConfig::default()
         }
     }
 }
@@ -190,13 +206,53 @@ pub fn messages(config: &XdrStreamConfig) -> Vec<String> {
 /// How long the producer may take to deliver every message.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The producer's callbacks: an authentication failure ends the run at once (librdkafka
+/// would otherwise retry until the messages time out).
+struct Context {
+    refused: watch::Sender<Option<String>>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                self.refused.send_replace(Some(reason.to_string()));
+            }
+            _ => tracing::warn!(%error, %reason, "librdkafka reported an error"),
+        }
+    }
+}
+
 /// Produces `messages` to `topic` with librdkafka configured by `properties` (the
 /// connection's: address, TLS, SASL) and waits for every delivery report. Returns how
-/// many were delivered; the first failure is an error.
+/// many were delivered; the first failure, or the broker refusing the credentials, is an
+/// error.
 pub async fn produce(
     properties: &[(String, String)],
     topic: &str,
     messages: &[String],
+) -> anyhow::Result<usize> {
+    let (refused, mut refusal) = watch::channel(None);
+    let delivered = deliver(properties, topic, messages, Context { refused });
+    // The reason is copied out: a borrow would hold the channel's lock while the dropped
+    // producer's thread may still be reporting into it.
+    let refused = async move {
+        refusal
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default())
+    };
+    tokio::select! {
+        result = delivered => result,
+        Ok(reason) = refused => anyhow::bail!("authentication refused: {reason}"),
+    }
+}
+
+async fn deliver(
+    properties: &[(String, String)],
+    topic: &str,
+    messages: &[String],
+    context: Context,
 ) -> anyhow::Result<usize> {
     let mut config = ClientConfig::new();
     for (key, value) in properties {
@@ -206,8 +262,8 @@ pub async fn produce(
         "message.timeout.ms",
         DELIVERY_TIMEOUT.as_millis().to_string(),
     );
-    let producer: FutureProducer = config
-        .create()
+    let producer: FutureProducer<Context> = config
+        .create_with_context(context)
         .context("cannot create the Kafka producer")?;
     let mut pending = Vec::with_capacity(messages.len());
     for message in messages {
