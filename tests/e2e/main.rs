@@ -12,6 +12,7 @@ mod defender_endpoint;
 mod delivery;
 mod disk_buffer;
 mod elasticsearch;
+mod event_hubs;
 mod examples;
 mod file_limits;
 mod file_sink;
