@@ -48,6 +48,19 @@ pub struct OpenTelemetrySourceConfig {
     #[serde(default = "default_max_pending_events")]
     pub max_pending_events: usize,
 
+    /// How long a request waits for its events to be delivered before it is answered
+    /// "retry later" all the same (the events stay in the pipeline and are delivered;
+    /// the sender's retry may bring them twice). Keep it below the senders' own timeout
+    /// (the Collector's OTLP exporter: 5s; the Python and Go SDKs: 10s), so that a slow
+    /// pipeline is told apart from a dead receiver. Default: `4s`.
+    #[serde(
+        default = "default_delivery_timeout",
+        deserialize_with = "units::duration",
+        serialize_with = "schema::duration"
+    )]
+    #[schemars(with = "String")]
+    pub delivery_timeout: Duration,
+
     /// The delay a "retry later" answer asks for. Default: `1s`.
     #[serde(
         default = "default_retry_delay",
@@ -99,6 +112,10 @@ fn default_max_request_bytes() -> u64 {
 
 fn default_max_pending_events() -> usize {
     20_000
+}
+
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(4)
 }
 
 fn default_retry_delay() -> Duration {
@@ -184,6 +201,12 @@ impl OpenTelemetrySourceConfig {
         }
         if self.retry_delay.is_zero() {
             issues.push(ConfigIssue::new("retry_delay", "must be greater than zero"));
+        }
+        if self.delivery_timeout.is_zero() {
+            issues.push(ConfigIssue::new(
+                "delivery_timeout",
+                "must be greater than zero",
+            ));
         }
         if let Some(tls) = &self.tls {
             issues.extend(tls.file_issues());

@@ -77,7 +77,7 @@ pub(crate) fn status_of(refusal: Refusal) -> Status {
         Refusal::Malformed(_) => Status::invalid_argument(message),
         Refusal::TooLarge { .. } => Status::resource_exhausted(message),
         Refusal::Unauthenticated => Status::unauthenticated(message),
-        Refusal::Busy { .. } | Refusal::Undelivered { .. } => {
+        Refusal::Busy { .. } | Refusal::Undelivered { .. } | Refusal::Slow { .. } => {
             let delay = refusal.retry_after().unwrap_or_default();
             let mut status = Status::with_error_details(
                 Code::Unavailable,

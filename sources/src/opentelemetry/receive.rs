@@ -56,6 +56,18 @@ pub(crate) enum Refusal {
         /// `retry_delay`.
         retry_after: Duration,
     },
+    /// The events were not delivered within `delivery_timeout`; they stay in the
+    /// pipeline, and the sender, sending again, may bring them twice.
+    #[error(
+        "the events were not delivered within delivery_timeout ({timeout:?}); retry after {delay:?}",
+        delay = .retry_after
+    )]
+    Slow {
+        /// `delivery_timeout`.
+        timeout: Duration,
+        /// `retry_delay`.
+        retry_after: Duration,
+    },
     /// A sink could not deliver the events: send them again.
     #[error("the events were not delivered by every sink; retry after {delay:?}", delay = .retry_after)]
     Undelivered {
@@ -75,6 +87,7 @@ impl Refusal {
             Refusal::TooLarge { .. } => "too_large",
             Refusal::Busy { .. } => "busy",
             Refusal::Undelivered { .. } => "undelivered",
+            Refusal::Slow { .. } => "slow",
             Refusal::Unauthenticated => "unauthenticated",
         }
     }
@@ -82,9 +95,9 @@ impl Refusal {
     /// The delay to ask for, when the sender should retry.
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
-            Refusal::Busy { retry_after, .. } | Refusal::Undelivered { retry_after } => {
-                Some(*retry_after)
-            }
+            Refusal::Busy { retry_after, .. }
+            | Refusal::Undelivered { retry_after }
+            | Refusal::Slow { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -285,18 +298,33 @@ pub(crate) async fn deliver(shared: &Shared, decoded: Decoded) -> Result<Accepte
     // fitting; anything smaller takes its share or is refused at once, before it is
     // taken in, so a retry cannot duplicate it.
     let wanted = u32::try_from(count.min(limit)).unwrap_or(u32::MAX);
-    let _permits = Arc::clone(&shared.pending)
+    let permits = Arc::clone(&shared.pending)
         .try_acquire_many_owned(wanted)
         .map_err(|_| Refusal::Busy { limit, retry_after })?;
     shared.counters.received_events.increment(count as u64);
     let receipt = attach_ack(&mut events);
-    shared.out.send(events).await;
-    match receipt.await {
-        BatchStatus::Delivered => Ok(accepted),
-        BatchStatus::Failed => {
-            shared.counters.undelivered.increment(count as u64);
-            Err(Refusal::Undelivered { retry_after })
+    // The events hold their permits until delivered, even once the request was
+    // answered: a pipeline still holding them turns retries away instead of taking
+    // them in twice.
+    let out = shared.out.clone();
+    let undelivered = shared.counters.undelivered.clone();
+    let delivery = tokio::spawn(async move {
+        out.send(events).await;
+        let status = receipt.await;
+        drop(permits);
+        if status == BatchStatus::Failed {
+            undelivered.increment(count as u64);
         }
+        status
+    });
+    let timeout = shared.config.delivery_timeout;
+    match tokio::time::timeout(timeout, delivery).await {
+        Ok(Ok(BatchStatus::Delivered)) => Ok(accepted),
+        Ok(Ok(BatchStatus::Failed) | Err(_)) => Err(Refusal::Undelivered { retry_after }),
+        Err(_) => Err(Refusal::Slow {
+            timeout,
+            retry_after,
+        }),
     }
 }
 

@@ -305,3 +305,37 @@ async fn http_takes_protobuf_and_json_with_gzip_and_checks_what_it_is_sent() {
         .stop(PATIENCE, |_| panic!("nothing more"))
         .await;
 }
+
+#[tokio::test]
+async fn a_slow_delivery_is_answered_retry_later_and_holds_its_place() {
+    let mut running = start(
+        "otlp_slow",
+        "delivery_timeout = \"200ms\"\nmax_pending_events = 3",
+    )
+    .await;
+    let status = {
+        let mut client = client(&running).await;
+        let export = tokio::spawn(async move { client.export(request(3)).await });
+        let batch = next_batch(&mut running.source.rx).await;
+        let status = export
+            .await
+            .expect("task")
+            .expect_err("not delivered in time");
+        (status, batch)
+    };
+    let (status, batch) = status;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("delivery_timeout"), "{status:?}");
+    // Its events still wait in the pipeline: a retry is turned away, not taken twice.
+    let retry = client(&running)
+        .await
+        .export(request(3))
+        .await
+        .expect_err("busy");
+    assert!(retry.message().contains("pipeline is full"), "{retry:?}");
+    resolve_batch(batch, BatchStatus::Delivered);
+    running
+        .source
+        .stop(PATIENCE, |_| panic!("nothing more"))
+        .await;
+}
