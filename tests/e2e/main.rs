@@ -20,6 +20,7 @@ mod graph_security;
 mod hostile_input;
 mod kafka;
 mod o365_management;
+mod opentelemetry;
 mod reload;
 mod sentinel;
 mod sentinel_streams;
