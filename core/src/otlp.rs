@@ -379,7 +379,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The bytes of hex text (either case); `None` when it is not hex.
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

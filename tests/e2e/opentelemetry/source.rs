@@ -85,7 +85,7 @@ fn check_record(event: &serde_json::Value, run: &str) {
             "seq": seq,
             "tenant": format!("t{}", seq % 3),
             "ratio": seq as f64 / 8.0,
-            "even": seq % 2 == 0,
+            "even": seq.is_multiple_of(2),
             "tags": ["a", seq.to_string()],
         }),
         "{event}"
