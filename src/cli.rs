@@ -36,7 +36,7 @@ pub enum Command {
     /// List the plugins and their options.
     List(ListArgs),
     /// Serve a local stand-in for a Microsoft API or a SIEM endpoint (no credentials, no network).
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
 impl Cli {

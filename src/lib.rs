@@ -39,6 +39,6 @@ pub fn main_with(mut registry: Registry) -> ExitCode {
         cli::Command::Run(args) => run::run(args, &global, registry),
         cli::Command::Validate(args) => run::validate(args, &registry),
         cli::Command::List(args) => list::list(args, &registry),
-        cli::Command::Simulate(args) => simulate::simulate(args, &global),
+        cli::Command::Simulate(args) => simulate::simulate(*args, &global),
     }
 }

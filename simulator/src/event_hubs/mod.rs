@@ -194,9 +194,6 @@ async fn accept_loop(
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 result = connection(tcp, acceptor, &config, &stats) => {
-                    if let Err(Closed::Oversized(..)) = &result {
-                        stats.oversized_requests.fetch_add(1, Ordering::Relaxed);
-                    }
                     if let Err(error) = result {
                         tracing::info!(%peer, %error, "event hubs front: connection closed");
                     }
@@ -232,11 +229,13 @@ fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Closed {
     move |source| Closed::Io { context, source }
 }
 
-/// Reads one frame (without its length); `None` at a clean end of the stream.
+/// Reads one frame (without its length) into `buffer`; false at a clean end of the
+/// stream. A frame above `limit` is counted (before the connection closes) and an error.
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limit: usize,
     buffer: &mut Vec<u8>,
+    stats: &FrontStats,
 ) -> Result<bool, Closed> {
     let mut length = [0u8; 4];
     match reader.read_exact(&mut length).await {
@@ -245,8 +244,10 @@ async fn read_frame<R: AsyncRead + Unpin>(
         Err(error) => return Err(io("reading a frame")(error)),
     }
     let length = i32::from_be_bytes(length);
-    let length = usize::try_from(length).map_err(|_| Closed::Oversized(0, limit))?;
+    let length =
+        usize::try_from(length).map_err(|_| Closed::Malformed(wire::Malformed("length")))?;
     if length > limit {
+        stats.oversized_requests.fetch_add(1, Ordering::Relaxed);
         return Err(Closed::Oversized(length, limit));
     }
     buffer.resize(length, 0);
@@ -291,7 +292,14 @@ async fn connection(
     let mut frame = Vec::new();
     let mut mechanism_accepted = false;
     loop {
-        if !read_frame(&mut client_read, MAX_REQUEST_BYTES_BEFORE_AUTH, &mut frame).await? {
+        if !read_frame(
+            &mut client_read,
+            MAX_REQUEST_BYTES_BEFORE_AUTH,
+            &mut frame,
+            stats,
+        )
+        .await?
+        {
             return Ok(());
         }
         let header = wire::request_header(&frame)?;
@@ -300,7 +308,14 @@ async fn connection(
             wire::API_VERSIONS => {
                 write_frame(&mut broker_write, &frame).await?;
                 let mut answer = Vec::new();
-                if !read_frame(&mut broker_read, MAX_BROKER_ANSWER_BYTES, &mut answer).await? {
+                if !read_frame(
+                    &mut broker_read,
+                    MAX_BROKER_ANSWER_BYTES,
+                    &mut answer,
+                    stats,
+                )
+                .await?
+                {
                     return Err(io("the broker's ApiVersions answer")(
                         std::io::ErrorKind::UnexpectedEof.into(),
                     ));
@@ -388,7 +403,14 @@ async fn connection(
         client_write.flush().await.map_err(io("flushing"))?;
     }
     let to_broker = async {
-        while read_frame(&mut client_read, config.max_request_bytes, &mut frame).await? {
+        while read_frame(
+            &mut client_read,
+            config.max_request_bytes,
+            &mut frame,
+            stats,
+        )
+        .await?
+        {
             write_frame(&mut broker_write, &frame).await?;
             stats.requests_forwarded.fetch_add(1, Ordering::Relaxed);
         }
@@ -405,3 +427,6 @@ async fn connection(
         result = to_client => result,
     }
 }
+
+#[cfg(test)]
+mod tests;

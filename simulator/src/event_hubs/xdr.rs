@@ -137,7 +137,7 @@ fn record(config: &XdrStreamConfig, rng: &mut Rng, sequence: u64) -> Value {
         }),
         "AdvancedHunting-DeviceLogonEvents" => json!({
             "Timestamp": timestamp(event_time), "DeviceId": device_id, "DeviceName": device,
-            "ActionType": if rng.next() % 4 == 0 { "LogonFailed" } else { "LogonSuccess" },
+            "ActionType": if rng.next().is_multiple_of(4) { "LogonFailed" } else { "LogonSuccess" },
             "LogonType": "RemoteInteractive", "AccountName": account, "AccountDomain": "contoso",
             "RemoteIP": format!("198.51.100.{}", rng.next() % 250 + 1), "ReportId": report_id,
             "MachineGroup": rng.pick(GROUPS), "AdditionalFields": "{\"IsLocalLogon\":false}",
