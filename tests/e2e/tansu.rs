@@ -157,42 +157,52 @@ impl Drop for Broker {
     }
 }
 
+/// Runs tests/kafka/`name` with the venv's Python and `args`; its stdout, or the test
+/// fails with its stderr.
+fn script(name: &str, args: &[&str]) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kafka")
+        .join(name);
+    let output = Command::new(venv().join("bin/python"))
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// Every message in the cluster's topics right now, read with confluent-kafka, as JSON
 /// objects (`topic`, `partition`, `offset`, `key`, `headers`, `value`) in (topic,
 /// partition, offset) order.
 pub fn read_topics(bootstrap: &str) -> Vec<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/read_topics.py");
-    let output = Command::new(venv().join("bin/python"))
-        .arg(script)
-        .arg(bootstrap)
-        .output()
-        .expect("run read_topics.py");
-    assert!(
-        output.status.success(),
-        "read_topics.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
+    String::from_utf8(script("read_topics.py", &[bootstrap]))
         .expect("UTF-8 from read_topics.py")
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line from read_topics.py"))
         .collect()
 }
 
+/// Creates `topic` with `partitions` partitions (tests/kafka/create_topic.py: tansu
+/// would auto-create it with 4).
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: usize) {
+    script(
+        "create_topic.py",
+        &[bootstrap, topic, &partitions.to_string()],
+    );
+}
+
 /// Produces records `first..first + count` to `topic` with confluent-kafka
 /// (tests/kafka/produce.py): `{"Seq": i, "UserId": ..., ...}`, keyed by `UserId`, every
 /// one acknowledged by the broker.
 pub fn produce(bootstrap: &str, topic: &str, first: usize, count: usize) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/produce.py");
-    let output = Command::new(venv().join("bin/python"))
-        .arg(script)
-        .args([bootstrap, topic, &first.to_string(), &count.to_string()])
-        .output()
-        .expect("run produce.py");
-    assert!(
-        output.status.success(),
-        "produce.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    script(
+        "produce.py",
+        &[bootstrap, topic, &first.to_string(), &count.to_string()],
     );
 }
 
@@ -203,19 +213,9 @@ pub fn committed(
     group: &str,
     topic: &str,
 ) -> std::collections::BTreeMap<u64, u64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/committed.py");
-    let output = Command::new(venv().join("bin/python"))
-        .arg(script)
-        .args([bootstrap, group, topic])
-        .output()
-        .expect("run committed.py");
-    assert!(
-        output.status.success(),
-        "committed.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let offsets: std::collections::BTreeMap<String, u64> =
-        serde_json::from_slice(&output.stdout).expect("JSON from committed.py");
+        serde_json::from_slice(&script("committed.py", &[bootstrap, group, topic]))
+            .expect("JSON from committed.py");
     offsets
         .into_iter()
         .map(|(partition, offset)| (partition.parse().expect("a partition number"), offset))
