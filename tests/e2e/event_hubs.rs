@@ -133,8 +133,17 @@ fn the_front_lets_only_the_right_connection_string_through_and_only_over_tls() {
             "plaintext: {error}"
         ),
     }
-    let log = std::fs::read_to_string(ws.path("front.err")).unwrap_or_default();
-    assert!(log.contains("not TLS"), "the front logs the refusal: {log}");
+    // The front logs a closed connection once its task has ended, just after the close.
+    let logged = poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(ws.path("front.err"))
+            .ok()
+            .filter(|log| log.contains("not TLS"))
+    });
+    assert!(
+        logged.is_some(),
+        "the front logs the refusal: {}",
+        std::fs::read_to_string(ws.path("front.err")).unwrap_or_default()
+    );
 }
 
 /// A syslog receiver over TCP with newline framing: every line it was sent.
