@@ -19,6 +19,7 @@ mod file_sink;
 mod graph_security;
 mod hostile_input;
 mod kafka;
+mod kafka_group;
 mod o365_management;
 mod opentelemetry;
 mod reload;
