@@ -7,6 +7,7 @@ mod dedup;
 mod graph;
 mod kafka;
 mod o365;
+mod otlp;
 mod peers;
 mod scenario;
 mod syslog;
@@ -64,6 +65,9 @@ struct Args {
     /// Partitions of the kafka scenario's topic.
     #[arg(long, default_value_t = 6)]
     kafka_partitions: u32,
+    /// Runs of the otlp scenario per protocol.
+    #[arg(long, default_value_t = 3)]
+    otlp_runs: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -181,6 +185,13 @@ fn main() -> anyhow::Result<()> {
             },
         )?;
         report.push_str(&kafka::report(&runs, args.kafka_partitions));
+    }
+    if args.only.as_deref().is_none_or(|o| "otlp".contains(o)) {
+        eprintln!(
+            "running otlp (file → opentelemetry sink → opentelemetry source → blackhole) ..."
+        );
+        let runs = otlp::run(&siemflow, &input, &data, work.path(), args.otlp_runs)?;
+        report.push_str(&otlp::report(&runs));
     }
     if args.only.as_deref().is_none_or(|o| "dedup".contains(o)) {
         eprintln!(
