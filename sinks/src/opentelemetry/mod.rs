@@ -18,6 +18,10 @@ mod protocol;
 mod status;
 
 #[cfg(test)]
+#[path = "../../../tests/support/rsyslogd.rs"]
+#[allow(dead_code)] // only its test certificates are used here
+mod rsyslogd;
+#[cfg(test)]
 mod tests;
 
 pub use config::{OpentelemetrySinkConfig, ScopeConfig, Transport};

@@ -92,6 +92,10 @@ pub(super) fn grpc_failure(status: &tonic::Status) -> Failure {
             reason,
             retry_after,
         },
+        // tonic answers a compression it does not take with UNIMPLEMENTED.
+        Code::Unimplemented if status.message().contains("compressed") => Failure::config(format!(
+            "{reason} (the receiver takes no gzip: set compression = \"none\")"
+        )),
         Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented | Code::NotFound => {
             Failure::config(reason)
         }

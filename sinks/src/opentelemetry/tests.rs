@@ -500,6 +500,11 @@ fn grpc_codes_are_classified_as_the_specification_says() {
             other => panic!("{code:?}: {other:?}"),
         }
     }
+    let gzip = grpc_failure(&tonic::Status::unimplemented(
+        "Content is compressed with `gzip` which isn't supported",
+    ));
+    assert_eq!(gzip.kind(), "config");
+    assert!(gzip.reason().contains("compression = \"none\""), "{gzip}");
     match grpc_failure(&tonic::Status::invalid_argument("bad record 3")) {
         Failure::Data(rejection) => {
             assert_eq!(rejection.reason, "invalid_argument");
@@ -614,10 +619,13 @@ impl Receiver {
 }
 
 fn sink(endpoint: &str, extra: &str) -> OpentelemetrySinkConfig {
-    let config: OpentelemetrySinkConfig = toml::from_str(&format!(
-        "endpoint = \"{endpoint}\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"50ms\" }}\n{extra}"
-    ))
-    .expect("config");
+    let retry = if extra.contains("retry") {
+        ""
+    } else {
+        "retry = { initial_backoff = \"10ms\", max_backoff = \"50ms\" }"
+    };
+    let config: OpentelemetrySinkConfig =
+        toml::from_str(&format!("endpoint = \"{endpoint}\"\n{retry}\n{extra}")).expect("config");
     assert!(config.issues().is_empty(), "{:?}", config.issues());
     config
 }
@@ -716,4 +724,84 @@ async fn partial_success_retry_info_headers_and_gzip_over_grpc() {
             Some("gzip")
         );
     }
+}
+
+/// Serves the receiver over TLS (rustls, ALPN h2) with `dir`'s `server.pem` for
+/// 127.0.0.1; returns the `https` URL.
+async fn serve_tls(receiver: &Receiver, dir: &std::path::Path) -> String {
+    use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+    let certs = siemflow_core::tls::certificates(&dir.join("server.pem"), "server.pem")
+        .expect("certificate");
+    let key = siemflow_core::tls::private_key(&dir.join("server.key"), "server.key").expect("key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (streams, incoming) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            // A client that refuses our certificate fails its handshake: skip it.
+            if let Ok(tls) = acceptor.accept(tcp).await
+                && streams.send(Ok::<_, std::io::Error>(tls)).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                LogsServiceServer::new(receiver.clone())
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
+            .serve_with_incoming(ReceiverStream::new(incoming)),
+    );
+    format!("https://{address}")
+}
+
+#[tokio::test]
+async fn grpc_over_tls_trusts_the_configured_ca_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    super::rsyslogd::write_certificates(dir.path());
+    let receiver = Receiver::default();
+    let endpoint = serve_tls(&receiver, dir.path()).await;
+
+    let trusted = sink(
+        &endpoint,
+        &format!(
+            "tls = {{ ca_file = \"{}\" }}\nbatch = {{ max_events = 5, timeout = \"20ms\" }}\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"50ms\", max_duration = \"20s\" }}",
+            dir.path().join("ca.pem").display()
+        ),
+    );
+    let mut running = start_sink("otlp-tls", "opentelemetry", &trusted);
+    let receipts = running
+        .send((0..5).map(|i| serde_json::json!({"message": format!("over tls {i}")})))
+        .await;
+    assert!(running.settle(receipts).await.is_empty());
+    running.finish().await;
+    assert_eq!(receiver.records().len(), 5);
+
+    // Verification is on by default: without the CA the receiver is a stranger.
+    let untrusted = sink(
+        &endpoint,
+        "retry = { initial_backoff = \"10ms\", max_backoff = \"20ms\", max_duration = \"200ms\" }\nbatch = { max_events = 1, timeout = \"20ms\" }\nhealthcheck = { enabled = false }",
+    );
+    let running = start_sink("otlp-untrusted", "opentelemetry", &untrusted);
+    let receipts = running
+        .send([serde_json::json!({"message": "never sent"})])
+        .await;
+    for receipt in receipts {
+        assert_eq!(receipt.await, siemflow_core::BatchStatus::Failed);
+    }
+    running.finish().await;
+    assert_eq!(receiver.records().len(), 5, "nothing more arrived");
 }
