@@ -24,9 +24,10 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// Starts it with a fault plan (tests/otlp/receiver.py's `--faults`), its arrivals
-    /// written to `dir/arrivals.jsonl`; waits for the line with its ports.
-    fn start(dir: &Path, faults: &serde_json::Value) -> Receiver {
+    /// Starts it with a fault plan (tests/otlp/receiver.py's `--faults`) and `extra`
+    /// arguments, its arrivals written to `dir/arrivals.jsonl`; waits for the line with
+    /// its ports.
+    fn start(dir: &Path, faults: &serde_json::Value, extra: &[&str]) -> Receiver {
         let arrivals = dir.join("arrivals.jsonl");
         let mut child = Command::new(venv().join("bin/python"))
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/receiver.py"))
@@ -34,6 +35,7 @@ impl Receiver {
             .arg(&arrivals)
             .arg("--faults")
             .arg(faults.to_string())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -162,7 +164,7 @@ path = "rejects.ndjson"
 /// delivery, dead letters and the waits the refusals asked for.
 fn under_faults(protocol: &str, faults: serde_json::Value) {
     let ws = Workspace::new();
-    let receiver = Receiver::start(&ws.path(""), &faults);
+    let receiver = Receiver::start(&ws.path(""), &faults, &[]);
     let endpoint = match protocol {
         "grpc" => format!("http://127.0.0.1:{}", receiver.grpc),
         _ => format!("http://127.0.0.1:{}", receiver.http),
@@ -312,6 +314,87 @@ fn http_against_a_faulty_receiver_delivers_every_record_and_keeps_its_waits() {
             {"kind": "resource_exhausted", "retry_delay": 1, "message": "over quota"},
         ]),
     );
+}
+
+/// Requests over the receiver's size limit (grpcio's `max_receive_message_length`
+/// answering RESOURCE_EXHAUSTED "Received message larger than max", or HTTP 413) are split
+/// until they fit; a record too large on its own is dead-lettered, and the rest arrives.
+fn over_the_size_limit(protocol: &str) {
+    let ws = Workspace::new();
+    let receiver = Receiver::start(
+        &ws.path(""),
+        &serde_json::json!([]),
+        &["--max-bytes", "20000"],
+    );
+    let port = if protocol == "grpc" {
+        receiver.grpc
+    } else {
+        receiver.http
+    };
+    let total = 300;
+    let mut input = records(0, total, 300);
+    let huge = format!(
+        "{{\"Id\":\"rec-huge\",\"Pad\":\"{}\"}}\n",
+        "z".repeat(40_000)
+    );
+    input.insert_str(input.len() / 2, &huge);
+    ws.write("in/a.ndjson", &input);
+    ws.write(
+        "p.toml",
+        &pipeline(protocol, &format!("http://127.0.0.1:{port}")),
+    );
+    let mut run = ws.run("p.toml", Stdio::null());
+    let all: BTreeSet<String> = (0..total).map(|i| format!("rec-{i:08}")).collect();
+    let dead = wait_for(
+        "every record kept and the huge one dead-lettered",
+        Duration::from_secs(120),
+        || {
+            let kept: BTreeSet<String> = receiver
+                .arrivals()
+                .iter()
+                .flat_map(Arrival::kept)
+                .cloned()
+                .collect();
+            let dead = ws.json_lines("rejects.ndjson");
+            (kept == all && !dead.is_empty()).then_some(dead)
+        },
+    );
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["Id"], "rec-huge");
+    let dropped = &dead[0]["metadata"]["dropped"];
+    assert_eq!(dropped["reason"], "too_large", "{dropped}");
+    let said = if protocol == "grpc" {
+        "larger than max"
+    } else {
+        "413"
+    };
+    assert!(
+        dropped["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(said)),
+        "{dropped}"
+    );
+    let splits = run.metric(
+        "component_errors_total",
+        &["component_id=\"otlp\"", "error_type=\"too_large\""],
+    );
+    println!(
+        "{protocol}: {} requests arrived under a 20,000-byte limit, {splits} refused as too large",
+        receiver.arrivals().len()
+    );
+    assert!(splits >= 2.0, "the batches were split: {splits}");
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn grpc_requests_over_the_receivers_size_limit_are_split() {
+    over_the_size_limit("grpc");
+}
+
+#[test]
+fn http_requests_over_the_receivers_size_limit_are_split() {
+    over_the_size_limit("http");
 }
 
 /// Every real record under tests/fixtures (not ours: Microsoft's documentation, Panther's
