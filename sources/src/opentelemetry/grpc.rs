@@ -77,6 +77,8 @@ pub(crate) fn status_of(refusal: Refusal) -> Status {
         Refusal::Malformed(_) => Status::invalid_argument(message),
         Refusal::TooLarge { .. } => Status::resource_exhausted(message),
         Refusal::Unauthenticated => Status::unauthenticated(message),
+        // What tonic answers a grpc-encoding it does not take.
+        Refusal::UnsupportedEncoding(_) => Status::unimplemented(message),
         Refusal::Busy { .. } | Refusal::Undelivered { .. } | Refusal::Slow { .. } => {
             let delay = refusal.retry_after().unwrap_or_default();
             let mut status = Status::with_error_details(

@@ -79,10 +79,9 @@ async fn answer(
         Some(Ok(value)) if value.eq_ignore_ascii_case("identity") => false,
         Some(Ok(value)) if value.eq_ignore_ascii_case("gzip") => true,
         Some(other) => {
-            return Err(Refusal::Malformed(format!(
-                "Content-Encoding {:?} is not supported: send gzip or none",
-                other.unwrap_or("(not text)")
-            )));
+            return Err(Refusal::UnsupportedEncoding(
+                other.unwrap_or("(not text)").to_string(),
+            ));
         }
     };
     let limit = shared.config.max_request_bytes;
@@ -133,6 +132,9 @@ fn failure(refusal: Refusal, encoding: Encoding) -> Response {
         tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
         tonic::Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        // RFC 9110 §15.5.16: a content coding the server does not take is 415, with
+        // Accept-Encoding naming those it does; OTLP/HTTP senders retry only 429/502/503/504.
+        tonic::Code::Unimplemented => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let code = status.code() as i32;
@@ -162,6 +164,12 @@ fn failure(refusal: Refusal, encoding: Encoding) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(delay));
+    }
+    if http_status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, identity"),
+        );
     }
     if http_status == StatusCode::UNAUTHORIZED {
         response

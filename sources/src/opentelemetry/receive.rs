@@ -74,6 +74,9 @@ pub(crate) enum Refusal {
         /// `retry_delay`.
         retry_after: Duration,
     },
+    /// A `Content-Encoding` other than gzip or identity: not worth sending again as it is.
+    #[error("Content-Encoding {0:?} is not supported: send gzip or none")]
+    UnsupportedEncoding(String),
     /// No bearer token, or the wrong one.
     #[error("missing or wrong bearer token")]
     Unauthenticated,
@@ -88,6 +91,7 @@ impl Refusal {
             Refusal::Busy { .. } => "busy",
             Refusal::Undelivered { .. } => "undelivered",
             Refusal::Slow { .. } => "slow",
+            Refusal::UnsupportedEncoding(_) => "unsupported_encoding",
             Refusal::Unauthenticated => "unauthenticated",
         }
     }

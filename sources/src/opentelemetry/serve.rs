@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -50,7 +51,8 @@ pub(crate) fn router(shared: &Shared) -> Router {
         .max_decoding_message_size(limit);
     let grpc = Router::new()
         .route_service(&format!("/{SERVICE_NAME}/Export"), grpc)
-        .layer(axum::middleware::map_response(
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
             otlp_codes_for_tonic_refusals,
         ));
     Router::new()
@@ -59,21 +61,32 @@ pub(crate) fn router(shared: &Shared) -> Router {
         .merge(grpc)
 }
 
-/// tonic answers for this service before it runs in two cases, with codes OTLP reads
-/// wrongly: a message over the size limit gets OUT_OF_RANGE, which OTLP lists as
-/// retryable (a compliant sender would resend the same request forever), so it becomes
-/// RESOURCE_EXHAUSTED without RetryInfo, not retryable (what gRPC's own servers answer);
-/// a body that does not decode (bad protobuf, bad gzip) gets INTERNAL, so it becomes
-/// INVALID_ARGUMENT, OTLP's "bad data, do not retry". The service itself answers
-/// neither code, so nothing else is rewritten.
-async fn otlp_codes_for_tonic_refusals(mut response: Response) -> Response {
+/// tonic answers for this service before it runs, with codes OTLP reads wrongly or that
+/// the service never gets to count: a message over the size limit as sent gets
+/// OUT_OF_RANGE, which OTLP lists as retryable (a compliant sender would resend the same
+/// request forever), so it becomes RESOURCE_EXHAUSTED without RetryInfo, not retryable
+/// (what gRPC's own servers answer, and what tonic answers a message over the limit once
+/// decompressed); a body that does not decode (bad protobuf, bad gzip) gets INTERNAL, so
+/// it becomes INVALID_ARGUMENT, OTLP's "bad data, do not retry"; a `grpc-encoding` other
+/// than gzip gets UNIMPLEMENTED, kept. The service itself answers none of these four
+/// codes (its refusals are UNAUTHENTICATED and UNAVAILABLE), so whatever carries them
+/// here is tonic's refusal and is counted here.
+async fn otlp_codes_for_tonic_refusals(
+    State(shared): State<Shared>,
+    mut response: Response,
+) -> Response {
     let headers = response.headers_mut();
-    let rewritten = match headers.get("grpc-status").map(HeaderValue::as_bytes) {
-        Some(b"11") => HeaderValue::from_static("8"),
-        Some(b"13") => HeaderValue::from_static("3"),
+    let (rewritten, status) = match headers.get("grpc-status").map(HeaderValue::as_bytes) {
+        Some(b"11") => (Some(HeaderValue::from_static("8")), "too_large"),
+        Some(b"13") => (Some(HeaderValue::from_static("3")), "malformed"),
+        Some(b"8") => (None, "too_large"),
+        Some(b"12") => (None, "unsupported_encoding"),
         _ => return response,
     };
-    headers.insert("grpc-status", rewritten);
+    if let Some(rewritten) = rewritten {
+        headers.insert("grpc-status", rewritten);
+    }
+    shared.counters.request("grpc", status);
     response
 }
 

@@ -223,6 +223,39 @@ async fn grpc_refuses_bad_and_oversized_data_as_not_retryable() {
         .await
         .expect("sent");
     assert_eq!(response.headers()["grpc-status"], "3", "{response:?}");
+
+    // A compression tonic does not take: UNIMPLEMENTED, as tonic answers it.
+    let response = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+        .post(format!(
+            "{}/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            running.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-encoding", "snappy")
+        .body(vec![1, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.headers()["grpc-status"], "12", "{response:?}");
+
+    // Refused before the service ran, and counted all the same.
+    for (status, count) in [
+        ("too_large", 2),
+        ("malformed", 1),
+        ("unsupported_encoding", 1),
+    ] {
+        assert_eq!(
+            running
+                .source
+                .counter("otlp_requests_total", &format!("status=\"{status}\"")),
+            count,
+            "{status}"
+        );
+    }
     running.source.stop(PATIENCE, |_| {}).await;
 }
 
@@ -284,6 +317,21 @@ async fn http_takes_protobuf_and_json_with_gzip_and_checks_what_it_is_sent() {
         400
     );
     assert_eq!(refused(post("text/plain", b"hello".to_vec())).await, 415);
+    // A content coding it does not take: 415 naming those it does (RFC 9110 §15.5.16),
+    // which OTLP/HTTP senders do not retry.
+    let response = post("application/x-protobuf", request(1).encode_to_vec())
+        .header("content-encoding", "br")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["accept-encoding"], "gzip, identity");
+    assert_eq!(
+        running
+            .source
+            .counter("otlp_requests_total", "status=\"unsupported_encoding\""),
+        1
+    );
     assert_eq!(
         refused(
             http.post(&running.http)
