@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use siemflow_core::event::{Batch, attach_ack};
+use siemflow_core::kafka::OAuthTokens;
 use siemflow_core::settlement::{AfterFailure, OrderedSettlement, Settled, Ticket};
 use siemflow_core::{AckReceipt, BatchStatus, Event, ObjectMap, SourceContext, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -69,9 +71,32 @@ pub(super) struct Context {
     pub revokes: mpsc::UnboundedSender<Revoking>,
     /// Moves on at each revoke; every chunk is stamped with it.
     pub generation: AtomicU64,
+    /// Entra ID tokens, with OAUTHBEARER (`sasl` or `event_hubs`).
+    pub oauth: Option<OAuthTokens>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    // librdkafka asks for a token only when sasl.mechanism is OAUTHBEARER.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let Some(oauth) = &self.oauth else {
+            return Err(
+                "sasl.mechanism is OAUTHBEARER only through the source's `sasl` or `event_hubs` option"
+                    .into(),
+            );
+        };
+        let token = oauth.token()?;
+        Ok(OAuthToken {
+            token: token.token,
+            principal_name: token.principal_name,
+            lifetime_ms: token.lifetime_ms,
+        })
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -24,9 +24,31 @@ use std::sync::atomic::AtomicU64;
 pub use config::{KafkaSourceConfig, OffsetReset};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use siemflow_core::kafka::OAuthTokens;
 use siemflow_core::{BoxFuture, ConfigIssue, SourceConfig, SourceContext};
 
 use crate::lines::LineDecoder;
+
+impl KafkaSourceConfig {
+    /// The consumer's callbacks: revokes go to the loop through `revokes`; with
+    /// OAUTHBEARER, tokens come from Entra ID. Needs a Tokio runtime.
+    fn consumer_context(
+        &self,
+        component: &str,
+        revokes: tokio::sync::mpsc::UnboundedSender<consume::Revoking>,
+    ) -> anyhow::Result<consume::Context> {
+        Ok(consume::Context {
+            component: component.to_string(),
+            drain_timeout: self.drain_timeout(),
+            revokes,
+            generation: AtomicU64::new(0),
+            oauth: self
+                .oauth()
+                .map(|(auth, scope)| OAuthTokens::new(auth, &scope))
+                .transpose()?,
+        })
+    }
+}
 
 impl SourceConfig for KafkaSourceConfig {
     fn check(&self) -> Vec<ConfigIssue> {
@@ -36,12 +58,7 @@ impl SourceConfig for KafkaSourceConfig {
     fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
         let drain_timeout = self.drain_timeout();
         let (revokes, revoked) = tokio::sync::mpsc::unbounded_channel();
-        let context = consume::Context {
-            component: cx.component.id.clone(),
-            drain_timeout,
-            revokes,
-            generation: AtomicU64::new(0),
-        };
+        let context = self.consumer_context(&cx.component.id, revokes)?;
         let consumer: BaseConsumer<consume::Context> = self
             .client_config()
             .create_with_context(context)

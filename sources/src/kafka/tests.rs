@@ -372,3 +372,60 @@ librdkafka_options = {{ "session.timeout.ms" = "10000", "heartbeat.interval.ms" 
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     member.join().expect("second member");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_oauthbearer_the_consumer_gets_its_tokens_from_entra_id() {
+    use rdkafka::ClientContext as _;
+    use siemflow_simulator::sentinel::{SentinelConfig, SentinelSimulator};
+
+    let sim = SentinelSimulator::start(
+        SentinelConfig::default(),
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("simulator");
+    let entra = sim.config();
+    // The simulator issues tokens for the Azure Monitor audience only, hence the scope.
+    let config = parse(&format!(
+        "bootstrap_servers = \"mynamespace.servicebus.windows.net:9093\"\ngroup_id = \"g\"\n\
+         topics = [\"xdr\"]\ntls = {{}}\n\
+         sasl = {{ mechanism = \"oauthbearer\", scope = \"https://monitor.azure.com//.default\", \
+         auth = {{ tenant_id = \"{}\", client_id = \"{}\", client_secret = \"{}\", login_url = \"{}\" }} }}",
+        entra.tenant_id,
+        entra.client_id,
+        entra.client_secret,
+        sim.url()
+    ));
+    assert_eq!(config.check(), Vec::new());
+    let client = config.client_config();
+    assert_eq!(client.get("sasl.mechanism"), Some("OAUTHBEARER"));
+    assert_eq!(client.get("sasl.password"), None);
+
+    let (revokes, _revoked) = tokio::sync::mpsc::unbounded_channel();
+    let context = config.consumer_context("k", revokes).expect("context");
+    // librdkafka calls this from its own thread.
+    let token = tokio::task::spawn_blocking(move || {
+        context
+            .generate_oauth_token(None)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("token task")
+    .expect("a token");
+    assert!(!token.token.is_empty());
+    assert_eq!(token.principal_name, entra.client_id.to_string());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    assert!(
+        token.lifetime_ms > now_ms,
+        "the token expires in the future"
+    );
+
+    // Without OAUTHBEARER options there is no token to give.
+    let plain = parse("bootstrap_servers = \"k:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]");
+    let (revokes, _revoked) = tokio::sync::mpsc::unbounded_channel();
+    let context = plain.consumer_context("k", revokes).expect("context");
+    assert!(context.generate_oauth_token(None).is_err());
+}
