@@ -26,6 +26,7 @@ use siemflow_core::{Event, Value};
 use vrl::path::{OwnedSegment, OwnedValuePath};
 use vrl::value::{KeyString, ObjectMap};
 
+use super::any;
 use super::config::OpentelemetrySinkConfig;
 
 /// Protobuf field numbers of the envelope around the records (`logs.proto`,
@@ -33,6 +34,7 @@ use super::config::OpentelemetrySinkConfig;
 const REQUEST_RESOURCE_LOGS: u32 = 1;
 const RESOURCE_LOGS_SCOPE_LOGS: u32 = 2;
 const SCOPE_LOGS_LOG_RECORDS: u32 = 2;
+const LOG_RECORD_BODY: u32 = 5;
 
 /// Bytes a record adds to a request besides its own: its field key and length.
 pub(super) const RECORD_FRAMING_BYTES: u64 = 1 + 5;
@@ -183,8 +185,8 @@ impl Mapper {
             }
             parts
         } else {
+            // The body is written last, straight from the event (`any`).
             let mut parts = otlp::RecordParts::default();
-            parts.record.body = Some(otlp::any_from_value(&event.value));
             parts.record.time_unix_nano = object
                 .get(otlp::TIMESTAMP)
                 .and_then(event_time)
@@ -251,6 +253,12 @@ impl Mapper {
             }
         }
         record.encode_raw(out);
+        if !shaped {
+            // Fields may come in any order on the wire; decoders merge them.
+            encode_key(LOG_RECORD_BODY, WireType::LengthDelimited, out);
+            encode_varint(any::encoded_len(&event.value) as u64, out);
+            any::encode(&event.value, out);
+        }
 
         let own_resource = match object.get(otlp::RESOURCE) {
             Some(Value::Object(resource)) if shaped => Some(resource),

@@ -10,6 +10,7 @@
 //! refused count dead-lettered), a message over the receiver's size limit split.
 //! Batching, retries, concurrency and dead-lettering are `siemflow_core::delivery`'s.
 
+mod any;
 mod config;
 mod encode;
 mod grpc;

@@ -805,3 +805,59 @@ async fn grpc_over_tls_trusts_the_configured_ca_and_nothing_else() {
     running.finish().await;
     assert_eq!(receiver.records().len(), 5, "nothing more arrived");
 }
+
+/// Event values of every kind, nested: what a JSON record or a transform can hold.
+fn event_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Boolean),
+        any::<i64>().prop_map(Value::Integer),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from_f64_or_zero),
+        any::<String>().prop_map(|s| Value::from(s.as_str())),
+        (0..4_000_000_000i64, 0..1_000_000_000u32).prop_map(|(s, n)| {
+            Value::Timestamp(DateTime::from_timestamp(s, n).expect("a time"))
+        }),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(any::<String>(), inner, 0..6).prop_map(|map| {
+                Value::Object(map.into_iter().map(|(k, v)| (k.into(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+    /// The direct encoding is byte for byte prost's encoding of the shared mapping's
+    /// `AnyValue`.
+    #[test]
+    fn values_encode_as_the_generated_code_encodes_them(value in event_value()) {
+        let mut direct = Vec::new();
+        super::any::encode(&value, &mut direct);
+        let generated = otlp::any_from_value(&value).encode_to_vec();
+        proptest::prop_assert_eq!(&direct, &generated);
+        proptest::prop_assert_eq!(super::any::encoded_len(&value), generated.len());
+    }
+
+    /// A record's body, written directly, decodes to the shared mapping's.
+    #[test]
+    fn a_record_body_decodes_as_the_shared_mapping(
+        fields in proptest::collection::btree_map("[A-Z][a-z]{0,7}", event_value(), 1..8),
+    ) {
+        let mut object: vrl::value::ObjectMap =
+            fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        // Outside the source's shape: capitalised names are never OTLP fields.
+        object.insert("RecordType".into(), Value::Integer(15));
+        let value = Value::Object(object);
+        let mut out = Vec::new();
+        mapper("").encode(&Event::new(value.clone()), now(), &mut out);
+        let record = LogRecord::decode(out.as_slice()).expect("a LogRecord");
+        proptest::prop_assert_eq!(record.body, Some(otlp::any_from_value(&value)));
+    }
+}
