@@ -7,12 +7,17 @@
                                        exporter only sends protobuf), retrying 429/502/503/504
                                        after Retry-After as the OTLP spec says
 
+Options (gRPC and HTTP): --ca PEM trusts that CA (an https endpoint), --cert PEM --key PEM
+present a client certificate, --token T sends "authorization: Bearer T", --timeout S bounds
+each export with its retries (default 60).
+
 Record i has body {"Operation": "op-<i>", "n": i} and attributes seq=i, tenant="t<i%3>",
 ratio=i/8, even=(i%2==0), tags=["a", "<i>"]; event name "siemflow.test", severity INFO,
 timestamp 1767225600 s + i µs. Prints one JSON line: what the exporter reported (exports
-by result, retryable answers seen by status).
+by result, retryable answers seen by status, exports given up by status).
 """
 
+import argparse
 import gzip
 import json
 import logging
@@ -32,15 +37,25 @@ EVENT_NAME = "siemflow.test"
 
 exports = Counter()
 retries = Counter()
+failures = Counter()
 
 
 class Retries(logging.Handler):
-    """Counts the exporters' "Transient error <code> ... retrying" warnings by code."""
+    """Counts the exporters' "Transient error <code> ... retrying" warnings by code, and
+    their "Failed to export" errors by the status they gave up on (gRPC "error code: X",
+    HTTP "batch code: N")."""
 
     def emit(self, record):
         text = record.getMessage()
         if "Transient error" in text:
             retries[text.split()[2]] += 1
+        elif "Failed to export" in text:
+            if "error code: " in text:
+                failures[text.split("error code: ", 1)[1].split(",")[0]] += 1
+            elif "batch code: " in text:
+                failures["HTTP " + text.split("batch code: ", 1)[1].split(",")[0]] += 1
+            else:
+                failures["other"] += 1
 
 
 def attributes(i):
@@ -57,17 +72,46 @@ def counted(exporter_class):
     return Counted
 
 
-def send_with_sdk(transport, endpoint, count):
+def send_with_sdk(transport, endpoint, count, options):
+    headers = {"authorization": f"Bearer {options.token}"} if options.token else None
     if transport == "grpc":
-        from grpc import Compression
+        import grpc
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        exporter = counted(OTLPLogExporter)(endpoint=endpoint, insecure=True, compression=Compression.Gzip, timeout=60)
+        def read(path):
+            if path is None:
+                return None
+            with open(path, "rb") as file:
+                return file.read()
+
+        credentials = None
+        if options.ca:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(options.ca),
+                private_key=read(options.key),
+                certificate_chain=read(options.cert),
+            )
+        exporter = counted(OTLPLogExporter)(
+            endpoint=endpoint,
+            insecure=credentials is None,
+            credentials=credentials,
+            headers=headers,
+            compression=grpc.Compression.Gzip,
+            timeout=options.timeout,
+        )
     else:
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        exporter = counted(OTLPLogExporter)(endpoint=endpoint, compression=Compression.Gzip, timeout=60)
+        exporter = counted(OTLPLogExporter)(
+            endpoint=endpoint,
+            certificate_file=options.ca,
+            client_certificate_file=options.cert,
+            client_key_file=options.key,
+            headers=headers,
+            compression=Compression.Gzip,
+            timeout=options.timeout,
+        )
     provider = LoggerProvider(resource=Resource.create({"service.name": "send_logs", "test.run": transport}))
     # The queue holds every record: the SDK drops, silently, what does not fit.
     provider.add_log_record_processor(
@@ -155,14 +199,23 @@ def send_json(endpoint, count, batch=1000):
 
 
 def main():
-    transport, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("transport", choices=["grpc", "http", "json"])
+    parser.add_argument("endpoint")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--ca")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--token")
+    parser.add_argument("--timeout", type=float, default=60)
+    options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("opentelemetry").addHandler(Retries())
-    if transport == "json":
-        send_json(endpoint, count)
+    if options.transport == "json":
+        send_json(options.endpoint, options.count)
     else:
-        send_with_sdk(transport, endpoint, count)
-    print(json.dumps({"exports": exports, "retries": retries}), flush=True)
+        send_with_sdk(options.transport, options.endpoint, options.count, options)
+    print(json.dumps({"exports": exports, "retries": retries, "failures": failures}), flush=True)
 
 
 if __name__ == "__main__":

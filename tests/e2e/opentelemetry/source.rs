@@ -2,7 +2,9 @@
 //! (tests/otlp/send_logs.py): 50,000 records over gRPC, HTTP/protobuf and OTLP/JSON, gzip
 //! on, all arrive in the file sink with their attributes; with the sink stalled the
 //! sender is told to retry and nothing is lost once the sink moves again; malformed and
-//! oversized requests get OTLP's non-retryable answers and the process serves on.
+//! oversized requests get OTLP's non-retryable answers and the process serves on; over
+//! TLS (rcgen certificates) the SDK delivers with the CA file, mutual TLS refuses a client
+//! without a certificate, and a wrong or missing bearer token is refused for good.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read as _, Write as _};
@@ -12,6 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{Workspace, venv, wait_for};
+
+#[path = "../../support/rsyslogd.rs"]
+#[allow(dead_code)] // only its test certificates are used here
+mod rsyslogd;
 
 const RECORDS: usize = 50_000;
 /// The Python sender's own resource attribute `test.run` names the transport.
@@ -26,9 +32,20 @@ fn free_port() -> u16 {
 
 /// Runs the sender; its summary line (`exports` by result, `retries` by status).
 fn send(transport: &str, endpoint: &str, count: usize) -> serde_json::Value {
+    send_with(transport, endpoint, count, &[])
+}
+
+/// Runs the sender with options (`--ca`, `--cert`, `--key`, `--token`, `--timeout`); its
+/// summary line (`exports` by result, `retries` and `failures` by status).
+fn send_with(transport: &str, endpoint: &str, count: usize, options: &[&str]) -> serde_json::Value {
     let output = Command::new(venv().join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(SENDER))
         .args([transport, endpoint, &count.to_string()])
+        .args(options)
+        // requests lets these override the exporter's own certificate_file (its session's
+        // `verify`), so a sender in an environment that sets them would not trust --ca.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("run send_logs.py");
     assert!(
@@ -301,4 +318,201 @@ fn malformed_and_oversized_requests_are_refused_for_good_and_the_source_serves_o
     }
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
+}
+
+/// The test CA, a server certificate for 127.0.0.1 and a client certificate in `ws/tls`;
+/// the source's `tls` option (with `ca_file` when `mutual`) and the sender's `--ca` file.
+fn tls(ws: &Workspace, mutual: bool) -> (String, String) {
+    let dir = ws.path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    rsyslogd::write_certificates(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let ca_file = if mutual {
+        format!(", ca_file = \"{}\"", file("ca.pem"))
+    } else {
+        String::new()
+    };
+    (
+        format!(
+            "tls = {{ crt_file = \"{}\", key_file = \"{}\"{ca_file} }}",
+            file("server.pem"),
+            file("server.key")
+        ),
+        file("ca.pem"),
+    )
+}
+
+/// Events in the file sink by the sender's `test.run` (its transport).
+fn runs(ws: &Workspace) -> std::collections::BTreeMap<String, usize> {
+    let mut runs = std::collections::BTreeMap::new();
+    if !ws.path("out/logs.ndjson").exists() {
+        return runs;
+    }
+    for event in ws.json_lines("out/logs.ndjson") {
+        let run = event["resource"]["attributes"]["test.run"]
+            .as_str()
+            .expect("test.run")
+            .to_string();
+        *runs.entry(run).or_insert(0) += 1;
+    }
+    runs
+}
+
+fn exports_only(summary: &serde_json::Value, result: &str, count: u64) {
+    assert_eq!(
+        summary["exports"],
+        serde_json::json!({ result: count }),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_sdk_delivers_over_tls_trusting_the_ca_file() {
+    let ws = Workspace::new();
+    let (grpc, http) = (free_port(), free_port());
+    let (tls, ca) = tls(&ws, false);
+    ws.write("p.toml", &config(grpc, http, FILE_SINK, &tls));
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    wait_for("the listener", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", http)).ok()
+    });
+    // 2,000 records each: two exports of 1,000.
+    let summary = send_with(
+        "grpc",
+        &format!("https://127.0.0.1:{grpc}"),
+        2000,
+        &["--ca", &ca],
+    );
+    exports_only(&summary, "SUCCESS", 2);
+    let summary = send_with(
+        "http",
+        &format!("https://127.0.0.1:{http}/v1/logs"),
+        2000,
+        &["--ca", &ca],
+    );
+    exports_only(&summary, "SUCCESS", 2);
+    let events = ws.json_lines("out/logs.ndjson");
+    for event in events.iter().step_by(397) {
+        let run = event["resource"]["attributes"]["test.run"]
+            .as_str()
+            .expect("run");
+        check_record(event, run);
+    }
+    assert_eq!(
+        runs(&ws),
+        [("grpc".to_string(), 2000), ("http".to_string(), 2000)].into()
+    );
+    pipeline.signal(libc::SIGTERM);
+    assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate_and_takes_the_right_one() {
+    let ws = Workspace::new();
+    let (grpc, http) = (free_port(), free_port());
+    let (tls, ca) = tls(&ws, true);
+    ws.write("p.toml", &config(grpc, http, FILE_SINK, &tls));
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    wait_for("the listener", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", http)).ok()
+    });
+    let grpc_endpoint = format!("https://127.0.0.1:{grpc}");
+    let http_endpoint = format!("https://127.0.0.1:{http}/v1/logs");
+    // Without a client certificate the handshake fails: the SDK sees a connection error,
+    // retries it until its timeout, and gives the export up.
+    for (transport, endpoint) in [("grpc", &grpc_endpoint), ("http", &http_endpoint)] {
+        let summary = send_with(transport, endpoint, 10, &["--ca", &ca, "--timeout", "3"]);
+        exports_only(&summary, "FAILURE", 1);
+        println!("{transport} without a client certificate: {summary}");
+    }
+    assert_eq!(runs(&ws), Default::default(), "nothing may arrive");
+    // Two senders' handshakes at least (the readiness probe's plain connection is one more).
+    let failed = pipeline.metric(
+        "component_errors_total",
+        &["error_type=\"tls_handshake_failed\""],
+    );
+    assert!(failed >= 2.0, "handshakes failed: {failed}");
+    assert_eq!(pipeline.metric("otlp_requests_total", &[]), 0.0);
+    // With the certificate the CA signed: delivered.
+    let dir = ws.path("tls");
+    let (cert, key) = (
+        dir.join("client.pem").display().to_string(),
+        dir.join("client.key").display().to_string(),
+    );
+    for (transport, endpoint) in [("grpc", &grpc_endpoint), ("http", &http_endpoint)] {
+        let summary = send_with(
+            transport,
+            endpoint,
+            10,
+            &["--ca", &ca, "--cert", &cert, "--key", &key],
+        );
+        exports_only(&summary, "SUCCESS", 1);
+    }
+    assert_eq!(
+        runs(&ws),
+        [("grpc".to_string(), 10), ("http".to_string(), 10)].into()
+    );
+    pipeline.signal(libc::SIGTERM);
+    assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn a_wrong_or_missing_bearer_token_is_refused_for_good_and_the_right_one_delivers() {
+    const TOKEN: &str = "s3cret-otlp-token";
+    let ws = Workspace::new();
+    let (grpc, http) = (free_port(), free_port());
+    ws.write(
+        "p.toml",
+        &config(
+            grpc,
+            http,
+            FILE_SINK,
+            &format!("bearer_token = \"{TOKEN}\""),
+        ),
+    );
+    let mut pipeline = ws.run("p.toml", Stdio::null());
+    wait_for("the listener", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", http)).ok()
+    });
+    let grpc_endpoint = format!("http://127.0.0.1:{grpc}");
+    let http_endpoint = format!("http://127.0.0.1:{http}/v1/logs");
+    // Not retryable: the SDK gives the export up at the first answer.
+    for (transport, endpoint, token, refusal) in [
+        ("grpc", &grpc_endpoint, None, "StatusCode.UNAUTHENTICATED"),
+        (
+            "grpc",
+            &grpc_endpoint,
+            Some("wrong"),
+            "StatusCode.UNAUTHENTICATED",
+        ),
+        ("http", &http_endpoint, None, "HTTP 401"),
+        ("http", &http_endpoint, Some("wrong"), "HTTP 401"),
+    ] {
+        let options: Vec<&str> = token.map(|t| vec!["--token", t]).unwrap_or_default();
+        let summary = send_with(transport, endpoint, 10, &options);
+        exports_only(&summary, "FAILURE", 1);
+        assert_eq!(
+            summary["failures"],
+            serde_json::json!({ refusal: 1 }),
+            "{summary}"
+        );
+        assert_eq!(summary["retries"], serde_json::json!({}), "{summary}");
+    }
+    // Each refused export was one request: nothing was sent again.
+    assert_eq!(
+        pipeline.metric("otlp_requests_total", &["status=\"unauthenticated\""]),
+        4.0
+    );
+    assert_eq!(runs(&ws), Default::default(), "nothing may arrive");
+    for (transport, endpoint) in [("grpc", &grpc_endpoint), ("http", &http_endpoint)] {
+        let summary = send_with(transport, endpoint, 10, &["--token", TOKEN]);
+        exports_only(&summary, "SUCCESS", 1);
+    }
+    assert_eq!(
+        runs(&ws),
+        [("grpc".to_string(), 10), ("http".to_string(), 10)].into()
+    );
+    pipeline.signal(libc::SIGTERM);
+    assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
+    assert!(!pipeline.logs().contains(TOKEN), "the token was logged");
 }
