@@ -59,12 +59,10 @@ impl Receiver {
     /// Every request that arrived so far, in arrival order.
     fn arrivals(&self) -> Vec<Arrival> {
         let text = std::fs::read_to_string(&self.arrivals).unwrap_or_default();
+        // A last line still being written does not parse yet: it is read next time.
         text.lines()
-            .filter(|line| line.ends_with('}'))
-            .map(|line| {
-                let value: serde_json::Value = serde_json::from_str(line).expect("an arrival");
-                Arrival::new(&value)
-            })
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|value| Arrival::new(&value))
             .collect()
     }
 }
