@@ -22,6 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
+use serde_json::value::RawValue;
 use siemflow_core::auth::Cloud;
 use siemflow_core::event::{Event, attach_ack};
 use siemflow_core::fanout::Output;
@@ -52,9 +53,14 @@ const MAX_WALK_RESTARTS: u32 = 5;
 /// more than a page is read page by page.
 const MIN_SPLIT: TimeDelta = TimeDelta::seconds(1);
 
-/// Emitted pages of one collection not yet acknowledged; past this the walk waits, which
+/// Emitted batches of one collection not yet acknowledged; past this the walk waits, which
 /// bounds memory when a sink is slow.
 const MAX_UNSETTLED_PAGES: usize = 64;
+
+/// Records of a page built into events and emitted at a time: a page of 2,000 alerts is
+/// kept as its records' JSON text, and only this many are built at once (a built record
+/// takes several times its text's memory).
+const EMIT_CHUNK: usize = 250;
 
 /// The widest span of record times one walk reads: every (id, version) a walk emits is held
 /// (and saved) until the walk ends, so a backfill goes a day at a time — a week of a million
@@ -559,7 +565,7 @@ impl Poll {
         let mut oldest: Option<DateTime<Utc>> = None;
         loop {
             let page = pager
-                .next_page::<Value>(&self.feed.client, &self.shared.shutdown)
+                .next_page::<Box<RawValue>>(&self.feed.client, &self.shared.shutdown)
                 .await;
             let page = match page {
                 Ok(Some(page)) => page,
@@ -585,19 +591,31 @@ impl Poll {
                 }
                 Err(error) => return Err(self.failed(error)),
             };
-            let records = Identified::of(&collection, page.items);
-            if let Some(min) = records.earliest {
-                oldest = Some(oldest.map_or(min, |o| o.min(min)));
+            // The page goes out in chunks, each built from its text just before; only the
+            // last one reaches the page's end (a chunk delivered before the rest of its page
+            // must not move the mark over them).
+            let mut latest = None;
+            let mut texts = page.items.into_iter().peekable();
+            let mut reach = self.reached.unwrap_or(from);
+            while texts.peek().is_some() {
+                let chunk: Vec<Value> = texts.by_ref().take(EMIT_CHUNK).map(built).collect();
+                let records = Identified::of(&collection, chunk);
+                if let Some(min) = records.earliest {
+                    oldest = Some(oldest.map_or(min, |o| o.min(min)));
+                }
+                latest = latest.max(records.latest);
+                if texts.peek().is_none() {
+                    reach = match order {
+                        // Sorted: everything up to the page's last time is read.
+                        Order::Ascending => latest.max(self.reached),
+                        // Newest first: nothing is safe until the whole window is read.
+                        Order::NewestFirst | Order::Unsorted => self.reached,
+                    }
+                    .unwrap_or(from);
+                }
+                self.reached = Some(reach);
+                self.emit(records.records, epoch, reach).await?;
             }
-            let reach = match order {
-                // Sorted: everything up to the page's last time is read.
-                Order::Ascending => records.latest.max(self.reached),
-                // Newest first: nothing is safe until the whole window is read.
-                Order::NewestFirst | Order::Unsorted => self.reached,
-            }
-            .unwrap_or(from);
-            self.reached = Some(reach);
-            self.emit(records.records, epoch, reach).await?;
             if order == Order::Ascending && sorted_walk_spent(from, reach) {
                 self.behind = true;
                 // Everything before the last time read is read (its ties come again).
@@ -953,6 +971,11 @@ impl GraphSource<'_> {
         };
         Ok(Box::pin(run(settings, overlap, all, cx)))
     }
+}
+
+/// A record built from its JSON text (which the page parsed once: it reads back).
+fn built(text: Box<RawValue>) -> Value {
+    serde_json::from_str(text.get()).unwrap_or(Value::Null)
 }
 
 /// A record and its version pair and time, when it has them.
