@@ -19,7 +19,9 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use siemflow_core::event::{Batch, attach_ack};
 use siemflow_core::kafka::OAuthTokens;
@@ -51,6 +53,9 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than `drain_timeout` the rebalance callback waits for the loop's
 /// answer; it only matters when the loop stopped answering.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// The first wait before a commit refused during a rebalance is tried again.
+const COMMIT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Partitions being revoked, from the rebalance callback to the loop.
 pub(super) struct Revoking {
@@ -125,15 +130,42 @@ impl ConsumerContext for Context {
             return;
         }
         // Only delivered prefixes were stored: what the drain delivered goes with them.
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(component = %self.component, %error, "commit before revoke");
-        }
+        self.commit_stored(consumer, std::time::Instant::now() + self.drain_timeout);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             let partitions = partitions_of(list);
             tracing::info!(component = %self.component, ?partitions, "partitions assigned");
+        }
+    }
+}
+
+impl Context {
+    /// Commits the stored offsets synchronously. Right after a rebalance the group may
+    /// still wait for other members' SyncGroup and refuse commits with
+    /// REBALANCE_IN_PROGRESS for a moment (a real broker does too): retried until
+    /// `until`. A commit that fails for good leaves the next owner at the previous
+    /// commit (duplicates), which is logged.
+    fn commit_stored(&self, consumer: &BaseConsumer<Self>, until: std::time::Instant) {
+        let mut backoff = COMMIT_BACKOFF;
+        loop {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => return,
+                // Nothing stored since the last commit.
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress))
+                    if std::time::Instant::now() + backoff < until =>
+                {
+                    tracing::debug!(component = %self.component, "commit refused while the group completes its rebalance; trying again");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    tracing::warn!(component = %self.component, %error, "cannot commit the delivered offsets before a revoke; their next owner reads again from the previous commit");
+                    return;
+                }
+            }
         }
     }
 }
