@@ -598,7 +598,11 @@ impl Poll {
             let mut texts = page.items.into_iter().peekable();
             let mut reach = self.reached.unwrap_or(from);
             while texts.peek().is_some() {
-                let chunk: Vec<Value> = texts.by_ref().take(EMIT_CHUNK).map(built).collect();
+                let chunk: Vec<Value> = texts
+                    .by_ref()
+                    .take(EMIT_CHUNK)
+                    .map(|text| built(&text))
+                    .collect();
                 let records = Identified::of(&collection, chunk);
                 if let Some(min) = records.earliest {
                     oldest = Some(oldest.map_or(min, |o| o.min(min)));
@@ -974,7 +978,7 @@ impl GraphSource<'_> {
 }
 
 /// A record built from its JSON text (which the page parsed once: it reads back).
-fn built(text: Box<RawValue>) -> Value {
+fn built(text: &RawValue) -> Value {
     serde_json::from_str(text.get()).unwrap_or(Value::Null)
 }
 
