@@ -57,6 +57,11 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 /// The first wait before a commit refused during a rebalance is tried again.
 const COMMIT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long a commit refused during a rebalance is tried again. Short: a group that is
+/// already collecting joins waits for this member, which rejoins only after the
+/// callback returned.
+const COMMIT_RETRY_FOR: Duration = Duration::from_secs(1);
+
 /// Partitions being revoked, from the rebalance callback to the loop.
 pub(super) struct Revoking {
     partitions: Vec<Partition>,
@@ -130,7 +135,7 @@ impl ConsumerContext for Context {
             return;
         }
         // Only delivered prefixes were stored: what the drain delivered goes with them.
-        self.commit_stored(consumer, std::time::Instant::now() + self.drain_timeout);
+        self.commit_stored(consumer, std::time::Instant::now() + COMMIT_RETRY_FOR);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -144,8 +149,8 @@ impl ConsumerContext for Context {
 impl Context {
     /// Commits the stored offsets synchronously. Right after a rebalance the group may
     /// still wait for other members' SyncGroup and refuse commits with
-    /// REBALANCE_IN_PROGRESS for a moment (a real broker does too): retried until
-    /// `until`. A commit that fails for good leaves the next owner at the previous
+    /// REBALANCE_IN_PROGRESS for a moment (Kafka does in CompletingRebalance): retried
+    /// until `until`. A commit that fails for good leaves the next owner at the previous
     /// commit (duplicates), which is logged.
     fn commit_stored(&self, consumer: &BaseConsumer<Self>, until: std::time::Instant) {
         let mut backoff = COMMIT_BACKOFF;
@@ -645,6 +650,13 @@ impl Loop<'_> {
             Settled::Delivered { advanced: true } => {
                 if let Some(next) = self.settlement.checkpoint(&partition) {
                     self.store(&partition, next);
+                    if self
+                        .drain
+                        .as_ref()
+                        .is_some_and(|drain| drain.partitions.contains(&partition))
+                    {
+                        self.commit_draining(&partition, next);
+                    }
                 }
             }
             Settled::Delivered { advanced: false } | Settled::Stale => {}
@@ -683,6 +695,19 @@ impl Loop<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Commits a draining partition's delivered prefix at once, while the group is most
+    /// likely still settled (the rebalance callback commits again before it returns).
+    fn commit_draining(&self, partition: &Partition, next: i64) {
+        let mut offsets = TopicPartitionList::new();
+        if offsets
+            .add_partition_offset(&partition.0, partition.1, Offset::Offset(next))
+            .is_ok()
+            && let Err(error) = self.consumer.commit(&offsets, CommitMode::Async)
+        {
+            tracing::debug!(component = %self.cx.component.id, topic = %partition.0, partition = partition.1, %error, "commit during a revoke");
         }
     }
 

@@ -282,7 +282,7 @@ async fn a_revoke_waits_for_acknowledgements_and_commits_exactly_the_delivered_p
 group_id = "g-revoke"
 topics = ["audit"]
 batch_max_events = 50
-drain_timeout = "4s"
+drain_timeout = "2s"
 librdkafka_options = {{ "session.timeout.ms" = "10000", "heartbeat.interval.ms" = "500" }}"#
     ));
     assert_eq!(config.check(), Vec::new());
@@ -322,6 +322,10 @@ librdkafka_options = {{ "session.timeout.ms" = "10000", "heartbeat.interval.ms" 
         .collect();
 
     // A second member joins: one partition is revoked from the source, which waits.
+    // (librdkafka's mock cluster refuses commits while its group collects joins, where
+    // Kafka accepts them from the current generation. The source commits a draining
+    // partition's prefix as soon as it advances, before such a join is likely; should
+    // the mock refuse it anyway, the source warns and this test fails.)
     let (mut firsts, stop, member) = second_member(&bootstrap, "g-revoke", "audit");
     eventually("the source to drain a revoked partition", || {
         counter_value("kafka_consumer_draining_partitions", "kafka_revoke", "") == 1
