@@ -207,9 +207,9 @@ impl OverlapCursor {
         }
     }
 
-    #[cfg(test)]
     fn saved(&self) -> SavedCursor {
-        let mut seen: Vec<SavedPair> = self
+        // In no particular order: sorting a backfill's pairs would hold the state longer.
+        let seen: Vec<SavedPair> = self
             .seen
             .iter()
             .filter(|(_, seen)| seen.delivered)
@@ -219,7 +219,6 @@ impl OverlapCursor {
                 at: seen.at,
             })
             .collect();
-        seen.sort_by(|a, b| (a.at, &a.id, &a.version).cmp(&(b.at, &b.id, &b.version)));
         SavedCursor {
             high_water: self.high_water,
             complete: self.complete,
@@ -315,8 +314,6 @@ pub struct CursorStore {
     overlap: TimeDelta,
     cursors: BTreeMap<String, OverlapCursor>,
     dirty: bool,
-    /// The last snapshot's size, to size the next one's buffer.
-    last_size: usize,
 }
 
 impl CursorStore {
@@ -347,7 +344,6 @@ impl CursorStore {
             overlap,
             cursors,
             dirty: false,
-            last_size: 0,
         })
     }
 
@@ -382,21 +378,19 @@ impl CursorStore {
         self.dirty
     }
 
-    /// The file's content now (delivered pairs only), as [`SavedCursors`] JSON; clears the
-    /// dirty flag. Write it with [`write`], off the async workers. Serialized from the
-    /// cursors as they are (no copy of the pairs first): a backfill's walk holds a day of
-    /// records' pairs, and the file is written every second.
-    pub fn snapshot(&mut self) -> Vec<u8> {
+    /// The file's content now (delivered pairs only); clears the dirty flag. Write it
+    /// with [`write`], off the async workers (copied here, so that the state is not held
+    /// while a backfill's many pairs are serialized).
+    pub fn snapshot(&mut self) -> SavedCursors {
         self.dirty = false;
-        let file = FileRef {
+        SavedCursors {
             version: FORMAT_VERSION,
-            cursors: &self.cursors,
-        };
-        let mut bytes = Vec::with_capacity(self.last_size + self.last_size / 8);
-        // Maps of strings and timestamps always serialize.
-        let _ = serde_json::to_writer(&mut bytes, &file);
-        self.last_size = bytes.len();
-        bytes
+            cursors: self
+                .cursors
+                .iter()
+                .map(|(key, cursor)| (key.clone(), cursor.saved()))
+                .collect(),
+        }
     }
 
     /// Snapshot and write, here and now (blocking).
@@ -410,63 +404,14 @@ impl CursorStore {
     }
 }
 
-/// [`SavedCursors`] as written, borrowing the cursors.
-#[derive(Serialize)]
-struct FileRef<'a> {
-    version: u32,
-    #[serde(serialize_with = "saved_cursors")]
-    cursors: &'a BTreeMap<String, OverlapCursor>,
-}
-
-fn saved_cursors<S: serde::Serializer>(
-    cursors: &&BTreeMap<String, OverlapCursor>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(cursors.iter().map(|(key, cursor)| (key, CursorRef(cursor))))
-}
-
-/// A [`SavedCursor`] as written: its delivered pairs, borrowed.
-struct CursorRef<'a>(&'a OverlapCursor);
-
-impl Serialize for CursorRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let cursor = self.0;
-        let mut saved = serializer.serialize_struct("SavedCursor", 3)?;
-        saved.serialize_field("high_water", &cursor.high_water)?;
-        if cursor.complete.is_some() {
-            saved.serialize_field("complete", &cursor.complete)?;
-        }
-        saved.serialize_field("seen", &DeliveredPairs(cursor))?;
-        saved.end()
-    }
-}
-
-/// The delivered pairs of a cursor, as [`SavedPair`]s.
-struct DeliveredPairs<'a>(&'a OverlapCursor);
-
-impl Serialize for DeliveredPairs<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct PairRef<'a> {
-            id: &'a str,
-            version: &'a str,
-            at: DateTime<Utc>,
-        }
-        serializer.collect_seq(self.0.seen.iter().filter(|(_, seen)| seen.delivered).map(
-            |(record, seen)| PairRef {
-                id: &record.id,
-                version: &record.version,
-                at: seen.at,
-            },
-        ))
-    }
-}
-
 /// Writes a snapshot crash-safely: a reader sees the old file or the new one, never a
-/// torn one (blocking: call it from `spawn_blocking`).
-pub fn write(path: &Path, snapshot: &[u8]) -> Result<(), CursorError> {
-    siemflow_core::state::write_atomic(path, snapshot).map_err(|source| CursorError::Write {
+/// torn one (blocking: call it from `spawn_blocking`). Compact JSON: a backfill's walk
+/// holds a day of pairs, written every second.
+pub fn write(path: &Path, snapshot: &SavedCursors) -> Result<(), CursorError> {
+    let written = serde_json::to_vec(snapshot)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| siemflow_core::state::write_atomic(path, &bytes));
+    written.map_err(|source| CursorError::Write {
         path: path.to_path_buf(),
         source,
     })
