@@ -122,21 +122,27 @@ impl Notes {
 
 /// The event value of an OTLP value.
 pub fn value_from_any(any: &AnyValue, notes: &mut Notes) -> Value {
-    match &any.value {
+    value_from_owned_any(any.clone(), notes)
+}
+
+/// The event value of an OTLP value taken by value: its strings become the event's
+/// without a copy (what a receiver, owning the decoded request, wants).
+pub fn value_from_owned_any(any: AnyValue, notes: &mut Notes) -> Value {
+    match any.value {
         None => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::from(s.as_str()),
-        Some(any_value::Value::BoolValue(b)) => Value::Boolean(*b),
-        Some(any_value::Value::IntValue(i)) => Value::Integer(*i),
-        Some(any_value::Value::DoubleValue(d)) => double(*d),
+        Some(any_value::Value::StringValue(s)) => Value::from(s),
+        Some(any_value::Value::BoolValue(b)) => Value::Boolean(b),
+        Some(any_value::Value::IntValue(i)) => Value::Integer(i),
+        Some(any_value::Value::DoubleValue(d)) => double(d),
         Some(any_value::Value::ArrayValue(array)) => Value::Array(
             array
                 .values
-                .iter()
-                .map(|v| value_from_any(v, notes))
+                .into_iter()
+                .map(|v| value_from_owned_any(v, notes))
                 .collect(),
         ),
         Some(any_value::Value::KvlistValue(list)) => {
-            Value::Object(object_from_key_values(&list.values, notes))
+            Value::Object(object_from_owned_key_values(list.values, notes))
         }
         Some(any_value::Value::BytesValue(bytes)) => {
             Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -162,25 +168,31 @@ fn double(d: f64) -> Value {
     }
 }
 
-/// Key-value pairs (attributes, a kvlist) as an object; the last of a repeated key wins.
+/// Key-value pairs (attributes, a kvlist) as an object: keys sorted, the last of a repeated key wins.
 pub fn object_from_key_values(pairs: &[KeyValue], notes: &mut Notes) -> ObjectMap {
-    let mut object = ObjectMap::new();
-    for pair in pairs {
-        if pair.key_strindex != 0 && pair.key.is_empty() {
-            notes.profile_references += 1;
-            continue;
-        }
-        let value = pair
-            .value
-            .as_ref()
-            .map_or(Value::Null, |v| value_from_any(v, notes));
-        if object
-            .insert(KeyString::from(pair.key.as_str()), value)
-            .is_some()
-        {
-            notes.duplicate_keys += 1;
-        }
-    }
+    object_from_owned_key_values(pairs.to_vec(), notes)
+}
+
+/// [`object_from_key_values`] taking the pairs by value (no key or string copied).
+pub fn object_from_owned_key_values(pairs: Vec<KeyValue>, notes: &mut Notes) -> ObjectMap {
+    let mut kept = 0u64;
+    // Collected at once: the map sorts the pairs and builds its nodes in one pass (the
+    // last of equal keys kept), cheaper than an insert per pair.
+    let object: ObjectMap = pairs
+        .into_iter()
+        .filter_map(|pair| {
+            if pair.key_strindex != 0 && pair.key.is_empty() {
+                notes.profile_references += 1;
+                return None;
+            }
+            kept += 1;
+            let value = pair
+                .value
+                .map_or(Value::Null, |v| value_from_owned_any(v, notes));
+            Some((KeyString::from(pair.key), value))
+        })
+        .collect();
+    notes.duplicate_keys += kept - object.len() as u64;
     object
 }
 
@@ -266,7 +278,7 @@ impl Envelope {
     ) -> Self {
         let mut r = ObjectMap::new();
         if let Some(resource) = resource {
-            put_attributes(&mut r, &resource.attributes, notes);
+            put_attributes(&mut r, resource.attributes.clone(), notes);
             put_count(
                 &mut r,
                 DROPPED_ATTRIBUTES_COUNT,
@@ -278,7 +290,7 @@ impl Envelope {
         if let Some(scope) = scope {
             put_text(&mut s, SCOPE_NAME, &scope.name);
             put_text(&mut s, SCOPE_VERSION, &scope.version);
-            put_attributes(&mut s, &scope.attributes, notes);
+            put_attributes(&mut s, scope.attributes.clone(), notes);
             put_count(
                 &mut s,
                 DROPPED_ATTRIBUTES_COUNT,
@@ -305,12 +317,18 @@ fn put_count(object: &mut ObjectMap, key: &str, count: u32) {
     }
 }
 
-fn put_attributes(object: &mut ObjectMap, attributes: &[KeyValue], notes: &mut Notes) {
+fn put_attributes(object: &mut ObjectMap, attributes: Vec<KeyValue>, notes: &mut Notes) {
     if !attributes.is_empty() {
         object.insert(
             ATTRIBUTES.into(),
-            Value::Object(object_from_key_values(attributes, notes)),
+            Value::Object(object_from_owned_key_values(attributes, notes)),
         );
+    }
+}
+
+fn put_owned_text(object: &mut ObjectMap, key: &str, text: String) {
+    if !text.is_empty() {
+        object.insert(key.into(), Value::from(text));
     }
 }
 
@@ -322,25 +340,36 @@ pub fn event_from_record(
     received: DateTime<Utc>,
     notes: &mut Notes,
 ) -> ObjectMap {
+    event_from_owned_record(record.clone(), envelope, received, notes)
+}
+
+/// [`event_from_record`] taking the record by value: its strings become the event's
+/// without a copy.
+pub fn event_from_owned_record(
+    record: LogRecord,
+    envelope: &Envelope,
+    received: DateTime<Utc>,
+    notes: &mut Notes,
+) -> ObjectMap {
     let mut event = ObjectMap::new();
     let observed = time_from_nanos(record.observed_time_unix_nano).unwrap_or(received);
     let time = time_from_nanos(record.time_unix_nano).unwrap_or(observed);
     event.insert(TIMESTAMP.into(), Value::Timestamp(time));
     event.insert(OBSERVED_TIMESTAMP.into(), Value::Timestamp(observed));
-    if let Some(body) = &record.body {
+    if let Some(body) = record.body {
         // Bytes come out as text too; only a string body is the message.
         let field = match body.value {
             Some(any_value::Value::StringValue(_)) => MESSAGE,
             _ => BODY,
         };
-        match value_from_any(body, notes) {
+        match value_from_owned_any(body, notes) {
             Value::Null => {}
             value => {
                 event.insert(field.into(), value);
             }
         }
     }
-    put_attributes(&mut event, &record.attributes, notes);
+    put_attributes(&mut event, record.attributes, notes);
     put_count(
         &mut event,
         DROPPED_ATTRIBUTES_COUNT,
@@ -352,11 +381,11 @@ pub fn event_from_record(
             Value::Integer(i64::from(record.severity_number)),
         );
     }
-    put_text(&mut event, SEVERITY_TEXT, &record.severity_text);
-    put_text(&mut event, TRACE_ID, &hex(&record.trace_id));
-    put_text(&mut event, SPAN_ID, &hex(&record.span_id));
+    put_owned_text(&mut event, SEVERITY_TEXT, record.severity_text);
+    put_owned_text(&mut event, TRACE_ID, hex(&record.trace_id));
+    put_owned_text(&mut event, SPAN_ID, hex(&record.span_id));
     put_count(&mut event, FLAGS, record.flags);
-    put_text(&mut event, EVENT_NAME, &record.event_name);
+    put_owned_text(&mut event, EVENT_NAME, record.event_name);
     if let Some(resource) = &envelope.resource {
         event.insert(RESOURCE.into(), resource.clone());
     }
