@@ -54,7 +54,7 @@ async fn answer(
         .counters
         .received_bytes
         .increment(request.encoded_len() as u64);
-    let decoded = receive::events_of(&request, Utc::now());
+    let decoded = receive::events_of(request, Utc::now());
     receive::deliver(shared, decoded).await
 }
 

@@ -176,17 +176,18 @@ pub(crate) fn decode(
                     "the body is not a protobuf ExportLogsServiceRequest: {e}"
                 ))
             })?;
-            Ok(events_of(&request, received))
+            Ok(events_of(request, received))
         }
         Encoding::Json => decode_json(body, received),
     }
 }
 
-/// One event per record of a decoded request.
-pub(crate) fn events_of(request: &ExportLogsServiceRequest, received: DateTime<Utc>) -> Decoded {
+/// One event per record of a decoded request, taken by value so that its strings become
+/// the events' without a copy.
+pub(crate) fn events_of(request: ExportLogsServiceRequest, received: DateTime<Utc>) -> Decoded {
     let mut decoded = Decoded::default();
-    for resource_logs in &request.resource_logs {
-        for scope_logs in &resource_logs.scope_logs {
+    for resource_logs in request.resource_logs {
+        for scope_logs in resource_logs.scope_logs {
             let envelope = Envelope::new(
                 resource_logs.resource.as_ref(),
                 &resource_logs.schema_url,
@@ -196,8 +197,8 @@ pub(crate) fn events_of(request: &ExportLogsServiceRequest, received: DateTime<U
             );
             decoded
                 .events
-                .extend(scope_logs.log_records.iter().map(|record| {
-                    Event::from_object(otlp::event_from_record(
+                .extend(scope_logs.log_records.into_iter().map(|record| {
+                    Event::from_object(otlp::event_from_owned_record(
                         record,
                         &envelope,
                         received,
@@ -252,14 +253,16 @@ fn decode_json(body: &[u8], received: DateTime<Utc>) -> Result<Decoded, Refusal>
             );
             for (index, record) in scope_logs.log_records.into_iter().enumerate() {
                 match opentelemetry_proto::tonic::logs::v1::LogRecord::deserialize(record) {
-                    Ok(record) => decoded
-                        .events
-                        .push(Event::from_object(otlp::event_from_record(
-                            &record,
-                            &envelope,
-                            received,
-                            &mut decoded.notes,
-                        ))),
+                    Ok(record) => {
+                        decoded
+                            .events
+                            .push(Event::from_object(otlp::event_from_owned_record(
+                                record,
+                                &envelope,
+                                received,
+                                &mut decoded.notes,
+                            )))
+                    }
                     Err(e) => {
                         if decoded.rejected == 0 {
                             decoded.message = format!(
