@@ -146,10 +146,12 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="out")
         format!("127.0.0.1:{port}")
     }
 
-    /// Everything rsyslog wrote so far.
+    /// Every whole line rsyslog wrote so far (the last one may still be half written).
     fn received(&self) -> Vec<Received> {
         let text = std::fs::read_to_string(self.dir.join("received.jsonl")).unwrap_or_default();
-        text.lines()
+        let written = text.rfind('\n').map_or("", |end| &text[..end]);
+        written
+            .lines()
             .map(|line| {
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("rsyslog line {line}: {e}"))
             })
