@@ -10,7 +10,7 @@ use siemflow_simulator::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, M365Config, Simulator, TenantStats,
 };
 
-use crate::scenario::{Run, free_port, measure};
+use crate::scenario::{Run, measure, write_config};
 
 /// How far back the backfilled world reaches: 7 days less an hour, so that a collector
 /// starting `7d` back covers all of it even a little after the simulator started.
@@ -109,9 +109,7 @@ pub fn collect(
     limit: Duration,
 ) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir_in(work)?;
-    let address = format!("127.0.0.1:{}", free_port()?);
-    let config = format!("data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{pipeline}");
-    std::fs::write(dir.path().join("bench.toml"), config)?;
+    let address = write_config(dir.path(), pipeline)?;
     measure(binary, dir.path(), &address, sinks, limit, None)
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, ensure};
 
 use crate::dataset::Dataset;
 use crate::peers::{Tansu, Venv};
-use crate::scenario::{Run, cpu_seconds, free_port, measure, peak_rss_mib};
+use crate::scenario::{Run, cpu_seconds, load_average, measure, peak_rss_mib, write_config};
 
 /// The topic both directions use.
 const TOPIC: &str = "bench";
@@ -247,14 +247,8 @@ fn direction(
     data: &Dataset,
 ) -> anyhow::Result<Timed> {
     std::fs::create_dir_all(dir)?;
-    let api = format!("127.0.0.1:{}", free_port()?);
-    std::fs::write(
-        dir.join("bench.toml"),
-        format!("data_dir = \"data\"\n[api]\naddress = \"{api}\"\n{config}"),
-    )?;
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let api = write_config(dir, config)?;
+    let load = load_average();
     let broker_cpu = cpu_seconds(broker.pid())?;
     let run = measure(
         binary,

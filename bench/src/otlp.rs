@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::dataset::Dataset;
-use crate::scenario::{free_port, http_get, measure, sent};
+use crate::scenario::{free_port, http_get, load_average, measure, sent, write_config};
 
 /// The OTLP transports measured.
 pub const PROTOCOLS: [&str; 2] = ["grpc", "http"];
@@ -114,18 +114,9 @@ pub fn run(
     for protocol in PROTOCOLS {
         for run in 1..=runs {
             let dir = tempfile::tempdir_in(work)?;
-            let api = format!("127.0.0.1:{}", free_port()?);
             let (grpc, http) = (free_port()?, free_port()?);
-            std::fs::write(
-                dir.path().join("bench.toml"),
-                format!(
-                    "data_dir = \"data\"\n[api]\naddress = \"{api}\"\n{}",
-                    config(input, protocol, grpc, http)
-                ),
-            )?;
-            let load = std::fs::read_to_string("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default();
+            let api = write_config(dir.path(), &config(input, protocol, grpc, http))?;
+            let load = load_average();
             // measure() stops the process as soon as the blackhole has every record, so
             // the counters are read at each of its polls and the last reading kept.
             let last = RefCell::new(String::new());

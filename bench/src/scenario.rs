@@ -215,6 +215,25 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / hz)
 }
 
+/// Writes `dir/bench.toml`: `pipeline` with `data_dir` and the API on a free loopback
+/// port, whose address it returns.
+pub fn write_config(dir: &Path, pipeline: &str) -> anyhow::Result<String> {
+    let address = format!("127.0.0.1:{}", free_port()?);
+    std::fs::write(
+        dir.join("bench.toml"),
+        format!("data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{pipeline}"),
+    )?;
+    Ok(address)
+}
+
+/// The machine's load averages (1, 5, 15 min), as `/proc/loadavg` gives them; the 2 cores
+/// are often shared, so every result says how busy they were.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// Runs one scenario to completion.
 pub fn run(
     scenario: &Scenario,
@@ -224,18 +243,15 @@ pub fn run(
     work: &Path,
 ) -> anyhow::Result<Measured> {
     let dir = tempfile::tempdir_in(work)?;
-    let port = free_port()?;
-    let address = format!("127.0.0.1:{port}");
     let peer = scenario.peer.start()?;
     let peer_address = peer.as_ref().map(|p| p.address.clone()).unwrap_or_default();
-    let config = format!(
-        "data_dir = \"data\"\n[api]\naddress = \"{address}\"\n{}",
-        scenario
+    let address = write_config(
+        dir.path(),
+        &scenario
             .config
             .replace("{input}", &input.display().to_string())
-            .replace("{peer}", &peer_address)
-    );
-    std::fs::write(dir.path().join("bench.toml"), config)?;
+            .replace("{peer}", &peer_address),
+    )?;
     let expected = if scenario.deduplicates {
         data.unique
     } else {
