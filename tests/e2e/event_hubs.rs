@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use siemflow_simulator::event_hubs::xdr::{self, XdrStreamConfig};
 
+use crate::harness::free_port;
 use crate::harness::{Workspace, binary, poll, venv, wait_for};
-use crate::tansu::{Broker, free_port};
+use crate::tansu::Broker;
 
 /// The connection string the front accepts (the simulator's kind, not a real key).
 const CONN: &str = "Endpoint=sb://siemflow-test.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=dGVzdC1rZXktb25l";

