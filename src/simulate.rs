@@ -99,6 +99,13 @@ impl<'de, C: DeserializeOwned, const PORT: u16> Deserialize<'de> for Served<C, P
     }
 }
 
+/// The async runtime of a simulate command; None (said on stderr) when it cannot start.
+fn runtime(global: &GlobalArgs) -> Option<tokio::runtime::Runtime> {
+    crate::run::runtime(global.threads)
+        .map_err(|e| eprintln!("cannot start the async runtime: {e}"))
+        .ok()
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -349,12 +356,8 @@ pub fn simulate(args: SimulateArgs, global: &GlobalArgs) -> ExitCode {
         }
     };
     let listen = args.listen.unwrap_or_else(|| loopback(port));
-    let runtime = match crate::run::runtime(global.threads) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(global) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let started = config.start(listen).await;
@@ -408,12 +411,8 @@ fn send_agent_lines(args: &SimulateArgs, global: &GlobalArgs) -> ExitCode {
     } else {
         Transport::Tcp
     };
-    let runtime = match crate::run::runtime(global.threads) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(global) else {
+        return ExitCode::FAILURE;
     };
     let agent = mda_agent::agent_lines();
     let lines: Vec<&str> = (0..args.repeat)

@@ -12,7 +12,7 @@ use siemflow_simulator::event_hubs::{
     DEFAULT_CONNECTION_STRING, EventHubsFront, EventHubsFrontConfig, FrontTls,
 };
 
-use super::{SimulateArgs, Target, loopback};
+use super::{SimulateArgs, Target, loopback, runtime};
 use crate::cli::GlobalArgs;
 
 /// The front's default port: Event Hubs' Kafka port.
@@ -76,12 +76,8 @@ pub(super) fn serve(args: &SimulateArgs, global: &GlobalArgs) -> ExitCode {
         config.connection_string = connection_string.clone();
     }
     let listen = args.listen.unwrap_or_else(|| loopback(EVENT_HUBS_PORT));
-    let runtime = match crate::run::runtime(global.threads) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(global) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let connection_string = config.connection_string.clone();
@@ -154,12 +150,8 @@ pub(super) fn generate(args: &SimulateArgs, global: &GlobalArgs) -> ExitCode {
         args.seed.unwrap_or(1),
     );
     let messages = xdr::messages(&config);
-    let runtime = match crate::run::runtime(global.threads) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(global) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(xdr::produce(&properties, &topic, &messages)) {
         Ok(delivered) => {
