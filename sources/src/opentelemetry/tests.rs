@@ -14,7 +14,7 @@ use tonic::codec::CompressionEncoding;
 use tonic_types::StatusExt as _;
 
 use super::OpenTelemetrySourceConfig;
-use crate::testing::{PATIENCE, RunningSource, next_batch};
+use crate::testing::{PATIENCE, RunningSource, eventually, next_batch};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -49,17 +49,12 @@ async fn start(id: &str, extra: &str) -> Running {
         _dir: dir,
     };
     // Listening once a connection is accepted.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(format!("127.0.0.1:{grpc}"))
-        .await
-        .is_err()
-        || tokio::net::TcpStream::connect(format!("127.0.0.1:{http}"))
-            .await
-            .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never listened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the OTLP listeners", || {
+        [grpc, http]
+            .iter()
+            .all(|&port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    })
+    .await;
     running
 }
 
