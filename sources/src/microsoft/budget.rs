@@ -11,6 +11,11 @@
 //! A throttled answer seen by any caller [pauses](RequestBudget::pause) every caller of the
 //! budget until the server's `Retry-After` (or the back-off) has passed.
 //!
+//! The server counts a request when it arrives, which is some time after the budget let
+//! it start: on a loaded machine, more than any fixed margin. So a request counts from its
+//! start while it is in flight and, once its exchange ended ([`Grant`] dropped), from that
+//! end — no earlier than the server saw it — and later requests are spaced from there.
+//!
 //! The quota is part of the key because one host serves several: Graph counts `/security`
 //! (150 a minute) apart from the identity reports (5 per 10 s).
 
@@ -202,6 +207,19 @@ impl State {
         true
     }
 
+    /// Moves the request started at `started` to `ended`, when its exchange with the
+    /// server ended: the server saw it no later than that.
+    fn finish(&mut self, started: Instant, ended: Instant) {
+        if ended <= started {
+            return;
+        }
+        if let Some(index) = self.log.iter().rposition(|t| *t == started) {
+            self.log.remove(index);
+            let at = self.log.partition_point(|t| *t <= ended);
+            self.log.insert(at, ended);
+        }
+    }
+
     /// Gives back a reserved slot that was not used (its caller re-reserves or left).
     fn release(&mut self, slot: Instant) {
         if let Some(index) = self.log.iter().rposition(|t| *t == slot) {
@@ -276,8 +294,9 @@ impl RequestBudget {
     }
 
     /// Waits for this request's slot. Slots go in the order callers ask; cancelling the
-    /// wait (dropping the future) gives the slot back.
-    pub async fn acquire(&self) {
+    /// wait (dropping the future) gives the slot back. Hold the grant until the request's
+    /// exchange with the server ended (answer read, or given up).
+    pub async fn acquire(&self) -> Grant<'_> {
         let asked = Instant::now();
         loop {
             let mut reservation = Reservation {
@@ -293,7 +312,10 @@ impl RequestBudget {
             reservation.used = true;
             if state.start(reservation.slot, now) {
                 self.shared.granted(&state, asked, now);
-                return;
+                return Grant {
+                    shared: &self.shared,
+                    started: now,
+                };
             }
         }
     }
@@ -334,6 +356,20 @@ impl Drop for RequestBudget {
         state.holders.remove(&self.holder);
         state.recompute();
         self.shared.publish_limits(&state);
+    }
+}
+
+/// A request the budget let start. Dropping it (the exchange ended) counts the request
+/// from then on instead of from its start.
+#[must_use = "hold the grant until the request's exchange ended"]
+pub struct Grant<'a> {
+    shared: &'a Shared,
+    started: Instant,
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().finish(self.started, Instant::now());
     }
 }
 
@@ -445,7 +481,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut times = Vec::new();
                     for _ in 0..count {
-                        budget.acquire().await;
+                        let _grant = budget.acquire().await;
                         times.push(Instant::now() - begin);
                     }
                     times
@@ -500,11 +536,11 @@ mod tests {
             "t",
         );
         let begin = Instant::now();
-        a.acquire().await;
-        b.acquire().await;
-        reports.acquire().await;
+        drop(a.acquire().await);
+        drop(b.acquire().await);
+        drop(reports.acquire().await);
         assert_eq!(Instant::now(), begin, "three budgets, one slot each");
-        a.acquire().await;
+        drop(a.acquire().await);
         assert!(Instant::now() - begin >= Duration::from_secs(10));
     }
 
@@ -513,16 +549,16 @@ mod tests {
         let window = [Window::per_minute(6000)];
         let a = Arc::new(RequestBudget::join(key("pause"), &window, "t"));
         let b = Arc::new(RequestBudget::join(key("pause"), &window, "t"));
-        a.acquire().await;
+        drop(a.acquire().await);
         let begin = Instant::now();
         a.pause(Duration::from_secs(30));
         let (ta, tb) = tokio::join!(
             async {
-                a.acquire().await;
+                drop(a.acquire().await);
                 Instant::now() - begin
             },
             async {
-                b.acquire().await;
+                drop(b.acquire().await);
                 Instant::now() - begin
             }
         );
@@ -534,12 +570,12 @@ mod tests {
             &[Window::per_minute(1)],
             "t",
         ));
-        slow.acquire().await;
+        drop(slow.acquire().await);
         let begin = Instant::now();
         let waiter = tokio::spawn({
             let slow = slow.clone();
             async move {
-                slow.acquire().await;
+                drop(slow.acquire().await);
                 Instant::now() - begin
             }
         });
@@ -551,7 +587,7 @@ mod tests {
         a.pause(Duration::from_secs(20));
         a.pause(Duration::from_secs(5));
         let begin = Instant::now();
-        b.acquire().await;
+        drop(b.acquire().await);
         assert!(Instant::now() - begin >= Duration::from_secs(20));
     }
 
@@ -621,18 +657,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_counts_from_the_end_of_its_exchange() {
+        // The server may see a request as late as its answer: on a loaded machine the
+        // request leaves well after the budget let it start.
+        let window = Window::new(1, Duration::from_secs(10));
+        let budget = RequestBudget::join(key("exchange-end"), &[window], "t");
+        let begin = Instant::now();
+        let grant = budget.acquire().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(grant);
+        drop(budget.acquire().await);
+        let waited = Instant::now() - begin;
+        assert!(
+            waited >= Duration::from_secs(13),
+            "spaced from the start, not the end of the first exchange: {waited:?}"
+        );
+        // A request still in flight counts from its start: the next one waits for it.
+        let grant = budget.acquire().await;
+        let next = tokio::time::timeout(Duration::from_secs(5), budget.acquire()).await;
+        assert!(next.is_err(), "a second request inside the window");
+        drop(grant);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_cancelled_wait_gives_its_slot_back() {
         let budget = RequestBudget::join(
             key("cancel"),
             &[Window::new(1, Duration::from_secs(10))],
             "t",
         );
-        budget.acquire().await;
+        drop(budget.acquire().await);
         let begin = Instant::now();
         // Waits for the slot at 10 s, then gives up at 1 s.
         let gave_up = tokio::time::timeout(Duration::from_secs(1), budget.acquire()).await;
         assert!(gave_up.is_err());
-        budget.acquire().await;
+        drop(budget.acquire().await);
         let waited = Instant::now() - begin;
         assert!(
             waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),

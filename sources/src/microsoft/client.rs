@@ -348,11 +348,11 @@ impl ApiClient {
             };
             let attempt = match token {
                 Ok(token) => {
-                    tokio::select! {
+                    let _grant = tokio::select! {
                         biased;
                         _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                        _ = self.budget.acquire() => {}
-                    }
+                        grant = self.budget.acquire() => grant,
+                    };
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => return Err(ApiError::Cancelled),
