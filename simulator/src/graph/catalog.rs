@@ -430,4 +430,60 @@ mod tests {
         }
         assert!(seen > 100, "{seen} versions checked");
     }
+
+    #[test]
+    fn a_listing_bounded_on_its_sort_key_is_a_run_of_the_unbounded_one() {
+        // What lets a frozen world serve `lastUpdateDateTime` queries from one sorted index.
+        fn shape(filter: Option<&Expr>, descending: bool) -> Shape<'_> {
+            Shape {
+                filter,
+                sort: SortKey::Updated,
+                descending,
+                expand_alerts: false,
+            }
+        }
+        let world = World::new(Arc::new(M365Config::default()));
+        let from = 493_000 * HOUR;
+        let view = View {
+            now: from + 72 * HOUR,
+            from,
+            unknown_members: false,
+        };
+        for c in [Collection::Alerts, Collection::Incidents] {
+            for descending in [false, true] {
+                let all = rows(&world, 0, c, view, shape(None, descending));
+                assert!(all.len() > 100, "{c:?}: {} rows", all.len());
+                let mut times: Vec<Ticks> = all.iter().map(|r| r.updated).collect();
+                times.sort();
+                for (lo, hi) in [
+                    (times[0], None),
+                    (times[times.len() / 3], None),
+                    (times[times.len() / 2], Some(times[times.len() * 3 / 4])),
+                    (times[times.len() - 1], None),
+                ] {
+                    let mut text =
+                        format!("lastUpdateDateTime ge {}", crate::graph::time::format(lo));
+                    if let Some(hi) = hi {
+                        text.push_str(&format!(
+                            " and lastUpdateDateTime lt {}",
+                            crate::graph::time::format(hi)
+                        ));
+                    }
+                    let filter = crate::graph::filter::parse(&text, c.schema()).expect(&text);
+                    let bounded: Vec<String> =
+                        rows(&world, 0, c, view, shape(Some(&filter), descending))
+                            .into_iter()
+                            .map(|r| r.id)
+                            .collect();
+                    let run: Vec<String> = all
+                        .iter()
+                        .filter(|r| r.updated >= lo && hi.is_none_or(|hi| r.updated < hi))
+                        .map(|r| r.id.clone())
+                        .collect();
+                    assert_eq!(bounded, run, "{c:?} {text} descending={descending}");
+                    assert!(!run.is_empty(), "{c:?} {text}");
+                }
+            }
+        }
+    }
 }

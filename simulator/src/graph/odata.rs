@@ -341,7 +341,7 @@ impl Collection {
         }
     }
 
-    fn schema(self) -> &'static Schema {
+    pub(crate) fn schema(self) -> &'static Schema {
         match self {
             Collection::Alerts => &ALERT_SCHEMA,
             Collection::Incidents => &INCIDENT_SCHEMA,

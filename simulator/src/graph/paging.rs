@@ -40,6 +40,15 @@ pub(crate) fn query_hash(carry: &[(String, String)]) -> u64 {
     hash_str(&parts.join("&"))
 }
 
+/// The query hash of a collection's sorted index (see [`super::listing::Listing::within`]):
+/// its key is no OData option, so no client query hashes to it.
+pub(crate) fn index_hash(descending: bool, expand_alerts: bool) -> u64 {
+    query_hash(&[(
+        "#index".to_string(),
+        format!("descending={descending}&expand={expand_alerts}"),
+    )])
+}
+
 fn mac(b: &Binding, c: &Cursor) -> u64 {
     key(&[
         b.secret,
