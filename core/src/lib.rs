@@ -15,6 +15,7 @@ pub mod dropped;
 pub mod escape;
 pub mod event;
 pub mod event_time;
+pub mod external;
 pub mod fanout;
 pub mod fs;
 pub mod http;

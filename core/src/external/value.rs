@@ -1,0 +1,203 @@
+//! The lossless mapping between siemflow's values (VRL's) and the protocol's `Value`.
+//!
+//! Every kind a [`Value`] holds has its own wire kind, with two exceptions. Bytes that
+//! are valid UTF-8 travel as `string` like text does (so a Python plugin sees `str` for
+//! the text fields sources read as bytes) and come back as text, which siemflow compares
+//! equal to those bytes; other bytes travel as `bytes`. A regex travels as its pattern in
+//! `string` and comes back as text (no plugin can build a VRL regex). A
+//! double is never NaN in siemflow; a NaN from a plugin is refused, as is a timestamp
+//! outside chrono's range. An unset wire value (proto3's default) reads as null.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use super::proto::{self, value::Kind};
+
+/// A wire value siemflow cannot hold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// A double that is NaN.
+    #[error("a float value is NaN, which siemflow's values cannot hold")]
+    NaN,
+    /// A timestamp beyond what siemflow can represent, or with nanos out of range.
+    #[error("timestamp {seconds}s {nanos}ns is out of range")]
+    Timestamp {
+        /// Its seconds.
+        seconds: i64,
+        /// Its nanoseconds.
+        nanos: i32,
+    },
+}
+
+/// The wire form of a value. It borrows: the host keeps every event it sends until the
+/// plugin answered, to settle, resend or dead-letter it.
+pub fn to_wire(value: &Value) -> proto::Value {
+    let kind = match value {
+        Value::Null => Kind::Null(proto::NullValue::NullValue as i32),
+        Value::Boolean(b) => Kind::Boolean(*b),
+        Value::Integer(i) => Kind::Integer(*i),
+        Value::Float(f) => Kind::Float(f.into_inner()),
+        Value::Bytes(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Kind::String(text.to_owned()),
+            Err(_) => Kind::Bytes(bytes.to_vec()),
+        },
+        Value::String(text) => Kind::String(text.to_string()),
+        Value::Regex(regex) => Kind::String(regex.as_str().to_owned()),
+        Value::Timestamp(ts) => Kind::Timestamp(proto::Timestamp {
+            seconds: ts.timestamp(),
+            // Below 2e9 always (a leap second is at most 1,999,999,999).
+            nanos: ts.timestamp_subsec_nanos() as i32,
+        }),
+        Value::Array(values) => Kind::Array(proto::Array {
+            values: values.iter().map(to_wire).collect(),
+        }),
+        Value::Object(map) => Kind::Object(proto::Object {
+            fields: map
+                .iter()
+                .map(|(key, value)| (key.to_string(), to_wire(value)))
+                .collect(),
+        }),
+    };
+    proto::Value { kind: Some(kind) }
+}
+
+/// The value a wire value stands for.
+pub fn from_wire(value: proto::Value) -> Result<Value, ValueError> {
+    Ok(match value.kind {
+        None | Some(Kind::Null(_)) => Value::Null,
+        Some(Kind::Boolean(b)) => Value::Boolean(b),
+        Some(Kind::Integer(i)) => Value::Integer(i),
+        Some(Kind::Float(f)) => Value::Float(f.try_into().map_err(|_| ValueError::NaN)?),
+        Some(Kind::Bytes(bytes)) => Value::Bytes(Bytes::from(bytes)),
+        Some(Kind::String(text)) => Value::from(text),
+        Some(Kind::Timestamp(proto::Timestamp { seconds, nanos })) => {
+            let ts = u32::try_from(nanos)
+                .ok()
+                .filter(|n| *n < 1_000_000_000)
+                .and_then(|n| DateTime::<Utc>::from_timestamp(seconds, n))
+                .ok_or(ValueError::Timestamp { seconds, nanos })?;
+            Value::Timestamp(ts)
+        }
+        Some(Kind::Array(array)) => Value::Array(
+            array
+                .values
+                .into_iter()
+                .map(from_wire)
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Kind::Object(object)) => {
+            let mut map = ObjectMap::new();
+            for (key, value) in object.fields {
+                map.insert(KeyString::from(key), from_wire(value)?);
+            }
+            Value::Object(map)
+        }
+    })
+}
+
+/// The wire form of an event's value.
+pub fn event_to_wire(value: &Value) -> proto::Event {
+    proto::Event {
+        value: Some(to_wire(value)),
+    }
+}
+
+/// The value of a wire event (null when it has none).
+pub fn event_from_wire(event: proto::Event) -> Result<Value, ValueError> {
+    event.value.map_or(Ok(Value::Null), from_wire)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Boolean),
+            any::<i64>().prop_map(Value::Integer),
+            any::<f64>()
+                .prop_filter("not NaN", |f| !f.is_nan())
+                .prop_map(Value::from_f64_or_zero),
+            proptest::collection::vec(any::<u8>(), 0..16)
+                .prop_map(|b| Value::Bytes(Bytes::from(b))),
+            ".{0,12}".prop_map(|s: String| Value::from(s)),
+            (-62_000_000_000i64..250_000_000_000, 0u32..1_000_000_000).prop_map(|(s, n)| {
+                Value::Timestamp(DateTime::<Utc>::from_timestamp(s, n).expect("in range"))
+            }),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6).prop_map(|m| {
+                    Value::Object(
+                        m.into_iter()
+                            .map(|(k, v)| (KeyString::from(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_value_round_trips_through_the_wire(value in any_value()) {
+            let wire = to_wire(&value);
+            // Through the bytes too, as a plugin would receive and send it.
+            let bytes = prost::Message::encode_to_vec(&wire);
+            let decoded = <proto::Value as prost::Message>::decode(bytes.as_slice()).expect("decodes");
+            prop_assert_eq!(from_wire(decoded).expect("valid"), value);
+        }
+    }
+
+    #[test]
+    fn text_goes_as_a_string_and_other_bytes_as_bytes() {
+        let text = to_wire(&Value::from("héllo"));
+        assert_eq!(text.kind, Some(Kind::String("héllo".into())));
+        let binary = to_wire(&Value::Bytes(Bytes::from_static(&[0xff, 0])));
+        assert_eq!(binary.kind, Some(Kind::Bytes(vec![0xff, 0])));
+    }
+
+    #[test]
+    fn a_regex_goes_as_its_pattern() {
+        let regex = vrl::value::ValueRegex::from(std::sync::Arc::new(
+            regex::Regex::new("^a+$").expect("regex"),
+        ));
+        let wire = to_wire(&Value::Regex(regex));
+        assert_eq!(from_wire(wire), Ok(Value::from("^a+$")));
+    }
+
+    #[test]
+    fn nan_bad_timestamps_and_unset_values() {
+        let nan = proto::Value {
+            kind: Some(Kind::Float(f64::NAN)),
+        };
+        assert_eq!(from_wire(nan), Err(ValueError::NaN));
+        let nanos = proto::Value {
+            kind: Some(Kind::Timestamp(proto::Timestamp {
+                seconds: 0,
+                nanos: -1,
+            })),
+        };
+        assert!(matches!(
+            from_wire(nanos),
+            Err(ValueError::Timestamp { .. })
+        ));
+        let far = proto::Value {
+            kind: Some(Kind::Timestamp(proto::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            })),
+        };
+        assert!(matches!(from_wire(far), Err(ValueError::Timestamp { .. })));
+        assert_eq!(from_wire(proto::Value { kind: None }), Ok(Value::Null));
+        assert_eq!(
+            event_from_wire(proto::Event { value: None }),
+            Ok(Value::Null)
+        );
+    }
+}
