@@ -33,6 +33,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a pipeline's configuration and print every error.
     Validate(ConfigArgs),
+    /// Run config unit tests: events into transforms, VRL assertions on their outputs.
+    Test(TestArgs),
     /// List the plugins and their options.
     List(ListArgs),
     /// Serve a local stand-in for a Microsoft API or a SIEM endpoint (no credentials, no network).
@@ -80,10 +82,17 @@ impl Cli {
                 args.flags.prepend(config);
                 Command::Validate(args)
             }
+            Some(Command::Test(mut args)) => {
+                if run.watch_config {
+                    return Err("`--watch-config` applies to `run`, not `test`".into());
+                }
+                args.config.prepend(config);
+                Command::Test(args)
+            }
             Some(other) => {
                 if !config.is_empty() || run.watch_config {
                     return Err(
-                        "`-c`, `--config-dir` and `--watch-config` apply to `run` and `validate` only"
+                        "`-c`, `--config-dir` and `--watch-config` apply to `run`, `validate` and `test` only"
                             .into(),
                     );
                 }
@@ -189,6 +198,28 @@ pub struct RunArgs {
     pub options: RunOptions,
 }
 
+/// `siemflow test`: the pipeline (`-c`, `--config-dir`) and the test files.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test files (TOML with `[[tests]]` cases; docs/testing.md).
+    #[arg(value_name = "TEST_FILE", required = true)]
+    pub tests: Vec<PathBuf>,
+    /// The pipeline whose transforms are tested (default: pipeline.toml).
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
+
+impl TestArgs {
+    /// The pipeline's files and folders, with pipeline.toml as the default.
+    pub fn pipeline(&self) -> ConfigPaths {
+        ConfigArgs {
+            files: Vec::new(),
+            flags: self.config.clone(),
+        }
+        .paths()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print the option schemas as JSON instead of text.
@@ -280,10 +311,30 @@ mod tests {
     }
 
     #[test]
+    fn test_takes_test_files_and_the_pipeline_as_options() {
+        let (command, _) =
+            parse(&["-c", "a.toml", "test", "t1.toml", "t2.toml", "-c", "b.toml"]).unwrap();
+        let Command::Test(args) = command else {
+            panic!("test")
+        };
+        assert_eq!(args.tests, ["t1.toml", "t2.toml"].map(PathBuf::from));
+        assert_eq!(
+            args.pipeline().files,
+            ["a.toml", "b.toml"].map(PathBuf::from)
+        );
+        let (command, _) = parse(&["test", "t.toml"]).unwrap();
+        let Command::Test(args) = command else {
+            panic!("test")
+        };
+        assert_eq!(args.pipeline().files, [PathBuf::from("pipeline.toml")]);
+        assert!(parse(&["test"]).is_err(), "a test file is required");
+    }
+
+    #[test]
     fn run_options_before_another_command_are_refused() {
         let error = parse(&["-c", "p.toml", "list"]).unwrap_err();
         assert!(
-            error.contains("apply to `run` and `validate` only"),
+            error.contains("apply to `run`, `validate` and `test` only"),
             "{error}"
         );
         let error = parse(&["-w", "validate"]).unwrap_err();

@@ -5,6 +5,7 @@ mod harness;
 mod api_limits;
 mod backpressure;
 mod config_errors;
+mod config_test;
 mod crash;
 mod data_dir;
 mod defender_cloud_apps;

@@ -15,7 +15,7 @@ mod vrl_program;
 #[cfg(test)]
 mod test_support;
 
-pub use condition::{ConditionConfig, ConditionKind, TypedCondition};
+pub use condition::{Condition, ConditionConfig, ConditionKind, TypedCondition};
 
 /// Registers every transform of this crate.
 pub fn register(registry: &mut siemflow_core::Registry) {
