@@ -133,7 +133,18 @@ pub trait TransformConfig: Debug + Send + Sync {
     }
     /// Builds the transform.
     fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>>;
+    /// Builds the transform as its own async task instead, for a transform that awaits
+    /// (an external plugin keeps several batches in flight). `None`, the default: the
+    /// engine runs the synchronous transform of [`TransformConfig::build`].
+    fn build_task(&self, _cx: &TransformContext) -> Option<anyhow::Result<TransformTask>> {
+        None
+    }
 }
+
+/// A transform run as a task: it reads its input until it closes, sends what it emits
+/// to its outputs, and settles or forwards every event it takes (as [`Transform`] does).
+pub type TransformTask =
+    Box<dyn FnOnce(BufferReceiver, Outputs) -> BoxFuture<anyhow::Result<()>> + Send>;
 
 /// The configuration of a sink plugin.
 pub trait SinkConfig: Debug + Send + Sync {

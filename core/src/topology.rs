@@ -25,8 +25,8 @@ use crate::config::{Component, Config};
 use crate::fanout::{Output, Outputs, Targets};
 use crate::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use crate::plugin::{
-    BoxFuture, ComponentContext, SinkContext, SourceContext, Transform, TransformContext,
-    TransformOutputs,
+    BoxFuture, ComponentContext, SinkContext, SourceContext, Transform, TransformConfig,
+    TransformContext, TransformOutputs,
 };
 use crate::registry::PluginConfig;
 
@@ -185,12 +185,9 @@ impl Topology {
                         ..BufferConfig::default()
                     };
                     let (sender, receiver) = buffer::channel(&buffer_config, &labels);
-                    let built = transform
-                        .build(&TransformContext { component: context })
+                    let cx = TransformContext { component: context };
+                    let task = transform_task(transform.as_ref(), &cx, receiver, closers.clone())
                         .with_context(|| format!("cannot start transform `{id}`"))?;
-                    let names = transform.outputs();
-                    let task: BoxFuture<anyhow::Result<()>> =
-                        Box::pin(run_transform(built, receiver, closers.clone(), names));
                     (task, Some(sender))
                 }
                 PluginConfig::Sink(sink) => {
@@ -492,6 +489,27 @@ impl Topology {
             running.abort.abort();
         }
     }
+}
+
+/// The task that runs a transform between its input and its outputs, in whichever form
+/// it is built: its own task ([`TransformConfig::build_task`]) or a synchronous
+/// [`Transform`] driven here.
+pub fn transform_task(
+    config: &dyn TransformConfig,
+    cx: &TransformContext,
+    input: BufferReceiver,
+    outputs: Outputs,
+) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
+    if let Some(task) = config.build_task(cx) {
+        return Ok(task?(input, outputs));
+    }
+    let built = config.build(cx)?;
+    Ok(Box::pin(run_transform(
+        built,
+        input,
+        outputs,
+        config.outputs(),
+    )))
 }
 
 async fn run_transform(

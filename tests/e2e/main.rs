@@ -23,6 +23,7 @@ mod kafka;
 mod kafka_group;
 mod o365_management;
 mod opentelemetry;
+mod plugin;
 mod reload;
 mod sentinel;
 mod sentinel_streams;

@@ -7,6 +7,7 @@ pub mod enrich;
 mod error_log;
 pub mod filter;
 pub mod leef;
+pub mod plugin;
 pub mod remap;
 pub mod route;
 pub mod siem_mapping;
@@ -42,6 +43,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.transform::<route::RouteConfig>(
         "route",
         "Sends each event to every named output whose VRL condition it matches",
+    );
+    registry.transform::<plugin::PluginTransformConfig>(
+        "plugin",
+        "Runs an external program (any language) over gRPC as the transform; see docs/plugin-authoring.md",
     );
     registry.transform::<remap::RemapConfig>(
         "remap",

@@ -198,6 +198,14 @@ impl PluginProcess {
             // kill reaches whatever it started.
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours. If siemflow
+        // dies (even by SIGKILL) the kernel kills the plugin, so no orphan keeps running.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = command.spawn().map_err(exec_error)?;
         let pgid = child
             .id()

@@ -1,0 +1,225 @@
+//! The Python transform SDK and example (`plugins/python/examples/enrich_http.py`) as a
+//! `plugin` transform: file → plugin → file.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::{children, python, python_dir, users_api};
+use crate::harness::{Workspace, ids, records, wait_for};
+
+fn enrich_config(url: &str) -> String {
+    format!(
+        r#"
+data_dir = "data"
+[api]
+address = "127.0.0.1:0"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+[transforms.owner]
+type = "plugin"
+inputs = ["in"]
+command = "{python}"
+args = ["{example}"]
+config = {{ url = "{url}", field = "Id", target = "owner" }}
+[sinks.out]
+type = "file"
+inputs = ["owner"]
+path = "out.ndjson"
+[sinks.failed]
+type = "file"
+inputs = ["owner.dropped"]
+path = "dropped.ndjson"
+"#,
+        python = python(),
+        example = python_dir().join("examples/enrich_http.py").display(),
+    )
+}
+
+/// Every input id ends in exactly one of the two files, each line as the function says.
+fn assert_transformed(ws: &Workspace, total: usize) {
+    let mut seen = BTreeSet::new();
+    for line in ws.json_lines("out.ndjson") {
+        let id = line["Id"].as_str().expect("Id").to_string();
+        assert!(!id.ends_with('7'), "{id} should have failed its lookup");
+        assert_eq!(line["owner"]["team"], format!("team-{id}"), "{line}");
+        seen.insert(id);
+    }
+    for line in ws.json_lines("dropped.ndjson") {
+        let id = line["Id"].as_str().expect("Id").to_string();
+        assert!(id.ends_with('7'), "{id} should have been enriched: {line}");
+        let dropped = &line["metadata"]["dropped"];
+        assert_eq!(dropped["component_id"], "owner", "{line}");
+        assert_eq!(dropped["component_type"], "plugin", "{line}");
+        let message = dropped["message"].as_str().unwrap_or_default();
+        assert!(message.contains("HTTP Error 404"), "{line}");
+        assert!(line.get("owner").is_none(), "the original event: {line}");
+        seen.insert(id);
+    }
+    let expected: BTreeSet<String> = (0..total).map(|i| format!("rec-{i:08}")).collect();
+    let missing: Vec<&String> = expected.difference(&seen).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "missing from both outputs, e.g. {missing:?}"
+    );
+}
+
+fn all_ids_arrived(ws: &Workspace, total: usize) -> Option<()> {
+    let mut lines = ws.lines("out.ndjson");
+    lines.extend(ws.lines("dropped.ndjson"));
+    (ids(&lines).into_iter().collect::<BTreeSet<_>>().len() >= total).then_some(())
+}
+
+#[test]
+fn python_transform_enriches_every_event_and_survives_five_kills() {
+    let ws = Workspace::new();
+    let total = 4000;
+    let (url, served) = users_api();
+    ws.write("in/a.ndjson", &records(0, total, 150));
+    let config = ws.write("pipeline.toml", &enrich_config(&url));
+    let mut pipeline = ws.run(config.to_str().expect("utf-8"), Stdio::null());
+    let siemflow = pipeline.child.id();
+
+    let mut killed = Vec::new();
+    for round in 1..=5 {
+        // Mid-run: once this share of the lookups was served, kill the plugin running now.
+        let pid = wait_for("a running plugin", Duration::from_secs(60), || {
+            let pids = children(siemflow, "enrich_http.py");
+            let running = pids.into_iter().find(|pid| !killed.contains(pid))?;
+            (served.load(std::sync::atomic::Ordering::SeqCst) >= round * total / 7)
+                .then_some(running)
+        });
+        // SAFETY: kill(2) on a process of this test's own siemflow.
+        let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill {pid}");
+        killed.push(pid);
+    }
+    assert!(
+        all_ids_arrived(&ws, total).is_none(),
+        "the run ended before the 5th kill: make it longer"
+    );
+    wait_for("every event in an output", Duration::from_secs(120), || {
+        all_ids_arrived(&ws, total)
+    });
+    assert!(
+        pipeline.child.try_wait().expect("try_wait").is_none(),
+        "siemflow kept running"
+    );
+    assert_transformed(&ws, total);
+    let restarts = pipeline.metric("plugin_restarts_total", &[r#"component_id="owner""#]);
+    assert!(restarts >= 5.0, "restarts counted: {restarts}");
+    let logs = pipeline.logs();
+    assert!(logs.contains("restarting the plugin"), "{logs}");
+}
+
+#[test]
+fn a_hanging_plugin_is_killed_after_batch_timeout_and_its_event_dead_lettered() {
+    let ws = Workspace::new();
+    let script = ws.write(
+        "hang.py",
+        &format!(
+            r#"
+import sys, threading
+sys.path.insert(0, "{sdk}")
+from siemflow_plugin import serve_transform
+def fn(event, config):
+    if event.get("hang"):
+        threading.Event().wait()
+    event["seen"] = True
+    return event
+serve_transform(fn)
+"#,
+            sdk = python_dir().display()
+        ),
+    );
+    ws.write("in/a.ndjson", "{\"Id\":\"h\",\"hang\":true}\n");
+    let config = ws.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+data_dir = "data"
+[api]
+address = "127.0.0.1:0"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+[transforms.t]
+type = "plugin"
+inputs = ["in"]
+command = "{python}"
+args = ["{script}"]
+batch_timeout = "1s"
+[sinks.out]
+type = "file"
+inputs = ["t"]
+path = "out.ndjson"
+[sinks.failed]
+type = "file"
+inputs = ["t.dropped"]
+path = "dropped.ndjson"
+"#,
+            python = python(),
+            script = script.display()
+        ),
+    );
+    let mut pipeline = ws.run(config.to_str().expect("utf-8"), Stdio::null());
+    let dropped = wait_for(
+        "the hung batch dead-lettered",
+        Duration::from_secs(60),
+        || ws.json_lines("dropped.ndjson").into_iter().next(),
+    );
+    let message = dropped["metadata"]["dropped"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("died or hung on this event 3 times")
+            && message.contains("not answered within 1s (hung)"),
+        "{dropped}"
+    );
+    // The plugin that replaced the killed ones still works.
+    ws.append("in/a.ndjson", "{\"Id\":\"ok\"}\n");
+    let out = wait_for("the next event", Duration::from_secs(60), || {
+        ws.json_lines("out.ndjson").into_iter().next()
+    });
+    assert_eq!(out["Id"], "ok");
+    assert_eq!(out["seen"], true);
+    let restarts = pipeline.metric("plugin_restarts_total", &[r#"component_id="t""#]);
+    assert!(restarts >= 3.0, "{restarts}");
+}
+
+#[test]
+fn a_plugin_that_fails_its_handshake_is_named_with_its_stderr() {
+    let ws = Workspace::new();
+    ws.write("in/a.ndjson", "{\"Id\":\"x\"}\n");
+    let config = ws.write(
+        "pipeline.toml",
+        r#"
+data_dir = "data"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+[transforms.broken]
+type = "plugin"
+inputs = ["in"]
+command = "/bin/sh"
+args = ["-c", "echo 'ModuleNotFoundError: No module named requests' >&2; exit 3"]
+[sinks.out]
+type = "file"
+inputs = ["broken"]
+path = "out.ndjson"
+"#,
+    );
+    let mut pipeline = ws.run(config.to_str().expect("utf-8"), Stdio::null());
+    let status = pipeline.wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "{status}");
+    let logs = pipeline.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("exited during its handshake"))
+        .unwrap_or_else(|| panic!("no handshake error in:\n{logs}"));
+    assert!(line.contains("transform `broken`"), "{line}");
+    assert!(line.contains("/bin/sh"), "{line}");
+    assert!(line.contains("exit status: 3"), "{line}");
+    assert!(line.contains("No module named requests"), "{line}");
+}
