@@ -118,7 +118,9 @@ async fn supervise(
     let reloads_applied = metrics::counter!("config_reloads_total", "result" => "applied");
     let reloads_rejected = metrics::counter!("config_reloads_total", "result" => "rejected");
     log_warnings(&config);
-    let health = HealthRegistry::default();
+    // Not ready until every component has started (a disk buffer opened, a sink's first
+    // healthcheck passed): the API answers /health from here on, /ready 503 "starting".
+    let health = HealthRegistry::starting();
     let api_stop = CancellationToken::new();
     if let Some(api) = &config.api {
         match api::serve(api, health.clone(), api_stop.clone()).await {
@@ -146,13 +148,14 @@ async fn supervise(
         None => None,
     };
     let components = config.components.len();
-    let mut topology = match Topology::start(config, health) {
+    let mut topology = match Topology::start(config, health.clone()) {
         Ok(topology) => topology,
         Err(e) => {
             tracing::error!("{e:#}");
             return ExitCode::FAILURE;
         }
     };
+    health.started();
     tracing::info!(components, "pipeline started");
 
     let (mut sigterm, mut sigint, mut sighup) = match (
@@ -213,6 +216,8 @@ async fn supervise(
         }
     }
 
+    // Unready while draining, so a receiver behind a Service gets no new connections.
+    health.draining();
     let deadline = topology.config().shutdown_timeout;
     let drained = finished
         || tokio::select! {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -56,12 +56,12 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// A connection must deliver a complete request line and headers within this time of
     /// opening, or of the previous response, or it is closed (default `"10s"`).
-    #[serde(deserialize_with = "positive_duration")]
+    #[serde(deserialize_with = "crate::units::positive_duration")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
     /// A connection on which no byte moves either way for this long is closed (default
     /// `"60s"`): a client that stops reading a response, or stalls mid-request.
-    #[serde(deserialize_with = "positive_duration")]
+    #[serde(deserialize_with = "crate::units::positive_duration")]
     #[schemars(with = "String")]
     pub idle_timeout: Duration,
 }
@@ -93,30 +93,47 @@ fn connection_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> 
     Ok(connections)
 }
 
-/// A duration above zero: a zero timeout would close every connection at once.
-fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    match crate::units::duration(d)? {
-        Duration::ZERO => Err(serde::de::Error::custom(
-            "must be longer than zero, e.g. \"10s\"",
-        )),
-        duration => Ok(duration),
-    }
-}
+/// What is wrong with one component, by the part that reported it ([`Health::part`];
+/// `""` for the component itself). Healthy when empty. Shared by the component's handles
+/// and, once it is activated, by the registry: a problem reported before activation (a
+/// sink's healthcheck still pending) shows from the first moment `/ready` sees it.
+type Problems = Arc<Mutex<BTreeMap<&'static str, String>>>;
 
 #[derive(Debug, Clone)]
 struct ComponentHealth {
     serial: u64,
     kind: ComponentKind,
-    /// What is wrong, by the part that reported it ([`Health::part`]; `""` for the
-    /// component itself). Healthy when empty.
-    problems: BTreeMap<&'static str, String>,
+    problems: Problems,
+}
+
+/// Where the whole process is, for `/ready`: nothing but [`Phase::Running`] is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The pipeline's components are being built and started.
+    Starting = 0,
+    /// Components report for themselves.
+    Running = 1,
+    /// SIGTERM: draining before exit.
+    Draining = 2,
 }
 
 /// The health of every running component.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HealthRegistry {
     components: Arc<Mutex<BTreeMap<String, ComponentHealth>>>,
-    serials: Arc<std::sync::atomic::AtomicU64>,
+    serials: Arc<AtomicU64>,
+    phase: Arc<AtomicU8>,
+}
+
+impl Default for HealthRegistry {
+    /// A registry whose readiness is its components' alone (tests, embedders).
+    fn default() -> Self {
+        HealthRegistry {
+            components: Arc::default(),
+            serials: Arc::default(),
+            phase: Arc::new(AtomicU8::new(Phase::Running as u8)),
+        }
+    }
 }
 
 /// One component's handle on its own health.
@@ -126,21 +143,44 @@ pub struct Health {
     kind: ComponentKind,
     serial: u64,
     registry: HealthRegistry,
+    problems: Problems,
     /// The part of the component this handle reports for (`""`: the component itself).
     part: &'static str,
 }
 
 impl HealthRegistry {
+    /// A registry that is not ready until [`HealthRegistry::started`]: `siemflow run`'s,
+    /// whose API answers while the pipeline is still being built.
+    pub fn starting() -> Self {
+        let registry = HealthRegistry::default();
+        registry.set_phase(Phase::Starting);
+        registry
+    }
+
+    /// Every component has been started: from now on each reports for itself.
+    pub fn started(&self) {
+        self.set_phase(Phase::Running);
+    }
+
+    /// Shutting down: not ready again, whatever the components say, so no new work is
+    /// routed here while the pipeline drains.
+    pub fn draining(&self) {
+        self.set_phase(Phase::Draining);
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
     /// A health handle for a component about to start; it counts once activated.
     pub fn handle(&self, id: &str, kind: ComponentKind) -> Health {
-        let serial = self
-            .serials
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         Health {
             id: id.to_string(),
             kind,
             serial,
             registry: self.clone(),
+            problems: Problems::default(),
             part: "",
         }
     }
@@ -154,16 +194,31 @@ impl HealthRegistry {
 
     /// Ready when every registered component is healthy; otherwise the reasons.
     pub fn ready(&self) -> Result<(), Vec<String>> {
+        match self.phase.load(Ordering::Acquire) {
+            p if p == Phase::Starting as u8 => {
+                return Err(vec!["starting: the pipeline's components are being started".into()]);
+            }
+            p if p == Phase::Draining as u8 => {
+                return Err(vec!["draining: shutting down".into()]);
+            }
+            _ => {}
+        }
         let map = match self.components.lock() {
             Ok(map) => map,
             Err(_) => return Err(vec!["health state unavailable".into()]),
         };
         let problems: Vec<String> = map
             .iter()
-            .filter(|(_, h)| !h.problems.is_empty())
-            .map(|(id, h)| {
-                let reasons: Vec<&str> = h.problems.values().map(String::as_str).collect();
-                format!("{} {id}: {}", h.kind, reasons.join("; "))
+            .filter_map(|(id, h)| {
+                let problems = match h.problems.lock() {
+                    Ok(problems) => problems,
+                    Err(_) => return Some(format!("{} {id}: health state unavailable", h.kind)),
+                };
+                if problems.is_empty() {
+                    return None;
+                }
+                let reasons: Vec<&str> = problems.values().map(String::as_str).collect();
+                Some(format!("{} {id}: {}", h.kind, reasons.join("; ")))
             })
             .collect();
         if problems.is_empty() {
@@ -196,7 +251,8 @@ impl Health {
         }
     }
 
-    /// Makes this instance the one `/ready` reports for its id, healthy.
+    /// Makes this instance the one `/ready` reports for its id: healthy, unless it
+    /// reported a problem already (before it started).
     pub fn activate(&self) {
         if let Ok(mut map) = self.registry.components.lock() {
             map.insert(
@@ -204,7 +260,7 @@ impl Health {
                 ComponentHealth {
                     serial: self.serial,
                     kind: self.kind,
-                    problems: BTreeMap::new(),
+                    problems: Arc::clone(&self.problems),
                 },
             );
         }
@@ -220,13 +276,12 @@ impl Health {
     }
 
     fn set(&self, problem: Option<String>) {
-        if let Ok(mut map) = self.registry.components.lock()
-            && let Some(entry) = map.get_mut(&self.id)
-            && entry.serial == self.serial
-        {
+        // A deregistered instance's problems are no longer shared with the registry, so
+        // an old instance cannot touch its successor's.
+        if let Ok(mut problems) = self.problems.lock() {
             match problem {
-                Some(reason) => entry.problems.insert(self.part, reason),
-                None => entry.problems.remove(self.part),
+                Some(reason) => problems.insert(self.part, reason),
+                None => problems.remove(self.part),
             };
         }
     }
@@ -652,6 +707,36 @@ mod tests {
         assert!(problems[0].contains("disk full"));
         new.deregister();
         assert!(registry.ready().is_ok());
+    }
+
+    #[test]
+    fn a_problem_reported_before_activation_shows_from_activation_on() {
+        let registry = HealthRegistry::default();
+        let sink = registry.handle("out", ComponentKind::Sink);
+        sink.part("healthcheck")
+            .unhealthy("healthcheck pending: the peer has not answered yet");
+        assert!(registry.ready().is_ok(), "not counted before activation");
+        sink.activate();
+        let problems = registry.ready().expect_err("pending");
+        assert_eq!(
+            problems,
+            ["sink out: healthcheck pending: the peer has not answered yet"]
+        );
+        sink.part("healthcheck").healthy();
+        assert!(registry.ready().is_ok());
+    }
+
+    #[test]
+    fn not_ready_while_starting_or_draining_whatever_the_components_say() {
+        let registry = HealthRegistry::starting();
+        registry.register("out", ComponentKind::Sink);
+        let problems = registry.ready().expect_err("starting");
+        assert!(problems[0].starts_with("starting"), "{problems:?}");
+        registry.started();
+        assert!(registry.ready().is_ok());
+        registry.draining();
+        let problems = registry.ready().expect_err("draining");
+        assert!(problems[0].starts_with("draining"), "{problems:?}");
     }
 
     #[test]

@@ -104,6 +104,17 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+/// [`duration`] above zero, for a timeout or an interval that zero would turn into "at
+/// once, always" (a connection closed at once, a probe in a tight loop).
+pub fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match duration(d)? {
+        Duration::ZERO => Err(serde::de::Error::custom(
+            "must be longer than zero, e.g. \"10s\"",
+        )),
+        duration => Ok(duration),
+    }
+}
+
 /// `#[serde(deserialize_with = "units::size")]` for a byte-count field; integers are bytes.
 pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]

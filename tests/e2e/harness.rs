@@ -313,6 +313,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A siemflow process started by the caller, its stderr (JSON logs) going to `stderr`.
+    pub fn spawned(child: Child, stderr: PathBuf) -> Pipeline {
+        Pipeline {
+            child,
+            stderr,
+            api: None,
+        }
+    }
+
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -389,10 +398,7 @@ impl Pipeline {
     /// `/ready`: the HTTP status and the body.
     pub fn ready(&mut self) -> Option<(u16, String)> {
         let address = self.api();
-        let response = http_response(&address, "/ready")?;
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let (_, body) = response.split_once("\r\n\r\n")?;
-        Some((status, body.to_string()))
+        http_status(&address, "/ready")
     }
 
     /// Resident memory of the process, in KiB.
@@ -419,6 +425,14 @@ pub fn http_get(address: &str, path: &str) -> Option<String> {
     let response = http_response(address, path)?;
     let (_, body) = response.split_once("\r\n\r\n")?;
     Some(body.to_string())
+}
+
+/// The HTTP status and the body of a GET over loopback; None while nothing answers.
+pub fn http_status(address: &str, path: &str) -> Option<(u16, String)> {
+    let response = http_response(address, path)?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
 }
 
 /// The whole response (status line, headers, body) to an HTTP/1.0 GET over loopback.

@@ -21,6 +21,7 @@ mod graph_security;
 mod hostile_input;
 mod kafka;
 mod kafka_group;
+mod kubernetes;
 mod o365_management;
 mod opentelemetry;
 mod plugin;

@@ -286,18 +286,30 @@ impl Default for RetryConfig {
     }
 }
 
-/// `healthcheck`: probe the peer at start.
+/// `healthcheck`: probe the peer at start and then every `interval`.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthcheckConfig {
-    /// Probe at start and report the result in `/ready` (default true). A failed probe
-    /// is logged, never fatal: delivery starts anyway and retries.
+    /// Probe the peer and report the result in `/ready` (default true): the sink is not
+    /// ready until a probe passed, and not ready while the latest one failed. A failed
+    /// probe is logged, never fatal: delivery goes on, with retries.
     pub enabled: bool,
+    /// Time between probes (default `"30s"`), so a peer that became unreachable shows
+    /// in `/ready` even while no event is sent.
+    #[serde(
+        deserialize_with = "crate::units::positive_duration",
+        serialize_with = "crate::units::serialize_duration"
+    )]
+    #[schemars(with = "String")]
+    pub interval: Duration,
 }
 
 impl Default for HealthcheckConfig {
     fn default() -> Self {
-        HealthcheckConfig { enabled: true }
+        HealthcheckConfig {
+            enabled: true,
+            interval: Duration::from_secs(30),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ mod slots;
 mod tests;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use batcher::{Batcher, Cut, Item};
 pub use config::{
@@ -145,8 +146,8 @@ pub struct Settings {
     pub concurrency: Concurrency,
     /// Backoff and the retry time limit.
     pub retry: RetryConfig,
-    /// Probe the peer at start.
-    pub healthcheck: bool,
+    /// Probe the peer at start and then this often; `None`: never.
+    pub healthcheck: Option<Duration>,
     /// Bytes the body adds per event (a separator; 1 for NDJSON or a JSON array).
     pub separator_bytes: u64,
     /// Bytes the body adds once per request (2 for a JSON array's brackets).
@@ -168,7 +169,7 @@ impl Settings {
                 adaptive => adaptive,
             },
             retry: retry.clone(),
-            healthcheck: healthcheck.enabled,
+            healthcheck: healthcheck.enabled.then_some(healthcheck.interval),
             separator_bytes: 1,
             framing_bytes: 0,
         }

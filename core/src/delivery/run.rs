@@ -2,6 +2,7 @@
 //! settle.
 
 use std::sync::Arc;
+use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::JoinSet;
@@ -22,13 +23,21 @@ use crate::{BatchStatus, SinkContext};
 
 /// Delivers everything arriving on `cx.input` through `protocol` until the input ends
 /// and every request finished, or `cx.abort` (unfinished events then resolve failed).
-pub async fn run<P: Protocol>(
+///
+/// With a healthcheck the sink is not ready from the moment it is built: `/ready` must
+/// not answer 200 for a peer nobody has reached yet.
+pub fn run<P: Protocol>(
     protocol: P,
     settings: Settings,
     cx: SinkContext,
-) -> anyhow::Result<()> {
+) -> impl Future<Output = anyhow::Result<()>> + Send {
+    if settings.healthcheck.is_some() {
+        cx.health
+            .part(HEALTHCHECK)
+            .unhealthy("healthcheck pending: the peer has not been reached yet");
+    }
     let metrics = DeliveryMetrics::new(&cx.component.metrics.labels);
-    run_with(protocol, settings, cx, metrics).await
+    run_with(protocol, settings, cx, metrics)
 }
 
 /// [`run`] reporting into metric handles made by the caller (tests record them apart).
@@ -56,8 +65,16 @@ pub(super) async fn run_with<P: Protocol>(
         id: labels.id.clone(),
     });
     let mut jobs = JoinSet::new();
-    if settings.healthcheck {
-        jobs.spawn(healthcheck(Arc::clone(&shared)));
+    // The probes outlive no delivery: they stop when this function returns, however.
+    let probing = CancellationToken::new();
+    let _stop_probing = probing.clone().drop_guard();
+    if let Some(interval) = settings.healthcheck {
+        tokio::spawn(healthchecks(
+            Arc::clone(&shared),
+            cx.health.part(HEALTHCHECK),
+            interval,
+            probing,
+        ));
     }
     let mut batcher = Batcher::new(
         settings.batch.max_events,
@@ -168,19 +185,50 @@ impl HealthState {
     }
 }
 
-async fn healthcheck<P: Protocol>(shared: Arc<Shared<P>>) {
-    match shared.protocol.healthcheck().await {
-        Ok(()) => tracing::info!(component = %shared.id, "healthcheck passed"),
-        Err(failure) => {
-            tracing::warn!(
-                component = %shared.id,
-                class = failure.kind(),
-                reason = %failure,
-                "healthcheck failed; delivering anyway, with retries"
-            );
-            shared
-                .health
-                .failing(&format!("healthcheck failed: {failure}"));
+/// The [`Health::part`] the periodic probe reports in, apart from what deliveries
+/// report: a probe that passes (Splunk's health endpoint takes no token) must not clear a
+/// delivery's configuration problem (a disabled token), nor a delivery a failed probe.
+const HEALTHCHECK: &str = "healthcheck";
+
+/// Probes the peer at once and then every `interval` until `stop`; each result sets the
+/// healthcheck part of the sink's health. A change is logged once, not every probe.
+async fn healthchecks<P: Protocol>(
+    shared: Arc<Shared<P>>,
+    health: Health,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut passing: Option<bool> = None;
+    loop {
+        let probed = tokio::select! {
+            probed = shared.protocol.healthcheck() => probed,
+            () = stop.cancelled() => return,
+        };
+        match probed {
+            Ok(()) => {
+                if passing != Some(true) {
+                    tracing::info!(component = %shared.id, "healthcheck passed");
+                }
+                passing = Some(true);
+                health.healthy();
+            }
+            Err(failure) => {
+                if passing != Some(false) {
+                    tracing::warn!(
+                        component = %shared.id,
+                        class = failure.kind(),
+                        reason = %failure,
+                        ?interval,
+                        "healthcheck failed: not ready until a probe passes; delivering anyway, with retries"
+                    );
+                }
+                passing = Some(false);
+                health.unhealthy(format!("healthcheck failed: {failure}"));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
         }
     }
 }

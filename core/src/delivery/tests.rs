@@ -243,7 +243,10 @@ fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
             max_backoff: Duration::from_millis(20),
             max_duration: Duration::from_secs(600),
         },
-        &HealthcheckConfig { enabled: false },
+        &HealthcheckConfig {
+            enabled: false,
+            ..HealthcheckConfig::default()
+        },
     );
     tweak(&mut settings);
     settings

@@ -382,8 +382,12 @@ async fn config_error(sim_config: SentinelConfig, extra: &str, expect: &[&str]) 
     );
     let running = start(&config);
     let receipts = running.send((0..5).map(audit_record)).await;
-    eventually("the sink to report unhealthy", || {
-        running.health.ready().is_err()
+    // Unhealthy from the start (healthcheck pending): wait for the probe's verdict.
+    eventually("the sink to report why it is unhealthy", || {
+        running
+            .health
+            .ready()
+            .is_err_and(|problems| !problems.join("\n").contains("pending"))
     })
     .await;
     let text = running.health.ready().expect_err("unhealthy").join("\n");

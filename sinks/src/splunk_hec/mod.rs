@@ -38,11 +38,13 @@ impl SinkConfig for SplunkHecSinkConfig {
             &self.retry,
             &self.healthcheck,
         );
+        // Made here, not in the task: the sink reports its pending healthcheck as it is built.
+        let delivering = delivery::run(protocol, settings, cx);
         Ok(Box::pin(async move {
             // The ack poller lives exactly as long as the delivery loop.
             let stop = tokio_util::sync::CancellationToken::new();
             let polling = poller.map(|poller| tokio::spawn(poller.run(stop.clone())));
-            let result = delivery::run(protocol, settings, cx).await;
+            let result = delivering.await;
             stop.cancel();
             if let Some(polling) = polling {
                 let _ = polling.await;
