@@ -32,6 +32,8 @@ pub mod secret;
 pub mod settlement;
 pub mod state;
 pub mod template;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod topology;
 pub mod units;

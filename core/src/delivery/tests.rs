@@ -24,6 +24,7 @@ use crate::fanout::Output;
 use crate::http::TlsConfig;
 use crate::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use crate::plugin::ComponentContext;
+use crate::testing::eventually;
 use crate::{AckReceipt, BatchStatus, SinkContext, Value};
 
 // ---------- the scripted peer ----------
@@ -313,16 +314,6 @@ fn events(messages: &[&str]) -> (crate::Batch, AckReceipt) {
     let mut batch: crate::Batch = messages.iter().map(|m| Event::from_message(*m)).collect();
     let receipt = attach_ack(&mut batch);
     (batch, receipt)
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 impl Sink {

@@ -18,7 +18,7 @@ use siemflow_simulator::{
 };
 
 use super::{O365ManagementConfig, Tuning};
-use crate::testing::{RunningSource, counter_value, text};
+use crate::testing::{RunningSource, counter_value, eventually_within, text};
 
 /// Longest a test waits for something that should happen.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -228,13 +228,10 @@ fn saved_processed(dir: &Path, content_type: &str) -> HashSet<String> {
         .unwrap_or_default()
 }
 
-/// Polls `condition` (for effects with no signal: files, server counters) until a deadline.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Polls `condition` (for effects with no signal: files, server counters) within this
+/// module's patience (its simulator runs are slower than core's default).
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(what, PATIENCE, condition).await;
 }
 
 fn management_requests(sim: &Simulator, tenant: &str) -> u64 {
