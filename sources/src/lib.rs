@@ -10,6 +10,7 @@ mod lines;
 pub mod microsoft;
 pub mod o365_management;
 pub mod opentelemetry;
+pub mod plugin;
 mod schema;
 pub mod stdin;
 pub mod syslog;
@@ -49,6 +50,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.source::<opentelemetry::OpenTelemetrySourceConfig>(
         "opentelemetry",
         "Receives OTLP logs over gRPC and HTTP (protobuf or JSON, gzip, TLS, bearer token); answers each request only once every sink has its records, and asks the sender to retry when the pipeline is full",
+    );
+    registry.source::<plugin::PluginSourceConfig>(
+        "plugin",
+        "Runs an external program (any language) over gRPC as the source; acks flow back to it",
     );
     registry.source::<stdin::StdinConfig>(
         "stdin",

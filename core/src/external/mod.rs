@@ -21,6 +21,7 @@ pub mod schema;
 pub mod value;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,6 +324,7 @@ pub struct Supervisor {
     kind: ComponentKind,
     config: Arc<ExternalConfig>,
     restarts: Retries,
+    state_dir: Option<PathBuf>,
     /// The metrics of the component.
     pub metrics: PluginMetrics,
 }
@@ -340,8 +342,15 @@ impl Supervisor {
             kind,
             config: Arc::new(config),
             restarts: RetryRule::new(RESTART_INITIAL, RESTART_MAX).start(),
+            state_dir: None,
             metrics: PluginMetrics::new(labels),
         }
+    }
+
+    /// Gives the plugin this state folder (`SIEMFLOW_STATE_DIR`).
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
     }
 
     /// The component's options.
@@ -356,7 +365,14 @@ impl Supervisor {
 
     /// Starts the plugin once: spawn, then the handshake within `start_timeout`.
     pub async fn start(&self) -> Result<Session, StartError> {
-        start(&self.id, self.kind, &self.config, false).await
+        start(
+            &self.id,
+            self.kind,
+            &self.config,
+            self.state_dir.as_deref(),
+            false,
+        )
+        .await
     }
 
     /// Restarts after the plugin died or hung: waits the next backoff step, then starts;
@@ -393,9 +409,10 @@ pub async fn start(
     id: &str,
     kind: ComponentKind,
     config: &ExternalConfig,
+    state_dir: Option<&Path>,
     describe_only: bool,
 ) -> Result<Session, StartError> {
-    let mut process = PluginProcess::spawn(id, config)?;
+    let mut process = PluginProcess::spawn(id, config, state_dir)?;
     let request = proto::HandshakeRequest {
         protocol_versions: PROTOCOL_VERSIONS.to_vec(),
         host_version: format!("siemflow {}", env!("CARGO_PKG_VERSION")),

@@ -27,6 +27,9 @@ pub const SOCKET_ENV: &str = "SIEMFLOW_PLUGIN_SOCKET";
 pub const TOKEN_ENV: &str = "SIEMFLOW_PLUGIN_TOKEN";
 /// Environment variable: the component id, for the plugin's own logs.
 pub const COMPONENT_ENV: &str = "SIEMFLOW_COMPONENT_ID";
+/// Environment variable: the component's state folder (`data_dir/<id>`), where a
+/// plugin keeps its cursor.
+pub const STATE_DIR_ENV: &str = "SIEMFLOW_STATE_DIR";
 
 /// After SIGTERM, how long the plugin gets before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -164,7 +167,11 @@ fn private_dir() -> std::io::Result<PrivateDir> {
 
 impl PluginProcess {
     /// Starts the plugin of `config` for component `id`; the caller handshakes next.
-    pub fn spawn(id: &str, config: &ExternalConfig) -> Result<PluginProcess, SpawnError> {
+    pub fn spawn(
+        id: &str,
+        config: &ExternalConfig,
+        state_dir: Option<&Path>,
+    ) -> Result<PluginProcess, SpawnError> {
         let executable = resolve(&config.command);
         let exec_error = |source| SpawnError::Exec {
             command: config.command.clone(),
@@ -191,6 +198,7 @@ impl PluginProcess {
             .env(SOCKET_ENV, format!("unix://{}", socket.display()))
             .env(TOKEN_ENV, &token)
             .env(COMPONENT_ENV, id)
+            .envs(state_dir.map(|dir| (STATE_DIR_ENV, dir)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

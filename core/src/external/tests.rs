@@ -29,7 +29,7 @@ fn the_generated_code_matches_the_proto() {
 #[tokio::test]
 async fn a_plugin_that_exits_during_its_handshake_is_reported_with_its_stderr() {
     let config = config("echo 'cannot import requests' >&2; exit 3");
-    let error = start("enrich", ComponentKind::Transform, &config, false)
+    let error = start("enrich", ComponentKind::Transform, &config, None, false)
         .await
         .err()
         .expect("fails");
@@ -44,7 +44,7 @@ async fn a_plugin_that_exits_during_its_handshake_is_reported_with_its_stderr() 
 async fn a_plugin_that_never_listens_misses_the_start_deadline() {
     let mut config = config("echo waiting >&2; exec sleep 60");
     config.start_timeout = Duration::from_millis(300);
-    let error = start("slow", ComponentKind::Sink, &config, false)
+    let error = start("slow", ComponentKind::Sink, &config, None, false)
         .await
         .err()
         .expect("fails");
@@ -67,7 +67,7 @@ async fn the_environment_holds_only_what_is_allowed() {
         ],
         ..config("env >&2; exit 1")
     };
-    let error = start("env", ComponentKind::Source, &config, false)
+    let error = start("env", ComponentKind::Source, &config, None, false)
         .await
         .err()
         .expect("fails");
@@ -91,7 +91,7 @@ async fn a_wrong_checksum_is_refused_before_running_anything() {
         sha256: Some("0".repeat(64)),
         ..config("exit 0")
     };
-    let error = start("pinned", ComponentKind::Sink, &config, false)
+    let error = start("pinned", ComponentKind::Sink, &config, None, false)
         .await
         .err()
         .expect("fails");

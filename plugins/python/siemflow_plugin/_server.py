@@ -342,6 +342,15 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                     yield batch(list(events), token)
                 elif on_ack is not None and not outstanding:
                     on_ack(token)
+            # The host closed the stream after sending its last acks: settle them, so the
+            # cursor reflects everything delivered.
+            while True:
+                try:
+                    ack = acks.get_nowait()
+                except queue.Empty:
+                    break
+                if ack is not None:
+                    settle(ack)
 
     def register(server, lifecycle, stopping):
         rpc.add_SourceServicer_to_server(Source(lifecycle, stopping), server)

@@ -1,6 +1,7 @@
 //! External plugins (`type = "plugin"`): the Python SDK's transform and source and the
 //! Rust sink example, run by the real binary as separate processes.
 
+mod source;
 mod transform;
 
 use std::io::{BufRead as _, BufReader, Write as _};

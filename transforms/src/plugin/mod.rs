@@ -135,7 +135,8 @@ async fn run(
     let batch_timeout = config.batch_timeout;
     let health_interval = config.health_interval;
     let stop_timeout = config.stop_timeout;
-    let supervisor = Supervisor::new(&id, ComponentKind::Transform, config, &labels);
+    let supervisor = Supervisor::new(&id, ComponentKind::Transform, config, &labels)
+        .with_state_dir(component.ensure_state_dir()?);
     let describe =
         |e: &dyn std::fmt::Display| anyhow!("plugin `{command}` of transform `{id}` {e}");
     let mut session = supervisor.start().await.map_err(|e| describe(&e))?;
