@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use siemflow_core::config::{self, Config, ConfigErrors};
+use siemflow_core::buffer::{self, BufferConfig};
+use siemflow_core::config::{self, Component, Config, ConfigErrors};
+use siemflow_core::fanout::{Output, Outputs, Targets};
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
 use siemflow_core::registry::PluginConfig;
-use siemflow_core::{Event, Registry, Transform, TransformContext, TransformOutputs};
+use siemflow_core::topology;
+use siemflow_core::{Batch, Event, Registry, TransformConfig, TransformContext};
 
 use crate::EXIT_CONFIG;
 use crate::cli::TestArgs;
@@ -73,7 +76,7 @@ pub fn test(args: TestArgs, registry: &Registry) -> ExitCode {
 /// Runs one case; the error is its failure report.
 async fn run_case(case: &mut Case, config: &Config) -> Result<(), String> {
     let state = tempfile::tempdir().map_err(|e| format!("  cannot make a state folder: {e}"))?;
-    let emitted = run_transforms(case, config, state.path())?;
+    let emitted = run_transforms(case, config, state.path()).await?;
     let mut report = String::new();
     for check in &mut case.checks {
         let events = emitted.get(&check.output).map(Vec::as_slice).unwrap_or(&[]);
@@ -203,15 +206,16 @@ fn show(report: &mut String, events: &[Event]) {
     }
 }
 
-/// Builds the transforms the inputs reach, runs them in graph order and returns what
-/// each output (`id`, `id.name`) emitted.
-fn run_transforms(
+/// Runs the transforms the inputs reach in graph order, each exactly as `run` runs it
+/// (`topology::transform_task`: a synchronous transform or its own task, such as an
+/// external plugin), and returns what each output (`id`, `id.name`) emitted.
+async fn run_transforms(
     case: &Case,
     config: &Config,
     state: &Path,
 ) -> Result<BTreeMap<String, Vec<Event>>, String> {
     let reached = spec::downstream(config, case.inputs.keys());
-    let mut pending: BTreeMap<String, Vec<Vec<Event>>> = case
+    let mut pending: BTreeMap<String, Vec<Batch>> = case
         .inputs
         .iter()
         .map(|(id, events)| (id.clone(), vec![events.clone()]))
@@ -233,78 +237,94 @@ fn run_transforms(
         let PluginConfig::Transform(plugin) = &component.plugin else {
             continue;
         };
-        let labels = ComponentLabels {
-            id: component.id.clone(),
-            kind: ComponentKind::Transform,
-            type_name: component.type_name.clone(),
-        };
-        let cx = TransformContext {
-            component: ComponentContext {
-                id: component.id.clone(),
-                state_dir: state.join(&component.id),
-                metrics: ComponentMetrics::new(labels),
-            },
-        };
-        let mut transform: Box<dyn Transform> = plugin
-            .build(&cx)
-            .map_err(|e| format!("  cannot build transform `{}`: {e:#}", component.id))?;
-        let names = plugin.outputs();
-        let mut out = TransformOutputs::new(&names);
         let batches = pending.remove(&component.id).unwrap_or_default();
-        for batch in batches {
-            transform.transform(batch, &mut out);
-            route(
-                config,
-                &component.id,
-                &names,
-                &mut out,
-                &mut pending,
-                &mut emitted,
-            );
+        let ports = run_one(component, plugin.as_ref(), batches, state)
+            .await
+            .map_err(|e| format!("  transform `{}` failed: {e:#}", component.id))?;
+        for (name, events) in ports {
+            if events.is_empty() {
+                continue;
+            }
+            for consumer in config.components.values() {
+                let reads = consumer
+                    .inputs
+                    .iter()
+                    .any(|i| i.component == component.id && i.output == name);
+                if reads && reached.contains(&consumer.id) {
+                    pending
+                        .entry(consumer.id.clone())
+                        .or_default()
+                        .push(events.clone());
+                }
+            }
+            let key = match &name {
+                Some(name) => format!("{}.{name}", component.id),
+                None => component.id.clone(),
+            };
+            emitted.entry(key).or_default().extend(events);
         }
-        transform.finish(&mut out);
-        route(
-            config,
-            &component.id,
-            &names,
-            &mut out,
-            &mut pending,
-            &mut emitted,
-        );
     }
     Ok(emitted)
 }
 
-/// Records what a transform emitted and queues a copy for every transform reading it.
-fn route(
-    config: &Config,
-    id: &str,
-    names: &[String],
-    out: &mut TransformOutputs,
-    pending: &mut BTreeMap<String, Vec<Vec<Event>>>,
-    emitted: &mut BTreeMap<String, Vec<Event>>,
-) {
-    let (default, named) = out.drain();
-    let ports =
-        std::iter::once((id.to_string(), None, default)).chain(named.into_iter().filter_map(
-            |(i, events)| Some((format!("{id}.{}", names.get(i)?), names.get(i), events)),
+/// Builds one transform with a scratch state folder, feeds it `batches`, closes its input
+/// and returns what each of its outputs emitted (`None`: the default output).
+async fn run_one(
+    component: &Component,
+    plugin: &dyn TransformConfig,
+    batches: Vec<Batch>,
+    state: &Path,
+) -> anyhow::Result<Vec<(Option<String>, Vec<Event>)>> {
+    let labels = ComponentLabels {
+        id: component.id.clone(),
+        kind: ComponentKind::Transform,
+        type_name: component.type_name.clone(),
+    };
+    let cx = TransformContext {
+        component: ComponentContext {
+            id: component.id.clone(),
+            state_dir: state.join(&component.id),
+            metrics: ComponentMetrics::new(labels.clone()),
+        },
+    };
+    let (input, receiver) = buffer::channel(&BufferConfig::default(), &labels);
+    // Each output feeds a collector that reads while the transform runs (never full).
+    let names: Vec<Option<String>> = std::iter::once(None)
+        .chain(plugin.outputs().into_iter().map(Some))
+        .collect();
+    let mut outputs = Vec::new();
+    let mut collectors = Vec::new();
+    for name in &names {
+        let (tx, mut rx) = buffer::channel(&BufferConfig::default(), &labels);
+        outputs.push(Output::new(
+            name.clone(),
+            Targets::new(vec![("test".to_string(), tx)]),
+            &labels,
         ));
-    for (key, name, events) in ports {
-        if events.is_empty() {
-            continue;
-        }
-        for consumer in config.components.values() {
-            let reads = consumer
-                .inputs
-                .iter()
-                .any(|i| i.component == id && i.output.as_ref() == name);
-            if reads && consumer.kind == ComponentKind::Transform {
-                pending
-                    .entry(consumer.id.clone())
-                    .or_default()
-                    .push(events.clone());
+        collectors.push(tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                events.extend(batch);
             }
-        }
-        emitted.entry(key).or_default().extend(events);
+            events
+        }));
     }
+    let outputs = Outputs {
+        default: outputs.remove(0),
+        named: outputs,
+    };
+    let task = tokio::spawn(topology::transform_task(plugin, &cx, receiver, outputs)?);
+    for batch in batches {
+        if input.send(batch).await.is_err() {
+            break; // the task ended early: its result says why
+        }
+    }
+    // Closing the input ends the transform; its outputs close with it.
+    drop(input);
+    task.await??;
+    let mut ports = Vec::new();
+    for (name, collector) in names.into_iter().zip(collectors) {
+        ports.push((name, collector.await?));
+    }
+    Ok(ports)
 }

@@ -170,3 +170,47 @@ events = 1
     assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("invalid test file"), "{stderr}");
 }
+
+#[test]
+fn a_plugin_transform_is_tested_as_it_runs() {
+    // The Python SDK's enrichment example over gRPC, against a local users API (404 for
+    // ids ending in 7), exactly as `run` would start it.
+    let (url, served) = crate::plugin::users_api();
+    let output = Command::new(binary())
+        .current_dir(root())
+        .env("PLUGIN_PYTHON", crate::plugin::python())
+        .env("USERS_API", &url)
+        .args([
+            "test",
+            "-c",
+            "tests/config/plugin/pipeline.toml",
+            "tests/config/plugin/enrich_http.toml",
+        ])
+        .output()
+        .expect("run siemflow test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for case in [
+        "plugin: each event gets its user's team",
+        "plugin: a failed lookup goes to owner.dropped with its reason",
+        "plugin then cef: the enrichment travels in the CEF line",
+    ] {
+        assert!(
+            stdout.contains(&format!(
+                "test tests/config/plugin/enrich_http.toml: {case} ... passed\n"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.ends_with("\n3 passed, 0 failed (3 cases)\n"),
+        "{stdout}"
+    );
+    // The plugin really asked the API: alice, bob, user7, carol.
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+}
