@@ -47,7 +47,7 @@ pub struct NdjsonHttpConfig {
     /// CA, client certificate, verification.
     #[serde(default)]
     pub tls: TlsConfig,
-    /// Probe the endpoint at start (an empty POST).
+    /// Probe the endpoint with an empty POST at start and then every `interval`.
     #[serde(default)]
     pub healthcheck: HealthcheckConfig,
 }
@@ -134,8 +134,9 @@ impl Protocol for NdjsonHttp {
             Ok(response) => response,
             Err(failure) => return Outcome::Failed(failure),
         };
-        // 429 and 5xx are retried (Retry-After honoured), 401/403 are configuration
-        // failures (retried slowly, the sink unhealthy), other 4xx reject the request.
+        // The generic classification: 408, 429 and 5xx are retried (Retry-After
+        // honoured), 413 splits the request, 401/403/404 are configuration failures (the
+        // sink unhealthy, retried slowly), any other 4xx dead-letters its events.
         match Failure::from_status(response.status, &response.headers, &response.body) {
             Some(failure) => Outcome::Failed(failure),
             None => Outcome::Delivered,
@@ -275,5 +276,16 @@ mod tests {
             .await
             .expect("task")
             .expect("sink ends when aborted");
+    }
+
+    #[test]
+    fn the_plugin_authoring_page_quotes_this_code() {
+        let page = include_str!("../docs/plugin-authoring.md");
+        let quoted = siemflow_core::testing::assert_quoted(
+            page,
+            "## A sink in your own crate: `delivery::Protocol`",
+            include_str!("http_sink.rs"),
+        );
+        assert_eq!(quoted, 1);
     }
 }

@@ -40,7 +40,8 @@ pub struct PagedApiConfig {
     /// How long to wait after the last page before asking again (default `"30s"`).
     #[serde(
         default = "default_poll_interval",
-        deserialize_with = "siemflow_core::units::positive_duration"
+        deserialize_with = "siemflow_core::units::positive_duration",
+        serialize_with = "siemflow_core::units::serialize_duration"
     )]
     #[schemars(with = "String")]
     pub poll_interval: Duration,
@@ -457,5 +458,16 @@ mod tests {
         })
         .await;
         source.stop(Duration::from_secs(10), |_| {}).await;
+    }
+
+    #[test]
+    fn the_plugin_authoring_page_quotes_this_code() {
+        let page = include_str!("../docs/plugin-authoring.md");
+        let quoted = siemflow_core::testing::assert_quoted(
+            page,
+            "## A pull source in your own crate",
+            include_str!("paged_source.rs"),
+        );
+        assert_eq!(quoted, 2);
     }
 }

@@ -457,6 +457,28 @@ pub fn assert_errors(labels: &ComponentLabels, error_type: &str, count: u64) {
     }
 }
 
+// ---------- docs ----------
+
+/// Asserts that every ```rust block of the section `heading` of a Markdown page (up to
+/// the next `## `) appears verbatim in `source`, so the page never shows code that the
+/// tests do not compile and run; returns how many blocks it checked.
+pub fn assert_quoted(page: &str, heading: &str, source: &str) -> usize {
+    let Some((_, section)) = page.split_once(heading) else {
+        panic!("the page has no section `{heading}`");
+    };
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut quoted = 0;
+    for block in section.split("```rust\n").skip(1) {
+        let code = block.split("```").next().unwrap_or(block);
+        assert!(
+            source.contains(code),
+            "`{heading}` quotes code the source does not have:\n{code}"
+        );
+        quoted += 1;
+    }
+    quoted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +521,15 @@ mod tests {
         );
         labels.error("request_failed", "sending");
         assert_errors(&labels, "request_failed", 1);
+    }
+
+    #[test]
+    fn a_section_quoting_code_the_source_lacks_fails() {
+        let page =
+            "# P\n## Mine\n```rust\nfn a() {}\n```\ntext\n## Other\n```rust\nfn z() {}\n```\n";
+        assert_eq!(assert_quoted(page, "## Mine", "fn a() {}\nfn b() {}\n"), 1);
+        let missing = std::panic::catch_unwind(|| assert_quoted(page, "## Mine", "fn b() {}\n"));
+        assert!(missing.is_err());
     }
 
     #[test]
