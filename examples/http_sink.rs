@@ -160,14 +160,13 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
 
     use axum::Router;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
-    use siemflow_core::testing::{RunningSink, assert_standard_metrics, eventually};
+    use siemflow_core::testing::{RunningSink, assert_standard_metrics, eventually, serve};
 
     use super::*;
 
@@ -201,11 +200,7 @@ mod tests {
                 ),
             )
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("bind");
-        let url = format!("http://{}/ingest", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{}/ingest", serve(app).await);
         (url, received)
     }
 
@@ -258,11 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_token_makes_the_sink_unhealthy() {
         let app = Router::new().route("/ingest", post(|| async { StatusCode::UNAUTHORIZED }));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("bind");
-        let url = format!("http://{}/ingest", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{}/ingest", serve(app).await);
         let sink = RunningSink::start("example_ndjson_http_401", "ndjson_http", &config(&url));
         eventually("the sink reports the refused token", || {
             sink.health

@@ -298,7 +298,6 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
 
     use axum::Router;
@@ -307,7 +306,7 @@ mod tests {
     use axum::routing::get;
     use siemflow_core::Batch;
     use siemflow_core::event::resolve_batch;
-    use siemflow_core::testing::{RunningSource, assert_standard_metrics, eventually};
+    use siemflow_core::testing::{RunningSource, assert_standard_metrics, eventually, serve};
 
     use super::*;
 
@@ -356,11 +355,7 @@ mod tests {
                 }),
             )
             .with_state(records);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("bind");
-        let url = format!("http://{}/records", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{}/records", serve(app).await);
         url
     }
 

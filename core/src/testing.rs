@@ -457,6 +457,21 @@ pub fn assert_errors(labels: &ComponentLabels, error_type: &str, count: u64) {
     }
 }
 
+// ---------- peers ----------
+
+/// Serves `app` on a free loopback port for as long as the test's runtime lives; returns
+/// its address (`format!("http://{address}/path")`): the peer a source or sink talks to.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on loopback: {e}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the listener has no address: {e}"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
 // ---------- docs ----------
 
 /// Asserts that every ```rust block of the section `heading` of a Markdown page (up to
@@ -483,6 +498,12 @@ pub fn assert_quoted(page: &str, heading: &str, source: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// A component of type `probe` and its metric handles.
+    fn probe(id: &str, kind: ComponentKind) -> (ComponentLabels, ComponentMetrics) {
+        let metrics = component(id, kind, "probe", &std::env::temp_dir()).metrics;
+        (metrics.labels.clone(), metrics)
+    }
+
     #[tokio::test]
     async fn eventually_returns_once_the_condition_holds() {
         let mut calls = 0;
@@ -502,14 +523,7 @@ mod tests {
 
     #[test]
     fn the_compliance_check_reads_the_standard_names_and_labels() {
-        let labels = labels("testing_compliant", ComponentKind::Transform, "probe");
-        let metrics = component(
-            &labels.id,
-            labels.kind,
-            &labels.type_name,
-            Path::new("/tmp"),
-        )
-        .metrics;
+        let (labels, metrics) = probe("testing_compliant", ComponentKind::Transform);
         metrics.received_events.increment(3);
         labels
             .counter("component_sent_events_total", &[("output", "_default")])
@@ -535,14 +549,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "counted 0 in component_sent_events_total, expected at least 1")]
     fn a_component_that_counts_nothing_sent_fails_the_check() {
-        let labels = labels("testing_silent", ComponentKind::Sink, "probe");
-        let metrics = component(
-            &labels.id,
-            labels.kind,
-            &labels.type_name,
-            Path::new("/tmp"),
-        )
-        .metrics;
+        let (labels, metrics) = probe("testing_silent", ComponentKind::Sink);
         metrics.received_events.increment(1);
         assert_standard_metrics(&labels, 1);
     }

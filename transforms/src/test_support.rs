@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
+pub use siemflow_core::testing::bodies;
 use siemflow_core::{Event, Transform, TransformConfig, TransformContext, TransformOutputs, Value};
 
 /// A built transform with the outputs it declared.
@@ -84,14 +85,6 @@ pub fn build<T: TransformConfig + DeserializeOwned>(
 /// An event from JSON text.
 pub fn event(json: &str) -> Event {
     Event::new(serde_json::from_str::<Value>(json).expect("valid JSON"))
-}
-
-/// The event bodies as JSON, for readable assertions.
-pub fn bodies(events: &[Event]) -> Vec<serde_json::Value> {
-    events
-        .iter()
-        .map(|e| serde_json::to_value(&e.value).expect("serializable"))
-        .collect()
 }
 
 /// Settles every event as a sink would after delivering it.
