@@ -129,9 +129,7 @@ async fn start() -> (Arc<Endpoint>, String) {
         .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
         .route("/api", get(api))
         .with_state(endpoint.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = format!("http://{}", crate::testing::serve(router).await);
     (endpoint, base)
 }
 

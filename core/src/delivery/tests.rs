@@ -1,7 +1,6 @@
 //! The delivery loop against small scripted HTTP peers on loopback.
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,11 +129,7 @@ async fn peer(
     let app = Router::new()
         .route("/", post(handle))
         .with_state(Arc::clone(&peer));
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{}/", crate::testing::serve(app).await);
     (peer, url)
 }
 
@@ -661,11 +656,7 @@ async fn capacity_peer(workers: usize, busy_above: Option<usize>) -> (Arc<Capaci
     let app = Router::new()
         .route("/", post(capacity_handle))
         .with_state(Arc::clone(&peer));
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{}/", crate::testing::serve(app).await);
     (peer, url)
 }
 
