@@ -8,15 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use siemflow_core::buffer::{self, BufferConfig};
 use siemflow_core::config::{self, Component, Config, ConfigErrors};
+use siemflow_core::event::attach_ack;
 use siemflow_core::fanout::{Output, Outputs, Targets};
 use siemflow_core::metrics::{ComponentKind, ComponentLabels, ComponentMetrics};
 use siemflow_core::plugin::ComponentContext;
 use siemflow_core::registry::PluginConfig;
 use siemflow_core::topology;
-use siemflow_core::{Batch, Event, Registry, TransformConfig, TransformContext};
+use siemflow_core::{Batch, BatchStatus, Event, Registry, TransformConfig, TransformContext};
 
 use crate::EXIT_CONFIG;
 use crate::cli::TestArgs;
@@ -24,6 +26,10 @@ use spec::{Case, Quantifier};
 
 /// Events of one output shown in full in a failure report; the rest are counted.
 const SHOWN_EVENTS: usize = 3;
+
+/// How long inputs may stay unsettled once the transforms ended and their outputs were
+/// delivered (a transform settles what it holds as it ends; dedup from a task).
+const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// `siemflow test`: runs every case, prints one line per case and the failures' reasons;
 /// exits 0 when all pass, 1 when any fails, 78 for a bad pipeline or test file.
@@ -76,7 +82,19 @@ pub fn test(args: TestArgs, registry: &Registry) -> ExitCode {
 /// Runs one case; the error is its failure report.
 async fn run_case(case: &mut Case, config: &Config) -> Result<(), String> {
     let state = tempfile::tempdir().map_err(|e| format!("  cannot make a state folder: {e}"))?;
-    let emitted = run_transforms(case, config, state.path()).await?;
+    // Each input batch carries an acknowledgement, as a source's would: an event a
+    // transform lets go without emitting or settling it fails it (read again in a run).
+    let mut receipts = Vec::new();
+    let inputs: BTreeMap<String, Vec<Batch>> = case
+        .inputs
+        .iter()
+        .map(|(id, events)| {
+            let mut batch = events.clone();
+            receipts.push(attach_ack(&mut batch));
+            (id.clone(), vec![batch])
+        })
+        .collect();
+    let emitted = run_transforms(inputs, config, state.path()).await?;
     let mut report = String::new();
     for check in &mut case.checks {
         let events = emitted.get(&check.output).map(Vec::as_slice).unwrap_or(&[]);
@@ -169,9 +187,25 @@ async fn run_case(case: &mut Case, config: &Config) -> Result<(), String> {
             show(&mut report, events);
         }
     }
-    // Settled as a sink would, so transforms holding acknowledgements (dedup) end cleanly.
+    // Settled as a sink would; then every input must be settled too.
     for event in emitted.into_values().flatten() {
         event.deliver();
+    }
+    for receipt in receipts {
+        match tokio::time::timeout(SETTLE_PATIENCE, receipt).await {
+            Ok(BatchStatus::Delivered) => {}
+            Ok(BatchStatus::Failed) => report.push_str(
+                "  the transforms let go of input events without emitting or settling them \
+                 (`Event::deliver`): a pipeline would fail them back to their source\n",
+            ),
+            Err(_) => {
+                let _ = writeln!(
+                    report,
+                    "  input events were still unsettled {SETTLE_PATIENCE:?} after the \
+                     transforms ended and their outputs were delivered"
+                );
+            }
+        }
     }
     if report.is_empty() {
         Ok(())
@@ -210,16 +244,11 @@ fn show(report: &mut String, events: &[Event]) {
 /// (`topology::transform_task`: a synchronous transform or its own task, such as an
 /// external plugin), and returns what each output (`id`, `id.name`) emitted.
 async fn run_transforms(
-    case: &Case,
+    mut pending: BTreeMap<String, Vec<Batch>>,
     config: &Config,
     state: &Path,
 ) -> Result<BTreeMap<String, Vec<Event>>, String> {
-    let reached = spec::downstream(config, case.inputs.keys());
-    let mut pending: BTreeMap<String, Vec<Batch>> = case
-        .inputs
-        .iter()
-        .map(|(id, events)| (id.clone(), vec![events.clone()]))
-        .collect();
+    let reached = spec::downstream(config, pending.keys());
     let mut emitted: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
     while done.len() < reached.len() {
@@ -327,4 +356,103 @@ async fn run_one(
         ports.push((name, collector.await?));
     }
     Ok(ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use siemflow_core::config::SourceFile;
+    use siemflow_core::{Transform, TransformOutputs};
+
+    use super::*;
+
+    /// A transform that loses what it is given: neither emitted nor settled.
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct Leaky {}
+
+    impl TransformConfig for Leaky {
+        fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+            Ok(Box::new(Leak))
+        }
+    }
+
+    struct Leak;
+
+    impl Transform for Leak {
+        fn transform(&mut self, batch: Batch, _out: &mut TransformOutputs) {
+            drop(batch);
+        }
+    }
+
+    fn cases(pipeline: &str, tests: &str) -> (Config, Vec<Case>) {
+        let mut registry = crate::standard_registry();
+        registry.transform::<Leaky>("leaky", "Loses every event");
+        let config =
+            config::load_files(&[SourceFile::new("p.toml", pipeline)], &registry, &|_| None)
+                .expect("the pipeline loads");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, tests).expect("write");
+        let cases = spec::load(&[file], &config)
+            .unwrap_or_else(|errors| panic!("{}", ConfigErrors(errors)));
+        (config, cases)
+    }
+
+    const PIPELINE: &str = r#"
+[sources.in]
+type = "stdin"
+[transforms.lossy]
+type = "leaky"
+inputs = ["in"]
+[transforms.keep]
+type = "filter"
+inputs = ["in"]
+condition = '.keep == true'
+[sinks.out]
+type = "blackhole"
+inputs = ["lossy", "keep"]
+"#;
+
+    #[tokio::test]
+    async fn a_transform_that_loses_events_fails_its_case() {
+        let (config, mut cases) = cases(
+            PIPELINE,
+            r#"
+[[tests]]
+name = "lost"
+insert_at = "lossy"
+no_outputs_from = ["lossy"]
+[[tests.inputs]]
+event = { a = 1 }
+"#,
+        );
+        let report = run_case(&mut cases[0], &config)
+            .await
+            .expect_err("a lost event fails the case");
+        assert!(
+            report.contains("let go of input events without emitting or settling them"),
+            "{report}"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_dropped_on_purpose_are_settled() {
+        // `filter` drops what does not match with Event::deliver: nothing is lost.
+        let (config, mut cases) = cases(
+            PIPELINE,
+            r#"
+[[tests]]
+name = "filtered"
+insert_at = "keep"
+[[tests.inputs]]
+json = '[{"keep": true}, {"keep": false}, {"keep": false}]'
+[[tests.outputs]]
+extract_from = "keep"
+events = 1
+"#,
+        );
+        run_case(&mut cases[0], &config)
+            .await
+            .expect("the case passes");
+    }
 }
