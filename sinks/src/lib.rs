@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod file;
 pub mod kafka;
 pub mod opentelemetry;
+pub mod plugin;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
@@ -41,6 +42,10 @@ pub fn register(registry: &mut siemflow_core::Registry) {
     registry.sink::<opentelemetry::OpentelemetrySinkConfig>(
         "opentelemetry",
         "Delivers events as OTLP log records over gRPC or HTTP to an OpenTelemetry Collector or any OTLP receiver",
+    );
+    registry.sink::<plugin::PluginSinkConfig>(
+        "plugin",
+        "Runs an external program (any language) over gRPC as the sink, with retries and dead letters",
     );
     registry.sink::<sentinel::SentinelSinkConfig>(
         "sentinel",

@@ -17,6 +17,7 @@
 
 pub mod process;
 pub mod schema;
+pub mod sdk;
 
 pub mod value;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::metrics::{ComponentKind, ComponentLabels};
@@ -50,7 +51,7 @@ pub const RESTART_INITIAL: Duration = Duration::from_millis(200);
 pub const RESTART_MAX: Duration = Duration::from_secs(30);
 
 /// The options every `plugin` component takes.
-#[derive(Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalConfig {
     /// The plugin executable: a path, or a name looked up in siemflow's `PATH`.
@@ -106,6 +107,14 @@ pub struct ExternalConfig {
     /// The executable's SHA-256 (hex): a different file is refused.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Sinks only: how events are grouped into the batches sent to the plugin (as for
+    /// the HTTP sinks, docs/delivery.md).
+    #[serde(default)]
+    pub batch: Option<crate::delivery::BatchConfig>,
+    /// Sinks only: backoff after a `Retry` answer or a plugin failure, and how long a
+    /// batch is tried before it is failed back to its source (docs/delivery.md).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::RetryConfig>,
 }
 
 fn default_start_timeout() -> Duration {
@@ -140,6 +149,8 @@ impl std::fmt::Debug for ExternalConfig {
             .field("health_interval", &self.health_interval)
             .field("stop_timeout", &self.stop_timeout)
             .field("sha256", &self.sha256)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -180,6 +191,19 @@ impl ExternalConfig {
                 ConfigIssue::new("outputs", "only a transform has named outputs")
                     .hint("remove `outputs`"),
             );
+        }
+        if kind != ComponentKind::Sink {
+            for (key, set) in [
+                ("batch", self.batch.is_some()),
+                ("retry", self.retry.is_some()),
+            ] {
+                if set {
+                    issues.push(
+                        ConfigIssue::new(key, "only a sink batches and retries")
+                            .hint(format!("remove `{key}`")),
+                    );
+                }
+            }
         }
         for name in &self.outputs {
             if name.is_empty() || name.contains('.') || name == "dropped" {

@@ -256,6 +256,11 @@ impl PluginProcess {
         self.stderr.text()
     }
 
+    /// The channel to the plugin (every call carries the token).
+    pub fn channel(&self) -> AuthChannel {
+        self.channel.clone()
+    }
+
     /// The lifecycle client.
     pub fn plugin(&self) -> PluginClient<AuthChannel> {
         PluginClient::new(self.channel.clone())

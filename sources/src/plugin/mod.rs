@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::anyhow;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use siemflow_core::event::{Event, attach_ack};
 use siemflow_core::external::proto::{self, PingRequest};
 use siemflow_core::external::{ExternalConfig, PluginMetrics, Session, Supervisor, value};
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// The options of the `plugin` source (core's [`ExternalConfig`]).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct PluginSourceConfig(pub ExternalConfig);
 

@@ -1,6 +1,7 @@
 //! External plugins (`type = "plugin"`): the Python SDK's transform and source and the
 //! Rust sink example, run by the real binary as separate processes.
 
+mod sink;
 mod source;
 mod transform;
 

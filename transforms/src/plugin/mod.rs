@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use anyhow::anyhow;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use siemflow_core::buffer::BufferReceiver;
 use siemflow_core::dropped::{Dropped, annotate};
 use siemflow_core::event::Event;
@@ -39,7 +39,7 @@ pub const DROPPED: &str = "dropped";
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The options of the `plugin` transform (core's [`ExternalConfig`]).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct PluginTransformConfig(pub ExternalConfig);
 
