@@ -27,14 +27,9 @@ CLASSIC_OLDEST=1.25
 #     the chart's image.digest).
 SKIP_CHECKS=CKV_K8S_43
 
+source scripts/install.sh
 venv=.venv-deploy
-requirements=scripts/deploy-requirements.txt
-if ! cmp -s "$requirements" "$venv/.installed" 2>/dev/null; then
-    echo "== installing the deploy checks' tools into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-    cp "$requirements" "$venv/.installed"
-fi
+ensure_venv "$venv" scripts/deploy-requirements.txt
 
 out=target/deploy-check
 rm -rf "$out"

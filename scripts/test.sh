@@ -18,3 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== deployment: manifests and Helm chart (kubernetes-validate, checkov), container image (umoci)"
+./scripts/deploy-check.sh
+./scripts/image.sh

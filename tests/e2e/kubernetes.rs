@@ -58,6 +58,7 @@ fn role_documents(role: &str) -> Vec<Value> {
     files.iter().flat_map(|file| documents(file)).collect()
 }
 
+/// A YAML string's text (empty for anything else).
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }
