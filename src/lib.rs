@@ -39,7 +39,7 @@ pub fn main_with(mut registry: Registry) -> ExitCode {
     match command {
         cli::Command::Run(args) => run::run(args, &global, registry),
         cli::Command::Validate(args) => run::validate(args, &registry),
-        cli::Command::Test(args) => config_test::test(args, &registry),
+        cli::Command::Test(args) => config_test::test(args, &global, &registry),
         cli::Command::List(args) => list::list(args, &registry),
         cli::Command::Simulate(args) => simulate::simulate(*args, &global),
     }

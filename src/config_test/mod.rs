@@ -21,7 +21,7 @@ use siemflow_core::topology;
 use siemflow_core::{Batch, BatchStatus, Event, Registry, TransformConfig, TransformContext};
 
 use crate::EXIT_CONFIG;
-use crate::cli::TestArgs;
+use crate::cli::{GlobalArgs, TestArgs};
 use spec::{Case, Quantifier};
 
 /// Events of one output shown in full in a failure report; the rest are counted.
@@ -33,7 +33,7 @@ const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// `siemflow test`: runs every case, prints one line per case and the failures' reasons;
 /// exits 0 when all pass, 1 when any fails, 78 for a bad pipeline or test file.
-pub fn test(args: TestArgs, registry: &Registry) -> ExitCode {
+pub fn test(args: TestArgs, global: &GlobalArgs, registry: &Registry) -> ExitCode {
     let config = match config::load(&args.pipeline(), registry) {
         Ok(config) => config,
         Err(errors) => {
@@ -48,6 +48,8 @@ pub fn test(args: TestArgs, registry: &Registry) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Logs (a plugin's stderr among them) go to stderr; the report to stdout.
+    crate::logging::init(global.log_format, &global.log_level);
     let runtime = match crate::run::runtime(Some(1)) {
         Ok(runtime) => runtime,
         Err(e) => {
