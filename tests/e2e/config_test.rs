@@ -54,6 +54,7 @@ fn the_shipped_cases_pass() {
         "defender_endpoint_alert",
         "entra_signin, entra_directory_audit",
         "defender_xdr_event",
+        "LEEF 2.0",
     ] {
         assert!(
             passed.iter().any(|line| line.contains(preset)),
