@@ -72,7 +72,7 @@ fn text(plugins: &[&Plugin]) -> String {
 }
 
 /// One line per top-level option: name, type, default, first line of its doc.
-fn options(schema: &Value) -> Vec<String> {
+pub(crate) fn options(schema: &Value) -> Vec<String> {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return Vec::new();
     };

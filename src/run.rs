@@ -34,6 +34,10 @@ pub fn validate(args: ConfigArgs, registry: &Registry) -> ExitCode {
                     .filter(|c| c.kind == kind)
                     .count()
             };
+            if let Err(errors) = describe_plugins(&config) {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             println!(
                 "valid: {} sources, {} transforms, {} sinks",
                 count(ComponentKind::Source),
@@ -46,6 +50,54 @@ pub fn validate(args: ConfigArgs, registry: &Registry) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+/// Starts each external plugin (`type = "plugin"`) in describe mode: it must answer its
+/// handshake and accept its `config` (checked against the schema it publishes); prints
+/// what it is and the options it publishes. Every failure is collected.
+fn describe_plugins(config: &Config) -> Result<(), String> {
+    let plugins: Vec<_> = config
+        .components
+        .values()
+        .filter_map(|c| Some((c, c.plugin.external()?)))
+        .collect();
+    if plugins.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let mut errors = Vec::new();
+    for (component, external) in plugins {
+        let (id, kind) = (&component.id, component.kind);
+        let described = runtime.block_on(siemflow_core::external::describe(id, kind, external));
+        match described {
+            Ok(answer) => {
+                println!(
+                    "{kind} `{id}`: plugin `{}` ({} {}, protocol {}, credit {})",
+                    external.command,
+                    answer.sdk_name,
+                    answer.sdk_version,
+                    answer.protocol_version,
+                    answer.credit.max(1)
+                );
+                let schema = serde_json::from_str(&answer.config_schema).unwrap_or_default();
+                for line in crate::list::options(&schema) {
+                    println!("    config.{line}");
+                }
+            }
+            Err(e) => errors.push(format!(
+                "error: {kind} `{id}`: plugin `{}` {e}",
+                external.command
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
     }
 }
 

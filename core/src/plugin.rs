@@ -115,6 +115,11 @@ pub trait SourceConfig: Debug + Send + Sync {
     }
     /// Builds the task that reads and emits events until it finishes or is stopped.
     fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>>;
+    /// The options of an external plugin (`siemflow validate` starts it to check them
+    /// against the schema it publishes); `None` for every built-in component.
+    fn external(&self) -> Option<&crate::external::ExternalConfig> {
+        None
+    }
 }
 
 /// The configuration of a transform plugin.
@@ -139,6 +144,11 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn build_task(&self, _cx: &TransformContext) -> Option<anyhow::Result<TransformTask>> {
         None
     }
+    /// The options of an external plugin (`siemflow validate` starts it to check them
+    /// against the schema it publishes); `None` for every built-in component.
+    fn external(&self) -> Option<&crate::external::ExternalConfig> {
+        None
+    }
 }
 
 /// A transform run as a task: it reads its input until it closes, sends what it emits
@@ -158,6 +168,11 @@ pub trait SinkConfig: Debug + Send + Sync {
     }
     /// Builds the task that delivers what arrives on `cx.input`.
     fn build(&self, cx: SinkContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>>;
+    /// The options of an external plugin (`siemflow validate` starts it to check them
+    /// against the schema it publishes); `None` for every built-in component.
+    fn external(&self) -> Option<&crate::external::ExternalConfig> {
+        None
+    }
 }
 
 /// A synchronous event transform; the engine runs it in its own task.

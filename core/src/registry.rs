@@ -38,6 +38,15 @@ impl PluginConfig {
         }
     }
 
+    /// The options of an external plugin, if it is one.
+    pub fn external(&self) -> Option<&crate::external::ExternalConfig> {
+        match self {
+            PluginConfig::Source(c) => c.external(),
+            PluginConfig::Transform(c) => c.external(),
+            PluginConfig::Sink(c) => c.external(),
+        }
+    }
+
     /// The plugin's own checks.
     pub fn check(&self) -> Vec<crate::plugin::ConfigIssue> {
         match self {

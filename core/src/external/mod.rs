@@ -466,6 +466,18 @@ pub async fn start(
     Ok(Session { process, handshake })
 }
 
+/// What a plugin says about itself at `siemflow validate`: it is started in describe
+/// mode, answers the handshake (its schema checked against `config`), and is stopped.
+pub async fn describe(
+    id: &str,
+    kind: ComponentKind,
+    config: &ExternalConfig,
+) -> Result<proto::HandshakeResponse, StartError> {
+    let Session { process, handshake } = start(id, kind, config, None, true).await?;
+    process.stop(config.stop_timeout).await;
+    Ok(handshake)
+}
+
 /// Calls Handshake until it is answered: while the plugin is not listening yet the call
 /// fails as unavailable and is tried again shortly, until `deadline`.
 async fn handshake(

@@ -54,6 +54,10 @@ impl SinkConfig for PluginSinkConfig {
         self.0.check(ComponentKind::Sink)
     }
 
+    fn external(&self) -> Option<&ExternalConfig> {
+        Some(&self.0)
+    }
+
     fn build(&self, cx: SinkContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
         Ok(Box::pin(run(self.0.clone(), cx)))
     }

@@ -36,6 +36,10 @@ impl SourceConfig for PluginSourceConfig {
         self.0.check(ComponentKind::Source)
     }
 
+    fn external(&self) -> Option<&ExternalConfig> {
+        Some(&self.0)
+    }
+
     fn build(&self, cx: SourceContext) -> anyhow::Result<BoxFuture<anyhow::Result<()>>> {
         Ok(Box::pin(run(self.0.clone(), cx)))
     }

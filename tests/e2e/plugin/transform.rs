@@ -223,3 +223,38 @@ path = "out.ndjson"
     assert!(line.contains("exit status: 3"), "{line}");
     assert!(line.contains("No module named requests"), "{line}");
 }
+
+#[test]
+fn validate_starts_the_plugin_and_checks_config_against_its_schema() {
+    let ws = Workspace::new();
+    let good = enrich_config("http://127.0.0.1:9/users/");
+    ws.write("good.toml", &good);
+    let output = std::process::Command::new(crate::harness::binary())
+        .args(["validate", "-c", "good.toml"])
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("validate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("transform `owner`: plugin")
+            && stdout.contains("siemflow-plugin-python")
+            && stdout.contains("config.url: string (required)"),
+        "{stdout}"
+    );
+    ws.write(
+        "bad.toml",
+        &good.replace(r#"target = "owner""#, r#"target = 3, colour = "red""#),
+    );
+    let (code, stderr) = ws.validate(&["bad.toml"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("transform `owner`"), "{stderr}");
+    assert!(
+        stderr.contains("`config.colour` is not an option"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`config.target` must be of type string"),
+        "{stderr}"
+    );
+}

@@ -54,6 +54,10 @@ impl TransformConfig for PluginTransformConfig {
         self.0.check(ComponentKind::Transform)
     }
 
+    fn external(&self) -> Option<&ExternalConfig> {
+        Some(&self.0)
+    }
+
     fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         Err(anyhow!(
             "the plugin transform runs as its own task (TransformConfig::build_task)"
