@@ -350,7 +350,14 @@ async fn healthcheck_refuses_an_api_key_for_opensearch() {
         "auth = { strategy = \"api_key\", api_key = \"a2V5OnNlY3JldA==\" }",
     );
     let running = start(&config);
-    crate::test_support::eventually("unhealthy", || running.health.ready().is_err()).await;
+    // Unhealthy from the start (healthcheck pending): wait for the probe's verdict.
+    crate::test_support::eventually("the healthcheck's verdict", || {
+        running
+            .health
+            .ready()
+            .is_err_and(|problems| !problems.join("\n").contains("pending"))
+    })
+    .await;
     let problems = running.health.ready().expect_err("unhealthy");
     assert!(problems[0].contains("OpenSearch"), "{problems:?}");
     running.abort.cancel();
