@@ -474,9 +474,9 @@ pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
 
 // ---------- docs ----------
 
-/// Asserts that every ```rust block of the section `heading` of a Markdown page (up to
-/// the next `## `) appears verbatim in `source`, so the page never shows code that the
-/// tests do not compile and run; returns how many blocks it checked.
+/// Asserts that every Rust code block (fenced as `rust`) of the section `heading` of a
+/// Markdown page (up to the next `## `) appears verbatim in `source`, so the page never
+/// shows code that the tests do not compile and run; returns how many blocks it checked.
 pub fn assert_quoted(page: &str, heading: &str, source: &str) -> usize {
     let Some((_, section)) = page.split_once(heading) else {
         panic!("the page has no section `{heading}`");
