@@ -5,7 +5,7 @@ use std::path::Path;
 
 use siemflow_core::metrics::{ComponentKind, ComponentLabels};
 pub(crate) use siemflow_core::testing::{
-    RunningSink, SinkHandles as Harness, acked, event, eventually,
+    RunningSink, SinkHandles as Harness, acked, assert_standard_metrics, event, eventually,
 };
 use siemflow_core::{SinkConfig, SinkContext};
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use siemflow_core::buffer::BufferConfig;
 use siemflow_core::event::Batch;
 pub use siemflow_core::testing::{
-    PATIENCE, RunningSource, WiredSource as Wired, counter_value, eventually, eventually_within,
-    next_batch, wire_source as wire_with,
+    PATIENCE, RunningSource, WiredSource as Wired, assert_standard_metrics, counter_value,
+    eventually, eventually_within, labels, next_batch, wire_source as wire_with,
 };
 
 /// Wires a source context to a default-sized buffer the test reads from.

@@ -86,7 +86,7 @@ fn report_timer(period: Duration) -> Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{acked, harness};
+    use crate::test_support::{acked, assert_standard_metrics, harness, labels};
     use serde_json::json;
 
     fn config(value: serde_json::Value) -> Result<BlackholeSinkConfig, serde_json::Error> {
@@ -114,6 +114,8 @@ mod tests {
         for receipt in receipts {
             assert_eq!(receipt.await, BatchStatus::Delivered);
         }
+        // The compliance check: 6 received and 6 counted as sent, with the standard labels.
+        assert_standard_metrics(&labels("hole", "blackhole"), 6);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::FileSinkConfig;
 use super::run;
-use crate::test_support::{acked, eventually, harness, start_sink};
+use crate::test_support::{
+    acked, assert_standard_metrics, eventually, harness, labels, start_sink,
+};
 
 fn config(value: serde_json::Value) -> FileSinkConfig {
     serde_json::from_value(value).expect("valid file sink config")
@@ -111,6 +113,8 @@ async fn file_json_encoding_writes_one_object_per_line() {
         read(&out),
         "{\"message\":\"a\\nb\",\"n\":0}\n{\"message\":\"a\\nb\",\"n\":1}\n{\"message\":\"a\\nb\",\"n\":2}\n"
     );
+    // The compliance check: 3 received and 3 written, with the standard labels.
+    assert_standard_metrics(&labels("file-json", "file"), 3);
 }
 
 #[tokio::test]

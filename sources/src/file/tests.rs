@@ -8,6 +8,7 @@ use std::time::Duration;
 use siemflow_core::buffer::BufferReceiver;
 use siemflow_core::decoding::Decoding;
 use siemflow_core::event::{Batch, resolve_batch};
+use siemflow_core::metrics::ComponentKind;
 use siemflow_core::{BatchStatus, SourceConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -140,6 +141,9 @@ async fn reads_existing_and_new_files() {
     })
     .await;
     source.stop().await;
+    // The compliance check: 6 lines read and 6 passed on, with the standard labels.
+    let labels = crate::testing::labels("file_existing_new", ComponentKind::Source, "file");
+    crate::testing::assert_standard_metrics(&labels, 6);
 }
 
 #[tokio::test]
