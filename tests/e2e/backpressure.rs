@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Workspace, records, wait_for};
+use crate::harness::{Workspace, records, wait_for, wait_until_stalled};
 
 #[test]
 fn a_stalled_sink_stops_the_source_and_memory_stays_bounded() {
@@ -30,17 +30,7 @@ buffer.max_events = 500
     );
     // stdout is a pipe nobody reads yet: the console sink blocks once it is full.
     let mut pipeline = ws.run("p.toml", Stdio::piped());
-    let read_label = ["component_id=\"in\""];
-    let stalled_at = wait_for(
-        "the source to stop reading",
-        Duration::from_secs(60),
-        || {
-            let before = pipeline.metric("component_sent_events_total", &read_label);
-            std::thread::sleep(Duration::from_millis(500));
-            let after = pipeline.metric("component_sent_events_total", &read_label);
-            (after > 0.0 && after == before).then_some(after)
-        },
-    );
+    let stalled_at = wait_until_stalled(&mut pipeline, "in");
     assert!(
         stalled_at < (total / 10) as f64,
         "the source read {stalled_at} events into a stalled pipeline"

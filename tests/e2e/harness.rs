@@ -492,6 +492,20 @@ pub fn ids(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the source `source` has sent something and then nothing more between two
+/// reads of its counter half a second apart (a stalled pipeline holds it back); returns
+/// how many events it had sent.
+pub fn wait_until_stalled(pipeline: &mut Pipeline, source: &str) -> f64 {
+    let label = [format!("component_id=\"{source}\"")];
+    let label: Vec<&str> = label.iter().map(String::as_str).collect();
+    wait_for("the source to stop reading", Duration::from_secs(60), || {
+        let before = pipeline.metric("component_sent_events_total", &label);
+        std::thread::sleep(Duration::from_millis(500));
+        let after = pipeline.metric("component_sent_events_total", &label);
+        (after > 0.0 && after == before).then_some(after)
+    })
+}
+
 /// Bytes of its input the file source `in` has checkpointed as delivered (0 before its
 /// first checkpoint).
 pub fn checkpointed(ws: &Workspace) -> u64 {

@@ -256,7 +256,8 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
     """Serves a source. `read(config, stopping)` is a generator that yields
     `(events, token)` pairs (a list of dicts and anything the author wants back);
     `on_ack(token)` is called once siemflow delivered the batch to every sink, in the
-    order the batches were yielded, so a cursor saved there never passes undelivered data.
+    order the batches were yielded (on the SDK's ack thread, also while the generator
+    waits for data), so a cursor saved there never passes undelivered data.
     A batch siemflow could not deliver is sent again after `replay_after` seconds, so
     the author never sees a failure. At most `credit` batches are unacknowledged: the
     generator is not resumed until an ack frees one. `stopping` (a threading.Event) is
@@ -268,24 +269,14 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
             self._stopping = stopping
 
         def Read(self, request_iterator, context):
-            acks = queue.Queue()
+            # Acks are settled on their own thread as they arrive, so a cursor is saved
+            # even while the generator waits for new data.
+            lock = threading.Condition()
             closed = threading.Event()
-
-            def take_acks():
-                try:
-                    for ack in request_iterator:
-                        acks.put(ack)
-                except grpc.RpcError:
-                    pass
-                closed.set()
-                acks.put(None)
-
-            threading.Thread(target=take_acks, daemon=True).start()
-            outstanding = {}  # batch id -> [token, events, settled]
+            outstanding = {}  # batch id -> [token, events, delivered]
             order = []  # batch ids in yield order, for ordered on_ack
-            replays = []  # (when, events, token)
+            replays = []  # (when, events, token) of batches that failed downstream
             next_id = [1]
-            generator = read(self._lifecycle.config, closed)
 
             def settle(ack):
                 entry = outstanding.get(ack.batch_id)
@@ -302,6 +293,18 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                     if on_ack is not None:
                         on_ack(token)
 
+            def take_acks():
+                try:
+                    for ack in request_iterator:
+                        with lock:
+                            settle(ack)
+                            lock.notify_all()
+                except grpc.RpcError:
+                    pass
+                closed.set()
+                with lock:
+                    lock.notify_all()
+
             def batch(events, token):
                 batch_id = next_id[0]
                 next_id[0] += 1
@@ -309,29 +312,28 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                 order.append(batch_id)
                 return pb.SourceBatch(batch_id=batch_id, events=[to_event(e) for e in events])
 
+            threading.Thread(target=take_acks, daemon=True).start()
+            generator = read(self._lifecycle.config, closed)
             exhausted = False
             while not closed.is_set():
-                # Settle what arrived; wait for an ack while the credit is used up.
-                block = len(outstanding) >= credit or (exhausted and not replays)
-                try:
-                    ack = acks.get(timeout=0.2) if block else acks.get_nowait()
-                    if ack is None:
+                with lock:
+                    # At most `credit` batches unacknowledged.
+                    while len(outstanding) >= credit and not closed.is_set():
+                        lock.wait(0.5)
+                    if closed.is_set():
                         break
-                    settle(ack)
-                    continue
-                except queue.Empty:
-                    if block:
-                        if exhausted and not outstanding and not replays:
-                            return
-                        continue
-                now = time.monotonic()
-                due = [r for r in replays if r[0] <= now]
-                if due:
-                    replays.remove(due[0])
-                    yield batch(due[0][1], due[0][2])
+                    now = time.monotonic()
+                    due = next((r for r in replays if r[0] <= now), None)
+                    if due is not None:
+                        replays.remove(due)
+                        replay = batch(due[1], due[2])
+                    elif exhausted and not outstanding and not replays:
+                        return
+                if due is not None:
+                    yield replay
                     continue
                 if exhausted:
-                    time.sleep(0.05)
+                    closed.wait(0.05)
                     continue
                 try:
                     events, token = next(generator)
@@ -339,18 +341,9 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                     exhausted = True
                     continue
                 if events:
-                    yield batch(list(events), token)
-                elif on_ack is not None and not outstanding:
-                    on_ack(token)
-            # The host closed the stream after sending its last acks: settle them, so the
-            # cursor reflects everything delivered.
-            while True:
-                try:
-                    ack = acks.get_nowait()
-                except queue.Empty:
-                    break
-                if ack is not None:
-                    settle(ack)
+                    with lock:
+                        fresh = batch(list(events), token)
+                    yield fresh
 
     def register(server, lifecycle, stopping):
         rpc.add_SourceServicer_to_server(Source(lifecycle, stopping), server)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Workspace, records, wait_for};
+use crate::harness::{Workspace, records, wait_for, wait_until_stalled};
 
 fn example(name: &str) -> PathBuf {
     // target/debug/deps/e2e-… → target/debug/examples/<name>, built by `cargo test`.
@@ -59,17 +59,7 @@ buffer.max_events = 500
     );
     ws.write("p.toml", &config);
     let mut pipeline = ws.run("p.toml", Stdio::null());
-    let read_label = ["component_id=\"in\""];
-    let stalled_at = wait_for(
-        "the source to stop reading",
-        Duration::from_secs(60),
-        || {
-            let before = pipeline.metric("component_sent_events_total", &read_label);
-            std::thread::sleep(Duration::from_millis(500));
-            let after = pipeline.metric("component_sent_events_total", &read_label);
-            (after > 0.0 && after == before).then_some(after)
-        },
-    );
+    let stalled_at = wait_until_stalled(&mut pipeline, "in");
     assert!(
         stalled_at < (total / 10) as f64,
         "the source read {stalled_at} events into a stalled pipeline"
