@@ -271,7 +271,10 @@ async fn run_transforms(
         let batches = pending.remove(&component.id).unwrap_or_default();
         let ports = run_one(component, plugin.as_ref(), batches, state)
             .await
-            .map_err(|e| format!("  transform `{}` failed: {e:#}", component.id))?;
+            .map_err(|e| {
+                let why = format!("{e:#}").replace('\n', "\n    ");
+                format!("  transform `{}` failed: {why}", component.id)
+            })?;
         for (name, events) in ports {
             if events.is_empty() {
                 continue;
