@@ -78,6 +78,7 @@ mod tests {
                 "file",
                 "kafka",
                 "opentelemetry",
+                "plugin",
                 "sentinel",
                 "splunk_hec",
                 "syslog"

@@ -72,7 +72,9 @@ mod tests {
         let registry = registry();
         assert_eq!(
             registry.names(ComponentKind::Transform),
-            vec!["cef", "dedup", "enrich", "filter", "leef", "remap", "route"]
+            vec![
+                "cef", "dedup", "enrich", "filter", "leef", "plugin", "remap", "route"
+            ]
         );
         for plugin in registry.iter() {
             let schema = serde_json::to_string(&(plugin.schema)()).expect("schema serializes");
