@@ -53,6 +53,9 @@ pub const RESTART_MAX: Duration = Duration::from_secs(30);
 /// The options every `plugin` component takes.
 #[derive(Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Inlined, so each `plugin` component's schema lists these options at its top level
+// (`siemflow list`), not behind a reference.
+#[schemars(inline)]
 pub struct ExternalConfig {
     /// The plugin executable: a path, or a name looked up in siemflow's `PATH`.
     pub command: String,
