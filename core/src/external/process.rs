@@ -373,11 +373,23 @@ async fn relog(id: String, stream: impl AsyncRead + Unpin, tail: Option<StderrTa
 }
 
 fn log_line(id: &str, line: &str) {
+    match parse_line(line) {
+        (tracing::Level::ERROR, message) => tracing::error!(component = id, "{message}"),
+        (tracing::Level::WARN, message) => tracing::warn!(component = id, "{message}"),
+        (tracing::Level::INFO, message) => tracing::info!(component = id, "{message}"),
+        (tracing::Level::TRACE, message) => tracing::trace!(component = id, "{message}"),
+        (_, message) => tracing::debug!(component = id, plugin_output = true, "{message}"),
+    }
+}
+
+/// The level and message of one output line: a JSON object's `level` and `message`
+/// (also `@level`/`@message`, go-plugin's spelling, and Python's `levelname`/`msg`);
+/// any other line is itself, at debug.
+fn parse_line(line: &str) -> (tracing::Level, String) {
     let parsed: Option<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(line).ok();
     let Some(object) = parsed else {
-        tracing::debug!(component = id, plugin_output = line, "plugin output");
-        return;
+        return (tracing::Level::DEBUG, line.to_string());
     };
     let text = |keys: &[&str]| {
         keys.iter()
@@ -386,12 +398,47 @@ fn log_line(id: &str, line: &str) {
             .to_string()
     };
     let message = text(&["message", "@message", "msg"]);
-    let level = text(&["level", "@level", "levelname"]).to_ascii_lowercase();
-    match level.as_str() {
-        "error" | "critical" | "fatal" => tracing::error!(component = id, "{message}"),
-        "warn" | "warning" => tracing::warn!(component = id, "{message}"),
-        "info" => tracing::info!(component = id, "{message}"),
-        "trace" => tracing::trace!(component = id, "{message}"),
-        _ => tracing::debug!(component = id, "{message}"),
+    let level = match text(&["level", "@level", "levelname"])
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "error" | "critical" | "fatal" => tracing::Level::ERROR,
+        "warn" | "warning" => tracing::Level::WARN,
+        "info" => tracing::Level::INFO,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::DEBUG,
+    };
+    (level, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::parse_line;
+
+    #[test]
+    fn json_lines_keep_their_level_and_other_lines_are_debug() {
+        let line = |l: &str| parse_line(l);
+        assert_eq!(
+            line(r#"{"level":"warning","message":"slow API","ts":"x"}"#),
+            (Level::WARN, "slow API".into())
+        );
+        assert_eq!(
+            line(r#"{"@level":"ERROR","@message":"boom"}"#),
+            (Level::ERROR, "boom".into())
+        );
+        assert_eq!(
+            line(r#"{"level":"info","message":"up"}"#),
+            (Level::INFO, "up".into())
+        );
+        assert_eq!(
+            line("Traceback (most recent call last):"),
+            (Level::DEBUG, "Traceback (most recent call last):".into())
+        );
+        assert_eq!(
+            line(r#"{"message":"no level"}"#),
+            (Level::DEBUG, "no level".into())
+        );
     }
 }
