@@ -101,10 +101,107 @@ fn first_unsafe(text: &[u8]) -> Option<usize> {
 }
 
 /// Where the first byte that may start an unsafe character is: anything but printable
-/// ASCII and TAB. Nearly every line is plain ASCII, and this scan is all it costs.
+/// ASCII and TAB. Nearly every line is plain ASCII, and this scan is all it costs, so it
+/// looks at eight bytes per step: a word with no byte below 0x20, none at 0x7f and none
+/// at or above 0x80 is skipped whole (a TAB sends its word to the byte-wise check).
 fn first_suspect(text: &[u8]) -> Option<usize> {
-    text.iter()
-        .position(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b)))
+    let suspect = |b: &u8| !(*b == b'\t' || (0x20..0x7f).contains(b));
+    let mut words = text.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_ne_bytes(bytes);
+        // The classic "has a byte less than n" and "has a zero byte" tests; they may flag
+        // a clean byte next to a flagged one, never miss one, so a flagged word is checked
+        // byte by byte.
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        if (w | below_space | zero_byte(w ^ (ONES * 0x7f))) & HIGH != 0
+            && let Some(i) = word.iter().position(suspect)
+        {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(suspect).map(|i| at + i)
+}
+
+/// Appends `text`, cut to `max` characters, copying the runs between the characters
+/// `special` picks whole and writing each of those with `replace`; true when cut. The
+/// one loop of the line formats' escapers (CEF, LEEF): most text has nothing to replace,
+/// and then this is one scan and one copy. `special` is asked only about characters that
+/// are not printable ASCII and about the printable ASCII bytes listed in `ascii`, which
+/// must hold every one it picks (the scan skips eight bytes at a time past the others).
+pub fn push_replaced(
+    out: &mut String,
+    text: &str,
+    max: usize,
+    ascii: &[u8],
+    special: impl Fn(char) -> bool,
+    mut replace: impl FnMut(&mut String, char),
+) -> bool {
+    // A character takes at least one byte, so a text no longer than `max` bytes is whole.
+    let (text, cut) = match text.len() > max {
+        true => match text.char_indices().nth(max) {
+            Some((end, _)) => (&text[..end], true),
+            None => (text, false),
+        },
+        false => (text, false),
+    };
+    let bytes = text.as_bytes();
+    let (mut run, mut at) = (0, 0);
+    while let Some(found) = next_candidate(&bytes[at..], ascii) {
+        at += found;
+        // `at` is at a character boundary: candidates start characters, and the scan
+        // resumes after whole ones.
+        let c = text[at..]
+            .chars()
+            .next()
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
+        if special(c) {
+            out.push_str(&text[run..at]);
+            replace(out, c);
+            run = at + c.len_utf8();
+        }
+        at += c.len_utf8();
+    }
+    out.push_str(&text[run..]);
+    cut
+}
+
+/// Where the first byte that is not printable ASCII, or is one of `ascii`, is; eight bytes
+/// per step as in [`first_suspect`].
+fn next_candidate(text: &[u8], ascii: &[u8]) -> Option<usize> {
+    let candidate = |b: &u8| !(0x20..0x7f).contains(b) || ascii.contains(b);
+    let mut words = text.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_ne_bytes(bytes);
+        let mut flags = w | (w.wrapping_sub(ONES * 0x20) & !w) | zero_byte(w ^ (ONES * 0x7f));
+        for &b in ascii {
+            flags |= zero_byte(w ^ (ONES * u64::from(b)));
+        }
+        if flags & HIGH != 0
+            && let Some(i) = word.iter().position(candidate)
+        {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(candidate).map(|i| at + i)
+}
+
+/// Every byte 0x01 in a word.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+/// Every byte's high bit in a word.
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The classic "has a zero byte" test: a high bit set (after masking with [`HIGH`]) for
+/// every zero byte; it may also flag a byte next to a zero one, never misses one.
+fn zero_byte(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w
 }
 
 /// Appends valid UTF-8 `text`, copying the runs between unsafe characters whole.

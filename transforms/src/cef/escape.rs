@@ -13,39 +13,39 @@ use siemflow_core::escape;
 /// cannot hold line breaks), other control characters as `\\uHHHH`. Returns true when
 /// the value was cut to `max` characters.
 pub fn header(out: &mut String, value: &str, max: usize) -> bool {
-    for (written, c) in value.chars().enumerate() {
-        if written == max {
-            return true;
-        }
-        match c {
+    escape::push_replaced(
+        out,
+        value,
+        max,
+        b"\\|",
+        |c| matches!(c, '\\' | '|') || escape::is_line_unsafe(c),
+        |out, c| match c {
             '\\' => out.push_str("\\\\"),
             '|' => out.push_str("\\|"),
             '\r' | '\n' => out.push(' '),
-            c if escape::is_line_unsafe(c) => push_code(out, c),
-            c => out.push(c),
-        }
-    }
-    false
+            c => push_code(out, c),
+        },
+    )
 }
 
 /// Appends an extension value: `\`, `=`, LF and CR escaped, other control characters as
 /// `\\uHHHH`; the pipe stays bare (legal there, and Beats rejects `\|` in extensions).
 /// Returns true when cut to `max` characters.
 pub fn value(out: &mut String, value: &str, max: usize) -> bool {
-    for (written, c) in value.chars().enumerate() {
-        if written == max {
-            return true;
-        }
-        match c {
+    escape::push_replaced(
+        out,
+        value,
+        max,
+        b"\\=",
+        |c| matches!(c, '\\' | '=') || escape::is_line_unsafe(c),
+        |out, c| match c {
             '\\' => out.push_str("\\\\"),
             '=' => out.push_str("\\="),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if escape::is_line_unsafe(c) => push_code(out, c),
-            c => out.push(c),
-        }
-    }
-    false
+            c => push_code(out, c),
+        },
+    )
 }
 
 /// Writes `c` as the text `\uHHHH` (core's form), its backslash escaped as CEF requires.

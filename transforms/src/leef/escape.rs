@@ -17,12 +17,12 @@ use siemflow_core::escape;
 
 /// Appends an attribute value; true when it was cut to `max` characters.
 pub fn value(out: &mut String, value: &str, delimiter: char, max: usize) -> bool {
-    append(out, value, max, |c| c == delimiter)
+    append(out, value, max, delimiter)
 }
 
 /// Appends a header field; true when it was cut to `max` characters.
 pub fn header(out: &mut String, value: &str, max: usize) -> bool {
-    let cut = append(out, value, max, |c| c == '|');
+    let cut = append(out, value, max, '|');
     // Parsers that accept `\|` in headers (AxoSyslog's parse_leef) would read a final
     // backslash and the separator after it as an escaped pipe and shift every later
     // field. A `\` ending the buffer is this field's: what precedes the field is a `|`.
@@ -34,19 +34,22 @@ pub fn header(out: &mut String, value: &str, max: usize) -> bool {
 }
 
 /// Appends `text`, cut to `max` characters, with the characters that would break the
-/// line (see the module comment) and those `separates` names replaced.
-fn append(out: &mut String, text: &str, max: usize, separates: impl Fn(char) -> bool) -> bool {
-    for (written, c) in text.chars().enumerate() {
-        if written == max {
-            return true;
-        }
-        if breaks_line(c) || separates(c) {
-            push_replacement(out, c);
-        } else {
-            out.push(c);
-        }
-    }
-    false
+/// line (see the module comment) and `separator` replaced.
+fn append(out: &mut String, text: &str, max: usize, separator: char) -> bool {
+    // The separator is the one printable character replaced (when it is printable ASCII).
+    let mut ascii = [0u8; 4];
+    let ascii = match separator.is_ascii() {
+        true => separator.encode_utf8(&mut ascii).as_bytes(),
+        false => &[],
+    };
+    escape::push_replaced(
+        out,
+        text,
+        max,
+        ascii,
+        |c| breaks_line(c) || c == separator,
+        push_replacement,
+    )
 }
 
 /// Control characters and the Unicode line and paragraph separators: raw, they end a

@@ -103,7 +103,15 @@ pub fn unmapped_json(root: Cow<'_, Value>, tracker: &Tracker, max: usize) -> Opt
             rest = Value::Null;
             break;
         }
-        rest.remove(path, true);
+        // Most mapped fields are top-level: taken straight out of the map, which is what
+        // the general removal does for them at several times the cost (no parent to prune).
+        // Leaving them out while writing the JSON instead measured slower (sorting and
+        // searching the names cost more than the removals).
+        if let ([OwnedSegment::Field(key)], Value::Object(map)) = (path.as_slice(), &mut rest) {
+            map.remove(key.as_str());
+        } else {
+            rest.remove(path, true);
+        }
     }
     if !tracker.headers.is_empty() {
         let whole: ObjectMap = tracker
@@ -125,7 +133,8 @@ pub fn unmapped_json(root: Cow<'_, Value>, tracker: &Tracker, max: usize) -> Opt
         _ => {}
     }
     let json = serde_json::to_string(&rest).ok()?;
-    if max == usize::MAX || json.chars().count() <= max {
+    // A character takes at least one byte: only a long text needs counting.
+    if json.len() <= max || json.chars().count() <= max {
         return Some(Unmapped { json, cut: false });
     }
     let json = match &rest {
