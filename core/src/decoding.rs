@@ -97,7 +97,19 @@ fn parse_json(line: &[u8], issues: &mut LineIssues) -> serde_json::Result<Value>
 }
 
 fn parse_with(line: &[u8], notes: &mut Notes) -> serde_json::Result<Value> {
-    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    // The line is checked for UTF-8 once, as a whole (a fast scan for ASCII), so the
+    // parser takes its strings without checking each one again; a line that is not
+    // UTF-8 is parsed from its bytes, which fails as before.
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_from(serde_json::Deserializer::from_str(text), notes),
+        Err(_) => parse_from(serde_json::Deserializer::from_slice(line), notes),
+    }
+}
+
+fn parse_from<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+    notes: &mut Notes,
+) -> serde_json::Result<Value> {
     let value = ValueSeed(notes).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
@@ -188,13 +200,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = ObjectMap::new();
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(key) = map.next_key::<KeyString>()? {
             let value = map.next_value_seed(ValueSeed(&mut *self.0))?;
-            // The last value wins, as in serde_json and most parsers; it is noted, not hidden.
-            if object.insert(key, value).is_some() {
-                self.0.duplicate_key = true;
-            }
+            pairs.push((key, value));
+        }
+        let written = pairs.len();
+        // Built at once: the map sorts the pairs (stably) and builds its nodes in one pass,
+        // cheaper than an insert per pair. Of equal keys the last is kept, as in serde_json
+        // and most parsers; that one was dropped is noted, not hidden.
+        let object = ObjectMap::from_iter(pairs);
+        if object.len() < written {
+            self.0.duplicate_key = true;
         }
         Ok(Value::Object(object))
     }
