@@ -1,6 +1,8 @@
-//! The consumer: a thread polls librdkafka and decodes messages into chunks; the loop
-//! emits them as batches per partition and stores a partition's offset (committed by
-//! librdkafka in the background) only over the prefix whose every batch was delivered.
+//! The consumer: a thread polls librdkafka into chunks of raw messages; a decoding stage
+//! turns each chunk into events on the blocking pool (two chunks at a time, handed on in
+//! polling order), so the polling thread's one core is not the limit; the loop emits them
+//! as batches per partition and stores a partition's offset (committed by librdkafka in
+//! the background) only over the prefix whose every batch was delivered.
 //!
 //! librdkafka runs the rebalance callback on the thread that polls. On a revoke the
 //! callback hands the partitions to the loop and waits: the loop stops emitting them,
@@ -16,7 +18,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -46,6 +48,10 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 
 /// Chunks polled ahead of the loop.
 const CHUNKS_AHEAD: usize = 2;
+
+/// Chunks decoded at the same time, each on a thread of the blocking pool: two keep both
+/// cores of a small machine busy while the order of the chunks is kept.
+const DECODING_AHEAD: usize = 2;
 
 /// How long a seek after a failed batch may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,14 +188,20 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
-/// How the polling thread turns messages into events.
+/// How the polling thread takes messages and the decoding stage turns them into events.
 pub(super) struct Reading {
     /// 1 while the partitions are paused for backpressure (`kafka_consumer_paused`).
     pub paused: metrics::Gauge,
+    pub decoding: Decoding,
+    pub batch_max_events: usize,
+}
+
+/// Turns polled messages into events, off the polling thread.
+pub(super) struct Decoding {
     pub decoder: LineDecoder,
     pub metadata_key: String,
-    pub batch_max_events: usize,
     pub unpack_records: bool,
+    pub batch_max_events: usize,
 }
 
 /// What the loop needs besides the consumer.
@@ -200,16 +212,31 @@ pub(super) struct Settings {
 /// A message taken from the consumer: its partition, offset and event.
 type Taken = (Partition, i64, Event);
 
-/// Messages polled together, none across a rebalance.
+/// Events of messages polled together, none across a rebalance.
 struct Chunk {
     generation: u64,
     messages: Vec<Taken>,
 }
 
+/// A message as polled: its value still bytes, its metadata (`metadata.<key>`) taken.
+struct Polled {
+    partition: Partition,
+    offset: i64,
+    payload: Vec<u8>,
+    kafka: ObjectMap,
+}
+
+/// Messages polled together, none across a rebalance, not yet decoded.
+struct PolledChunk {
+    generation: u64,
+    messages: Vec<Polled>,
+}
+
 /// The polling thread's state.
 struct Poller {
     consumer: Arc<BaseConsumer<Context>>,
-    reading: Reading,
+    paused_gauge: metrics::Gauge,
+    batch_max_events: usize,
     runtime: tokio::runtime::Handle,
     component: String,
     paused: bool,
@@ -218,7 +245,7 @@ struct Poller {
 impl Poller {
     /// Polls until the loop is gone, then lets go of the consumer (closing it, which
     /// serves a last revoke, when this is the last reference).
-    fn run(mut self, data: mpsc::Sender<Chunk>) {
+    fn run(mut self, data: mpsc::Sender<PolledChunk>) {
         while !data.is_closed() {
             let chunk = self.next_chunk(POLL_SLICE);
             if !chunk.messages.is_empty() && !self.hand_over(&data, chunk) {
@@ -228,22 +255,22 @@ impl Poller {
     }
 
     /// What librdkafka has, up to a batch, waiting up to `wait` for the first message.
-    fn next_chunk(&self, wait: Duration) -> Chunk {
+    fn next_chunk(&self, wait: Duration) -> PolledChunk {
         let generation = self.consumer.context().generation.load(Ordering::SeqCst);
         let mut messages = Vec::new();
         let mut timeout = wait;
-        while messages.len() < self.reading.batch_max_events {
+        while messages.len() < self.batch_max_events {
             // None also after a rebalance was served: a chunk never spans one.
             match self.consumer.poll(timeout) {
                 None => break,
-                Some(Ok(message)) => self.take(&message, &mut messages),
+                Some(Ok(message)) => messages.push(take(&message)),
                 Some(Err(error)) => {
                     tracing::warn!(component = %self.component, %error, "Kafka consumer error; librdkafka retries")
                 }
             }
             timeout = Duration::ZERO;
         }
-        Chunk {
+        PolledChunk {
             generation,
             messages,
         }
@@ -252,7 +279,7 @@ impl Poller {
     /// Gives the loop a chunk; when it has had no room for a while, pauses the assigned
     /// partitions and keeps polling (serving rebalances) until it has. False once the
     /// loop is gone.
-    fn hand_over(&mut self, data: &mpsc::Sender<Chunk>, chunk: Chunk) -> bool {
+    fn hand_over(&mut self, data: &mpsc::Sender<PolledChunk>, chunk: PolledChunk) -> bool {
         let chunk = match data.try_send(chunk) {
             Ok(()) => return true,
             Err(mpsc::error::TrySendError::Closed(_)) => return false,
@@ -290,7 +317,7 @@ impl Poller {
                 tracing::warn!(component = %self.component, %error, "cannot resume the partitions");
             }
             self.paused = false;
-            self.reading.paused.set(0.0);
+            self.paused_gauge.set(0.0);
         }
         true
     }
@@ -308,35 +335,104 @@ impl Poller {
         }
         if !self.paused {
             self.paused = true;
-            self.reading.paused.set(1.0);
+            self.paused_gauge.set(1.0);
             tracing::debug!(component = %self.component, "downstream is full; partitions paused");
         }
     }
+}
 
-    /// The events of one message (one, or one per record of a `{"records": [...]}`
-    /// envelope when unpacking), each with its partition and offset.
-    fn take(&self, message: &BorrowedMessage<'_>, into: &mut Vec<Taken>) {
-        let partition: Partition = (message.topic().to_string(), message.partition());
-        let offset = message.offset();
-        let value = message.payload().unwrap_or_default();
-        let mut events = Vec::with_capacity(1);
-        self.reading.decoder.push(value, &mut events);
-        let event = events
-            .pop()
-            .unwrap_or_else(|| Event::from_message(String::new()));
-        let mut events = if self.reading.unpack_records {
-            unpack_records(event)
-        } else {
-            vec![event]
-        };
-        for event in &mut events {
-            attach_metadata(event, &self.reading.metadata_key, message);
+/// A message's value and metadata, copied out of librdkafka's buffer.
+fn take(message: &BorrowedMessage<'_>) -> Polled {
+    Polled {
+        partition: (message.topic().to_string(), message.partition()),
+        offset: message.offset(),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        kafka: kafka_metadata(message),
+    }
+}
+
+impl Decoding {
+    /// The events of a chunk's messages (one each, or one per record of a
+    /// `{"records": [...]}` envelope when unpacking), each with its partition and offset;
+    /// in more than one chunk when unpacked records pass `batch_max_events` (a message's
+    /// records stay in one).
+    fn decode(&self, chunk: PolledChunk) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        let mut messages = Vec::with_capacity(chunk.messages.len());
+        let mut decoded = Vec::with_capacity(1);
+        for polled in chunk.messages {
+            if messages.len() >= self.batch_max_events {
+                chunks.push(Chunk {
+                    generation: chunk.generation,
+                    messages: std::mem::take(&mut messages),
+                });
+            }
+            self.decoder.push(&polled.payload, &mut decoded);
+            let event = decoded
+                .pop()
+                .unwrap_or_else(|| Event::from_message(String::new()));
+            let events = if self.unpack_records {
+                unpack_records(event)
+            } else {
+                vec![event]
+            };
+            let mut kafka = Some(polled.kafka);
+            let last = events.len().saturating_sub(1);
+            for (i, mut event) in events.into_iter().enumerate() {
+                // The last event takes the metadata; the ones before get copies.
+                let metadata = if i == last {
+                    kafka.take().unwrap_or_default()
+                } else {
+                    kafka.clone().unwrap_or_default()
+                };
+                attach_metadata(&mut event, &self.metadata_key, metadata);
+                messages.push((polled.partition.clone(), polled.offset, event));
+            }
         }
-        into.extend(
-            events
-                .into_iter()
-                .map(|event| (partition.clone(), offset, event)),
-        );
+        chunks.push(Chunk {
+            generation: chunk.generation,
+            messages,
+        });
+        chunks
+    }
+}
+
+/// Decodes the polled chunks on the blocking pool, up to [`DECODING_AHEAD`] at a time,
+/// and hands them to the loop in the order they were polled. Ends when the loop is gone
+/// (then the polling thread sees its channel closed) or the polling thread ended.
+async fn decode_chunks(
+    decoding: Arc<Decoding>,
+    mut polled: mpsc::Receiver<PolledChunk>,
+    data: mpsc::Sender<Chunk>,
+    component: String,
+) {
+    let mut decoding_now = FuturesOrdered::new();
+    let mut polling = true;
+    while polling || !decoding_now.is_empty() {
+        tokio::select! {
+            biased;
+            _ = data.closed() => return,
+            Some(done) = decoding_now.next(), if !decoding_now.is_empty() => match done {
+                Ok(chunks) => {
+                    for chunk in chunks {
+                        if data.send(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(component = %component, %error, "decoding Kafka messages failed");
+                    return;
+                }
+            },
+            chunk = polled.recv(), if polling && decoding_now.len() < DECODING_AHEAD => match chunk {
+                Some(chunk) => {
+                    let decoding = Arc::clone(&decoding);
+                    decoding_now.push_back(tokio::task::spawn_blocking(move || decoding.decode(chunk)));
+                }
+                None => polling = false,
+            },
+        }
     }
 }
 
@@ -397,11 +493,19 @@ pub(super) async fn run(
     cx: SourceContext,
 ) -> anyhow::Result<()> {
     let consumer = Arc::new(consumer);
+    let (polled, polled_rx) = mpsc::channel::<PolledChunk>(CHUNKS_AHEAD);
     let (chunks, mut data) = mpsc::channel::<Chunk>(CHUNKS_AHEAD);
     let (finished, poller_finished) = oneshot::channel::<()>();
+    tokio::spawn(decode_chunks(
+        Arc::new(reading.decoding),
+        polled_rx,
+        chunks,
+        cx.component.id.clone(),
+    ));
     let poller = Poller {
         consumer: Arc::clone(&consumer),
-        reading,
+        paused_gauge: reading.paused,
+        batch_max_events: reading.batch_max_events,
         runtime: tokio::runtime::Handle::current(),
         component: cx.component.id.clone(),
         paused: false,
@@ -409,7 +513,7 @@ pub(super) async fn run(
     std::thread::Builder::new()
         .name(format!("kafka-{}", cx.component.id))
         .spawn(move || {
-            poller.run(chunks);
+            poller.run(polled);
             let _ = finished.send(());
         })
         .map_err(|error| anyhow::anyhow!("cannot start the Kafka polling thread: {error}"))?;
@@ -755,9 +859,9 @@ pub(super) fn unpack_records(event: Event) -> Vec<Event> {
     }
 }
 
-/// Puts the message's topic, partition, offset, key, timestamp and headers under
-/// `metadata.<key>` of the event.
-fn attach_metadata(event: &mut Event, key: &str, message: &BorrowedMessage<'_>) {
+/// The message's topic, partition, offset, key, timestamp and headers, for
+/// `metadata.<key>` of its events.
+fn kafka_metadata(message: &BorrowedMessage<'_>) -> ObjectMap {
     let mut kafka = ObjectMap::new();
     kafka.insert("topic".into(), Value::from(message.topic()));
     kafka.insert("partition".into(), Value::from(message.partition() as i64));
@@ -784,6 +888,11 @@ fn attach_metadata(event: &mut Event, key: &str, message: &BorrowedMessage<'_>) 
         }
     }
     kafka.insert("headers".into(), Value::Object(headers));
+    kafka
+}
+
+/// Puts a message's metadata ([`kafka_metadata`]) under `metadata.<key>` of the event.
+fn attach_metadata(event: &mut Event, key: &str, kafka: ObjectMap) {
     if let Value::Object(root) = &mut event.value {
         let metadata = root
             .entry("metadata".into())

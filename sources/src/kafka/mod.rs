@@ -73,10 +73,13 @@ impl SourceConfig for KafkaSourceConfig {
                 .metrics
                 .labels
                 .gauge("kafka_consumer_paused", &[]),
-            decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
-            metadata_key: self.metadata_key.trim().to_string(),
+            decoding: consume::Decoding {
+                decoder: LineDecoder::new(self.decoding, &cx.component.metrics),
+                metadata_key: self.metadata_key.trim().to_string(),
+                unpack_records: self.unpack_records,
+                batch_max_events: self.batch_max_events.max(1),
+            },
             batch_max_events: self.batch_max_events.max(1),
-            unpack_records: self.unpack_records,
         };
         let settings = consume::Settings { drain_timeout };
         Ok(Box::pin(consume::run(
