@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --quiet
+# The yardstick every pipeline's speed is compared with (bench/speedlimit/PROVENANCE.md).
+cargo build --release --quiet --locked --manifest-path bench/speedlimit/Cargo.toml --target-dir target/speedlimit
 exec target/release/siemflow-bench "$@"

@@ -18,8 +18,9 @@ pub struct Dataset {
     pub unique: u64,
 }
 
-/// Loads the template records shipped with the repository.
-pub fn templates(fixtures: &Path) -> anyhow::Result<Vec<Value>> {
+/// Loads the template records shipped with the repository, those at least `min_bytes`
+/// long as compact JSON.
+pub fn templates(fixtures: &Path, min_bytes: usize) -> anyhow::Result<Vec<Value>> {
     let mut records = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(fixtures)
         .with_context(|| format!("reading {}", fixtures.display()))?
@@ -30,12 +31,16 @@ pub fn templates(fixtures: &Path) -> anyhow::Result<Vec<Value>> {
     for file in files {
         let text = std::fs::read_to_string(&file)?;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            records.push(serde_json::from_str(line).with_context(|| file.display().to_string())?);
+            let record: Value =
+                serde_json::from_str(line).with_context(|| file.display().to_string())?;
+            if serde_json::to_string(&record)?.len() >= min_bytes {
+                records.push(record);
+            }
         }
     }
     anyhow::ensure!(
         !records.is_empty(),
-        "no template records in {}",
+        "no template records of at least {min_bytes} bytes in {}",
         fixtures.display()
     );
     Ok(records)

@@ -19,7 +19,7 @@ pub struct Scenario {
     /// What it stands for.
     pub description: &'static str,
     /// Config; `{input}` is replaced by the input path.
-    pub config: &'static str,
+    pub config: String,
     /// The sink whose `component_sent_events_total` counts completion.
     pub sink: &'static str,
     /// The target from the issues, for the report.
@@ -28,7 +28,47 @@ pub struct Scenario {
     pub deduplicates: bool,
     /// The receiver the sink sends to; its address replaces `{peer}` in the config.
     pub peer: Peer,
+    /// How the process is started: the input on its standard input, its worker threads.
+    pub launch: Launch,
 }
+
+/// How `siemflow run` is started besides its config.
+#[derive(Clone, Copy, Default)]
+pub struct Launch {
+    /// The input file is the process's standard input (for a `stdin` source).
+    pub stdin: bool,
+    /// `--threads N`; the runtime's default (one per core) when `None`.
+    pub threads: Option<usize>,
+}
+
+/// The canonical job of issue 16: drop repeats by `Id`, render CEF, write lines.
+const CANONICAL_JOB: &str = r#"
+[transforms.unique]
+type = "dedup"
+inputs = ["in"]
+key = ["Id"]
+[transforms.to_cef]
+type = "cef"
+inputs = ["unique"]
+[sinks.out]
+type = "file"
+inputs = ["to_cef"]
+path = "out/cef.log"
+encoding = "text"
+"#;
+
+/// A file source reading the input.
+const FILE_SOURCE: &str = r#"
+[sources.in]
+type = "file"
+include = ["{input}"]
+"#;
+
+/// A stdin source (the input is the process's standard input).
+const STDIN_SOURCE: &str = r#"
+[sources.in]
+type = "stdin"
+"#;
 
 /// Every scenario, cheapest first.
 pub fn all() -> Vec<Scenario> {
@@ -43,11 +83,13 @@ include = ["{input}"]
 [sinks.out]
 type = "blackhole"
 inputs = ["in"]
-"#,
+"#
+            .into(),
             sink: "out",
             target: "≥ 150,000 events/s, RSS < 100 MiB",
             deduplicates: false,
             peer: Peer::None,
+            launch: Launch::default(),
         },
         Scenario {
             name: "file → remap → file",
@@ -69,37 +111,39 @@ del(.UserKey)
 type = "file"
 inputs = ["shape"]
 path = "out/result.ndjson"
-"#,
+"#
+            .into(),
             sink: "out",
             target: "≥ 80,000 events/s, RSS < 100 MiB",
             deduplicates: false,
             peer: Peer::None,
+            launch: Launch::default(),
         },
-        Scenario {
-            name: "file → dedup → cef → file",
-            description: "parse, drop exact repeats by Id, render CEF with the Microsoft 365 presets, write lines",
-            config: r#"
-[sources.in]
-type = "file"
-include = ["{input}"]
-[transforms.unique]
-type = "dedup"
-inputs = ["in"]
-key = ["Id"]
-[transforms.to_cef]
-type = "cef"
-inputs = ["unique"]
-[sinks.out]
-type = "file"
-inputs = ["to_cef"]
-path = "out/cef.log"
-encoding = "text"
-"#,
-            sink: "out",
-            target: "≥ 60,000 events/s, RSS < 150 MiB",
-            deduplicates: true,
-            peer: Peer::None,
-        },
+        canonical("file → dedup → cef → file", FILE_SOURCE, Launch::default()),
+        canonical(
+            "file → dedup → cef → file, --threads 1",
+            FILE_SOURCE,
+            Launch {
+                stdin: false,
+                threads: Some(1),
+            },
+        ),
+        canonical(
+            "stdin → dedup → cef → file",
+            STDIN_SOURCE,
+            Launch {
+                stdin: true,
+                threads: None,
+            },
+        ),
+        canonical(
+            "stdin → dedup → cef → file, --threads 1",
+            STDIN_SOURCE,
+            Launch {
+                stdin: true,
+                threads: Some(1),
+            },
+        ),
         Scenario {
             name: "file → splunk_hec",
             description: "parse, HEC /event envelopes (uncompressed), to the HEC simulator in the harness, indexer acknowledgements off",
@@ -115,11 +159,13 @@ token = "00000000-0000-0000-0000-000000000000"
 index = "main"
 sourcetype = "o365:management:activity"
 timestamp_field = "CreationTime"
-"#,
+"#
+            .into(),
             sink: "out",
             target: "≥ 50,000 events/s (receiver included)",
             deduplicates: false,
             peer: Peer::SplunkHec,
+            launch: Launch::default(),
         },
         Scenario {
             name: "file → syslog (TCP)",
@@ -136,13 +182,29 @@ address = "{peer}"
 format = "rfc5424"
 framing = "octet_counting"
 encoding = "json"
-"#,
+"#
+            .into(),
             sink: "out",
             target: "≥ 50,000 events/s (receiver included)",
             deduplicates: false,
             peer: Peer::SyslogTcp,
+            launch: Launch::default(),
         },
     ]
+}
+
+/// The canonical job read by `source`, started as `launch` says.
+fn canonical(name: &'static str, source: &str, launch: Launch) -> Scenario {
+    Scenario {
+        name,
+        description: "parse, drop exact repeats by Id, render CEF with the Microsoft 365 presets, write lines",
+        config: format!("{source}{CANONICAL_JOB}"),
+        sink: "out",
+        target: "≥ 1.7× speedlimit (--threads 1: ≥ 1.0×), RSS ≤ 100 MiB",
+        deduplicates: true,
+        peer: Peer::None,
+        launch,
+    }
 }
 
 /// The measured figures of one run.
@@ -155,6 +217,8 @@ pub struct Measured {
     pub peak_rss_mib: f64,
     /// Wall time.
     pub seconds: f64,
+    /// The speedlimit program's events/s on the same input, timed just before.
+    pub speedlimit_events_per_second: f64,
 }
 
 /// A tiny HTTP/1.0 GET, enough for /metrics.
@@ -257,20 +321,38 @@ pub fn run(
     } else {
         data.events
     };
-    let run = measure(
+    let process = Process {
+        stdin: scenario.launch.stdin.then_some(input),
+        threads: scenario.launch.threads,
+    };
+    let run = measure_as(
         binary,
         dir.path(),
         &address,
         &[(scenario.sink, expected)],
         Duration::from_secs(600),
         peer.as_ref().map(|p| p.received.as_ref()),
+        process,
     )?;
+    if scenario.launch.stdin {
+        // No /metrics after the exit: the lines written say what was delivered (every
+        // stdin scenario is the canonical job, whose sink writes out/cef.log).
+        let out = dir.path().join("out/cef.log");
+        let text = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+        let lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
+        anyhow::ensure!(
+            lines == expected,
+            "{}: {lines} lines written, {expected} expected",
+            scenario.name
+        );
+    }
     let seconds = run.seconds;
     Ok(Measured {
         events_per_second: data.events as f64 / seconds,
         megabytes_per_second: data.bytes as f64 / 1e6 / seconds,
         peak_rss_mib: run.peak_rss_mib,
         seconds,
+        speedlimit_events_per_second: f64::NAN,
     })
 }
 
@@ -299,15 +381,55 @@ pub fn measure(
     limit: Duration,
     received: Option<&dyn Fn() -> u64>,
 ) -> anyhow::Result<Run> {
+    let process = Process {
+        stdin: None,
+        threads: None,
+    };
+    measure_as(binary, dir, address, sinks, limit, received, process)
+}
+
+/// How [`measure_as`] starts the process.
+pub struct Process<'a> {
+    /// A file given to the process as its standard input.
+    pub stdin: Option<&'a Path>,
+    /// `--threads N`.
+    pub threads: Option<usize>,
+}
+
+/// [`measure`], the process started as `process` says.
+pub fn measure_as(
+    binary: &Path,
+    dir: &Path,
+    address: &str,
+    sinks: &[(&str, u64)],
+    limit: Duration,
+    received: Option<&dyn Fn() -> u64>,
+    process: Process<'_>,
+) -> anyhow::Result<Run> {
+    let stdin = match process.stdin {
+        Some(path) => Stdio::from(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
+    let mut command = Command::new(binary);
+    if let Some(threads) = process.threads {
+        command.args(["--threads", &threads.to_string()]);
+    }
     let started = Instant::now();
-    let mut child = Command::new(binary)
+    let mut child = command
         .args(["run", "-c", "bench.toml", "--log-level", "warn"])
         .current_dir(dir)
+        .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id();
+    if process.stdin.is_some() {
+        // A stdin pipeline drains and exits at the end of its input: the exit is the end.
+        return wait_for_exit(pid, started);
+    }
     let total: u64 = sinks.iter().map(|(_, events)| events).sum();
     let mut sink_seconds: Vec<Option<f64>> = vec![None; sinks.len()];
     let mut first_seconds = None;
@@ -357,6 +479,35 @@ pub fn measure(
         first_seconds,
         peak_rss_mib,
         cpu_seconds,
+    })
+}
+
+/// Waits for the process to exit on its own; its peak RSS and CPU time then come from
+/// wait4's resource usage (/proc no longer has them).
+fn wait_for_exit(pid: u32, started: Instant) -> anyhow::Result<Run> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid pointers to the status and usage.
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        waited == pid as i32,
+        "waiting for siemflow: {}",
+        std::io::Error::last_os_error()
+    );
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "siemflow did not exit 0 at the end of its input (wait status {status})"
+    );
+    let time = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Run {
+        seconds,
+        sink_seconds: vec![seconds],
+        first_seconds: None,
+        // ru_maxrss is in KiB on Linux.
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        cpu_seconds: time(usage.ru_utime) + time(usage.ru_stime),
     })
 }
 
@@ -413,18 +564,26 @@ pub fn report(results: &[(Scenario, Measured)], data: &Dataset) -> String {
         command(&["uname", "-sr"])
     ));
     out.push_str(&format!(
-        "- input: {} Office 365 audit records, {:.1} MB, {:.0} bytes per record on average, a few per cent exact duplicates\n\n",
+        "- input: {} Office 365 audit records, {:.1} MB, {:.0} bytes per record on average, {} exact duplicates\n\n",
         data.events,
         data.bytes as f64 / 1e6,
-        data.bytes as f64 / data.events as f64
+        data.bytes as f64 / data.events as f64,
+        data.events - data.unique
     ));
-    out.push_str("| pipeline | events/s | MB/s | peak RSS | seconds | target |\n|---|---:|---:|---:|---:|---|\n");
+    out.push_str(
+        "Before each pipeline, `bench/speedlimit` (the canonical job by hand on one thread, \
+         bench/speedlimit/PROVENANCE.md) ran on the same input; the ratio is the pipeline's \
+         events/s to that run's.\n\n",
+    );
+    out.push_str("| pipeline | events/s | speedlimit events/s | ratio | MB/s | peak RSS | seconds | target |\n|---|---:|---:|---:|---:|---:|---:|---|\n");
     for (scenario, m) in results {
         out.push_str(&format!(
-            "| {} ({}) | {:.0} | {:.1} | {:.1} MiB | {:.2} | {} |\n",
+            "| {} ({}) | {:.0} | {:.0} | {:.2}× | {:.1} | {:.1} MiB | {:.2} | {} |\n",
             scenario.name,
             scenario.description,
             m.events_per_second,
+            m.speedlimit_events_per_second,
+            m.events_per_second / m.speedlimit_events_per_second,
             m.megabytes_per_second,
             m.peak_rss_mib,
             m.seconds,
