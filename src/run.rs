@@ -158,6 +158,20 @@ async fn supervise(
     registry: Registry,
     watch: bool,
 ) -> ExitCode {
+    // First of all: a SIGTERM that comes while the pipeline starts (a pod deleted during a
+    // slow start, right after /health began to answer) is held and then drained like any
+    // other, instead of killing the process by the signal's default action.
+    let (mut sigterm, mut sigint, mut sighup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            tracing::error!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     // Before anything touches the data_dir: a second process on it must stop here.
     let mut data_dir_lock = match DataDirLock::take(&config.data_dir) {
         Ok(lock) => lock,
@@ -210,17 +224,6 @@ async fn supervise(
     health.started();
     tracing::info!(components, "pipeline started");
 
-    let (mut sigterm, mut sigint, mut sighup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            tracing::error!("cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut watched = if watch { stamps(&paths) } else { Vec::new() };
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     let mut failed = false;

@@ -563,3 +563,28 @@ fn the_sidecar_configs_validate_in_their_pods_layout() {
         );
     }
 }
+
+#[test]
+fn a_sigterm_as_soon_as_health_answers_still_drains_and_exits_0() {
+    // A pod deleted while it starts: the kubelet's SIGTERM may come the moment the API
+    // listens, before the pipeline is built. The image's default pipeline starts its
+    // simulator in that window, which makes it wide.
+    let ws = crate::harness::Workspace::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let stderr = ws.path("stderr.log");
+    let child = Command::new(binary())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml"))
+        .env("SIEMFLOW_API", &api)
+        .current_dir(ws.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn siemflow");
+    let mut process = Pipeline::spawned(child, stderr);
+    wait_for("the API to answer", STEP, || http_status(&api, "/health"));
+    process.signal(libc::SIGTERM);
+    let status = process.wait_exit(STEP);
+    assert!(status.success(), "exit {status:?}: {}", process.logs());
+}
