@@ -94,8 +94,13 @@ struct State {
     windows: Vec<WindowState>,
     /// Start times of granted (or reserved) requests, ascending, pruned to the longest span.
     /// Slots are handed out in order: a new one is never before the last. A request that
-    /// starts later than its slot moves to its true time.
+    /// starts later than its slot moves to its true time. Pacing spaces starts by these.
     log: VecDeque<Instant>,
+    /// The same requests, each at the latest time the server may have seen it: its start
+    /// while in flight, the end of its exchange once over. Limits count these, so a
+    /// request sent late cannot put more than the limit in the server's window; pacing
+    /// does not, so a long exchange does not delay the next request's start.
+    counted: VecDeque<Instant>,
     /// No request starts before this (after throttling).
     paused_until: Instant,
 }
@@ -126,10 +131,16 @@ impl WindowState {
         }
     }
 
-    /// The earliest start at or after `slot` this window allows, given the log.
-    fn earliest(&self, slot: Instant, log: &VecDeque<Instant>) -> Instant {
-        let limited = earliest_in(log, slot, self.window.limit as usize, self.span);
-        let paced = earliest_in(log, slot, self.burst, self.burst_span);
+    /// The earliest start at or after `slot` this window allows, given the requests'
+    /// starts (pacing) and their counted times (the limit).
+    fn earliest(
+        &self,
+        slot: Instant,
+        starts: &VecDeque<Instant>,
+        counted: &VecDeque<Instant>,
+    ) -> Instant {
+        let limited = earliest_in(counted, slot, self.window.limit as usize, self.span);
+        let paced = earliest_in(starts, slot, self.burst, self.burst_span);
         limited.max(paced)
     }
 }
@@ -167,7 +178,7 @@ impl State {
             let earliest = self
                 .windows
                 .iter()
-                .map(|w| w.earliest(slot, &self.log))
+                .map(|w| w.earliest(slot, &self.log, &self.counted))
                 .max()
                 .unwrap_or(slot);
             if earliest <= slot {
@@ -176,14 +187,17 @@ impl State {
             slot = earliest;
         }
         self.log.push_back(slot);
+        self.counted.push_back(slot);
         let longest = self
             .windows
             .iter()
             .map(|w| w.span)
             .max()
             .unwrap_or_default();
-        while self.log.front().is_some_and(|t| *t + longest <= now) {
-            self.log.pop_front();
+        for times in [&mut self.log, &mut self.counted] {
+            while times.front().is_some_and(|t| *t + longest <= now) {
+                times.pop_front();
+            }
         }
         slot
     }
@@ -195,15 +209,17 @@ impl State {
     fn start(&mut self, slot: Instant, now: Instant) -> bool {
         self.release(slot);
         let fits = self.windows.iter().all(|w| {
-            let started = self.log.partition_point(|t| *t <= now);
-            let before = self.log.partition_point(|t| *t + w.span <= now);
+            let started = self.counted.partition_point(|t| *t <= now);
+            let before = self.counted.partition_point(|t| *t + w.span <= now);
             started.saturating_sub(before) < w.window.limit as usize
         });
         if self.paused_until > now || !fits {
             return false;
         }
-        let at = self.log.partition_point(|t| *t <= now);
-        self.log.insert(at, now);
+        for times in [&mut self.log, &mut self.counted] {
+            let at = times.partition_point(|t| *t <= now);
+            times.insert(at, now);
+        }
         true
     }
 
@@ -213,23 +229,25 @@ impl State {
         if ended <= started {
             return;
         }
-        if let Some(index) = self.log.iter().rposition(|t| *t == started) {
-            self.log.remove(index);
-            let at = self.log.partition_point(|t| *t <= ended);
-            self.log.insert(at, ended);
+        if let Some(index) = self.counted.iter().rposition(|t| *t == started) {
+            self.counted.remove(index);
+            let at = self.counted.partition_point(|t| *t <= ended);
+            self.counted.insert(at, ended);
         }
     }
 
     /// Gives back a reserved slot that was not used (its caller re-reserves or left).
     fn release(&mut self, slot: Instant) {
-        if let Some(index) = self.log.iter().rposition(|t| *t == slot) {
-            self.log.remove(index);
+        for times in [&mut self.log, &mut self.counted] {
+            if let Some(index) = times.iter().rposition(|t| *t == slot) {
+                times.remove(index);
+            }
         }
     }
 
     /// Requests started in the `period` ending at `at`.
     fn used(&self, window: &Window, at: Instant) -> usize {
-        self.log.len() - self.log.partition_point(|t| *t + window.period <= at)
+        self.counted.len() - self.counted.partition_point(|t| *t + window.period <= at)
     }
 }
 
@@ -258,6 +276,7 @@ impl RequestBudget {
                             next_holder: 0,
                             windows: Vec::new(),
                             log: VecDeque::new(),
+                            counted: VecDeque::new(),
                             paused_until: now,
                         }),
                     });
@@ -625,6 +644,7 @@ mod tests {
             next_holder: 1,
             windows: Vec::new(),
             log: VecDeque::new(),
+            counted: VecDeque::new(),
             paused_until: Instant::now(),
         };
         state.recompute();
@@ -646,6 +666,7 @@ mod tests {
         // reserves again.
         let mut busy = State {
             log: VecDeque::new(),
+            counted: VecDeque::new(),
             ..state
         };
         let a = busy.reserve(t0);
@@ -677,6 +698,21 @@ mod tests {
         let next = tokio::time::timeout(Duration::from_secs(5), budget.acquire()).await;
         assert!(next.is_err(), "a second request inside the window");
         drop(grant);
+        // Pacing spaces starts, not ends: a long exchange does not delay the next start.
+        let paced = RequestBudget::join(key("exchange-pacing"), &[Window::per_minute(150)], "t");
+        drop(paced.acquire().await);
+        let begin = Instant::now();
+        let grant = paced.acquire().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(grant);
+        let second = Instant::now();
+        drop(paced.acquire().await);
+        assert_eq!(
+            Instant::now(),
+            second,
+            "the next start waited after a {:?} exchange",
+            second - begin
+        );
     }
 
     #[tokio::test(start_paused = true)]
