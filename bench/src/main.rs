@@ -213,6 +213,9 @@ fn main() -> anyhow::Result<()> {
             },
         )?;
         report.push_str(&kafka::report(&runs, args.kafka_partitions));
+        let yardstick =
+            speedlimit::events_per_second(&args.speedlimit, &input, work.path(), data.events)?;
+        report.push_str(&speedlimit::line(yardstick));
     }
     if args.only.as_deref().is_none_or(|o| "otlp".contains(o)) {
         eprintln!(
@@ -220,6 +223,9 @@ fn main() -> anyhow::Result<()> {
         );
         let runs = otlp::run(&siemflow, &input, &data, work.path(), args.otlp_runs)?;
         report.push_str(&otlp::report(&runs));
+        let yardstick =
+            speedlimit::events_per_second(&args.speedlimit, &input, work.path(), data.events)?;
+        report.push_str(&speedlimit::line(yardstick));
     }
     if args.only.as_deref().is_none_or(|o| "dedup".contains(o)) {
         eprintln!(

@@ -35,3 +35,11 @@ pub fn events_per_second(
     let _ = std::fs::remove_file(&out);
     Ok(events as f64 / seconds)
 }
+
+/// The report's line for a section whose runs are compared with the yardstick by hand.
+pub fn line(events_per_second: f64) -> String {
+    format!(
+        "\n`bench/speedlimit` on the same input, right after these runs: {events_per_second:.0} \
+         events/s (divide a run's events/s by it for its ratio).\n"
+    )
+}
