@@ -1,5 +1,6 @@
 //! The plugin side of the protocol, for plugins written in Rust: a transform is a
-//! function over one event, a sink an async function over a batch. The SDK listens on
+//! function over one event, a sink an async function over a batch, a source a blocking
+//! `read` closure returning batches and an `acked` closure told of their delivery. The SDK listens on
 //! the socket siemflow gives (`SIEMFLOW_PLUGIN_SOCKET`), refuses calls without the
 //! per-run token, answers the handshake with the schema and credit, logs JSON lines to
 //! stderr (siemflow re-logs them under the component id) and returns when siemflow
@@ -19,10 +20,11 @@
 //! }
 //! ```
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
@@ -31,7 +33,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::process::{SOCKET_ENV, TOKEN_ENV};
 use super::proto::{
     self, ComponentKind, HandshakeRequest, HandshakeResponse, PingRequest, PingResponse,
-    ShutdownRequest, ShutdownResponse, plugin_server, sink_server, transform_server,
+    ShutdownRequest, ShutdownResponse, plugin_server, sink_server, source_server, transform_server,
 };
 use super::value;
 use crate::Value;
@@ -46,8 +48,10 @@ pub struct Options {
     pub name: &'static str,
     /// The JSON Schema of its `config` table (siemflow checks the table against it).
     pub schema: Option<serde_json::Value>,
-    /// Batches siemflow may send before an answer.
+    /// Batches siemflow may send before an answer (a source: batches unacknowledged).
     pub credit: u32,
+    /// A source's wait before it sends again a batch siemflow could not deliver.
+    pub replay_after: Duration,
 }
 
 impl Options {
@@ -57,6 +61,7 @@ impl Options {
             name,
             schema: None,
             credit: 4,
+            replay_after: Duration::from_secs(1),
         }
     }
 
@@ -69,6 +74,12 @@ impl Options {
     /// With this credit (at least 1).
     pub fn credit(mut self, credit: u32) -> Self {
         self.credit = credit.max(1);
+        self
+    }
+
+    /// With this wait before a source sends an undelivered batch again.
+    pub fn replay_after(mut self, wait: Duration) -> Self {
+        self.replay_after = wait;
         self
     }
 }
@@ -155,6 +166,38 @@ pub fn serve_sink<S: Sink>(options: Options, sink: S) -> ExitCode {
             SinkService {
                 sink: Arc::new(sink),
                 config,
+            },
+            server_auth(),
+        ))
+    })
+}
+
+/// Serves a source plugin until siemflow stops it. `read(config, stopping)` blocks until
+/// it has the next batch and returns it with a token (anything the plugin wants back), or
+/// `None` once the source has nothing more (the stream ends when every batch is
+/// acknowledged); it should return `None` soon after `stopping` is set. `acked(token)` is
+/// called once siemflow delivered the batch to every sink, in the order `read` returned
+/// the batches, on its own thread (also while `read` waits for data): a cursor saved there
+/// never passes undelivered data. A batch siemflow could not deliver is sent again after
+/// [`Options::replay_after`]; at most [`Options::credit`] batches are unacknowledged
+/// (`read` is not called again until an ack frees one). An empty batch is not sent.
+pub fn serve_source<T, R, A>(options: Options, read: R, acked: A) -> ExitCode
+where
+    T: Send + 'static,
+    R: FnMut(&Value, &Stopping) -> Option<(Vec<Value>, T)> + Send + 'static,
+    A: FnMut(T) + Send + 'static,
+{
+    let credit = options.credit.max(1) as usize;
+    let replay_after = options.replay_after;
+    serve(options, ComponentKind::Source, move |server, config| {
+        server.add_service(source_server::SourceServer::with_interceptor(
+            SourceService {
+                read: Arc::new(Mutex::new(read)),
+                acked: Arc::new(Mutex::new(acked)),
+                config,
+                credit,
+                replay_after,
+                _token: std::marker::PhantomData,
             },
             server_auth(),
         ))
@@ -467,5 +510,402 @@ impl<S: Sink> sink_server::Sink for SinkService<S> {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Set when siemflow closes a source's stream (it stops, or goes away): the source's
+/// `read` should then return `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Stopping(Arc<(Mutex<bool>, Condvar)>);
+
+impl Stopping {
+    /// Whether the source should stop reading.
+    pub fn is_set(&self) -> bool {
+        self.0.0.lock().map(|stop| *stop).unwrap_or(true)
+    }
+
+    /// Waits up to `timeout`, returning early when stopping; true when stopping.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, changed) = &*self.0;
+        let Ok(stop) = lock.lock() else { return true };
+        match changed.wait_timeout_while(stop, timeout, |stop| !*stop) {
+            Ok((stop, _)) => *stop,
+            Err(_) => true,
+        }
+    }
+
+    fn set(&self) {
+        if let Ok(mut stop) = self.0.0.lock() {
+            *stop = true;
+        }
+        self.0.1.notify_all();
+    }
+}
+
+/// A batch `read` returned and whose token is not yet handed back.
+struct Slot<T> {
+    token: T,
+    events: Vec<Value>,
+    delivered: bool,
+}
+
+/// A source stream's books: the batches read and not yet acknowledged, in read order
+/// (their tokens are handed back in that order), the batch ids in flight, and the
+/// undelivered batches waiting to be sent again (they keep their place in the order).
+struct Ledger<T> {
+    next_slot: u64,
+    next_batch_id: u64,
+    slots: BTreeMap<u64, Slot<T>>,
+    /// Batch id sent → its slot.
+    in_flight: HashMap<u64, u64>,
+    /// Slots to send again, and when.
+    replays: VecDeque<(Instant, u64)>,
+}
+
+impl<T> Ledger<T> {
+    fn new() -> Self {
+        Ledger {
+            next_slot: 0,
+            next_batch_id: 1,
+            slots: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            replays: VecDeque::new(),
+        }
+    }
+
+    /// Books a batch `read` returned and returns it as sent.
+    fn send(&mut self, events: Vec<Value>, token: T) -> proto::SourceBatch {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.slots.insert(
+            slot,
+            Slot {
+                token,
+                events,
+                delivered: false,
+            },
+        );
+        self.send_slot(slot)
+    }
+
+    /// Sends (again) the batch of `slot`, under a new batch id.
+    fn send_slot(&mut self, slot: u64) -> proto::SourceBatch {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.in_flight.insert(batch_id, slot);
+        proto::SourceBatch {
+            batch_id,
+            events: self
+                .slots
+                .get(&slot)
+                .map(|s| s.events.iter().map(value::event_to_wire).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Settles an ack: returns the tokens now acknowledged, in read order. An
+    /// undelivered batch is booked to be sent again at `replay_at`; the batches read
+    /// after it are handed back only once it is delivered.
+    fn settle(&mut self, ack: &proto::SourceAck, replay_at: Instant) -> Vec<T> {
+        let Some(slot) = self.in_flight.remove(&ack.batch_id) else {
+            return Vec::new();
+        };
+        if !ack.delivered {
+            self.replays.push_back((replay_at, slot));
+            return Vec::new();
+        }
+        if let Some(s) = self.slots.get_mut(&slot) {
+            s.delivered = true;
+        }
+        let mut tokens = Vec::new();
+        while let Some(first) = self.slots.first_entry() {
+            if !first.get().delivered {
+                break;
+            }
+            tokens.push(first.remove().token);
+        }
+        tokens
+    }
+
+    /// Batches read and not yet handed back (what the credit bounds).
+    fn unacknowledged(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Sends again an undelivered batch whose wait is over.
+    fn due_replay(&mut self, now: Instant) -> Option<proto::SourceBatch> {
+        let index = self.replays.iter().position(|(at, _)| *at <= now)?;
+        let (_, slot) = self.replays.remove(index)?;
+        Some(self.send_slot(slot))
+    }
+
+    /// When the next undelivered batch is due.
+    fn next_replay(&self) -> Option<Instant> {
+        self.replays.iter().map(|(at, _)| *at).min()
+    }
+}
+
+/// A ledger shared by a stream's reader and acker threads, with its change signal.
+struct Books<T> {
+    ledger: Mutex<Ledger<T>>,
+    changed: Condvar,
+}
+
+impl<T> Books<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger<T>> {
+        // A panic in the plugin's own closures is outside the ledger's lock.
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+type BatchSender = mpsc::Sender<Result<proto::SourceBatch, Status>>;
+
+/// The reader thread of one stream: sends the undelivered batches that are due and,
+/// within the credit, what `read` returns, until `read` is done and everything is
+/// acknowledged, or the stream closes.
+fn read_loop<T, R>(
+    read: &mut R,
+    config: &Value,
+    books: &Books<T>,
+    stopping: &Stopping,
+    credit: usize,
+    tx: &BatchSender,
+) where
+    R: FnMut(&Value, &Stopping) -> Option<(Vec<Value>, T)>,
+{
+    let mut exhausted = false;
+    loop {
+        let replay = {
+            let mut ledger = books.lock();
+            if stopping.is_set() {
+                return;
+            }
+            let now = Instant::now();
+            match ledger.due_replay(now) {
+                Some(batch) => Some(batch),
+                None if !exhausted && ledger.unacknowledged() < credit => None,
+                None if exhausted && ledger.unacknowledged() == 0 => return,
+                None => {
+                    // Full credit, or done reading: wait for an ack or a replay's time.
+                    let wait = ledger
+                        .next_replay()
+                        .map_or(Duration::from_millis(500), |at| {
+                            at.saturating_duration_since(now)
+                        });
+                    let _ = books.changed.wait_timeout(ledger, wait);
+                    continue;
+                }
+            }
+        };
+        let batch = match replay {
+            Some(batch) => batch,
+            None => match read(config, stopping) {
+                None => {
+                    exhausted = true;
+                    continue;
+                }
+                Some((events, _)) if events.is_empty() => continue,
+                Some((events, token)) => books.lock().send(events, token),
+            },
+        };
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+struct SourceService<T, R, A> {
+    read: Arc<Mutex<R>>,
+    acked: Arc<Mutex<A>>,
+    config: Arc<OnceLock<Value>>,
+    credit: usize,
+    replay_after: Duration,
+    _token: std::marker::PhantomData<fn() -> T>,
+}
+
+#[tonic::async_trait]
+impl<T, R, A> source_server::Source for SourceService<T, R, A>
+where
+    T: Send + 'static,
+    R: FnMut(&Value, &Stopping) -> Option<(Vec<Value>, T)> + Send + 'static,
+    A: FnMut(T) + Send + 'static,
+{
+    type ReadStream = ReceiverStream<Result<proto::SourceBatch, Status>>;
+
+    async fn read(
+        &self,
+        request: Request<Streaming<proto::SourceAck>>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(1);
+        let (ack_tx, mut ack_rx) = mpsc::channel::<proto::SourceAck>(self.credit.max(16));
+        let books = Arc::new(Books {
+            ledger: Mutex::new(Ledger::<T>::new()),
+            changed: Condvar::new(),
+        });
+        let stopping = Stopping::default();
+        let config = config_of(&self.config);
+        // Acks arrive on the async side and are settled on a thread of their own, so the
+        // plugin's `acked` runs even while its `read` waits for data.
+        tokio::spawn(async move {
+            while let Ok(Some(ack)) = inbound.message().await {
+                if ack_tx.send(ack).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let acker = {
+            let books = Arc::clone(&books);
+            let stopping = stopping.clone();
+            let acked = Arc::clone(&self.acked);
+            let replay_after = self.replay_after;
+            move || {
+                while let Some(ack) = ack_rx.blocking_recv() {
+                    let tokens = books.lock().settle(&ack, Instant::now() + replay_after);
+                    books.changed.notify_all();
+                    if !tokens.is_empty() {
+                        let mut acked = acked.lock().unwrap_or_else(|p| p.into_inner());
+                        tokens.into_iter().for_each(&mut *acked);
+                    }
+                }
+                // The stream is closed: the reader ends.
+                stopping.set();
+                let _guard = books.lock();
+                books.changed.notify_all();
+            }
+        };
+        let reader = {
+            let read = Arc::clone(&self.read);
+            let credit = self.credit;
+            move || {
+                let Ok(mut read) = read.try_lock() else {
+                    let _ = tx.blocking_send(Err(Status::failed_precondition(
+                        "this source serves one Read stream at a time",
+                    )));
+                    return;
+                };
+                read_loop(&mut *read, &config, &books, &stopping, credit, &tx);
+            }
+        };
+        std::thread::Builder::new()
+            .name("siemflow-source-acks".into())
+            .spawn(acker)
+            .map_err(|e| Status::internal(format!("cannot start the ack thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("siemflow-source-read".into())
+            .spawn(reader)
+            .map_err(|e| Status::internal(format!("cannot start the reader thread: {e}")))?;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    fn ack(batch_id: u64, delivered: bool) -> proto::SourceAck {
+        proto::SourceAck {
+            batch_id,
+            delivered,
+        }
+    }
+
+    fn batch(n: i64) -> Vec<Value> {
+        vec![Value::Integer(n)]
+    }
+
+    #[test]
+    fn acks_are_released_in_read_order() {
+        let mut ledger = Ledger::new();
+        let now = Instant::now();
+        let ids: Vec<u64> = (1..=3).map(|n| ledger.send(batch(n), n).batch_id).collect();
+        assert_eq!(ledger.unacknowledged(), 3);
+        assert!(ledger.settle(&ack(ids[2], true), now).is_empty());
+        assert!(ledger.settle(&ack(ids[1], true), now).is_empty());
+        assert_eq!(ledger.settle(&ack(ids[0], true), now), vec![1, 2, 3]);
+        assert_eq!(ledger.unacknowledged(), 0);
+        // An ack for an unknown or settled batch changes nothing.
+        assert!(ledger.settle(&ack(ids[0], true), now).is_empty());
+    }
+
+    #[test]
+    fn an_undelivered_batch_is_sent_again_after_its_wait_and_keeps_its_place() {
+        let mut ledger = Ledger::new();
+        let now = Instant::now();
+        let first = ledger.send(batch(1), "a").batch_id;
+        let second = ledger.send(batch(2), "b").batch_id;
+        let later = now + Duration::from_secs(1);
+        assert!(ledger.settle(&ack(first, false), later).is_empty());
+        assert!(
+            ledger.due_replay(now).is_none(),
+            "sent again before its wait"
+        );
+        assert_eq!(ledger.next_replay(), Some(later));
+        // The later batch is delivered, but its token waits for the first.
+        assert!(ledger.settle(&ack(second, true), now).is_empty());
+        assert_eq!(ledger.unacknowledged(), 2);
+        let again = ledger.due_replay(later).expect("due");
+        assert_ne!(again.batch_id, first, "a replay is a new batch");
+        assert_eq!(again.events, vec![value::event_to_wire(&Value::Integer(1))]);
+        assert_eq!(
+            ledger.settle(&ack(again.batch_id, true), later),
+            vec!["a", "b"]
+        );
+        assert_eq!(ledger.unacknowledged(), 0);
+    }
+
+    #[test]
+    fn the_reader_stays_within_the_credit_and_ends_once_everything_is_acknowledged() {
+        let books = Arc::new(Books {
+            ledger: Mutex::new(Ledger::new()),
+            changed: Condvar::new(),
+        });
+        let stopping = Stopping::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        let reader = {
+            let books = Arc::clone(&books);
+            let stopping = stopping.clone();
+            std::thread::spawn(move || {
+                let mut next = 0;
+                let mut read = |_: &Value, _: &Stopping| {
+                    next += 1;
+                    (next <= 5).then(|| (batch(next), next))
+                };
+                read_loop(&mut read, &Value::Null, &books, &stopping, 2, &tx);
+            })
+        };
+        let mut acked = Vec::new();
+        let mut received = 0;
+        while let Some(Ok(sent)) = rx.blocking_recv() {
+            received += 1;
+            // Two unacknowledged at most: the reader waits for this ack.
+            assert!(books.lock().unacknowledged() <= 2);
+            let delivered = sent.batch_id != 2;
+            acked.extend(
+                books
+                    .lock()
+                    .settle(&ack(sent.batch_id, delivered), Instant::now()),
+            );
+            books.changed.notify_all();
+        }
+        reader.join().expect("reader");
+        assert_eq!(acked, vec![1, 2, 3, 4, 5], "every token, in order");
+        assert_eq!(received, 6, "five batches and one replay");
+        assert!(!stopping.is_set());
+    }
+
+    #[test]
+    fn stopping_wakes_a_read_that_waits_on_it() {
+        let stopping = Stopping::default();
+        assert!(!stopping.wait(Duration::from_millis(1)));
+        let waiter = {
+            let stopping = stopping.clone();
+            std::thread::spawn(move || stopping.wait(Duration::from_secs(600)))
+        };
+        stopping.set();
+        assert!(waiter.join().expect("waiter"), "woken by the stop");
+        assert!(stopping.is_set());
     }
 }

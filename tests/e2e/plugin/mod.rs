@@ -1,6 +1,7 @@
 //! External plugins (`type = "plugin"`): the Python SDK's transform and source and the
-//! Rust sink example, run by the real binary as separate processes.
+//! Rust sink and source examples, run by the real binary as separate processes.
 
+mod counter_source;
 mod sink;
 mod source;
 mod transform;
@@ -21,6 +22,23 @@ pub fn python_dir() -> PathBuf {
 /// The test virtualenv's Python (grpcio, protobuf).
 pub fn python() -> String {
     venv().join("bin/python").display().to_string()
+}
+
+/// A Rust plugin example, built by `cargo test` (or `cargo build --examples`).
+pub fn example(name: &str) -> PathBuf {
+    // target/debug/deps/e2e-… → target/debug/examples/<name>, built by `cargo test`.
+    let exe = std::env::current_exe().expect("test binary");
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/debug");
+    let path = debug.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples (cargo build --examples)",
+        path.display()
+    );
+    path
 }
 
 /// The ids of the processes whose parent is `parent` and whose command line holds `needle`.

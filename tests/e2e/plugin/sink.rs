@@ -5,27 +5,11 @@
 use std::ffi::CString;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use super::example;
 use crate::harness::{Workspace, records, wait_for, wait_until_stalled};
-
-fn example(name: &str) -> PathBuf {
-    // target/debug/deps/e2e-… → target/debug/examples/<name>, built by `cargo test`.
-    let exe = std::env::current_exe().expect("test binary");
-    let debug = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/debug");
-    let path = debug.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples (cargo build --examples)",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn rust_sink_with_credit_one_holds_the_source_back_while_its_destination_is_stalled() {
