@@ -273,22 +273,28 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
             # even while the generator waits for new data.
             lock = threading.Condition()
             closed = threading.Event()
-            outstanding = {}  # batch id -> [token, events, delivered]
-            order = []  # batch ids in yield order, for ordered on_ack
-            replays = []  # (when, events, token) of batches that failed downstream
+            # Per batch, by the id it was first sent under (its place in the yield order):
+            # [token, events, state], state "sent", "failed" (waiting to be sent again) or
+            # "delivered" (waiting for the batches before it).
+            outstanding = {}
+            order = []  # first batch ids in yield order, for ordered on_ack
+            sent_as = {}  # batch id on the wire -> first batch id (a replay gets a new id)
+            replays = []  # (when, first batch id) of batches that failed downstream
             next_id = [1]
 
             def settle(ack):
-                entry = outstanding.get(ack.batch_id)
-                if entry is None:
+                first = sent_as.pop(ack.batch_id, None)
+                if first is None:
                     return
+                entry = outstanding[first]
                 if ack.delivered:
-                    entry[2] = True
+                    entry[2] = "delivered"
                 else:
-                    del outstanding[ack.batch_id]
-                    order.remove(ack.batch_id)
-                    replays.append((time.monotonic() + replay_after, entry[1], entry[0]))
-                while order and outstanding[order[0]][2]:
+                    # It keeps its place: the batches after it are not acknowledged to
+                    # the author before it is delivered, so no cursor passes it.
+                    entry[2] = "failed"
+                    replays.append((time.monotonic() + replay_after, first))
+                while order and outstanding[order[0]][2] == "delivered":
                     token = outstanding.pop(order.pop(0))[0]
                     if on_ack is not None:
                         on_ack(token)
@@ -305,31 +311,47 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                 with lock:
                     lock.notify_all()
 
-            def batch(events, token):
+            def send(first=None, events=None, token=None):
+                """A new batch (`events`, `token`), or the failed batch `first` again."""
                 batch_id = next_id[0]
                 next_id[0] += 1
-                outstanding[batch_id] = [token, events, False]
-                order.append(batch_id)
+                if first is None:
+                    first = batch_id
+                    outstanding[first] = [token, events, "sent"]
+                    order.append(first)
+                else:
+                    outstanding[first][2] = "sent"
+                    events = outstanding[first][1]
+                sent_as[batch_id] = first
                 return pb.SourceBatch(batch_id=batch_id, events=[to_event(e) for e in events])
+
+            def in_flight():
+                return sum(1 for entry in outstanding.values() if entry[2] == "sent")
 
             threading.Thread(target=take_acks, daemon=True).start()
             generator = read(self._lifecycle.config, closed)
             exhausted = False
             while not closed.is_set():
+                replay = None
                 with lock:
-                    # At most `credit` batches unacknowledged.
-                    while len(outstanding) >= credit and not closed.is_set():
-                        lock.wait(0.5)
+                    # At most `credit` batches unacknowledged (a failed one keeps its
+                    # share until delivered); a due replay goes when one is free on the wire.
+                    while not closed.is_set():
+                        now = time.monotonic()
+                        due = None
+                        if in_flight() < credit:
+                            due = next((r for r in replays if r[0] <= now), None)
+                        if due is not None or len(outstanding) < credit:
+                            break
+                        lock.wait(0.05)
                     if closed.is_set():
                         break
-                    now = time.monotonic()
-                    due = next((r for r in replays if r[0] <= now), None)
                     if due is not None:
                         replays.remove(due)
-                        replay = batch(due[1], due[2])
-                    elif exhausted and not outstanding and not replays:
+                        replay = send(first=due[1])
+                    elif exhausted and not outstanding:
                         return
-                if due is not None:
+                if replay is not None:
                     yield replay
                     continue
                 if exhausted:
@@ -342,7 +364,7 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                     continue
                 if events:
                     with lock:
-                        fresh = batch(list(events), token)
+                        fresh = send(events=list(events), token=token)
                     yield fresh
 
     def register(server, lifecycle, stopping):

@@ -161,3 +161,23 @@ path = "out.ndjson"
         (text.trim() == TOTAL.to_string()).then_some(())
     });
 }
+
+/// The SDK's source stream driven with scripted acks (tests/plugin/source_sdk_order.py):
+/// a batch siemflow fails is sent again and keeps its place, so `on_ack` (where authors
+/// save their cursor) never runs for a later batch first.
+#[test]
+fn a_failed_batch_keeps_its_place_in_the_python_sdks_ack_order() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugin/source_sdk_order.py");
+    let output = std::process::Command::new(python())
+        .arg(&script)
+        .output()
+        .expect("run the SDK driver");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{}: {stdout}{stderr}",
+        output.status
+    );
+}
