@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -196,7 +196,9 @@ impl HealthRegistry {
     pub fn ready(&self) -> Result<(), Vec<String>> {
         match self.phase.load(Ordering::Acquire) {
             p if p == Phase::Starting as u8 => {
-                return Err(vec!["starting: the pipeline's components are being started".into()]);
+                return Err(vec![
+                    "starting: the pipeline's components are being started".into(),
+                ]);
             }
             p if p == Phase::Draining as u8 => {
                 return Err(vec!["draining: shutting down".into()]);

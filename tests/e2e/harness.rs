@@ -498,12 +498,16 @@ pub fn ids(lines: &[String]) -> Vec<String> {
 pub fn wait_until_stalled(pipeline: &mut Pipeline, source: &str) -> f64 {
     let label = [format!("component_id=\"{source}\"")];
     let label: Vec<&str> = label.iter().map(String::as_str).collect();
-    wait_for("the source to stop reading", Duration::from_secs(60), || {
-        let before = pipeline.metric("component_sent_events_total", &label);
-        std::thread::sleep(Duration::from_millis(500));
-        let after = pipeline.metric("component_sent_events_total", &label);
-        (after > 0.0 && after == before).then_some(after)
-    })
+    wait_for(
+        "the source to stop reading",
+        Duration::from_secs(60),
+        || {
+            let before = pipeline.metric("component_sent_events_total", &label);
+            std::thread::sleep(Duration::from_millis(500));
+            let after = pipeline.metric("component_sent_events_total", &label);
+            (after > 0.0 && after == before).then_some(after)
+        },
+    )
 }
 
 /// Bytes of its input the file source `in` has checkpointed as delivered (0 before its

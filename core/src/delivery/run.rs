@@ -2,8 +2,8 @@
 //! settle.
 
 use std::sync::Arc;
-use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
