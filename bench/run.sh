@@ -3,7 +3,8 @@
 # Extra arguments go to the harness (e.g. --events 200000, --only remap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace --quiet
+# --examples: the plugin scenarios run examples/plugin_tagger as an external plugin.
+cargo build --release --workspace --bins --examples --quiet
 # The yardstick every pipeline's speed is compared with (bench/speedlimit/PROVENANCE.md).
 cargo build --release --quiet --locked --manifest-path bench/speedlimit/Cargo.toml --target-dir target/speedlimit
 exec target/release/siemflow-bench "$@"

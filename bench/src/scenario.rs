@@ -70,6 +70,39 @@ const STDIN_SOURCE: &str = r#"
 type = "stdin"
 "#;
 
+/// file → `tag` → blackhole, where `tag` (a transform's options below its `type`) adds
+/// `tagged = true` and `tag = "m365"`: compiled in, or as an external plugin. `{root}` is the
+/// checkout the harness runs from (`.venv-test` holds the Python plugin's grpcio).
+fn tagging(
+    name: &'static str,
+    description: &'static str,
+    transform: &str,
+    target: &'static str,
+) -> Scenario {
+    Scenario {
+        name,
+        description,
+        config: format!(
+            r#"
+[sources.in]
+type = "file"
+include = ["{{input}}"]
+[transforms.tag]
+inputs = ["in"]
+{transform}
+[sinks.out]
+type = "blackhole"
+inputs = ["tag"]
+"#
+        ),
+        sink: "out",
+        target,
+        deduplicates: false,
+        peer: Peer::None,
+        launch: Launch::default(),
+    }
+}
+
 /// Every scenario, cheapest first.
 pub fn all() -> Vec<Scenario> {
     vec![
@@ -143,6 +176,36 @@ path = "out/result.ndjson"
                 stdin: true,
                 threads: Some(1),
             },
+        ),
+        tagging(
+            "file → tag (remap) → blackhole",
+            "the plugin scenarios' step compiled in: a VRL program adding two fields",
+            r#"
+type = "remap"
+source = ".tagged = true\n.tag = \"m365\""
+"#,
+            "the yardstick of the plugin paths",
+        ),
+        tagging(
+            "file → tag (Rust plugin) → blackhole",
+            "the same step as an external plugin in Rust (examples/plugin_tagger.rs) over gRPC on a Unix socket",
+            r#"
+type = "plugin"
+command = "{root}/target/release/examples/plugin_tagger"
+config = { tag = "m365" }
+"#,
+            "≥ 50 % of the step compiled in (issue 14)",
+        ),
+        tagging(
+            "file → tag (Python plugin) → blackhole",
+            "the same step as an external plugin in Python (plugins/python/examples/tagger.py, grpcio)",
+            r#"
+type = "plugin"
+command = "{root}/.venv-test/bin/python"
+args = ["{root}/plugins/python/examples/tagger.py"]
+config = { tag = "m365" }
+"#,
+            "reported as it is (issue 14)",
         ),
         Scenario {
             name: "file → splunk_hec",
@@ -314,7 +377,8 @@ pub fn run(
         &scenario
             .config
             .replace("{input}", &input.display().to_string())
-            .replace("{peer}", &peer_address),
+            .replace("{peer}", &peer_address)
+            .replace("{root}", &std::env::current_dir()?.display().to_string()),
     )?;
     let expected = if scenario.deduplicates {
         data.unique
