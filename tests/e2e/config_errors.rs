@@ -299,7 +299,7 @@ fn global_options_are_accepted_before_the_command() {
     let (code, _, stderr) = siemflow(&ws, &["-c", "p.toml", "list"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("apply to `run` and `validate` only"),
+        stderr.contains("apply to `run`, `validate` and `test` only"),
         "{stderr}"
     );
 }
