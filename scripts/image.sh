@@ -29,6 +29,10 @@ max_image_mib=100
 
 # --- tools: installed only when missing.
 if [ "$(id -u)" -ne 0 ]; then
+    # A CI runner that is not root usually has password-less sudo, as test-deps.sh assumes.
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        exec sudo -E env "PATH=$PATH" "$0" "$@"
+    fi
     echo "image.sh needs root: chroot into the image, files owned by 65532 (sudo -E $0)" >&2
     exit 1
 fi
