@@ -79,7 +79,7 @@ fn text(line: &[u8], issues: &mut LineIssues) -> Value {
 /// from `10000000000000000001` (an integer that lost digits), so when it sees an integral
 /// float that large it asks for a second look at the text. Such lines are rare; every
 /// other line is parsed exactly once.
-fn parse_json(line: &[u8], issues: &mut LineIssues) -> serde_json::Result<Value> {
+pub fn parse_json(line: &[u8], issues: &mut LineIssues) -> serde_json::Result<Value> {
     let mut notes = Notes::default();
     let value = parse_with(line, &mut notes)?;
     if notes.big_integral_float

@@ -20,6 +20,7 @@ _server._serve = lambda kind, register, schema, credit, configure: register(None
 
 class Lifecycle:
     config = {}
+    json_events = True
 
 
 acked = []

@@ -313,6 +313,11 @@ impl Session {
     pub fn credit(&self) -> usize {
         (self.handshake.credit as usize).max(1)
     }
+
+    /// How events go to this plugin: as JSON when it said it reads them so.
+    pub fn event_form(&self) -> value::EventForm {
+        value::EventForm::agreed(&self.handshake.capabilities)
+    }
 }
 
 /// Metrics of a plugin component beyond the standard ones.
@@ -448,6 +453,7 @@ pub async fn start(
         config: Some(config.config_value()),
         outputs: config.outputs.clone(),
         describe_only,
+        capabilities: vec![value::JSON_EVENTS.to_string()],
     };
     let deadline = Instant::now() + config.start_timeout;
     let handshake = handshake(&mut process, request, deadline, config.start_timeout).await?;

@@ -231,7 +231,7 @@ type Router = tonic::transport::server::Router;
 fn serve(
     options: Options,
     kind: ComponentKind,
-    add: impl FnOnce(&mut tonic::transport::Server, Arc<OnceLock<Value>>) -> Router,
+    add: impl FnOnce(&mut tonic::transport::Server, Arc<OnceLock<Agreed>>) -> Router,
 ) -> ExitCode {
     let (Ok(address), Ok(token)) = (std::env::var(SOCKET_ENV), std::env::var(TOKEN_ENV)) else {
         eprintln!(
@@ -266,7 +266,7 @@ async fn listen(
     options: Options,
     kind: ComponentKind,
     address: &str,
-    add: impl FnOnce(&mut tonic::transport::Server, Arc<OnceLock<Value>>) -> Router,
+    add: impl FnOnce(&mut tonic::transport::Server, Arc<OnceLock<Agreed>>) -> Router,
 ) -> Result<(), String> {
     let path = address.strip_prefix("unix://").unwrap_or(address);
     let listener = tokio::net::UnixListener::bind(path)
@@ -300,7 +300,7 @@ async fn listen(
 struct Lifecycle {
     options: Options,
     kind: ComponentKind,
-    config: Arc<OnceLock<Value>>,
+    config: Arc<OnceLock<Agreed>>,
     stop: Arc<Notify>,
 }
 
@@ -345,7 +345,12 @@ impl plugin_server::Plugin for Lifecycle {
                 return Ok(Response::new(answer));
             }
         };
-        let _ = self.config.set(config);
+        // Events go as JSON when siemflow reads them so: far cheaper for both sides.
+        let form = value::EventForm::agreed(&request.capabilities);
+        if form == value::EventForm::Json {
+            answer.capabilities.push(value::JSON_EVENTS.to_string());
+        }
+        let _ = self.config.set(Agreed { config, form });
         Ok(Response::new(answer))
     }
 
@@ -362,20 +367,30 @@ impl plugin_server::Plugin for Lifecycle {
     }
 }
 
-fn config_of(config: &OnceLock<Value>) -> Value {
-    config.get().cloned().unwrap_or(Value::Null)
+/// What the handshake settled: the plugin's config and how it sends events.
+#[derive(Clone)]
+struct Agreed {
+    config: Value,
+    form: value::EventForm,
+}
+
+fn agreed(handshake: &OnceLock<Agreed>) -> Agreed {
+    handshake.get().cloned().unwrap_or(Agreed {
+        config: Value::Null,
+        form: value::EventForm::Value,
+    })
 }
 
 type TransformFn = dyn Fn(Value, &Value) -> Result<Vec<Emit>, String> + Send + Sync;
 
 struct TransformService {
     transform: Arc<TransformFn>,
-    config: Arc<OnceLock<Value>>,
+    config: Arc<OnceLock<Agreed>>,
 }
 
 fn transform_batch(
     transform: &TransformFn,
-    config: &Value,
+    agreed: &Agreed,
     batch: proto::TransformBatch,
 ) -> proto::TransformResult {
     let results = batch
@@ -384,13 +399,13 @@ fn transform_batch(
         .map(|event| {
             let outcome = value::event_from_wire(event)
                 .map_err(|e| e.to_string())
-                .and_then(|v| transform(v, config));
+                .and_then(|v| transform(v, &agreed.config));
             match outcome {
                 Ok(emitted) => proto::EventResult {
                     emitted: emitted
                         .into_iter()
                         .map(|e| proto::Emitted {
-                            event: Some(value::event_to_wire(&e.value)),
+                            event: Some(value::event_to_wire(&e.value, agreed.form)),
                             output: e.output.unwrap_or_default(),
                         })
                         .collect(),
@@ -420,10 +435,10 @@ impl transform_server::Transform for TransformService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let transform = Arc::clone(&self.transform);
-        let config = config_of(&self.config);
+        let agreed = agreed(&self.config);
         tokio::spawn(async move {
             while let Ok(Some(batch)) = inbound.message().await {
-                let result = transform_batch(transform.as_ref(), &config, batch);
+                let result = transform_batch(transform.as_ref(), &agreed, batch);
                 if tx.send(Ok(result)).await.is_err() {
                     break;
                 }
@@ -435,7 +450,7 @@ impl transform_server::Transform for TransformService {
 
 struct SinkService<S> {
     sink: Arc<S>,
-    config: Arc<OnceLock<Value>>,
+    config: Arc<OnceLock<Agreed>>,
 }
 
 fn sink_result(batch_id: u64, outcome: SinkOutcome) -> proto::SinkResult {
@@ -467,7 +482,7 @@ impl<S: Sink> sink_server::Sink for SinkService<S> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let sink = Arc::clone(&self.sink);
-        let config = config_of(&self.config);
+        let config = agreed(&self.config).config;
         tokio::spawn(async move {
             while let Ok(Some(batch)) = inbound.message().await {
                 let mut events = Vec::with_capacity(batch.events.len());
@@ -560,11 +575,14 @@ struct Ledger<T> {
     in_flight: HashMap<u64, u64>,
     /// Slots to send again, and when.
     replays: VecDeque<(Instant, u64)>,
+    /// How batches are put on the wire.
+    form: value::EventForm,
 }
 
 impl<T> Ledger<T> {
-    fn new() -> Self {
+    fn new(form: value::EventForm) -> Self {
         Ledger {
+            form,
             next_slot: 0,
             next_batch_id: 1,
             slots: BTreeMap::new(),
@@ -598,7 +616,12 @@ impl<T> Ledger<T> {
             events: self
                 .slots
                 .get(&slot)
-                .map(|s| s.events.iter().map(value::event_to_wire).collect())
+                .map(|s| {
+                    s.events
+                        .iter()
+                        .map(|e| value::event_to_wire(e, self.form))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -719,7 +742,7 @@ fn read_loop<T, R>(
 struct SourceService<T, R, A> {
     read: Arc<Mutex<R>>,
     acked: Arc<Mutex<A>>,
-    config: Arc<OnceLock<Value>>,
+    config: Arc<OnceLock<Agreed>>,
     credit: usize,
     replay_after: Duration,
     _token: std::marker::PhantomData<fn() -> T>,
@@ -741,12 +764,12 @@ where
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1);
         let (ack_tx, mut ack_rx) = mpsc::channel::<proto::SourceAck>(self.credit.max(16));
+        let Agreed { config, form } = agreed(&self.config);
         let books = Arc::new(Books {
-            ledger: Mutex::new(Ledger::<T>::new()),
+            ledger: Mutex::new(Ledger::<T>::new(form)),
             changed: Condvar::new(),
         });
         let stopping = Stopping::default();
-        let config = config_of(&self.config);
         // Acks arrive on the async side and are settled on a thread of their own, so the
         // plugin's `acked` runs even while its `read` waits for data.
         tokio::spawn(async move {
@@ -818,7 +841,7 @@ mod source_tests {
 
     #[test]
     fn acks_are_released_in_read_order() {
-        let mut ledger = Ledger::new();
+        let mut ledger = Ledger::new(value::EventForm::Value);
         let now = Instant::now();
         let ids: Vec<u64> = (1..=3).map(|n| ledger.send(batch(n), n).batch_id).collect();
         assert_eq!(ledger.unacknowledged(), 3);
@@ -832,7 +855,7 @@ mod source_tests {
 
     #[test]
     fn an_undelivered_batch_is_sent_again_after_its_wait_and_keeps_its_place() {
-        let mut ledger = Ledger::new();
+        let mut ledger = Ledger::new(value::EventForm::Value);
         let now = Instant::now();
         let first = ledger.send(batch(1), "a").batch_id;
         let second = ledger.send(batch(2), "b").batch_id;
@@ -848,7 +871,7 @@ mod source_tests {
         assert_eq!(ledger.unacknowledged(), 2);
         let again = ledger.due_replay(later).expect("due");
         assert_ne!(again.batch_id, first, "a replay is a new batch");
-        assert_eq!(again.events, vec![value::event_to_wire(&Value::Integer(1))]);
+        assert_eq!(again.events, vec![value::event_to_wire(&Value::Integer(1), value::EventForm::Value)]);
         assert_eq!(
             ledger.settle(&ack(again.batch_id, true), later),
             vec!["a", "b"]
@@ -859,7 +882,7 @@ mod source_tests {
     #[test]
     fn the_reader_stays_within_the_credit_and_ends_once_everything_is_acknowledged() {
         let books = Arc::new(Books {
-            ledger: Mutex::new(Ledger::new()),
+            ledger: Mutex::new(Ledger::new(value::EventForm::Value)),
             changed: Condvar::new(),
         });
         let stopping = Stopping::default();

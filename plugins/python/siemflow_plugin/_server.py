@@ -15,7 +15,7 @@ import grpc
 
 from . import plugin_pb2 as pb
 from . import plugin_pb2_grpc as rpc
-from ._values import from_value, to_event
+from ._values import JSON_EVENTS, from_event, from_value, to_event
 
 SDK_NAME = "siemflow-plugin-python"
 SDK_VERSION = "0.1.0"
@@ -111,6 +111,7 @@ class _Lifecycle(rpc.PluginServicer):
         self._configure = configure
         self._stopping = stopping
         self.config = {}
+        self.json_events = False
 
     def Handshake(self, request, context):
         answer = pb.HandshakeResponse(
@@ -130,6 +131,10 @@ class _Lifecycle(rpc.PluginServicer):
         self.config = from_value(request.config) if request.HasField("config") else {}
         self.config = self.config or {}
         self.outputs = list(request.outputs)
+        # Events as JSON text when siemflow reads them so: json is C, Values are Python.
+        self.json_events = JSON_EVENTS in request.capabilities
+        if self.json_events:
+            answer.capabilities.append(JSON_EVENTS)
         if self._configure is not None and not request.describe_only:
             try:
                 self._configure(self.config)
@@ -191,11 +196,11 @@ def _serve(kind, register, schema, credit, configure, workers=8):
 # ---- transform ----
 
 
-def _transform_results(fn, config, outputs, events, pool):
+def _transform_results(fn, config, json_form, events, pool):
     def one(event):
         result = pb.EventResult()
         try:
-            out = fn(from_value(event.value), config)
+            out = fn(from_event(event), config)
         except Exception as error:
             log.debug("event failed", exc_info=True)
             result.error = f"{type(error).__name__}: {error}"
@@ -208,9 +213,9 @@ def _transform_results(fn, config, outputs, events, pool):
                 emitted = result.emitted.add()
                 if isinstance(item, Emit):
                     emitted.output = item.output
-                    emitted.event.CopyFrom(to_event(item.event))
+                    emitted.event.CopyFrom(to_event(item.event, json_form))
                 else:
-                    emitted.event.CopyFrom(to_event(item))
+                    emitted.event.CopyFrom(to_event(item, json_form))
         except Exception as error:
             del result.emitted[:]
             result.error = f"{type(error).__name__}: {error}"
@@ -239,7 +244,7 @@ def serve_transform(fn, *, schema=None, credit=4, threads=1, configure=None):
         def Process(self, request_iterator, context):
             for batch in request_iterator:
                 results = _transform_results(
-                    fn, self._lifecycle.config, self._lifecycle.outputs, batch.events, pool
+                    fn, self._lifecycle.config, self._lifecycle.json_events, batch.events, pool
                 )
                 yield pb.TransformResult(batch_id=batch.batch_id, results=results)
 
@@ -323,7 +328,10 @@ def serve_source(read, *, on_ack=None, schema=None, credit=4, configure=None, re
                     outstanding[first][2] = "sent"
                     events = outstanding[first][1]
                 sent_as[batch_id] = first
-                return pb.SourceBatch(batch_id=batch_id, events=[to_event(e) for e in events])
+                json_form = self._lifecycle.json_events
+                return pb.SourceBatch(
+                    batch_id=batch_id, events=[to_event(e, json_form) for e in events]
+                )
 
             def in_flight():
                 return sum(1 for entry in outstanding.values() if entry[2] == "sent")
@@ -402,7 +410,7 @@ def serve_sink(deliver, *, schema=None, credit=1, configure=None):
 
         def Write(self, request_iterator, context):
             for batch in request_iterator:
-                events = [from_value(e.value) for e in batch.events]
+                events = [from_event(e) for e in batch.events]
                 try:
                     outcome = deliver(events, self._lifecycle.config)
                 except Exception as error:

@@ -1,6 +1,7 @@
-"""The protocol's Value <-> plain Python values."""
+"""The protocol's Value and Event <-> plain Python values."""
 
 import datetime
+import json
 
 from . import plugin_pb2 as pb
 
@@ -59,8 +60,41 @@ def to_value(obj, out=None):
     return out
 
 
-def to_event(obj):
-    """A wire Event holding a Python value."""
+JSON_EVENTS = "json-events"
+
+
+def from_event(event):
+    """The Python value of a wire Event, in either of its forms (see proto/plugin.proto)."""
+    if not event.json:
+        return from_value(event.value) if event.HasField("value") else None
+    obj = json.loads(event.json)
+    for exact in event.exact:
+        # The JSON holds the nearest JSON form there; the exact value replaces it.
+        path = exact.path
+        if not path:
+            obj = from_value(exact.value)
+            continue
+        parent = obj
+        for segment in path[:-1]:
+            parent = parent[_step(segment)]
+        parent[_step(path[-1])] = from_value(exact.value)
+    return obj
+
+
+def _step(segment):
+    return segment.field if segment.WhichOneof("kind") == "field" else segment.index
+
+
+def to_event(obj, json_form=False):
+    """A wire Event holding a Python value: as JSON text when siemflow agreed to it and
+    the value is plain JSON (dict, list, str, int, float, bool, None); otherwise, e.g.
+    with a datetime or bytes inside, as nested Values."""
+    if json_form:
+        try:
+            text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            return pb.Event(json=text.encode("utf-8"))
+        except (TypeError, ValueError):
+            pass
     event = pb.Event()
     to_value(obj, event.value)
     return event

@@ -24,7 +24,7 @@ COMPONENT_KIND_SINK: ComponentKind
 NULL_VALUE: NullValue
 
 class HandshakeRequest(_message.Message):
-    __slots__ = ("protocol_versions", "host_version", "component_id", "kind", "config", "outputs", "describe_only")
+    __slots__ = ("protocol_versions", "host_version", "component_id", "kind", "config", "outputs", "describe_only", "capabilities")
     PROTOCOL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     HOST_VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPONENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class HandshakeRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     DESCRIBE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     protocol_versions: _containers.RepeatedScalarFieldContainer[int]
     host_version: str
     component_id: str
@@ -39,7 +40,8 @@ class HandshakeRequest(_message.Message):
     config: Value
     outputs: _containers.RepeatedScalarFieldContainer[str]
     describe_only: bool
-    def __init__(self, protocol_versions: _Optional[_Iterable[int]] = ..., host_version: _Optional[str] = ..., component_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., config: _Optional[_Union[Value, _Mapping]] = ..., outputs: _Optional[_Iterable[str]] = ..., describe_only: _Optional[bool] = ...) -> None: ...
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, protocol_versions: _Optional[_Iterable[int]] = ..., host_version: _Optional[str] = ..., component_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., config: _Optional[_Union[Value, _Mapping]] = ..., outputs: _Optional[_Iterable[str]] = ..., describe_only: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HandshakeResponse(_message.Message):
     __slots__ = ("protocol_version", "sdk_name", "sdk_version", "capabilities", "config_schema", "credit", "error")
@@ -125,10 +127,30 @@ class Object(_message.Message):
     def __init__(self, fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("value",)
+    __slots__ = ("value", "json", "exact")
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     value: Value
-    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    json: bytes
+    exact: _containers.RepeatedCompositeFieldContainer[ExactValue]
+    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., json: _Optional[bytes] = ..., exact: _Optional[_Iterable[_Union[ExactValue, _Mapping]]] = ...) -> None: ...
+
+class ExactValue(_message.Message):
+    __slots__ = ("path", "value")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    path: _containers.RepeatedCompositeFieldContainer[PathSegment]
+    value: Value
+    def __init__(self, path: _Optional[_Iterable[_Union[PathSegment, _Mapping]]] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class PathSegment(_message.Message):
+    __slots__ = ("field", "index")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    index: int
+    def __init__(self, field: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class SourceBatch(_message.Message):
     __slots__ = ("batch_id", "events")

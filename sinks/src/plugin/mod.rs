@@ -76,6 +76,9 @@ struct Link {
 /// The delivery engine's side: sends each request on the current link, awaits its answer.
 struct PluginSink {
     link: watch::Receiver<Option<Link>>,
+    /// How events are encoded: fixed by the first process, since the engine keeps
+    /// encoded batches across restarts.
+    form: value::EventForm,
     next_id: AtomicU64,
     batch_timeout: Duration,
     hung: mpsc::Sender<u64>,
@@ -96,6 +99,7 @@ async fn run(config: ExternalConfig, cx: SinkContext) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("plugin `{command}` of sink `{id}` {e}"))?;
     // The plugin's credit is the number of requests the engine keeps in flight.
     let credit = session.credit();
+    let form = session.event_form();
     let (link_tx, link_rx) = watch::channel(None);
     let (hung_tx, hung_rx) = mpsc::channel(1);
     let stop = CancellationToken::new();
@@ -109,6 +113,7 @@ async fn run(config: ExternalConfig, cx: SinkContext) -> anyhow::Result<()> {
     ));
     let protocol = PluginSink {
         link: link_rx,
+        form,
         next_id: AtomicU64::new(1),
         batch_timeout,
         hung: hung_tx,
@@ -138,6 +143,7 @@ async fn keep(
     let batch_timeout = supervisor.config().batch_timeout;
     let health_interval = supervisor.config().health_interval;
     let stop_timeout = supervisor.config().stop_timeout;
+    let form = session.event_form();
     let mut generation = 0;
     loop {
         generation += 1;
@@ -180,19 +186,28 @@ async fn keep(
         let stderr = session.process.stderr_text().await;
         tracing::error!(component = %id, reason = %why, "plugin failed; its stderr ends with:\n{stderr}");
         supervisor.metrics.error("plugin_failed", "sending");
-        session = tokio::select! {
+        let restarted = tokio::select! {
             _ = stop.cancelled() => return,
-            restarted = supervisor.restart(&why) => match restarted {
-                Ok(session) => session,
-                Err(e) => {
-                    // Only an operator can fix this: batches fail back to their sources
-                    // once their retry time is spent.
-                    tracing::error!(component = %id, "plugin cannot be restarted: {e}");
-                    health.unhealthy(format!("plugin cannot start: {e}"));
-                    stop.cancelled().await;
-                    return;
-                }
-            },
+            restarted = supervisor.restart(&why) => restarted,
+        };
+        session = match restarted {
+            Ok(session) if session.event_form() == form => session,
+            failed => {
+                let e = match failed {
+                    // Batches already encoded for the first process would be unreadable.
+                    Ok(mut other) => {
+                        other.process.kill().await;
+                        "the restarted plugin reads events in another encoding than the first (was it replaced?); restart siemflow".to_string()
+                    }
+                    Err(e) => e.to_string(),
+                };
+                // Only an operator can fix this: batches fail back to their sources once
+                // their retry time is spent.
+                tracing::error!(component = %id, "plugin cannot be restarted: {e}");
+                health.unhealthy(format!("plugin cannot start: {e}"));
+                stop.cancelled().await;
+                return;
+            }
         };
     }
 }
@@ -294,7 +309,7 @@ fn outcome(result: proto::SinkResult, events: usize) -> Outcome {
 impl Protocol for PluginSink {
     fn encode(&self, event: &Event, out: &mut Vec<u8>) -> Result<String, Rejection> {
         // Appending to a Vec cannot run out of space.
-        let _ = value::event_to_wire(&event.value).encode(out);
+        let _ = value::event_to_wire(&event.value, self.form).encode(out);
         Ok(String::new())
     }
 

@@ -9,7 +9,7 @@ fn a_framed_batch_is_a_sink_batch_of_the_encoded_events() {
     let values = [Value::from("a"), Value::Integer(7), Value::Null];
     let encoded: Vec<Vec<u8>> = values
         .iter()
-        .map(|v| value::event_to_wire(v).encode_to_vec())
+        .map(|v| value::event_to_wire(v, value::EventForm::Value).encode_to_vec())
         .collect();
     let bytes = frame(42, encoded.iter().map(Vec::as_slice));
     let batch = proto::SinkBatch::decode(bytes).expect("a SinkBatch");

@@ -258,3 +258,81 @@ fn validate_starts_the_plugin_and_checks_config_against_its_schema() {
         "{stderr}"
     );
 }
+
+/// Events cross to a plugin as JSON text with their timestamps and raw bytes beside it
+/// (`json-events`): both SDKs hand them to the author as timestamps and bytes, and what
+/// the plugins send back holds them exactly again.
+#[test]
+fn timestamps_and_raw_bytes_cross_python_and_rust_plugins_exactly() {
+    let ws = Workspace::new();
+    let total = 50;
+    ws.write("in/a.ndjson", &records(0, total, 100));
+    let check = |input: &str| {
+        format!(
+            r#"
+[transforms.check_{input}]
+type = "remap"
+inputs = ["{input}"]
+source = '''
+.at_is_timestamp = is_timestamp(.at)
+.at = to_string!(.at)
+.raw = encode_base64!(.raw)
+'''
+[sinks.out_{input}]
+type = "file"
+inputs = ["check_{input}"]
+path = "out_{input}.ndjson"
+"#
+        )
+    };
+    let config = format!(
+        r#"
+data_dir = "data"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+[transforms.stamp]
+type = "remap"
+inputs = ["in"]
+source = '''
+.at = t'2026-12-07T10:00:00.123456789Z'
+.raw = decode_base64!("/w8=")
+'''
+[transforms.py]
+type = "plugin"
+inputs = ["stamp"]
+command = "{python}"
+args = ["{tagger}"]
+config = {{ tag = "py" }}
+[transforms.rs]
+type = "plugin"
+inputs = ["stamp"]
+command = "{rust}"
+config = {{ tag = "rs" }}
+{check_py}
+{check_rs}
+"#,
+        python = python(),
+        tagger = python_dir().join("examples/tagger.py").display(),
+        rust = super::example("plugin_tagger").display(),
+        check_py = check("py"),
+        check_rs = check("rs"),
+    );
+    let config = ws.write("pipeline.toml", &config);
+    let _pipeline = ws.run(config.to_str().expect("utf-8"), Stdio::null());
+    // Python's datetime holds microseconds (docs/plugin-authoring.md says so).
+    for (file, tag, at) in [
+        ("out_py.ndjson", "py", "2026-12-07T10:00:00.123456Z"),
+        ("out_rs.ndjson", "rs", "2026-12-07T10:00:00.123456789Z"),
+    ] {
+        wait_for(file, Duration::from_secs(60), || {
+            (ws.lines(file).len() >= total).then_some(())
+        });
+        for line in ws.json_lines(file) {
+            assert_eq!(line["tag"], tag, "{line}");
+            assert_eq!(line["at_is_timestamp"], true, "{line}");
+            assert_eq!(line["at"], at, "{line}");
+            assert_eq!(line["raw"], "/w8=", "bytes 0xff 0x0f unchanged: {line}");
+        }
+    }
+}

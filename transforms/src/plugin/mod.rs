@@ -100,6 +100,7 @@ struct Runner {
 struct Stream {
     requests: mpsc::Sender<proto::TransformBatch>,
     answers: mpsc::Receiver<Result<proto::TransformResult, tonic::Status>>,
+    form: value::EventForm,
 }
 
 fn open_stream(session: &Session, credit: usize) -> Stream {
@@ -123,7 +124,11 @@ fn open_stream(session: &Session, credit: usize) -> Stream {
             }
         }
     });
-    Stream { requests, answers }
+    Stream {
+        requests,
+        answers,
+        form: session.event_form(),
+    }
 }
 
 async fn run(
@@ -228,7 +233,7 @@ impl Runner {
         let events = pending
             .events
             .iter()
-            .map(|e| value::event_to_wire(&e.value))
+            .map(|e| value::event_to_wire(&e.value, stream.form))
             .collect();
         let batch_id = self.in_flight.insert(pending);
         stream
