@@ -44,6 +44,14 @@ pub mod proto {
 
 /// Protocol versions this host speaks, highest first.
 pub const PROTOCOL_VERSIONS: &[u32] = &[1];
+/// The largest message either side accepts (gRPC's default is 4 MiB, less than a batch
+/// of large events can be).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// HTTP/2 flow-control windows of the plugin socket: h2's default (64 KiB) would make a
+/// 1 MB batch wait for sixteen window updates.
+pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// The connection's window: room for several batches in flight.
+pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 /// The first wait before restarting a plugin that died; it doubles (with jitter).
 pub const RESTART_INITIAL: Duration = Duration::from_millis(200);

@@ -264,21 +264,29 @@ impl PluginProcess {
     /// The lifecycle client.
     pub fn plugin(&self) -> PluginClient<AuthChannel> {
         PluginClient::new(self.channel.clone())
+            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
     }
 
     /// The transform client.
     pub fn transform(&self) -> transform_client::TransformClient<AuthChannel> {
         transform_client::TransformClient::new(self.channel.clone())
+            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
     }
 
     /// The sink client.
     pub fn sink(&self) -> sink_client::SinkClient<AuthChannel> {
         sink_client::SinkClient::new(self.channel.clone())
+            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
     }
 
     /// The source client.
     pub fn source(&self) -> source_client::SourceClient<AuthChannel> {
         source_client::SourceClient::new(self.channel.clone())
+            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
     }
 
     /// The process id (also its process group).
@@ -348,7 +356,9 @@ impl Drop for PluginProcess {
 
 fn connect(socket: PathBuf, token: &str) -> AuthChannel {
     // The URI is required by the API but unused: every connection goes to the socket.
-    let endpoint = Endpoint::from_static("http://plugin.invalid");
+    let endpoint = Endpoint::from_static("http://plugin.invalid")
+        .initial_stream_window_size(super::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(super::CONNECTION_WINDOW_BYTES);
     let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
         let socket = socket.clone();
         async move { UnixStream::connect(socket).await.map(TokioIo::new) }

@@ -35,8 +35,9 @@ use super::proto::{
     self, ComponentKind, HandshakeRequest, HandshakeResponse, PingRequest, PingResponse,
     ShutdownRequest, ShutdownResponse, plugin_server, sink_server, source_server, transform_server,
 };
-use super::value;
+use super::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES, value};
 use crate::Value;
+use tonic::service::interceptor::InterceptedService;
 
 /// The protocol version this SDK speaks.
 const PROTOCOL_VERSION: u32 = 1;
@@ -149,11 +150,13 @@ where
     F: Fn(Value, &Value) -> Result<Vec<Emit>, String> + Send + Sync + 'static,
 {
     serve(options, ComponentKind::Transform, move |server, config| {
-        server.add_service(transform_server::TransformServer::with_interceptor(
-            TransformService {
+        server.add_service(InterceptedService::new(
+            transform_server::TransformServer::new(TransformService {
                 transform: Arc::new(transform),
                 config,
-            },
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             server_auth(),
         ))
     })
@@ -162,11 +165,13 @@ where
 /// Serves `sink` as a sink plugin until siemflow stops it.
 pub fn serve_sink<S: Sink>(options: Options, sink: S) -> ExitCode {
     serve(options, ComponentKind::Sink, move |server, config| {
-        server.add_service(sink_server::SinkServer::with_interceptor(
-            SinkService {
+        server.add_service(InterceptedService::new(
+            sink_server::SinkServer::new(SinkService {
                 sink: Arc::new(sink),
                 config,
-            },
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             server_auth(),
         ))
     })
@@ -190,15 +195,17 @@ where
     let credit = options.credit.max(1) as usize;
     let replay_after = options.replay_after;
     serve(options, ComponentKind::Source, move |server, config| {
-        server.add_service(source_server::SourceServer::with_interceptor(
-            SourceService {
+        server.add_service(InterceptedService::new(
+            source_server::SourceServer::new(SourceService {
                 read: Arc::new(Mutex::new(read)),
                 acked: Arc::new(Mutex::new(acked)),
                 config,
                 credit,
                 replay_after,
                 _token: std::marker::PhantomData,
-            },
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             server_auth(),
         ))
     })
@@ -279,7 +286,9 @@ async fn listen(
         config: Arc::clone(&config),
         stop: Arc::clone(&stop),
     };
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     let router = add(&mut server, config).add_service(
         plugin_server::PluginServer::with_interceptor(lifecycle, server_auth()),
     );
@@ -871,7 +880,13 @@ mod source_tests {
         assert_eq!(ledger.unacknowledged(), 2);
         let again = ledger.due_replay(later).expect("due");
         assert_ne!(again.batch_id, first, "a replay is a new batch");
-        assert_eq!(again.events, vec![value::event_to_wire(&Value::Integer(1), value::EventForm::Value)]);
+        assert_eq!(
+            again.events,
+            vec![value::event_to_wire(
+                &Value::Integer(1),
+                value::EventForm::Value
+            )]
+        );
         assert_eq!(
             ledger.settle(&ack(again.batch_id, true), later),
             vec!["a", "b"]

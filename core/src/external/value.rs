@@ -387,9 +387,6 @@ mod tests {
         };
         assert!(matches!(from_wire(far), Err(ValueError::Timestamp { .. })));
         assert_eq!(from_wire(proto::Value { kind: None }), Ok(Value::Null));
-        assert_eq!(
-            event_from_wire(proto::Event::default()),
-            Ok(Value::Null)
-        );
+        assert_eq!(event_from_wire(proto::Event::default()), Ok(Value::Null));
     }
 }

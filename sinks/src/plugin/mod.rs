@@ -221,7 +221,9 @@ fn open_link(
     let (requests, rx) = mpsc::channel::<Bytes>(credit);
     let waiters: Waiters = Arc::default();
     let (ended_tx, ended) = oneshot::channel();
-    let mut grpc = tonic::client::Grpc::new(session.process.channel());
+    let mut grpc = tonic::client::Grpc::new(session.process.channel())
+        .max_decoding_message_size(siemflow_core::external::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(siemflow_core::external::MAX_MESSAGE_BYTES);
     let answers = Arc::clone(&waiters);
     tokio::spawn(async move {
         let why = async {
