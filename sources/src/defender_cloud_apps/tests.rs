@@ -48,9 +48,9 @@ fn entra_tenant(sim: &Simulator) -> CloudAppsTenant {
     }
 }
 
-fn token_tenant(sim: &Simulator, token: &str) -> CloudAppsTenant {
+fn token_tenant(portal_url: &str, token: &str) -> CloudAppsTenant {
     CloudAppsTenant {
-        portal_url: sim.base_url(),
+        portal_url: portal_url.to_string(),
         api_token: Some(Secret::new(token)),
         tenant_id: Some(DEFAULT_TENANT_ID.into()),
         client_id: None,
@@ -276,7 +276,7 @@ async fn the_legacy_api_token_reads_and_a_wrong_one_is_refused() {
     config.defender_cloud_apps.activities_per_hour = 200;
     let sim = simulator(config).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let wrong = source(token_tenant(&sim, "not-the-token"));
+    let wrong = source(token_tenant(&sim.base_url(), "not-the-token"));
     let mut running = RunningSource::start(
         "mda_wrong_token",
         "defender_cloud_apps",
@@ -300,7 +300,7 @@ async fn the_legacy_api_token_reads_and_a_wrong_one_is_refused() {
     running.stop(PATIENCE, |_| panic!("nothing to emit")).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let right = source(token_tenant(&sim, API_TOKEN));
+    let right = source(token_tenant(&sim.base_url(), API_TOKEN));
     let mut running = RunningSource::start(
         "mda_token",
         "defender_cloud_apps",
@@ -339,7 +339,7 @@ async fn thirty_a_minute_is_never_broken() {
     config.defender_cloud_apps.activities_per_hour = 600;
     let sim = simulator(config).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut source = source(token_tenant(&sim, API_TOKEN));
+    let mut source = source(token_tenant(&sim.base_url(), API_TOKEN));
     source.requests_per_minute = 30;
     let mut running =
         RunningSource::start("mda_30", "defender_cloud_apps", dir.path(), 20_000, |cx| {
@@ -381,5 +381,136 @@ async fn thirty_a_minute_is_never_broken() {
     assert_eq!(
         stats.throttled, 0,
         "the simulator's limit was never reached"
+    );
+}
+
+/// The losing schedule of a walk that runs on past its start, pinned with a scripted
+/// portal and a clock the test moves: a page boundary inside an ingest batch 5 s old
+/// (`hasNext`), an activity ingested 10 s ago but indexed only 30 s from now, and between
+/// the walk's first and second page 90 minutes pass (a walk slowed by throttling, or
+/// reading on into a busy tenant's new activities). The walk reads on into the activities
+/// of those 90 minutes; had its mark followed them, the next walk would start an overlap
+/// before them, past the late activity, and it would never be read. It must arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_indexed_late_behind_a_walk_that_reads_on_is_read_by_the_next_walk() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use crate::microsoft::poll::PollTuning;
+    use crate::microsoft::tests::{json, serve};
+
+    const MINUTE: i64 = 60_000;
+    let t0: i64 = 1_790_000_000_000;
+    // The service's clock, which the source reads too.
+    let clock = Arc::new(AtomicI64::new(t0));
+    // (`_id`, `created`, visible from).
+    let mut activities = vec![("late".to_string(), t0 - 10_000, t0 + 30_000)];
+    activities.extend((0..120).map(|i| (format!("batch-{i}"), t0 - 5_000, t0 - 5_000)));
+    activities.extend((1..=90).map(|m| (format!("new-{m}"), t0 + m * MINUTE, t0 + m * MINUTE)));
+    let service_clock = Arc::clone(&clock);
+    let server = serve(move |call, index| {
+        let now = service_clock.load(Ordering::SeqCst);
+        let body: serde_json::Value = serde_json::from_str(&call.body).expect("a JSON body");
+        let from = body["filters"]["created"]["gte"]
+            .as_i64()
+            .expect("created gte");
+        let skip = body["skip"].as_u64().expect("skip") as usize;
+        let limit = body["limit"].as_u64().expect("limit") as usize;
+        // Sorted by `created`, ties in a stable order.
+        let mut rows: Vec<_> = activities
+            .iter()
+            .filter(|(_, created, visible)| *created >= from && *visible <= now)
+            .collect();
+        rows.sort_by_key(|(_, created, _)| *created);
+        let data: Vec<serde_json::Value> = rows
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|(id, created, _)| {
+                serde_json::json!({"_id": id, "created": created, "timestamp": created - MINUTE})
+            })
+            .collect();
+        let has_next = skip + data.len() < rows.len();
+        if index == 0 {
+            service_clock.fetch_add(90 * MINUTE, Ordering::SeqCst);
+        }
+        json(
+            200,
+            &serde_json::json!({"total": rows.len(), "hasNext": has_next, "data": data})
+                .to_string(),
+        )
+    })
+    .await;
+    let mut config = CloudAppsConfig::with_tenants(vec![token_tenant(&server.base, API_TOKEN)]);
+    config.resources = vec!["activities".into()];
+    config.requests_per_minute = PER_MINUTE;
+    // Long enough that a walk's pages are delivered before the next walk starts, as in a
+    // pipeline that keeps up: the mark has moved when the next walk asks from it.
+    config.poll_interval = Duration::from_millis(500);
+    let source_clock = Arc::clone(&clock);
+    let tuning = PollTuning {
+        clock: Arc::new(move || {
+            chrono::DateTime::from_timestamp_millis(source_clock.load(Ordering::SeqCst))
+                .expect("a time")
+        }),
+        save_interval: Duration::from_millis(20),
+        ..PollTuning::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut running = RunningSource::start(
+        "mda_late_behind_a_walk",
+        "defender_cloud_apps",
+        dir.path(),
+        20_000,
+        |cx| config.build_with(cx, tuning),
+    );
+    // A walk's first request asks from its start (`skip` 0; the next pages skip the
+    // records read at their instant): three walks after the first one have had the
+    // chance to read the late activity.
+    let walks = || {
+        server
+            .calls()
+            .iter()
+            .filter(|call| call.body.contains(r#""skip":0"#))
+            .count()
+    };
+    let expected: HashSet<String> = (0..120)
+        .map(|i| format!("batch-{i}"))
+        .chain((1..=90).map(|m| format!("new-{m}")))
+        .collect();
+    let mut ids: HashSet<String> = HashSet::new();
+    let take = |batch: Batch, ids: &mut HashSet<String>| {
+        for event in &batch {
+            let object = event.value.as_object().expect("object event");
+            ids.insert(text(object.get("_id")));
+        }
+        siemflow_core::event::resolve_batch(batch, siemflow_core::BatchStatus::Delivered);
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(ids.contains("late") && expected.is_subset(&ids)) && walks() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} walks in {PATIENCE:?}",
+            walks()
+        );
+        if let Ok(Some(batch)) =
+            tokio::time::timeout(Duration::from_millis(200), running.rx.recv()).await
+        {
+            take(batch, &mut ids);
+        }
+    }
+    // A walk emits its pages before its next request: what the walks read is here.
+    while let Some(batch) = running.rx.try_recv() {
+        take(batch, &mut ids);
+    }
+    running.stop(PATIENCE, |_| {}).await;
+    assert!(
+        expected.is_subset(&ids),
+        "the walk read the batch and the 90 minutes"
+    );
+    assert!(
+        ids.contains("late"),
+        "the activity indexed late behind the walk was read ({} walks)",
+        walks()
     );
 }

@@ -86,6 +86,31 @@ fn sorted_walk_spent(from: DateTime<Utc>, reach: DateTime<Utc>) -> bool {
     reach - from >= MAX_WALK_SPAN
 }
 
+/// Where a page of a sorted walk that began at `until` (the clock then) lets the mark
+/// reach, given its latest record time and what the walk reached before, and whether the
+/// walk has read its window (`now`: the clock as the page came).
+///
+/// A record that becomes visible after the walk passed its time is at most `overlap`
+/// older than the instant it became visible, so the next walk, starting `overlap` before
+/// the mark, reads it — only if the mark is not past the walk's start. A walk that read on
+/// into records written while it ran (a long walk near now: throttling, a busy tenant)
+/// would move the mark as far past them as it read, and a record it passed just before it
+/// became visible would fall before the next walk's start, lost. So the mark stops at
+/// `until`, and a page that reaches it ends the walk: what comes after is the next
+/// walk's. A page whose records are later than `now` says that the service's clock is
+/// ahead of ours: the walk reads on then (the mark still stops at `until`), rather than
+/// wait for our clock to catch up.
+fn sorted_reach(
+    latest: Option<DateTime<Utc>>,
+    reached: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, bool) {
+    let reach = latest.map(|latest| latest.min(until)).max(reached);
+    let read = latest.is_some_and(|latest| latest >= until && latest <= now);
+    (reach, read)
+}
+
 /// Where "now" comes from: the system clock, or a test's simulated one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -553,7 +578,8 @@ impl Poll {
             return self.close_window(until, epoch);
         }
         if let Wire::CloudApps(query) = &self.feed.collection.wire {
-            self.read_cloud_apps(query.clone(), from, epoch).await?;
+            self.read_cloud_apps(query.clone(), from, until, epoch)
+                .await?;
             return self.close_window(until, epoch);
         }
         let collection = self.feed.collection.clone();
@@ -597,6 +623,7 @@ impl Poll {
             let mut latest = None;
             let mut texts = page.items.into_iter().peekable();
             let mut reach = self.reached.unwrap_or(from);
+            let mut window_read = false;
             while texts.peek().is_some() {
                 let chunk: Vec<Value> = texts
                     .by_ref()
@@ -610,8 +637,14 @@ impl Poll {
                 latest = latest.max(records.latest);
                 if texts.peek().is_none() {
                     reach = match order {
-                        // Sorted: everything up to the page's last time is read.
-                        Order::Ascending => latest.max(self.reached),
+                        // Sorted: everything up to the page's last time is read (the mark
+                        // stops at the walk's start).
+                        Order::Ascending => {
+                            let (reach, read) =
+                                sorted_reach(latest, self.reached, until, self.shared.now());
+                            window_read = read;
+                            reach
+                        }
                         // Newest first: nothing is safe until the whole window is read.
                         Order::NewestFirst | Order::Unsorted => self.reached,
                     }
@@ -629,6 +662,9 @@ impl Poll {
                     .cursor_mut(&self.key)
                     .close(reach, self.walk_started);
                 return Ok(());
+            }
+            if window_read {
+                break;
             }
         }
         self.close_window(until, epoch)
@@ -721,12 +757,14 @@ impl Poll {
         Ok(())
     }
 
-    /// Reads a Cloud Apps collection from `from` on, sorted ascending: everything up to a
-    /// page's latest time is read once the page is.
+    /// Reads a Cloud Apps collection from `from` on, sorted ascending, up to the walk's
+    /// start `until`: everything up to a page's latest time (not past `until`) is read once
+    /// the page is.
     async fn read_cloud_apps(
         &mut self,
         query: CloudAppsQuery,
         from: DateTime<Utc>,
+        until: DateTime<Utc>,
         epoch: u64,
     ) -> Result<(), Stop> {
         let collection = self.feed.collection.clone();
@@ -742,9 +780,14 @@ impl Poll {
                 Err(error) => return Err(self.failed(error)),
             };
             let records = Identified::of(&collection, page.items);
-            let reach = records.latest.max(self.reached).unwrap_or(from);
+            let (reach, window_read) =
+                sorted_reach(records.latest, self.reached, until, self.shared.now());
+            let reach = reach.unwrap_or(from);
             self.reached = Some(reach);
             self.emit(records.records, epoch, reach).await?;
+            if window_read {
+                return Ok(());
+            }
         }
     }
 

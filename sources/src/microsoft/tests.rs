@@ -37,6 +37,8 @@ pub(crate) struct Call {
     pub authorization: String,
     /// The Prefer header.
     pub prefer: Option<String>,
+    /// The request body (a Cloud Apps list's JSON filters).
+    pub body: String,
     /// When it arrived.
     pub at: Instant,
 }
@@ -72,7 +74,12 @@ impl TestServer {
     }
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
@@ -95,6 +102,7 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap) -
             target,
             authorization: header("authorization").unwrap_or_default(),
             prefer: header("prefer"),
+            body: String::from_utf8_lossy(&body).into_owned(),
             at: Instant::now(),
         };
         let index = {
