@@ -14,6 +14,10 @@
 //! [where lateness allows](OverlapCursor::close), and the next query starts there rather
 //! than an overlap back, which a backfill would otherwise pay once per walk.
 //!
+//! A pair is kept as a 128-bit hash of its id and version ([`RecordVersion`]), not as their
+//! text: a backfill walk of a day of sign-ins holds ~180,000 of them per kind, and every
+//! cursor file write copies and serializes the delivered ones.
+//!
 //! A [`CursorStore`] is one source's file of such cursors (one per tenant and query),
 //! written crash-safely by core's state writer (write, fsync, rename).
 
@@ -21,27 +25,49 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use xxhash_rust::xxh3::Xxh3Default;
 
-const FORMAT_VERSION: u32 = 1;
+/// The format written: 2 saves each pair as its hash (32 hex digits); 1 saved the id and
+/// version as text, and is still read (each pair hashed on load).
+const FORMAT_VERSION: u32 = 2;
 
-/// One version of one record: `(id, lastUpdateDateTime)` for Graph alerts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RecordVersion {
-    /// The record's id.
-    pub id: String,
-    /// What changes when the record does (its update time as written, an etag); empty
-    /// for records that never change.
-    pub version: String,
-}
+/// The earliest format read.
+const OLDEST_FORMAT_READ: u32 = 1;
+
+/// The most a saved pair takes in the file: `["<32 hex>","2026-09-01T10:00:00.123456789Z"],`.
+const SAVED_PAIR_BYTES: usize = 70;
+
+/// One version of one record — `(id, lastUpdateDateTime)` for Graph alerts — as the cursor
+/// keeps it: the xxh3-128 hash of the pair, 16 bytes whatever the lengths of the id and
+/// version.
+///
+/// Two different pairs share a hash with probability about n²/2¹²⁹ among n pairs: below
+/// 10⁻²⁵ for the ten million versions of a year's backfill. Such a collision would drop a
+/// record version as already emitted; at these odds a disk or memory error is far likelier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordVersion(u128);
 
 impl RecordVersion {
-    /// The pair.
-    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
-        RecordVersion {
-            id: id.into(),
-            version: version.into(),
-        }
+    /// The pair of `id` and `version` (what changes when the record does: its update time
+    /// as written, an etag; empty for records that never change).
+    pub fn new(id: impl AsRef<str>, version: impl AsRef<str>) -> Self {
+        let (id, version) = (id.as_ref(), version.as_ref());
+        let mut hasher = Xxh3Default::new();
+        // The id's length first, so that ("ab", "c") and ("a", "bc") differ.
+        hasher.update(&(id.len() as u64).to_le_bytes());
+        hasher.update(id.as_bytes());
+        hasher.update(version.as_bytes());
+        RecordVersion(hasher.digest128())
+    }
+
+    /// The pair a saved form names: 32 hex digits.
+    fn from_hex(text: &str) -> Option<Self> {
+        let digits = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        digits
+            .then(|| u128::from_str_radix(text, 16).ok())
+            .flatten()
+            .map(RecordVersion)
     }
 }
 
@@ -209,16 +235,16 @@ impl OverlapCursor {
 
     fn saved(&self) -> SavedCursor {
         // In no particular order: sorting a backfill's pairs would hold the state longer.
-        let seen: Vec<SavedPair> = self
-            .seen
-            .iter()
-            .filter(|(_, seen)| seen.delivered)
-            .map(|(record, seen)| SavedPair {
-                id: record.id.clone(),
-                version: record.version.clone(),
-                at: seen.at,
-            })
-            .collect();
+        let mut seen = Vec::with_capacity(self.seen.len());
+        seen.extend(
+            self.seen
+                .iter()
+                .filter(|(_, seen)| seen.delivered)
+                .map(|(record, seen)| SavedPair {
+                    record: *record,
+                    at: seen.at,
+                }),
+        );
         SavedCursor {
             high_water: self.high_water,
             complete: self.complete,
@@ -232,7 +258,7 @@ impl OverlapCursor {
         cursor.complete = saved.complete;
         for pair in saved.seen {
             cursor.seen.insert(
-                RecordVersion::new(pair.id, pair.version),
+                pair.record,
                 Seen {
                     at: pair.at,
                     delivered: true,
@@ -267,15 +293,54 @@ pub struct SavedCursor {
     pub seen: Vec<SavedPair>,
 }
 
-/// One delivered pair on disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One delivered pair on disk: `["<32 hex digits of its hash>", "<its time>"]`; a file of
+/// format 1 wrote `{"id": …, "version": …, "at": …}`, read as the same pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SavedPair {
-    /// The record's id.
-    pub id: String,
-    /// Its version.
-    pub version: String,
+    /// The pair.
+    pub record: RecordVersion,
     /// Its cursor-field time.
     pub at: DateTime<Utc>,
+}
+
+impl Serialize for SavedPair {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The hash as 32 hex digits, written without a string of its own.
+        struct Hex(u128);
+        impl Serialize for Hex {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&format_args!("{:032x}", self.0))
+            }
+        }
+        (Hex(self.record.0), self.at).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SavedPair {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Hashed(String, DateTime<Utc>),
+            Text {
+                id: String,
+                version: String,
+                at: DateTime<Utc>,
+            },
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Hashed(hex, at) => match RecordVersion::from_hex(&hex) {
+                Some(record) => Ok(SavedPair { record, at }),
+                None => Err(serde::de::Error::custom(format!(
+                    "`{hex}` is not a pair's hash (32 hex digits)"
+                ))),
+            },
+            Written::Text { id, version, at } => Ok(SavedPair {
+                record: RecordVersion::new(id, version),
+                at,
+            }),
+        }
+    }
 }
 
 /// Why a cursor file cannot be used.
@@ -290,7 +355,7 @@ pub enum CursorError {
         source: std::io::Error,
     },
     /// Written by another format version.
-    #[error("{} has format version {found}, this siemflow reads version {FORMAT_VERSION}", path.display())]
+    #[error("{} has format version {found}, this siemflow reads versions {OLDEST_FORMAT_READ} to {FORMAT_VERSION}", path.display())]
     Version {
         /// The file.
         path: PathBuf,
@@ -327,7 +392,7 @@ impl CursorStore {
         })?;
         let cursors = match saved {
             None => BTreeMap::new(),
-            Some(saved) if saved.version != FORMAT_VERSION => {
+            Some(saved) if !(OLDEST_FORMAT_READ..=FORMAT_VERSION).contains(&saved.version) => {
                 return Err(CursorError::Version {
                     path,
                     found: saved.version,
@@ -408,9 +473,13 @@ impl CursorStore {
 /// torn one (blocking: call it from `spawn_blocking`). Compact JSON: a backfill's walk
 /// holds a day of pairs, written every second.
 pub fn write(path: &Path, snapshot: &SavedCursors) -> Result<(), CursorError> {
-    let written = serde_json::to_vec(snapshot)
+    // Sized for the pairs up front: a buffer grown by doubling would take up to twice the
+    // file (megabytes during a backfill).
+    let pairs: usize = snapshot.cursors.values().map(|c| c.seen.len()).sum();
+    let mut bytes = Vec::with_capacity(pairs * SAVED_PAIR_BYTES + 4096);
+    let written = serde_json::to_writer(&mut bytes, snapshot)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| siemflow_core::state::write_atomic(path, &bytes));
+        .and_then(|()| siemflow_core::state::write_atomic(path, &bytes));
     written.map_err(|source| CursorError::Write {
         path: path.to_path_buf(),
         source,
@@ -449,7 +518,7 @@ mod tests {
             alert("b", 3),
             alert("d", 3),
         ] {
-            if c.admit(record.clone(), at) {
+            if c.admit(record, at) {
                 fresh.push(record);
             }
         }
@@ -485,7 +554,7 @@ mod tests {
         let mut c = OverlapCursor::new(overlap);
         c.advance(t(0));
         let (a, at) = alert("a", 10);
-        c.admit(a.clone(), at);
+        c.admit(a, at);
         c.close(t(1440), t(10_000));
         c.settle([&a], false);
         c.advance(t(1440));
@@ -498,10 +567,110 @@ mod tests {
     }
 
     #[test]
+    fn pairs_are_told_apart_by_id_and_version_whatever_their_lengths() {
+        let pair = RecordVersion::new("da1_2", "2026-09-01T10:12:09.02Z");
+        assert_eq!(
+            pair,
+            RecordVersion::new(String::from("da1_2"), "2026-09-01T10:12:09.02Z")
+        );
+        assert_ne!(
+            pair,
+            RecordVersion::new("da1_2", "2026-09-01T10:12:09.0200000Z")
+        );
+        assert_ne!(RecordVersion::new("ab", "c"), RecordVersion::new("a", "bc"));
+        assert_ne!(RecordVersion::new("a", ""), RecordVersion::new("", "a"));
+        assert_eq!(std::mem::size_of::<RecordVersion>(), 16);
+    }
+
+    #[test]
+    fn a_file_of_format_1_loads_its_pairs_and_is_written_again_as_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cursors.json");
+        // As siemflow wrote it before pairs were hashed (format 1).
+        let written = r#"{"version":1,"cursors":{"tenant/alerts":{
+            "high_water":"2026-09-01T10:00:00Z","complete":"2026-09-01T09:58:00Z",
+            "seen":[
+                {"id":"da1_2","version":"2026-09-01T10:00:00.0200000Z","at":"2026-09-01T10:00:00.020Z"},
+                {"id":"3f2c9a1e-7b4d-4e0a-9c1f-2d3e4f5a6b7c","version":"","at":"2026-09-01T09:59:30Z"}
+            ]}}}"#;
+        std::fs::write(&path, written).expect("write");
+        let overlap = TimeDelta::minutes(5);
+        let mut store = CursorStore::open(path.clone(), overlap).expect("a format 1 file");
+        let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+        let alert = RecordVersion::new("da1_2", "2026-09-01T10:00:00.0200000Z");
+        let sign_in = RecordVersion::new("3f2c9a1e-7b4d-4e0a-9c1f-2d3e4f5a6b7c", "");
+        {
+            let c = store.cursor("tenant/alerts").expect("cursor");
+            assert_eq!(c.high_water(), Some(at("2026-09-01T10:00:00Z")));
+            assert_eq!(c.query_from(), Some(at("2026-09-01T09:58:00Z")));
+            assert!(
+                !c.is_new(&alert),
+                "a delivered pair of the old file is remembered"
+            );
+            assert!(!c.is_new(&sign_in));
+            assert!(c.is_new(&RecordVersion::new("da1_2", "2026-09-01T10:03:00Z")));
+            assert_eq!(c.len(), 2);
+        }
+        // Written again: format 2, each pair its hash in 32 hex digits and its time.
+        store.cursor_mut("tenant/alerts");
+        store.save().expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let file: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(file["version"], 2);
+        let mut pairs: Vec<(String, String)> = file["cursors"]["tenant/alerts"]["seen"]
+            .as_array()
+            .expect("seen")
+            .iter()
+            .map(|pair| {
+                let hash = pair[0].as_str().expect("hash").to_string();
+                let time = pair[1].as_str().expect("time").to_string();
+                (hash, time)
+            })
+            .collect();
+        pairs.sort();
+        let mut expected = vec![
+            (
+                format!("{:032x}", alert.0),
+                "2026-09-01T10:00:00.020Z".to_string(),
+            ),
+            (
+                format!("{:032x}", sign_in.0),
+                "2026-09-01T09:59:30Z".to_string(),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(pairs, expected);
+        assert!(!text.contains("da1_2"), "no id text is kept: {text}");
+        // And read back the same.
+        let again = CursorStore::open(path.clone(), overlap).expect("a format 2 file");
+        let c = again.cursor("tenant/alerts").expect("cursor");
+        assert_eq!(c, store.cursor("tenant/alerts").expect("cursor"));
+        assert!(!c.is_new(&alert) && !c.is_new(&sign_in));
+        // A hash that is not 32 hex digits is a corrupt file, never a silent reset.
+        for bad in [
+            "12ab",
+            "zz3f2c9a1e7b4d4e0a9c1f2d3e4f5a6b",
+            "+f3f2c9a1e7b4d4e0a9c1f2d3e4f5a6b",
+        ] {
+            let broken = format!(
+                r#"{{"version":2,"cursors":{{"t/a":{{"high_water":null,"seen":[["{bad}","2026-09-01T10:00:00Z"]]}}}}}}"#
+            );
+            std::fs::write(&path, broken).expect("write");
+            assert!(
+                matches!(
+                    CursorStore::open(path.clone(), overlap),
+                    Err(CursorError::Read { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_failed_batch_gives_its_pairs_back() {
         let mut c = OverlapCursor::new(TimeDelta::minutes(5));
         let (a, at) = alert("a", 0);
-        assert!(c.admit(a.clone(), at));
+        assert!(c.admit(a, at));
         c.settle([&a], false);
         assert!(c.is_new(&a), "read again by the next query");
         assert!(c.admit(a, at));
@@ -512,14 +681,14 @@ mod tests {
         let mut c = OverlapCursor::new(TimeDelta::minutes(10));
         for minute in 0..1000 {
             let (record, at) = alert(&format!("r{minute}"), minute);
-            assert!(c.admit(record.clone(), at));
+            assert!(c.admit(record, at));
             c.settle([&record], true);
             c.advance(at);
             assert!(c.len() <= 11, "{} pairs at minute {minute}", c.len());
         }
         // Undelivered pairs stay however old, until settled.
         let (old, at) = alert("in-flight", 500);
-        c.admit(old.clone(), at);
+        c.admit(old, at);
         c.advance(t(2000));
         assert!(!c.is_new(&old));
         c.settle([&old], true);
@@ -533,7 +702,7 @@ mod tests {
     fn raising_the_mark_keeps_every_pair_until_the_next_advance() {
         let mut c = OverlapCursor::new(TimeDelta::minutes(10));
         let (record, at) = alert("early", 0);
-        c.admit(record.clone(), at);
+        c.admit(record, at);
         c.settle([&record], true);
         c.raise(t(100));
         assert_eq!(c.high_water(), Some(t(100)));
@@ -558,8 +727,8 @@ mod tests {
         let c = store.cursor_mut("tenant/alerts");
         let (a, at_a) = alert("a", 0);
         let (b, at_b) = alert("b", 1);
-        c.admit(a.clone(), at_a);
-        c.admit(b.clone(), at_b);
+        c.admit(a, at_a);
+        c.admit(b, at_b);
         c.settle([&a], true);
         c.advance(t(0));
         assert!(store.is_dirty());

@@ -87,7 +87,7 @@ pub(crate) async fn poll_alerts(
             let at = at.with_timezone(&Utc);
             let version = RecordVersion::new(id, updated);
             reach = reach.max(at);
-            if cursor.admit(version.clone(), at) {
+            if cursor.admit(version, at) {
                 versions.push(version);
                 events.push(Event::new(Value::from(item)));
             }
