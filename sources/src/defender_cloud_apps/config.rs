@@ -39,8 +39,9 @@ pub struct CloudAppsConfig {
     pub start_from: Duration,
 
     /// How far behind its cursor each activities query starts (`created gte cursor −
-    /// overlap`), for activities indexed after later ones; those already emitted are
-    /// dropped by `_id`. Default: `5m`.
+    /// overlap`), for activities indexed after later ones: one that appears in the API
+    /// within this of its `created` is read, a later one may be missed; those already
+    /// emitted are dropped by `_id`. Default: `5m`.
     #[serde(
         default = "default_overlap",
         deserialize_with = "units::duration",

@@ -3,8 +3,9 @@
 //!
 //! - Activities are read by `created` (ingest time) ascending, from `cursor − overlap`:
 //!   `created` only grows, so activities ingested while a walk runs come after everything
-//!   it read, and the event time (`date`), which lags, never decides what is read. Each
-//!   `_id` is emitted once.
+//!   it read, and the event time (`date`), which lags, never decides what is read. The
+//!   cursor stops at the walk's start, so one indexed late (within `overlap` of its
+//!   `created`) behind a walk is read by the next. Each `_id` is emitted once.
 //! - Alerts are read by `date` (raise time) ascending from `cursor − alert_reread_window`:
 //!   every poll reads again the alerts raised within the window, so a state change (read,
 //!   resolved, dismissed) is emitted as a new version, `(_id, statusValue/resolutionStatusValue)`.

@@ -1082,6 +1082,48 @@ mod tests {
         assert!(sorted_walk_spent(from, from + TimeDelta::days(1)));
     }
 
+    #[test]
+    fn a_sorted_walk_ends_at_its_start_and_its_mark_never_passes_it() {
+        let start = DateTime::from_timestamp(1_790_000_000, 0).expect("time");
+        let before = start - TimeDelta::seconds(5);
+        // A page before the walk's start: read up to its last time, the walk goes on.
+        assert_eq!(
+            sorted_reach(Some(before), None, start, start),
+            (Some(before), false)
+        );
+        // 90 minutes on, a page past the start: the mark stops there and the walk ends.
+        let later = start + TimeDelta::minutes(90);
+        assert_eq!(
+            sorted_reach(
+                Some(later - TimeDelta::minutes(10)),
+                Some(before),
+                start,
+                later
+            ),
+            (Some(start), true)
+        );
+        // Never down; a page without times moves nothing.
+        assert_eq!(
+            sorted_reach(
+                Some(before - TimeDelta::minutes(1)),
+                Some(before),
+                start,
+                start
+            ),
+            (Some(before), false)
+        );
+        assert_eq!(
+            sorted_reach(None, Some(before), start, start),
+            (Some(before), false)
+        );
+        // Records later than our clock (the service's is ahead): read on, the mark still
+        // stops at the start.
+        assert_eq!(
+            sorted_reach(Some(later), None, start, start + TimeDelta::seconds(1)),
+            (Some(start), false)
+        );
+    }
+
     fn collection(order: Order) -> Collection {
         Collection {
             resource: "alerts".into(),
