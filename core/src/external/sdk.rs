@@ -402,6 +402,7 @@ fn transform_batch(
     agreed: &Agreed,
     batch: proto::TransformBatch,
 ) -> proto::TransformResult {
+    let mut encoder = value::EventEncoder::new(agreed.form);
     let results = batch
         .events
         .into_iter()
@@ -414,7 +415,7 @@ fn transform_batch(
                     emitted: emitted
                         .into_iter()
                         .map(|e| proto::Emitted {
-                            event: Some(value::event_to_wire(&e.value, agreed.form)),
+                            event: Some(encoder.encode(&e.value)),
                             output: e.output.unwrap_or_default(),
                         })
                         .collect(),
@@ -625,12 +626,7 @@ impl<T> Ledger<T> {
             events: self
                 .slots
                 .get(&slot)
-                .map(|s| {
-                    s.events
-                        .iter()
-                        .map(|e| value::event_to_wire(e, self.form))
-                        .collect()
-                })
+                .map(|s| value::events_to_wire(&s.events, self.form))
                 .unwrap_or_default(),
         }
     }

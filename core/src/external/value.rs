@@ -13,7 +13,7 @@
 //! floats) beside it as wire values by path: as lossless, and several times cheaper to
 //! encode and decode on both sides than nested `Value` messages.
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
@@ -133,21 +133,54 @@ impl EventForm {
 
 /// The wire form of an event's value.
 pub fn event_to_wire(value: &Value, form: EventForm) -> proto::Event {
-    match form {
-        EventForm::Value => proto::Event {
-            value: Some(to_wire(value)),
-            ..proto::Event::default()
-        },
-        EventForm::Json => {
-            let mut json = Vec::with_capacity(512);
-            // Writing a value into a Vec cannot fail: every kind has a JSON form.
-            let _ = serde_json::to_writer(&mut json, value);
-            let mut exact = Vec::new();
-            collect_exact(value, &mut Vec::new(), &mut exact);
-            proto::Event {
-                value: None,
-                json,
-                exact,
+    EventEncoder::new(form).encode(value)
+}
+
+/// The wire forms of a batch's values.
+pub fn events_to_wire<'a>(
+    values: impl IntoIterator<Item = &'a Value>,
+    form: EventForm,
+) -> Vec<proto::Event> {
+    let mut encoder = EventEncoder::new(form);
+    values.into_iter().map(|v| encoder.encode(v)).collect()
+}
+
+/// Puts the events of a batch on the wire in one form; their JSON texts are slices of
+/// one buffer, not an allocation each.
+pub struct EventEncoder {
+    form: EventForm,
+    buffer: BytesMut,
+}
+
+impl EventEncoder {
+    /// An encoder for `form`.
+    pub fn new(form: EventForm) -> Self {
+        EventEncoder {
+            form,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The wire form of one event's value.
+    pub fn encode(&mut self, value: &Value) -> proto::Event {
+        match self.form {
+            EventForm::Value => proto::Event {
+                value: Some(to_wire(value)),
+                ..proto::Event::default()
+            },
+            EventForm::Json => {
+                if self.buffer.capacity() - self.buffer.len() < 4096 {
+                    self.buffer.reserve(64 * 1024);
+                }
+                // Writing a value into memory cannot fail: every kind has a JSON form.
+                let _ = serde_json::to_writer((&mut self.buffer).writer(), value);
+                let mut exact = Vec::new();
+                collect_exact(value, &mut Vec::new(), &mut exact);
+                proto::Event {
+                    value: None,
+                    json: self.buffer.split().freeze(),
+                    exact,
+                }
             }
         }
     }
@@ -331,7 +364,7 @@ mod tests {
         });
         assert!(matches!(event_from_wire(wire), Err(ValueError::Path(_))));
         let broken = proto::Event {
-            json: b"{\"a\":".to_vec(),
+            json: Bytes::from_static(b"{\"a\":"),
             ..proto::Event::default()
         };
         assert!(matches!(event_from_wire(broken), Err(ValueError::Json(_))));

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cplugin.proto\x12\x12siemflow.plugin.v1\"\xf3\x01\n\x10HandshakeRequest\x12\x19\n\x11protocol_versions\x18\x01 \x03(\r\x12\x14\n\x0chost_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63omponent_id\x18\x03 \x01(\t\x12/\n\x04kind\x18\x04 \x01(\x0e\x32!.siemflow.plugin.v1.ComponentKind\x12)\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\x12\x0f\n\x07outputs\x18\x06 \x03(\t\x12\x15\n\rdescribe_only\x18\x07 \x01(\x08\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"\xa0\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08sdk_name\x18\x02 \x01(\t\x12\x13\n\x0bsdk_version\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x15\n\rconfig_schema\x18\x05 \x01(\t\x12\x0e\n\x06\x63redit\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\r\n\x0bPingRequest\"\x0e\n\x0cPingResponse\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse\"\xa6\x02\n\x05Value\x12-\n\x04null\x18\x01 \x01(\x0e\x32\x1d.siemflow.plugin.v1.NullValueH\x00\x12\x11\n\x07\x62oolean\x18\x02 \x01(\x08H\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x0f\n\x05\x66loat\x18\x04 \x01(\x01H\x00\x12\x0f\n\x05\x62ytes\x18\x05 \x01(\x0cH\x00\x12\x10\n\x06string\x18\x06 \x01(\tH\x00\x12\x32\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1d.siemflow.plugin.v1.TimestampH\x00\x12*\n\x05\x61rray\x18\x08 \x01(\x0b\x32\x19.siemflow.plugin.v1.ArrayH\x00\x12,\n\x06object\x18\t \x01(\x0b\x32\x1a.siemflow.plugin.v1.ObjectH\x00\x42\x06\n\x04kind\"+\n\tTimestamp\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\r\n\x05nanos\x18\x02 \x01(\x05\"2\n\x05\x41rray\x12)\n\x06values\x18\x01 \x03(\x0b\x32\x19.siemflow.plugin.v1.Value\"\x8a\x01\n\x06Object\x12\x36\n\x06\x66ields\x18\x01 \x03(\x0b\x32&.siemflow.plugin.v1.Object.FieldsEntry\x1aH\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value:\x02\x38\x01\"n\n\x05\x45vent\x12(\n\x05value\x18\x01 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12-\n\x05\x65xact\x18\x03 \x03(\x0b\x32\x1e.siemflow.plugin.v1.ExactValue\"e\n\nExactValue\x12-\n\x04path\x18\x01 \x03(\x0b\x32\x1f.siemflow.plugin.v1.PathSegment\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\"7\n\x0bPathSegment\x12\x0f\n\x05\x66ield\x18\x01 \x01(\tH\x00\x12\x0f\n\x05index\x18\x02 \x01(\rH\x00\x42\x06\n\x04kind\"J\n\x0bSourceBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"0\n\tSourceAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tdelivered\x18\x02 \x01(\x08\"M\n\x0eTransformBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"U\n\x0fTransformResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x30\n\x07results\x18\x02 \x03(\x0b\x32\x1f.siemflow.plugin.v1.EventResult\"J\n\x0b\x45ventResult\x12,\n\x07\x65mitted\x18\x01 \x03(\x0b\x32\x1b.siemflow.plugin.v1.Emitted\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"C\n\x07\x45mitted\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.siemflow.plugin.v1.Event\x12\x0e\n\x06output\x18\x02 \x01(\t\"H\n\tSinkBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"\xbb\x01\n\nSinkResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x32\n\tdelivered\x18\x02 \x01(\x0b\x32\x1d.siemflow.plugin.v1.DeliveredH\x00\x12*\n\x05retry\x18\x03 \x01(\x0b\x32\x19.siemflow.plugin.v1.RetryH\x00\x12\x30\n\x08rejected\x18\x04 \x01(\x0b\x32\x1c.siemflow.plugin.v1.RejectedH\x00\x42\t\n\x07outcome\"\x0b\n\tDelivered\")\n\x05Retry\x12\x10\n\x08\x61\x66ter_ms\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x08Rejected\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x81\x01\n\rComponentKind\x12\x1e\n\x1a\x43OMPONENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMPONENT_KIND_SOURCE\x10\x01\x12\x1c\n\x18\x43OMPONENT_KIND_TRANSFORM\x10\x02\x12\x17\n\x13\x43OMPONENT_KIND_SINK\x10\x03*\x1b\n\tNullValue\x12\x0e\n\nNULL_VALUE\x10\x00\x32\x84\x02\n\x06Plugin\x12X\n\tHandshake\x12$.siemflow.plugin.v1.HandshakeRequest\x1a%.siemflow.plugin.v1.HandshakeResponse\x12I\n\x04Ping\x12\x1f.siemflow.plugin.v1.PingRequest\x1a .siemflow.plugin.v1.PingResponse\x12U\n\x08Shutdown\x12#.siemflow.plugin.v1.ShutdownRequest\x1a$.siemflow.plugin.v1.ShutdownResponse2T\n\x06Source\x12J\n\x04Read\x12\x1d.siemflow.plugin.v1.SourceAck\x1a\x1f.siemflow.plugin.v1.SourceBatch(\x01\x30\x01\x32\x63\n\tTransform\x12V\n\x07Process\x12\".siemflow.plugin.v1.TransformBatch\x1a#.siemflow.plugin.v1.TransformResult(\x01\x30\x01\x32R\n\x04Sink\x12J\n\x05Write\x12\x1d.siemflow.plugin.v1.SinkBatch\x1a\x1e.siemflow.plugin.v1.SinkResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cplugin.proto\x12\x12siemflow.plugin.v1\"\xf3\x01\n\x10HandshakeRequest\x12\x19\n\x11protocol_versions\x18\x01 \x03(\r\x12\x14\n\x0chost_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63omponent_id\x18\x03 \x01(\t\x12/\n\x04kind\x18\x04 \x01(\x0e\x32!.siemflow.plugin.v1.ComponentKind\x12)\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\x12\x0f\n\x07outputs\x18\x06 \x03(\t\x12\x15\n\rdescribe_only\x18\x07 \x01(\x08\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"\xa0\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08sdk_name\x18\x02 \x01(\t\x12\x13\n\x0bsdk_version\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x15\n\rconfig_schema\x18\x05 \x01(\t\x12\x0e\n\x06\x63redit\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\r\n\x0bPingRequest\"\x0e\n\x0cPingResponse\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse\"\xa6\x02\n\x05Value\x12-\n\x04null\x18\x01 \x01(\x0e\x32\x1d.siemflow.plugin.v1.NullValueH\x00\x12\x11\n\x07\x62oolean\x18\x02 \x01(\x08H\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x0f\n\x05\x66loat\x18\x04 \x01(\x01H\x00\x12\x0f\n\x05\x62ytes\x18\x05 \x01(\x0cH\x00\x12\x10\n\x06string\x18\x06 \x01(\tH\x00\x12\x32\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1d.siemflow.plugin.v1.TimestampH\x00\x12*\n\x05\x61rray\x18\x08 \x01(\x0b\x32\x19.siemflow.plugin.v1.ArrayH\x00\x12,\n\x06object\x18\t \x01(\x0b\x32\x1a.siemflow.plugin.v1.ObjectH\x00\x42\x06\n\x04kind\"+\n\tTimestamp\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\r\n\x05nanos\x18\x02 \x01(\x05\"2\n\x05\x41rray\x12)\n\x06values\x18\x01 \x03(\x0b\x32\x19.siemflow.plugin.v1.Value\"\x8a\x01\n\x06Object\x12\x36\n\x06\x66ields\x18\x01 \x03(\x0b\x32&.siemflow.plugin.v1.Object.FieldsEntry\x1aH\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value:\x02\x38\x01\"n\n\x05\x45vent\x12(\n\x05value\x18\x01 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12-\n\x05\x65xact\x18\x03 \x03(\x0b\x32\x1e.siemflow.plugin.v1.ExactValue\"e\n\nExactValue\x12-\n\x04path\x18\x01 \x03(\x0b\x32\x1f.siemflow.plugin.v1.PathSegment\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.siemflow.plugin.v1.Value\"7\n\x0bPathSegment\x12\x0f\n\x05\x66ield\x18\x01 \x01(\tH\x00\x12\x0f\n\x05index\x18\x02 \x01(\rH\x00\x42\x06\n\x04kind\"J\n\x0bSourceBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"0\n\tSourceAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tdelivered\x18\x02 \x01(\x08\"M\n\x0eTransformBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"U\n\x0fTransformResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x30\n\x07results\x18\x02 \x03(\x0b\x32\x1f.siemflow.plugin.v1.EventResult\"J\n\x0b\x45ventResult\x12,\n\x07\x65mitted\x18\x01 \x03(\x0b\x32\x1b.siemflow.plugin.v1.Emitted\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"m\n\x07\x45mitted\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.siemflow.plugin.v1.Event\x12\x0e\n\x06output\x18\x02 \x01(\t\x12(\n\x05patch\x18\x03 \x01(\x0b\x32\x19.siemflow.plugin.v1.Patch\"@\n\x05Patch\x12&\n\x03set\x18\x01 \x01(\x0b\x32\x19.siemflow.plugin.v1.Event\x12\x0f\n\x07removed\x18\x02 \x03(\t\"H\n\tSinkBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.siemflow.plugin.v1.Event\"\xbb\x01\n\nSinkResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x32\n\tdelivered\x18\x02 \x01(\x0b\x32\x1d.siemflow.plugin.v1.DeliveredH\x00\x12*\n\x05retry\x18\x03 \x01(\x0b\x32\x19.siemflow.plugin.v1.RetryH\x00\x12\x30\n\x08rejected\x18\x04 \x01(\x0b\x32\x1c.siemflow.plugin.v1.RejectedH\x00\x42\t\n\x07outcome\"\x0b\n\tDelivered\")\n\x05Retry\x12\x10\n\x08\x61\x66ter_ms\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x08Rejected\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x81\x01\n\rComponentKind\x12\x1e\n\x1a\x43OMPONENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMPONENT_KIND_SOURCE\x10\x01\x12\x1c\n\x18\x43OMPONENT_KIND_TRANSFORM\x10\x02\x12\x17\n\x13\x43OMPONENT_KIND_SINK\x10\x03*\x1b\n\tNullValue\x12\x0e\n\nNULL_VALUE\x10\x00\x32\x84\x02\n\x06Plugin\x12X\n\tHandshake\x12$.siemflow.plugin.v1.HandshakeRequest\x1a%.siemflow.plugin.v1.HandshakeResponse\x12I\n\x04Ping\x12\x1f.siemflow.plugin.v1.PingRequest\x1a .siemflow.plugin.v1.PingResponse\x12U\n\x08Shutdown\x12#.siemflow.plugin.v1.ShutdownRequest\x1a$.siemflow.plugin.v1.ShutdownResponse2T\n\x06Source\x12J\n\x04Read\x12\x1d.siemflow.plugin.v1.SourceAck\x1a\x1f.siemflow.plugin.v1.SourceBatch(\x01\x30\x01\x32\x63\n\tTransform\x12V\n\x07Process\x12\".siemflow.plugin.v1.TransformBatch\x1a#.siemflow.plugin.v1.TransformResult(\x01\x30\x01\x32R\n\x04Sink\x12J\n\x05Write\x12\x1d.siemflow.plugin.v1.SinkBatch\x1a\x1e.siemflow.plugin.v1.SinkResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBJECT_FIELDSENTRY']._loaded_options = None
   _globals['_OBJECT_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_COMPONENTKIND']._serialized_start=2125
-  _globals['_COMPONENTKIND']._serialized_end=2254
-  _globals['_NULLVALUE']._serialized_start=2256
-  _globals['_NULLVALUE']._serialized_end=2283
+  _globals['_COMPONENTKIND']._serialized_start=2233
+  _globals['_COMPONENTKIND']._serialized_end=2362
+  _globals['_NULLVALUE']._serialized_start=2364
+  _globals['_NULLVALUE']._serialized_end=2391
   _globals['_HANDSHAKEREQUEST']._serialized_start=37
   _globals['_HANDSHAKEREQUEST']._serialized_end=280
   _globals['_HANDSHAKERESPONSE']._serialized_start=283
@@ -76,23 +76,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTRESULT']._serialized_start=1614
   _globals['_EVENTRESULT']._serialized_end=1688
   _globals['_EMITTED']._serialized_start=1690
-  _globals['_EMITTED']._serialized_end=1757
-  _globals['_SINKBATCH']._serialized_start=1759
-  _globals['_SINKBATCH']._serialized_end=1831
-  _globals['_SINKRESULT']._serialized_start=1834
-  _globals['_SINKRESULT']._serialized_end=2021
-  _globals['_DELIVERED']._serialized_start=2023
-  _globals['_DELIVERED']._serialized_end=2034
-  _globals['_RETRY']._serialized_start=2036
-  _globals['_RETRY']._serialized_end=2077
-  _globals['_REJECTED']._serialized_start=2079
-  _globals['_REJECTED']._serialized_end=2122
-  _globals['_PLUGIN']._serialized_start=2286
-  _globals['_PLUGIN']._serialized_end=2546
-  _globals['_SOURCE']._serialized_start=2548
-  _globals['_SOURCE']._serialized_end=2632
-  _globals['_TRANSFORM']._serialized_start=2634
-  _globals['_TRANSFORM']._serialized_end=2733
-  _globals['_SINK']._serialized_start=2735
-  _globals['_SINK']._serialized_end=2817
+  _globals['_EMITTED']._serialized_end=1799
+  _globals['_PATCH']._serialized_start=1801
+  _globals['_PATCH']._serialized_end=1865
+  _globals['_SINKBATCH']._serialized_start=1867
+  _globals['_SINKBATCH']._serialized_end=1939
+  _globals['_SINKRESULT']._serialized_start=1942
+  _globals['_SINKRESULT']._serialized_end=2129
+  _globals['_DELIVERED']._serialized_start=2131
+  _globals['_DELIVERED']._serialized_end=2142
+  _globals['_RETRY']._serialized_start=2144
+  _globals['_RETRY']._serialized_end=2185
+  _globals['_REJECTED']._serialized_start=2187
+  _globals['_REJECTED']._serialized_end=2230
+  _globals['_PLUGIN']._serialized_start=2394
+  _globals['_PLUGIN']._serialized_end=2654
+  _globals['_SOURCE']._serialized_start=2656
+  _globals['_SOURCE']._serialized_end=2740
+  _globals['_TRANSFORM']._serialized_start=2742
+  _globals['_TRANSFORM']._serialized_end=2841
+  _globals['_SINK']._serialized_start=2843
+  _globals['_SINK']._serialized_end=2925
 # @@protoc_insertion_point(module_scope)

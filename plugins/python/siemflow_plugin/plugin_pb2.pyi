@@ -193,12 +193,22 @@ class EventResult(_message.Message):
     def __init__(self, emitted: _Optional[_Iterable[_Union[Emitted, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Emitted(_message.Message):
-    __slots__ = ("event", "output")
+    __slots__ = ("event", "output", "patch")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
     event: Event
     output: str
-    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., output: _Optional[str] = ...) -> None: ...
+    patch: Patch
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., output: _Optional[str] = ..., patch: _Optional[_Union[Patch, _Mapping]] = ...) -> None: ...
+
+class Patch(_message.Message):
+    __slots__ = ("set", "removed")
+    SET_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    set: Event
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, set: _Optional[_Union[Event, _Mapping]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SinkBatch(_message.Message):
     __slots__ = ("batch_id", "events")

@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&out_dir)
         // Objects arrive as sorted maps, as siemflow's values keep them.
         .btree_map(".")
+        // An event's JSON is sliced from one buffer per batch when sent and from the
+        // received message when read: no copy per event.
+        .bytes(".siemflow.plugin.v1.Event.json")
         .build_client(true)
         .build_server(true)
         .emit_rerun_if_changed(false)

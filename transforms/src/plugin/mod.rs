@@ -96,10 +96,49 @@ struct Runner {
     errors: RateLimitedLog,
 }
 
+/// A plugin's answer to a batch, its events already read off the wire (by the task
+/// that receives them, beside the one that sends and settles).
+struct Answer {
+    batch_id: u64,
+    results: Vec<EventOutcome>,
+}
+
+/// What one input event became: emitted (output, value or why it is unreadable), or
+/// the plugin's error.
+type EventOutcome = Result<Vec<(String, Result<siemflow_core::Value, value::ValueError>)>, String>;
+
+impl Answer {
+    fn read(result: proto::TransformResult) -> Self {
+        let results = result
+            .results
+            .into_iter()
+            .map(|outcome| {
+                if !outcome.error.is_empty() {
+                    return Err(outcome.error);
+                }
+                Ok(outcome
+                    .emitted
+                    .into_iter()
+                    .map(|emitted| {
+                        let value = emitted
+                            .event
+                            .map_or(Ok(siemflow_core::Value::Null), value::event_from_wire);
+                        (emitted.output, value)
+                    })
+                    .collect())
+            })
+            .collect();
+        Answer {
+            batch_id: result.batch_id,
+            results,
+        }
+    }
+}
+
 /// The data stream of one plugin process.
 struct Stream {
     requests: mpsc::Sender<proto::TransformBatch>,
-    answers: mpsc::Receiver<Result<proto::TransformResult, tonic::Status>>,
+    answers: mpsc::Receiver<Result<Answer, tonic::Status>>,
     form: value::EventForm,
 }
 
@@ -114,7 +153,7 @@ fn open_stream(session: &Session, credit: usize) -> Stream {
             Ok(response) => {
                 let mut stream = response.into_inner();
                 while let Some(answer) = stream.message().await.transpose() {
-                    if tx.send(answer).await.is_err() {
+                    if tx.send(answer.map(Answer::read)).await.is_err() {
                         break;
                     }
                 }
@@ -230,11 +269,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl Runner {
     /// Sends a batch; it is in flight from now on.
     async fn send(&mut self, stream: &Stream, pending: Pending) -> Result<(), Broken> {
-        let events = pending
-            .events
-            .iter()
-            .map(|e| value::event_to_wire(&e.value, stream.form))
-            .collect();
+        let events = value::events_to_wire(pending.events.iter().map(|e| &e.value), stream.form);
         let batch_id = self.in_flight.insert(pending);
         stream
             .requests
@@ -244,7 +279,7 @@ impl Runner {
     }
 
     /// Applies one answer and sends what it emitted on.
-    async fn answer(&mut self, result: proto::TransformResult) -> Result<(), Broken> {
+    async fn answer(&mut self, result: Answer) -> Result<(), Broken> {
         let Some(pending) = self.in_flight.take(result.batch_id) else {
             return Err(Broken(format!(
                 "it answered batch {} which is not in flight",
@@ -269,27 +304,25 @@ impl Runner {
     }
 
     /// What one input event became.
-    fn apply(&mut self, mut event: Event, outcome: proto::EventResult) {
-        if !outcome.error.is_empty() {
-            self.fail(event, &outcome.error);
-            return;
-        }
-        let mut results = Vec::with_capacity(outcome.emitted.len());
-        for emitted in outcome.emitted {
-            let declared = emitted.output.is_empty()
-                || (emitted.output != DROPPED && self.names.contains(&emitted.output));
+    fn apply(&mut self, mut event: Event, outcome: EventOutcome) {
+        let emitted = match outcome {
+            Ok(emitted) => emitted,
+            Err(error) => {
+                self.fail(event, &error);
+                return;
+            }
+        };
+        let mut results = Vec::with_capacity(emitted.len());
+        for (output, value) in emitted {
+            let declared = output.is_empty() || (output != DROPPED && self.names.contains(&output));
             if !declared {
-                let message = format!(
-                    "emitted to `{}`, which is not a declared output",
-                    emitted.output
-                );
+                let message = format!("emitted to `{output}`, which is not a declared output");
                 self.fail(event, &message);
                 return;
             }
-            match emitted.event.map(value::event_from_wire) {
-                Some(Ok(value)) => results.push((emitted.output, value)),
-                None => results.push((emitted.output, siemflow_core::Value::Null)),
-                Some(Err(e)) => {
+            match value {
+                Ok(value) => results.push((output, value)),
+                Err(e) => {
                     self.fail(event, &format!("emitted an invalid value: {e}"));
                     return;
                 }
