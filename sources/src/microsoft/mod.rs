@@ -45,7 +45,7 @@ pub use budget::{BudgetKey, RequestBudget, Window};
 pub use client::{ApiClient, ApiRequest, ApiResponse, ClientSettings, RetryRules, ThrottleScope};
 pub use cursor::{CursorStore, OverlapCursor, RecordVersion};
 pub use errors::{ApiError, ErrorClass};
-pub use paging::{ODataPager, Page, PagingError};
+pub use paging::{ODataPager, Page, PagesAhead, PagingError};
 pub use record_types::record_type_name;
 
 #[cfg(test)]

@@ -17,10 +17,16 @@
 //! - A continuation refused because its skip token expired (or is invalid) is reported as
 //!   [`PagingError::SkipTokenExpired`]: the caller queries again from its cursor (or
 //!   [restarts](ODataPager::restart) the same query).
+//! - [`PagesAhead`] walks with one request ahead: the next page is asked for as soon as a
+//!   page has come, while the caller hands that page on.
 
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ApiClient, ApiRequest, check_origin};
@@ -472,6 +478,14 @@ impl ODataPager {
 }
 
 impl ODataPager {
+    /// The sort key the next query goes on from, when the walk goes on from its last key.
+    pub fn goes_on_from(&self) -> Option<DateTime<Utc>> {
+        match &self.next {
+            Next::From { at, .. } => parse_key(at).map(|at| at.with_timezone(&Utc)),
+            _ => None,
+        }
+    }
+
     /// Where a full page without a nextLink goes on: from its last key when the query is
     /// sorted by one, else by `$skip`.
     fn after_full_page(&self, body: &[u8], top: u64) -> Next {
@@ -519,6 +533,122 @@ impl ODataPager {
             at: at.to_string(),
             skip: at_last.saturating_sub(count / 2),
         })
+    }
+}
+
+/// A page and the pager that fetched it.
+type Fetched<T> = (ODataPager, Result<Option<Page<T>>, PagingError>);
+
+/// A walk that keeps one request ahead: as soon as a page has come, the next page's
+/// request goes out (in a task of its own) while the caller hands the page on. A walk paced
+/// by its budget then costs a page the longer of the pacing and the request's latency,
+/// rather than the latency and the page's handling in series, which on a busy machine held
+/// each request back past its slot (the security backfill used 87 % of its budget).
+///
+/// Never more than one request ahead, and never two at once: the next request is only
+/// known from the page before it — its nextLink, or, for a sorted walk going on from its
+/// last key, that key — so pages are still fetched one after another, in order; what
+/// overlaps is one page's handling with the next one's request, budget wait included. The
+/// caller still settles pages in order: a page ahead is only returned after the one before.
+/// Dropping the walk (a rewind, an error, shutdown) cancels the request ahead; its budget
+/// slot is given back if it had not started.
+pub struct PagesAhead<T> {
+    first: ApiRequest,
+    client: Arc<ApiClient>,
+    cancel: CancellationToken,
+    /// `None` while the request ahead holds it.
+    pager: Option<ODataPager>,
+    ahead: Option<JoinHandle<Fetched<T>>>,
+    /// No request ahead once the walk goes on from this key or later: the caller ends the
+    /// walk there, and a page fetched ahead would cost a request for nothing.
+    stop_ahead_at: Option<DateTime<Utc>>,
+}
+
+impl<T: DeserializeOwned + Send + 'static> PagesAhead<T> {
+    /// The walk of `first`, read by `client` until `cancel`.
+    pub fn new(first: ApiRequest, client: Arc<ApiClient>, cancel: CancellationToken) -> Self {
+        PagesAhead {
+            pager: Some(ODataPager::new(first.clone())),
+            first,
+            client,
+            cancel,
+            ahead: None,
+            stop_ahead_at: None,
+        }
+    }
+
+    /// Asks for no page ahead once the walk [goes on from](ODataPager::goes_on_from) `key`
+    /// or later (`None`: always ahead).
+    pub fn stop_ahead_at(mut self, key: Option<DateTime<Utc>>) -> Self {
+        self.stop_ahead_at = key;
+        self
+    }
+
+    /// The next page (the one asked for ahead, if any); `None` once the walk is over. A
+    /// page that is not the last sends the next request before it is returned.
+    pub async fn next_page(&mut self) -> Result<Option<Page<T>>, PagingError> {
+        let (pager, page) = match self.ahead.as_mut() {
+            // Awaited in place: a caller that stops waiting leaves it running, still ahead.
+            Some(ahead) => {
+                let fetched = ahead.await;
+                self.ahead = None;
+                match fetched {
+                    Ok(fetched) => fetched,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // Aborted only when dropped; the runtime is shutting down.
+                    Err(_) => return Err(PagingError::Api(ApiError::Cancelled)),
+                }
+            }
+            None => {
+                let Some(pager) = self.pager.as_mut() else {
+                    return Ok(None);
+                };
+                let page = pager.next_page(&self.client, &self.cancel).await;
+                let Some(pager) = self.pager.take() else {
+                    return Ok(None);
+                };
+                (pager, page)
+            }
+        };
+        let more = matches!(&page, Ok(Some(page)) if !page.last);
+        let wanted = match (self.stop_ahead_at, pager.goes_on_from()) {
+            (Some(stop), Some(key)) => key < stop,
+            _ => true,
+        };
+        if more && wanted {
+            let (client, cancel) = (Arc::clone(&self.client), self.cancel.clone());
+            self.ahead = Some(tokio::spawn(async move {
+                let mut pager = pager;
+                let page = pager.next_page(&client, &cancel).await;
+                (pager, page)
+            }));
+        } else {
+            self.pager = Some(pager);
+        }
+        page
+    }
+
+    /// True while the next page's request is out (or waiting for its budget slot).
+    #[cfg(test)]
+    pub(crate) fn has_request_ahead(&self) -> bool {
+        self.ahead.is_some()
+    }
+
+    /// Goes back to the first page (after [`PagingError::SkipTokenExpired`], when the
+    /// query itself is still right), dropping any request ahead.
+    pub fn restart(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
+        self.pager = Some(ODataPager::new(self.first.clone()));
+    }
+}
+
+impl<T> Drop for PagesAhead<T> {
+    fn drop(&mut self) {
+        if let Some(ahead) = &self.ahead {
+            ahead.abort();
+        }
     }
 }
 

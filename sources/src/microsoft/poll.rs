@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ApiClient, ApiRequest, RetryRules};
 use super::cloud_apps::{CloudAppsPager, CloudAppsQuery, epoch_ms};
 use super::cursor::{CursorStore, RecordVersion};
-use super::paging::{ODataPager, PagingError};
+use super::paging::{ODataPager, PagesAhead, PagingError};
 
 /// The metadata object every event carries (the same as `o365_management`'s).
 pub const METADATA_FIELD: &str = "siemflow";
@@ -581,14 +581,20 @@ impl Poll {
         let collection = self.feed.collection.clone();
         let mut request = ApiRequest::get(collection.endpoint, collection.query(from, until));
         request.headers = collection.headers.clone();
-        let mut pager = ODataPager::new(request);
+        // One request ahead while a page is handed on, but none past where a sorted walk
+        // ends (a day read, or the walk's start).
+        let stop_ahead = (order == Order::Ascending).then(|| until.min(from + MAX_WALK_SPAN));
+        let (client, cancel) = (Arc::clone(&self.feed.client), self.shared.shutdown.clone());
+        let walk = |request| {
+            PagesAhead::<Box<RawValue>>::new(request, Arc::clone(&client), cancel.clone())
+                .stop_ahead_at(stop_ahead)
+        };
+        let mut pages = walk(request);
         let mut restarts = 0;
         // The oldest record time read by this walk (newest-first collections end there).
         let mut oldest: Option<DateTime<Utc>> = None;
         loop {
-            let page = pager
-                .next_page::<Box<RawValue>>(&self.feed.client, &self.shared.shutdown)
-                .await;
+            let page = pages.next_page().await;
             let page = match page {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
@@ -605,9 +611,9 @@ impl Poll {
                             let mut request =
                                 ApiRequest::get(collection.endpoint, collection.query(from, below));
                             request.headers = collection.headers.clone();
-                            pager = ODataPager::new(request);
+                            pages = walk(request);
                         }
-                        _ => pager.restart(),
+                        _ => pages.restart(),
                     }
                     continue;
                 }

@@ -17,13 +17,14 @@ use siemflow_core::auth::{Cloud, EntraConfig, TokenProvider};
 use siemflow_core::http::TlsConfig;
 use siemflow_core::metrics::{ComponentKind, ComponentLabels};
 use siemflow_core::retry::RetryRule;
+use siemflow_core::testing::eventually;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{ApiProfile, GRAPH_SECURITY};
 use super::budget::Window;
 use super::client::{ApiClient, ApiRequest, ClientSettings, RetryRules};
 use super::errors::{ApiError, ErrorClass};
-use super::paging::{ODataPager, PagingError};
+use super::paging::{ODataPager, PagesAhead, PagingError};
 
 pub(crate) const TENANT: &str = "41463f53-8812-40f4-890f-865bf6e35190";
 const CLIENT: &str = "5e1f3a9c-6b2d-4c8e-9f01-365d0c0a5e1f";
@@ -672,6 +673,130 @@ fn sorted_by_time(
             .collect();
         json(200, &format!(r#"{{"value":[{}]}}"#, value.join(",")))
     }
+}
+
+/// The ids of a page.
+fn ids(page: &super::Page<serde_json::Value>) -> Vec<String> {
+    page.items
+        .iter()
+        .map(|item| item["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_next_page_is_asked_for_while_the_caller_still_holds_this_one() {
+    let server = serve(skip_paging(5)).await;
+    let first = ApiRequest::get("alerts", server.url("/api/alerts?$filter=x&$top=2"));
+    let mut pages = PagesAhead::<serde_json::Value>::new(
+        first,
+        Arc::new(graph(&server)),
+        CancellationToken::new(),
+    );
+    let one = pages
+        .next_page()
+        .await
+        .expect("page")
+        .expect("a first page");
+    assert_eq!(ids(&one), ["1", "2"]);
+    // The caller has not asked for page 2 yet: its request is out already.
+    assert!(pages.has_request_ahead());
+    eventually("page 2 asked for ahead", || server.calls().len() == 2).await;
+    let two = pages
+        .next_page()
+        .await
+        .expect("page")
+        .expect("a second page");
+    assert_eq!(ids(&two), ["3", "4"]);
+    eventually("page 3 asked for ahead", || server.calls().len() == 3).await;
+    let three = pages
+        .next_page()
+        .await
+        .expect("page")
+        .expect("a third page");
+    assert_eq!((ids(&three), three.last), (vec!["5".to_string()], true));
+    assert!(!pages.has_request_ahead(), "nothing after the last page");
+    assert!(pages.next_page().await.expect("end").is_none());
+    assert_eq!(
+        server
+            .calls()
+            .iter()
+            .map(|c| c.target.clone())
+            .collect::<Vec<_>>(),
+        [
+            "/api/alerts?$filter=x&$top=2",
+            "/api/alerts?$filter=x&$top=2&$skip=2",
+            "/api/alerts?$filter=x&$top=2&$skip=4",
+        ],
+        "one request a page, in order"
+    );
+    // Going back to the first page drops the request ahead: page 1 comes again.
+    let mut pages = PagesAhead::<serde_json::Value>::new(
+        ApiRequest::get("alerts", server.url("/api/alerts?$filter=x&$top=2")),
+        Arc::new(graph(&server)),
+        CancellationToken::new(),
+    );
+    pages
+        .next_page()
+        .await
+        .expect("page")
+        .expect("a first page");
+    assert!(pages.has_request_ahead());
+    pages.restart();
+    assert!(!pages.has_request_ahead());
+    let again = pages
+        .next_page()
+        .await
+        .expect("page")
+        .expect("the first page again");
+    assert_eq!(ids(&again), ["1", "2"]);
+}
+
+#[tokio::test]
+async fn no_page_is_asked_for_ahead_past_where_the_walk_stops() {
+    const T: [&str; 5] = [
+        "2026-09-01T10:00:00.0000000Z",
+        "2026-09-01T10:00:01.0000000Z",
+        "2026-09-01T10:00:02.0000000Z",
+        "2026-09-01T10:00:03.0000000Z",
+        "2026-09-01T10:00:04.0000000Z",
+    ];
+    let records = vec![
+        ("a", T[0]),
+        ("b", T[1]),
+        ("c", T[2]),
+        ("d", T[3]),
+        ("e", T[4]),
+    ];
+    let server = serve(sorted_by_time(records, |_, _| {})).await;
+    let stop = T[3].parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    let mut pages = PagesAhead::<serde_json::Value>::new(
+        ApiRequest::get(
+            "alerts",
+            server.url("/a?$filter=t%20ge%202026-09-01T09:00:00Z&$orderby=t%20asc&$top=2"),
+        ),
+        Arc::new(graph(&server)),
+        CancellationToken::new(),
+    )
+    .stop_ahead_at(Some(stop));
+    // Each page goes on from its last key: ahead while that key is before the stop.
+    let mut read = Vec::new();
+    for expected in [["a", "b"], ["b", "c"]] {
+        let page = pages.next_page().await.expect("page").expect("a page");
+        assert_eq!(ids(&page), expected);
+        assert!(pages.has_request_ahead(), "after {expected:?}");
+        read.push(page);
+    }
+    let page = pages.next_page().await.expect("page").expect("a page");
+    assert_eq!(ids(&page), ["c", "d"]);
+    assert!(
+        !pages.has_request_ahead(),
+        "the walk goes on from {}, the stop: no request ahead",
+        T[3]
+    );
+    assert_eq!(server.calls().len(), 3);
+    // Asked for anyway, the walk goes on.
+    let page = pages.next_page().await.expect("page").expect("a page");
+    assert_eq!(ids(&page), ["d", "e"]);
 }
 
 #[tokio::test]
