@@ -461,7 +461,10 @@ pub async fn start(
         config: Some(config.config_value()),
         outputs: config.outputs.clone(),
         describe_only,
-        capabilities: vec![value::JSON_EVENTS.to_string()],
+        capabilities: vec![
+            value::JSON_EVENTS.to_string(),
+            value::EVENT_PATCHES.to_string(),
+        ],
     };
     let deadline = Instant::now() + config.start_timeout;
     let handshake = handshake(&mut process, request, deadline, config.start_timeout).await?;

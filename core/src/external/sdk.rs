@@ -359,7 +359,20 @@ impl plugin_server::Plugin for Lifecycle {
         if form == value::EventForm::Json {
             answer.capabilities.push(value::JSON_EVENTS.to_string());
         }
-        let _ = self.config.set(Agreed { config, form });
+        // A transform answers with what it changed: an enriching step sends a few fields.
+        let patches = self.kind == ComponentKind::Transform
+            && request
+                .capabilities
+                .iter()
+                .any(|c| c == value::EVENT_PATCHES);
+        if patches {
+            answer.capabilities.push(value::EVENT_PATCHES.to_string());
+        }
+        let _ = self.config.set(Agreed {
+            config,
+            form,
+            patches,
+        });
         Ok(Response::new(answer))
     }
 
@@ -381,12 +394,15 @@ impl plugin_server::Plugin for Lifecycle {
 struct Agreed {
     config: Value,
     form: value::EventForm,
+    /// A transform may answer with patches.
+    patches: bool,
 }
 
 fn agreed(handshake: &OnceLock<Agreed>) -> Agreed {
     handshake.get().cloned().unwrap_or(Agreed {
         config: Value::Null,
         form: value::EventForm::Value,
+        patches: false,
     })
 }
 
@@ -407,17 +423,18 @@ fn transform_batch(
         .events
         .into_iter()
         .map(|event| {
-            let outcome = value::event_from_wire(event)
-                .map_err(|e| e.to_string())
-                .and_then(|v| transform(v, &agreed.config));
-            match outcome {
+            let input = value::event_from_wire(event).map_err(|e| e.to_string());
+            // Kept to answer with patches against it (a copy costs less than encoding
+            // and reading back the fields the transform left alone).
+            let original = match &input {
+                Ok(Value::Object(fields)) if agreed.patches => Some(fields.clone()),
+                _ => None,
+            };
+            match input.and_then(|v| transform(v, &agreed.config)) {
                 Ok(emitted) => proto::EventResult {
                     emitted: emitted
                         .into_iter()
-                        .map(|e| proto::Emitted {
-                            event: Some(encoder.encode(&e.value)),
-                            output: e.output.unwrap_or_default(),
-                        })
+                        .map(|e| emit(&mut encoder, original.as_ref(), e))
                         .collect(),
                     error: String::new(),
                 },
@@ -431,6 +448,36 @@ fn transform_batch(
     proto::TransformResult {
         batch_id: batch.batch_id,
         results,
+    }
+}
+
+/// One emitted event on the wire: as a patch of the input when that saves something.
+fn emit(
+    encoder: &mut value::EventEncoder,
+    original: Option<&crate::ObjectMap>,
+    emit: Emit,
+) -> proto::Emitted {
+    let output = emit.output.unwrap_or_default();
+    let whole = match (original, emit.value) {
+        (Some(original), Value::Object(fields)) => match value::diff(original, fields) {
+            Ok((set, removed)) => {
+                return proto::Emitted {
+                    event: None,
+                    output,
+                    patch: Some(proto::Patch {
+                        set: Some(encoder.encode(&Value::Object(set))),
+                        removed,
+                    }),
+                };
+            }
+            Err(fields) => Value::Object(fields),
+        },
+        (_, value) => value,
+    };
+    proto::Emitted {
+        event: Some(encoder.encode(&whole)),
+        output,
+        patch: None,
     }
 }
 
@@ -769,7 +816,7 @@ where
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1);
         let (ack_tx, mut ack_rx) = mpsc::channel::<proto::SourceAck>(self.credit.max(16));
-        let Agreed { config, form } = agreed(&self.config);
+        let Agreed { config, form, .. } = agreed(&self.config);
         let books = Arc::new(Books {
             ledger: Mutex::new(Ledger::<T>::new(form)),
             changed: Condvar::new(),

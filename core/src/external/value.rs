@@ -110,6 +110,9 @@ pub fn from_wire(value: proto::Value) -> Result<Value, ValueError> {
 /// The capability under which events may travel as JSON text (`Event.json`).
 pub const JSON_EVENTS: &str = "json-events";
 
+/// The capability under which a transform may answer with patches (`Emitted.patch`).
+pub const EVENT_PATCHES: &str = "event-patches";
+
 /// How a sender puts events on the wire, as agreed in the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EventForm {
@@ -184,6 +187,37 @@ impl EventEncoder {
             }
         }
     }
+}
+
+/// The changes to `input`'s top-level fields that make `output`: the fields added or
+/// changed (moved out of `output`) and the names removed; `Err(output)` when the two
+/// share no field unchanged, so a patch would save nothing.
+pub fn diff(
+    input: &ObjectMap,
+    mut output: ObjectMap,
+) -> Result<(ObjectMap, Vec<String>), ObjectMap> {
+    let kept = input
+        .iter()
+        .filter(|(key, value)| output.get(key.as_str()) == Some(*value))
+        .count();
+    if kept == 0 {
+        return Err(output);
+    }
+    let removed = input
+        .keys()
+        .filter(|key| !output.contains_key(key.as_str()))
+        .map(|key| key.to_string())
+        .collect();
+    output.retain(|key, value| input.get(key.as_str()) != Some(value));
+    Ok((output, removed))
+}
+
+/// Applies a patch (fields set, names removed) to an object event's fields.
+pub fn apply_patch(fields: &mut ObjectMap, set: ObjectMap, removed: &[String]) {
+    for name in removed {
+        fields.remove(name.as_str());
+    }
+    fields.extend(set);
 }
 
 /// One step of a path into a value, borrowed while walking it.
@@ -368,6 +402,39 @@ mod tests {
             ..proto::Event::default()
         };
         assert!(matches!(event_from_wire(broken), Err(ValueError::Json(_))));
+    }
+
+    fn object(fields: &[(&str, Value)]) -> ObjectMap {
+        fields
+            .iter()
+            .map(|(k, v)| (KeyString::from(*k), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_patch_carries_only_what_changed_and_rebuilds_the_output() {
+        let input = object(&[
+            ("kept", Value::from("same")),
+            ("changed", Value::Integer(1)),
+            ("gone", Value::Boolean(true)),
+        ]);
+        let output = object(&[
+            ("kept", Value::from("same")),
+            ("changed", Value::Integer(2)),
+            ("added", Value::Null),
+        ]);
+        let (set, removed) = diff(&input, output.clone()).expect("a field is kept");
+        assert_eq!(
+            set,
+            object(&[("changed", Value::Integer(2)), ("added", Value::Null)])
+        );
+        assert_eq!(removed, vec!["gone".to_string()]);
+        let mut rebuilt = input.clone();
+        apply_patch(&mut rebuilt, set, &removed);
+        assert_eq!(rebuilt, output);
+        // Nothing shared: the whole event is cheaper.
+        let other = object(&[("kept", Value::from("different"))]);
+        assert_eq!(diff(&input, other.clone()), Err(other));
     }
 
     #[test]

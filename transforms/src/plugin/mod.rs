@@ -27,7 +27,9 @@ use siemflow_core::fanout::Outputs;
 use siemflow_core::log_limit::RateLimitedLog;
 use siemflow_core::metrics::{ComponentKind, ComponentMetrics};
 use siemflow_core::plugin::{ComponentContext, TransformTask};
-use siemflow_core::{ConfigIssue, Transform, TransformConfig, TransformContext, TransformOutputs};
+use siemflow_core::{
+    ConfigIssue, ObjectMap, Transform, TransformConfig, TransformContext, TransformOutputs, Value,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -103,12 +105,25 @@ struct Answer {
     results: Vec<EventOutcome>,
 }
 
-/// What one input event became: emitted (output, value or why it is unreadable), or
-/// the plugin's error.
-type EventOutcome = Result<Vec<(String, Result<siemflow_core::Value, value::ValueError>)>, String>;
+/// What one input event became: what it emitted (output and event), or the plugin's
+/// error.
+type EventOutcome = Result<Vec<(String, Emission)>, String>;
+
+/// One emitted event as read off the wire.
+enum Emission {
+    /// A whole event.
+    Whole(Result<Value, value::ValueError>),
+    /// The input event with these top-level fields set and removed.
+    Patch {
+        set: Result<Value, value::ValueError>,
+        removed: Vec<String>,
+    },
+}
 
 impl Answer {
     fn read(result: proto::TransformResult) -> Self {
+        let read =
+            |event: Option<proto::Event>| event.map_or(Ok(Value::Null), value::event_from_wire);
         let results = result
             .results
             .into_iter()
@@ -120,10 +135,14 @@ impl Answer {
                     .emitted
                     .into_iter()
                     .map(|emitted| {
-                        let value = emitted
-                            .event
-                            .map_or(Ok(siemflow_core::Value::Null), value::event_from_wire);
-                        (emitted.output, value)
+                        let emission = match emitted.patch {
+                            Some(patch) => Emission::Patch {
+                                set: read(patch.set),
+                                removed: patch.removed,
+                            },
+                            None => Emission::Whole(read(emitted.event)),
+                        };
+                        (emitted.output, emission)
                     })
                     .collect())
             })
@@ -133,6 +152,12 @@ impl Answer {
             results,
         }
     }
+}
+
+/// An emitted event checked against its input, to be built.
+enum Ready {
+    Whole(Value),
+    Patch(ObjectMap, Vec<String>),
 }
 
 /// The data stream of one plugin process.
@@ -312,24 +337,63 @@ impl Runner {
                 return;
             }
         };
-        let mut results = Vec::with_capacity(emitted.len());
-        for (output, value) in emitted {
+        // Everything is checked before the input is used up: a bad answer fails the
+        // event as it came in.
+        let mut ready = Vec::with_capacity(emitted.len());
+        for (output, emission) in emitted {
             let declared = output.is_empty() || (output != DROPPED && self.names.contains(&output));
             if !declared {
                 let message = format!("emitted to `{output}`, which is not a declared output");
                 self.fail(event, &message);
                 return;
             }
-            match value {
-                Ok(value) => results.push((output, value)),
-                Err(e) => {
-                    self.fail(event, &format!("emitted an invalid value: {e}"));
+            let checked = match emission {
+                Emission::Whole(Ok(value)) => Ok(Ready::Whole(value)),
+                Emission::Patch {
+                    set: Ok(Value::Object(set)),
+                    removed,
+                } if event.value.is_object() => Ok(Ready::Patch(set, removed)),
+                Emission::Patch { set: Ok(_), .. } => Err(
+                    "emitted a patch, which only an object event with an object of fields can take"
+                        .to_string(),
+                ),
+                Emission::Whole(Err(e)) | Emission::Patch { set: Err(e), .. } => {
+                    Err(format!("emitted an invalid value: {e}"))
+                }
+            };
+            match checked {
+                Ok(checked) => ready.push((output, checked)),
+                Err(message) => {
+                    self.fail(event, &message);
                     return;
                 }
             }
         }
         let ack = event.ack.take();
-        for (output, value) in results {
+        let mut patches = ready
+            .iter()
+            .filter(|(_, r)| matches!(r, Ready::Patch(..)))
+            .count();
+        let mut input = Some(event.value);
+        for (output, checked) in ready {
+            let value = match checked {
+                Ready::Whole(value) => value,
+                Ready::Patch(set, removed) => {
+                    patches -= 1;
+                    // The last patch takes the input itself; earlier ones a copy.
+                    let base = if patches == 0 {
+                        input.take()
+                    } else {
+                        input.clone()
+                    };
+                    let mut fields = match base {
+                        Some(Value::Object(fields)) => fields,
+                        _ => ObjectMap::new(),
+                    };
+                    value::apply_patch(&mut fields, set, &removed);
+                    Value::Object(fields)
+                }
+            };
             let out = Event {
                 value,
                 ack: ack.clone(),
