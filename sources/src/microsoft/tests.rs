@@ -66,6 +66,11 @@ impl TestServer {
         self.inner.calls.lock().expect("calls").clone()
     }
 
+    /// The path and query of every API request, in order.
+    pub(crate) fn targets(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.target).collect()
+    }
+
     pub(crate) fn tokens(&self) -> usize {
         self.inner.tokens.load(Ordering::SeqCst)
     }
@@ -590,6 +595,13 @@ async fn the_client_sends_nothing_off_its_api_origin() {
         .expect("its own origin");
 }
 
+/// The requests of a walk of [`skip_paging`]`(5)` from `/api/alerts?$filter=x&$top=2`.
+const FIVE_BY_SKIP: [&str; 3] = [
+    "/api/alerts?$filter=x&$top=2",
+    "/api/alerts?$filter=x&$top=2&$skip=2",
+    "/api/alerts?$filter=x&$top=2&$skip=4",
+];
+
 /// Serves `total` items by `$top`/`$skip`, never with a nextLink.
 fn skip_paging(total: u32) -> impl Fn(&Call, usize) -> Reply + Send + Sync + 'static {
     move |call, _| {
@@ -616,18 +628,7 @@ async fn without_next_links_full_pages_go_on_with_skip_and_a_short_page_stops() 
     ));
     let pages = walk(&mut pager, &client).await.expect("walk");
     assert_eq!(pages, [vec!["1", "2"], vec!["3", "4"], vec!["5"]]);
-    assert_eq!(
-        server
-            .calls()
-            .iter()
-            .map(|c| c.target.clone())
-            .collect::<Vec<_>>(),
-        [
-            "/api/alerts?$filter=x&$top=2",
-            "/api/alerts?$filter=x&$top=2&$skip=2",
-            "/api/alerts?$filter=x&$top=2&$skip=4",
-        ]
-    );
+    assert_eq!(server.targets(), FIVE_BY_SKIP);
     // An exact multiple ends on an empty page; without $top a page is the last.
     let server = serve(skip_paging(4)).await;
     let client = graph(&server);
@@ -675,128 +676,79 @@ fn sorted_by_time(
     }
 }
 
-/// The ids of a page.
-fn ids(page: &super::Page<serde_json::Value>) -> Vec<String> {
-    page.items
-        .iter()
-        .map(|item| item["id"].as_str().unwrap_or_default().to_string())
-        .collect()
+/// A walk of `target` with one request ahead.
+fn walk_ahead(server: &TestServer, target: &str) -> PagesAhead<serde_json::Value> {
+    PagesAhead::new(
+        ApiRequest::get("alerts", server.url(target)),
+        Arc::new(graph(server)),
+        CancellationToken::new(),
+    )
+}
+
+/// The ids of the walk's next page, and whether it is the last.
+async fn next_ids(pages: &mut PagesAhead<serde_json::Value>) -> (Vec<String>, bool) {
+    let page = pages.next_page().await.expect("page").expect("a page");
+    let ids = page.items.iter();
+    let ids = ids.map(|item| item["id"].as_str().unwrap_or_default().to_string());
+    (ids.collect(), page.last)
 }
 
 #[tokio::test]
 async fn the_next_page_is_asked_for_while_the_caller_still_holds_this_one() {
     let server = serve(skip_paging(5)).await;
-    let first = ApiRequest::get("alerts", server.url("/api/alerts?$filter=x&$top=2"));
-    let mut pages = PagesAhead::<serde_json::Value>::new(
-        first,
-        Arc::new(graph(&server)),
-        CancellationToken::new(),
+    let mut pages = walk_ahead(&server, "/api/alerts?$filter=x&$top=2");
+    assert_eq!(
+        next_ids(&mut pages).await,
+        (vec!["1".into(), "2".into()], false)
     );
-    let one = pages
-        .next_page()
-        .await
-        .expect("page")
-        .expect("a first page");
-    assert_eq!(ids(&one), ["1", "2"]);
     // The caller has not asked for page 2 yet: its request is out already.
     assert!(pages.has_request_ahead());
     eventually("page 2 asked for ahead", || server.calls().len() == 2).await;
-    let two = pages
-        .next_page()
-        .await
-        .expect("page")
-        .expect("a second page");
-    assert_eq!(ids(&two), ["3", "4"]);
+    assert_eq!(
+        next_ids(&mut pages).await,
+        (vec!["3".into(), "4".into()], false)
+    );
     eventually("page 3 asked for ahead", || server.calls().len() == 3).await;
-    let three = pages
-        .next_page()
-        .await
-        .expect("page")
-        .expect("a third page");
-    assert_eq!((ids(&three), three.last), (vec!["5".to_string()], true));
+    assert_eq!(next_ids(&mut pages).await, (vec!["5".into()], true));
     assert!(!pages.has_request_ahead(), "nothing after the last page");
     assert!(pages.next_page().await.expect("end").is_none());
     assert_eq!(
-        server
-            .calls()
-            .iter()
-            .map(|c| c.target.clone())
-            .collect::<Vec<_>>(),
-        [
-            "/api/alerts?$filter=x&$top=2",
-            "/api/alerts?$filter=x&$top=2&$skip=2",
-            "/api/alerts?$filter=x&$top=2&$skip=4",
-        ],
+        server.targets(),
+        FIVE_BY_SKIP,
         "one request a page, in order"
     );
     // Going back to the first page drops the request ahead: page 1 comes again.
-    let mut pages = PagesAhead::<serde_json::Value>::new(
-        ApiRequest::get("alerts", server.url("/api/alerts?$filter=x&$top=2")),
-        Arc::new(graph(&server)),
-        CancellationToken::new(),
-    );
-    pages
-        .next_page()
-        .await
-        .expect("page")
-        .expect("a first page");
+    let mut pages = walk_ahead(&server, "/api/alerts?$filter=x&$top=2");
+    next_ids(&mut pages).await;
     assert!(pages.has_request_ahead());
     pages.restart();
     assert!(!pages.has_request_ahead());
-    let again = pages
-        .next_page()
-        .await
-        .expect("page")
-        .expect("the first page again");
-    assert_eq!(ids(&again), ["1", "2"]);
+    assert_eq!(next_ids(&mut pages).await.0, ["1", "2"]);
 }
 
 #[tokio::test]
 async fn no_page_is_asked_for_ahead_past_where_the_walk_stops() {
-    const T: [&str; 5] = [
-        "2026-09-01T10:00:00.0000000Z",
-        "2026-09-01T10:00:01.0000000Z",
-        "2026-09-01T10:00:02.0000000Z",
-        "2026-09-01T10:00:03.0000000Z",
-        "2026-09-01T10:00:04.0000000Z",
-    ];
-    let records = vec![
-        ("a", T[0]),
-        ("b", T[1]),
-        ("c", T[2]),
-        ("d", T[3]),
-        ("e", T[4]),
-    ];
+    let t = |s: u32| format!("2026-09-01T10:00:0{s}.0000000Z");
+    let times: Vec<&'static str> = (0..5).map(|s| &*t(s).leak()).collect();
+    let records = ["a", "b", "c", "d", "e"].into_iter().zip(times).collect();
     let server = serve(sorted_by_time(records, |_, _| {})).await;
-    let stop = T[3].parse::<chrono::DateTime<chrono::Utc>>().expect("time");
-    let mut pages = PagesAhead::<serde_json::Value>::new(
-        ApiRequest::get(
-            "alerts",
-            server.url("/a?$filter=t%20ge%202026-09-01T09:00:00Z&$orderby=t%20asc&$top=2"),
-        ),
-        Arc::new(graph(&server)),
-        CancellationToken::new(),
-    )
-    .stop_ahead_at(Some(stop));
+    let target = "/a?$filter=t%20ge%202026-09-01T09:00:00Z&$orderby=t%20asc&$top=2";
+    let stop = t(3).parse().expect("time");
+    let mut pages = walk_ahead(&server, target).stop_ahead_at(Some(stop));
     // Each page goes on from its last key: ahead while that key is before the stop.
-    let mut read = Vec::new();
     for expected in [["a", "b"], ["b", "c"]] {
-        let page = pages.next_page().await.expect("page").expect("a page");
-        assert_eq!(ids(&page), expected);
+        assert_eq!(next_ids(&mut pages).await.0, expected);
         assert!(pages.has_request_ahead(), "after {expected:?}");
-        read.push(page);
     }
-    let page = pages.next_page().await.expect("page").expect("a page");
-    assert_eq!(ids(&page), ["c", "d"]);
+    assert_eq!(next_ids(&mut pages).await.0, ["c", "d"]);
     assert!(
         !pages.has_request_ahead(),
         "the walk goes on from {}, the stop: no request ahead",
-        T[3]
+        t(3)
     );
     assert_eq!(server.calls().len(), 3);
     // Asked for anyway, the walk goes on.
-    let page = pages.next_page().await.expect("page").expect("a page");
-    assert_eq!(ids(&page), ["d", "e"]);
+    assert_eq!(next_ids(&mut pages).await.0, ["d", "e"]);
 }
 
 #[tokio::test]
