@@ -192,24 +192,28 @@ impl EventEncoder {
 /// The changes to `input`'s top-level fields that make `output`: the fields added or
 /// changed (moved out of `output`) and the names removed; `Err(output)` when the two
 /// share no field unchanged, so a patch would save nothing.
-pub fn diff(
-    input: &ObjectMap,
-    mut output: ObjectMap,
-) -> Result<(ObjectMap, Vec<String>), ObjectMap> {
-    let kept = input
-        .iter()
-        .filter(|(key, value)| output.get(key.as_str()) == Some(*value))
-        .count();
-    if kept == 0 {
-        return Err(output);
+pub fn diff(input: &ObjectMap, output: ObjectMap) -> Result<(ObjectMap, Vec<String>), ObjectMap> {
+    // Both maps are sorted by key: one pass over each, no lookups.
+    let mut set = Vec::new();
+    let mut removed = Vec::new();
+    let mut kept = 0;
+    let mut before = input.iter().peekable();
+    for (key, value) in output {
+        while let Some((name, _)) = before.next_if(|(name, _)| **name < key) {
+            removed.push(name.to_string());
+        }
+        match before.next_if(|(name, _)| **name == key) {
+            Some((_, old)) if *old == value => kept += 1,
+            _ => set.push((key, value)),
+        }
     }
-    let removed = input
-        .keys()
-        .filter(|key| !output.contains_key(key.as_str()))
-        .map(|key| key.to_string())
-        .collect();
-    output.retain(|key, value| input.get(key.as_str()) != Some(value));
-    Ok((output, removed))
+    removed.extend(before.map(|(name, _)| name.to_string()));
+    let set: ObjectMap = set.into_iter().collect();
+    if kept == 0 {
+        // Every field of the output is in `set`: it is the output.
+        return Err(set);
+    }
+    Ok((set, removed))
 }
 
 /// Applies a patch (fields set, names removed) to an object event's fields.
@@ -350,6 +354,28 @@ mod tests {
             let bytes = prost::Message::encode_to_vec(&wire);
             let decoded = <proto::Event as prost::Message>::decode(bytes.as_slice()).expect("decodes");
             prop_assert_eq!(event_from_wire(decoded).expect("valid"), value);
+        }
+    }
+
+    fn any_object() -> impl Strategy<Value = ObjectMap> {
+        proptest::collection::btree_map("[a-e]{1,2}", 0i64..3, 0..8).prop_map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (KeyString::from(k), Value::Integer(v)))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_patch_rebuilds_any_output_from_its_input(input in any_object(), output in any_object()) {
+            match diff(&input, output.clone()) {
+                Ok((set, removed)) => {
+                    let mut rebuilt = input.clone();
+                    apply_patch(&mut rebuilt, set, &removed);
+                    prop_assert_eq!(rebuilt, output);
+                }
+                Err(whole) => prop_assert_eq!(whole, output),
+            }
         }
     }
 
