@@ -36,6 +36,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// The output failed events go to.
 pub const DROPPED: &str = "dropped";
+/// Input batches already waiting are sent to the plugin as one until it holds this many
+/// events.
+pub const COALESCE_EVENTS: usize = 1000;
 /// How many times a batch is sent to a plugin that dies or hangs on it before it is
 /// split in halves (a single event: before it goes to `dropped`).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -259,7 +262,13 @@ async fn run(
                 }
                 batch = input.recv(), if !input_done && runner.in_flight.len() < credit && runner.resend.is_empty() => {
                     match batch {
-                        Some(events) => {
+                        Some(mut events) => {
+                            // Batches already waiting go as one: fewer round trips.
+                            while events.len() < COALESCE_EVENTS
+                                && let Some(more) = input.try_recv()
+                            {
+                                events.extend(more);
+                            }
                             runner.component.metrics.received_events.increment(events.len() as u64);
                             if let Err(broken) = runner.send(&stream, Pending { events, attempts: 0 }).await {
                                 break broken;
