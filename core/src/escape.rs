@@ -194,13 +194,13 @@ fn next_candidate(text: &[u8], ascii: &[u8]) -> Option<usize> {
 }
 
 /// Every byte 0x01 in a word.
-const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 /// Every byte's high bit in a word.
-const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+pub(crate) const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
 
 /// The classic "has a zero byte" test: a high bit set (after masking with [`HIGH`]) for
 /// every zero byte; it may also flag a byte next to a zero one, never misses one.
-fn zero_byte(w: u64) -> u64 {
+pub(crate) fn zero_byte(w: u64) -> u64 {
     w.wrapping_sub(ONES) & !w
 }
 

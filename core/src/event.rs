@@ -49,8 +49,7 @@ impl Event {
 
     /// Appends the event as one line of compact JSON (no trailing newline).
     pub fn write_json(&self, buf: &mut Vec<u8>) {
-        // Serializing a Value into a Vec cannot fail: every variant has a JSON form.
-        let _ = serde_json::to_writer(&mut *buf, &self.value);
+        crate::json::write_value(buf, &self.value);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod fs;
 pub mod http;
 pub mod io_error;
+pub mod json;
 pub mod kafka;
 pub mod leef;
 pub mod log_limit;

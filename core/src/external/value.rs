@@ -13,7 +13,7 @@
 //! floats) beside it as wire values by path: as lossless, and several times cheaper to
 //! encode and decode on both sides than nested `Value` messages.
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
@@ -175,8 +175,7 @@ impl EventEncoder {
                 if self.buffer.capacity() - self.buffer.len() < 4096 {
                     self.buffer.reserve(64 * 1024);
                 }
-                // Writing a value into memory cannot fail: every kind has a JSON form.
-                let _ = serde_json::to_writer((&mut self.buffer).writer(), value);
+                crate::json::write_value(&mut self.buffer, value);
                 let mut exact = Vec::new();
                 collect_exact(value, &mut Vec::new(), &mut exact);
                 proto::Event {
