@@ -192,18 +192,32 @@ impl EventEncoder {
 /// changed (moved out of `output`) and the names removed; `Err(output)` when the two
 /// share no field unchanged, so a patch would save nothing.
 pub fn diff(input: &ObjectMap, output: ObjectMap) -> Result<(ObjectMap, Vec<String>), ObjectMap> {
-    // Both maps are sorted by key: one pass over each, no lookups.
+    // Both maps are sorted by key: one pass over each, no lookups, one key comparison
+    // per step.
     let mut set = Vec::new();
     let mut removed = Vec::new();
     let mut kept = 0;
     let mut before = input.iter().peekable();
     for (key, value) in output {
-        while let Some((name, _)) = before.next_if(|(name, _)| **name < key) {
-            removed.push(name.to_string());
-        }
-        match before.next_if(|(name, _)| **name == key) {
-            Some((_, old)) if *old == value => kept += 1,
-            _ => set.push((key, value)),
+        let same = loop {
+            match before.peek() {
+                Some((name, _)) => match name.as_str().cmp(key.as_str()) {
+                    std::cmp::Ordering::Less => {
+                        removed.push(name.to_string());
+                        before.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        break before.next().is_some_and(|(_, old)| *old == value);
+                    }
+                    std::cmp::Ordering::Greater => break false,
+                },
+                None => break false,
+            }
+        };
+        if same {
+            kept += 1;
+        } else {
+            set.push((key, value));
         }
     }
     removed.extend(before.map(|(name, _)| name.to_string()));
