@@ -149,26 +149,30 @@ pub fn serve_transform<F>(options: Options, transform: F) -> ExitCode
 where
     F: Fn(Value, &Value) -> Result<Vec<Emit>, String> + Send + Sync + 'static,
 {
-    serve(options, ComponentKind::Transform, move |server, config| {
-        server.add_service(InterceptedService::new(
-            transform_server::TransformServer::new(TransformService {
-                transform: Arc::new(transform),
-                config,
-            })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            server_auth(),
-        ))
-    })
+    serve(
+        options,
+        ComponentKind::Transform,
+        move |server, handshake| {
+            server.add_service(InterceptedService::new(
+                transform_server::TransformServer::new(TransformService {
+                    transform: Arc::new(transform),
+                    handshake,
+                })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                server_auth(),
+            ))
+        },
+    )
 }
 
 /// Serves `sink` as a sink plugin until siemflow stops it.
 pub fn serve_sink<S: Sink>(options: Options, sink: S) -> ExitCode {
-    serve(options, ComponentKind::Sink, move |server, config| {
+    serve(options, ComponentKind::Sink, move |server, handshake| {
         server.add_service(InterceptedService::new(
             sink_server::SinkServer::new(SinkService {
                 sink: Arc::new(sink),
-                config,
+                handshake,
             })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -194,12 +198,12 @@ where
 {
     let credit = options.credit.max(1) as usize;
     let replay_after = options.replay_after;
-    serve(options, ComponentKind::Source, move |server, config| {
+    serve(options, ComponentKind::Source, move |server, handshake| {
         server.add_service(InterceptedService::new(
             source_server::SourceServer::new(SourceService {
                 read: Arc::new(Mutex::new(read)),
                 acked: Arc::new(Mutex::new(acked)),
-                config,
+                handshake,
                 credit,
                 replay_after,
                 _token: std::marker::PhantomData,
@@ -278,18 +282,18 @@ async fn listen(
     let path = address.strip_prefix("unix://").unwrap_or(address);
     let listener = tokio::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {path}: {e}"))?;
-    let config = Arc::new(OnceLock::new());
+    let handshake = Arc::new(OnceLock::new());
     let stop = Arc::new(Notify::new());
     let lifecycle = Lifecycle {
         options,
         kind,
-        config: Arc::clone(&config),
+        handshake: Arc::clone(&handshake),
         stop: Arc::clone(&stop),
     };
     let mut server = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
-    let router = add(&mut server, config).add_service(
+    let router = add(&mut server, handshake).add_service(
         plugin_server::PluginServer::with_interceptor(lifecycle, server_auth()),
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -309,7 +313,7 @@ async fn listen(
 struct Lifecycle {
     options: Options,
     kind: ComponentKind,
-    config: Arc<OnceLock<Agreed>>,
+    handshake: Arc<OnceLock<Agreed>>,
     stop: Arc<Notify>,
 }
 
@@ -368,7 +372,7 @@ impl plugin_server::Plugin for Lifecycle {
         if patches {
             answer.capabilities.push(value::EVENT_PATCHES.to_string());
         }
-        let _ = self.config.set(Agreed {
+        let _ = self.handshake.set(Agreed {
             config,
             form,
             patches,
@@ -410,7 +414,7 @@ type TransformFn = dyn Fn(Value, &Value) -> Result<Vec<Emit>, String> + Send + S
 
 struct TransformService {
     transform: Arc<TransformFn>,
-    config: Arc<OnceLock<Agreed>>,
+    handshake: Arc<OnceLock<Agreed>>,
 }
 
 fn transform_batch(
@@ -492,7 +496,7 @@ impl transform_server::Transform for TransformService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let transform = Arc::clone(&self.transform);
-        let agreed = agreed(&self.config);
+        let agreed = agreed(&self.handshake);
         tokio::spawn(async move {
             while let Ok(Some(batch)) = inbound.message().await {
                 let result = transform_batch(transform.as_ref(), &agreed, batch);
@@ -507,7 +511,7 @@ impl transform_server::Transform for TransformService {
 
 struct SinkService<S> {
     sink: Arc<S>,
-    config: Arc<OnceLock<Agreed>>,
+    handshake: Arc<OnceLock<Agreed>>,
 }
 
 fn sink_result(batch_id: u64, outcome: SinkOutcome) -> proto::SinkResult {
@@ -539,7 +543,7 @@ impl<S: Sink> sink_server::Sink for SinkService<S> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let sink = Arc::clone(&self.sink);
-        let config = agreed(&self.config).config;
+        let config = agreed(&self.handshake).config;
         tokio::spawn(async move {
             while let Ok(Some(batch)) = inbound.message().await {
                 let mut events = Vec::with_capacity(batch.events.len());
@@ -794,7 +798,7 @@ fn read_loop<T, R>(
 struct SourceService<T, R, A> {
     read: Arc<Mutex<R>>,
     acked: Arc<Mutex<A>>,
-    config: Arc<OnceLock<Agreed>>,
+    handshake: Arc<OnceLock<Agreed>>,
     credit: usize,
     replay_after: Duration,
     _token: std::marker::PhantomData<fn() -> T>,
@@ -816,7 +820,7 @@ where
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1);
         let (ack_tx, mut ack_rx) = mpsc::channel::<proto::SourceAck>(self.credit.max(16));
-        let Agreed { config, form, .. } = agreed(&self.config);
+        let Agreed { config, form, .. } = agreed(&self.handshake);
         let books = Arc::new(Books {
             ledger: Mutex::new(Ledger::<T>::new(form)),
             changed: Condvar::new(),
