@@ -105,25 +105,11 @@ fn first_unsafe(text: &[u8]) -> Option<usize> {
 /// looks at eight bytes per step: a word with no byte below 0x20, none at 0x7f and none
 /// at or above 0x80 is skipped whole (a TAB sends its word to the byte-wise check).
 fn first_suspect(text: &[u8]) -> Option<usize> {
-    let suspect = |b: &u8| !(*b == b'\t' || (0x20..0x7f).contains(b));
-    let mut words = text.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let w = u64::from_ne_bytes(bytes);
-        // The classic "has a byte less than n" and "has a zero byte" tests; they may flag
-        // a clean byte next to a flagged one, never miss one, so a flagged word is checked
-        // byte by byte.
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        if (w | below_space | zero_byte(w ^ (ONES * 0x7f))) & HIGH != 0
-            && let Some(i) = word.iter().position(suspect)
-        {
-            return Some(at + i);
-        }
-        at += 8;
-    }
-    words.remainder().iter().position(suspect).map(|i| at + i)
+    first_flagged(
+        text,
+        |w| w | below_space(w) | zero_byte(w ^ (ONES * 0x7f)),
+        |b| !(*b == b'\t' || (0x20..0x7f).contains(b)),
+    )
 }
 
 /// Appends `text`, cut to `max` characters, copying the runs between the characters
@@ -172,31 +158,52 @@ pub fn push_replaced(
 /// Where the first byte that is not printable ASCII, or is one of `ascii`, is; eight bytes
 /// per step as in [`first_suspect`].
 fn next_candidate(text: &[u8], ascii: &[u8]) -> Option<usize> {
-    let candidate = |b: &u8| !(0x20..0x7f).contains(b) || ascii.contains(b);
+    first_flagged(
+        text,
+        |w| {
+            let mut flags = w | below_space(w) | zero_byte(w ^ (ONES * 0x7f));
+            for &b in ascii {
+                flags |= zero_byte(w ^ (ONES * u64::from(b)));
+            }
+            flags
+        },
+        |b| !(0x20..0x7f).contains(b) || ascii.contains(b),
+    )
+}
+
+/// The one eight-bytes-per-step scan of the escapers: where the first byte `wanted` picks
+/// is. `flags` marks (in a byte's high bit) every byte of a word that may be wanted — the
+/// classic word tests may flag a clean byte next to a flagged one, never miss one — so a
+/// word with no flag is skipped whole and a flagged one is checked byte by byte.
+pub(crate) fn first_flagged(
+    text: &[u8],
+    flags: impl Fn(u64) -> u64,
+    wanted: impl Fn(&u8) -> bool,
+) -> Option<usize> {
     let mut words = text.chunks_exact(8);
     let mut at = 0;
     for word in &mut words {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(word);
-        let w = u64::from_ne_bytes(bytes);
-        let mut flags = w | (w.wrapping_sub(ONES * 0x20) & !w) | zero_byte(w ^ (ONES * 0x7f));
-        for &b in ascii {
-            flags |= zero_byte(w ^ (ONES * u64::from(b)));
-        }
-        if flags & HIGH != 0
-            && let Some(i) = word.iter().position(candidate)
+        if flags(u64::from_ne_bytes(bytes)) & HIGH != 0
+            && let Some(i) = word.iter().position(&wanted)
         {
             return Some(at + i);
         }
         at += 8;
     }
-    words.remainder().iter().position(candidate).map(|i| at + i)
+    words.remainder().iter().position(wanted).map(|i| at + i)
+}
+
+/// The classic "has a byte less than 0x20" test, for bytes below 0x80 (see [`zero_byte`]).
+pub(crate) fn below_space(w: u64) -> u64 {
+    w.wrapping_sub(ONES * 0x20) & !w
 }
 
 /// Every byte 0x01 in a word.
 pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 /// Every byte's high bit in a word.
-pub(crate) const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
 
 /// The classic "has a zero byte" test: a high bit set (after masking with [`HIGH`]) for
 /// every zero byte; it may also flag a byte next to a zero one, never misses one.

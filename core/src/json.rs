@@ -9,7 +9,7 @@ use bytes::BufMut;
 use chrono::SecondsFormat;
 use vrl::value::Value;
 
-use crate::escape::{HIGH, ONES, zero_byte};
+use crate::escape::{ONES, below_space, first_flagged, zero_byte};
 
 /// Appends `value` as compact JSON, as serde_json would: text that is not UTF-8 with
 /// U+FFFD, a timestamp as RFC 3339 text (VRL's form), a regex as its pattern, an
@@ -76,32 +76,17 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Where the first byte JSON must escape is. A word with no byte below 0x20, none equal
-/// to `"` and none equal to `\` is skipped whole; a flagged word (the tests may flag a
-/// clean byte next to a flagged one, never miss one) is checked byte by byte.
+/// Where the first byte JSON must escape is: a byte below 0x20, `"` or `\`.
 fn first_to_escape(text: &[u8]) -> Option<usize> {
-    let mut words = text.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let w = u64::from_ne_bytes(bytes);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        let flagged = below_space
-            | zero_byte(w ^ (ONES * u64::from(b'"')))
-            | zero_byte(w ^ (ONES * u64::from(b'\\')));
-        if flagged & HIGH != 0
-            && let Some(i) = word.iter().position(|b| needs_escape(*b))
-        {
-            return Some(at + i);
-        }
-        at += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|b| needs_escape(*b))
-        .map(|i| at + i)
+    first_flagged(
+        text,
+        |w| {
+            below_space(w)
+                | zero_byte(w ^ (ONES * u64::from(b'"')))
+                | zero_byte(w ^ (ONES * u64::from(b'\\')))
+        },
+        |b| needs_escape(*b),
+    )
 }
 
 fn push_escape<B: BufMut>(out: &mut B, byte: u8) {
@@ -129,29 +114,29 @@ fn push_escape<B: BufMut>(out: &mut B, byte: u8) {
     out.put_slice(&[b'\\', short]);
 }
 
+/// Arbitrary values for the property tests of every module that writes or carries them.
 #[cfg(test)]
-mod tests {
+pub(crate) mod arbitrary {
     use bytes::Bytes;
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
-    use vrl::value::KeyString;
+    use vrl::value::{KeyString, Value};
 
-    use super::*;
-
-    fn any_text() -> impl Strategy<Value = String> {
+    pub(crate) fn any_text() -> impl Strategy<Value = String> {
         // Controls, quotes, backslashes and multi-byte characters among plain text.
         proptest::collection::vec(
             prop_oneof![
                 4 => "[a-zA-Z0-9 ]{0,12}",
                 1 => "[\u{0}-\u{1f}\"\\\\/\u{7f}]{1,3}",
                 1 => "[é€😀\u{2028}]{1,2}",
+                1 => ".{0,12}",
             ],
             0..6,
         )
         .prop_map(|parts| parts.concat())
     }
 
-    fn any_value() -> impl Strategy<Value = Value> {
+    pub(crate) fn any_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Boolean),
@@ -179,6 +164,14 @@ mod tests {
             ]
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::arbitrary::any_value;
+    use super::*;
 
     proptest! {
         #[test]

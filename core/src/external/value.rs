@@ -136,7 +136,12 @@ impl EventForm {
 
 /// The wire form of an event's value.
 pub fn event_to_wire(value: &Value, form: EventForm) -> proto::Event {
-    EventEncoder::new(form).encode(value)
+    EventEncoder {
+        form,
+        buffer: BytesMut::new(),
+        chunk: SINGLE_CHUNK,
+    }
+    .encode(value)
 }
 
 /// The wire forms of a batch's values.
@@ -153,7 +158,14 @@ pub fn events_to_wire<'a>(
 pub struct EventEncoder {
     form: EventForm,
     buffer: BytesMut,
+    /// Bytes the buffer grows by when it runs low.
+    chunk: usize,
 }
+
+/// A batch's buffer grows by this much, room for dozens of events.
+const BATCH_CHUNK: usize = 64 * 1024;
+/// Room for one typical event: a single event does not hold a batch's buffer.
+const SINGLE_CHUNK: usize = 1024;
 
 impl EventEncoder {
     /// An encoder for `form`.
@@ -161,6 +173,7 @@ impl EventEncoder {
         EventEncoder {
             form,
             buffer: BytesMut::new(),
+            chunk: BATCH_CHUNK,
         }
     }
 
@@ -172,12 +185,12 @@ impl EventEncoder {
                 ..proto::Event::default()
             },
             EventForm::Json => {
-                if self.buffer.capacity() - self.buffer.len() < 4096 {
-                    self.buffer.reserve(64 * 1024);
+                if self.buffer.capacity() - self.buffer.len() < self.chunk.min(4096) {
+                    self.buffer.reserve(self.chunk);
                 }
                 crate::json::write_value(&mut self.buffer, value);
                 let mut exact = Vec::new();
-                collect_exact(value, &mut Vec::new(), &mut exact);
+                collect_exact(value, None, &mut exact);
                 proto::Event {
                     value: None,
                     json: self.buffer.split().freeze(),
@@ -238,28 +251,59 @@ pub fn apply_patch(fields: &mut ObjectMap, set: ObjectMap, removed: &[String]) {
 }
 
 /// One step of a path into a value, borrowed while walking it.
+#[derive(Clone, Copy)]
 enum Step<'a> {
     Field(&'a str),
     Index(usize),
 }
 
+/// Where a walk is: its last step and the path before it, on the walk's own stack, so a
+/// walk that finds nothing allocates nothing.
+struct Path<'v, 'p> {
+    step: Step<'v>,
+    parent: Option<&'p Path<'v, 'p>>,
+}
+
+impl Path<'_, '_> {
+    fn to_wire(&self) -> Vec<proto::PathSegment> {
+        let mut segments = Vec::new();
+        let mut at = Some(self);
+        while let Some(path) = at {
+            segments.push(proto::PathSegment {
+                kind: Some(match path.step {
+                    Step::Field(key) => proto::path_segment::Kind::Field(key.to_owned()),
+                    // An event holds fewer than 2^32 values in one array.
+                    Step::Index(i) => proto::path_segment::Kind::Index(i as u32),
+                }),
+            });
+            at = path.parent;
+        }
+        segments.reverse();
+        segments
+    }
+}
+
 /// Adds an entry for every leaf of `value` whose JSON form is not exact.
-fn collect_exact<'a>(value: &'a Value, path: &mut Vec<Step<'a>>, out: &mut Vec<proto::ExactValue>) {
-    let exact = match value {
+fn collect_exact<'v>(
+    value: &'v Value,
+    path: Option<&Path<'v, '_>>,
+    out: &mut Vec<proto::ExactValue>,
+) {
+    let mut walk = |step, item| {
+        let here = Path { step, parent: path };
+        collect_exact(item, Some(&here), out);
+    };
+    let inexact = match value {
         Value::Object(map) => {
-            for (key, item) in map {
-                path.push(Step::Field(key.as_str()));
-                collect_exact(item, path, out);
-                path.pop();
-            }
+            map.iter()
+                .for_each(|(key, item)| walk(Step::Field(key.as_str()), item));
             return;
         }
         Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(Step::Index(i));
-                collect_exact(item, path, out);
-                path.pop();
-            }
+            items
+                .iter()
+                .enumerate()
+                .for_each(|(i, item)| walk(Step::Index(i), item));
             return;
         }
         Value::Timestamp(_) => true,
@@ -267,18 +311,9 @@ fn collect_exact<'a>(value: &'a Value, path: &mut Vec<Step<'a>>, out: &mut Vec<p
         Value::Float(f) => f.is_infinite(),
         _ => false,
     };
-    if exact {
+    if inexact {
         out.push(proto::ExactValue {
-            path: path
-                .iter()
-                .map(|step| proto::PathSegment {
-                    kind: Some(match step {
-                        Step::Field(key) => proto::path_segment::Kind::Field((*key).to_owned()),
-                        // An event holds fewer than 2^32 values in one array.
-                        Step::Index(i) => proto::path_segment::Kind::Index(*i as u32),
-                    }),
-                })
-                .collect(),
+            path: path.map(Path::to_wire).unwrap_or_default(),
             value: Some(to_wire(value)),
         });
     }
@@ -318,35 +353,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn any_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Boolean),
-            any::<i64>().prop_map(Value::Integer),
-            any::<f64>()
-                .prop_filter("not NaN", |f| !f.is_nan())
-                .prop_map(Value::from_f64_or_zero),
-            proptest::collection::vec(any::<u8>(), 0..16)
-                .prop_map(|b| Value::Bytes(Bytes::from(b))),
-            ".{0,12}".prop_map(|s: String| Value::from(s)),
-            (-62_000_000_000i64..250_000_000_000, 0u32..1_000_000_000).prop_map(|(s, n)| {
-                Value::Timestamp(DateTime::<Utc>::from_timestamp(s, n).expect("in range"))
-            }),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::btree_map(".{0,8}", inner, 0..6).prop_map(|m| {
-                    Value::Object(
-                        m.into_iter()
-                            .map(|(k, v)| (KeyString::from(k), v))
-                            .collect(),
-                    )
-                }),
-            ]
-        })
-    }
+    use crate::json::arbitrary::any_value;
 
     proptest! {
         #[test]
