@@ -336,3 +336,79 @@ config = {{ tag = "rs" }}
         }
     }
 }
+
+/// The Rust SDK's patches under fire: the tagger is SIGKILLed three times while batches
+/// are in flight, and one 5 MB record (beyond gRPC's default 4 MiB message) sits among
+/// small ones. Every record comes out tagged with its own fields whole.
+#[test]
+fn rust_patches_survive_kills_in_flight_and_a_record_beyond_four_mib() {
+    let ws = Workspace::new();
+    let chunk = 2000;
+    let big = 5_000_000;
+    let config = format!(
+        r#"
+data_dir = "data"
+[api]
+address = "127.0.0.1:0"
+[sources.in]
+type = "file"
+include = ["in/*.ndjson"]
+max_line_bytes = 6291456
+[transforms.tag]
+type = "plugin"
+inputs = ["in"]
+command = "{rust}"
+config = {{ tag = "rs" }}
+[sinks.out]
+type = "file"
+inputs = ["tag"]
+path = "out.ndjson"
+"#,
+        rust = super::example("plugin_tagger").display(),
+    );
+    ws.write("in/a.ndjson", &records(0, chunk, 300));
+    ws.append("in/a.ndjson", &records(chunk, 1, big));
+    let config = ws.write("pipeline.toml", &config);
+    let mut pipeline = ws.run(config.to_str().expect("utf-8"), Stdio::null());
+    let siemflow = pipeline.child.id();
+    let mut killed = Vec::new();
+    for round in 1..=3 {
+        // Kill once this chunk has begun to come out: the rest of it is in flight.
+        let first = format!("rec-{:08}", (round - 1) * chunk + 1);
+        let pid = wait_for("a chunk in flight", Duration::from_secs(60), || {
+            let pids = children(siemflow, "plugin_tagger");
+            let running = pids.into_iter().find(|pid| !killed.contains(pid))?;
+            ids(&ws.lines("out.ndjson"))
+                .contains(&first)
+                .then_some(running)
+        });
+        // SAFETY: kill(2) on a process of this test's own siemflow.
+        let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill {pid}");
+        killed.push(pid);
+        ws.append("in/a.ndjson", &records(round * chunk + 1, chunk, 300));
+    }
+    let total = 4 * chunk + 1;
+    wait_for("every record out", Duration::from_secs(120), || {
+        let seen: BTreeSet<String> = ids(&ws.lines("out.ndjson")).into_iter().collect();
+        (seen.len() >= total).then_some(())
+    });
+    for line in ws.json_lines("out.ndjson") {
+        let id = line["Id"].as_str().expect("Id");
+        assert_eq!(line["tag"], "rs", "{id}");
+        assert_eq!(line["tagged"], true, "{id}");
+        assert!(
+            line["Workload"].as_str().is_some_and(|w| !w.is_empty()),
+            "{id}"
+        );
+        let pad = line["Pad"].as_str().map_or(0, str::len);
+        let expected = if id == format!("rec-{chunk:08}") {
+            big - 120
+        } else {
+            300 - 120
+        };
+        assert!(pad.abs_diff(expected) < 40, "{id}: Pad of {pad} bytes");
+    }
+    let restarts = pipeline.metric("plugin_restarts_total", &[r#"component_id="tag""#]);
+    assert!(restarts >= 3.0, "restarts counted: {restarts}");
+}
