@@ -238,7 +238,13 @@ impl KafkaSinkConfig {
                 self.message_timeout.as_millis().to_string(),
             )
             // The producer's counters reach /metrics (kafka_queue_messages, ...) from these.
-            .set("statistics.interval.ms", "1000");
+            .set("statistics.interval.ms", "1000")
+            // A batch's messages are enqueued together and the next batch waits for all
+            // their delivery reports (per-key order), so librdkafka's default 5 ms linger
+            // only delays each batch's last messages: 70,000 → 87,000 events/s into the
+            // local broker (bench/RESULTS.md, Kafka). Still batched: messages queue up
+            // while earlier requests are in flight.
+            .set("linger.ms", "0");
         if self.idempotence {
             config.set("acks", "all");
         }

@@ -21,8 +21,23 @@ const VALUES: u32 = 1;
 const KEY: u32 = 1;
 const VALUE: u32 = 2;
 
-/// The length of `value`'s `AnyValue` message.
-pub(super) fn encoded_len(value: &Value) -> usize {
+/// Appends `value` as the `AnyValue` message field `tag` (key, length, message).
+///
+/// Every nested message's length is written before its content, so the lengths are
+/// measured first, in one pass that stores them in the order the writing pass needs
+/// them: measuring each level on the way down instead would measure a leaf once per
+/// level above it.
+pub(super) fn encode_field(tag: u32, value: &Value, out: &mut Vec<u8>) {
+    let mut lengths = Vec::new();
+    let len = measure(value, &mut lengths);
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    write(value, &mut lengths.into_iter(), out);
+}
+
+/// The length of `value`'s `AnyValue` message; pushes the lengths of the messages
+/// inside it in the order [`write`] takes them.
+fn measure(value: &Value, lengths: &mut Vec<usize>) -> usize {
     match value {
         Value::Null => 0,
         Value::Bytes(_) | Value::String(_) | Value::Regex(_) => {
@@ -32,13 +47,51 @@ pub(super) fn encoded_len(value: &Value) -> usize {
         Value::Boolean(_) => key_len(BOOL_VALUE) + 1,
         Value::Integer(i) => key_len(INT_VALUE) + encoded_len_varint(*i as u64),
         Value::Float(_) => key_len(DOUBLE_VALUE) + 8,
-        Value::Array(values) => nested_len(ARRAY_VALUE, array_len(values)),
-        Value::Object(object) => nested_len(KVLIST_VALUE, kvlist_len(object)),
+        Value::Array(values) => {
+            let slot = reserve(lengths);
+            let mut list = 0;
+            for value in values {
+                list += nested_len(VALUES, measure_message(value, lengths));
+            }
+            lengths[slot] = list;
+            nested_len(ARRAY_VALUE, list)
+        }
+        Value::Object(object) => {
+            let slot = reserve(lengths);
+            let mut list = 0;
+            for (key, value) in object {
+                let pair_slot = reserve(lengths);
+                let key = if key.is_empty() {
+                    0
+                } else {
+                    text_field_len(KEY, key.len())
+                };
+                let pair = key + nested_len(VALUE, measure_message(value, lengths));
+                lengths[pair_slot] = pair;
+                list += nested_len(VALUES, pair);
+            }
+            lengths[slot] = list;
+            nested_len(KVLIST_VALUE, list)
+        }
     }
 }
 
-/// Appends `value`'s `AnyValue` message (without a key or length of its own).
-pub(super) fn encode(value: &Value, out: &mut Vec<u8>) {
+/// Measures a nested `AnyValue` whose length is written before it.
+fn measure_message(value: &Value, lengths: &mut Vec<usize>) -> usize {
+    let slot = reserve(lengths);
+    let len = measure(value, lengths);
+    lengths[slot] = len;
+    len
+}
+
+fn reserve(lengths: &mut Vec<usize>) -> usize {
+    lengths.push(0);
+    lengths.len() - 1
+}
+
+/// Appends `value`'s `AnyValue` message (without a key or length of its own), taking
+/// the lengths [`measure`] pushed, in its order.
+fn write(value: &Value, lengths: &mut impl Iterator<Item = usize>, out: &mut Vec<u8>) {
     match value {
         Value::Null => {}
         Value::Bytes(_) | Value::String(_) | Value::Regex(_) => {
@@ -60,22 +113,21 @@ pub(super) fn encode(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Array(values) => {
             encode_key(ARRAY_VALUE, WireType::LengthDelimited, out);
-            encode_varint(array_len(values) as u64, out);
+            encode_varint(lengths.next().unwrap_or_default() as u64, out);
             for value in values {
-                message(VALUES, value, out);
+                write_message(VALUES, value, lengths, out);
             }
         }
         Value::Object(object) => {
             encode_key(KVLIST_VALUE, WireType::LengthDelimited, out);
-            encode_varint(kvlist_len(object) as u64, out);
+            encode_varint(lengths.next().unwrap_or_default() as u64, out);
             for (key, value) in object {
-                let pair = key_value_len(key, value);
                 encode_key(VALUES, WireType::LengthDelimited, out);
-                encode_varint(pair as u64, out);
+                encode_varint(lengths.next().unwrap_or_default() as u64, out);
                 if !key.is_empty() {
                     text_field(KEY, key, out);
                 }
-                message(VALUE, value, out);
+                write_message(VALUE, value, lengths, out);
             }
         }
     }
@@ -83,34 +135,15 @@ pub(super) fn encode(value: &Value, out: &mut Vec<u8>) {
 
 /// A nested `AnyValue` as field `tag`: always written, an empty one too (prost writes a
 /// present message field whatever it holds).
-fn message(tag: u32, value: &Value, out: &mut Vec<u8>) {
+fn write_message(
+    tag: u32,
+    value: &Value,
+    lengths: &mut impl Iterator<Item = usize>,
+    out: &mut Vec<u8>,
+) {
     encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(encoded_len(value) as u64, out);
-    encode(value, out);
-}
-
-fn array_len(values: &[Value]) -> usize {
-    values
-        .iter()
-        .map(|v| nested_len(VALUES, encoded_len(v)))
-        .sum()
-}
-
-fn kvlist_len(object: &vrl::value::ObjectMap) -> usize {
-    object
-        .iter()
-        .map(|(key, value)| nested_len(VALUES, key_value_len(key, value)))
-        .sum()
-}
-
-/// A `KeyValue`: the key (left out when empty, as proto3 does) and the value (always).
-fn key_value_len(key: &str, value: &Value) -> usize {
-    let key = if key.is_empty() {
-        0
-    } else {
-        text_field_len(KEY, key.len())
-    };
-    key + nested_len(VALUE, encoded_len(value))
+    encode_varint(lengths.next().unwrap_or_default() as u64, out);
+    write(value, lengths, out);
 }
 
 fn nested_len(tag: u32, len: usize) -> usize {

@@ -255,9 +255,7 @@ impl Mapper {
         record.encode_raw(out);
         if !shaped {
             // Fields may come in any order on the wire; decoders merge them.
-            encode_key(LOG_RECORD_BODY, WireType::LengthDelimited, out);
-            encode_varint(any::encoded_len(&event.value) as u64, out);
-            any::encode(&event.value, out);
+            any::encode_field(LOG_RECORD_BODY, &event.value, out);
         }
 
         let own_resource = match object.get(otlp::RESOURCE) {

@@ -1,6 +1,5 @@
 //! The OTLP logs protocol over the shared delivery machinery.
 
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use siemflow_core::delivery::{Failure, Outcome, Protocol, Rejection, Request};
 use siemflow_core::metrics::ComponentLabels;
@@ -36,7 +35,7 @@ impl Otlp {
                 &config.endpoint,
                 &config.tls,
                 &headers,
-                config.compression.content_encoding().is_some(),
+                config.compression,
                 config.request.timeout,
                 labels,
             )?),
@@ -59,7 +58,7 @@ impl Otlp {
 
     async fn export(&self, body: Vec<u8>) -> Answer {
         match &self.transport {
-            Client::Grpc(grpc) => grpc.export(Bytes::from(body)).await,
+            Client::Grpc(grpc) => grpc.export(body).await,
             Client::Http(http) => http.export(body).await,
         }
     }

@@ -839,10 +839,11 @@ proptest::proptest! {
     #[test]
     fn values_encode_as_the_generated_code_encodes_them(value in event_value()) {
         let mut direct = Vec::new();
-        super::any::encode(&value, &mut direct);
-        let generated = otlp::any_from_value(&value).encode_to_vec();
+        super::any::encode_field(7, &value, &mut direct);
+        // The same field of a message that holds only it, by the generated code.
+        let mut generated = Vec::new();
+        prost::encoding::message::encode(7, &otlp::any_from_value(&value), &mut generated);
         proptest::prop_assert_eq!(&direct, &generated);
-        proptest::prop_assert_eq!(super::any::encoded_len(&value), generated.len());
     }
 
     /// A record's body, written directly, decodes to the shared mapping's.
