@@ -50,10 +50,6 @@ async fn answer(
         return Err(Refusal::Unauthenticated);
     }
     let request = request.into_inner();
-    shared
-        .counters
-        .received_bytes
-        .increment(request.encoded_len() as u64);
     let decoded = receive::events_of(request, Utc::now());
     receive::deliver(shared, decoded).await
 }

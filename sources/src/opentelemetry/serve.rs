@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::response::Response;
+use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -54,11 +56,30 @@ pub(crate) fn router(shared: &Shared) -> Router {
         .layer(axum::middleware::map_response_with_state(
             shared.clone(),
             otlp_codes_for_tonic_refusals,
+        ))
+        .layer(axum::middleware::map_request_with_state(
+            shared.clone(),
+            count_grpc_bytes,
         ));
     Router::new()
         .route("/v1/logs", axum::routing::post(http::export))
         .with_state(shared.clone())
         .merge(grpc)
+}
+
+/// Counts a gRPC request's body as it arrives (its length-prefixed messages, compressed
+/// or not), as `/v1/logs` counts its body: sizing the decoded request instead walked all
+/// of it once more, a cost of its own on every request.
+async fn count_grpc_bytes(State(shared): State<Shared>, request: Request) -> Request {
+    let received = shared.counters.received_bytes.clone();
+    request.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                received.increment(data.len() as u64);
+            }
+            frame
+        }))
+    })
 }
 
 /// tonic answers for this service before it runs, with codes OTLP reads wrongly or that

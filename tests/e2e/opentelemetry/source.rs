@@ -160,6 +160,10 @@ fn fifty_thousand_arrive(transport: &str, path: &str, use_http_port: bool) {
         ),
         RECORDS as f64
     );
+    // Bodies as sent, gzip on: counted for every transport, gRPC's as its frames arrive.
+    let received_bytes =
+        pipeline.metric("component_received_bytes_total", &["component_id=\"otlp\""]);
+    assert!(received_bytes > RECORDS as f64, "{received_bytes} bytes");
     pipeline.signal(libc::SIGTERM);
     assert!(pipeline.wait_exit(Duration::from_secs(30)).success());
     println!(
