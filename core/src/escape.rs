@@ -102,12 +102,15 @@ fn first_unsafe(text: &[u8]) -> Option<usize> {
 
 /// Where the first byte that may start an unsafe character is: anything but printable
 /// ASCII and TAB. Nearly every line is plain ASCII, and this scan is all it costs, so it
-/// looks at eight bytes per step: a word with no byte below 0x20, none at 0x7f and none
-/// at or above 0x80 is skipped whole (a TAB sends its word to the byte-wise check).
+/// looks at sixteen bytes per step (a TAB sends its block to the byte-wise check).
 fn first_suspect(text: &[u8]) -> Option<usize> {
     first_flagged(
         text,
-        |w| w | below_space(w) | zero_byte(w ^ (ONES * 0x7f)),
+        Stops {
+            controls: true,
+            non_ascii: true,
+            ascii: &[],
+        },
         |b| !(*b == b'\t' || (0x20..0x7f).contains(b)),
     )
 }
@@ -155,60 +158,127 @@ pub fn push_replaced(
     cut
 }
 
-/// Where the first byte that is not printable ASCII, or is one of `ascii`, is; eight bytes
-/// per step as in [`first_suspect`].
+/// Where the first byte that is not printable ASCII, or is one of `ascii`, is; sixteen
+/// bytes per step as in [`first_suspect`].
 fn next_candidate(text: &[u8], ascii: &[u8]) -> Option<usize> {
     first_flagged(
         text,
-        |w| {
-            let mut flags = w | below_space(w) | zero_byte(w ^ (ONES * 0x7f));
-            for &b in ascii {
-                flags |= zero_byte(w ^ (ONES * u64::from(b)));
-            }
-            flags
+        Stops {
+            controls: true,
+            non_ascii: true,
+            ascii,
         },
         |b| !(0x20..0x7f).contains(b) || ascii.contains(b),
     )
 }
 
-/// The one eight-bytes-per-step scan of the escapers: where the first byte `wanted` picks
-/// is. `flags` marks (in a byte's high bit) every byte of a word that may be wanted — the
-/// classic word tests may flag a clean byte next to a flagged one, never miss one — so a
-/// word with no flag is skipped whole and a flagged one is checked byte by byte.
+/// The bytes a scan of [`first_flagged`] stops at: every byte its caller may want, and
+/// maybe more.
+#[derive(Clone, Copy)]
+pub(crate) struct Stops<'a> {
+    /// The controls below 0x20.
+    pub controls: bool,
+    /// DEL (0x7f) and every byte from 0x80 (all of UTF-8's multi-byte characters).
+    pub non_ascii: bool,
+    /// These bytes.
+    pub ascii: &'a [u8],
+}
+
+/// Bytes per step of [`first_flagged`].
+const BLOCK: usize = 16;
+
+/// The one scan of the escapers: where the first byte `wanted` picks is. Text is looked
+/// at sixteen bytes at a time: a block with no byte among `stops` (a superset of what
+/// `wanted` picks) is skipped whole, and only its stops are put to `wanted`.
 pub(crate) fn first_flagged(
     text: &[u8],
-    flags: impl Fn(u64) -> u64,
+    stops: Stops<'_>,
     wanted: impl Fn(&u8) -> bool,
 ) -> Option<usize> {
-    let mut words = text.chunks_exact(8);
+    let mut blocks = text.chunks_exact(BLOCK);
     let mut at = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        if flags(u64::from_ne_bytes(bytes)) & HIGH != 0
-            && let Some(i) = word.iter().position(&wanted)
-        {
+    for block in &mut blocks {
+        let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
+        if let Some(i) = first_wanted(block, stops_in(block, stops), &wanted) {
             return Some(at + i);
         }
-        at += 8;
+        at += BLOCK;
     }
-    words.remainder().iter().position(wanted).map(|i| at + i)
+    let rest = blocks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    // The tail is padded to a block; stops in the padding are masked off.
+    let mut block = [0u8; BLOCK];
+    block[..rest.len()].copy_from_slice(rest);
+    let mask = stops_in(&block, stops) & ((1 << rest.len()) - 1);
+    first_wanted(&block, mask, &wanted).map(|i| at + i)
 }
 
-/// The classic "has a byte less than 0x20" test, for bytes below 0x80 (see [`zero_byte`]).
-pub(crate) fn below_space(w: u64) -> u64 {
-    w.wrapping_sub(ONES * 0x20) & !w
+/// The first byte of `block` that `wanted` picks among those `mask` marks (bit i: byte i).
+fn first_wanted(
+    block: &[u8; BLOCK],
+    mut mask: u32,
+    wanted: &impl Fn(&u8) -> bool,
+) -> Option<usize> {
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        if wanted(&block[i]) {
+            return Some(i);
+        }
+        mask &= mask - 1;
+    }
+    None
 }
 
-/// Every byte 0x01 in a word.
-pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-/// Every byte's high bit in a word.
-const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+/// Which bytes of `block` are among `stops` (bit i: byte i), with SSE2, which every
+/// x86-64 processor has.
+#[cfg(target_arch = "x86_64")]
+fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
+    };
+    // SAFETY: SSE2 is part of x86-64 itself (the target's baseline), so these
+    // instructions exist on every processor this code runs on; the one load reads the
+    // 16 bytes of a 16-byte array, unaligned loads allowed.
+    unsafe {
+        let bytes = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let mut found = _mm_setzero_si128();
+        if stops.controls {
+            // Unsigned: min(b, 0x1f) == b exactly when b <= 0x1f.
+            let low = _mm_min_epu8(bytes, _mm_set1_epi8(0x1f));
+            found = _mm_or_si128(found, _mm_cmpeq_epi8(low, bytes));
+        }
+        if stops.non_ascii {
+            // Unsigned: max(b, 0x7f) == b exactly when b >= 0x7f.
+            let high = _mm_max_epu8(bytes, _mm_set1_epi8(0x7f));
+            found = _mm_or_si128(found, _mm_cmpeq_epi8(high, bytes));
+        }
+        for &b in stops.ascii {
+            found = _mm_or_si128(found, _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b as i8)));
+        }
+        _mm_movemask_epi8(found) as u32
+    }
+}
 
-/// The classic "has a zero byte" test: a high bit set (after masking with [`HIGH`]) for
-/// every zero byte; it may also flag a byte next to a zero one, never misses one.
-pub(crate) fn zero_byte(w: u64) -> u64 {
-    w.wrapping_sub(ONES) & !w
+/// Which bytes of `block` are among `stops` (bit i: byte i), one at a time.
+#[cfg(not(target_arch = "x86_64"))]
+fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
+    stops_in_bytewise(block, stops)
+}
+
+/// [`stops_in`] byte by byte: elsewhere than x86-64, and the reference of its tests.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn stops_in_bytewise(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
+    let mut mask = 0;
+    for (i, &b) in block.iter().enumerate() {
+        let stop = (stops.controls && b < 0x20)
+            || (stops.non_ascii && b >= 0x7f)
+            || stops.ascii.contains(&b);
+        mask |= u32::from(stop) << i;
+    }
+    mask
 }
 
 /// Appends valid UTF-8 `text`, copying the runs between unsafe characters whole.
@@ -336,6 +406,29 @@ mod tests {
         #[test]
         fn escape_str_agrees_with_push_escaped(text in any::<String>()) {
             prop_assert_eq!(escape_str(&text).into_owned(), escaped(text.as_bytes()));
+        }
+
+        /// The block scan finds what a byte-by-byte search finds, wherever it is (in a
+        /// whole block or the padded tail), for every caller's stops.
+        #[test]
+        fn the_block_scan_finds_the_first_wanted_byte(
+            text in proptest::collection::vec(
+                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"')],
+                0..80,
+            ),
+            controls in any::<bool>(),
+            non_ascii in any::<bool>(),
+            ascii in proptest::collection::vec(0x20u8..0x7f, 0..3),
+        ) {
+            let stops = Stops { controls, non_ascii, ascii: &ascii };
+            let stop = |b: &u8| (controls && *b < 0x20) || (non_ascii && *b >= 0x7f) || ascii.contains(b);
+            // A caller wants a subset of its stops: here every other one by value.
+            let wanted = |b: &u8| stop(b) && b % 2 == 0;
+            prop_assert_eq!(first_flagged(&text, stops, wanted), text.iter().position(wanted));
+            for block in text.chunks_exact(BLOCK) {
+                let block: &[u8; BLOCK] = block.try_into().expect("a block");
+                prop_assert_eq!(stops_in(block, stops), stops_in_bytewise(block, stops));
+            }
         }
     }
 }

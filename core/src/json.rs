@@ -9,7 +9,7 @@ use bytes::BufMut;
 use chrono::SecondsFormat;
 use vrl::value::Value;
 
-use crate::escape::{ONES, below_space, first_flagged, zero_byte};
+use crate::escape::{Stops, first_flagged};
 
 /// Appends `value` as compact JSON, as serde_json would: text that is not UTF-8 with
 /// U+FFFD, a timestamp as RFC 3339 text (VRL's form), a regex as its pattern, an
@@ -80,10 +80,10 @@ fn needs_escape(b: u8) -> bool {
 fn first_to_escape(text: &[u8]) -> Option<usize> {
     first_flagged(
         text,
-        |w| {
-            below_space(w)
-                | zero_byte(w ^ (ONES * u64::from(b'"')))
-                | zero_byte(w ^ (ONES * u64::from(b'\\')))
+        Stops {
+            controls: true,
+            non_ascii: false,
+            ascii: b"\"\\",
         },
         |b| needs_escape(*b),
     )
