@@ -423,7 +423,7 @@ mod tests {
             let stops = Stops { controls, non_ascii, ascii: &ascii };
             let stop = |b: &u8| (controls && *b < 0x20) || (non_ascii && *b >= 0x7f) || ascii.contains(b);
             // A caller wants a subset of its stops: here every other one by value.
-            let wanted = |b: &u8| stop(b) && b % 2 == 0;
+            let wanted = |b: &u8| stop(b) && b.is_multiple_of(2);
             prop_assert_eq!(first_flagged(&text, stops, wanted), text.iter().position(wanted));
             for block in text.chunks_exact(BLOCK) {
                 let block: &[u8; BLOCK] = block.try_into().expect("a block");
