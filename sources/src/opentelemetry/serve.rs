@@ -15,18 +15,15 @@ use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsServiceServer, SERVICE_NAME,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::SERVICE_NAME;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
 
-use super::grpc::Grpc;
+use super::grpc::Export;
 use super::{Shared, http};
 use crate::syslog::ServerTls;
 
@@ -48,11 +45,11 @@ pub(crate) fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
 /// The routes both listeners serve.
 pub(crate) fn router(shared: &Shared) -> Router {
     let limit = usize::try_from(shared.config.max_request_bytes).unwrap_or(usize::MAX);
-    let grpc = LogsServiceServer::new(Grpc(shared.clone()))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
     let grpc = Router::new()
-        .route_service(&format!("/{SERVICE_NAME}/Export"), grpc)
+        .route_service(
+            &format!("/{SERVICE_NAME}/Export"),
+            Export::new(shared.clone(), limit),
+        )
         .layer(axum::middleware::map_response_with_state(
             shared.clone(),
             otlp_codes_for_tonic_refusals,
