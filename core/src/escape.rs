@@ -195,16 +195,14 @@ pub(crate) fn first_flagged(
     stops: Stops<'_>,
     wanted: impl Fn(&u8) -> bool,
 ) -> Option<usize> {
-    let mut blocks = text.chunks_exact(BLOCK);
+    let (blocks, rest) = text.as_chunks::<BLOCK>();
     let mut at = 0;
-    for block in &mut blocks {
-        let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
+    for block in blocks {
         if let Some(i) = first_wanted(block, stops_in(block, stops), &wanted) {
             return Some(at + i);
         }
         at += BLOCK;
     }
-    let rest = blocks.remainder();
     if rest.is_empty() {
         return None;
     }
@@ -425,8 +423,7 @@ mod tests {
             // A caller wants a subset of its stops: here every other one by value.
             let wanted = |b: &u8| stop(b) && b.is_multiple_of(2);
             prop_assert_eq!(first_flagged(&text, stops, wanted), text.iter().position(wanted));
-            for block in text.chunks_exact(BLOCK) {
-                let block: &[u8; BLOCK] = block.try_into().expect("a block");
+            for block in text.as_chunks::<BLOCK>().0 {
                 prop_assert_eq!(stops_in(block, stops), stops_in_bytewise(block, stops));
             }
         }

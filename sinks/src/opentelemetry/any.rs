@@ -28,11 +28,19 @@ const VALUE: u32 = 2;
 /// them: measuring each level on the way down instead would measure a leaf once per
 /// level above it.
 pub(super) fn encode_field(tag: u32, value: &Value, out: &mut Vec<u8>) {
-    let mut lengths = Vec::new();
-    let len = measure(value, &mut lengths);
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
-    write(value, &mut lengths.into_iter(), out);
+    LENGTHS.with_borrow_mut(|lengths| {
+        lengths.clear();
+        let len = measure(value, lengths);
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        write(value, &mut lengths.iter().copied(), out);
+    });
+}
+
+thread_local! {
+    /// [`encode_field`]'s lengths, kept between records: one buffer per thread instead of
+    /// an allocation per record.
+    static LENGTHS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The length of `value`'s `AnyValue` message; pushes the lengths of the messages
