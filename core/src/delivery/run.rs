@@ -237,13 +237,14 @@ async fn encode<P: Protocol>(shared: &Shared<P>, batcher: &mut Batcher, batch: c
     let mut rejected: Vec<(Item, Rejection)> = Vec::new();
     // Events of one source are alike in size: sized by the one before, a buffer is
     // written without growing (a growing one is copied at each doubling, ~8 times for a
-    // 1 KB record).
+    // 1 KB record). One absurd record does not make the next one's buffer absurd.
+    const MAX_SIZE_HINT: usize = 64 << 10;
     let mut size_hint = 0;
     for event in batch {
         let mut encoded = Vec::with_capacity(size_hint + size_hint / 8);
         match shared.protocol.encode(&event, &mut encoded) {
             Ok(partition) => {
-                size_hint = encoded.len();
+                size_hint = encoded.len().min(MAX_SIZE_HINT);
                 batcher.push(partition, Item { event, encoded })
             }
             Err(rejection) => rejected.push((
