@@ -17,20 +17,16 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use siemflow_core::Value;
-use siemflow_core::external::sdk::{self, Emit, Options};
+use siemflow_core::external::sdk::{self, Emit, Fields, Options};
 
-fn tag(mut event: Value, config: &Value) -> Result<Vec<Emit>, String> {
-    let label = config.as_object().and_then(|c| c.get("tag")).cloned();
-    match event.as_object_mut() {
-        Some(fields) => {
-            fields.insert("tagged".into(), Value::Boolean(true));
-            if let Some(label) = label {
-                fields.insert("tag".into(), label);
-            }
-            Ok(vec![Emit::default_output(event)])
-        }
-        None => Err("not an object".into()),
+// A fields transform: the event's fields are not parsed (the tagger reads none of them),
+// and only the two it adds go back to siemflow.
+fn tag(mut event: Fields, config: &Value) -> Result<Vec<Emit>, String> {
+    event.insert("tagged", Value::Boolean(true));
+    if let Some(label) = config.as_object().and_then(|c| c.get("tag")) {
+        event.insert("tag", label.clone());
     }
+    Ok(vec![Emit::default_output(event)])
 }
 
 fn main() -> ExitCode {
@@ -39,5 +35,5 @@ fn main() -> ExitCode {
         "properties": {"tag": {"type": "string"}},
         "additionalProperties": false
     });
-    sdk::serve_transform(Options::new("plugin_tagger").schema(schema).credit(4), tag)
+    sdk::serve_fields_transform(Options::new("plugin_tagger").schema(schema).credit(4), tag)
 }

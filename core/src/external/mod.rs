@@ -15,6 +15,7 @@
 //! of the code generator, and a unit test below fails when the .proto changed without a
 //! regeneration.
 
+mod fields;
 pub mod process;
 pub mod schema;
 pub mod sdk;

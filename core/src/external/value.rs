@@ -324,28 +324,42 @@ pub fn event_from_wire(event: proto::Event) -> Result<Value, ValueError> {
     if event.json.is_empty() {
         return event.value.map_or(Ok(Value::Null), from_wire);
     }
+    let mut value = parse_json_text(&event.json)?;
+    for exact in event.exact {
+        place_exact(&mut value, &exact.path, exact.value)?;
+    }
+    Ok(value)
+}
+
+/// A value from an event's JSON text, read as a file source reads a line.
+pub(crate) fn parse_json_text(json: &[u8]) -> Result<Value, ValueError> {
     // A plugin's big integers and repeated keys are read as a file source reads them
     // (exact digits as text; the last value), not refused.
     let mut issues = crate::decoding::LineIssues::default();
-    let mut value = crate::decoding::parse_json(&event.json, &mut issues)
-        .map_err(|e| ValueError::Json(e.to_string()))?;
-    for exact in event.exact {
-        let slot = exact
-            .path
-            .iter()
-            .try_fold(&mut value, |at, segment| match (at, &segment.kind) {
-                (Value::Object(map), Some(proto::path_segment::Kind::Field(key))) => {
-                    map.get_mut(key.as_str())
-                }
-                (Value::Array(items), Some(proto::path_segment::Kind::Index(i))) => {
-                    items.get_mut(*i as usize)
-                }
-                _ => None,
-            })
-            .ok_or_else(|| ValueError::Path(format!("{:?}", exact.path)))?;
-        *slot = exact.value.map_or(Ok(Value::Null), from_wire)?;
-    }
-    Ok(value)
+    crate::decoding::parse_json(json, &mut issues).map_err(|e| ValueError::Json(e.to_string()))
+}
+
+/// Puts an exact leaf at its path inside `value` (the path must lead to a value the JSON
+/// text already has there).
+pub(crate) fn place_exact(
+    value: &mut Value,
+    path: &[proto::PathSegment],
+    exact: Option<proto::Value>,
+) -> Result<(), ValueError> {
+    let slot = path
+        .iter()
+        .try_fold(value, |at, segment| match (at, &segment.kind) {
+            (Value::Object(map), Some(proto::path_segment::Kind::Field(key))) => {
+                map.get_mut(key.as_str())
+            }
+            (Value::Array(items), Some(proto::path_segment::Kind::Index(i))) => {
+                items.get_mut(*i as usize)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| ValueError::Path(format!("{path:?}")))?;
+    *slot = exact.map_or(Ok(Value::Null), from_wire)?;
+    Ok(())
 }
 
 #[cfg(test)]
