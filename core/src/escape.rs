@@ -195,38 +195,52 @@ pub(crate) fn first_flagged(
     stops: Stops<'_>,
     wanted: impl Fn(&u8) -> bool,
 ) -> Option<usize> {
+    let mut found = None;
+    each_stop(text, stops, |at, byte| {
+        if wanted(&byte) {
+            found = Some(at);
+        }
+        found.is_none()
+    });
+    found
+}
+
+/// Calls `visit` with the index and value of every byte of `text` among `stops`, in
+/// order, while it returns true; blocks of sixteen bytes without a stop cost one test.
+pub(crate) fn each_stop(text: &[u8], stops: Stops<'_>, mut visit: impl FnMut(usize, u8) -> bool) {
     let (blocks, rest) = text.as_chunks::<BLOCK>();
     let mut at = 0;
     for block in blocks {
-        if let Some(i) = first_wanted(block, stops_in(block, stops), &wanted) {
-            return Some(at + i);
+        if !visit_block(block, stops_in(block, stops), at, &mut visit) {
+            return;
         }
         at += BLOCK;
     }
     if rest.is_empty() {
-        return None;
+        return;
     }
     // The tail is padded to a block; stops in the padding are masked off.
     let mut block = [0u8; BLOCK];
     block[..rest.len()].copy_from_slice(rest);
     let mask = stops_in(&block, stops) & ((1 << rest.len()) - 1);
-    first_wanted(&block, mask, &wanted).map(|i| at + i)
+    visit_block(&block, mask, at, &mut visit);
 }
 
-/// The first byte of `block` that `wanted` picks among those `mask` marks (bit i: byte i).
-fn first_wanted(
+/// Visits the bytes of `block` that `mask` marks (bit i: byte i); false once `visit` is.
+fn visit_block(
     block: &[u8; BLOCK],
     mut mask: u32,
-    wanted: &impl Fn(&u8) -> bool,
-) -> Option<usize> {
+    at: usize,
+    visit: &mut impl FnMut(usize, u8) -> bool,
+) -> bool {
     while mask != 0 {
         let i = mask.trailing_zeros() as usize;
-        if wanted(&block[i]) {
-            return Some(i);
+        if !visit(at + i, block[i]) {
+            return false;
         }
         mask &= mask - 1;
     }
-    None
+    true
 }
 
 /// Which bytes of `block` are among `stops` (bit i: byte i), with SSE2, which every

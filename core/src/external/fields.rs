@@ -9,17 +9,14 @@
 //! top-level value starts and ends costs a fraction of a parse and allocates nothing per
 //! field.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer as _, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::proto;
 use super::value::{self, ValueError};
+use crate::escape::{Stops, each_stop};
 use crate::{KeyString, ObjectMap, Value};
 
 /// An object event's top-level fields, read lazily, with the transform's changes.
@@ -67,12 +64,9 @@ impl Fields {
                 Err(e) => return Err(e.to_string()),
             }
         } else {
-            let entries = locate(&event.json).map_err(|e| {
-                if e.is_data() {
-                    NOT_AN_OBJECT.to_string()
-                } else {
-                    ValueError::Json(e.to_string()).to_string()
-                }
+            let entries = locate(&event.json).map_err(|e| match e {
+                Unlocated::NotAnObject => NOT_AN_OBJECT.to_string(),
+                Unlocated::Malformed(problem) => ValueError::Json(problem.into()).to_string(),
             })?;
             Input::Json {
                 json: event.json,
@@ -196,65 +190,175 @@ fn find<'e>(json: &[u8], entries: &'e [Entry], name: &str) -> Option<&'e Entry> 
     })
 }
 
-/// Where each top-level field's name and value are in `json`, an object. The scan checks
-/// the whole text is valid JSON, as a parse would, without building any value.
-fn locate(json: &[u8]) -> serde_json::Result<Vec<Entry>> {
-    let base = json.as_ptr() as usize;
-    let offset = |text: &str| text.as_ptr() as usize - base;
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let found = deserializer.deserialize_map(TopLevel)?;
-    deserializer.end()?;
-    Ok(found
-        .into_iter()
-        .map(|(name, value)| Entry {
-            name: match name {
-                Cow::Borrowed(text) => Name::At(offset(text)..offset(text) + text.len()),
-                Cow::Owned(text) => Name::Decoded(text.into_boxed_str()),
-            },
-            value: offset(value.get())..offset(value.get()) + value.get().len(),
-        })
-        .collect())
+/// Why a JSON text's fields could not be located.
+#[derive(Debug, PartialEq)]
+enum Unlocated {
+    /// The text is a JSON value other than an object.
+    NotAnObject,
+    /// The text is not well-formed where the scan looked.
+    Malformed(&'static str),
 }
 
-/// Reads an object's members as (name, unparsed value) pairs borrowed from the text.
-struct TopLevel;
+/// The bytes that give a JSON text its structure.
+const STRUCTURE: Stops<'static> = Stops {
+    controls: false,
+    non_ascii: false,
+    ascii: b"\"\\{}[],:",
+};
 
-impl<'de> Visitor<'de> for TopLevel {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+/// Where each top-level field's name and value are in `json`, an object. Only the bytes
+/// that give the text its structure are looked at (sixteen bytes at a time): the
+/// nesting, the strings, and the names, colons and commas of the outer object. A value
+/// is checked when it is read; the text is the host's own JSON, and the fields a
+/// transform leaves alone are never sent back.
+fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
+    let start = json
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or(Unlocated::Malformed("the text is empty"))?;
+    if json[start] != b'{' {
+        return Err(Unlocated::NotAnObject);
+    }
+    let mut scan = Scan {
+        entries: Vec::with_capacity(32),
+        ..Scan::default()
+    };
+    each_stop(&json[start..], STRUCTURE, |at, byte| {
+        scan.step(json, start + at, byte)
+    });
+    let end = match (scan.problem, scan.end) {
+        (Some(problem), _) => return Err(Unlocated::Malformed(problem)),
+        (None, Some(end)) => end,
+        (None, None) => return Err(Unlocated::Malformed("the object is not closed")),
+    };
+    if !json[end + 1..].iter().all(u8::is_ascii_whitespace) {
+        return Err(Unlocated::Malformed("text follows the object"));
+    }
+    Ok(scan.entries)
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
+/// The state of [`locate`]'s scan.
+#[derive(Default)]
+struct Scan {
+    entries: Vec<Entry>,
+    /// Arrays and objects open; 1 inside the outer object only.
+    depth: usize,
+    in_string: bool,
+    /// Where the open string's text starts, and whether it holds an escape.
+    string_start: usize,
+    string_escapes: bool,
+    /// The byte after a backslash, which is text whatever it is.
+    escaped: Option<usize>,
+    /// The name of the member being read, then where its value starts.
+    name: Option<Name>,
+    value_start: Option<usize>,
+    /// The outer object's closing brace.
+    end: Option<usize>,
+    problem: Option<&'static str>,
+}
+
+impl Scan {
+    /// Takes the structural byte at `at`; false once the scan is over.
+    fn step(&mut self, json: &[u8], at: usize, byte: u8) -> bool {
+        if self.escaped == Some(at) {
+            return true;
+        }
+        if self.in_string {
+            match byte {
+                b'\\' => {
+                    self.escaped = Some(at + 1);
+                    self.string_escapes = true;
+                }
+                b'"' => {
+                    self.in_string = false;
+                    if self.depth == 1 && self.value_start.is_none() {
+                        return self.named(json, at);
+                    }
+                }
+                _ => {}
+            }
+            return true;
+        }
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                self.string_start = at + 1;
+                self.string_escapes = false;
+            }
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                if self.depth == 1 {
+                    let empty = self.entries.is_empty() && self.name.is_none();
+                    if byte == b']' || !(empty || self.close_member(json, at)) {
+                        return self.fail("a member is cut short");
+                    }
+                    self.end = Some(at);
+                    return false;
+                }
+                self.depth -= 1;
+            }
+            b':' if self.depth == 1 => {
+                if self.name.is_none() || self.value_start.is_some() {
+                    return self.fail("a colon is out of place");
+                }
+                self.value_start = Some(at + 1);
+            }
+            b',' if self.depth == 1 => {
+                if !self.close_member(json, at) {
+                    return self.fail("a member is cut short");
+                }
+            }
+            _ => {}
+        }
+        true
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(32));
-        while let Some(FieldName(name)) = map.next_key()? {
-            members.push((name, map.next_value::<&'de RawValue>()?));
+    /// A string at the outer object's level ending at `at` is a member's name.
+    fn named(&mut self, json: &[u8], at: usize) -> bool {
+        if self.name.is_some() {
+            return self.fail("a name follows a name");
         }
-        Ok(members)
+        let text = self.string_start..at;
+        self.name = Some(if self.string_escapes {
+            match serde_json::from_slice::<String>(&json[text.start - 1..=at]) {
+                Ok(decoded) => Name::Decoded(decoded.into_boxed_str()),
+                Err(_) => return self.fail("a name's escape is not JSON"),
+            }
+        } else {
+            Name::At(text)
+        });
+        true
+    }
+
+    /// Ends the member whose value runs up to `at`; false if it has no name or value.
+    fn close_member(&mut self, json: &[u8], at: usize) -> bool {
+        let (Some(name), Some(start)) = (self.name.take(), self.value_start.take()) else {
+            return false;
+        };
+        let value = trimmed(json, start..at);
+        if value.is_empty() {
+            return false;
+        }
+        self.entries.push(Entry { name, value });
+        true
+    }
+
+    fn fail(&mut self, problem: &'static str) -> bool {
+        self.problem = Some(problem);
+        false
     }
 }
 
-/// A member name, borrowed unless it holds escapes.
-struct FieldName<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for FieldName<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl<'de> Visitor<'de> for Name {
-            type Value = FieldName<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-                Ok(FieldName(Cow::Borrowed(text)))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(FieldName(Cow::Owned(text.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(Name)
-    }
+/// `range` without the whitespace at either end.
+fn trimmed(json: &[u8], range: Range<usize>) -> Range<usize> {
+    let text = &json[range.clone()];
+    let leading = text.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let trailing = text[leading..]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    range.start + leading..range.end - trailing
 }
 
 #[cfg(test)]
@@ -275,22 +379,64 @@ mod tests {
         }
     }
 
+    fn any_object() -> impl Strategy<Value = ObjectMap> {
+        prop::collection::btree_map(any::<String>(), any_value(), 0..6)
+            .prop_map(|fields| fields.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
     proptest! {
+        /// Every field, whatever its name or value (nesting, escapes, quotes and braces in
+        /// text, exact leaves), reads as the whole event's parse reads it.
         #[test]
-        fn every_field_reads_as_the_whole_parse_reads_it(value in any_value()) {
-            let input = Value::Object(
-                [("a".into(), value.clone()), ("b\n\"c".into(), Value::Array(vec![value]))]
-                    .into_iter()
-                    .collect(),
-            );
+        fn every_field_reads_as_the_whole_parse_reads_it(fields in any_object()) {
+            let input = Value::Object(fields);
             let wire = value::event_to_wire(&input, value::EventForm::Json);
             let whole = object(value::event_from_wire(wire.clone()).expect("reads back"));
             let fields = Fields::from_wire(wire).expect("an object");
             for (name, expected) in &whole {
+                prop_assert!(fields.contains_key(name));
                 prop_assert_eq!(fields.get(name).expect("reads"), Some(expected.clone()));
             }
             prop_assert_eq!(fields.into_object().expect("reads"), whole);
         }
+
+        /// Text that is not JSON is refused or located, never a panic; what is located
+        /// reads as a parse reads it.
+        #[test]
+        fn any_text_is_located_or_refused(text in "[ {}\\[\\],:\"\\\\a1]{0,24}") {
+            let event = proto::Event {
+                json: Bytes::from(text.clone()),
+                ..proto::Event::default()
+            };
+            if let (Ok(fields), Ok(Value::Object(whole))) =
+                (Fields::from_wire(event), value::parse_json_text(text.as_bytes()))
+            {
+                for (name, expected) in &whole {
+                    prop_assert_eq!(fields.get(name).ok().flatten(), Some(expected.clone()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_with_escapes_and_values_with_structure_in_their_text() {
+        let json = br#" { "a\"b" : "x\\\"},[:" , "c\u0064":{"e":["}",1]} ,"f":-1.5e3 } "#;
+        let fields = Fields::from_wire(proto::Event {
+            json: Bytes::from_static(json),
+            ..proto::Event::default()
+        })
+        .expect("an object");
+        assert_eq!(fields.get("a\"b"), Ok(Some(Value::from("x\\\"},[:"))));
+        let nested = fields.get("cd").expect("reads").expect("present");
+        assert_eq!(nested.to_string(), r#"{ "e": ["}", 1] }"#);
+        let number = value::parse_json_text(b"-1.5e3").expect("a number");
+        assert_eq!(fields.get("f"), Ok(Some(number)));
+        let empty = Fields::from_wire(proto::Event {
+            json: Bytes::from_static(b"{ }"),
+            ..proto::Event::default()
+        })
+        .expect("an object");
+        assert!(empty.into_object().expect("reads").is_empty());
     }
 
     #[test]
@@ -335,7 +481,18 @@ mod tests {
             };
             assert_eq!(Fields::from_wire(event).unwrap_err(), NOT_AN_OBJECT);
         }
-        for text in [&b"{\"a\":1"[..], b"{\"a\":1} x", b"{\"a\":[1,}"] {
+        for text in [
+            &b"{\"a\":1"[..],
+            b"{\"a\":1} x",
+            b"{\"a\":[1,}",
+            b"{\"a\":1,}",
+            b"{\"a\" \"b\":1}",
+            b"{\"a\"::1}",
+            b"{:1}",
+            b"{\"a\":}",
+            b"{\"a\":1]",
+            b"   ",
+        ] {
             let event = proto::Event {
                 json: Bytes::copy_from_slice(text),
                 ..proto::Event::default()
