@@ -190,6 +190,7 @@ const BLOCK: usize = 16;
 /// The one scan of the escapers: where the first byte `wanted` picks is. Text is looked
 /// at sixteen bytes at a time: a block with no byte among `stops` (a superset of what
 /// `wanted` picks) is skipped whole, and only its stops are put to `wanted`.
+#[inline(always)]
 pub(crate) fn first_flagged(
     text: &[u8],
     stops: Stops<'_>,
@@ -207,6 +208,8 @@ pub(crate) fn first_flagged(
 
 /// Calls `visit` with the index and value of every byte of `text` among `stops`, in
 /// order, while it returns true; blocks of sixteen bytes without a stop cost one test.
+/// Inlined, so that a caller's constant `stops` shape the block test.
+#[inline(always)]
 pub(crate) fn each_stop(text: &[u8], stops: Stops<'_>, mut visit: impl FnMut(usize, u8) -> bool) {
     let (blocks, rest) = text.as_chunks::<BLOCK>();
     let mut at = 0;
@@ -219,14 +222,34 @@ pub(crate) fn each_stop(text: &[u8], stops: Stops<'_>, mut visit: impl FnMut(usi
     if rest.is_empty() {
         return;
     }
-    // The tail is padded to a block; stops in the padding are masked off.
-    let mut block = [0u8; BLOCK];
-    block[..rest.len()].copy_from_slice(rest);
-    let mask = stops_in(&block, stops) & ((1 << rest.len()) - 1);
-    visit_block(&block, mask, at, &mut visit);
+    match text.last_chunk::<BLOCK>() {
+        // The last sixteen bytes, overlapping the block before: only those past it count.
+        Some(last) => {
+            let before = BLOCK - rest.len();
+            let mask = stops_in(last, stops) >> before << before;
+            visit_block(last, mask, text.len() - BLOCK, &mut visit);
+        }
+        // Shorter than a block (a field name, a short value): byte by byte.
+        None => {
+            for (i, &byte) in rest.iter().enumerate() {
+                if is_stop(byte, stops) && !visit(i, byte) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `byte` is among `stops`.
+#[inline(always)]
+fn is_stop(byte: u8, stops: Stops<'_>) -> bool {
+    (stops.controls && byte < 0x20)
+        || (stops.non_ascii && byte >= 0x7f)
+        || stops.ascii.contains(&byte)
 }
 
 /// Visits the bytes of `block` that `mask` marks (bit i: byte i); false once `visit` is.
+#[inline(always)]
 fn visit_block(
     block: &[u8; BLOCK],
     mut mask: u32,
@@ -246,6 +269,7 @@ fn visit_block(
 /// Which bytes of `block` are among `stops` (bit i: byte i), with SSE2, which every
 /// x86-64 processor has.
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8,
@@ -285,10 +309,7 @@ fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
 fn stops_in_bytewise(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
     let mut mask = 0;
     for (i, &b) in block.iter().enumerate() {
-        let stop = (stops.controls && b < 0x20)
-            || (stops.non_ascii && b >= 0x7f)
-            || stops.ascii.contains(&b);
-        mask |= u32::from(stop) << i;
+        mask |= u32::from(is_stop(b, stops)) << i;
     }
     mask
 }
@@ -437,6 +458,14 @@ mod tests {
             // A caller wants a subset of its stops: here every other one by value.
             let wanted = |b: &u8| stop(b) && b.is_multiple_of(2);
             prop_assert_eq!(first_flagged(&text, stops, wanted), text.iter().position(wanted));
+            let mut visited = Vec::new();
+            each_stop(&text, stops, |at, byte| {
+                visited.push((at, byte));
+                true
+            });
+            let every: Vec<(usize, u8)> =
+                text.iter().copied().enumerate().filter(|(_, b)| stop(b)).collect();
+            prop_assert_eq!(visited, every);
             for block in text.as_chunks::<BLOCK>().0 {
                 prop_assert_eq!(stops_in(block, stops), stops_in_bytewise(block, stops));
             }

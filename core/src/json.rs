@@ -15,6 +15,13 @@ use crate::escape::{Stops, first_flagged};
 /// U+FFFD, a timestamp as RFC 3339 text (VRL's form), a regex as its pattern, an
 /// infinite float as `null`.
 pub fn write_value<B: BufMut>(out: &mut B, value: &Value) {
+    write_value_exact(out, value);
+}
+
+/// Appends `value` as [`write_value`] does; false when a leaf's JSON reads back as
+/// something else (a timestamp, text that is not UTF-8, an infinite float), so a reader
+/// needs those leaves beside the text.
+pub fn write_value_exact<B: BufMut>(out: &mut B, value: &Value) -> bool {
     match value {
         Value::Null => out.put_slice(b"null"),
         Value::Boolean(true) => out.put_slice(b"true"),
@@ -23,15 +30,25 @@ pub fn write_value<B: BufMut>(out: &mut B, value: &Value) {
         Value::Float(f) if f.is_finite() => {
             out.put_slice(zmij::Buffer::new().format_finite(f.into_inner()).as_bytes());
         }
-        Value::Float(_) => out.put_slice(b"null"),
+        Value::Float(_) => {
+            out.put_slice(b"null");
+            return false;
+        }
         Value::Bytes(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => write_str(out, text),
-            Err(_) => write_str(out, &String::from_utf8_lossy(bytes)),
+            Err(_) => {
+                write_str(out, &String::from_utf8_lossy(bytes));
+                return false;
+            }
         },
         Value::String(text) => write_str(out, text),
         Value::Regex(regex) => write_str(out, regex.as_str()),
-        Value::Timestamp(ts) => write_str(out, &ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        Value::Timestamp(ts) => {
+            write_str(out, &ts.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            return false;
+        }
         Value::Object(map) => {
+            let mut exact = true;
             out.put_u8(b'{');
             for (i, (key, item)) in map.iter().enumerate() {
                 if i > 0 {
@@ -39,21 +56,25 @@ pub fn write_value<B: BufMut>(out: &mut B, value: &Value) {
                 }
                 write_str(out, key.as_str());
                 out.put_u8(b':');
-                write_value(out, item);
+                exact &= write_value_exact(out, item);
             }
             out.put_u8(b'}');
+            return exact;
         }
         Value::Array(items) => {
+            let mut exact = true;
             out.put_u8(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.put_u8(b',');
                 }
-                write_value(out, item);
+                exact &= write_value_exact(out, item);
             }
             out.put_u8(b']');
+            return exact;
         }
     }
+    true
 }
 
 /// Appends `text` as a JSON string, escaped as serde_json does: `"` and `\` with a

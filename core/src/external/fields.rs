@@ -259,6 +259,7 @@ struct Scan {
 
 impl Scan {
     /// Takes the structural byte at `at`; false once the scan is over.
+    #[inline(always)]
     fn step(&mut self, json: &[u8], at: usize, byte: u8) -> bool {
         if self.escaped == Some(at) {
             return true;

@@ -188,9 +188,11 @@ impl EventEncoder {
                 if self.buffer.capacity() - self.buffer.len() < self.chunk.min(4096) {
                     self.buffer.reserve(self.chunk);
                 }
-                crate::json::write_value(&mut self.buffer, value);
                 let mut exact = Vec::new();
-                collect_exact(value, None, &mut exact);
+                // Only an event with a leaf its JSON cannot hold is walked for them.
+                if !crate::json::write_value_exact(&mut self.buffer, value) {
+                    collect_exact(value, None, &mut exact);
+                }
                 proto::Event {
                     value: None,
                     json: self.buffer.split().freeze(),
@@ -381,6 +383,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_writer_tells_exactly_when_a_leaf_needs_its_exact_form(value in any_value()) {
+            let mut text = Vec::new();
+            let exact = crate::json::write_value_exact(&mut text, &value);
+            let mut leaves = Vec::new();
+            collect_exact(&value, None, &mut leaves);
+            prop_assert_eq!(exact, leaves.is_empty());
+        }
+
         #[test]
         fn every_value_round_trips_through_the_json_form(value in any_value()) {
             let wire = event_to_wire(&value, EventForm::Json);
