@@ -184,8 +184,8 @@ pub(crate) struct Stops<'a> {
     pub ascii: &'a [u8],
 }
 
-/// Bytes per step of [`first_flagged`].
-const BLOCK: usize = 16;
+/// Bytes per step of the block scans.
+pub(crate) const BLOCK: usize = 16;
 
 /// The one scan of the escapers: where the first byte `wanted` picks is. Text is looked
 /// at sixteen bytes at a time: a block with no byte among `stops` (a superset of what
@@ -270,7 +270,7 @@ fn visit_block(
 /// `stops` made ready for [`stops_in`]: on x86-64, the first bytes of `ascii` already
 /// spread over a vector each, once per scan instead of once per block.
 #[derive(Clone, Copy)]
-struct Needles<'a> {
+pub(crate) struct Needles<'a> {
     stops: Stops<'a>,
     #[cfg(target_arch = "x86_64")]
     spread: [std::arch::x86_64::__m128i; SPREAD],
@@ -281,8 +281,9 @@ struct Needles<'a> {
 const SPREAD: usize = 8;
 
 impl<'a> Needles<'a> {
+    /// Needles for `stops`.
     #[inline(always)]
-    fn new(stops: Stops<'a>) -> Self {
+    pub(crate) fn new(stops: Stops<'a>) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_set1_epi8, _mm_setzero_si128};
@@ -296,6 +297,14 @@ impl<'a> Needles<'a> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         Needles { stops }
+    }
+}
+
+impl Needles<'_> {
+    /// Which bytes of `block` are among the stops (bit i: byte i).
+    #[inline(always)]
+    pub(crate) fn mask(&self, block: &[u8; BLOCK]) -> u32 {
+        stops_in(block, self)
     }
 }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::proto;
 use super::value::{self, ValueError};
-use crate::escape::{Stops, each_stop};
+use crate::escape::{BLOCK, Needles, Stops};
 use crate::{KeyString, ObjectMap, Value};
 
 /// An object event's top-level fields, read lazily, with the transform's changes.
@@ -199,18 +199,12 @@ enum Unlocated {
     Malformed(&'static str),
 }
 
-/// The bytes that give a JSON text its structure.
-const STRUCTURE: Stops<'static> = Stops {
-    controls: false,
-    non_ascii: false,
-    ascii: b"\"\\{}[],:",
-};
-
-/// Where each top-level field's name and value are in `json`, an object. Only the bytes
-/// that give the text its structure are looked at (sixteen bytes at a time): the
-/// nesting, the strings, and the names, colons and commas of the outer object. A value
-/// is checked when it is read; the text is the host's own JSON, and the fields a
-/// transform leaves alone are never sent back.
+/// Where each top-level field's name and value are in `json`, an object. Sixteen bytes
+/// at a time, the scan finds the quotes and, from their running parity, which bytes are
+/// inside strings; only the brackets, colons and commas outside strings are then looked
+/// at, one by one (a block with a backslash, rare in events, is read byte by byte, so an
+/// escaped quote is not taken for one). A value is checked when it is read; the text is
+/// the host's own JSON, and the fields a transform leaves alone are never sent back.
 fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     let start = json
         .iter()
@@ -219,13 +213,52 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     if json[start] != b'{' {
         return Err(Unlocated::NotAnObject);
     }
+    let quotes = Needles::new(Stops {
+        controls: false,
+        non_ascii: false,
+        ascii: b"\"",
+    });
+    let backslashes = Needles::new(Stops {
+        controls: false,
+        non_ascii: false,
+        ascii: b"\\",
+    });
+    let structure = Needles::new(Stops {
+        controls: false,
+        non_ascii: false,
+        ascii: b"{}[],:",
+    });
     let mut scan = Scan {
         entries: Vec::with_capacity(32),
         ..Scan::default()
     };
-    each_stop(&json[start..], STRUCTURE, |at, byte| {
-        scan.step(json, start + at, byte)
-    });
+    let (blocks, rest) = json.as_chunks::<BLOCK>();
+    let mut padded = [b' '; BLOCK];
+    padded[..rest.len()].copy_from_slice(rest);
+    let mut strings = Strings::default();
+    for (n, block) in blocks
+        .iter()
+        .chain((!rest.is_empty()).then_some(&padded))
+        .enumerate()
+    {
+        let at = n * BLOCK;
+        let outside = if backslashes.mask(block) == 0 && !strings.escape_pending {
+            strings.fast(quotes.mask(block)) & structure.mask(block)
+        } else {
+            strings.bytewise(block)
+        };
+        let mut marks = outside;
+        while marks != 0 {
+            let i = marks.trailing_zeros() as usize;
+            if at + i >= start && !scan.step(json, at + i, block[i]) {
+                break;
+            }
+            marks &= marks - 1;
+        }
+        if scan.end.is_some() || scan.problem.is_some() {
+            break;
+        }
+    }
     let end = match (scan.problem, scan.end) {
         (Some(problem), _) => return Err(Unlocated::Malformed(problem)),
         (None, Some(end)) => end,
@@ -237,21 +270,64 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     Ok(scan.entries)
 }
 
-/// The state of [`locate`]'s scan.
+/// Which bytes of a block are inside strings, carried from block to block.
+#[derive(Default)]
+struct Strings {
+    /// The block before ended inside a string.
+    open: bool,
+    /// The block before ended with a backslash that escapes this block's first byte.
+    escape_pending: bool,
+}
+
+impl Strings {
+    /// The bytes outside strings (bit i: byte i) of a block without a backslash, from the
+    /// running parity of its quotes.
+    #[inline(always)]
+    fn fast(&mut self, quotes: u32) -> u32 {
+        let mut inside = quotes;
+        inside ^= inside << 1;
+        inside ^= inside << 2;
+        inside ^= inside << 4;
+        inside ^= inside << 8;
+        if self.open {
+            inside = !inside;
+        }
+        inside &= 0xffff;
+        self.open = inside >> (BLOCK - 1) == 1;
+        !inside & 0xffff
+    }
+
+    /// The structural bytes outside strings of any block, byte by byte.
+    fn bytewise(&mut self, block: &[u8; BLOCK]) -> u32 {
+        let mut outside = 0;
+        for (i, &byte) in block.iter().enumerate() {
+            if self.escape_pending {
+                self.escape_pending = false;
+            } else if self.open {
+                match byte {
+                    b'\\' => self.escape_pending = true,
+                    b'"' => self.open = false,
+                    _ => {}
+                }
+            } else if byte == b'"' {
+                self.open = true;
+            } else if b"{}[],:".contains(&byte) {
+                outside |= 1 << i;
+            }
+        }
+        outside
+    }
+}
+
+/// The state of [`locate`]'s walk over the structural bytes outside strings.
 #[derive(Default)]
 struct Scan {
     entries: Vec<Entry>,
     /// Arrays and objects open; 1 inside the outer object only.
     depth: usize,
-    in_string: bool,
-    /// Where the open string's text starts, and whether it holds an escape.
-    string_start: usize,
-    string_escapes: bool,
-    /// The byte after a backslash, which is text whatever it is.
-    escaped: Option<usize>,
-    /// The name of the member being read, then where its value starts.
-    name: Option<Name>,
-    value_start: Option<usize>,
+    /// Where the member being read starts (after the outer `{` or a comma), and its colon.
+    member_start: usize,
+    colon: Option<usize>,
     /// The outer object's closing brace.
     end: Option<usize>,
     problem: Option<&'static str>,
@@ -261,85 +337,56 @@ impl Scan {
     /// Takes the structural byte at `at`; false once the scan is over.
     #[inline(always)]
     fn step(&mut self, json: &[u8], at: usize, byte: u8) -> bool {
-        if self.escaped == Some(at) {
-            return true;
-        }
-        if self.in_string {
-            match byte {
-                b'\\' => {
-                    self.escaped = Some(at + 1);
-                    self.string_escapes = true;
-                }
-                b'"' => {
-                    self.in_string = false;
-                    if self.depth == 1 && self.value_start.is_none() {
-                        return self.named(json, at);
-                    }
-                }
-                _ => {}
-            }
-            return true;
-        }
         match byte {
-            b'"' => {
-                self.in_string = true;
-                self.string_start = at + 1;
-                self.string_escapes = false;
-            }
-            b'{' | b'[' => self.depth += 1,
-            b'}' | b']' => {
+            b'{' | b'[' => {
+                self.depth += 1;
                 if self.depth == 1 {
-                    let empty = self.entries.is_empty() && self.name.is_none();
-                    if byte == b']' || !(empty || self.close_member(json, at)) {
-                        return self.fail("a member is cut short");
-                    }
-                    self.end = Some(at);
-                    return false;
+                    self.member_start = at + 1;
                 }
-                self.depth -= 1;
             }
+            b'}' | b']' if self.depth == 1 => {
+                let empty = self.entries.is_empty()
+                    && self.colon.is_none()
+                    && json[self.member_start..at]
+                        .iter()
+                        .all(u8::is_ascii_whitespace);
+                if byte == b']' || !(empty || self.close_member(json, at)) {
+                    return self.fail("a member is cut short");
+                }
+                self.end = Some(at);
+                return false;
+            }
+            b'}' | b']' => self.depth -= 1,
             b':' if self.depth == 1 => {
-                if self.name.is_none() || self.value_start.is_some() {
+                if self.colon.is_some() {
                     return self.fail("a colon is out of place");
                 }
-                self.value_start = Some(at + 1);
+                self.colon = Some(at);
             }
             b',' if self.depth == 1 => {
                 if !self.close_member(json, at) {
                     return self.fail("a member is cut short");
                 }
+                self.member_start = at + 1;
             }
             _ => {}
         }
         true
     }
 
-    /// A string at the outer object's level ending at `at` is a member's name.
-    fn named(&mut self, json: &[u8], at: usize) -> bool {
-        if self.name.is_some() {
-            return self.fail("a name follows a name");
-        }
-        let text = self.string_start..at;
-        self.name = Some(if self.string_escapes {
-            match serde_json::from_slice::<String>(&json[text.start - 1..=at]) {
-                Ok(decoded) => Name::Decoded(decoded.into_boxed_str()),
-                Err(_) => return self.fail("a name's escape is not JSON"),
-            }
-        } else {
-            Name::At(text)
-        });
-        true
-    }
-
-    /// Ends the member whose value runs up to `at`; false if it has no name or value.
+    /// Ends the member that runs up to `at`; false if it has no name or no value.
     fn close_member(&mut self, json: &[u8], at: usize) -> bool {
-        let (Some(name), Some(start)) = (self.name.take(), self.value_start.take()) else {
+        let Some(colon) = self.colon.take() else {
             return false;
         };
-        let value = trimmed(json, start..at);
+        let name = trimmed(json, self.member_start..colon);
+        let value = trimmed(json, colon + 1..at);
         if value.is_empty() {
             return false;
         }
+        let Some(name) = member_name(json, name) else {
+            return false;
+        };
         self.entries.push(Entry { name, value });
         true
     }
@@ -348,6 +395,19 @@ impl Scan {
         self.problem = Some(problem);
         false
     }
+}
+
+/// The name a member's text before its colon spells: one JSON string.
+fn member_name(json: &[u8], quoted: Range<usize>) -> Option<Name> {
+    let text = &json[quoted.clone()];
+    let inner = text.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if !inner.iter().any(|b| matches!(b, b'"' | b'\\')) {
+        return Some(Name::At(quoted.start + 1..quoted.end - 1));
+    }
+    // Escapes (or more than one string, which this refuses).
+    serde_json::from_slice::<String>(text)
+        .ok()
+        .map(|decoded| Name::Decoded(decoded.into_boxed_str()))
 }
 
 /// `range` without the whitespace at either end.
@@ -438,6 +498,28 @@ mod tests {
         })
         .expect("an object");
         assert!(empty.into_object().expect("reads").is_empty());
+    }
+
+    /// An escaped quote (and an escaped backslash before a real quote) at every position
+    /// around a block's edge.
+    #[test]
+    fn escapes_across_block_edges_do_not_end_a_string() {
+        for pad in 0..40 {
+            let text = format!(
+                r#"{{"p":"{}\"}},\\","k":{{"q":"\\"}},"n":1}}"#,
+                "x".repeat(pad)
+            );
+            let fields = Fields::from_wire(proto::Event {
+                json: Bytes::from(text.clone()),
+                ..proto::Event::default()
+            })
+            .expect("an object");
+            let whole = object(value::parse_json_text(text.as_bytes()).expect("JSON"));
+            assert_eq!(whole.len(), 3, "{text}");
+            for (name, expected) in &whole {
+                assert_eq!(fields.get(name), Ok(Some(expected.clone())), "{text}");
+            }
+        }
     }
 
     #[test]
