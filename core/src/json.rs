@@ -98,16 +98,52 @@ fn needs_escape(b: u8) -> bool {
 }
 
 /// Where the first byte JSON must escape is: a byte below 0x20, `"` or `\`.
+#[inline(always)]
 fn first_to_escape(text: &[u8]) -> Option<usize> {
-    first_flagged(
-        text,
-        Stops {
-            controls: true,
-            non_ascii: false,
-            ascii: b"\"\\",
-        },
-        |b| needs_escape(*b),
-    )
+    match text.len() {
+        // Most names and many values are short: a word or two of eight bytes each.
+        8..16 => {
+            let (head, tail) = (first_word(text), last_word(text));
+            escapes_in(head).or_else(|| escapes_in(tail).map(|i| i + text.len() - WORD))
+        }
+        0..8 => text.iter().position(|b| needs_escape(*b)),
+        _ => first_flagged(
+            text,
+            Stops {
+                controls: true,
+                non_ascii: false,
+                ascii: b"\"\\",
+            },
+            |b| needs_escape(*b),
+        ),
+    }
+}
+
+const WORD: usize = 8;
+
+fn first_word(text: &[u8]) -> u64 {
+    text.first_chunk::<WORD>()
+        .map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+fn last_word(text: &[u8]) -> u64 {
+    text.last_chunk::<WORD>()
+        .map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+/// The first of a word's eight bytes (little-endian) that JSON must escape. Each test
+/// marks the high bit of a matching byte exactly when no byte before it matched (a
+/// borrow only runs upwards), so the lowest mark is the first match.
+#[inline(always)]
+fn escapes_in(word: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS;
+    let zero = |w: u64| below(w, 1);
+    let marks = below(word, 0x20)
+        | zero(word ^ (ONES * u64::from(b'"')))
+        | zero(word ^ (ONES * u64::from(b'\\')));
+    (marks != 0).then(|| marks.trailing_zeros() as usize / 8)
 }
 
 fn push_escape<B: BufMut>(out: &mut B, byte: u8) {
@@ -201,6 +237,21 @@ mod tests {
             write_value(&mut ours, &value);
             let theirs = serde_json::to_vec(&value).expect("serializes");
             prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+
+        /// Every length (the word tests below sixteen bytes, the block scan above), every
+        /// byte that borders the escaped ones, several escapes in a row.
+        #[test]
+        fn the_first_byte_to_escape_is_found_at_any_length(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    4 => 0x20u8..0x7f,
+                    1 => prop::sample::select(vec![0u8, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]),
+                ],
+                0..40,
+            ),
+        ) {
+            prop_assert_eq!(first_to_escape(&text), text.iter().position(|b| needs_escape(*b)));
         }
     }
 

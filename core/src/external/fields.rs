@@ -401,7 +401,7 @@ impl Scan {
 fn member_name(json: &[u8], quoted: Range<usize>) -> Option<Name> {
     let text = &json[quoted.clone()];
     let inner = text.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if !inner.iter().any(|b| matches!(b, b'"' | b'\\')) {
+    if !(inner.contains(&b'"') || inner.contains(&b'\\')) {
         return Some(Name::At(quoted.start + 1..quoted.end - 1));
     }
     // Escapes (or more than one string, which this refuses).
@@ -412,14 +412,14 @@ fn member_name(json: &[u8], quoted: Range<usize>) -> Option<Name> {
 
 /// `range` without the whitespace at either end.
 fn trimmed(json: &[u8], range: Range<usize>) -> Range<usize> {
-    let text = &json[range.clone()];
-    let leading = text.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let trailing = text[leading..]
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
-    range.start + leading..range.end - trailing
+    let (mut start, mut end) = (range.start, range.end);
+    while start < end && json[start].is_ascii_whitespace() {
+        start += 1;
+    }
+    while end > start && json[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    start..end
 }
 
 #[cfg(test)]
