@@ -8,6 +8,10 @@
 //! command = "target/release/examples/plugin_tagger"
 //! config = { tag = "m365" }
 //! ```
+//!
+//! By default it is a fields transform (`sdk::serve_fields_transform`): it parses none of
+//! an event's fields and sends back only the two it adds. With `args = ["--values"]` it
+//! takes each event whole as values (`sdk::serve_transform`), which the bench reports too.
 
 use std::process::ExitCode;
 
@@ -19,12 +23,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use siemflow_core::Value;
 use siemflow_core::external::sdk::{self, Emit, Fields, Options};
 
-// A fields transform: the event's fields are not parsed (the tagger reads none of them),
-// and only the two it adds go back to siemflow.
-fn tag(mut event: Fields, config: &Value) -> Result<Vec<Emit>, String> {
+fn label(config: &Value) -> Option<Value> {
+    config.as_object().and_then(|c| c.get("tag")).cloned()
+}
+
+fn tag_fields(mut event: Fields, config: &Value) -> Result<Vec<Emit>, String> {
     event.insert("tagged", Value::Boolean(true));
-    if let Some(label) = config.as_object().and_then(|c| c.get("tag")) {
-        event.insert("tag", label.clone());
+    if let Some(label) = label(config) {
+        event.insert("tag", label);
+    }
+    Ok(vec![Emit::default_output(event)])
+}
+
+fn tag_values(mut event: Value, config: &Value) -> Result<Vec<Emit>, String> {
+    let fields = event.as_object_mut().ok_or("not an object")?;
+    fields.insert("tagged".into(), Value::Boolean(true));
+    if let Some(label) = label(config) {
+        fields.insert("tag".into(), label);
     }
     Ok(vec![Emit::default_output(event)])
 }
@@ -35,5 +50,10 @@ fn main() -> ExitCode {
         "properties": {"tag": {"type": "string"}},
         "additionalProperties": false
     });
-    sdk::serve_fields_transform(Options::new("plugin_tagger").schema(schema).credit(4), tag)
+    let options = Options::new("plugin_tagger").schema(schema).credit(4);
+    if std::env::args().any(|arg| arg == "--values") {
+        sdk::serve_transform(options, tag_values)
+    } else {
+        sdk::serve_fields_transform(options, tag_fields)
+    }
 }

@@ -197,6 +197,17 @@ config = { tag = "m365" }
             "≥ 50 % of the step compiled in (issue 14)",
         ),
         tagging(
+            "file → tag (Rust plugin, whole values) → blackhole",
+            "the same Rust plugin taking each event whole as values (`sdk::serve_transform`) instead of its fields read lazily",
+            r#"
+type = "plugin"
+command = "{root}/target/release/examples/plugin_tagger"
+args = ["--values"]
+config = { tag = "m365" }
+"#,
+            "reported as it is",
+        ),
+        tagging(
             "file → tag (Python plugin) → blackhole",
             "the same step as an external plugin in Python (plugins/python/examples/tagger.py, grpcio)",
             r#"

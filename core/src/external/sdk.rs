@@ -19,6 +19,23 @@
 //!     })
 //! }
 //! ```
+//!
+//! A step that reads or sets a few top-level fields is several times cheaper as a fields
+//! transform: a field is parsed only when read, and only the changes go back.
+//!
+//! ```no_run
+//! use siemflow_core::external::sdk::{self, Emit, Fields, Options};
+//! use siemflow_core::Value;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     sdk::serve_fields_transform(Options::new("tagger"), |mut event: Fields, _: &Value| {
+//!         if event.get("Workload")?.is_some_and(|w| w == Value::from("Exchange")) {
+//!             event.insert("mailbox", Value::Boolean(true));
+//!         }
+//!         Ok(vec![Emit::default_output(event)])
+//!     })
+//! }
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
