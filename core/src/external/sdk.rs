@@ -465,10 +465,13 @@ fn agreed(handshake: &OnceLock<Agreed>) -> Agreed {
     })
 }
 
+/// A transform's function over one input (and the config table).
+type Step<Input> = Box<dyn Fn(Input, &Value) -> Result<Vec<Emit>, String> + Send + Sync>;
+
 /// A transform's function, over values or over lazily read fields.
 enum TransformFn {
-    Value(Box<dyn Fn(Value, &Value) -> Result<Vec<Emit>, String> + Send + Sync>),
-    Fields(Box<dyn Fn(Fields, &Value) -> Result<Vec<Emit>, String> + Send + Sync>),
+    Value(Step<Value>),
+    Fields(Step<Fields>),
 }
 
 struct TransformService {
