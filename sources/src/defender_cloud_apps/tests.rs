@@ -390,9 +390,12 @@ async fn thirty_a_minute_is_never_broken() {
         ("activities", truth(&sim, "activities")),
         ("alerts", truth(&sim, "alerts")),
     ];
+    // The simulator's day has a rhythm: 3 hours of a weekend night hold about 250
+    // activities, of a weekday afternoon about 3,000. Any of them spans pages; the limit
+    // is tested by the requests (45 at least, past a minute's worth), not by the pages.
     assert!(
-        want[0].1.len() > 1_000,
-        "more than 10 pages: {}",
+        want[0].1.len() > 200,
+        "more than two pages: {}",
         want[0].1.len()
     );
     let requests = || {
