@@ -211,11 +211,10 @@ pub(crate) fn first_flagged(
 /// Inlined, so that a caller's constant `stops` shape the block test.
 #[inline(always)]
 pub(crate) fn each_stop(text: &[u8], stops: Stops<'_>, mut visit: impl FnMut(usize, u8) -> bool) {
-    let needles = Needles::new(stops);
     let (blocks, rest) = text.as_chunks::<BLOCK>();
     let mut at = 0;
     for block in blocks {
-        if !visit_block(block, stops_in(block, &needles), at, &mut visit) {
+        if !visit_block(block, stops_in(block, stops), at, &mut visit) {
             return;
         }
         at += BLOCK;
@@ -227,7 +226,7 @@ pub(crate) fn each_stop(text: &[u8], stops: Stops<'_>, mut visit: impl FnMut(usi
         // The last sixteen bytes, overlapping the block before: only those past it count.
         Some(last) => {
             let before = BLOCK - rest.len();
-            let mask = stops_in(last, &needles) >> before << before;
+            let mask = stops_in(last, stops) >> before << before;
             visit_block(last, mask, text.len() - BLOCK, &mut visit);
         }
         // Shorter than a block (a field name, a short value): byte by byte.
@@ -267,44 +266,11 @@ fn visit_block(
     true
 }
 
-/// `stops` made ready for [`stops_in`]: on x86-64, the first bytes of `ascii` already
-/// spread over a vector each, once per scan instead of once per block.
-#[derive(Clone, Copy)]
-pub(crate) struct Needles<'a> {
-    stops: Stops<'a>,
-    #[cfg(target_arch = "x86_64")]
-    spread: [std::arch::x86_64::__m128i; SPREAD],
-}
-
-/// How many of `ascii`'s bytes are spread ahead (the JSON scans use up to eight).
-#[cfg(target_arch = "x86_64")]
-const SPREAD: usize = 8;
-
-impl<'a> Needles<'a> {
-    /// Needles for `stops`.
-    #[inline(always)]
-    pub(crate) fn new(stops: Stops<'a>) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_set1_epi8, _mm_setzero_si128};
-            // SAFETY: SSE2 is part of x86-64 itself (the target's baseline).
-            let mut spread = [unsafe { _mm_setzero_si128() }; SPREAD];
-            for (vector, &b) in spread.iter_mut().zip(stops.ascii) {
-                // SAFETY: as above.
-                *vector = unsafe { _mm_set1_epi8(b as i8) };
-            }
-            Needles { stops, spread }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        Needles { stops }
-    }
-}
-
-impl Needles<'_> {
+impl Stops<'_> {
     /// Which bytes of `block` are among the stops (bit i: byte i).
     #[inline(always)]
     pub(crate) fn mask(&self, block: &[u8; BLOCK]) -> u32 {
-        stops_in(block, self)
+        stops_in(block, *self)
     }
 }
 
@@ -312,12 +278,11 @@ impl Needles<'_> {
 /// x86-64 processor has.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn stops_in(block: &[u8; BLOCK], needles: &Needles<'_>) -> u32 {
+fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8,
         _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
     };
-    let stops = needles.stops;
     // SAFETY: SSE2 is part of x86-64 itself (the target's baseline), so these
     // instructions exist on every processor this code runs on; the one load reads the
     // 16 bytes of a 16-byte array, unaligned loads allowed.
@@ -334,12 +299,8 @@ fn stops_in(block: &[u8; BLOCK], needles: &Needles<'_>) -> u32 {
             let high = _mm_max_epu8(bytes, _mm_set1_epi8(0x7f));
             found = _mm_or_si128(found, _mm_cmpeq_epi8(high, bytes));
         }
-        for (i, &b) in stops.ascii.iter().enumerate() {
-            let needle = match needles.spread.get(i) {
-                Some(spread) => *spread,
-                None => _mm_set1_epi8(b as i8),
-            };
-            found = _mm_or_si128(found, _mm_cmpeq_epi8(bytes, needle));
+        for &b in stops.ascii {
+            found = _mm_or_si128(found, _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b as i8)));
         }
         _mm_movemask_epi8(found) as u32
     }
@@ -347,8 +308,8 @@ fn stops_in(block: &[u8; BLOCK], needles: &Needles<'_>) -> u32 {
 
 /// Which bytes of `block` are among the stops (bit i: byte i), one at a time.
 #[cfg(not(target_arch = "x86_64"))]
-fn stops_in(block: &[u8; BLOCK], needles: &Needles<'_>) -> u32 {
-    stops_in_bytewise(block, needles.stops)
+fn stops_in(block: &[u8; BLOCK], stops: Stops<'_>) -> u32 {
+    stops_in_bytewise(block, stops)
 }
 
 /// [`stops_in`] byte by byte: elsewhere than x86-64, and the reference of its tests.
@@ -514,7 +475,7 @@ mod tests {
                 text.iter().copied().enumerate().filter(|(_, b)| stop(b)).collect();
             prop_assert_eq!(visited, every);
             for block in text.as_chunks::<BLOCK>().0 {
-                prop_assert_eq!(stops_in(block, &Needles::new(stops)), stops_in_bytewise(block, stops));
+                prop_assert_eq!(stops_in(block, stops), stops_in_bytewise(block, stops));
             }
         }
     }

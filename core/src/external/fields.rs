@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::proto;
 use super::value::{self, ValueError};
-use crate::escape::{BLOCK, Needles, Stops};
+use crate::escape::{BLOCK, Stops};
 use crate::{KeyString, ObjectMap, Value};
 
 /// An object event's top-level fields, read lazily, with the transform's changes.
@@ -213,21 +213,21 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     if json[start] != b'{' {
         return Err(Unlocated::NotAnObject);
     }
-    let quotes = Needles::new(Stops {
+    let quotes = Stops {
         controls: false,
         non_ascii: false,
         ascii: b"\"",
-    });
-    let backslashes = Needles::new(Stops {
+    };
+    let backslashes = Stops {
         controls: false,
         non_ascii: false,
         ascii: b"\\",
-    });
-    let structure = Needles::new(Stops {
+    };
+    let structure = Stops {
         controls: false,
         non_ascii: false,
         ascii: b"{}[],:",
-    });
+    };
     let mut scan = Scan {
         entries: Vec::with_capacity(32),
         ..Scan::default()
