@@ -19,7 +19,9 @@ use super::value::{self, ValueError};
 use crate::escape::{BLOCK, Stops};
 use crate::{KeyString, ObjectMap, Value};
 
-/// An object event's top-level fields, read lazily, with the transform's changes.
+/// An object event's top-level fields, read lazily, with the transform's changes. Emit
+/// it for the event it came from: what goes back is only the changes, which siemflow
+/// applies to that input.
 #[derive(Debug, Clone)]
 pub struct Fields {
     input: Input,
