@@ -228,13 +228,15 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     let structure = Stops {
         controls: false,
         non_ascii: false,
-        ascii: b"{}[],:",
+        ascii: STRUCTURAL,
     };
     let mut scan = Scan {
         entries: Vec::with_capacity(32),
         ..Scan::default()
     };
-    let (blocks, rest) = json.as_chunks::<BLOCK>();
+    // From the object's opening brace: the first byte visited.
+    let text = &json[start..];
+    let (blocks, rest) = text.as_chunks::<BLOCK>();
     let mut padded = [b' '; BLOCK];
     padded[..rest.len()].copy_from_slice(rest);
     let mut strings = Strings::default();
@@ -243,7 +245,7 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
         .chain((!rest.is_empty()).then_some(&padded))
         .enumerate()
     {
-        let at = n * BLOCK;
+        let at = start + n * BLOCK;
         let outside = if backslashes.mask(block) == 0 && !strings.escape_pending {
             strings.fast(quotes.mask(block)) & structure.mask(block)
         } else {
@@ -252,7 +254,7 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
         let mut marks = outside;
         while marks != 0 {
             let i = marks.trailing_zeros() as usize;
-            if at + i >= start && !scan.step(json, at + i, block[i]) {
+            if !scan.step(json, at + i, block[i]) {
                 break;
             }
             marks &= marks - 1;
@@ -271,6 +273,9 @@ fn locate(json: &[u8]) -> Result<Vec<Entry>, Unlocated> {
     }
     Ok(scan.entries)
 }
+
+/// The bytes that give a JSON text its structure outside its strings.
+const STRUCTURAL: &[u8] = b"{}[],:";
 
 /// Which bytes of a block are inside strings, carried from block to block.
 #[derive(Default)]
@@ -313,7 +318,7 @@ impl Strings {
                 }
             } else if byte == b'"' {
                 self.open = true;
-            } else if b"{}[],:".contains(&byte) {
+            } else if STRUCTURAL.contains(&byte) {
                 outside |= 1 << i;
             }
         }
@@ -401,14 +406,9 @@ impl Scan {
 
 /// `range` without the whitespace at either end.
 fn trimmed(json: &[u8], range: Range<usize>) -> Range<usize> {
-    let (mut start, mut end) = (range.start, range.end);
-    while start < end && json[start].is_ascii_whitespace() {
-        start += 1;
-    }
-    while end > start && json[end - 1].is_ascii_whitespace() {
-        end -= 1;
-    }
-    start..end
+    let text = &json[range.clone()];
+    let start = range.start + (text.len() - text.trim_ascii_start().len());
+    start..start + text.trim_ascii().len()
 }
 
 #[cfg(test)]

@@ -489,22 +489,22 @@ fn transform_batch(
         .events
         .into_iter()
         .map(|event| {
-            let mut original = None;
-            let emitted = match transform {
+            // A value transform's input is kept to answer with patches against it (a copy
+            // costs less than encoding and reading back the fields left alone); fields
+            // know their changes themselves.
+            let (emitted, original) = match transform {
                 TransformFn::Value(transform) => {
                     let input = value::event_from_wire(event).map_err(|e| e.to_string());
-                    // Kept to answer with patches against it (a copy costs less than
-                    // encoding and reading back the fields the transform left alone).
-                    if let Ok(Value::Object(fields)) = &input
-                        && agreed.patches
-                    {
-                        original = Some(fields.clone());
-                    }
-                    input.and_then(|v| transform(v, &agreed.config))
+                    let original = match &input {
+                        Ok(Value::Object(fields)) if agreed.patches => Some(fields.clone()),
+                        _ => None,
+                    };
+                    (input.and_then(|v| transform(v, &agreed.config)), original)
                 }
-                TransformFn::Fields(transform) => {
-                    Fields::from_wire(event).and_then(|f| transform(f, &agreed.config))
-                }
+                TransformFn::Fields(transform) => (
+                    Fields::from_wire(event).and_then(|f| transform(f, &agreed.config)),
+                    None,
+                ),
             };
             let emitted = emitted.and_then(|emitted| {
                 emitted
@@ -537,33 +537,24 @@ fn emit(
     original: Option<&crate::ObjectMap>,
     emit: Emit,
 ) -> Result<proto::Emitted, String> {
-    let output = emit.output.unwrap_or_default();
-    let patch = |encoder: &mut value::EventEncoder, set, removed| proto::Emitted {
-        event: None,
-        output: output.clone(),
-        patch: Some(proto::Patch {
+    let (whole, patch) = match (emit.body, original) {
+        (Body::Fields(fields), _) if patches => (None, Some(fields.into_patch())),
+        (Body::Fields(fields), _) => (Some(Value::Object(fields.into_object()?)), None),
+        (Body::Value(Value::Object(fields)), Some(original)) => {
+            match value::diff(original, fields) {
+                Ok(changes) => (None, Some(changes)),
+                Err(fields) => (Some(Value::Object(fields)), None),
+            }
+        }
+        (Body::Value(value), _) => (Some(value), None),
+    };
+    Ok(proto::Emitted {
+        event: whole.map(|value| encoder.encode(&value)),
+        output: emit.output.unwrap_or_default(),
+        patch: patch.map(|(set, removed)| proto::Patch {
             set: Some(encoder.encode(&Value::Object(set))),
             removed,
         }),
-    };
-    let whole = match (emit.body, original) {
-        (Body::Fields(fields), _) if patches => {
-            let (set, removed) = fields.into_patch();
-            return Ok(patch(encoder, set, removed));
-        }
-        (Body::Fields(fields), _) => Value::Object(fields.into_object()?),
-        (Body::Value(Value::Object(fields)), Some(original)) => {
-            match value::diff(original, fields) {
-                Ok((set, removed)) => return Ok(patch(encoder, set, removed)),
-                Err(fields) => Value::Object(fields),
-            }
-        }
-        (Body::Value(value), _) => value,
-    };
-    Ok(proto::Emitted {
-        event: Some(encoder.encode(&whole)),
-        output,
-        patch: None,
     })
 }
 
